@@ -1,0 +1,137 @@
+"""The `sketchloop` command line."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Optional
+
+import typer
+from PIL import Image, UnidentifiedImageError
+from rich.console import Console
+from rich.table import Table
+
+from .errors import SketchloopError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  help="Process-driven image generation: plan, sketch, inspect, refine.")
+console = Console(stderr=True)
+
+
+def _check_png_path(out: Path) -> None:
+    if out.suffix.lower() != ".png":
+        raise SketchloopError(f"--out {out}: images are written as PNG; give a path ending in .png")
+
+
+@app.command()
+def render(prompt: str = typer.Argument(..., help="e.g. 'a photo of a red circle above a blue square'"),
+           out: Path = typer.Option(..., "--out", help="PNG file to write"),
+           seed: int = typer.Option(0, help="layout seed"),
+           size: int = typer.Option(64, help="canvas side in pixels"),
+           layout: Optional[Path] = typer.Option(None, help="also write the layout as JSON here")) -> None:
+    """Render a prompt exactly (parse, lay out, draw): ShapesWorld's ground truth."""
+    from .evaluation.run import atomic_write_text, save_png
+    from .world.layout import sample_layout
+    from .world.parser import parse_prompt
+    from .world.render import render as render_layout
+
+    _check_png_path(out)
+    if not 16 <= size <= 4096:
+        raise SketchloopError(f"--size {size}: use a canvas between 16 and 4096 pixels")
+    graph = parse_prompt(prompt)
+    placed = sample_layout(graph, seed)
+    save_png(out, render_layout(placed, size))
+    if layout:
+        atomic_write_text(layout, json.dumps({"scene": graph.to_dict(), "layout": placed.to_dict()}, indent=2))
+    console.print(f"wrote {out} ({graph.to_text()})")
+
+
+@app.command()
+def detect(image: Path = typer.Argument(..., help="image file to read")) -> None:
+    """Print the objects the ShapesWorld detector finds in an image, as JSON."""
+    from .world.detect import ShapesDetector
+
+    detector = ShapesDetector()
+    try:
+        with Image.open(image) as img:
+            detections = detector.detect(img.convert("RGB"))
+    except FileNotFoundError:
+        raise SketchloopError(f"image {image} does not exist") from None
+    except (UnidentifiedImageError, OSError) as exc:
+        raise SketchloopError(f"cannot read image {image}: {exc}") from None
+    rows = [json.dumps(d.to_dict()) for d in detections]
+    print("[\n  " + ",\n  ".join(rows) + "\n]" if rows else "[]")
+
+
+@app.command("eval")
+def eval_command(
+    benchmark: Optional[str] = typer.Option(None, help="'shapes-geneval' or a GenEval JSONL file "
+                                                      "(with --images: optional, checks the folder's prompts)"),
+    generator: Optional[str] = typer.Option(None, help="generator to run, e.g. 'oracle'"),
+    images: Optional[Path] = typer.Option(None, help="folder of images in GenEval's layout to score"),
+    images_per_prompt: int = typer.Option(4, help="images per prompt (GenEval: 4)"),
+    limit: Optional[int] = typer.Option(None, help="score only the first N prompts"),
+    out: Optional[Path] = typer.Option(None, help="write the results JSON here"),
+    images_out: Optional[Path] = typer.Option(None, help="with --generator: where to save the images "
+                                                         "(default sketchloop-eval/BENCHMARK-GENERATOR)"),
+    seed: int = typer.Option(0, help="base seed; sample j of prompt i uses a seed derived from (seed, i, j)"),
+    size: int = typer.Option(64, help="canvas side for generated images"),
+) -> None:
+    """Score images by GenEval's rules: generate them with --generator or read them with --images."""
+    from .evaluation.benchmark import load_benchmark
+    from .evaluation.run import atomic_write_text, evaluate, generate_images
+    from .generators import get_generator
+    from .world.detect import ShapesDetector
+
+    if (generator is None) == (images is None):
+        raise SketchloopError("give exactly one of --generator NAME or --images DIR")
+    if images_per_prompt < 1 or (limit is not None and limit < 1):
+        raise SketchloopError("--images-per-prompt and --limit must be at least 1")
+    prompts = load_benchmark(benchmark) if benchmark else None
+    if prompts is not None and limit:
+        prompts = prompts[:limit]
+    stats = None
+    if generator is not None:
+        if prompts is None:
+            raise SketchloopError("--generator needs --benchmark (shapes-geneval or a JSONL file)")
+        gen = get_generator(generator, size=size)
+        bench_name = Path(benchmark).stem if benchmark else "images"
+        images = images_out or Path("sketchloop-eval") / f"{bench_name}-{generator}"
+        stats = generate_images(prompts, gen, images, images_per_prompt, seed)
+    results = evaluate(images, ShapesDetector(), prompts, limit, stats)
+    header = {"benchmark": benchmark, "generator": generator, "images_dir": str(images),
+              "oracle": bool(stats and any(s.get("oracle") for s in stats.values()))}
+    results = {**header, **results}
+    _print_table(results)
+    if out:
+        atomic_write_text(out, json.dumps(results, indent=1))
+        console.print(f"wrote {out}")
+
+
+def _print_table(results: dict) -> None:
+    title = f"GenEval protocol: {results.get('generator') or results.get('images_dir')}"
+    if results.get("oracle"):
+        title += " (ORACLE: uses the world's parser, layout and renderer; an upper bound)"
+    table = Table(title=title)
+    table.add_column("task")
+    table.add_column("score", justify="right")
+    for tag, score in results["tasks"].items():
+        table.add_row(tag, f"{score:.3f}")
+    table.add_row("overall", f"{results['overall']:.3f}", style="bold")
+    Console().print(table)
+    Console().print(f"{results['n_prompts']} prompts, {results['n_images']} images, "
+                    f"detector: {results['detector']}")
+
+
+def main() -> None:
+    """Entry point: user errors print one line and exit 2, without a traceback."""
+    try:
+        app()
+    except SketchloopError as exc:
+        console.print(f"[red]error:[/red] {exc}", highlight=False, soft_wrap=True)
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""GenEval-protocol evaluation: benchmarks, scoring rules, and the evaluation runner."""

@@ -1,0 +1,1 @@
+"""ShapesWorld: vocabulary, scene graphs, prompt parser, layout, renderer and detector."""

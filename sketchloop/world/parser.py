@@ -1,0 +1,158 @@
+"""The prompt language: English prompts to scene graphs.
+
+    prompt      := ["a photo of"] clause (("," ["and"] | "and") clause)*
+    clause      := noun_phrase [relation noun_phrase]
+    noun_phrase := ("a" | "an" | NUMBER) [COLOUR] SHAPE
+                 | "the" [NUMBER] [COLOUR] SHAPE          (refers back to an earlier group)
+
+A noun phrase identical to an earlier one also refers back to that group.
+"""
+
+from __future__ import annotations
+
+import re
+
+from ..errors import PromptError
+from .scene import ObjectGroup, Relation, SceneGraph
+from .vocab import COLORS, COUNT_WORDS, MAX_COUNT, PLURALS, RELATION_PHRASES, SHAPES, SINGULARS, vocabulary_summary
+
+_PREFIX = ("a", "photo", "of")
+_RELATION_TOKENS = sorted((tuple(p.split()) for p in RELATION_PHRASES), key=len, reverse=True)
+_KNOWN_WORDS = (
+    {"a", "an", "the", "photo", "of", "and", ","}
+    | set(COUNT_WORDS) | set(COLORS) | set(SHAPES) | set(SINGULARS)
+    | {w for phrase in RELATION_PHRASES for w in phrase.split()}
+    | {str(n) for n in range(1, MAX_COUNT + 1)}
+)
+
+
+def tokenize(prompt: str) -> list[str]:
+    text = prompt.strip().lower()
+    text = re.sub(r"[.!]+$", "", text)
+    return re.sub(r",", " , ", text).split()
+
+
+class _Parser:
+    def __init__(self, prompt: str):
+        self.prompt = prompt
+        self.tokens = tokenize(prompt)
+        self.pos = 0
+        self.groups: list[ObjectGroup] = []
+        self.relations: list[Relation] = []
+
+    # ------------------------------------------------------------ helpers
+    def peek(self, k: int = 0) -> str | None:
+        i = self.pos + k
+        return self.tokens[i] if i < len(self.tokens) else None
+
+    def where(self) -> str:
+        before = " ".join(self.tokens[: self.pos]) or "the start"
+        return f"after '{before}'" if self.pos else "at the start"
+
+    def fail(self, expected: str) -> PromptError:
+        found = self.peek()
+        got = f"'{found}'" if found is not None else "the end of the prompt"
+        return PromptError(f"in prompt {self.prompt!r}: expected {expected} {self.where()}, found {got}")
+
+    # ------------------------------------------------------------ grammar
+    def parse(self) -> SceneGraph:
+        if not self.tokens:
+            raise PromptError("the prompt is empty; describe a scene, e.g. 'a photo of a red circle above a blue square'")
+        for word in self.tokens:
+            if word not in _KNOWN_WORDS:
+                raise PromptError(f"unknown word {word!r} in prompt {self.prompt!r}; ShapesWorld knows {vocabulary_summary()}")
+        if tuple(self.tokens[:3]) == _PREFIX:
+            self.pos = 3
+        self.clause()
+        while self.peek() is not None:
+            if self.peek() == ",":
+                self.pos += 1
+                if self.peek() == "and":
+                    self.pos += 1
+            elif self.peek() == "and":
+                self.pos += 1
+            else:
+                raise self.fail("',' or 'and' between clauses")
+            self.clause()
+        graph = SceneGraph(tuple(self.groups), tuple(self.relations))
+        return graph.validate()
+
+    def clause(self) -> None:
+        subject = self.noun_phrase()
+        relation = self.relation()
+        if relation is None:
+            return
+        obj = self.noun_phrase()
+        rel = Relation(subject, relation, obj)
+        if rel not in self.relations:
+            self.relations.append(rel)
+
+    def relation(self) -> str | None:
+        for phrase in _RELATION_TOKENS:
+            if tuple(self.tokens[self.pos: self.pos + len(phrase)]) == phrase:
+                self.pos += len(phrase)
+                return RELATION_PHRASES[" ".join(phrase)]
+        return None
+
+    def noun_phrase(self) -> int:
+        word = self.peek()
+        definite = word == "the"
+        count: int | None = None
+        if word in ("a", "an"):
+            count = 1
+            self.pos += 1
+        elif word == "the":
+            self.pos += 1
+        elif word is not None and (word in COUNT_WORDS or word.isdigit()):
+            pass
+        else:
+            raise self.fail("a noun phrase such as 'a red circle', 'two stars' or 'the square'")
+        word = self.peek()
+        if word is not None and (word in COUNT_WORDS or word.isdigit()):
+            count = COUNT_WORDS.get(word) or int(word)
+            self.pos += 1
+        color = None
+        if self.peek() in COLORS:
+            color = self.peek()
+            self.pos += 1
+        noun = self.peek()
+        if noun in SHAPES:
+            shape, is_plural = noun, False
+        elif noun in SINGULARS:
+            shape, is_plural = SINGULARS[noun], True
+        else:
+            raise self.fail(f"a shape ({', '.join(SHAPES)})")
+        if count is not None and (count > 1) != is_plural:
+            right = PLURALS[shape] if count > 1 else shape
+            raise PromptError(f"in prompt {self.prompt!r}: {count} needs '{right}', not '{noun}'")
+        self.pos += 1
+        if definite:
+            return self.refer(shape, color, count, is_plural)
+        group = ObjectGroup(shape, color, count if count is not None else 1)
+        if group in self.groups:
+            return self.groups.index(group)
+        self.groups.append(group)
+        return len(self.groups) - 1
+
+    def refer(self, shape: str, color: str | None, count: int | None, is_plural: bool) -> int:
+        """Resolve 'the ...' to the earlier group it names."""
+        phrase = " ".join(t for t in ["the", str(count) if count else "", color or "",
+                                      PLURALS[shape] if is_plural else shape] if t)
+        candidates = [i for i, g in enumerate(self.groups)
+                      if g.shape == shape and (g.count > 1) == is_plural
+                      and (count is None or g.count == count)
+                      and (color is None or g.color == color)]
+        exact = [i for i in candidates if self.groups[i].color == color]
+        if len(candidates) == 1:
+            return candidates[0]
+        if len(exact) == 1:
+            return exact[0]
+        if not candidates:
+            raise PromptError(f"in prompt {self.prompt!r}: '{phrase}' refers to no earlier object; "
+                              f"introduce it first, e.g. '{'two' if is_plural else 'a'} {PLURALS[shape] if is_plural else shape}'")
+        raise PromptError(f"in prompt {self.prompt!r}: '{phrase}' is ambiguous; name its colour")
+
+
+def parse_prompt(prompt: str) -> SceneGraph:
+    """Parse an English prompt into a validated scene graph (PromptError on bad input)."""
+    return _Parser(prompt).parse()

@@ -1,0 +1,50 @@
+"""Random scene graphs over the whole prompt language (for data and benchmarks)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..errors import LayoutError, PromptError
+from .layout import sample_layout
+from .scene import MAX_GROUPS, MAX_OBJECTS, ObjectGroup, Relation, SceneGraph
+from .vocab import COLORS, MAX_COUNT, RELATIONS, SHAPES
+
+
+def random_scene(rng: np.random.Generator, max_groups: int = MAX_GROUPS, max_objects: int = MAX_OBJECTS,
+                 color_prob: float = 0.6, relation_prob: float = 0.5, count_prob: float = 0.3) -> SceneGraph:
+    """A random valid scene graph: 1..max_groups distinct groups, counts, colours, relations.
+
+    Groups are distinct as noun phrases (so the English round-trips); relations link a
+    later group to an earlier one; graphs that contradict themselves or that the
+    layout sampler cannot fit on the canvas are redrawn.
+    """
+    while True:
+        n_groups = int(rng.integers(1, max_groups + 1))
+        groups: list[ObjectGroup] = []
+        budget = max_objects
+        for _ in range(n_groups):
+            if budget - (n_groups - len(groups) - 1) < 1:
+                break
+            count = 1
+            if rng.random() < count_prob:
+                count = int(rng.integers(2, MAX_COUNT + 1))
+            count = min(count, budget - (n_groups - len(groups) - 1))
+            shape = SHAPES[int(rng.integers(len(SHAPES)))]
+            color = COLORS[int(rng.integers(len(COLORS)))] if rng.random() < color_prob else None
+            group = ObjectGroup(shape, color, count)
+            if group in groups or any(g.shape == shape and g.color is None or color is None and g.shape == shape
+                                      for g in groups):
+                continue  # keep 'the <shape>' references unambiguous
+            groups.append(group)
+            budget -= count
+        relations: list[Relation] = []
+        for i in range(1, len(groups)):
+            if rng.random() < relation_prob:
+                j = int(rng.integers(0, i))
+                relations.append(Relation(i, RELATIONS[int(rng.integers(len(RELATIONS)))], j))
+        graph = SceneGraph(tuple(groups), tuple(relations))
+        try:
+            sample_layout(graph, rng, attempts=20)
+        except (PromptError, LayoutError):
+            continue
+        return graph

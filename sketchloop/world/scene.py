@@ -1,0 +1,316 @@
+"""Scene graphs: object groups and the relations between them.
+
+A scene graph is what a prompt asks for. It converts to and from JSON, to and from
+GenEval metadata lines, and to canonical English (which `parse_prompt` reads back).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from ..errors import PromptError
+from .vocab import (
+    COLORS,
+    INVERSE_RELATION,
+    MAX_COUNT,
+    NUMBER_WORDS,
+    RELATIONS,
+    SHAPES,
+    plural,
+)
+
+MAX_OBJECTS = 8
+"""The most objects a ShapesWorld canvas holds (see world/layout.py for why)."""
+MAX_GROUPS = 5
+
+GENEVAL_TAGS = ("single_object", "two_object", "counting", "colors", "position", "color_attr")
+
+
+@dataclass(frozen=True)
+class ObjectGroup:
+    """`count` objects of one shape and, optionally, one colour."""
+
+    shape: str
+    color: str | None = None
+    count: int = 1
+
+    def __post_init__(self) -> None:
+        if self.shape not in SHAPES:
+            raise PromptError(f"unknown shape {self.shape!r}; known shapes: {', '.join(SHAPES)}")
+        if self.color is not None and self.color not in COLORS:
+            raise PromptError(f"unknown colour {self.color!r}; known colours: {', '.join(COLORS)}")
+        if not 1 <= self.count <= MAX_COUNT:
+            raise PromptError(f"count {self.count} out of range; counts go from 1 to {MAX_COUNT}")
+
+    def noun_phrase(self, definite: bool = False) -> str:
+        """'a red circle', 'three stars', or with `definite` 'the red circle', 'the stars'."""
+        words = [self.color] if self.color else []
+        words.append(plural(self.shape, self.count))
+        if definite:
+            return " ".join(["the", *words])
+        if self.count == 1:
+            article = "an" if words[0][0] in "aeiou" else "a"
+            return " ".join([article, *words])
+        return " ".join([NUMBER_WORDS[self.count], *words])
+
+
+@dataclass(frozen=True)
+class Relation:
+    """Group `subject` is `relation` (GenEval's: left of, right of, above, below) group `object`."""
+
+    subject: int
+    relation: str
+    object: int
+
+    def __post_init__(self) -> None:
+        if self.relation not in RELATIONS:
+            raise PromptError(f"unknown relation {self.relation!r}; known: {', '.join(RELATIONS)}")
+
+    def inverted(self) -> "Relation":
+        return Relation(self.object, INVERSE_RELATION[self.relation], self.subject)
+
+
+@dataclass(frozen=True)
+class SceneGraph:
+    """Object groups and relations between them (indices into `groups`)."""
+
+    groups: tuple[ObjectGroup, ...]
+    relations: tuple[Relation, ...] = field(default_factory=tuple)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "groups", tuple(self.groups))
+        object.__setattr__(self, "relations", tuple(self.relations))
+
+    # ----------------------------------------------------------------- checks
+    @property
+    def n_objects(self) -> int:
+        return sum(g.count for g in self.groups)
+
+    def validate(self) -> "SceneGraph":
+        """Raise PromptError if the graph is empty, too big, or contradicts itself."""
+        if not self.groups:
+            raise PromptError("the scene has no objects; name at least one shape, e.g. 'a red circle'")
+        if len(self.groups) > MAX_GROUPS:
+            raise PromptError(f"{len(self.groups)} object groups; at most {MAX_GROUPS} are supported")
+        if self.n_objects > MAX_OBJECTS:
+            raise PromptError(
+                f"{self.n_objects} objects do not fit the canvas; at most {MAX_OBJECTS} are supported"
+            )
+        for r in self.relations:
+            if not (0 <= r.subject < len(self.groups) and 0 <= r.object < len(self.groups)):
+                raise PromptError(f"relation {r} refers to a group that does not exist")
+            if r.subject == r.object:
+                raise PromptError(
+                    f"contradiction: {self.groups[r.subject].noun_phrase(True)} cannot be "
+                    f"{r.relation} itself"
+                )
+        for axis, (before, after) in {"horizontal": ("left of", "right of"),
+                                      "vertical": ("above", "below")}.items():
+            cycle = _find_cycle(len(self.groups), [
+                (r.subject, r.object) if r.relation == before else (r.object, r.subject)
+                for r in self.relations if r.relation in (before, after)
+            ])
+            if cycle:
+                names = " -> ".join(self.groups[i].noun_phrase(True) for i in cycle)
+                raise PromptError(f"contradiction: the {axis} relations form a cycle ({names})")
+        return self
+
+    # ------------------------------------------------------------- JSON
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "groups": [asdict(g) for g in self.groups],
+            "relations": [asdict(r) for r in self.relations],
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "SceneGraph":
+        try:
+            groups = [ObjectGroup(g["shape"], g.get("color"), int(g.get("count", 1)))
+                      for g in data["groups"]]
+            relations = [Relation(int(r["subject"]), r["relation"], int(r["object"]))
+                         for r in data.get("relations", [])]
+        except (KeyError, TypeError, ValueError) as exc:
+            raise PromptError(f"malformed scene graph JSON: {exc!r}") from None
+        return cls(tuple(groups), tuple(relations))
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> "SceneGraph":
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise PromptError(f"scene graph is not valid JSON: {exc}") from None
+        return cls.from_dict(data)
+
+    # ------------------------------------------------------------- English
+    def to_text(self) -> str:
+        """Canonical English: GenEval's phrasing for GenEval-shaped graphs.
+
+        Each group is introduced with an indefinite noun phrase and referred to again
+        with 'the'; clauses are joined with commas and a final 'and'.
+        """
+        mentioned: set[int] = set()
+
+        def np(i: int) -> str:
+            phrase = self.groups[i].noun_phrase(definite=i in mentioned)
+            mentioned.add(i)
+            return phrase
+
+        in_relation = {r.subject for r in self.relations} | {r.object for r in self.relations}
+        clauses: list[str] = []
+        for i in range(len(self.groups)):
+            if i not in in_relation:
+                clauses.append(np(i))
+            for r in self.relations:
+                if r.subject == i:
+                    subject = np(r.subject)
+                    clauses.append(f"{subject} {r.relation} {np(r.object)}")
+        if len(clauses) == 1:
+            body = clauses[0]
+        else:
+            body = ", ".join(clauses[:-1]) + " and " + clauses[-1]
+        return f"a photo of {body}"
+
+    def normalized(self) -> "SceneGraph":
+        """The same scene with groups in order of first mention in `to_text()`.
+
+        Two graphs describe the same scene exactly when their normalized forms are equal.
+        """
+        order: list[int] = []
+        in_relation = {r.subject for r in self.relations} | {r.object for r in self.relations}
+        for i in range(len(self.groups)):
+            if i not in in_relation and i not in order:
+                order.append(i)
+            for r in self.relations:
+                if r.subject == i:
+                    for j in (r.subject, r.object):
+                        if j not in order:
+                            order.append(j)
+        new_index = {old: new for new, old in enumerate(order)}
+        relations = []
+        for r in self.relations:
+            rel = Relation(new_index[r.subject], r.relation, new_index[r.object])
+            if rel not in relations:
+                relations.append(rel)
+        return SceneGraph(tuple(self.groups[i] for i in order), tuple(relations))
+
+    # ------------------------------------------------------------- GenEval
+    def task_tag(self) -> str:
+        """GenEval's task for a graph of that shape, or 'composite' for anything richer."""
+        gs, rs = self.groups, self.relations
+        coloured = [g.color is not None for g in gs]
+        counts = [g.count for g in gs]
+        if len(gs) == 1 and not rs:
+            if counts[0] > 1 and not coloured[0]:
+                return "counting"
+            if counts[0] == 1:
+                return "colors" if coloured[0] else "single_object"
+        if len(gs) == 2 and counts == [1, 1] and gs[0].shape != gs[1].shape:
+            if not rs and not any(coloured):
+                return "two_object"
+            if not rs and all(coloured):
+                return "color_attr"
+            if len(rs) == 1 and not any(coloured):
+                return "position"
+        return "composite"
+
+    def to_geneval(self, tag: str | None = None) -> dict[str, Any]:
+        """A GenEval metadata line. Relation targets come before their subjects.
+
+        A group that is the subject of several relations carries a list of
+        [relation, index] pairs in `position` (an extension; GenEval has one pair).
+        """
+        order = _geneval_order(len(self.groups), self.relations)
+        index = {old: new for new, old in enumerate(order)}
+        positions: dict[int, list[list[Any]]] = {i: [] for i in range(len(order))}
+        for r in self.relations:
+            s, o = index[r.subject], index[r.object]
+            rel = r.relation
+            if o > s:
+                s, o, rel = o, s, INVERSE_RELATION[rel]
+            if [rel, o] not in positions[s]:
+                positions[s].append([rel, o])
+        include = []
+        for new, old in enumerate(order):
+            g = self.groups[old]
+            entry: dict[str, Any] = {"class": g.shape, "count": g.count}
+            if g.color:
+                entry["color"] = g.color
+            if len(positions[new]) == 1:
+                entry["position"] = positions[new][0]
+            elif positions[new]:
+                entry["position"] = positions[new]
+            include.append(entry)
+        tag = tag or self.task_tag()
+        meta: dict[str, Any] = {"tag": tag, "include": include}
+        if tag == "counting":
+            meta["exclude"] = [{"class": g.shape, "count": g.count + 1} for g in self.groups]
+        meta["prompt"] = self.to_text()
+        return meta
+
+    @classmethod
+    def from_geneval(cls, meta: dict[str, Any]) -> "SceneGraph":
+        """The scene a GenEval metadata line asks for (excludes are implied by counts)."""
+        groups, relations = [], []
+        try:
+            for i, req in enumerate(meta["include"]):
+                groups.append(ObjectGroup(req["class"], req.get("color"), int(req.get("count", 1))))
+                for rel, target in position_pairs(req):
+                    relations.append(Relation(i, rel, int(target)))
+        except (KeyError, TypeError, ValueError) as exc:
+            raise PromptError(f"malformed GenEval metadata line: {exc!r}") from None
+        return cls(tuple(groups), tuple(relations))
+
+
+def position_pairs(req: dict[str, Any]) -> list[tuple[str, int]]:
+    """The (relation, target index) pairs of a GenEval include entry (none, one or several)."""
+    pos = req.get("position")
+    if not pos:
+        return []
+    if isinstance(pos[0], str):
+        return [(pos[0], int(pos[1]))]
+    return [(p[0], int(p[1])) for p in pos]
+
+
+def _geneval_order(n: int, relations: tuple[Relation, ...]) -> list[int]:
+    """Group order with relation objects before subjects where possible (ties: mention order)."""
+    remaining = list(range(n))
+    order: list[int] = []
+    while remaining:
+        ready = [i for i in remaining
+                 if not any(r.subject == i and r.object in remaining and r.object != i
+                            for r in relations)]
+        pick = ready[0] if ready else remaining[0]
+        order.append(pick)
+        remaining.remove(pick)
+    return order
+
+
+def _find_cycle(n: int, edges: list[tuple[int, int]]) -> list[int] | None:
+    """A directed cycle in the graph, as a list of nodes ending where it starts, or None."""
+    adjacency: dict[int, list[int]] = {i: [] for i in range(n)}
+    for a, b in edges:
+        adjacency[a].append(b)
+    state = [0] * n  # 0 new, 1 on stack, 2 done
+    stack: list[int] = []
+
+    def visit(u: int) -> list[int] | None:
+        state[u] = 1
+        stack.append(u)
+        for v in adjacency[u]:
+            if state[v] == 1:
+                return stack[stack.index(v):] + [v]
+            if state[v] == 0 and (found := visit(v)):
+                return found
+        stack.pop()
+        state[u] = 2
+        return None
+
+    for start in range(n):
+        if state[start] == 0 and (found := visit(start)):
+            return found
+    return None
