@@ -108,7 +108,10 @@ class ShapesDetector:
         background = np.median(border, axis=0)
         smooth = ndimage.gaussian_filter(rgb, (self.smooth_sigma, self.smooth_sigma, 0))
         distance = np.linalg.norm(smooth - background, axis=-1)
-        labels, _ = ndimage.label(distance > self.fg_threshold)
+        # Noisier images get a higher foreground threshold: 3x the border's median distance.
+        edge = np.concatenate([distance[0], distance[-1], distance[:, 0], distance[:, -1]])
+        threshold = max(self.fg_threshold, 3.0 * float(np.median(edge)))
+        labels, _ = ndimage.label(distance > threshold)
         min_area = self.min_area_fraction * h * w
         detections = []
         for index, region in enumerate(ndimage.find_objects(labels), start=1):

@@ -8,7 +8,9 @@ under GenEval's position rule with a safety margin (see `relation_holds`).
 Defaults (measured with scripts/bench_detector.py and scripts/bench_layout.py, README):
 objects are about a quarter of the canvas wide (0.25, jittered by +-15%), which leaves
 room for MAX_OBJECTS = 8 objects with a gap between every two, and keeps a star's five
-points and a cross's arms legible at the default 64 px.
+points and a cross's arms legible at the default 64 px. Crowded graphs with relations
+between multi-object groups can still be impossible (GenEval's rule must hold for every
+pair of subject and target objects): sample_layout then raises LayoutError.
 """
 
 from __future__ import annotations

@@ -5,14 +5,19 @@ from __future__ import annotations
 import numpy as np
 
 from ..errors import LayoutError, PromptError
-from .layout import sample_layout
+from .layout import Layout, sample_layout
 from .scene import MAX_GROUPS, MAX_OBJECTS, ObjectGroup, Relation, SceneGraph
 from .vocab import COLORS, MAX_COUNT, RELATIONS, SHAPES
 
 
-def random_scene(rng: np.random.Generator, max_groups: int = MAX_GROUPS, max_objects: int = MAX_OBJECTS,
-                 color_prob: float = 0.6, relation_prob: float = 0.5, count_prob: float = 0.3) -> SceneGraph:
-    """A random valid scene graph: 1..max_groups distinct groups, counts, colours, relations.
+def random_scene(rng: np.random.Generator, **kwargs) -> SceneGraph:
+    """A random valid scene graph that the layout sampler can fit (see `random_scene_layout`)."""
+    return random_scene_layout(rng, **kwargs)[0]
+
+
+def random_scene_layout(rng: np.random.Generator, max_groups: int = MAX_GROUPS, max_objects: int = MAX_OBJECTS,
+                 color_prob: float = 0.6, relation_prob: float = 0.5, count_prob: float = 0.3) -> tuple[SceneGraph, Layout]:
+    """A random valid scene graph and a layout of it: 1..max_groups distinct groups, counts, colours, relations.
 
     Groups are distinct as noun phrases (so the English round-trips); relations link a
     later group to an earlier one; graphs that contradict themselves or that the
@@ -44,7 +49,7 @@ def random_scene(rng: np.random.Generator, max_groups: int = MAX_GROUPS, max_obj
                 relations.append(Relation(i, RELATIONS[int(rng.integers(len(RELATIONS)))], j))
         graph = SceneGraph(tuple(groups), tuple(relations))
         try:
-            sample_layout(graph, rng, attempts=20)
+            layout = sample_layout(graph, rng, attempts=20)
         except (PromptError, LayoutError):
             continue
-        return graph
+        return graph, layout

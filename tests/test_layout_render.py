@@ -1,0 +1,87 @@
+import numpy as np
+import pytest
+
+from sketchloop import LayoutError, parse_prompt
+from sketchloop.world.layout import Layout, PlacedObject, place_object, relative_position, sample_layout
+from sketchloop.world.render import render
+from sketchloop.world.sample import random_scene_layout
+
+
+def test_layouts_satisfy_relations_with_geneval_rule():
+    rng = np.random.default_rng(1)
+    for _ in range(150):
+        g, layout = random_scene_layout(rng)
+        assert sorted((o.group, o.shape) for o in layout.objects) == sorted(
+            (i, grp.shape) for i, grp in enumerate(g.groups) for _ in range(grp.count))
+        for o in layout.objects:
+            grp = g.groups[o.group]
+            assert grp.color in (None, o.color)
+            x0, y0, x1, y1 = o.box
+            assert 0 <= x0 < x1 <= 1 and 0 <= y0 < y1 <= 1
+        for r in g.relations:
+            for a in (o for o in layout.objects if o.group == r.subject):
+                for b in (o for o in layout.objects if o.group == r.object):
+                    assert r.relation in relative_position(a.box, b.box)
+
+
+def test_layout_deterministic_for_seed_with_jitter():
+    g = parse_prompt("a photo of a red circle above a blue square")
+    assert sample_layout(g, 7) == sample_layout(g, 7)
+    layouts = {sample_layout(g, s) for s in range(10)}
+    assert len(layouts) == 10
+    sizes = {o.size for lay in layouts for o in lay.objects}
+    assert len(sizes) > 5
+
+
+def test_relative_position_is_genevals_rule():
+    assert relative_position((0, 0, 10, 10), (20, 0, 30, 10)) == {"left of"}
+    assert relative_position((20, 20, 30, 30), (0, 0, 10, 10)) == {"right of", "below"}
+    assert relative_position((0, 0, 10, 10), (1, 1, 11, 11)) == set()  # shrunk to nothing
+
+
+def test_infeasible_layout_is_a_clear_error():
+    g = parse_prompt("a circle left of a square, the square left of a star, the star left of a triangle, "
+                     "the triangle left of a diamond")
+    with pytest.raises(LayoutError, match="do not fit"):
+        sample_layout(g, 0, attempts=5)
+
+
+def test_render_size_and_antialiasing():
+    lay = Layout((PlacedObject("circle", "red", 0.5, 0.5, 0.3),))
+    for size in (32, 64, 100):
+        img = render(lay, size)
+        assert img.size == (size, size) and img.mode == "RGB"
+    px = np.asarray(render(lay, 64)).reshape(-1, 3)
+    # edge pixels blend red and grey: more than the two pure colours appear
+    assert len({tuple(p) for p in px}) > 5
+
+
+@pytest.mark.parametrize("edit", ["add", "move", "recolor", "remove"])
+def test_edits_leave_the_rest_of_the_canvas_unchanged(edit):
+    g = parse_prompt("a red circle left of a blue square and a green star")
+    rng = np.random.default_rng(3)
+    layout = sample_layout(g, rng)
+    before = np.asarray(render(layout))
+    target = 2
+    if edit == "add":
+        new_obj = place_object(rng, "cross", "yellow", layout.objects)
+        edited = layout.add(new_obj)
+        changed = [new_obj]
+    elif edit == "move":
+        old = layout.objects[target]
+        moved = place_object(rng, old.shape, old.color, layout.objects[:target], size=old.size)
+        edited = layout.move(target, moved.x, moved.y)
+        changed = [old, edited.objects[target]]
+    elif edit == "recolor":
+        edited = layout.recolor(target, "white")
+        changed = [layout.objects[target]]
+    else:
+        edited = layout.remove(target)
+        changed = [layout.objects[target]]
+    after = np.asarray(render(edited))
+    outside = np.ones(before.shape[:2], dtype=bool)
+    for o in changed:
+        x0, y0, x1, y1 = (np.array(o.box) * 64)
+        outside[int(y0) - 1:int(np.ceil(y1)) + 1, int(x0) - 1:int(np.ceil(x1)) + 1] = False
+    assert np.array_equal(before[outside], after[outside])
+    assert not np.array_equal(before, after)
