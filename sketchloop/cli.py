@@ -109,6 +109,46 @@ def eval_command(
         console.print(f"wrote {out}")
 
 
+data_app = typer.Typer(no_args_is_help=True, help="Build and look at staged training data.")
+app.add_typer(data_app, name="data")
+
+
+@data_app.command("build")
+def data_build(kind: str = typer.Option(..., help="trajectories (inspect and refine: not yet)"),
+               n: int = typer.Option(..., help="number of examples"),
+               out: Path = typer.Option(..., help="output folder (re-run to resume)"),
+               seed: int = typer.Option(0),
+               workers: int = typer.Option(1, help="processes"),
+               edit_ops: float = typer.Option(0.25, help="share of groups drawn through modify/move/swap/remove "
+                                                         "(0 = the paper's additive-only ablation)"),
+               shard_size: int = typer.Option(500, help="examples per parquet shard")) -> None:
+    """Synthesise staged training data with ShapesWorld's exact teachers."""
+    from .data.store import build
+
+    summary = build(kind, n, out, seed=seed, workers=workers, edit_ops=edit_ops, shard_size=shard_size)
+    rate = summary["examples_per_second"]
+    console.print(f"{summary['examples']} examples in {out}; {summary['mean_intermediate_images']:.2f} "
+                  f"intermediate images on average; judge: {summary['steps_redrawn']} steps redrawn, "
+                  f"{summary['trajectories_dropped']} trajectories dropped"
+                  + (f"; {rate:.1f} examples/s" if rate else "; nothing left to build"))
+
+
+@data_app.command("show")
+def data_show(directory: Path = typer.Argument(..., help="a dataset folder"),
+              index: int = typer.Option(0, help="which example"),
+              out: Path = typer.Option(..., help="HTML file to write")) -> None:
+    """Write one example as a page of images and texts."""
+    from .data.show import example_html
+    from .data.store import read_dataset
+    from .evaluation.run import atomic_write_text
+
+    table = read_dataset(directory)
+    if not 0 <= index < table.num_rows:
+        raise SketchloopError(f"--index {index}: the dataset has examples 0 to {table.num_rows - 1}")
+    atomic_write_text(out, example_html(table.slice(index, 1).to_pylist()[0]))
+    console.print(f"wrote {out}")
+
+
 def _print_table(results: dict) -> None:
     title = f"GenEval protocol: {results.get('generator') or results.get('images_dir')}"
     if results.get("oracle"):

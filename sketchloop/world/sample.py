@@ -16,7 +16,7 @@ def random_scene(rng: np.random.Generator, **kwargs) -> SceneGraph:
 
 
 def random_scene_layout(rng: np.random.Generator, max_groups: int = MAX_GROUPS, max_objects: int = MAX_OBJECTS,
-                 color_prob: float = 0.6, relation_prob: float = 0.5, count_prob: float = 0.3) -> tuple[SceneGraph, Layout]:
+                 color_prob: float = 0.6, relation_prob: float = 0.5, count_prob: float = 0.3, group_weights: list[float] | None = None) -> tuple[SceneGraph, Layout]:
     """A random valid scene graph and a layout of it: 1..max_groups distinct groups, counts, colours, relations.
 
     Groups are distinct as noun phrases (so the English round-trips); relations link a
@@ -24,7 +24,10 @@ def random_scene_layout(rng: np.random.Generator, max_groups: int = MAX_GROUPS, 
     layout sampler cannot fit on the canvas are redrawn.
     """
     while True:
-        n_groups = int(rng.integers(1, max_groups + 1))
+        if group_weights is None:
+            n_groups = int(rng.integers(1, max_groups + 1))
+        else:
+            n_groups = 1 + int(rng.choice(len(group_weights), p=np.asarray(group_weights) / sum(group_weights)))
         groups: list[ObjectGroup] = []
         budget = max_objects
         for _ in range(n_groups):

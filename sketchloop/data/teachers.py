@@ -1,0 +1,259 @@
+"""Teachers: the models that make training data. Interfaces, and ShapesWorld's exact ones.
+
+A real-model backend (a chat model as decomposer / step writer / judge, an image-editing
+pipeline as editor) implements the same four protocols and plugs into the pipelines.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any, Protocol
+
+import numpy as np
+from PIL import Image
+
+from ..evaluation.geneval import score_image
+from ..world.detect import Detector, ShapesDetector
+from ..world.layout import Layout, PlacedObject, place_object, sample_layout
+from ..world.parser import parse_prompt
+from ..world.render import DEFAULT_SIZE, render
+from ..world.scene import ObjectGroup, Relation, SceneGraph, _geneval_order
+from ..world.vocab import COLORS, INVERSE_RELATION, SHAPES
+
+
+@dataclass
+class Step:
+    """One planned change: `<ins>` text, `<des>` text of the whole scene after it, and the
+    structured edit (`op`) an exact editor can carry out."""
+
+    ins: str
+    des: str
+    op: dict[str, Any]
+    scene: SceneGraph  # the whole scene after this step (what the judge checks)
+
+
+@dataclass
+class Canvas:
+    """The current picture; `layout` is known only in ShapesWorld."""
+
+    image: Image.Image
+    layout: Layout | None = None
+
+
+@dataclass
+class Verdict:
+    consistent: bool
+    reason: str = ""
+    details: dict[str, Any] = field(default_factory=dict)
+
+
+class Decomposer(Protocol):
+    def decompose(self, prompt: str) -> SceneGraph: ...
+
+
+class StepWriter(Protocol):
+    def write_steps(self, graph: SceneGraph, rng: np.random.Generator, edit_ops: float) -> list[Step]: ...
+
+
+class Editor(Protocol):
+    def edit(self, canvas: Canvas, step: Step, rng: np.random.Generator) -> Canvas | None: ...
+
+
+class Judge(Protocol):
+    def judge(self, image: Image.Image, scene: SceneGraph) -> Verdict: ...
+
+
+# ---------------------------------------------------------------- ShapesWorld teachers
+class ParserDecomposer:
+    """ShapesWorld's decomposer: the prompt parser."""
+
+    def decompose(self, prompt: str) -> SceneGraph:
+        return parse_prompt(prompt)
+
+
+def _relation_phrase(rels: list[tuple[str, int]], groups: list[ObjectGroup]) -> str:
+    return " and ".join(f"{rel} {groups[j].noun_phrase(definite=True)}" for rel, j in rels)
+
+
+def _describe(groups: list[ObjectGroup], present: list[int], relations: list[Relation]) -> SceneGraph:
+    """The sub-graph of the groups present (in order) and the relations among them."""
+    index = {g: k for k, g in enumerate(present)}
+    rels = [Relation(index[r.subject], r.relation, index[r.object]) for r in relations
+            if r.subject in index and r.object in index]
+    return SceneGraph(tuple(groups[g] for g in present), tuple(rels))
+
+
+class ShapesStepWriter:
+    """Groups in a logical order (targets of relations first), one `add` step each.
+
+    With probability `edit_ops` a group is drawn through an edit operation instead:
+    modify (drawn in another colour, then recoloured), move (drawn on the wrong side of
+    its target, then moved), swap (the same, fixed by swapping it with its target), or
+    remove (a distractor is added first and removed after the group is drawn).
+    """
+
+    def write_steps(self, graph: SceneGraph, rng: np.random.Generator, edit_ops: float = 0.25) -> list[Step]:
+        groups = list(graph.groups)
+        relations = list(graph.relations)
+        order = _geneval_order(len(groups), graph.relations)
+        plan = sample_layout(graph, rng)  # where every object ends up
+        targets = {g: [asdict(o) for o in plan.objects if o.group == g] for g in range(len(groups))}
+        present: list[int] = []
+        steps: list[Step] = []
+        for g in order:
+            rels = []
+            for r in relations:
+                if r.subject == g and r.object in present:
+                    rels.append((r.relation, r.object))
+                elif r.object == g and r.subject in present:
+                    rels.append((INVERSE_RELATION[r.relation], r.subject))
+            group = groups[g]
+            options = []
+            if rng.random() < edit_ops:
+                if group.color is not None:
+                    options.append("modify")
+                if rels:
+                    options.append("move")
+                    j = rels[0][1]
+                    if (g == order[-1] and len(rels) == 1 and group.count == 1 and groups[j].count == 1
+                            and sum(j in (r.subject, r.object) for r in relations) == 1):
+                        options.append("swap")
+                options.append("remove")
+            op = options[int(rng.integers(len(options)))] if options else "add"
+            where = (" " + _relation_phrase(rels, groups)) if rels else ""
+            if op == "modify":
+                wrong = [c for c in COLORS if c != group.color][int(rng.integers(len(COLORS) - 1))]
+                drawn = ObjectGroup(group.shape, wrong, group.count)
+                tmp = groups.copy()
+                tmp[g] = drawn
+                wrong_targets = [{**t, "color": wrong} for t in targets[g]]
+                steps.append(Step(f"add {drawn.noun_phrase()}{where}", "", _add_op(g, drawn, rels, wrong_targets),
+                                  _describe(tmp, present + [g], relations)))
+                steps.append(Step(f"change {drawn.noun_phrase(definite=True)} to {group.color}", "",
+                                  {"op": "recolor", "group": g, "color": group.color},
+                                  _describe(groups, present + [g], relations)))
+            elif op in ("move", "swap"):
+                flipped = [(INVERSE_RELATION[rel], j) for rel, j in rels]
+                wrong_where = " " + _relation_phrase(flipped, groups)
+                tmp_rel = [r for r in relations if not ({r.subject, r.object} <= set(present + [g])
+                                                        and g in (r.subject, r.object))]
+                tmp_rel += [Relation(g, rel, j) for rel, j in flipped]
+                steps.append(Step(f"add {group.noun_phrase()}{wrong_where}", "", _add_op(g, group, flipped),
+                                  _describe(groups, present + [g], tmp_rel)))
+                if op == "swap":
+                    j = rels[0][1]
+                    text = f"swap {group.noun_phrase(definite=True)} and {groups[j].noun_phrase(definite=True)}"
+                    steps.append(Step(text, "", {"op": "swap", "group": g, "other": j},
+                                      _describe(groups, present + [g], relations)))
+                else:
+                    text = f"move {group.noun_phrase(definite=True)}{where}"
+                    steps.append(Step(text, "", {"op": "move", "group": g, "relations": [list(r) for r in rels],
+                                                 "targets": targets[g]},
+                                      _describe(groups, present + [g], relations)))
+            elif op == "remove":
+                used = {x.shape for x in groups}
+                shapes = [s for s in SHAPES if s not in used] or list(SHAPES)
+                extra = ObjectGroup(shapes[int(rng.integers(len(shapes)))], COLORS[int(rng.integers(len(COLORS)))])
+                d = len(groups) + len(steps)  # a group id no scene group uses
+                ext_groups = groups + [extra] * (d - len(groups) + 1)
+                steps.append(Step(f"add {extra.noun_phrase()}", "", {**_add_op(d, extra, []), "avoid": targets[g]},
+                                  _describe(ext_groups, present + [d], relations)))
+                steps.append(Step(f"add {group.noun_phrase()}{where}", "", _add_op(g, group, rels, targets[g]),
+                                  _describe(ext_groups, present + [d, g], relations)))
+                steps.append(Step(f"remove {extra.noun_phrase(definite=True)}", "", {"op": "remove", "group": d},
+                                  _describe(groups, present + [g], relations)))
+            else:
+                steps.append(Step(f"add {group.noun_phrase()}{where}", "", _add_op(g, group, rels, targets[g]),
+                                  _describe(groups, present + [g], relations)))
+            present.append(g)
+        for step in steps:
+            step.des = step.scene.to_text().removeprefix("a photo of ")
+        return steps
+
+
+def _add_op(group_id: int, group: ObjectGroup, rels: list[tuple[str, int]],
+            targets: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    """An `add` edit; with `targets` the exact objects to draw, else any spot meeting `relations`."""
+    op = {"op": "add", "group": group_id, "shape": group.shape, "color": group.color,
+          "count": group.count, "relations": [list(r) for r in rels]}
+    if targets is not None:
+        op["targets"] = targets
+    return op
+
+
+class LayoutEditor:
+    """ShapesWorld's editor: apply the structured edit to the layout and re-render, so
+    objects already drawn stay exactly where they were."""
+
+    def __init__(self, size: int = DEFAULT_SIZE):
+        self.size = size
+
+    def edit(self, canvas: Canvas, step: Step, rng: np.random.Generator) -> Canvas | None:
+        layout = canvas.layout if canvas.layout is not None else Layout()
+        op = step.op
+        kind = op["op"]
+        if kind == "add" and "targets" in op:
+            new = Layout(layout.objects + tuple(PlacedObject(**t) for t in op["targets"]))
+        elif kind == "add":
+            objs = list(layout.objects)
+            avoid = tuple(PlacedObject(**t) for t in op.get("avoid", []))
+            for _ in range(op["count"]):
+                color = op["color"] or COLORS[int(rng.integers(len(COLORS)))]
+                obj = place_object(rng, op["shape"], color, tuple(objs) + avoid, op["group"], _need(op))
+                if obj is None:
+                    return None
+                objs.append(obj)
+            new = Layout(tuple(objs))
+        elif kind == "recolor":
+            new = Layout(tuple(PlacedObject(o.shape, op["color"], o.x, o.y, o.size, o.group)
+                               if o.group == op["group"] else o for o in layout.objects))
+        elif kind == "remove":
+            new = Layout(tuple(o for o in layout.objects if o.group != op["group"]))
+        elif kind == "move" and "targets" in op:
+            keep = tuple(o for o in layout.objects if o.group != op["group"])
+            new = Layout(keep + tuple(PlacedObject(**t) for t in op["targets"]))
+        elif kind == "move":
+            keep = [o for o in layout.objects if o.group != op["group"]]
+            objs = list(keep)
+            for o in (o for o in layout.objects if o.group == op["group"]):
+                moved = place_object(rng, o.shape, o.color, tuple(objs), o.group, _need(op), size=o.size)
+                if moved is None:
+                    return None
+                objs.append(moved)
+            new = Layout(tuple(objs))
+        elif kind == "swap":
+            a = next(o for o in layout.objects if o.group == op["group"])
+            b = next(o for o in layout.objects if o.group == op["other"])
+            new = Layout(tuple(PlacedObject(o.shape, o.color, b.x, b.y, o.size, o.group) if o is a else
+                               PlacedObject(o.shape, o.color, a.x, a.y, o.size, o.group) if o is b else o
+                               for o in layout.objects))
+        else:
+            raise ValueError(f"unknown edit op {kind!r}")
+        return Canvas(render(new, self.size), new)
+
+
+def _need(op: dict[str, Any]) -> dict[tuple[int, int], list[str]]:
+    need: dict[tuple[int, int], list[str]] = {}
+    for rel, j in op.get("relations", []):
+        need.setdefault((op["group"], j), []).append(rel)
+    return need
+
+
+class DetectorJudge:
+    """ShapesWorld's judge: the detector and GenEval's rules, plus an exact object count
+    (an intermediate image must hold what its description says and nothing more)."""
+
+    def __init__(self, detector: Detector | None = None):
+        self.detector = detector or ShapesDetector()
+
+    def judge(self, image: Image.Image, scene: SceneGraph) -> Verdict:
+        detections = [d for d in self.detector.detect(image) if d.confidence >= self.detector.threshold]
+        ok, reason = score_image(detections, scene.to_geneval("composite"), self.detector.threshold,
+                                 self.detector.counting_threshold)
+        if ok and len(detections) != scene.n_objects:
+            ok, reason = False, f"expected {scene.n_objects} objects, found {len(detections)}"
+        return Verdict(ok, reason, {"detections": [d.to_dict() for d in detections]})
+
+
+def blank_canvas(size: int = DEFAULT_SIZE) -> Canvas:
+    return Canvas(render(Layout(), size), Layout())
