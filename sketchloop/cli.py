@@ -114,21 +114,24 @@ app.add_typer(data_app, name="data")
 
 
 @data_app.command("build")
-def data_build(kind: str = typer.Option(..., help="trajectories (inspect and refine: not yet)"),
+def data_build(kind: str = typer.Option(..., help="trajectories, inspect or refine"),
                n: int = typer.Option(..., help="number of examples"),
                out: Path = typer.Option(..., help="output folder (re-run to resume)"),
                seed: int = typer.Option(0),
                workers: int = typer.Option(1, help="processes"),
                edit_ops: float = typer.Option(0.25, help="share of groups drawn through modify/move/swap/remove "
                                                          "(0 = the paper's additive-only ablation)"),
-               shard_size: int = typer.Option(500, help="examples per parquet shard")) -> None:
+               shard_size: int = typer.Option(500, help="examples per parquet shard"),
+               checkpoint: Optional[Path] = typer.Option(None, help="inspect: a planner checkpoint whose own plans "
+                                                                    "are judged (self-sampled); default symbolic")) -> None:
     """Synthesise staged training data with ShapesWorld's exact teachers."""
     from .data.store import build
 
-    summary = build(kind, n, out, seed=seed, workers=workers, edit_ops=edit_ops, shard_size=shard_size)
+    summary = build(kind, n, out, seed=seed, workers=workers, edit_ops=edit_ops, shard_size=shard_size,
+                    checkpoint=checkpoint)
     rate = summary["examples_per_second"]
     console.print(f"{summary['examples']} examples in {out}; {summary['mean_intermediate_images']:.2f} "
-                  f"intermediate images on average; judge: {summary['steps_redrawn']} steps redrawn, "
+                  f"images per example on average; judge: {summary['steps_redrawn']} steps redrawn, "
                   f"{summary['trajectories_dropped']} trajectories dropped"
                   + (f"; {rate:.1f} examples/s" if rate else "; nothing left to build"))
 

@@ -76,7 +76,7 @@ def test_editor_keeps_drawn_objects_in_place():
 def test_card_schema_and_cli(dataset, tmp_path):
     out, _ = dataset
     card = (out / "README.md").read_text()
-    assert "intermediate images per trajectory" in card and "judge rejections" in card
+    assert "images per example" in card and "judge rejections" in card
     assert (out / "contact_sheet.png").is_file()
     f = sorted((out / "data").glob("*.parquet"))[0]
     names = pq.read_schema(f).names

@@ -40,7 +40,7 @@ from tqdm import tqdm
 
 from ..errors import SketchloopError
 
-KINDS = ("trajectories",)
+KINDS = ("trajectories", "inspect", "refine")
 SCHEMA = pa.schema([
     ("id", pa.string()),
     ("kind", pa.string()),
@@ -60,16 +60,31 @@ def shard_path(out: Path, kind: str, shard: int, n_shards: int) -> Path:
 
 
 def make_shard(kind: str, seed: int, shard: int, n_examples: int, edit_ops: float, out: str,
-               n_shards: int) -> dict[str, Any]:
+               n_shards: int, checkpoint: str | None = None) -> dict[str, Any]:
     """Build one shard and write it atomically; returns its statistics."""
+    from .inspect import make_inspect_self_sampled, make_inspect_symbolic
+    from .refine import make_refine
     from .trajectories import Rejections, Teachers, make_trajectory
 
     rng = np.random.default_rng([seed, KINDS.index(kind), shard])
     teachers = Teachers()
     rejections = Rejections()
+    planner = None
+    if checkpoint is not None:
+        from ..models.text_planner import LMPlanner, TextPlanner
+
+        model, tokenizer = TextPlanner.from_pretrained(Path(checkpoint))
+        planner = LMPlanner(model, tokenizer, seed=seed * 100_003 + shard)
     rows = []
     for i in range(n_examples):
-        row = make_trajectory(rng, teachers, edit_ops, rejections)
+        if kind == "trajectories":
+            row = make_trajectory(rng, teachers, edit_ops, rejections)
+        elif kind == "inspect" and planner is not None:
+            row = make_inspect_self_sampled(rng, planner, teachers, rejections)
+        elif kind == "inspect":
+            row = make_inspect_symbolic(rng, teachers, rejections, edit_ops)
+        else:
+            row = make_refine(rng, teachers, rejections, edit_ops)
         rows.append({"id": f"{kind}-{shard:05d}-{i:05d}", "kind": kind, **row})
     path = shard_path(Path(out), kind, shard, n_shards)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -81,7 +96,7 @@ def make_shard(kind: str, seed: int, shard: int, n_examples: int, edit_ops: floa
 
 
 def build(kind: str, n: int, out: Path, seed: int = 0, workers: int = 1, edit_ops: float = 0.25,
-          shard_size: int = 500, progress: bool = True) -> dict[str, Any]:
+          shard_size: int = 500, checkpoint: Path | None = None, progress: bool = True) -> dict[str, Any]:
     """Build (or resume) a dataset of `n` examples in `out`; returns the card's statistics."""
     if kind not in KINDS:
         raise SketchloopError(f"unknown data kind {kind!r}; available: {', '.join(KINDS)}")
@@ -89,7 +104,15 @@ def build(kind: str, n: int, out: Path, seed: int = 0, workers: int = 1, edit_op
         raise SketchloopError("--n, --workers and --shard-size must be at least 1")
     if not 0.0 <= edit_ops <= 1.0:
         raise SketchloopError(f"--edit-ops {edit_ops}: give a share between 0 and 1")
-    params = {"kind": kind, "n": n, "seed": seed, "edit_ops": edit_ops, "shard_size": shard_size}
+    if checkpoint is not None and kind != "inspect":
+        raise SketchloopError(f"--checkpoint drives self-sampled plans for --kind inspect; for {kind} the "
+                              f"teachers make every example (model sketches for refine need the unified model)")
+    if checkpoint is not None:
+        from ..models.text_planner import TextPlanner
+
+        TextPlanner.from_pretrained(checkpoint)  # fail now, with one clear line, not in a worker
+    params = {"kind": kind, "n": n, "seed": seed, "edit_ops": edit_ops, "shard_size": shard_size,
+              "checkpoint": str(checkpoint) if checkpoint else None}
     out.mkdir(parents=True, exist_ok=True)
     build_file = out / "build.json"
     if build_file.is_file():
@@ -113,7 +136,8 @@ def build(kind: str, n: int, out: Path, seed: int = 0, workers: int = 1, edit_op
     start = time.time()
     bar = tqdm(total=n, initial=n - sum(sizes[k] for k in todo), desc=f"build {kind}", unit="ex",
                disable=not progress)
-    args = [(kind, seed, k, sizes[k], edit_ops, str(out), n_shards) for k in todo]
+    args = [(kind, seed, k, sizes[k], edit_ops, str(out), n_shards, str(checkpoint) if checkpoint else None)
+            for k in todo]
     if workers == 1:
         for a in args:
             record(make_shard(*a))
@@ -144,6 +168,17 @@ def read_dataset(out: Path) -> pa.Table:
     return pa.concat_tables(pq.read_table(f) for f in files)
 
 
+KIND_NOTES = {
+    "trajectories": "Every kept step's image passed the judge against the step's `<des>`, and every final "
+                    "image passed it against the whole prompt. `images per example` = intermediate images.",
+    "inspect": "Each example ends in an `<inspect>` of its last plan against the prompt (and, self-sampled, of "
+               "its image against its `<ins>`); inconsistent ones add a `<refine>` corrective instruction. "
+               "Labels are the judge's.",
+    "refine": "Each example ends in an image judged against its `<ins>`: positive with a reason, or negative "
+              "with the judge's error analysis (`<inspect>`), a `<refine>` fix and the corrected image.",
+}
+
+
 def write_card(out: Path, params: dict[str, Any], shard_stats: dict[str, Any],
                examples_per_second: float | None) -> dict[str, Any]:
     """Write README.md (the dataset card) and contact_sheet.png; returns the statistics."""
@@ -158,9 +193,19 @@ def write_card(out: Path, params: dict[str, Any], shard_stats: dict[str, Any],
         for x in s:
             step_types[x["type"]] = step_types.get(x["type"], 0) + 1
     ops: dict[str, int] = {}
-    for m in table.column("meta").to_pylist():
-        for op in json.loads(m).get("edit_ops", []):
+    labels: dict[str, int] = {}
+    sources: dict[str, int] = {}
+    problems: dict[str, int] = {}
+    for label, m in zip(table.column("label").to_pylist(), table.column("meta").to_pylist()):
+        meta = json.loads(m)
+        for op in meta.get("edit_ops", []):
             ops[op] = ops.get(op, 0) + 1
+        if label:
+            labels[label] = labels.get(label, 0) + 1
+        if "source" in meta:
+            sources[meta["source"]] = sources.get(meta["source"], 0) + 1
+        for p in meta.get("problems", []):
+            problems[p] = problems.get(p, 0) + 1
     total_ops = sum(ops.values()) or 1
     summary = {
         "examples": table.num_rows,
@@ -170,6 +215,9 @@ def write_card(out: Path, params: dict[str, Any], shard_stats: dict[str, Any],
         "max_images": int(np.max(images_per_example)),
         "step_types": step_types,
         "edit_op_shares": {k: v / total_ops for k, v in sorted(ops.items())},
+        "label_shares": {k: v / table.num_rows for k, v in sorted(labels.items())},
+        "sources": dict(sorted(sources.items())),
+        "problems": dict(sorted(problems.items())),
         "steps_redrawn": sum(s["steps_redrawn"] for s in shard_stats.values()),
         "trajectories_dropped": sum(s["trajectories_dropped"] for s in shard_stats.values()),
         "examples_per_second": examples_per_second,
@@ -179,24 +227,28 @@ def write_card(out: Path, params: dict[str, Any], shard_stats: dict[str, Any],
         f"# sketchloop dataset: {params['kind']}",
         "",
         f"Built by `sketchloop data build --kind {params['kind']} --n {params['n']} --seed {params['seed']} "
-        f"--edit-ops {params['edit_ops']}` with ShapesWorld's exact teachers (parser, step writer, "
+        f"--edit-ops {params['edit_ops']}"
+        + (f" --checkpoint {params['checkpoint']}" if params.get("checkpoint") else "") + "`"
+        f" with ShapesWorld's exact teachers (parser, step writer, "
         f"layout editor + renderer, detector judge). Schema: see `sketchloop/data/store.py`; load with "
         f"`datasets.load_dataset('parquet', data_files='data/*.parquet')` or `pyarrow.parquet.read_table`.",
         "",
         "| statistic | value |",
         "|---|---|",
         f"| examples | {summary['examples']} in {summary['shards']} shards |",
-        f"| intermediate images per trajectory | mean {summary['mean_intermediate_images']:.2f} "
+        f"| images per example | mean {summary['mean_intermediate_images']:.2f} "
         f"(min {summary['min_images']}, max {summary['max_images']}) |",
         f"| steps by type | {', '.join(f'{k}: {v}' for k, v in sorted(step_types.items()))} |",
         f"| edit operations (share of steps) | "
-        f"{', '.join(f'{k}: {v:.3f}' for k, v in summary['edit_op_shares'].items())} |",
+        f"{', '.join(f'{k}: {v:.3f}' for k, v in summary['edit_op_shares'].items()) or '-'} |",
+        f"| labels | {', '.join(f'{k}: {v:.3f}' for k, v in summary['label_shares'].items()) or '-'} |",
+        f"| sources | {', '.join(f'{k}: {v}' for k, v in summary['sources'].items()) or '-'} |",
+        f"| problems found by the judge | {', '.join(f'{k}: {v}' for k, v in summary['problems'].items()) or '-'} |",
         f"| judge rejections | {summary['steps_redrawn']} steps redrawn, "
         f"{summary['trajectories_dropped']} trajectories dropped |",
     ]
     if examples_per_second:
         lines.append(f"| throughput of the last run | {examples_per_second:.1f} examples/s |")
-    lines += ["", "Every kept step's image passed the judge against the step's `<des>`, and every final",
-              "image passed it against the whole prompt.", "", "![contact sheet](contact_sheet.png)", ""]
+    lines += ["", KIND_NOTES[params["kind"]], "", "![contact sheet](contact_sheet.png)", ""]
     (out / "README.md").write_text("\n".join(lines))
     return summary

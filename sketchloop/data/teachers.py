@@ -13,11 +13,12 @@ import numpy as np
 from PIL import Image
 
 from ..evaluation.geneval import score_image
+from .critique import Inspection, describe_detections, inspect_description
 from ..world.detect import Detector, ShapesDetector
-from ..world.layout import Layout, PlacedObject, place_object, sample_layout
+from ..world.layout import MIN_SIZE, OBJECT_SIZE, SIZE_JITTER, Layout, PlacedObject, place_object, sample_layout
 from ..world.parser import parse_prompt
 from ..world.render import DEFAULT_SIZE, render
-from ..world.scene import ObjectGroup, Relation, SceneGraph, _geneval_order
+from ..world.scene import MAX_GROUPS, MAX_OBJECTS, ObjectGroup, Relation, SceneGraph, geneval_order
 from ..world.vocab import COLORS, INVERSE_RELATION, SHAPES
 
 
@@ -60,7 +61,14 @@ class Editor(Protocol):
 
 
 class Judge(Protocol):
-    def judge(self, image: Image.Image, scene: SceneGraph) -> Verdict: ...
+    def judge(self, image: Image.Image, scene: SceneGraph) -> Verdict:
+        """Image side: does the image show exactly `scene`?"""
+
+    def critique(self, described: SceneGraph, prompt: SceneGraph, final: bool) -> "Inspection":
+        """Text side: is a described scene consistent with the prompt (not drawn yet vs drawn wrong)?"""
+
+    def analyse(self, image: Image.Image, scene: SceneGraph) -> "Inspection":
+        """Image side, explained: what the image gets wrong about `scene`, with a fix."""
 
 
 # ---------------------------------------------------------------- ShapesWorld teachers
@@ -95,7 +103,7 @@ class ShapesStepWriter:
     def write_steps(self, graph: SceneGraph, rng: np.random.Generator, edit_ops: float = 0.25) -> list[Step]:
         groups = list(graph.groups)
         relations = list(graph.relations)
-        order = _geneval_order(len(groups), graph.relations)
+        order = geneval_order(len(groups), graph.relations)
         plan = sample_layout(graph, rng)  # where every object ends up
         targets = {g: [asdict(o) for o in plan.objects if o.group == g] for g in range(len(groups))}
         present: list[int] = []
@@ -118,11 +126,14 @@ class ShapesStepWriter:
                     if (g == order[-1] and len(rels) == 1 and group.count == 1 and groups[j].count == 1
                             and sum(j in (r.subject, r.object) for r in relations) == 1):
                         options.append("swap")
-                options.append("remove")
+                if graph.n_objects < MAX_OBJECTS and len(groups) < MAX_GROUPS:  # room for a distractor
+                    options.append("remove")
             op = options[int(rng.integers(len(options)))] if options else "add"
             where = (" " + _relation_phrase(rels, groups)) if rels else ""
             if op == "modify":
-                wrong = [c for c in COLORS if c != group.color][int(rng.integers(len(COLORS) - 1))]
+                taken = {x.color for x in groups if x.shape == group.shape}  # keep 'the ...' unambiguous
+                choices = [c for c in COLORS if c not in taken]
+                wrong = choices[int(rng.integers(len(choices)))]
                 drawn = ObjectGroup(group.shape, wrong, group.count)
                 tmp = groups.copy()
                 tmp[g] = drawn
@@ -199,7 +210,7 @@ class LayoutEditor:
             avoid = tuple(PlacedObject(**t) for t in op.get("avoid", []))
             for _ in range(op["count"]):
                 color = op["color"] or COLORS[int(rng.integers(len(COLORS)))]
-                obj = place_object(rng, op["shape"], color, tuple(objs) + avoid, op["group"], _need(op))
+                obj = _place_shrinking(rng, op["shape"], color, tuple(objs) + avoid, op["group"], _need(op))
                 if obj is None:
                     return None
                 objs.append(obj)
@@ -216,7 +227,7 @@ class LayoutEditor:
             keep = [o for o in layout.objects if o.group != op["group"]]
             objs = list(keep)
             for o in (o for o in layout.objects if o.group == op["group"]):
-                moved = place_object(rng, o.shape, o.color, tuple(objs), o.group, _need(op), size=o.size)
+                moved = _place_shrinking(rng, o.shape, o.color, tuple(objs), o.group, _need(op), size=o.size)
                 if moved is None:
                     return None
                 objs.append(moved)
@@ -230,6 +241,17 @@ class LayoutEditor:
         else:
             raise ValueError(f"unknown edit op {kind!r}")
         return Canvas(render(new, self.size), new)
+
+
+def _place_shrinking(rng: np.random.Generator, shape: str, color: str, placed, group: int, need,
+                     size: float | None = None) -> PlacedObject | None:
+    """A free spot meeting `need`, trying smaller sizes (down to MIN_SIZE) when the canvas is crowded."""
+    base = size if size is not None else OBJECT_SIZE * float(rng.uniform(1 - SIZE_JITTER, 1 + SIZE_JITTER))
+    for scale in (1.0, 0.85, 0.72):
+        obj = place_object(rng, shape, color, placed, group, need, size=max(MIN_SIZE, base * scale), candidates=800)
+        if obj is not None:
+            return obj
+    return None
 
 
 def _need(op: dict[str, Any]) -> dict[tuple[int, int], list[str]]:
@@ -253,6 +275,13 @@ class DetectorJudge:
         if ok and len(detections) != scene.n_objects:
             ok, reason = False, f"expected {scene.n_objects} objects, found {len(detections)}"
         return Verdict(ok, reason, {"detections": [d.to_dict() for d in detections]})
+
+    def critique(self, described: SceneGraph, prompt: SceneGraph, final: bool = False) -> Inspection:
+        return inspect_description(described, prompt, final)
+
+    def analyse(self, image: Image.Image, scene: SceneGraph) -> Inspection:
+        detections = [d for d in self.detector.detect(image) if d.confidence >= self.detector.threshold]
+        return inspect_description(describe_detections(detections, scene), scene, final=True)
 
 
 def blank_canvas(size: int = DEFAULT_SIZE) -> Canvas:

@@ -14,9 +14,11 @@ from typing import Any
 
 import numpy as np
 
+from ..errors import LayoutError
 from ..world.render import DEFAULT_SIZE
 from ..world.sample import random_scene
-from .teachers import DetectorJudge, LayoutEditor, ShapesStepWriter, blank_canvas
+from ..world.scene import SceneGraph
+from .teachers import Canvas, DetectorJudge, LayoutEditor, ShapesStepWriter, Step, blank_canvas
 
 
 # Number of groups 1..5: weighted towards richer scenes than GenEval's, so trajectories
@@ -43,17 +45,18 @@ def png_bytes(image) -> bytes:
     return buf.getvalue()
 
 
-def make_trajectory(rng: np.random.Generator, teachers: Teachers, edit_ops: float, rejections: Rejections,
-                    size: int = DEFAULT_SIZE, retries: int = 3) -> dict[str, Any]:
-    """One trajectory example (the shared row schema, see data/store.py)."""
+def draw_trajectory(rng: np.random.Generator, teachers: Teachers, edit_ops: float, rejections: Rejections,
+                    size: int = DEFAULT_SIZE, retries: int = 3) -> tuple[SceneGraph, list[Step], list[Canvas]]:
+    """A judged teacher trajectory: the scene, its steps, and the canvas after each step."""
     while True:
         graph = random_scene(rng, group_weights=GROUP_WEIGHTS)
-        steps = teachers.writer.write_steps(graph, rng, edit_ops)
+        try:
+            steps = teachers.writer.write_steps(graph, rng, edit_ops)
+        except LayoutError:  # the writer's planned layout did not fit this time: draw another scene
+            rejections.trajectories_dropped += 1
+            continue
         canvas = blank_canvas(size)
-        row_steps: list[dict[str, Any]] = []
-        images: list[bytes] = []
-        layouts: list[str] = []
-        ok = True
+        canvases: list[Canvas] = []
         for step in steps:
             for _attempt in range(retries + 1):
                 new = teachers.editor.edit(canvas, step, rng)
@@ -61,25 +64,47 @@ def make_trajectory(rng: np.random.Generator, teachers: Teachers, edit_ops: floa
                     break
                 rejections.steps_redrawn += 1
             else:
-                ok = False
                 break
             canvas = new
-            images.append(png_bytes(new.image))
-            layouts.append(_layout_json(new.layout))
-            row_steps += [
-                {"type": "ins", "text": step.ins, "image": -1, "op": _json(step.op)},
-                {"type": "des", "text": step.des, "image": -1, "op": ""},
-                {"type": "sketch", "text": "", "image": len(images) - 1, "op": ""},
-            ]
-        if ok and not teachers.judge.judge(canvas.image, graph).consistent:
-            ok = False
-        if not ok:
-            rejections.trajectories_dropped += 1
-            continue
-        row_steps.append({"type": "end", "text": "", "image": -1, "op": ""})
-        return {"prompt": graph.to_text(), "scene": graph.to_json(), "steps": row_steps,
-                "images": images, "layouts": layouts,
-                "label": "", "meta": _json({"edit_ops": [s.op["op"] for s in steps]})}
+            canvases.append(new)
+        if len(canvases) == len(steps) and teachers.judge.judge(canvas.image, graph).consistent:
+            return graph, steps, canvases
+        rejections.trajectories_dropped += 1
+
+
+def plan_rows(steps: list[Step], canvases: list[Canvas], images: list[bytes], layouts: list[str]) -> list[dict[str, Any]]:
+    """ins / des / sketch rows for the given steps, appending their images."""
+    rows = []
+    for step, canvas in zip(steps, canvases):
+        images.append(png_bytes(canvas.image))
+        layouts.append(_layout_json(canvas.layout))
+        rows += [
+            {"type": "ins", "text": step.ins, "image": -1, "op": _json(step.op)},
+            {"type": "des", "text": step.des, "image": -1, "op": ""},
+            {"type": "sketch", "text": "", "image": len(images) - 1, "op": ""},
+        ]
+    return rows
+
+
+def text_row(kind: str, text: str = "") -> dict[str, Any]:
+    return {"type": kind, "text": text, "image": -1, "op": ""}
+
+
+def image_row(image, layout, images: list[bytes], layouts: list[str]) -> dict[str, Any]:
+    images.append(png_bytes(image))
+    layouts.append(_layout_json(layout))
+    return {"type": "sketch", "text": "", "image": len(images) - 1, "op": ""}
+
+
+def make_trajectory(rng: np.random.Generator, teachers: Teachers, edit_ops: float, rejections: Rejections,
+                    size: int = DEFAULT_SIZE) -> dict[str, Any]:
+    """One trajectory example (the shared row schema, see data/store.py)."""
+    graph, steps, canvases = draw_trajectory(rng, teachers, edit_ops, rejections, size)
+    images: list[bytes] = []
+    layouts: list[str] = []
+    rows = plan_rows(steps, canvases, images, layouts) + [text_row("end")]
+    return {"prompt": graph.to_text(), "scene": graph.to_json(), "steps": rows, "images": images,
+            "layouts": layouts, "label": "", "meta": _json({"edit_ops": [s.op["op"] for s in steps]})}
 
 
 def _json(obj: Any) -> str:

@@ -224,7 +224,7 @@ class SceneGraph:
         A group that is the subject of several relations carries a list of
         [relation, index] pairs in `position` (an extension; GenEval has one pair).
         """
-        order = _geneval_order(len(self.groups), self.relations)
+        order = geneval_order(len(self.groups), self.relations)
         index = {old: new for new, old in enumerate(order)}
         positions: dict[int, list[list[Any]]] = {i: [] for i in range(len(order))}
         for r in self.relations:
@@ -276,7 +276,7 @@ def position_pairs(req: dict[str, Any]) -> list[tuple[str, int]]:
     return [(p[0], int(p[1])) for p in pos]
 
 
-def _geneval_order(n: int, relations: tuple[Relation, ...]) -> list[int]:
+def geneval_order(n: int, relations: tuple[Relation, ...]) -> list[int]:
     """Group order with relation objects before subjects where possible (ties: mention order)."""
     remaining = list(range(n))
     order: list[int] = []

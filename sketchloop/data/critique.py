@@ -1,0 +1,147 @@
+"""Text-side inspection: a described scene (`<des>`) against the full prompt.
+
+A group the prompt asks for that the description lacks is "not drawn yet" (fine while
+the trajectory goes on, a problem at its end); a group, colour, count or relation that
+contradicts the prompt is "drawn wrong", with a critique and a corrective instruction.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from ..world.scene import ObjectGroup, SceneGraph
+
+
+@dataclass
+class Problem:
+    kind: str  # wrong_color, wrong_count, extra_object, wrong_relation, missing_relation, missing_object
+    critique: str
+    fix: str
+
+
+@dataclass
+class Inspection:
+    not_drawn_yet: list[str] = field(default_factory=list)
+    problems: list[Problem] = field(default_factory=list)
+
+    @property
+    def consistent(self) -> bool:
+        return not self.problems
+
+    def text(self) -> str:
+        """The `<inspect>` text."""
+        if self.problems:
+            return "inconsistent: " + "; ".join(p.critique for p in self.problems)
+        if self.not_drawn_yet:
+            return "consistent so far; not drawn yet: " + ", ".join(self.not_drawn_yet)
+        return "consistent: the scene matches the prompt"
+
+    def fix(self) -> str:
+        """The `<refine>` instruction for the first problem ("" when consistent)."""
+        return self.problems[0].fix if self.problems else ""
+
+
+def _np(g: ObjectGroup, definite: bool = True) -> str:
+    return g.noun_phrase(definite=definite)
+
+
+def inspect_description(described: SceneGraph, prompt: SceneGraph, final: bool = False) -> Inspection:
+    """Compare a description of the canvas with the prompt's scene graph."""
+    result = Inspection()
+    match: dict[int, int] = {}  # described group -> prompt group
+    free = set(range(len(prompt.groups)))
+    for i, d in enumerate(described.groups):
+        for t in sorted(free):
+            p = prompt.groups[t]
+            if p.shape == d.shape and p.count == d.count and p.color in (None, d.color):
+                match[i] = t
+                free.discard(t)
+                break
+    for i, d in enumerate(described.groups):
+        if i in match:
+            continue
+        same_shape = [t for t in sorted(free) if prompt.groups[t].shape == d.shape]
+        colour = [t for t in same_shape if prompt.groups[t].count == d.count]
+        if colour:
+            t = colour[0]
+            want = prompt.groups[t].color
+            result.problems.append(Problem("wrong_color", f"{_np(d)} should be {want}, not {d.color}",
+                                           f"change {_np(d)} to {want}"))
+            match[i] = t
+            free.discard(t)
+        elif same_shape:
+            t = same_shape[0]
+            want = prompt.groups[t]
+            if d.count < want.count and want.color in (None, d.color):
+                fix = f"add {ObjectGroup(d.shape, d.color, want.count - d.count).noun_phrase()}"
+            else:
+                fix = f"remove {_np(d)}"
+            result.problems.append(Problem(
+                "wrong_count", f"the prompt asks for {_np(want, False)}, the scene has {_np(d, False)}", fix))
+            free.discard(t)
+        else:
+            result.problems.append(Problem("extra_object", f"{_np(d)} is not in the prompt", f"remove {_np(d)}"))
+    back = {t: i for i, t in match.items()}
+    for r in prompt.relations:
+        if r.subject not in back or r.object not in back:
+            continue
+        s, o = back[r.subject], back[r.object]
+        stated = {x.relation for x in described.relations if (x.subject, x.object) == (s, o)}
+        stated |= {x.inverted().relation for x in described.relations if (x.subject, x.object) == (o, s)}
+        subj, obj = _np(described.groups[s]), _np(described.groups[o])
+        if r.relation in stated:
+            continue
+        kind = "wrong_relation" if stated else "missing_relation"
+        found = f", not {' and '.join(sorted(stated))}" if stated else ", and the description does not say so"
+        result.problems.append(Problem(kind, f"{subj} should be {r.relation} {obj}{found}",
+                                       f"move {subj} {r.relation} {obj}"))
+    for t in sorted(free):
+        g = prompt.groups[t]
+        if final:
+            anchor = next(((r.relation, back[r.object]) for r in prompt.relations
+                           if r.subject == t and r.object in back), None)
+            where = f" {anchor[0]} {_np(described.groups[anchor[1]])}" if anchor else ""
+            result.problems.append(Problem("missing_object", f"{_np(g, False)} is still missing",
+                                           f"add {_np(g, False)}{where}"))
+        else:
+            result.not_drawn_yet.append(_np(g, False))
+    return result
+
+
+def describe_detections(detections, expected: SceneGraph | None = None) -> SceneGraph:
+    """What an image shows, as a scene graph, with every relation (GenEval's rule) that
+    holds between all members of two groups.
+
+    With `expected`, detections are first shared out to its groups (coloured groups take
+    their colour, uncoloured ones any colour, most confident first), so that "two
+    circles" of different colours read as one group; the rest group by shape and colour.
+    """
+    from ..world.layout import relative_position
+    from ..world.scene import Relation
+
+    pool = sorted(detections, key=lambda d: -d.confidence)
+    described: list[tuple[ObjectGroup, list]] = []
+    if expected is not None:
+        order = sorted(range(len(expected.groups)), key=lambda i: expected.groups[i].color is None)
+        for i in order:
+            g = expected.groups[i]
+            mine = [d for d in pool if d.shape == g.shape and g.color in (None, d.color)][: g.count]
+            if mine:
+                pool = [d for d in pool if d not in mine]
+                described.append((ObjectGroup(g.shape, g.color, len(mine)), mine))
+    rest: dict[tuple[str, str], list] = {}
+    for d in pool:
+        rest.setdefault((d.shape, d.color), []).append(d)
+    described += [(ObjectGroup(s, c, min(len(m), 4)), m) for (s, c), m in rest.items()]
+    relations = []
+    for i, (_, a) in enumerate(described):
+        for j, (_, b) in enumerate(described):
+            if i == j:
+                continue
+            common = None
+            for da in a:
+                for db in b:
+                    rels = relative_position(da.box, db.box)
+                    common = rels if common is None else common & rels
+            relations += [Relation(i, rel, j) for rel in sorted(common or ())]
+    return SceneGraph(tuple(g for g, _ in described), tuple(relations))

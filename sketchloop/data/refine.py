@@ -1,0 +1,118 @@
+"""Pipeline 3: image-instruction alignment and refinement.
+
+Each example is a teacher trajectory up to a step, then that step's image judged
+against its instruction: positive (the image does what `<ins>` says, with a short
+reason) or negative (a flawed image, the judge's error analysis, a `<refine>` fix
+and the corrected image). Flawed images come from perturbed renders (an object of the
+step recoloured, moved to the wrong side, reshaped, dropped, or a distractor added)
+and, given a sketcher (e.g. a checkpoint), from its own sketches that the judge fails.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Any
+
+import numpy as np
+
+from ..loop.roles import PlanStep, Sketcher
+from ..world.layout import Layout, place_object
+from ..world.render import DEFAULT_SIZE, render
+from ..world.vocab import COLORS, INVERSE_RELATION, RELATIONS, SHAPES
+from .teachers import blank_canvas
+from .trajectories import Rejections, Teachers, _json, draw_trajectory, image_row, plan_rows, text_row
+
+POSITIVE_SHARE = 0.45
+FLAWS = ("wrong_color", "wrong_position", "wrong_shape", "missing_object", "extra_object")
+
+
+def _flaw(layout: Layout, op: dict[str, Any], kind: str, rng: np.random.Generator) -> Layout | None:
+    """`layout` with one object of the step's group made wrong, or None if `kind` does not apply."""
+    mine = [i for i, o in enumerate(layout.objects) if o.group == op["group"]]
+    if not mine:
+        return None
+    i = mine[int(rng.integers(len(mine)))]
+    obj = layout.objects[i]
+    if kind == "wrong_color":
+        return layout.recolor(i, [c for c in COLORS if c != obj.color][int(rng.integers(len(COLORS) - 1))])
+    if kind == "wrong_shape":
+        shape = [s for s in SHAPES if s != obj.shape][int(rng.integers(len(SHAPES) - 1))]
+        return Layout(layout.objects[:i] + (replace(obj, shape=shape),) + layout.objects[i + 1:])
+    if kind == "missing_object":
+        return layout.remove(i)
+    if kind == "wrong_position":
+        rels = op.get("relations") or []
+        if not rels:
+            return None
+        rest = layout.remove(i).objects
+        for wrong in ([INVERSE_RELATION[rel] for rel, _ in rels],) + tuple(
+                [[r for r in RELATIONS if r not in (rel, INVERSE_RELATION[rel])][int(rng.integers(2))] for rel, _ in rels]
+                for _ in range(3)):  # the opposite side, else another side that has room
+            need = {(obj.group, j): [w] for w, (_rel, j) in zip(wrong, rels)}
+            moved = place_object(rng, obj.shape, obj.color, rest, obj.group, need, size=obj.size, candidates=800)
+            if moved is not None:
+                return Layout(rest + (moved,))
+        return None
+    if kind == "extra_object":
+        used = {o.shape for o in layout.objects}
+        shapes = [s for s in SHAPES if s not in used]
+        if not shapes:
+            return None
+        extra = place_object(rng, shapes[int(rng.integers(len(shapes)))], COLORS[int(rng.integers(len(COLORS)))],
+                             layout.objects, group=10_000)
+        return None if extra is None else layout.add(extra)
+    raise ValueError(kind)
+
+
+def make_refine(rng: np.random.Generator, teachers: Teachers, rejections: Rejections, edit_ops: float = 0.25,
+                size: int = DEFAULT_SIZE, sketcher: Sketcher | None = None, positive: bool | None = None) -> dict[str, Any]:
+    """One refine example (see the module docstring)."""
+    if positive is None:
+        positive = bool(rng.random() < POSITIVE_SHARE)
+    while True:
+        graph, steps, canvases = draw_trajectory(rng, teachers, edit_ops, rejections, size)
+        kind = FLAWS[int(rng.integers(len(FLAWS)))]
+        usable = [k for k, s in enumerate(steps)
+                  if any(o.group == s.op["group"] for o in canvases[k].layout.objects)
+                  and (kind != "wrong_position" or s.op.get("relations"))]
+        if not usable:
+            continue
+        k = usable[int(rng.integers(len(usable)))]
+        step, canvas = steps[k], canvases[k]
+        images: list[bytes] = []
+        layouts: list[str] = []
+        rows = plan_rows(steps[:k], canvases[:k], images, layouts)
+        rows += [text_row("ins", step.ins), text_row("des", step.des)]
+        if positive:
+            rows.append(image_row(canvas.image, canvas.layout, images, layouts))
+            review = teachers.judge.analyse(canvas.image, step.scene)
+            if not review.consistent:
+                continue
+            rows.append(text_row("inspect", f"consistent: the image shows {step.des}, as '{step.ins}' asks"))
+            meta: dict[str, Any] = {"source": "teacher"}
+            label = "consistent"
+        else:
+            flawed, flawed_layout, meta = None, None, {}
+            if sketcher is not None and rng.random() < 0.5:
+                history = [PlanStep(s.ins, s.des) for s in steps[: k + 1]]
+                before = canvases[k - 1].image if k else blank_canvas(size).image
+                sketch = sketcher.sketch(graph.to_text(), history, before, int(rng.integers(2**31)))
+                if not teachers.judge.judge(sketch, step.scene).consistent:
+                    flawed, meta = sketch, {"source": "model"}
+            if flawed is None:
+                flawed_layout = _flaw(canvas.layout, step.op, kind, rng)
+                if flawed_layout is None:
+                    continue
+                flawed, meta = render(flawed_layout, size), {"source": "perturbed", "flaw": kind}
+            if teachers.judge.judge(flawed, step.scene).consistent:
+                continue  # the flaw is harmless for this prompt (e.g. any colour allowed)
+            review = teachers.judge.analyse(flawed, step.scene)
+            if review.consistent:
+                continue  # the judge's analysis must name what is wrong
+            rows.append(image_row(flawed, flawed_layout, images, layouts))
+            rows += [text_row("inspect", review.text()), text_row("refine", review.fix())]
+            rows.append(image_row(canvas.image, canvas.layout, images, layouts))
+            meta["problems"] = [p.kind for p in review.problems]
+            label = "inconsistent"
+        return {"prompt": graph.to_text(), "scene": graph.to_json(), "steps": rows, "images": images,
+                "layouts": layouts, "label": label, "meta": _json({**meta, "step": k})}

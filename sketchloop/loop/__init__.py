@@ -1,0 +1,1 @@
+"""The staged generation loop and the role interfaces its models implement."""

@@ -1,0 +1,1 @@
+"""Models: the word-level tokenizer and the embedded networks."""

@@ -1,0 +1,54 @@
+"""A word-level tokenizer over ShapesWorld's vocabulary and the trajectory tags."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+from ..errors import SketchloopError
+from ..world.instructions import VERBS
+from ..world.vocab import COLORS, COUNT_WORDS, PLURALS, RELATION_PHRASES, SHAPES
+
+SPECIAL = ["<pad>", "<bos>", "<eos>", "<unk>"]
+TAGS = ["<prompt>", "</prompt>", "<ins>", "</ins>", "<des>", "</des>", "<inspect>", "</inspect>",
+        "<refine>", "</refine>", "<img>", "</img>", "<end>"]
+WORDS = sorted(
+    {"a", "an", "the", "photo", "of", "and", ",", "to", "not", "is", "are", "should", "be", "in", "prompt",
+     "consistent", "inconsistent", "so", "far", "yet", "drawn", "missing", "still", "scene", "matches", ";", ":"}
+    | set(COLORS) | set(SHAPES) | set(PLURALS.values()) | set(COUNT_WORDS) | set(VERBS)
+    | {w for p in RELATION_PHRASES for w in p.split()})
+
+
+class WordTokenizer:
+    def __init__(self, vocab: list[str] | None = None):
+        self.vocab = vocab or SPECIAL + TAGS + WORDS
+        self.index = {w: i for i, w in enumerate(self.vocab)}
+
+    def __len__(self) -> int:
+        return len(self.vocab)
+
+    @property
+    def pad_id(self) -> int:
+        return self.index["<pad>"]
+
+    def token_id(self, word: str) -> int:
+        return self.index.get(word, self.index["<unk>"])
+
+    def encode(self, text: str) -> list[int]:
+        words = re.findall(r"</?[a-z]+>|[a-z]+|[0-9]+|[,;:]", text.lower())
+        return [self.token_id(w) for w in words]
+
+    def decode(self, ids: list[int]) -> str:
+        text = " ".join(self.vocab[i] for i in ids if 0 <= i < len(self.vocab))
+        return re.sub(r" ([,;:])", r"\1", text)
+
+    def save(self, path: Path) -> None:
+        path.write_text(json.dumps({"vocab": self.vocab}, indent=0))
+
+    @classmethod
+    def load(cls, path: Path) -> "WordTokenizer":
+        try:
+            return cls(json.loads(path.read_text())["vocab"])
+        except (OSError, ValueError, KeyError) as exc:
+            raise SketchloopError(f"cannot read tokenizer {path}: {exc}") from None

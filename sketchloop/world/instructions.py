@@ -1,0 +1,212 @@
+"""Edit instructions (`<ins>` and `<refine>` texts) as structured edits on a scene.
+
+    instruction := "add" NEW_NP [placement]
+                 | "change" REF_NP "to" COLOUR
+                 | "move" REF_NP placement
+                 | "swap" REF_NP "and" REF_NP
+                 | "remove" REF_NP
+    placement   := RELATION REF_NP ("and" RELATION REF_NP)*
+
+NEW_NP is an indefinite noun phrase ("a red circle", "two stars"); REF_NP names a group
+already on the canvas ("the red circle"). A `Scene` tracks the groups drawn so far (by
+id) and the relations asked of them, and `apply` carries an edit out on it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..errors import PromptError
+from .parser import _KNOWN_WORDS, _RELATION_TOKENS, tokenize
+from .scene import ObjectGroup, Relation, SceneGraph
+from .vocab import COLORS, COUNT_WORDS, INVERSE_RELATION, PLURALS, RELATION_PHRASES, SHAPES, SINGULARS, vocabulary_summary
+
+VERBS = ("add", "change", "move", "swap", "remove")
+_WORDS = _KNOWN_WORDS | set(VERBS) | {"to"}
+
+
+@dataclass
+class Scene:
+    """Groups on the canvas by id, and the relations between them that hold."""
+
+    groups: dict[int, ObjectGroup] = field(default_factory=dict)
+    relations: list[Relation] = field(default_factory=list)  # subject/object are group ids
+
+    def graph(self) -> SceneGraph:
+        """As a scene graph, groups in id order."""
+        ids = sorted(self.groups)
+        index = {g: k for k, g in enumerate(ids)}
+        return SceneGraph(tuple(self.groups[g] for g in ids),
+                          tuple(Relation(index[r.subject], r.relation, index[r.object]) for r in self.relations))
+
+    def copy(self) -> "Scene":
+        return Scene(dict(self.groups), list(self.relations))
+
+
+def parse_instruction(text: str, scene: Scene) -> dict[str, Any]:
+    """The structured edit an instruction asks for (PromptError if it cannot be read)."""
+    tokens = tokenize(text)
+    if not tokens:
+        raise PromptError("the instruction is empty")
+    for word in tokens:
+        if word not in _WORDS:
+            raise PromptError(f"unknown word {word!r} in instruction {text!r}; known: "
+                              f"{', '.join(VERBS)}; {vocabulary_summary()}")
+    r = _Reader(tokens, text, scene)
+    verb = r.take()
+    if verb == "add":
+        group = r.new_np()
+        op: dict[str, Any] = {"op": "add", "group": max(scene.groups, default=-1) + 1, "shape": group.shape,
+                              "color": group.color, "count": group.count, "relations": r.placement(optional=True)}
+    elif verb == "change":
+        gid = r.ref_np()
+        r.expect("to")
+        color = r.take()
+        if color not in COLORS:
+            raise PromptError(f"in instruction {text!r}: expected a colour after 'to', found {color!r}")
+        op = {"op": "recolor", "group": gid, "color": color}
+    elif verb == "move":
+        gid = r.ref_np()
+        op = {"op": "move", "group": gid, "relations": r.placement(optional=False)}
+    elif verb == "swap":
+        gid = r.ref_np()
+        r.expect("and")
+        op = {"op": "swap", "group": gid, "other": r.ref_np()}
+    elif verb == "remove":
+        op = {"op": "remove", "group": r.ref_np()}
+    else:
+        raise PromptError(f"instruction {text!r} must start with one of: {', '.join(VERBS)}")
+    if r.pos != len(tokens):
+        raise PromptError(f"in instruction {text!r}: unexpected '{' '.join(tokens[r.pos:])}' at the end")
+    return op
+
+
+def apply(scene: Scene, op: dict[str, Any]) -> Scene:
+    """The scene after an edit (relations of a moved or swapped group are the new ones)."""
+    new = scene.copy()
+    g = op["group"]
+    kind = op["op"]
+    if kind == "add":
+        new.groups[g] = ObjectGroup(op["shape"], op["color"], op["count"])
+        new.relations += [Relation(g, rel, j) for rel, j in op["relations"]]
+    elif kind == "recolor":
+        old = new.groups[g]
+        new.groups[g] = ObjectGroup(old.shape, op["color"], old.count)
+    elif kind == "remove":
+        del new.groups[g]
+        new.relations = [r for r in new.relations if g not in (r.subject, r.object)]
+    elif kind == "move":
+        new.relations = [r for r in new.relations if g not in (r.subject, r.object)]
+        new.relations += [Relation(g, rel, j) for rel, j in op["relations"]]
+    elif kind == "swap":
+        other = op["other"]
+        new.relations = [Relation(r.subject, INVERSE_RELATION[r.relation], r.object)
+                         if {r.subject, r.object} == {g, other} else r for r in new.relations]
+    return new
+
+
+class _Reader:
+    def __init__(self, tokens: list[str], text: str, scene: Scene):
+        self.tokens, self.text, self.scene, self.pos = tokens, text, scene, 0
+
+    def peek(self) -> str | None:
+        return self.tokens[self.pos] if self.pos < len(self.tokens) else None
+
+    def take(self) -> str:
+        word = self.peek()
+        if word is None:
+            raise PromptError(f"instruction {self.text!r} ends too early")
+        self.pos += 1
+        return word
+
+    def expect(self, word: str) -> None:
+        if self.take() != word:
+            raise PromptError(f"in instruction {self.text!r}: expected '{word}'")
+
+    def _np(self) -> tuple[bool, int | None, str | None, str, bool]:
+        word = self.take()
+        definite, count = word == "the", None
+        if word in ("a", "an"):
+            count = 1
+        elif word in COUNT_WORDS:
+            count = COUNT_WORDS[word]
+        elif word != "the":
+            raise PromptError(f"in instruction {self.text!r}: expected a noun phrase, found {word!r}")
+        if self.peek() in COUNT_WORDS:
+            count = COUNT_WORDS[self.take()]
+        color = self.take() if self.peek() in COLORS else None
+        noun = self.take()
+        if noun in SHAPES:
+            return definite, count, color, noun, False
+        if noun in SINGULARS:
+            return definite, count, color, SINGULARS[noun], True
+        raise PromptError(f"in instruction {self.text!r}: expected a shape, found {noun!r}")
+
+    def new_np(self) -> ObjectGroup:
+        definite, count, color, shape, is_plural = self._np()
+        if definite:
+            raise PromptError(f"in instruction {self.text!r}: 'add' needs a new object ('a ...'), not 'the ...'")
+        count = count or 1
+        if (count > 1) != is_plural:
+            raise PromptError(f"in instruction {self.text!r}: {count} needs '{PLURALS[shape] if count > 1 else shape}'")
+        return ObjectGroup(shape, color, count)
+
+    def ref_np(self) -> int:
+        definite, count, color, shape, is_plural = self._np()
+        candidates = [g for g, grp in self.scene.groups.items()
+                      if grp.shape == shape and (grp.count > 1) == is_plural
+                      and (color is None or grp.color == color) and (count is None or grp.count == count)]
+        exact = [g for g in candidates if self.scene.groups[g].color == color]
+        if len(candidates) == 1:
+            return candidates[0]
+        if len(exact) == 1:
+            return exact[0]
+        name = " ".join(w for w in [color, PLURALS[shape] if is_plural else shape] if w)
+        if not candidates:
+            raise PromptError(f"in instruction {self.text!r}: there is no {name} on the canvas")
+        raise PromptError(f"in instruction {self.text!r}: 'the {name}' is ambiguous")
+
+    def placement(self, optional: bool) -> list[list[Any]]:
+        rels = []
+        while True:
+            rel = None
+            for phrase in _RELATION_TOKENS:
+                if tuple(self.tokens[self.pos: self.pos + len(phrase)]) == phrase:
+                    self.pos += len(phrase)
+                    rel = RELATION_PHRASES[" ".join(phrase)]
+                    break
+            if rel is None:
+                if rels or optional:
+                    return rels
+                raise PromptError(f"in instruction {self.text!r}: expected a relation such as 'left of the circle'")
+            rels.append([rel, self.ref_np()])
+            if self.peek() == "and":
+                self.pos += 1
+            else:
+                return rels
+
+
+__all__ = ["INVERSE_RELATION", "Scene", "apply", "parse_instruction"]
+
+
+def instruction_text(op: dict[str, Any], scene: Scene) -> str:
+    """The English instruction for a structured edit on `scene` (parse_instruction's inverse)."""
+    def ref(g: int) -> str:
+        return scene.groups[g].noun_phrase(definite=True)
+
+    def placement(rels: list[list[Any]]) -> str:
+        return "".join((" and " if k else " ") + f"{rel} {ref(j)}" for k, (rel, j) in enumerate(rels))
+
+    kind = op["op"]
+    if kind == "add":
+        return f"add {ObjectGroup(op['shape'], op['color'], op['count']).noun_phrase()}{placement(op['relations'])}"
+    if kind == "recolor":
+        return f"change {ref(op['group'])} to {op['color']}"
+    if kind == "move":
+        return f"move {ref(op['group'])}{placement(op['relations'])}"
+    if kind == "swap":
+        return f"swap {ref(op['group'])} and {ref(op['other'])}"
+    if kind == "remove":
+        return f"remove {ref(op['group'])}"
+    raise ValueError(f"unknown edit op {kind!r}")
