@@ -109,6 +109,37 @@ def eval_command(
         console.print(f"wrote {out}")
 
 
+@app.command()
+def generate(prompt: str = typer.Argument(..., help="e.g. 'a photo of a red circle above a blue square'"),
+             out: Path = typer.Option(Path("sketchloop-out"), help="folder for final.png, trajectory.json, index.html"),
+             mode: str = typer.Option("staged", help="staged or single"),
+             seed: int = typer.Option(0),
+             max_iters: int = typer.Option(8, help="most plan steps before the loop stops"),
+             oracle: bool = typer.Option(False, "--oracle", help="play every role with ShapesWorld's teachers "
+                                                                 "(an upper bound, not a model)")) -> None:
+    """Run the staged loop (plan, sketch, inspect, refine) or single mode on a prompt."""
+    from .generators import LoopGenerator, oracle_roles
+    from .world.parser import parse_prompt
+
+    if mode not in ("staged", "single"):
+        raise SketchloopError(f"--mode {mode!r}: use staged or single")
+    if max_iters < 1:
+        raise SketchloopError("--max-iters must be at least 1")
+    if not oracle:
+        raise SketchloopError("no embedded model checkpoint is shipped yet; run with --oracle for ShapesWorld's "
+                              "teachers (an upper bound)")
+    parse_prompt(prompt)  # unknown words, contradictions: one clear line before any work
+    gen = LoopGenerator("oracle", oracle_roles, mode, max_iters=max_iters, oracle=True)
+    traj = gen.run(prompt, seed)
+    traj.meta["oracle"] = True
+    traj.save(out)
+    console.print(f"wrote {out}/final.png, trajectory.json and index.html ({traj.mode}, ORACLE roles, "
+                  f"{sum(1 for s in traj.steps if s.image is not None)} images, {traj.seconds:.2f} s)")
+    if not traj.ended:
+        console.print(f"[yellow]warning:[/yellow] the loop reached --max-iters {max_iters} before the planner "
+                      f"ended the trajectory; final.png is the last canvas", highlight=False)
+
+
 data_app = typer.Typer(no_args_is_help=True, help="Build and look at staged training data.")
 app.add_typer(data_app, name="data")
 

@@ -25,7 +25,10 @@ def contact_sheet(table: pa.Table, path: Path, rows: int = 6, max_images: int = 
         for c, png in enumerate(example["images"][:max_images]):
             img = Image.open(io.BytesIO(png)).convert("RGB").resize((CELL - 4, CELL - 4), Image.NEAREST)
             sheet.paste(img, (c * CELL + 2, r * (CELL + 14) + 2))
-        draw.text((2, r * (CELL + 14) + CELL), example["prompt"].removeprefix("a photo of ")[:110], fill="black")
+        caption = example["prompt"].removeprefix("a photo of ")
+        if example.get("label"):
+            caption = f"[{example['label']}] {caption}"
+        draw.text((2, r * (CELL + 14) + CELL), caption[:110], fill="black")
     tmp = path.with_name(f".{path.name}.tmp.png")
     sheet.save(tmp)
     tmp.replace(path)

@@ -42,7 +42,42 @@ class OracleGenerator:
         return Generated(render(layout, self.size), {"oracle": True})
 
 
-GENERATORS: dict[str, Callable[..., Generator]] = {"oracle": OracleGenerator}
+class LoopGenerator:
+    """The staged loop (or single mode) over a set of roles; stats carry its compute."""
+
+    def __init__(self, name: str, roles_factory: Callable[[], tuple], mode: str = "staged", size: int = DEFAULT_SIZE,
+                 max_iters: int = 8, oracle: bool = False):
+        self.name, self.roles_factory, self.mode, self.size = name, roles_factory, mode, size
+        self.max_iters, self.oracle = max_iters, oracle
+
+    def run(self, prompt: str, seed: int):
+        from ..loop.staged import run_single, run_staged
+        from ..world.layout import Layout
+
+        planner, sketcher, inspector, refiner = self.roles_factory()
+        blank = render(Layout(), self.size)
+        if self.mode == "single":
+            return run_single(prompt, sketcher, blank, seed)
+        return run_staged(prompt, planner, sketcher, inspector, refiner, blank, seed, self.max_iters)
+
+    def generate(self, prompt: str, seed: int) -> Generated:
+        traj = self.run(prompt, seed)
+        return Generated(traj.final, {**traj.stats(), "oracle": self.oracle})
+
+
+def oracle_roles(size: int = DEFAULT_SIZE) -> tuple:
+    """ShapesWorld's teachers as planner, sketcher, inspector and refiner (an ORACLE)."""
+    from ..backends.oracle import OracleCanvas, OracleInspector, OraclePlanner
+
+    canvas = OracleCanvas(size)
+    return OraclePlanner(), canvas, OracleInspector(), canvas
+
+
+GENERATORS: dict[str, Callable[..., Generator]] = {
+    "oracle": OracleGenerator,
+    "oracle-staged": lambda size=DEFAULT_SIZE: LoopGenerator("oracle-staged", lambda: oracle_roles(size),
+                                                             "staged", size, oracle=True),
+}
 
 
 def register_generator(name: str, factory: Callable[..., Generator]) -> None:

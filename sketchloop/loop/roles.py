@@ -25,3 +25,28 @@ class Planner(Protocol):
 class Sketcher(Protocol):
     def sketch(self, prompt: str, history: list[PlanStep], canvas: Image.Image, seed: int) -> Image.Image:
         """The next image: `canvas` changed as `history[-1]` says."""
+
+
+@dataclass
+class Critique:
+    """What an inspector says of the canvas: the `<inspect>` text and, when it found a
+    conflict, the `<refine>` command that fixes it."""
+
+    consistent: bool
+    text: str
+    refine: str = ""
+
+
+class Inspector(Protocol):
+    def inspect(self, prompt: str, history: list[PlanStep], canvas: Image.Image) -> Critique:
+        """Check the last plan against the prompt and the canvas against the last plan."""
+
+
+class Refiner(Protocol):
+    def refine(self, prompt: str, history: list[PlanStep], canvas: Image.Image, command: str,
+               seed: int) -> Image.Image:
+        """The canvas corrected as the `<refine>` command says."""
+
+
+# Roles may keep running totals of what they spent in a `usage` dict ("flow_steps",
+# "text_tokens"); the loop reads the difference around each call.

@@ -1,0 +1,87 @@
+import json
+import subprocess
+import sys
+
+from PIL import Image
+
+from sketchloop.backends.oracle import OracleCanvas, OracleInspector, OraclePlanner
+from sketchloop.data.teachers import DetectorJudge, blank_canvas
+from sketchloop.evaluation.benchmark import load_benchmark
+from sketchloop.evaluation.run import evaluate, generate_images
+from sketchloop.generators import get_generator
+from sketchloop.loop.roles import Critique, PlanStep
+from sketchloop.loop.staged import run_staged
+from sketchloop.world.detect import ShapesDetector
+from sketchloop.world.parser import parse_prompt
+
+
+def cli(*args, cwd=None):
+    return subprocess.run([sys.executable, "-m", "sketchloop.cli", *args], capture_output=True, text=True, cwd=cwd)
+
+
+class ForgetfulSketcher(OracleCanvas):
+    """Skips the first drawing of every step, so the inspector must ask for a refine."""
+
+    def sketch(self, prompt, history, canvas, seed):
+        super().sketch(prompt, history[:-1] + [PlanStep("remove the nothing", "")], canvas, seed)
+        return self.canvas.image
+
+
+def test_staged_loop_inspects_and_refines():
+    sketcher = ForgetfulSketcher()
+    prompt = "a photo of a red circle above a blue square"
+    traj = run_staged(prompt, OraclePlanner(), sketcher, OracleInspector(), sketcher, blank_canvas().image)
+    types = [s.type for s in traj.steps]
+    assert types.count("refine") == 2 and types[-1] == "end" and traj.ended
+    assert DetectorJudge().judge(traj.final, parse_prompt(prompt)).consistent
+    refine = next(s for s in traj.steps if s.type == "refine")
+    assert refine.text.startswith("add ")
+
+
+class NeverEnds(OraclePlanner):
+    def plan(self, prompt, history):
+        return PlanStep("add a star", "a star")
+
+
+class AlwaysHappy:
+    def inspect(self, prompt, history, canvas):
+        return Critique(True, "consistent")
+
+
+def test_cap_is_reported(tmp_path):
+    c = OracleCanvas()
+    traj = run_staged("a photo of a star", NeverEnds(), c, AlwaysHappy(), c, blank_canvas().image, max_iters=3)
+    assert not traj.ended and [s.type for s in traj.steps].count("plan") == 3
+    traj.save(tmp_path)
+    assert "ITERATION CAP" in (tmp_path / "index.html").read_text()
+    r = cli("generate", "a photo of two stars and a circle left of a square", "--oracle", "--max-iters", "1",
+            "--out", str(tmp_path / "g"))
+    assert r.returncode == 0 and "reached --max-iters 1" in r.stderr
+
+
+def test_generate_writes_final_trajectory_and_page(tmp_path):
+    r = cli("generate", "a photo of a red circle above a blue square", "--oracle", "--out", str(tmp_path))
+    assert r.returncode == 0, r.stderr
+    record = json.loads((tmp_path / "trajectory.json").read_text())
+    assert record["ended"] and record["oracle"] is True
+    assert {"type", "text", "image_file", "flow_steps", "seconds"} <= set(record["steps"][0])
+    for step in record["steps"]:
+        if step["image_file"]:
+            assert (tmp_path / step["image_file"]).is_file()
+    assert DetectorJudge().judge(Image.open(tmp_path / "final.png"), parse_prompt(record["prompt"])).consistent
+    page = (tmp_path / "index.html").read_text()
+    assert "final.png" in page and "&lt;ins&gt; add a blue square" in page
+    for args, needle in [(["generate", "a hexagon", "--oracle"], "unknown word"),
+                         (["generate", "a circle"], "no embedded model checkpoint"),
+                         (["generate", "a circle", "--oracle", "--mode", "twice"], "--mode")]:
+        r = cli(*args, cwd=tmp_path)
+        assert r.returncode == 2 and needle in r.stderr and "Traceback" not in r.stderr
+
+
+def test_oracle_staged_generator_scores_and_counts(tmp_path):
+    prompts = load_benchmark("shapes-geneval")[::7]
+    gen = get_generator("oracle-staged")
+    stats = generate_images(prompts, gen, tmp_path, images_per_prompt=1, progress=False)
+    results = evaluate(tmp_path, ShapesDetector(), prompts, sample_stats=stats, progress=False)
+    assert results["overall"] >= 0.95, results["tasks"]
+    assert results["compute"]["images"] >= 1 and "seconds" in results["compute"]
