@@ -140,6 +140,28 @@ def generate(prompt: str = typer.Argument(..., help="e.g. 'a photo of a red circ
                       f"ended the trajectory; final.png is the last canvas", highlight=False)
 
 
+@app.command()
+def train(stage: str = typer.Option(..., help="plan (the text planner; the unified model's stages come later)"),
+          data: Path = typer.Option(..., help="a dataset folder from 'sketchloop data build'"),
+          out: Path = typer.Option(..., help="checkpoint folder (re-run to resume)"),
+          init: Optional[Path] = typer.Option(None, help="start from this checkpoint"),
+          steps: int = typer.Option(2000),
+          batch_size: int = typer.Option(32),
+          lr: float = typer.Option(3e-3),
+          seed: int = typer.Option(0),
+          save_every: int = typer.Option(500)) -> None:
+    """Train a model on staged data (AdamW, cosine schedule, EMA; resumable; works under torchrun)."""
+    from .training.trainer import TrainConfig, train as run_training
+
+    if steps < 1 or batch_size < 1 or lr <= 0:
+        raise SketchloopError("--steps, --batch-size and --lr must be positive")
+    cfg = TrainConfig(stage=stage, steps=steps, batch_size=batch_size, lr=lr, seed=seed, save_every=save_every)
+    result = run_training(data, out, cfg, init=init)
+    if int(__import__("os").environ.get("RANK", "0")) == 0:
+        console.print(f"checkpoint {out} at step {result['step']}" +
+                      (f", final loss {result['loss']:.3f}" if result.get("loss") is not None else " (already done)"))
+
+
 data_app = typer.Typer(no_args_is_help=True, help="Build and look at staged training data.")
 app.add_typer(data_app, name="data")
 

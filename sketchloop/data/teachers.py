@@ -19,7 +19,7 @@ from ..world.layout import MIN_SIZE, OBJECT_SIZE, SIZE_JITTER, Layout, PlacedObj
 from ..world.parser import parse_prompt
 from ..world.render import DEFAULT_SIZE, render
 from ..world.scene import MAX_GROUPS, MAX_OBJECTS, ObjectGroup, Relation, SceneGraph, geneval_order
-from ..world.vocab import COLORS, INVERSE_RELATION, SHAPES
+from ..world.vocab import COLORS, INVERSE_RELATION, RELATIONS, SHAPES
 
 
 @dataclass
@@ -129,6 +129,28 @@ class ShapesStepWriter:
                 if graph.n_objects < MAX_OBJECTS and len(groups) < MAX_GROUPS:  # room for a distractor
                     options.append("remove")
             op = options[int(rng.integers(len(options)))] if options else "add"
+            wrong_spots: list[dict[str, Any]] = []
+            if op in ("move", "swap"):
+                # where the group goes first: on the wrong side of its targets, clear of everything drawn
+                drawn = tuple(o for o in plan.objects if o.group in present)
+                for attempt in range(4):  # the opposite side first, then the other two sides
+                    wrong_rels = [(INVERSE_RELATION[rel] if attempt == 0 else
+                                   [r for r in RELATIONS if r not in (rel, INVERSE_RELATION[rel])][attempt % 2], j)
+                                  for rel, j in rels]
+                    need = {(g, j): [rel] for rel, j in wrong_rels}
+                    wrong_spots = []
+                    for t in targets[g]:
+                        spot = _place_shrinking(rng, t["shape"], t["color"],
+                                                drawn + tuple(PlacedObject(**w) for w in wrong_spots), g, need, size=t["size"])
+                        if spot is None:
+                            break
+                        wrong_spots.append(asdict(spot))
+                    if len(wrong_spots) == len(targets[g]):
+                        if attempt > 0 and op == "swap":
+                            op = "move"  # a swap only undoes the opposite side
+                        break
+                else:
+                    op = "add"
             where = (" " + _relation_phrase(rels, groups)) if rels else ""
             if op == "modify":
                 taken = {x.color for x in groups if x.shape == group.shape}  # keep 'the ...' unambiguous
@@ -144,12 +166,12 @@ class ShapesStepWriter:
                                   {"op": "recolor", "group": g, "color": group.color},
                                   _describe(groups, present + [g], relations)))
             elif op in ("move", "swap"):
-                flipped = [(INVERSE_RELATION[rel], j) for rel, j in rels]
+                flipped = wrong_rels
                 wrong_where = " " + _relation_phrase(flipped, groups)
                 tmp_rel = [r for r in relations if not ({r.subject, r.object} <= set(present + [g])
                                                         and g in (r.subject, r.object))]
                 tmp_rel += [Relation(g, rel, j) for rel, j in flipped]
-                steps.append(Step(f"add {group.noun_phrase()}{wrong_where}", "", _add_op(g, group, flipped),
+                steps.append(Step(f"add {group.noun_phrase()}{wrong_where}", "", _add_op(g, group, flipped, wrong_spots),
                                   _describe(groups, present + [g], tmp_rel)))
                 if op == "swap":
                     j = rels[0][1]

@@ -119,8 +119,10 @@ def sample(model: TextPlanner, ids: list[int], max_new: int, stop: set[int], gen
 class LMPlanner:
     """A Planner backed by a TextPlanner: `<prompt> ... </prompt>` then `<ins> ... </ins> <des> ... </des>` steps."""
 
-    def __init__(self, model: TextPlanner, tokenizer: WordTokenizer, seed: int = 0, max_words: int = 24):
-        self.model, self.tok, self.max_words = model, tokenizer, max_words
+    def __init__(self, model: TextPlanner, tokenizer: WordTokenizer, seed: int = 0, max_words: int = 24,
+                 temperature: float = 1.0):
+        self.model, self.tok, self.max_words, self.temperature = model, tokenizer, max_words, temperature
+        self.usage = {"text_tokens": 0}
         self.generator = torch.Generator().manual_seed(seed)
 
     def _context(self, prompt: str, history: list[PlanStep]) -> list[int]:
@@ -131,12 +133,15 @@ class LMPlanner:
     def plan(self, prompt: str, history: list[PlanStep]) -> PlanStep | None:
         t = self.tok.token_id
         ids = self._context(prompt, history)
-        first = sample(self.model, ids, 1, set(), self.generator, allowed=[t("<ins>"), t("<end>")])
+        temp = self.temperature
+        first = sample(self.model, ids, 1, set(), self.generator, temp, allowed=[t("<ins>"), t("<end>")])
+        self.usage["text_tokens"] += 1
         if first[0] == t("<end>"):
             return None
-        ins = sample(self.model, ids + first, self.max_words, {t("</ins>")}, self.generator)
+        ins = sample(self.model, ids + first, self.max_words, {t("</ins>")}, self.generator, temp)
         ids = ids + first + ins + ([t("</ins>")] if ins[-1] != t("</ins>") else []) + [t("<des>")]
-        des = sample(self.model, ids, self.max_words, {t("</des>")}, self.generator)
+        des = sample(self.model, ids, self.max_words, {t("</des>")}, self.generator, temp)
+        self.usage["text_tokens"] += len(ins) + len(des) + 1
         strip = {t("</ins>"), t("</des>")}
         return PlanStep(self.tok.decode([i for i in ins if i not in strip]),
                         self.tok.decode([i for i in des if i not in strip]))

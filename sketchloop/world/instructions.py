@@ -18,12 +18,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..errors import PromptError
-from .parser import _KNOWN_WORDS, _RELATION_TOKENS, tokenize
+from .parser import KNOWN_WORDS, RELATION_TOKENS, tokenize
 from .scene import ObjectGroup, Relation, SceneGraph
 from .vocab import COLORS, COUNT_WORDS, INVERSE_RELATION, PLURALS, RELATION_PHRASES, SHAPES, SINGULARS, vocabulary_summary
 
 VERBS = ("add", "change", "move", "swap", "remove")
-_WORDS = _KNOWN_WORDS | set(VERBS) | {"to"}
+_WORDS = KNOWN_WORDS | set(VERBS) | {"to"}
 
 
 @dataclass
@@ -171,7 +171,7 @@ class _Reader:
         rels = []
         while True:
             rel = None
-            for phrase in _RELATION_TOKENS:
+            for phrase in RELATION_TOKENS:
                 if tuple(self.tokens[self.pos: self.pos + len(phrase)]) == phrase:
                     self.pos += len(phrase)
                     rel = RELATION_PHRASES[" ".join(phrase)]

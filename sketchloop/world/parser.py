@@ -17,8 +17,8 @@ from .scene import ObjectGroup, Relation, SceneGraph
 from .vocab import COLORS, COUNT_WORDS, MAX_COUNT, PLURALS, RELATION_PHRASES, SHAPES, SINGULARS, vocabulary_summary
 
 _PREFIX = ("a", "photo", "of")
-_RELATION_TOKENS = sorted((tuple(p.split()) for p in RELATION_PHRASES), key=len, reverse=True)
-_KNOWN_WORDS = (
+RELATION_TOKENS = sorted((tuple(p.split()) for p in RELATION_PHRASES), key=len, reverse=True)
+KNOWN_WORDS = (
     {"a", "an", "the", "photo", "of", "and", ","}
     | set(COUNT_WORDS) | set(COLORS) | set(SHAPES) | set(SINGULARS)
     | {w for phrase in RELATION_PHRASES for w in phrase.split()}
@@ -59,7 +59,7 @@ class _Parser:
         if not self.tokens:
             raise PromptError("the prompt is empty; describe a scene, e.g. 'a photo of a red circle above a blue square'")
         for word in self.tokens:
-            if word not in _KNOWN_WORDS:
+            if word not in KNOWN_WORDS:
                 raise PromptError(f"unknown word {word!r} in prompt {self.prompt!r}; ShapesWorld knows {vocabulary_summary()}")
         if tuple(self.tokens[:3]) == _PREFIX:
             self.pos = 3
@@ -88,7 +88,7 @@ class _Parser:
             self.relations.append(rel)
 
     def relation(self) -> str | None:
-        for phrase in _RELATION_TOKENS:
+        for phrase in RELATION_TOKENS:
             if tuple(self.tokens[self.pos: self.pos + len(phrase)]) == phrase:
                 self.pos += len(phrase)
                 return RELATION_PHRASES[" ".join(phrase)]

@@ -1,0 +1,1 @@
+"""Training: sequences from the staged datasets, and the (distributed, resumable) trainer."""

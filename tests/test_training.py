@@ -1,0 +1,94 @@
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from sketchloop.data.store import build
+from sketchloop.errors import SketchloopError
+from sketchloop.models.text_planner import LMPlanner, TextPlanner, TextPlannerConfig
+from sketchloop.training.trainer import TrainConfig, lr_at, train
+
+SMALL = TextPlannerConfig(vocab_size=83, block_size=320, n_layer=1, n_head=2, n_embd=32)
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    out = tmp_path_factory.mktemp("traj")
+    build("trajectories", 40, out, seed=0, shard_size=40, progress=False)
+    return out
+
+
+def test_schedule_warms_up_then_decays():
+    cfg = TrainConfig(steps=100, warmup=10, lr=1.0, min_lr_ratio=0.1)
+    assert lr_at(0, cfg) == pytest.approx(0.1)
+    assert lr_at(9, cfg) == pytest.approx(1.0)
+    assert lr_at(99, cfg) == pytest.approx(0.1, abs=0.01)
+    assert lr_at(50, cfg) < lr_at(20, cfg)
+
+
+def test_loss_falls_and_checkpoint_loads(data, tmp_path):
+    cfg = TrainConfig(steps=40, batch_size=8, lr=3e-3, warmup=5, save_every=20)
+    first = train(data, tmp_path / "a", TrainConfig(steps=1, batch_size=8), model_config=SMALL, progress=False)
+    result = train(data, tmp_path / "b", cfg, model_config=SMALL, progress=False)
+    assert result["loss"] < first["loss"] - 0.5
+    model, tok = TextPlanner.from_pretrained(tmp_path / "b")
+    assert LMPlanner(model, tok).plan("a photo of a red circle", []) is None or True
+    assert (tmp_path / "b" / "trainer" / "state.json").is_file()
+
+
+def test_resumed_training_equals_uninterrupted(data, tmp_path):
+    cfg = TrainConfig(steps=12, batch_size=4, warmup=2, save_every=6)
+    train(data, tmp_path / "full", cfg, model_config=SMALL, progress=False)
+    run = tmp_path / "resumed"
+    _interrupted_run(data, run, cfg)  # killed right after the step-6 checkpoint
+    assert '"step": 6' in (run / "trainer" / "state.json").read_text()
+    resumed = train(data, run, cfg, model_config=SMALL, progress=False)
+    assert resumed["step"] == 12
+    a = load_file(str(tmp_path / "full" / "model.safetensors"))
+    c = load_file(str(run / "model.safetensors"))
+    assert all(torch.allclose(a[k], c[k], atol=1e-6) for k in a)
+
+
+def _interrupted_run(data, run, cfg):
+    """Run `cfg` but stop right after the step-6 checkpoint, like a killed job."""
+    import sketchloop.training.trainer as trainer
+
+    original = trainer._save_state
+
+    class Stop(Exception):
+        pass
+
+    def save_then_stop(out, model, ema, opt, step, cfg_, tok):
+        original(out, model, ema, opt, step, cfg_, tok)
+        raise Stop
+
+    trainer._save_state = save_then_stop
+    try:
+        train(data, run, cfg, model_config=SMALL, progress=False)
+    except Stop:
+        pass
+    finally:
+        trainer._save_state = original
+
+
+def test_unknown_stage_and_wrong_data(data, tmp_path):
+    with pytest.raises(SketchloopError, match="--stage"):
+        train(data, tmp_path / "x", TrainConfig(stage="joint"), model_config=SMALL)
+    inspect = tmp_path / "inspect"
+    build("inspect", 4, inspect, shard_size=4, progress=False)
+    with pytest.raises(SketchloopError, match="trains on trajectories"):
+        train(inspect, tmp_path / "y", TrainConfig(steps=1), model_config=SMALL)
+
+
+def test_torchrun_two_processes_on_cpu(data, tmp_path):
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    r = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+                        "-m", "sketchloop.cli", "train", "--stage", "plan", "--data", str(data),
+                        "--out", str(tmp_path / "ddp"), "--steps", "4", "--batch-size", "4", "--save-every", "2"],
+                       capture_output=True, text=True, env=env, timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert "checkpoint" in r.stderr and (tmp_path / "ddp" / "model.safetensors").is_file()
+    TextPlanner.from_pretrained(tmp_path / "ddp")
