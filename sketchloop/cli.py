@@ -218,6 +218,8 @@ def _print_table(results: dict) -> None:
     Console().print(table)
     Console().print(f"{results['n_prompts']} prompts, {results['n_images']} images, "
                     f"detector: {results['detector']}")
+    if results.get("compute"):
+        Console().print("per final image: " + ", ".join(f"{k} {v:.3g}" for k, v in results["compute"].items()))
 
 
 def main() -> None:

@@ -113,7 +113,9 @@ def test_self_sampled_inspect_with_a_random_model(tmp_path):
     torch.manual_seed(0)
     tok = WordTokenizer()
     TextPlanner(TextPlannerConfig(vocab_size=len(tok))).save_pretrained(tmp_path / "ckpt", tok)
-    summary = build("inspect", 24, tmp_path / "ds", seed=1, shard_size=24, checkpoint=tmp_path / "ckpt", progress=False)
+    # two worker processes after the parent loaded torch: the pool must not hang (it did with fork)
+    summary = build("inspect", 24, tmp_path / "ds", seed=1, shard_size=12, workers=2,
+                    checkpoint=tmp_path / "ckpt", progress=False)
     rows = read_dataset(tmp_path / "ds").to_pylist()
     sampled = [r for r in rows if json.loads(r["meta"])["source"] == "self-sampled"]
     assert sampled, summary["sources"]

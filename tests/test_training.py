@@ -35,7 +35,11 @@ def test_loss_falls_and_checkpoint_loads(data, tmp_path):
     result = train(data, tmp_path / "b", cfg, model_config=SMALL, progress=False)
     assert result["loss"] < first["loss"] - 0.5
     model, tok = TextPlanner.from_pretrained(tmp_path / "b")
-    assert LMPlanner(model, tok).plan("a photo of a red circle", []) is None or True
+    torch.manual_seed(0)
+    ids = torch.tensor([tok.encode("<bos> <prompt> a photo of a red circle </prompt> <ins> add a red")])
+    assert model(ids).shape == (1, ids.shape[1], len(tok))
+    step = LMPlanner(model, tok, seed=0, temperature=0.5).plan("a photo of a red circle", [])
+    assert step is None or (isinstance(step.ins, str) and isinstance(step.des, str))
     assert (tmp_path / "b" / "trainer" / "state.json").is_file()
 
 

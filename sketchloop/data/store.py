@@ -27,6 +27,7 @@ shards already there.
 from __future__ import annotations
 
 import json
+import multiprocessing
 import os
 import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -71,8 +72,11 @@ def make_shard(kind: str, seed: int, shard: int, n_examples: int, edit_ops: floa
     rejections = Rejections()
     planner = None
     if checkpoint is not None:
+        import torch
+
         from ..models.text_planner import LMPlanner, TextPlanner
 
+        torch.set_num_threads(1)  # one process per core already
         model, tokenizer = TextPlanner.from_pretrained(Path(checkpoint))
         planner = LMPlanner(model, tokenizer, seed=seed * 100_003 + shard)
     rows = []
@@ -143,7 +147,8 @@ def build(kind: str, n: int, out: Path, seed: int = 0, workers: int = 1, edit_op
             record(make_shard(*a))
             bar.update(a[3])
     else:
-        with ProcessPoolExecutor(max_workers=workers) as pool:
+        # spawn, not fork: a forked child of a process that already ran torch can hang in OpenMP
+        with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn")) as pool:
             futures = {pool.submit(make_shard, *a): a for a in args}
             for fut in as_completed(futures):
                 record(fut.result())

@@ -24,9 +24,9 @@ from .tokenizer import WordTokenizer
 class TextPlannerConfig:
     vocab_size: int = 83
     block_size: int = 256
-    n_layer: int = 2
+    n_layer: int = 4
     n_head: int = 4
-    n_embd: int = 64
+    n_embd: int = 128
 
 
 class _Block(nn.Module):
