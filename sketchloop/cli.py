@@ -31,7 +31,7 @@ def render(prompt: str = typer.Argument(..., help="e.g. 'a photo of a red circle
            size: int = typer.Option(64, help="canvas side in pixels"),
            layout: Optional[Path] = typer.Option(None, help="also write the layout as JSON here")) -> None:
     """Render a prompt exactly (parse, lay out, draw): ShapesWorld's ground truth."""
-    from .evaluation.run import atomic_write_text, save_png
+    from .io import atomic_write_text, save_png
     from .world.layout import sample_layout
     from .world.parser import parse_prompt
     from .world.render import render as render_layout
@@ -80,7 +80,8 @@ def eval_command(
 ) -> None:
     """Score images by GenEval's rules: generate them with --generator or read them with --images."""
     from .evaluation.benchmark import load_benchmark
-    from .evaluation.run import atomic_write_text, evaluate, generate_images
+    from .evaluation.run import evaluate, generate_images
+    from .io import atomic_write_text
     from .generators import get_generator
     from .world.detect import ShapesDetector
 
@@ -196,7 +197,7 @@ def data_show(directory: Path = typer.Argument(..., help="a dataset folder"),
     """Write one example as a page of images and texts."""
     from .data.show import example_html
     from .data.store import read_dataset
-    from .evaluation.run import atomic_write_text
+    from .io import atomic_write_text
 
     table = read_dataset(directory)
     if not 0 <= index < table.num_rows:

@@ -1,5 +1,4 @@
 import io
-import json
 import subprocess
 import sys
 
@@ -10,7 +9,6 @@ from PIL import Image
 
 from sketchloop.data.store import build, read_dataset, shard_path
 from sketchloop.data.teachers import DetectorJudge, LayoutEditor, ShapesStepWriter, blank_canvas
-from sketchloop.world.layout import Layout
 from sketchloop.world.scene import SceneGraph
 from sketchloop.world.parser import parse_prompt
 

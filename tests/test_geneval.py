@@ -1,6 +1,5 @@
 import json
 
-import numpy as np
 import pytest
 
 from sketchloop.evaluation.benchmark import GENEVAL_TASK_SIZES, load_benchmark, make_shapes_geneval

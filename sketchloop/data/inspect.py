@@ -13,6 +13,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import numpy as np
@@ -87,10 +88,10 @@ def make_inspect_symbolic(rng: np.random.Generator, teachers: Teachers, rejectio
         layouts: list[str] = []
         meta: dict[str, Any] = {"source": "symbolic"}
         if not inconsistent:
-            ok = [k for k in range(len(steps))
-                  if teachers.judge.critique(scenes[k + 1].graph(), graph, k == last).consistent]
+            reviews = {k: teachers.judge.critique(scenes[k + 1].graph(), graph, k == last) for k in range(len(steps))}
+            ok = [k for k, r in reviews.items() if r.consistent]
             k = ok[int(rng.integers(len(ok)))]
-            review = teachers.judge.critique(scenes[k + 1].graph(), graph, k == last)
+            review = reviews[k]
             rows = plan_rows(steps[: k + 1], canvases[: k + 1], images, layouts)
             if k == last:
                 rows.append(text_row("end"))
@@ -152,14 +153,8 @@ def make_inspect_self_sampled(rng: np.random.Generator, planner: Planner, teache
         if (row["label"] == "inconsistent") == inconsistent:
             return row
     row = make_inspect_symbolic(rng, teachers, rejections, size=size, inconsistent=inconsistent)
-    meta = {**_loads(row["meta"]), "source": "teacher"}
+    meta = {**json.loads(row["meta"]), "source": "teacher"}
     return {**row, "meta": _json(meta)}
-
-
-def _loads(text: str) -> dict[str, Any]:
-    import json
-
-    return json.loads(text)
 
 
 def _rollout(rng: np.random.Generator, planner: Planner, teachers: Teachers, size: int, max_steps: int) -> dict[str, Any]:

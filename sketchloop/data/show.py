@@ -5,12 +5,13 @@ from __future__ import annotations
 import base64
 import html
 import io
-import textwrap
 from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
 from PIL import Image, ImageDraw
+
+from ..io import save_png
 
 CELL = 96
 
@@ -29,9 +30,7 @@ def contact_sheet(table: pa.Table, path: Path, rows: int = 6, max_images: int = 
         if example.get("label"):
             caption = f"[{example['label']}] {caption}"
         draw.text((2, r * (CELL + 14) + CELL), caption[:110], fill="black")
-    tmp = path.with_name(f".{path.name}.tmp.png")
-    sheet.save(tmp)
-    tmp.replace(path)
+    save_png(path, sheet)
 
 
 def _img_tag(png: bytes, label: str = "") -> str:

@@ -40,6 +40,7 @@ import pyarrow.parquet as pq
 from tqdm import tqdm
 
 from ..errors import SketchloopError
+from ..io import atomic_write_text
 
 KINDS = ("trajectories", "inspect", "refine")
 SCHEMA = pa.schema([
@@ -161,9 +162,7 @@ def build(kind: str, n: int, out: Path, seed: int = 0, workers: int = 1, edit_op
 
 
 def _write_json(path: Path, obj: Any) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(obj, indent=1))
-    os.replace(tmp, path)
+    atomic_write_text(path, json.dumps(obj, indent=1))
 
 
 def read_dataset(out: Path) -> pa.Table:
@@ -234,9 +233,9 @@ def write_card(out: Path, params: dict[str, Any], shard_stats: dict[str, Any],
         f"Built by `sketchloop data build --kind {params['kind']} --n {params['n']} --seed {params['seed']} "
         f"--edit-ops {params['edit_ops']}"
         + (f" --checkpoint {params['checkpoint']}" if params.get("checkpoint") else "") + "`"
-        f" with ShapesWorld's exact teachers (parser, step writer, "
-        f"layout editor + renderer, detector judge). Schema: see `sketchloop/data/store.py`; load with "
-        f"`datasets.load_dataset('parquet', data_files='data/*.parquet')` or `pyarrow.parquet.read_table`.",
+        " with ShapesWorld's exact teachers (parser, step writer, "
+        "layout editor + renderer, detector judge). Schema: see `sketchloop/data/store.py`; load with "
+        "`datasets.load_dataset('parquet', data_files='data/*.parquet')` or `pyarrow.parquet.read_table`.",
         "",
         "| statistic | value |",
         "|---|---|",
@@ -255,5 +254,5 @@ def write_card(out: Path, params: dict[str, Any], shard_stats: dict[str, Any],
     if examples_per_second:
         lines.append(f"| throughput of the last run | {examples_per_second:.1f} examples/s |")
     lines += ["", KIND_NOTES[params["kind"]], "", "![contact sheet](contact_sheet.png)", ""]
-    (out / "README.md").write_text("\n".join(lines))
+    atomic_write_text(out / "README.md", "\n".join(lines))
     return summary

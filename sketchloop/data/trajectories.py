@@ -8,13 +8,14 @@ scene drawn. Both counts go to the dataset card.
 
 from __future__ import annotations
 
-import io
+import json
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
 from ..errors import LayoutError
+from ..io import png_bytes
 from ..world.render import DEFAULT_SIZE
 from ..world.sample import random_scene
 from ..world.scene import SceneGraph
@@ -37,12 +38,6 @@ class Teachers:
 class Rejections:
     steps_redrawn: int = 0
     trajectories_dropped: int = 0
-
-
-def png_bytes(image) -> bytes:
-    buf = io.BytesIO()
-    image.save(buf, format="PNG")
-    return buf.getvalue()
 
 
 def draw_trajectory(rng: np.random.Generator, teachers: Teachers, edit_ops: float, rejections: Rejections,
@@ -108,8 +103,6 @@ def make_trajectory(rng: np.random.Generator, teachers: Teachers, edit_ops: floa
 
 
 def _json(obj: Any) -> str:
-    import json
-
     return json.dumps(obj, sort_keys=True)
 
 

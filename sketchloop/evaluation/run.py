@@ -8,8 +8,6 @@ skips samples already on disk for the same prompt, so an interrupted run resumes
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +17,7 @@ from tqdm import tqdm
 
 from ..errors import SketchloopError
 from ..generators import Generator
+from ..io import atomic_write_text, save_png
 from ..world.detect import Detector
 from .benchmark import parse_metadata_line
 from .geneval import score_image, summarize
@@ -27,32 +26,6 @@ from .geneval import score_image, summarize
 def image_seed(seed: int, prompt_index: int, sample_index: int) -> int:
     """The seed of sample j of prompt i: the same for every generator compared."""
     return int(np.random.SeedSequence([seed, prompt_index, sample_index]).generate_state(1)[0])
-
-
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    atomic_write_bytes(path, text.encode("utf-8"))
-
-
-def save_png(path: Path, image: Image.Image) -> None:
-    import io
-
-    buf = io.BytesIO()
-    image.save(buf, format="PNG")
-    atomic_write_bytes(path, buf.getvalue())
 
 
 def generate_images(prompts: list[dict[str, Any]], generator: Generator, out_dir: Path,

@@ -56,7 +56,7 @@ class Trajectory:
 
     def save(self, out: Path) -> None:
         """final.png, one PNG per image step, trajectory.json and index.html in `out`."""
-        from ..evaluation.run import atomic_write_text, save_png
+        from ..io import atomic_write_text, save_png
 
         out.mkdir(parents=True, exist_ok=True)
         k = 0
