@@ -1,4 +1,4 @@
-"""How often a planner checkpoint's plans are right, judged by the critic (text only).
+"""How often a unified checkpoint's plans are right, judged by the critic (text only).
 
     python scripts/eval_planner.py CKPT [--benchmark shapes-geneval] [--limit N] [--temperature T]
 
@@ -13,7 +13,7 @@ from pathlib import Path
 from sketchloop.data.critique import inspect_description
 from sketchloop.errors import PromptError
 from sketchloop.evaluation.benchmark import load_benchmark
-from sketchloop.models.text_planner import LMPlanner, TextPlanner
+from sketchloop.backends.unified import UnifiedRoles
 from sketchloop.world.instructions import Scene, apply, parse_instruction
 from sketchloop.world.parser import parse_prompt
 
@@ -24,8 +24,7 @@ parser.add_argument("--limit", type=int)
 parser.add_argument("--temperature", type=float, default=0.3)
 args = parser.parse_args()
 
-model, tok = TextPlanner.from_pretrained(args.checkpoint)
-planner = LMPlanner(model, tok, seed=0, temperature=args.temperature)
+planner = UnifiedRoles.from_pretrained(args.checkpoint, seed=0, temperature=args.temperature)
 prompts = load_benchmark(args.benchmark)[: args.limit]
 by_task: dict[str, list[bool]] = {}
 for meta in prompts:

@@ -68,7 +68,7 @@ def detect(image: Path = typer.Argument(..., help="image file to read")) -> None
 def eval_command(
     benchmark: Optional[str] = typer.Option(None, help="'shapes-geneval' or a GenEval JSONL file "
                                                       "(with --images: optional, checks the folder's prompts)"),
-    generator: Optional[str] = typer.Option(None, help="generator to run, e.g. 'oracle'"),
+    generator: Optional[str] = typer.Option(None, help="staged or single (the model), oracle or oracle-staged"),
     images: Optional[Path] = typer.Option(None, help="folder of images in GenEval's layout to score"),
     images_per_prompt: int = typer.Option(4, help="images per prompt (GenEval: 4)"),
     limit: Optional[int] = typer.Option(None, help="score only the first N prompts"),
@@ -77,10 +77,15 @@ def eval_command(
                                                          "(default sketchloop-eval/BENCHMARK-GENERATOR)"),
     seed: int = typer.Option(0, help="base seed; sample j of prompt i uses a seed derived from (seed, i, j)"),
     size: int = typer.Option(64, help="canvas side for generated images"),
+    checkpoint: Optional[Path] = typer.Option(None, help="staged/single: model checkpoint (default: the shipped one)"),
+    steps: int = typer.Option(16, help="staged/single: Euler flow steps per region drawn"),
+    guidance: float = typer.Option(1.0, help="staged/single: classifier-free guidance scale (1 = off)"),
+    max_iters: int = typer.Option(8, help="staged: most plan steps per image"),
+    workers: int = typer.Option(1, help="processes generating images (one per core)"),
 ) -> None:
     """Score images by GenEval's rules: generate them with --generator or read them with --images."""
     from .evaluation.benchmark import load_benchmark
-    from .evaluation.run import evaluate, generate_images
+    from .evaluation.run import evaluate, generate_images, generate_images_parallel
     from .io import atomic_write_text
     from .generators import get_generator
     from .world.detect import ShapesDetector
@@ -96,13 +101,22 @@ def eval_command(
     if generator is not None:
         if prompts is None:
             raise SketchloopError("--generator needs --benchmark (shapes-geneval or a JSONL file)")
-        gen = get_generator(generator, size=size)
+        model_args = {"checkpoint": checkpoint, "flow_steps": steps, "guidance": guidance, "max_iters": max_iters} \
+            if generator in ("staged", "single") else {}
+        gen = get_generator(generator, size=size, **model_args)
         bench_name = Path(benchmark).stem if benchmark else "images"
         images = images_out or Path("sketchloop-eval") / f"{bench_name}-{generator}"
-        stats = generate_images(prompts, gen, images, images_per_prompt, seed)
+        if workers > 1:
+            stats = generate_images_parallel(prompts, generator, {"size": size, **model_args}, images,
+                                             images_per_prompt, seed, workers)
+        else:
+            stats = generate_images(prompts, gen, images, images_per_prompt, seed)
     results = evaluate(images, ShapesDetector(), prompts, limit, stats)
     header = {"benchmark": benchmark, "generator": generator, "images_dir": str(images),
               "oracle": bool(stats and any(s.get("oracle") for s in stats.values()))}
+    if generator in ("staged", "single"):
+        header.update({"checkpoint": str(checkpoint or "shipped"), "flow_steps_per_region": steps,
+                       "guidance": guidance, "max_iters": max_iters})
     results = {**header, **results}
     _print_table(results)
     if out:
@@ -113,54 +127,105 @@ def eval_command(
 @app.command()
 def generate(prompt: str = typer.Argument(..., help="e.g. 'a photo of a red circle above a blue square'"),
              out: Path = typer.Option(Path("sketchloop-out"), help="folder for final.png, trajectory.json, index.html"),
-             mode: str = typer.Option("staged", help="staged or single"),
+             mode: str = typer.Option("staged", help="staged (plan, sketch, inspect, refine) or single (one image)"),
              seed: int = typer.Option(0),
              max_iters: int = typer.Option(8, help="most plan steps before the loop stops"),
+             steps: int = typer.Option(16, help="Euler flow steps per region drawn"),
+             guidance: float = typer.Option(1.0, help="classifier-free guidance scale (1 = off)"),
+             checkpoint: Optional[Path] = typer.Option(None, help="model checkpoint folder (default: the shipped one)"),
              oracle: bool = typer.Option(False, "--oracle", help="play every role with ShapesWorld's teachers "
-                                                                 "(an upper bound, not a model)")) -> None:
+                                                                 "(an upper bound, not a model)"),
+             planner: Optional[str] = typer.Option(None, help="openai:MODEL: a chat model plans (default: the "
+                                                              "embedded model)"),
+             inspector: Optional[str] = typer.Option(None, help="openai:MODEL: a vision chat model inspects"),
+             base_url: Optional[str] = typer.Option(None, help="OpenAI-compatible server for openai: roles "
+                                                               "(default $SKETCHLOOP_BASE_URL or $OPENAI_BASE_URL)"),
+             prompts: Optional[Path] = typer.Option(None, help="folder of prompt templates overriding "
+                                                             "planner.md / inspector.md")) -> None:
     """Run the staged loop (plan, sketch, inspect, refine) or single mode on a prompt."""
-    from .generators import LoopGenerator, oracle_roles
-    from .world.parser import parse_prompt
+    from .generators import LoopGenerator, model_generator, oracle_roles
 
     if mode not in ("staged", "single"):
         raise SketchloopError(f"--mode {mode!r}: use staged or single")
-    if max_iters < 1:
-        raise SketchloopError("--max-iters must be at least 1")
-    if not oracle:
-        raise SketchloopError("no embedded model checkpoint is shipped yet; run with --oracle for ShapesWorld's "
-                              "teachers (an upper bound)")
-    parse_prompt(prompt)  # unknown words, contradictions: one clear line before any work
-    gen = LoopGenerator("oracle", oracle_roles, mode, max_iters=max_iters, oracle=True)
+    if max_iters < 1 or steps < 1:
+        raise SketchloopError("--max-iters and --steps must be at least 1")
+    if not prompt.strip():
+        raise SketchloopError("the prompt is empty; give one such as 'a photo of a red circle above a blue square'")
+    if oracle:
+        from .world.parser import parse_prompt
+
+        parse_prompt(prompt)  # unknown words, contradictions: one clear line before any work
+        gen = LoopGenerator("oracle", oracle_roles, mode, max_iters=max_iters, oracle=True)
+    else:
+        if not (planner or inspector):
+            _check_words(prompt)  # a chat planner may use words the embedded model does not know
+        gen = model_generator(mode, checkpoint=checkpoint, flow_steps=steps, guidance=guidance, max_iters=max_iters)
+        if planner or inspector:
+            gen = _with_chat_roles(gen, planner, inspector, base_url, prompts)
     traj = gen.run(prompt, seed)
-    traj.meta["oracle"] = True
+    traj.meta["oracle"] = oracle
+    traj.meta["roles"] = "ORACLE (ShapesWorld's teachers)" if oracle else f"model {checkpoint or 'shipped checkpoint'}"
     traj.save(out)
-    console.print(f"wrote {out}/final.png, trajectory.json and index.html ({traj.mode}, ORACLE roles, "
-                  f"{sum(1 for s in traj.steps if s.image is not None)} images, {traj.seconds:.2f} s)")
+    console.print(f"wrote {out}/final.png, trajectory.json and index.html ({traj.mode}, "
+                  f"{'ORACLE roles' if oracle else 'unified model'}, "
+                  f"{sum(1 for s in traj.steps if s.image is not None)} images, {traj.flow_steps} flow steps, "
+                  f"{traj.seconds:.2f} s)")
     if not traj.ended:
-        console.print(f"[yellow]warning:[/yellow] the loop reached --max-iters {max_iters} before the planner "
+        console.print(f"[yellow]warning:[/yellow] the loop reached --max-iters {max_iters} before the model "
                       f"ended the trajectory; final.png is the last canvas", highlight=False)
 
 
+def _with_chat_roles(gen, planner: str | None, inspector: str | None, base_url: str | None, prompts: Path | None):
+    """`gen` with its planner and/or inspector played by OpenAI-compatible chat models."""
+    from .backends.chat import ChatClient, ChatInspector, ChatPlanner, ChatSettings, parse_role_spec
+    from .generators import LoopGenerator
+
+    roles = list(gen.roles_factory())
+    for index, spec, role in ((0, planner, ChatPlanner), (2, inspector, ChatInspector)):
+        if spec:
+            _, model = parse_role_spec(spec)
+            roles[index] = role(ChatClient(ChatSettings(model=model, base_url=base_url, prompts_dir=prompts)))
+    return LoopGenerator(gen.name, lambda: tuple(roles), gen.mode, gen.size, gen.max_iters)
+
+
+def _check_words(prompt: str) -> None:
+    """Every word of the prompt must be one the model's tokenizer knows."""
+    import re
+
+    from .models.tokenizer import WordTokenizer
+
+    tok = WordTokenizer()
+    unknown = [w for w in re.findall(r"[a-z0-9]+", prompt.lower()) if w not in tok.index]
+    if unknown:
+        raise SketchloopError(f"unknown word {unknown[0]!r} in the prompt; the model knows ShapesWorld's shapes, "
+                              f"the ten GenEval colours, counts one to four and left of/right of/above/below")
+
+
 @app.command()
-def train(stage: str = typer.Option(..., help="plan (the text planner; the unified model's stages come later)"),
-          data: Path = typer.Option(..., help="a dataset folder from 'sketchloop data build'"),
+def train(stage: str = typer.Option(..., help="plan-sketch, inspect, refine or joint"),
+          data: list[Path] = typer.Option(..., help="dataset folder(s) from 'sketchloop data build' (repeatable)"),
           out: Path = typer.Option(..., help="checkpoint folder (re-run to resume)"),
-          init: Optional[Path] = typer.Option(None, help="start from this checkpoint"),
+          init: Optional[Path] = typer.Option(None, help="start from this checkpoint (the previous stage)"),
           steps: int = typer.Option(2000),
-          batch_size: int = typer.Option(32),
-          lr: float = typer.Option(3e-3),
+          batch_size: int = typer.Option(24),
+          lr: float = typer.Option(2e-3),
+          text_weight: float = typer.Option(1.0, help="lambda: weight of the text cross-entropy"),
           seed: int = typer.Option(0),
-          save_every: int = typer.Option(500)) -> None:
-    """Train a model on staged data (AdamW, cosine schedule, EMA; resumable; works under torchrun)."""
+          save_every: int = typer.Option(250)) -> None:
+    """Train the unified model: lambda * text CE + flow-matching MSE (AdamW, cosine, EMA; resumable; torchrun)."""
+    import os
+
     from .training.trainer import TrainConfig, train as run_training
 
     if steps < 1 or batch_size < 1 or lr <= 0:
         raise SketchloopError("--steps, --batch-size and --lr must be positive")
-    cfg = TrainConfig(stage=stage, steps=steps, batch_size=batch_size, lr=lr, seed=seed, save_every=save_every)
+    cfg = TrainConfig(stage=stage, steps=steps, batch_size=batch_size, lr=lr, seed=seed, save_every=save_every,
+                      text_weight=text_weight)
     result = run_training(data, out, cfg, init=init)
-    if int(__import__("os").environ.get("RANK", "0")) == 0:
+    if int(os.environ.get("RANK", "0")) == 0:
         console.print(f"checkpoint {out} at step {result['step']}" +
-                      (f", final loss {result['loss']:.3f}" if result.get("loss") is not None else " (already done)"))
+                      (f", final loss {result['loss']:.3f} ({', '.join(f'{k} {result[k]:.3f}' for k in ('ce', 'crop', 'full') if k in result)}), "
+                       f"{result['seconds'] / 60:.1f} min" if result.get("loss") is not None else " (already done)"))
 
 
 data_app = typer.Typer(no_args_is_help=True, help="Build and look at staged training data.")
@@ -176,8 +241,8 @@ def data_build(kind: str = typer.Option(..., help="trajectories, inspect or refi
                edit_ops: float = typer.Option(0.25, help="share of groups drawn through modify/move/swap/remove "
                                                          "(0 = the paper's additive-only ablation)"),
                shard_size: int = typer.Option(500, help="examples per parquet shard"),
-               checkpoint: Optional[Path] = typer.Option(None, help="inspect: a planner checkpoint whose own plans "
-                                                                    "are judged (self-sampled); default symbolic")) -> None:
+               checkpoint: Optional[Path] = typer.Option(None, help="inspect: a model checkpoint (stage 1) whose own "
+                                                                    "plans are judged (self-sampled); default symbolic")) -> None:
     """Synthesise staged training data with ShapesWorld's exact teachers."""
     from .data.store import build
 

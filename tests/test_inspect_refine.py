@@ -10,7 +10,8 @@ from sketchloop.data.critique import inspect_description
 from sketchloop.data.store import build, read_dataset
 from sketchloop.data.teachers import DetectorJudge, ShapesStepWriter
 from sketchloop.errors import PromptError, SketchloopError
-from sketchloop.models.text_planner import LMPlanner, TextPlanner, TextPlannerConfig
+from sketchloop.backends.unified import UnifiedRoles
+from sketchloop.models.unified import UnifiedConfig, UnifiedModel
 from sketchloop.models.tokenizer import WordTokenizer
 from sketchloop.world.instructions import Scene, apply, instruction_text, parse_instruction
 from sketchloop.world.parser import parse_prompt
@@ -112,7 +113,7 @@ def test_refine_labels_agree_with_the_judge(tmp_path):
 def test_self_sampled_inspect_with_a_random_model(tmp_path):
     torch.manual_seed(0)
     tok = WordTokenizer()
-    TextPlanner(TextPlannerConfig(vocab_size=len(tok))).save_pretrained(tmp_path / "ckpt", tok)
+    UnifiedModel(UnifiedConfig(vocab_size=len(tok), n_layer=1, n_embd=32)).save_pretrained(tmp_path / "ckpt", tok)
     # two worker processes after the parent loaded torch: the pool must not hang (it did with fork)
     summary = build("inspect", 24, tmp_path / "ds", seed=1, shard_size=12, workers=2,
                     checkpoint=tmp_path / "ckpt", progress=False)
@@ -127,18 +128,22 @@ def test_self_sampled_inspect_with_a_random_model(tmp_path):
     assert set(summary["sources"]) <= {"self-sampled", "teacher"}
 
 
-def test_planner_checkpoint_round_trip_and_corruption(tmp_path):
+def test_checkpoint_round_trip_and_corruption(tmp_path):
     tok = WordTokenizer()
-    model = TextPlanner(TextPlannerConfig(vocab_size=len(tok)))
+    model = UnifiedModel(UnifiedConfig(vocab_size=len(tok), n_layer=1, n_embd=32))
     model.save_pretrained(tmp_path / "ok", tok)
-    loaded, tok2 = TextPlanner.from_pretrained(tmp_path / "ok")
+    loaded, tok2 = UnifiedModel.from_pretrained(tmp_path / "ok")
     assert tok2.vocab == tok.vocab
     ids = torch.tensor([tok.encode("<bos> <prompt> a red circle </prompt>")])
-    assert torch.allclose(model.eval()(ids), loaded(ids))
-    step = LMPlanner(loaded, tok2, seed=0).plan("a photo of a red circle", [])
+    assert torch.allclose(model.eval().hidden(ids), loaded.hidden(ids))
+    step = UnifiedRoles(loaded, tok2, seed=0).plan("a photo of a red circle", [])
     assert step is None or isinstance(step.ins, str)
     (tmp_path / "ok" / "model.safetensors").write_bytes(b"garbage")
     with pytest.raises(SketchloopError, match="corrupt"):
-        TextPlanner.from_pretrained(tmp_path / "ok")
-    with pytest.raises(SketchloopError, match="not a planner checkpoint"):
-        TextPlanner.from_pretrained(tmp_path / "missing")
+        UnifiedModel.from_pretrained(tmp_path / "ok")
+    with pytest.raises(SketchloopError, match="does not exist"):
+        UnifiedModel.from_pretrained(tmp_path / "missing")
+    (tmp_path / "half").mkdir()
+    (tmp_path / "half" / "config.json").write_text("{}")
+    with pytest.raises(SketchloopError, match="not a sketchloop checkpoint"):
+        UnifiedModel.from_pretrained(tmp_path / "half")

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from sketchloop import LayoutError, parse_prompt
-from sketchloop.world.layout import Layout, PlacedObject, place_object, relative_position, sample_layout
+from sketchloop.world.layout import GRID, SIZE_STEPS, Layout, PlacedObject, place_object, relative_position, sample_layout
 from sketchloop.world.render import render
 from sketchloop.world.sample import random_scene_layout
 
@@ -30,7 +30,9 @@ def test_layout_deterministic_for_seed_with_jitter():
     layouts = {sample_layout(g, s) for s in range(10)}
     assert len(layouts) == 10
     sizes = {o.size for lay in layouts for o in lay.objects}
-    assert len(sizes) > 5
+    assert len(sizes) >= 2 and all(abs(s * SIZE_STEPS - round(s * SIZE_STEPS)) < 1e-2 for s in sizes)
+    centres = {v for lay in layouts for o in lay.objects for v in (o.x, o.y)}
+    assert all(abs(v * GRID - 0.5 - round(v * GRID - 0.5)) < 1e-3 for v in centres)  # on the lattice
 
 
 def test_relative_position_is_genevals_rule():

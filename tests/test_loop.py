@@ -72,7 +72,9 @@ def test_generate_writes_final_trajectory_and_page(tmp_path):
     page = (tmp_path / "index.html").read_text()
     assert "final.png" in page and "&lt;ins&gt; add a blue square" in page
     for args, needle in [(["generate", "a hexagon", "--oracle"], "unknown word"),
-                         (["generate", "a circle"], "no embedded model checkpoint"),
+                         (["generate", "a hexagon"], "unknown word"),
+                         (["generate", "  "], "prompt is empty"),
+                         (["generate", "a circle", "--checkpoint", "nowhere"], "does not exist"),
                          (["generate", "a circle", "--oracle", "--mode", "twice"], "--mode")]:
         r = cli(*args, cwd=tmp_path)
         assert r.returncode == 2 and needle in r.stderr and "Traceback" not in r.stderr

@@ -8,10 +8,12 @@ from safetensors.torch import load_file
 
 from sketchloop.data.store import build
 from sketchloop.errors import SketchloopError
-from sketchloop.models.text_planner import LMPlanner, TextPlanner, TextPlannerConfig
+from sketchloop.backends.unified import UnifiedRoles
+from sketchloop.models.tokenizer import WordTokenizer
+from sketchloop.models.unified import UnifiedConfig, UnifiedModel
 from sketchloop.training.trainer import TrainConfig, lr_at, train
 
-SMALL = TextPlannerConfig(vocab_size=83, block_size=320, n_layer=1, n_head=2, n_embd=32)
+SMALL = UnifiedConfig(vocab_size=len(WordTokenizer()), n_layer=1, n_head=2, n_embd=32, unet_channels=(8, 8, 8))
 
 
 @pytest.fixture(scope="module")
@@ -30,26 +32,46 @@ def test_schedule_warms_up_then_decays():
 
 
 def test_loss_falls_and_checkpoint_loads(data, tmp_path):
-    cfg = TrainConfig(steps=40, batch_size=8, lr=3e-3, warmup=5, save_every=20)
-    first = train(data, tmp_path / "a", TrainConfig(steps=1, batch_size=8), model_config=SMALL, progress=False)
-    result = train(data, tmp_path / "b", cfg, model_config=SMALL, progress=False)
-    assert result["loss"] < first["loss"] - 0.5
-    model, tok = TextPlanner.from_pretrained(tmp_path / "b")
-    torch.manual_seed(0)
+    cfg = TrainConfig(steps=40, batch_size=8, lr=3e-3, warmup=5, save_every=20, max_flows=8, single_per_step=2)
+    first = train([data], tmp_path / "a", TrainConfig(steps=1, batch_size=8, max_flows=8, single_per_step=2),
+                  model_config=SMALL, progress=False)
+    result = train([data], tmp_path / "b", cfg, model_config=SMALL, progress=False)
+    assert result["ce"] < first["ce"] - 0.5  # text cross-entropy
+    assert result["crop"] < first["crop"] and result["full"] > 0  # flow-matching MSE on crops, whole canvases
+    model, tok = UnifiedModel.from_pretrained(tmp_path / "b")
     ids = torch.tensor([tok.encode("<bos> <prompt> a photo of a red circle </prompt> <ins> add a red")])
-    assert model(ids).shape == (1, ids.shape[1], len(tok))
-    step = LMPlanner(model, tok, seed=0, temperature=0.5).plan("a photo of a red circle", [])
+    assert model.logits(model.hidden(ids)).shape == (1, ids.shape[1], len(tok))
+    roles = UnifiedRoles(model, tok, seed=0, flow_steps=2)
+    step = roles.plan("a photo of a red circle", [])
     assert step is None or (isinstance(step.ins, str) and isinstance(step.des, str))
     assert (tmp_path / "b" / "trainer" / "state.json").is_file()
 
 
+def test_later_stages_train_from_the_previous_checkpoint(data, tmp_path):
+    inspect, refine = tmp_path / "inspect", tmp_path / "refine"
+    build("inspect", 12, inspect, seed=0, shard_size=12, progress=False)
+    build("refine", 12, refine, seed=0, shard_size=12, progress=False)
+    small = dict(batch_size=4, max_flows=4, single_per_step=1, warmup=1, save_every=100)
+    train([data], tmp_path / "s1", TrainConfig(stage="plan-sketch", steps=2, **small), model_config=SMALL,
+          progress=False)
+    r = train([inspect], tmp_path / "s2", TrainConfig(stage="inspect", steps=2, **small), init=tmp_path / "s1",
+              progress=False)
+    assert "crop" not in r and r["examples"] == 12  # text only: inspections read the canvas, draw nothing
+    r = train([refine], tmp_path / "s3", TrainConfig(stage="refine", steps=2, **small), init=tmp_path / "s2",
+              progress=False)
+    assert r["examples"] == 12
+    r = train([data, inspect, refine], tmp_path / "s4", TrainConfig(stage="joint", steps=2, **small),
+              init=tmp_path / "s3", progress=False)
+    assert r["examples"] == 40 + 12 + 12 and r["single_examples"] == 40
+
+
 def test_resumed_training_equals_uninterrupted(data, tmp_path):
-    cfg = TrainConfig(steps=12, batch_size=4, warmup=2, save_every=6)
-    train(data, tmp_path / "full", cfg, model_config=SMALL, progress=False)
+    cfg = TrainConfig(steps=12, batch_size=4, warmup=2, save_every=6, max_flows=4, single_per_step=1)
+    train([data], tmp_path / "full", cfg, model_config=SMALL, progress=False)
     run = tmp_path / "resumed"
     _interrupted_run(data, run, cfg)  # killed right after the step-6 checkpoint
     assert '"step": 6' in (run / "trainer" / "state.json").read_text()
-    resumed = train(data, run, cfg, model_config=SMALL, progress=False)
+    resumed = train([data], run, cfg, model_config=SMALL, progress=False)
     assert resumed["step"] == 12
     a = load_file(str(tmp_path / "full" / "model.safetensors"))
     c = load_file(str(run / "model.safetensors"))
@@ -71,7 +93,7 @@ def _interrupted_run(data, run, cfg):
 
     trainer._save_state = save_then_stop
     try:
-        train(data, run, cfg, model_config=SMALL, progress=False)
+        train([data], run, cfg, model_config=SMALL, progress=False)
     except Stop:
         pass
     finally:
@@ -80,19 +102,19 @@ def _interrupted_run(data, run, cfg):
 
 def test_unknown_stage_and_wrong_data(data, tmp_path):
     with pytest.raises(SketchloopError, match="--stage"):
-        train(data, tmp_path / "x", TrainConfig(stage="joint"), model_config=SMALL)
+        train([data], tmp_path / "x", TrainConfig(stage="plan"), model_config=SMALL)
     inspect = tmp_path / "inspect"
     build("inspect", 4, inspect, shard_size=4, progress=False)
     with pytest.raises(SketchloopError, match="trains on trajectories"):
-        train(inspect, tmp_path / "y", TrainConfig(steps=1), model_config=SMALL)
+        train([inspect], tmp_path / "y", TrainConfig(steps=1), model_config=SMALL)
 
 
 def test_torchrun_two_processes_on_cpu(data, tmp_path):
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     r = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-                        "-m", "sketchloop.cli", "train", "--stage", "plan", "--data", str(data),
+                        "-m", "sketchloop.cli", "train", "--stage", "plan-sketch", "--data", str(data),
                         "--out", str(tmp_path / "ddp"), "--steps", "4", "--batch-size", "4", "--save-every", "2"],
                        capture_output=True, text=True, env=env, timeout=300)
     assert r.returncode == 0, r.stderr[-2000:]
     assert "checkpoint" in r.stderr and (tmp_path / "ddp" / "model.safetensors").is_file()
-    TextPlanner.from_pretrained(tmp_path / "ddp")
+    UnifiedModel.from_pretrained(tmp_path / "ddp")

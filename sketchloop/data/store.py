@@ -75,11 +75,10 @@ def make_shard(kind: str, seed: int, shard: int, n_examples: int, edit_ops: floa
     if checkpoint is not None:
         import torch
 
-        from ..models.text_planner import LMPlanner, TextPlanner
+        from ..backends.unified import UnifiedRoles
 
         torch.set_num_threads(1)  # one process per core already
-        model, tokenizer = TextPlanner.from_pretrained(Path(checkpoint))
-        planner = LMPlanner(model, tokenizer, seed=seed * 100_003 + shard)
+        planner = UnifiedRoles.from_pretrained(Path(checkpoint), seed=seed * 100_003 + shard, temperature=1.0)
     rows = []
     for i in range(n_examples):
         if kind == "trajectories":
@@ -111,11 +110,11 @@ def build(kind: str, n: int, out: Path, seed: int = 0, workers: int = 1, edit_op
         raise SketchloopError(f"--edit-ops {edit_ops}: give a share between 0 and 1")
     if checkpoint is not None and kind != "inspect":
         raise SketchloopError(f"--checkpoint drives self-sampled plans for --kind inspect; for {kind} the "
-                              f"teachers make every example (model sketches for refine need the unified model)")
+                              f"teachers make every example")
     if checkpoint is not None:
-        from ..models.text_planner import TextPlanner
+        from ..models.unified import UnifiedModel
 
-        TextPlanner.from_pretrained(checkpoint)  # fail now, with one clear line, not in a worker
+        UnifiedModel.from_pretrained(checkpoint)  # fail now, with one clear line, not in a worker
     params = {"kind": kind, "n": n, "seed": seed, "edit_ops": edit_ops, "shard_size": shard_size,
               "checkpoint": str(checkpoint) if checkpoint else None}
     out.mkdir(parents=True, exist_ok=True)

@@ -28,13 +28,17 @@ def image_seed(seed: int, prompt_index: int, sample_index: int) -> int:
     return int(np.random.SeedSequence([seed, prompt_index, sample_index]).generate_state(1)[0])
 
 
-def generate_images(prompts: list[dict[str, Any]], generator: Generator, out_dir: Path,
-                    images_per_prompt: int = 4, seed: int = 0, progress: bool = True) -> dict[tuple[int, int], dict]:
-    """Write every prompt's images in GenEval's layout; returns each sample's stats."""
+def generate_images(prompts: list[dict[str, Any]], generator: Generator | None, out_dir: Path,
+                    images_per_prompt: int = 4, seed: int = 0, progress: bool = True,
+                    indices: list[int] | None = None) -> dict[tuple[int, int], dict]:
+    """Write every prompt's images in GenEval's layout (only prompts `indices` if given);
+    returns each sample's stats. With `generator` None every image must exist already."""
     stats: dict[tuple[int, int], dict] = {}
-    bar = tqdm(total=len(prompts) * images_per_prompt, desc=f"generate ({generator.name})",
+    todo = range(len(prompts)) if indices is None else indices
+    bar = tqdm(total=len(todo) * images_per_prompt, desc=f"generate ({getattr(generator, 'name', '')})",
                unit="img", disable=not progress)
-    for i, meta in enumerate(prompts):
+    for i in todo:
+        meta = prompts[i]
         folder = out_dir / f"{i:05d}"
         line = json.dumps(meta)
         meta_path = folder / "metadata.jsonl"
@@ -47,6 +51,8 @@ def generate_images(prompts: list[dict[str, Any]], generator: Generator, out_dir
             if same and path.is_file() and stats_path.is_file():
                 stats[(i, j)] = json.loads(stats_path.read_text(encoding="utf-8"))
             else:
+                if generator is None:
+                    raise SketchloopError(f"{path} was not generated")
                 result = generator.generate(meta["prompt"], image_seed(seed, i, j))
                 save_png(path, result.image)
                 atomic_write_text(stats_path, json.dumps(result.stats))
@@ -54,6 +60,32 @@ def generate_images(prompts: list[dict[str, Any]], generator: Generator, out_dir
             bar.update(1)
     bar.close()
     return stats
+
+
+def _generate_share(prompts, name, kwargs, out_dir, images_per_prompt, seed, indices, progress) -> int:
+    import torch
+
+    from ..generators import get_generator
+
+    torch.set_num_threads(1)  # one process per core
+    generate_images(prompts, get_generator(name, **kwargs), out_dir, images_per_prompt, seed, progress, indices)
+    return len(indices)
+
+
+def generate_images_parallel(prompts: list[dict[str, Any]], name: str, kwargs: dict[str, Any], out_dir: Path,
+                             images_per_prompt: int = 4, seed: int = 0, workers: int = 2,
+                             progress: bool = True) -> dict[tuple[int, int], dict]:
+    """`generate_images` with the generator `name` built in each of `workers` processes,
+    prompts dealt round-robin; the same images and stats as one process (seeds are per image)."""
+    import multiprocessing as mp
+    from concurrent.futures import ProcessPoolExecutor
+
+    with ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn")) as pool:
+        futures = [pool.submit(_generate_share, prompts, name, kwargs, out_dir, images_per_prompt, seed,
+                               list(range(w, len(prompts), workers)), progress and w == 0) for w in range(workers)]
+        for f in futures:
+            f.result()
+    return generate_images(prompts, None, out_dir, images_per_prompt, seed, progress=False)
 
 
 def read_folder(images_dir: Path, limit: int | None = None) -> list[tuple[int, dict[str, Any], list[Path]]]:

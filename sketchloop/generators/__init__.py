@@ -1,4 +1,5 @@
-"""Image generators the evaluator can call by name (the oracle now; models later)."""
+"""Image generators the evaluator can call by name: the unified model in staged or single
+mode, and ORACLE upper bounds that use ShapesWorld's teachers."""
 
 from __future__ import annotations
 
@@ -55,6 +56,9 @@ class LoopGenerator:
         from ..world.layout import Layout
 
         planner, sketcher, inspector, refiner = self.roles_factory()
+        for role in {id(r): r for r in (planner, sketcher, inspector, refiner)}.values():
+            if hasattr(role, "reseed"):
+                role.reseed(seed)  # the same prompt and seed give the same trajectory
         blank = render(Layout(), self.size)
         if self.mode == "single":
             return run_single(prompt, sketcher, blank, seed)
@@ -73,7 +77,20 @@ def oracle_roles(size: int = DEFAULT_SIZE) -> tuple:
     return OraclePlanner(), canvas, OracleInspector(), canvas
 
 
+def model_generator(mode: str, size: int = DEFAULT_SIZE, checkpoint=None, flow_steps: int = 16,
+                    guidance: float = 1.0, max_iters: int = 8, temperature: float = 0.3) -> LoopGenerator:
+    """The unified model (the shipped checkpoint unless `checkpoint`) in `mode` staged or single."""
+    from ..backends.unified import SingleSketcher, UnifiedRoles
+
+    roles = UnifiedRoles.from_pretrained(checkpoint, flow_steps=flow_steps, guidance=guidance,
+                                         temperature=temperature)
+    sketcher = SingleSketcher(roles) if mode == "single" else roles
+    return LoopGenerator(mode, lambda: (roles, sketcher, roles, roles), mode, size, max_iters)
+
+
 GENERATORS: dict[str, Callable[..., Generator]] = {
+    "staged": lambda **kw: model_generator("staged", **kw),
+    "single": lambda **kw: model_generator("single", **kw),
     "oracle": OracleGenerator,
     "oracle-staged": lambda size=DEFAULT_SIZE: LoopGenerator("oracle-staged", lambda: oracle_roles(size),
                                                              "staged", size, oracle=True),

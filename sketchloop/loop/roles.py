@@ -11,10 +11,12 @@ from PIL import Image
 
 @dataclass
 class PlanStep:
-    """One plan: `<ins>` the next change, `<des>` the whole scene after it."""
+    """One plan: `<ins>` the next change, `<des>` the whole scene after it, and (for
+    models that ground their plans) the regions the image step paints, `x3 y12 s8 ...`."""
 
     ins: str
     des: str
+    regions: str = ""
 
 
 class Planner(Protocol):

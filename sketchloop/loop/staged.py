@@ -98,7 +98,9 @@ def run_staged(prompt: str, planner: Planner, sketcher: Sketcher, inspector: Ins
             traj.steps.append(LoopStep("end", "", None, "", f, t, s))
             traj.ended = True
             break
-        traj.steps.append(LoopStep("plan", f"<ins> {plan.ins} </ins> <des> {plan.des} </des>", None, "", f, t, s))
+        text = f"<ins> {plan.ins} </ins> <des> {plan.des} </des>" + (f" <img> {plan.regions} </img>"
+                                                                     if plan.regions else "")
+        traj.steps.append(LoopStep("plan", text, None, "", f, t, s))
         planned = history + [plan]
         image, f, t, s = _timed(sketcher, sketcher.sketch, prompt, planned, canvas, seed * 1000 + it)
         traj.steps.append(LoopStep("sketch", "", image, "", f, t, s))

@@ -1,4 +1,5 @@
-"""A word-level tokenizer over ShapesWorld's vocabulary and the trajectory tags."""
+"""A word-level tokenizer over ShapesWorld's vocabulary, the trajectory tags and the region
+words (`x3 y12 s8`, models/regions.py)."""
 
 from __future__ import annotations
 
@@ -8,16 +9,17 @@ from pathlib import Path
 
 from ..errors import SketchloopError
 from ..world.instructions import VERBS
+from .regions import REGION_WORDS
 from ..world.vocab import COLORS, COUNT_WORDS, PLURALS, RELATION_PHRASES, SHAPES
 
 SPECIAL = ["<pad>", "<bos>", "<eos>", "<unk>"]
 TAGS = ["<prompt>", "</prompt>", "<ins>", "</ins>", "<des>", "</des>", "<inspect>", "</inspect>",
-        "<refine>", "</refine>", "<img>", "</img>", "<end>"]
+        "<refine>", "</refine>", "<img>", "</img>", "<end>", "<canvas>", "<full>"]
 WORDS = sorted(
     {"a", "an", "the", "photo", "of", "and", ",", "to", "not", "is", "are", "should", "be", "in", "prompt",
      "consistent", "inconsistent", "so", "far", "yet", "drawn", "missing", "still", "scene", "matches", ";", ":"}
     | set(COLORS) | set(SHAPES) | set(PLURALS.values()) | set(COUNT_WORDS) | set(VERBS)
-    | {w for p in RELATION_PHRASES for w in p.split()})
+    | {w for p in RELATION_PHRASES for w in p.split()}) + REGION_WORDS
 
 
 class WordTokenizer:
@@ -36,7 +38,7 @@ class WordTokenizer:
         return self.index.get(word, self.index["<unk>"])
 
     def encode(self, text: str) -> list[int]:
-        words = re.findall(r"</?[a-z]+>|[a-z]+|[0-9]+|[,;:]", text.lower())
+        words = re.findall(r"</?[a-z]+>|[xys][0-9]+\b|[a-z]+|[0-9]+|[,;:]", text.lower())
         return [self.token_id(w) for w in words]
 
     def decode(self, ids: list[int]) -> str:

@@ -1,60 +1,192 @@
-"""Text sequences for the planner from trajectory datasets.
+"""Training examples for the unified model, from the data pipelines' parquet datasets.
 
-One sequence per trajectory:
-    <bos> <prompt> PROMPT </prompt> <ins> INS </ins> <des> DES </des> ... <end> <eos>
-The loss covers every token after </prompt>: what the planner writes.
+Every dataset row becomes one token sequence in the trajectory format:
+
+    <bos> <prompt> P </prompt> <ins> I </ins> <des> D </des> <img> x3 y12 s8 </img> ... <end>
+          [<canvas> x 64] <inspect> T </inspect> [<refine> C </refine> <img> REGIONS </img>] <eos>
+
+`<img> ... </img>` names the regions the image step paints (the objects that went away
+and came, from the row's layouts); each region's last token conditions one flow example
+(the crop of the next image, drawn on the current canvas). `<canvas>` placeholders take
+the patch embeddings of the canvas being inspected.
+
+What the loss covers, per kind:
+- trajectories: every token after `</prompt>` and every region (plan + sketch);
+- inspect: from `<inspect>` on (the history may be self-sampled and wrong: no loss);
+- refine: from `<inspect>` on, with the corrected image's regions and flow examples.
+Single mode: `<bos> <prompt> P </prompt> <img> <full>` draws the final image in one go
+(flow examples only), made from the trajectories.
 """
 
 from __future__ import annotations
 
+import io
+import json
+from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import torch
+from PIL import Image
+from tqdm import tqdm
 
 from ..data.store import read_dataset
 from ..errors import SketchloopError
+from ..models.regions import Region, changed_regions, coord_planes, crop, paste
 from ..models.tokenizer import WordTokenizer
+from ..world.layout import Layout
+from ..world.vocab import BACKGROUND
 
 
-def plan_text(prompt: str, steps: list[dict]) -> tuple[str, str]:
-    """(context, target) texts of a trajectory example."""
-    context = f"<bos> <prompt> {prompt} </prompt>"
-    parts = []
-    for step in steps:
-        if step["type"] == "ins":
-            parts.append(f"<ins> {step['text']} </ins>")
-        elif step["type"] == "des":
-            parts.append(f"<des> {step['text']} </des>")
-        elif step["type"] == "end":
-            parts.append("<end>")
-    return context, " ".join(parts) + " <eos>"
+@dataclass
+class FlowItem:
+    """One crop to draw: conditioned on the hidden state at `pos`, drawn on `before` with
+    `earlier` regions already copied from `after` (None region: the whole canvas)."""
+
+    pos: int
+    before: np.ndarray
+    after: np.ndarray
+    region: Region | None
+    earlier: tuple[Region, ...] = ()
+
+    def arrays(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(context, target, coords) as float arrays: 3 x S x S in [-1, 1] and 2 x S x S."""
+        if self.region is None:
+            n = self.after.shape[0]
+            return _to_float(self.before), _to_float(self.after), coord_planes(None, n, n)
+        canvas = self.before
+        for r in self.earlier:
+            canvas = paste(canvas, r, crop(self.after, r))
+        context, target = crop(canvas, self.region), crop(self.after, self.region)
+        return _to_float(context), _to_float(target), coord_planes(self.region, context.shape[0], canvas.shape[0])
 
 
-def load_plan_sequences(data_dir: Path, tokenizer: WordTokenizer, block_size: int) -> list[tuple[list[int], int]]:
-    """(token ids, index of the first target token) for every trajectory that fits `block_size`."""
-    table = read_dataset(data_dir)
-    kinds = set(table.column("kind").to_pylist())
-    if kinds != {"trajectories"}:
-        raise SketchloopError(f"{data_dir} holds {', '.join(sorted(kinds))} examples; the planner trains on "
-                              f"trajectories (sketchloop data build --kind trajectories)")
-    out = []
-    for prompt, steps in zip(table.column("prompt").to_pylist(), table.column("steps").to_pylist()):
-        context, target = plan_text(prompt, steps)
-        c, t = tokenizer.encode(context), tokenizer.encode(target)
-        if len(c) + len(t) <= block_size:
-            out.append((c + t, len(c)))
-    if not out:
-        raise SketchloopError(f"no trajectory in {data_dir} fits the model's {block_size} tokens")
+@dataclass
+class Example:
+    ids: list[int]
+    target: list[bool]
+    canvases: list[np.ndarray] = field(default_factory=list)
+    flows: list[FlowItem] = field(default_factory=list)
+
+
+def _to_float(image: np.ndarray) -> np.ndarray:
+    return image.astype(np.float32).transpose(2, 0, 1) / 127.5 - 1.0
+
+
+def blank_array(px: int) -> np.ndarray:
+    out = np.empty((px, px, 3), dtype=np.uint8)
+    out[:] = BACKGROUND
     return out
 
 
-def batch(seqs: list[tuple[list[int], int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Inputs and next-token targets (-100 where there is no loss: the prompt and padding)."""
-    length = max(len(s) for s, _ in seqs) - 1
-    x = torch.full((len(seqs), length), pad_id, dtype=torch.long)
-    y = torch.full((len(seqs), length), -100, dtype=torch.long)
-    for i, (ids, start) in enumerate(seqs):
-        ids_t = torch.tensor(ids)
-        x[i, : len(ids) - 1] = ids_t[:-1]
-        y[i, start - 1: len(ids) - 1] = ids_t[start:]
-    return x, y
+def decode_png(data: bytes) -> np.ndarray:
+    return np.asarray(Image.open(io.BytesIO(data)).convert("RGB"))
+
+
+def history_text(prompt: str, steps: list[tuple[str, str, str]]) -> str:
+    """The context of a trajectory: prompt, then (ins, des, regions) per step."""
+    return f"<bos> <prompt> {prompt} </prompt>" + "".join(
+        f" <ins> {i} </ins> <des> {d} </des> <img> {r} </img>" for i, d, r in steps)
+
+
+def encode_row(row: dict, tok: WordTokenizer, canvas_tokens: int) -> Example:
+    """One dataset row as a training sequence (see the module docstring)."""
+    images = [decode_png(b) for b in row["images"]]
+    layouts = [Layout.from_dict(json.loads(s)) for s in row["layouts"]]
+    px = images[0].shape[0] if images else 64
+    ex = Example([], [])
+    learning = row["kind"] == "trajectories"
+
+    def add(text: str, learn: bool) -> None:
+        ids = tok.encode(text)
+        ex.ids.extend(ids)
+        ex.target.extend([learn] * len(ids))
+
+    add(f"<bos> <prompt> {row['prompt']} </prompt>", False)
+    canvas, layout = blank_array(px), Layout()
+    for step in row["steps"]:
+        kind, text = step["type"], step["text"]
+        if kind in ("ins", "des", "refine"):
+            learning = learning or kind == "refine"
+            add(f"<{kind}> {text} </{kind}>", learning)
+        elif kind == "end":
+            add("<end>", learning)
+        elif kind == "sketch":
+            after, after_layout = images[step["image"]], layouts[step["image"]]
+            regions = changed_regions(layout, after_layout)
+            add("<img>", learning)
+            for j, region in enumerate(regions):
+                add(region.text, learning)
+                if learning:
+                    ex.flows.append(FlowItem(len(ex.ids) - 1, canvas, after, region, tuple(regions[:j])))
+            add("</img>", learning)
+            canvas, layout = after, after_layout
+        elif kind == "inspect":
+            learning = True
+            ex.ids.extend([tok.token_id("<canvas>")] * canvas_tokens)
+            ex.target.extend([False] * canvas_tokens)
+            ex.canvases.append(canvas)
+            add(f"<inspect> {text} </inspect>", True)
+    add("<eos>", learning)
+    return ex
+
+
+def single_example(row: dict, tok: WordTokenizer) -> Example:
+    """Single mode: the prompt, `<img> <full>`, and the final image drawn on a blank canvas."""
+    final = decode_png(row["images"][-1])
+    ids = tok.encode(f"<bos> <prompt> {row['prompt']} </prompt> <img> <full> </img>")
+    return Example(ids, [False] * len(ids), [], [FlowItem(len(ids) - 2, blank_array(final.shape[0]), final, None)])
+
+
+def load_examples(data_dirs: list[Path], kinds: set[str], tok: WordTokenizer, block_size: int,
+                  canvas_tokens: int, progress: bool = True) -> tuple[list[Example], list[Example]]:
+    """(sequence examples, single-mode examples) of the rows of `kinds` in `data_dirs`."""
+    examples, singles = [], []
+    for data_dir in data_dirs:
+        table = read_dataset(Path(data_dir))
+        found = set(table.column("kind").to_pylist())
+        if not found & kinds:
+            raise SketchloopError(f"{data_dir} holds {', '.join(sorted(found))} examples; this stage trains on "
+                                  f"{', '.join(sorted(kinds))} (sketchloop data build --kind ...)")
+        for row in tqdm(table.to_pylist(), desc=f"read {Path(data_dir).name}", disable=not progress, leave=False):
+            if row["kind"] not in kinds:
+                continue
+            ex = encode_row(row, tok, canvas_tokens)
+            if len(ex.ids) <= block_size:
+                examples.append(ex)
+            if row["kind"] == "trajectories":
+                singles.append(single_example(row, tok))
+    if not examples:
+        raise SketchloopError(f"no example in {', '.join(map(str, data_dirs))} fits the model's {block_size} tokens")
+    return examples, singles
+
+
+def collate(examples: list[Example], pad_id: int, max_flows: int, rng: np.random.Generator) -> dict:
+    """Tensors for one step: inputs, next-token targets (-100: no loss), the canvases read
+    (their slots are the `<canvas>` ids of the inputs, in order), and up to `max_flows` crop flow examples plus every whole-canvas one."""
+    length = max(len(e.ids) for e in examples) - 1
+    ids = torch.full((len(examples), length), pad_id, dtype=torch.long)
+    targets = torch.full((len(examples), length), -100, dtype=torch.long)
+    canvases = []
+    for i, e in enumerate(examples):
+        seq = torch.tensor(e.ids)
+        ids[i, :len(e.ids) - 1] = seq[:-1]
+        learn = torch.tensor(e.target[1:])
+        targets[i, :len(e.ids) - 1] = torch.where(learn, seq[1:], torch.full_like(seq[1:], -100))
+        canvases.extend(e.canvases)
+    out: dict = {"ids": ids, "targets": targets}
+    if canvases:
+        out["canvases"] = torch.from_numpy(np.stack([_to_float(c) for c in canvases]))
+    crops = [(i, f) for i, e in enumerate(examples) for f in e.flows if f.region is not None]
+    fulls = [(i, f) for i, e in enumerate(examples) for f in e.flows if f.region is None]
+    if len(crops) > max_flows:
+        crops = [crops[k] for k in sorted(rng.choice(len(crops), max_flows, replace=False))]
+    for name, items in (("crop", crops), ("full", fulls)):
+        if not items:
+            continue
+        arrays = [f.arrays() for _, f in items]
+        out[name] = {"row": torch.tensor([i for i, _ in items]), "pos": torch.tensor([f.pos for _, f in items]),
+                     "context": torch.from_numpy(np.stack([a[0] for a in arrays])),
+                     "target": torch.from_numpy(np.stack([a[1] for a in arrays])),
+                     "coords": torch.from_numpy(np.stack([a[2] for a in arrays]))}
+    return out

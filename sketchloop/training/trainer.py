@@ -1,9 +1,11 @@
-"""The trainer: AdamW with warmup + cosine decay, EMA weights, resumable checkpoints, and
-the same code under `torchrun --nproc_per_node N` (gloo on CPU, nccl on GPU).
+"""The trainer of the unified model: loss = lambda * text cross-entropy + flow-matching
+velocity MSE (the paper's), stages plan-sketch / inspect / refine / joint, AdamW with
+warmup + cosine decay, EMA weights, resumable checkpoints, and the same code under
+`torchrun --nproc_per_node N` (gloo on CPU, nccl on GPU).
 
 Output folder = a checkpoint (the EMA weights, config.json, tokenizer.json), loadable with
-`from_pretrained`, plus `trainer/` (raw weights, optimizer state, step) to resume from.
-Everything is safetensors or JSON; nothing is pickled.
+`UnifiedModel.from_pretrained`, plus `trainer/` (raw weights, optimizer state, step) to
+resume from. Everything is safetensors or JSON; nothing is pickled.
 """
 
 from __future__ import annotations
@@ -18,22 +20,32 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.distributed as dist
+import torch.nn.functional as F
 from tqdm import tqdm
 
 from ..errors import SketchloopError
-from ..models.text_planner import TextPlanner, TextPlannerConfig
 from ..models.tokenizer import WordTokenizer
-from .sequences import batch, load_plan_sequences
+from ..models.unified import UnifiedConfig, UnifiedModel
+from .sequences import collate, load_examples
 
-STAGES = ("plan",)
+# The rows each stage trains on (data pipelines 1, 2 and 3; joint = all three).
+STAGES: dict[str, set[str]] = {
+    "plan-sketch": {"trajectories"},
+    "inspect": {"inspect"},
+    "refine": {"refine"},
+    "joint": {"trajectories", "inspect", "refine"},
+}
 
 
 @dataclass
 class TrainConfig:
-    stage: str = "plan"
+    stage: str = "plan-sketch"
     steps: int = 2000
-    batch_size: int = 32
-    lr: float = 3e-3
+    batch_size: int = 24
+    single_per_step: int = 2   # whole-canvas (single-mode) flow examples per step, when trajectories are in
+    max_flows: int = 32        # crop flow examples per step (sampled from the batch's regions)
+    text_weight: float = 1.0   # lambda
+    lr: float = 2e-3
     warmup: int = 100
     min_lr_ratio: float = 0.1
     weight_decay: float = 0.01
@@ -50,13 +62,13 @@ def lr_at(step: int, cfg: TrainConfig) -> float:
     return cfg.lr * (cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress)))
 
 
-def _save_state(out: Path, model: TextPlanner, ema: dict, opt: torch.optim.Optimizer, step: int,
+def _save_state(out: Path, model: UnifiedModel, ema: dict, opt: torch.optim.Optimizer, step: int,
                 cfg: TrainConfig, tokenizer: WordTokenizer) -> None:
     from safetensors.torch import save_file
 
     trainer_dir = out / "trainer"
     trainer_dir.mkdir(parents=True, exist_ok=True)
-    ema_model = TextPlanner(model.config)
+    ema_model = UnifiedModel(model.config)
     ema_model.load_state_dict(ema)
     ema_model.save_pretrained(out, tokenizer)
     save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(trainer_dir / "raw.safetensors.tmp"))
@@ -69,7 +81,7 @@ def _save_state(out: Path, model: TextPlanner, ema: dict, opt: torch.optim.Optim
         os.replace(trainer_dir / f"{name}.tmp", trainer_dir / name)
 
 
-def _load_state(out: Path, model: TextPlanner, opt: torch.optim.Optimizer) -> tuple[int, dict]:
+def _load_state(out: Path, model: UnifiedModel, opt: torch.optim.Optimizer) -> tuple[int, dict]:
     from safetensors.torch import load_file
 
     trainer_dir = out / "trainer"
@@ -85,12 +97,57 @@ def _load_state(out: Path, model: TextPlanner, opt: torch.optim.Optimizer) -> tu
     return int(state["step"]), ema
 
 
-def train(data: Path, out: Path, cfg: TrainConfig, init: Path | None = None,
-          model_config: TextPlannerConfig | None = None, progress: bool = True) -> dict:
-    """Train (or resume training of) the planner; returns the final step and loss."""
+class _Loss(torch.nn.Module):
+    """The training objective as a module, so that DistributedDataParallel syncs it."""
+
+    def __init__(self, model: UnifiedModel, canvas_id: int, text_weight: float):
+        super().__init__()
+        self.model, self.canvas_id, self.text_weight = model, canvas_id, text_weight
+
+    def forward(self, batch: dict) -> tuple[torch.Tensor, dict[str, float]]:
+        ids = batch["ids"]
+        hidden = self.model.hidden(ids, batch.get("canvases"), ids == self.canvas_id)
+        logits = self.model.logits(hidden)
+        ce = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), batch["targets"].reshape(-1), ignore_index=-100)
+        loss, parts = self.text_weight * ce, {"ce": ce.item()}
+        drop = self.model.config.cond_dropout
+        for name in ("crop", "full"):
+            if name not in batch:
+                continue
+            fb = batch[name]
+            target = fb["target"]
+            cond = hidden[fb["row"], fb["pos"]]
+            keep = (torch.rand(len(cond), 1, device=cond.device) >= drop).to(cond.dtype)
+            cond = keep * cond + (1 - keep) * self.model.null_cond
+            noise = torch.randn_like(target)
+            t = torch.rand(len(target), device=target.device)
+            x_t = (1 - t)[:, None, None, None] * noise + t[:, None, None, None] * target
+            mse = F.mse_loss(self.model.velocity(x_t, t, fb["context"], fb["coords"], cond), target - noise)
+            loss, parts[name] = loss + mse, mse.item()
+        # Parameters a stage does not use still take part, so that every rank reduces the same set.
+        loss = loss + 0.0 * sum(p.sum() for p in self.model.parameters())
+        return loss, parts
+
+
+def _pick(by_length: np.ndarray, size: int, rng: np.random.Generator) -> np.ndarray:
+    """`size` examples of similar length (a random window of the length order), so that
+    padding stays short (the shortest and longest few are picked somewhat less often)."""
+    window = min(len(by_length), 8 * size)
+    if window < size:
+        return by_length[rng.integers(len(by_length), size=size)]
+    start = int(rng.integers(0, len(by_length) - window + 1))
+    return by_length[start + rng.choice(window, size=size, replace=False)]
+
+
+def _to(batch: dict, device: torch.device) -> dict:
+    return {k: (_to(v, device) if isinstance(v, dict) else v.to(device)) for k, v in batch.items()}
+
+
+def train(data: list[Path], out: Path, cfg: TrainConfig, init: Path | None = None,
+          model_config: UnifiedConfig | None = None, progress: bool = True) -> dict:
+    """Train (or resume training of) the unified model; returns the final step and losses."""
     if cfg.stage not in STAGES:
-        raise SketchloopError(f"--stage {cfg.stage!r}: available: {', '.join(STAGES)} (the unified model's "
-                              f"plan-sketch/inspect/refine/joint stages are not built yet)")
+        raise SketchloopError(f"--stage {cfg.stage!r}: choose one of {', '.join(STAGES)}")
     world = int(os.environ.get("WORLD_SIZE", "1"))
     rank = int(os.environ.get("RANK", "0"))
     device = torch.device(f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}" if torch.cuda.is_available() else "cpu")
@@ -98,12 +155,14 @@ def train(data: Path, out: Path, cfg: TrainConfig, init: Path | None = None,
         dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
     torch.manual_seed(cfg.seed)
     if init is not None:
-        model, tokenizer = TextPlanner.from_pretrained(init)
+        model, tokenizer = UnifiedModel.from_pretrained(init)
     else:
         tokenizer = WordTokenizer()
-        model = TextPlanner(model_config or TextPlannerConfig(vocab_size=len(tokenizer)))
+        model = UnifiedModel(model_config or UnifiedConfig(vocab_size=len(tokenizer)))
     model.train().to(device)
-    sequences = load_plan_sequences(data, tokenizer, model.config.block_size)
+    examples, singles = load_examples([Path(d) for d in data], STAGES[cfg.stage], tokenizer,
+                                      model.config.block_size, model.config.canvas_tokens,
+                                      progress=progress and rank == 0)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, betas=(0.9, 0.98))
     ema = {k: v.detach().clone() for k, v in model.state_dict().items()}
     start = 0
@@ -111,17 +170,21 @@ def train(data: Path, out: Path, cfg: TrainConfig, init: Path | None = None,
         start, ema = _load_state(out, model, opt)
         if start >= cfg.steps:
             return {"step": start, "loss": None, "resumed": True}
-    wrapped = torch.nn.parallel.DistributedDataParallel(model) if world > 1 else model
+    by_length = np.argsort([len(e.ids) for e in examples], kind="stable")
+    objective = _Loss(model, tokenizer.token_id("<canvas>"), cfg.text_weight)
+    wrapped = torch.nn.parallel.DistributedDataParallel(objective) if world > 1 else objective
     bar = tqdm(total=cfg.steps, initial=start, desc=f"train {cfg.stage}", disable=not progress or rank != 0)
-    loss_value, t0 = float("nan"), time.time()
+    loss_value, parts, t0 = float("nan"), {}, time.time()
     for step in range(start, cfg.steps):
         rng = np.random.default_rng([cfg.seed, rank, step])  # resumable and different per rank
-        picks = [sequences[i] for i in rng.integers(len(sequences), size=cfg.batch_size)]
-        x, y = (t.to(device) for t in batch(picks, tokenizer.pad_id))
+        torch.manual_seed(int(rng.integers(2**62)))  # flow noise, times and condition dropout too
+        picks = [examples[i] for i in _pick(by_length, cfg.batch_size, rng)]
+        if singles and cfg.single_per_step:
+            picks += [singles[i] for i in rng.integers(len(singles), size=cfg.single_per_step)]
+        batch = _to(collate(picks, tokenizer.pad_id, cfg.max_flows, rng), device)
         for group in opt.param_groups:
             group["lr"] = lr_at(step, cfg)
-        logits = wrapped(x)
-        loss = torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), y.reshape(-1), ignore_index=-100)
+        loss, parts = wrapped(batch)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -134,11 +197,12 @@ def train(data: Path, out: Path, cfg: TrainConfig, init: Path | None = None,
                 else:
                     ema[k].copy_(v)
         loss_value = loss.item()
-        bar.set_postfix(loss=f"{loss_value:.3f}", lr=f"{lr_at(step, cfg):.1e}")
+        bar.set_postfix(loss=f"{loss_value:.3f}", **{k: f"{v:.3f}" for k, v in parts.items()})
         bar.update(1)
         if rank == 0 and ((step + 1) % cfg.save_every == 0 or step + 1 == cfg.steps):
             _save_state(out, model, {k: v.cpu() for k, v in ema.items()}, opt, step + 1, cfg, tokenizer)
     bar.close()
     if world > 1:
         dist.barrier()
-    return {"step": cfg.steps, "loss": loss_value, "seconds": time.time() - t0, "world_size": world}
+    return {"step": cfg.steps, "loss": loss_value, **parts, "seconds": time.time() - t0, "world_size": world,
+            "examples": len(examples), "single_examples": len(singles)}

@@ -1,0 +1,118 @@
+"""Regions: where an image step paints, named in tokens (`x3 y12 s8`), and the crops the
+image expert draws there.
+
+A region is a lattice point of the layout grid (world/layout.py: GRID x GRID centres,
+sides in 1/SIZE_STEPS) with a size. The image expert generates a square crop of side
+CROP (a share of the canvas) centred on the region and the crop is pasted back: every
+pixel outside the regions of a step stays exactly as it was.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..world.layout import GRID, SIZE_STEPS, Layout, PlacedObject
+from ..world.vocab import BACKGROUND
+
+CROP = 0.375  # crop side as a share of the canvas: the largest object plus a margin
+SIZE_TOKENS = tuple(range(4, 11))
+REGION_WORDS = ([f"x{i}" for i in range(GRID)] + [f"y{i}" for i in range(GRID)]
+                + [f"s{i}" for i in SIZE_TOKENS])
+_REGION = re.compile(r"x(\d+) y(\d+) s(\d+)")
+
+
+@dataclass(frozen=True)
+class Region:
+    gx: int
+    gy: int
+    s: int
+
+    @property
+    def text(self) -> str:
+        return f"x{self.gx} y{self.gy} s{self.s}"
+
+    @property
+    def center(self) -> tuple[float, float]:
+        return (self.gx + 0.5) / GRID, (self.gy + 0.5) / GRID
+
+    @property
+    def size(self) -> float:
+        return self.s / SIZE_STEPS
+
+
+def region_of(obj: PlacedObject) -> Region:
+    return Region(int(np.clip(np.floor(obj.x * GRID), 0, GRID - 1)), int(np.clip(np.floor(obj.y * GRID), 0, GRID - 1)),
+                  int(np.clip(round(obj.size * SIZE_STEPS), SIZE_TOKENS[0], SIZE_TOKENS[-1])))
+
+
+def regions_text(regions: list[Region]) -> str:
+    return " ".join(r.text for r in regions)
+
+
+def parse_regions(text: str) -> list[Region]:
+    """The regions named in `text` (`x3 y12 s8 x9 y2 s7`); malformed groups are skipped."""
+    return [Region(int(a), int(b), int(c)) for a, b, c in _REGION.findall(text)
+            if int(a) < GRID and int(b) < GRID and int(c) in SIZE_TOKENS]
+
+
+def changed_regions(before: Layout, after: Layout) -> list[Region]:
+    """The regions an edit from `before` to `after` paints: where objects went away, then
+    where objects appeared (a recolour or reshape is one region)."""
+    def key(o: PlacedObject):
+        return (o.shape, o.color, round(o.x, 3), round(o.y, 3), round(o.size, 3))
+    old, new = {key(o) for o in before.objects}, {key(o) for o in after.objects}
+    gone = [region_of(o) for o in before.objects if key(o) not in new]
+    came = [region_of(o) for o in after.objects if key(o) not in old]
+    out: list[Region] = []
+    for r in gone + came:
+        same = [i for i, q in enumerate(out) if (q.gx, q.gy) == (r.gx, r.gy)]
+        if same:
+            out[same[0]] = max(out[same[0]], r, key=lambda q: q.s)
+        else:
+            out.append(r)
+    return out
+
+
+def crop_box(region: Region, canvas_px: int) -> tuple[int, int, int]:
+    """(left, top, side) in pixels of the crop around `region` (may reach past the canvas)."""
+    side = int(round(CROP * canvas_px))
+    cx, cy = region.center
+    return int(round(cx * canvas_px - side / 2)), int(round(cy * canvas_px - side / 2)), side
+
+
+def crop(canvas: np.ndarray, region: Region) -> np.ndarray:
+    """The crop (side x side x 3, uint8) of an H x W x 3 canvas, background beyond the edges."""
+    n = canvas.shape[0]
+    left, top, side = crop_box(region, n)
+    out = np.empty((side, side, 3), dtype=canvas.dtype)
+    out[:] = BACKGROUND
+    x0, y0, x1, y1 = max(left, 0), max(top, 0), min(left + side, n), min(top + side, n)
+    out[y0 - top:y1 - top, x0 - left:x1 - left] = canvas[y0:y1, x0:x1]
+    return out
+
+
+def paste(canvas: np.ndarray, region: Region, patch: np.ndarray) -> np.ndarray:
+    """A copy of `canvas` with `patch` (a crop from `crop`'s geometry) written over the region."""
+    out = canvas.copy()
+    n = canvas.shape[0]
+    left, top, side = crop_box(region, n)
+    x0, y0, x1, y1 = max(left, 0), max(top, 0), min(left + side, n), min(top + side, n)
+    out[y0:y1, x0:x1] = patch[y0 - top:y1 - top, x0 - left:x1 - left]
+    return out
+
+
+def coord_planes(region: Region | None, side: int, canvas_px: int) -> np.ndarray:
+    """2 x side x side canvas coordinates in [-1, 1] of each crop pixel (the whole canvas for None)."""
+    if region is None:
+        left = top = 0
+        step = canvas_px / side
+    else:
+        left, top, _ = crop_box(region, canvas_px)
+        step = 1.0
+    idx = np.arange(side) * step + step / 2
+    xs = (left + idx) / canvas_px * 2 - 1
+    ys = (top + idx) / canvas_px * 2 - 1
+    return np.stack([np.broadcast_to(xs[None, :], (side, side)), np.broadcast_to(ys[:, None], (side, side))]).astype(np.float32)

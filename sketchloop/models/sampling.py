@@ -1,0 +1,75 @@
+"""Sampling from the unified model, kept apart from the network: token sampling with a
+key/value cache and grammar masks, and an Euler flow sampler with optional
+classifier-free guidance."""
+
+from __future__ import annotations
+
+import math
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+
+from .unified import KVCache, UnifiedModel
+
+
+class TextSession:
+    """A growing token sequence and its cache: `feed` reads tokens (and canvases), `sample`
+    writes new ones."""
+
+    def __init__(self, model: UnifiedModel, canvas_id: int):
+        self.model, self.canvas_id = model, canvas_id
+        self.cache = KVCache()
+        self.ids: list[int] = []
+        self.last: torch.Tensor | None = None  # hidden state of the last position read
+        self.hidden: list[torch.Tensor] = []  # hidden states of every position read
+
+    @torch.no_grad()
+    def feed(self, ids: list[int], canvases: torch.Tensor | None = None) -> torch.Tensor:
+        """Read `ids` (with `canvases` for their `<canvas>` slots); their hidden states."""
+        if not ids:
+            return torch.empty(0, self.model.config.n_embd)
+        x = torch.tensor([ids])
+        h = self.model.hidden(x, canvases, x == self.canvas_id, cache=self.cache)[0]
+        self.ids.extend(ids)
+        self.hidden.extend(h)
+        self.last = h[-1]
+        return h
+
+    @torch.no_grad()
+    def sample(self, max_new: int, stop: set[int], generator: torch.Generator, temperature: float = 1.0,
+               allowed: Callable[[list[int]], list[int] | None] | None = None) -> list[int]:
+        """Up to `max_new` tokens, ending after one in `stop`; `allowed(out)` may restrict the next."""
+        out: list[int] = []
+        for _ in range(max_new):
+            logits = self.model.logits(self.last) / max(temperature, 1e-6)
+            keep = allowed(out) if allowed else None
+            if keep is not None:
+                mask = torch.full_like(logits, -math.inf)
+                mask[keep] = 0
+                logits = logits + mask
+            if temperature <= 1e-6:
+                token = int(logits.argmax())
+            else:
+                token = int(torch.multinomial(F.softmax(logits, -1), 1, generator=generator))
+            out.append(token)
+            self.feed([token])
+            if token in stop:
+                break
+        return out
+
+
+@torch.no_grad()
+def euler_sample(model: UnifiedModel, context: torch.Tensor, coords: torch.Tensor, cond: torch.Tensor,
+                 steps: int, generator: torch.Generator, guidance: float = 1.0) -> torch.Tensor:
+    """Integrate the flow from noise (t=0) to an image (t=1) in `steps` Euler steps.
+    `guidance` > 1 mixes conditional and unconditional velocities (classifier-free guidance)."""
+    x = torch.randn(context.shape, generator=generator)
+    for i in range(steps):
+        t = torch.full((x.shape[0],), i / steps)
+        v = model.velocity(x, t, context, coords, cond)
+        if guidance != 1.0:
+            v_uncond = model.velocity(x, t, context, coords, None)
+            v = v_uncond + guidance * (v - v_uncond)
+        x = x + v / steps
+    return x.clamp(-1, 1)

@@ -1,0 +1,269 @@
+"""The unified model: one causal transformer that writes the trajectory's text and reads
+canvases, and an image expert that draws by flow matching, conditioned on it.
+
+- Text: a nanoGPT-style transformer over word tokens (tokenizer.py). It writes plans
+  (`<ins>`, `<des>`), the regions an image step paints (`<img> x3 y12 s8 </img>`),
+  inspections, `<refine>` commands and `<end>`.
+- Reading images: a `<canvas>` block of 64 placeholder tokens takes the patch embeddings
+  of the current canvas (a 3-layer strided conv), so inspection attends to the pixels.
+- Drawing: the image expert is a small UNet over a crop around each region (regions.py).
+  It predicts the flow-matching velocity from the noisy crop, the current canvas crop and
+  the crop's canvas coordinates, modulated (FiLM) by the transformer's hidden state at the
+  region's last token plus the flow time. The hidden state has attended to the prompt, the
+  trajectory so far and the canvases read, so the two experts share one representation
+  (BAGEL's shared attention, made cheap: the image expert never enters the sequence).
+  Single mode uses the same expert on the whole canvas from the `<full>` token.
+
+Why this shape (measured, README): placement is decided in text as lattice tokens, where
+a small transformer learns relations cheaply; pixels are drawn locally, so the expert only
+has to learn what a shape of a colour looks like, at 24x24 instead of 64x64.
+
+Sampling lives in sampling.py; this file maps tensors to tensors.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from ..errors import SketchloopError
+from .tokenizer import WordTokenizer
+
+
+@dataclass
+class UnifiedConfig:
+    vocab_size: int = 124
+    block_size: int = 384
+    n_layer: int = 4
+    n_head: int = 4
+    n_embd: int = 128
+    canvas_px: int = 64
+    canvas_grid: int = 8          # the canvas is read as canvas_grid**2 patch tokens
+    unet_channels: tuple[int, int, int] = (24, 32, 48)
+    cond_dropout: float = 0.1     # share of flow examples trained without the text condition (for CFG)
+
+    @property
+    def canvas_tokens(self) -> int:
+        return self.canvas_grid ** 2
+
+
+class _Block(nn.Module):
+    def __init__(self, cfg: UnifiedConfig):
+        super().__init__()
+        self.ln1, self.ln2 = nn.LayerNorm(cfg.n_embd), nn.LayerNorm(cfg.n_embd)
+        self.qkv = nn.Linear(cfg.n_embd, 3 * cfg.n_embd)
+        self.proj = nn.Linear(cfg.n_embd, cfg.n_embd)
+        self.mlp = nn.Sequential(nn.Linear(cfg.n_embd, 4 * cfg.n_embd), nn.GELU(), nn.Linear(4 * cfg.n_embd, cfg.n_embd))
+        self.n_head = cfg.n_head
+
+    def forward(self, x: torch.Tensor, cache: "KVCache | None" = None, layer: int = 0) -> torch.Tensor:
+        b, t, c = x.shape
+        q, k, v = self.qkv(self.ln1(x)).split(c, dim=2)
+        q, k, v = (z.view(b, t, self.n_head, c // self.n_head).transpose(1, 2) for z in (q, k, v))
+        past = 0
+        if cache is not None:
+            past = cache.length
+            if layer < len(cache.k):
+                k, v = torch.cat([cache.k[layer], k], dim=2), torch.cat([cache.v[layer], v], dim=2)
+                cache.k[layer], cache.v[layer] = k, v
+            else:
+                cache.k.append(k)
+                cache.v.append(v)
+        if past == 0:
+            y = F.scaled_dot_product_attention(q, k, v, is_causal=True)
+        else:
+            mask = torch.ones(t, past + t, dtype=torch.bool, device=x.device).tril(diagonal=past)
+            y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+        x = x + self.proj(y.transpose(1, 2).reshape(b, t, c))
+        return x + self.mlp(self.ln2(x))
+
+
+class KVCache:
+    """Keys and values of the positions already read, per layer (for sampling)."""
+
+    def __init__(self):
+        self.k: list[torch.Tensor] = []
+        self.v: list[torch.Tensor] = []
+        self.length = 0
+
+    def copy(self) -> "KVCache":
+        other = KVCache()
+        other.k, other.v, other.length = list(self.k), list(self.v), self.length
+        return other
+
+
+class _CanvasEncoder(nn.Module):
+    """canvas_px x canvas_px RGB -> canvas_grid**2 embeddings."""
+
+    def __init__(self, cfg: UnifiedConfig):
+        super().__init__()
+        layers, ch, size = [], 3, cfg.canvas_px
+        widths = [32, 64]
+        while size // 2 > cfg.canvas_grid:
+            layers += [nn.Conv2d(ch, widths[0], 3, 2, 1), nn.GELU()]
+            ch, size = widths[0], size // 2
+            widths = widths[1:] + widths[-1:]
+        layers += [nn.Conv2d(ch, cfg.n_embd, 3, 2, 1)]
+        self.net = nn.Sequential(*layers)
+        self.pos = nn.Parameter(torch.zeros(cfg.canvas_tokens, cfg.n_embd))
+
+    def forward(self, canvas: torch.Tensor) -> torch.Tensor:
+        return self.net(canvas).flatten(2).transpose(1, 2) + self.pos
+
+
+def _timestep_embedding(t: torch.Tensor, dim: int) -> torch.Tensor:
+    half = dim // 2
+    freqs = torch.exp(-math.log(1000.0) * torch.arange(half, device=t.device) / half)
+    args = t[:, None] * 1000.0 * freqs[None]
+    return torch.cat([torch.cos(args), torch.sin(args)], dim=-1)
+
+
+class _ResBlock(nn.Module):
+    def __init__(self, cin: int, cout: int, cond: int):
+        super().__init__()
+        self.n1, self.c1 = nn.GroupNorm(8, cin), nn.Conv2d(cin, cout, 3, padding=1)
+        self.n2, self.c2 = nn.GroupNorm(8, cout), nn.Conv2d(cout, cout, 3, padding=1)
+        self.film = nn.Linear(cond, 2 * cout)
+        self.skip = nn.Conv2d(cin, cout, 1) if cin != cout else nn.Identity()
+
+    def forward(self, x: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
+        h = self.c1(F.silu(self.n1(x)))
+        scale, shift = self.film(c)[:, :, None, None].chunk(2, dim=1)
+        h = self.c2(F.silu(self.n2(h) * (1 + scale) + shift))
+        return self.skip(x) + h
+
+
+class _FlowUNet(nn.Module):
+    """Velocity of a noisy crop given the canvas crop, coordinates and a condition vector."""
+
+    def __init__(self, cfg: UnifiedConfig):
+        super().__init__()
+        c1, c2, c3 = cfg.unet_channels
+        d = cfg.n_embd
+        self.time = nn.Sequential(nn.Linear(d, d), nn.SiLU(), nn.Linear(d, d))
+        self.cond = nn.Sequential(nn.LayerNorm(d), nn.Linear(d, d))
+        self.stem = nn.Conv2d(3 + 3 + 2, c1, 3, padding=1)
+        self.down1, self.pool1 = _ResBlock(c1, c1, d), nn.Conv2d(c1, c2, 3, 2, 1)
+        self.down2, self.pool2 = _ResBlock(c2, c2, d), nn.Conv2d(c2, c3, 3, 2, 1)
+        self.mid1, self.mid2 = _ResBlock(c3, c3, d), _ResBlock(c3, c3, d)
+        self.up2, self.dec2 = nn.Conv2d(c3, c2, 3, padding=1), _ResBlock(2 * c2, c2, d)
+        self.up1, self.dec1 = nn.Conv2d(c2, c1, 3, padding=1), _ResBlock(2 * c1, c1, d)
+        self.out_norm, self.out = nn.GroupNorm(8, c1), nn.Conv2d(c1, 3, 3, padding=1)
+        nn.init.zeros_(self.out.weight)
+        nn.init.zeros_(self.out.bias)
+
+    def forward(self, x_t: torch.Tensor, t: torch.Tensor, context: torch.Tensor, coords: torch.Tensor,
+                cond: torch.Tensor) -> torch.Tensor:
+        c = F.silu(self.time(_timestep_embedding(t, cond.shape[-1])) + self.cond(cond))
+        h1 = self.down1(self.stem(torch.cat([x_t, context, coords], dim=1)), c)
+        h2 = self.down2(self.pool1(h1), c)
+        h = self.mid2(self.mid1(self.pool2(h2), c), c)
+        h = self.dec2(torch.cat([self.up2(F.interpolate(h, size=h2.shape[-2:])), h2], dim=1), c)
+        h = self.dec1(torch.cat([self.up1(F.interpolate(h, size=h1.shape[-2:])), h1], dim=1), c)
+        return self.out(F.silu(self.out_norm(h)))
+
+
+class UnifiedModel(nn.Module):
+    def __init__(self, config: UnifiedConfig):
+        super().__init__()
+        self.config = config
+        self.tok = nn.Embedding(config.vocab_size, config.n_embd)
+        self.pos = nn.Embedding(config.block_size, config.n_embd)
+        self.blocks = nn.ModuleList(_Block(config) for _ in range(config.n_layer))
+        self.ln = nn.LayerNorm(config.n_embd)
+        self.head = nn.Linear(config.n_embd, config.vocab_size, bias=False)
+        self.canvas = _CanvasEncoder(config)
+        self.flow = _FlowUNet(config)
+        self.null_cond = nn.Parameter(torch.zeros(config.n_embd))
+        for m in (self.tok, self.pos, self.head, *self.blocks):
+            m.apply(self._init)
+
+    @staticmethod
+    def _init(m: nn.Module) -> None:
+        if isinstance(m, (nn.Linear, nn.Embedding)):
+            nn.init.normal_(m.weight, std=0.02)
+        if isinstance(m, nn.Linear) and m.bias is not None:
+            nn.init.zeros_(m.bias)
+
+    def hidden(self, ids: torch.Tensor, canvases: torch.Tensor | None = None,
+               canvas_slots: torch.Tensor | None = None, cache: KVCache | None = None) -> torch.Tensor:
+        """Final hidden states (B, T, C). `canvases` (M, 3, H, W) in [-1, 1] fill the
+        `canvas_slots` (B, T bool, M * canvas_tokens True, in order) with patch embeddings.
+        With a `cache`, `ids` continue the positions it holds, and it is extended."""
+        start = cache.length if cache is not None else 0
+        t = ids.shape[1]
+        if start + t > self.config.block_size:
+            raise SketchloopError(f"the trajectory reached {start + t} tokens, past the model's "
+                                  f"{self.config.block_size}; use a shorter prompt or fewer --max-iters")
+        x = self.tok(ids)
+        if canvases is not None and len(canvases):
+            x = x.clone()
+            x[canvas_slots] = self.canvas(canvases).reshape(-1, x.shape[-1]).to(x.dtype)
+        x = x + self.pos(torch.arange(start, start + t, device=ids.device))
+        for i, block in enumerate(self.blocks):
+            x = block(x, cache, i)
+        if cache is not None:
+            cache.length += t
+        return self.ln(x)
+
+    def logits(self, hidden: torch.Tensor) -> torch.Tensor:
+        return self.head(hidden)
+
+    def velocity(self, x_t: torch.Tensor, t: torch.Tensor, context: torch.Tensor, coords: torch.Tensor,
+                 cond: torch.Tensor | None) -> torch.Tensor:
+        """Flow velocity for crops (N, 3, S, S); `cond` (N, C) hidden states, None = unconditional."""
+        if cond is None:
+            cond = self.null_cond.expand(x_t.shape[0], -1)
+        return self.flow(x_t, t, context, coords, cond)
+
+    # ------------------------------------------------------------------ checkpoints
+    def save_pretrained(self, directory: Path, tokenizer: WordTokenizer) -> None:
+        """model.safetensors + config.json + tokenizer.json, each written atomically."""
+        from safetensors.torch import save_file
+
+        from ..io import atomic_write_text
+
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        tmp = directory / "model.safetensors.tmp"
+        save_file({k: v.detach().contiguous() for k, v in self.state_dict().items()}, str(tmp))
+        tmp.replace(directory / "model.safetensors")
+        atomic_write_text(directory / "config.json", json.dumps({"model_type": "sketchloop-unified",
+                                                                 **asdict(self.config)}, indent=1))
+        atomic_write_text(directory / "tokenizer.json", json.dumps({"vocab": tokenizer.vocab}))
+
+    @classmethod
+    def from_pretrained(cls, directory: Path) -> tuple["UnifiedModel", WordTokenizer]:
+        from safetensors.torch import load_file
+
+        directory = Path(directory)
+        if not directory.is_dir():
+            raise SketchloopError(f"checkpoint {directory} does not exist; pass a folder written by "
+                                  f"'sketchloop train' (or leave --checkpoint out for the shipped one)")
+        missing = [f for f in ("config.json", "model.safetensors", "tokenizer.json") if not (directory / f).is_file()]
+        if missing:
+            raise SketchloopError(f"{directory} is not a sketchloop checkpoint: {', '.join(missing)} missing")
+        try:
+            raw = json.loads((directory / "config.json").read_text())
+            if raw.get("model_type") != "sketchloop-unified":
+                raise ValueError(f"model_type is {raw.get('model_type')!r}, not 'sketchloop-unified'")
+            known = {f.name for f in fields(UnifiedConfig)}
+            raw = {k: tuple(v) if isinstance(v, list) else v for k, v in raw.items() if k in known}
+            model = cls(UnifiedConfig(**raw))
+            model.load_state_dict(load_file(str(directory / "model.safetensors")))
+        except Exception as exc:  # corrupt or mismatched files: one clear line
+            line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise SketchloopError(f"checkpoint {directory} is corrupt or incompatible ({line[:160]}); "
+                                  f"retrain it or point --checkpoint at another folder") from None
+        return model.eval(), WordTokenizer.load(directory / "tokenizer.json")
+
+    def num_parameters(self) -> dict[str, int]:
+        parts = {"text": [self.tok, self.pos, self.blocks, self.ln, self.head], "canvas": [self.canvas],
+                 "flow": [self.flow]}
+        return {k: sum(p.numel() for m in ms for p in m.parameters()) for k, ms in parts.items()}

@@ -1,0 +1,166 @@
+"""The unified model's pieces: regions, training sequences, the sampler, the roles."""
+
+import io
+import json
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from sketchloop.backends.unified import SingleSketcher, UnifiedRoles
+from sketchloop.data.store import build, read_dataset
+from sketchloop.loop.roles import PlanStep
+from sketchloop.loop.staged import run_single, run_staged
+from sketchloop.models.regions import Region, changed_regions, crop, parse_regions, paste, region_of
+from sketchloop.models.sampling import TextSession, euler_sample
+from sketchloop.models.tokenizer import WordTokenizer
+from sketchloop.models.unified import UnifiedConfig, UnifiedModel
+from sketchloop.training.sequences import collate, encode_row, single_example
+from sketchloop.world.layout import Layout, PlacedObject
+from sketchloop.world.render import render
+
+TINY = UnifiedConfig(vocab_size=len(WordTokenizer()), n_layer=1, n_head=2, n_embd=32, unet_channels=(8, 8, 8))
+
+
+@pytest.fixture(scope="module")
+def rows(tmp_path_factory):
+    out = {}
+    for kind in ("trajectories", "inspect", "refine"):
+        d = tmp_path_factory.mktemp(kind)
+        build(kind, 12, d, seed=3, shard_size=12, progress=False)
+        out[kind] = read_dataset(d).to_pylist()
+    return out
+
+
+def test_region_tokens_round_trip_and_name_the_lattice_point():
+    obj = PlacedObject("star", "red", x=(3 + 0.5) / 16, y=(12 + 0.5) / 16, size=8 / 32)
+    r = region_of(obj)
+    assert r == Region(3, 12, 8) and r.text == "x3 y12 s8"
+    assert parse_regions("x3 y12 s8 x20 y1 s8 x1 y1 s8") == [Region(3, 12, 8), Region(1, 1, 8)]  # x20 is off-grid
+    tok = WordTokenizer()
+    assert tok.decode(tok.encode("<img> x3 y12 s8 </img>")) == "<img> x3 y12 s8 </img>"
+
+
+def test_changed_regions_cover_add_move_recolour_and_remove():
+    a = PlacedObject("circle", "red", 0.28125, 0.28125, 0.25)
+    b = PlacedObject("square", "blue", 0.71875, 0.71875, 0.25)
+    start = Layout((a,))
+    assert changed_regions(Layout(), start) == [region_of(a)]
+    assert changed_regions(start, start.add(b)) == [region_of(b)]
+    assert changed_regions(start, start.recolor(0, "green")) == [region_of(a)]
+    moved = start.move(0, 0.71875, 0.28125)
+    assert changed_regions(start, moved) == [region_of(a), region_of(moved.objects[0])]
+    assert changed_regions(start.add(b), start) == [region_of(b)]
+
+
+def test_crops_paste_back_exactly_and_pad_beyond_the_edges():
+    layout = Layout((PlacedObject("star", "red", 0.03125, 0.96875, 0.25),))
+    canvas = np.asarray(render(layout, 64))
+    r = region_of(layout.objects[0])
+    patch = crop(canvas, r)
+    assert patch.shape == (24, 24, 3)
+    assert (paste(np.zeros_like(canvas), r, patch)[56:, :8] == canvas[56:, :8]).all()
+    assert (patch[0, 0] == (128, 128, 128)).all()  # outside the canvas: background
+
+
+def test_trajectory_rows_become_plan_and_region_sequences(rows):
+    tok = WordTokenizer()
+    for row in rows["trajectories"]:
+        ex = encode_row(row, tok, 64)
+        text = tok.decode(ex.ids)
+        assert "<unk>" not in text and text.endswith("<end> <eos>")
+        n_sketch = sum(s["type"] == "sketch" for s in row["steps"])
+        assert text.count("<img>") == n_sketch
+        assert len(ex.flows) == len(parse_regions(text)) >= n_sketch
+        for f in ex.flows:  # each flow is conditioned on its region's size token
+            assert tok.vocab[ex.ids[f.pos]].startswith("s")
+            context, target, coords = f.arrays()
+            assert context.shape == target.shape == (3, 24, 24) and coords.shape == (2, 24, 24)
+        # replaying the regions on the canvas rebuilds every image exactly
+        canvas = np.asarray(render(Layout(), 64))
+        for f in ex.flows:
+            canvas = paste(canvas, f.region, crop(f.after, f.region))
+        assert (canvas == np.asarray(Image.open(io.BytesIO(row["images"][-1])).convert("RGB"))).all()
+        prompt_len = len(tok.encode(f"<bos> <prompt> {row['prompt']} </prompt>"))
+        assert not any(ex.target[:prompt_len]) and all(ex.target[prompt_len:])
+
+
+def test_inspect_rows_learn_only_the_inspection(rows):
+    tok = WordTokenizer()
+    canvas_id = tok.token_id("<canvas>")
+    for row in rows["inspect"]:
+        ex = encode_row(row, tok, 64)
+        first = ex.ids.index(canvas_id)
+        assert ex.ids[first:first + 64] == [canvas_id] * 64 and len(ex.canvases) == 1
+        assert not any(ex.target[:first + 64]) and all(ex.target[first + 64:])
+        assert not ex.flows
+        learned = tok.decode([i for i, t in zip(ex.ids, ex.target) if t])
+        assert learned.startswith("<inspect> " + row["label"])
+
+
+def test_refine_rows_draw_the_correction(rows):
+    tok = WordTokenizer()
+    negatives = [r for r in rows["refine"] if r["label"] == "inconsistent"]
+    assert negatives
+    for row in negatives:
+        ex = encode_row(row, tok, 64)
+        text = tok.decode(ex.ids)
+        assert "<refine>" in text and ex.flows  # the corrected image's regions are learned
+        assert all(ex.target[f.pos] for f in ex.flows)
+
+
+def test_collate_pads_masks_and_caps_flows(rows):
+    tok = WordTokenizer()
+    exs = [encode_row(r, tok, 64) for r in rows["trajectories"] + rows["inspect"]]
+    exs.append(single_example(rows["trajectories"][0], tok))
+    batch = collate(exs, tok.pad_id, 5, np.random.default_rng(0))
+    assert batch["ids"].shape == batch["targets"].shape
+    assert (batch["ids"] == tok.token_id("<canvas>")).sum() == 64 * len(batch["canvases"]) == 64 * 12
+    assert len(batch["crop"]["pos"]) == 5 and batch["full"]["target"].shape == (1, 3, 64, 64)
+    assert batch["crop"]["target"].abs().max() <= 1
+
+
+def test_euler_sampler_follows_the_velocity_field():
+    class Constant:  # velocity = data - noise for a known target: Euler lands on the target
+        def velocity(self, x, t, context, coords, cond):
+            target = torch.full_like(x, 0.5)
+            return (target - x) / (1 - t[:, None, None, None]).clamp(min=1e-3)
+
+    x = euler_sample(Constant(), torch.zeros(2, 3, 8, 8), torch.zeros(2, 2, 8, 8), torch.zeros(2, 4), 8,
+                     torch.Generator().manual_seed(0))
+    assert torch.allclose(x, torch.full_like(x, 0.5), atol=1e-4)
+
+
+def test_cached_sampling_matches_a_full_forward():
+    torch.manual_seed(0)
+    model, tok = UnifiedModel(TINY).eval(), WordTokenizer()
+    session = TextSession(model, tok.token_id("<canvas>"))
+    ids = tok.encode("<bos> <prompt> a photo of a red circle </prompt> <ins>")
+    session.feed(ids[:4])
+    session.feed(ids[4:])
+    full = model.hidden(torch.tensor([ids]))[0]
+    assert torch.allclose(torch.stack(session.hidden), full, atol=1e-5)
+
+
+def test_roles_run_the_staged_loop_and_single_mode_with_a_random_model(tmp_path):
+    torch.manual_seed(0)
+    model, tok = UnifiedModel(TINY).eval(), WordTokenizer()
+    roles = UnifiedRoles(model, tok, seed=1, flow_steps=2, temperature=1.0)
+    blank = render(Layout(), 64)
+    traj = run_staged("a photo of a red circle", roles, roles, roles, roles, blank, seed=0, max_iters=2)
+    assert traj.final.size == (64, 64)
+    sketches = [s for s in traj.steps if s.type == "sketch"]
+    plans = [s for s in traj.steps if s.type == "plan"]
+    assert sum(s.flow_steps for s in sketches) == 2 * sum(len(parse_regions(p.text)) for p in plans)
+    traj.save(tmp_path / "t")
+    record = json.loads((tmp_path / "t" / "trajectory.json").read_text())
+    assert record["flow_steps"] == traj.flow_steps and (tmp_path / "t" / "index.html").is_file()
+    single = run_single("a photo of a red circle", SingleSketcher(roles), blank, seed=0)
+    assert single.flow_steps == 2 and single.final.size == (64, 64)
+    # a plan's regions drive the sketch: pixels outside them never change
+    step = PlanStep("add a red circle", "a red circle", "x3 y3 s8")
+    out = np.asarray(roles.sketch("a photo of a red circle", [step], blank, seed=0))
+    untouched = np.ones((64, 64), bool)
+    untouched[:26, :26] = False
+    assert (out[untouched] == np.asarray(blank)[untouched]).all()
