@@ -81,6 +81,7 @@ def eval_command(
     steps: int = typer.Option(16, help="staged/single: Euler flow steps per region drawn"),
     guidance: float = typer.Option(1.0, help="staged/single: classifier-free guidance scale (1 = off)"),
     max_iters: int = typer.Option(8, help="staged: most plan steps per image"),
+    max_refines: int = typer.Option(2, help="staged: most refines per step (0: inspect but never refine)"),
     workers: int = typer.Option(1, help="processes generating images (one per core)"),
 ) -> None:
     """Score images by GenEval's rules: generate them with --generator or read them with --images."""
@@ -101,7 +102,8 @@ def eval_command(
     if generator is not None:
         if prompts is None:
             raise SketchloopError("--generator needs --benchmark (shapes-geneval or a JSONL file)")
-        model_args = {"checkpoint": checkpoint, "flow_steps": steps, "guidance": guidance, "max_iters": max_iters} \
+        model_args = {"checkpoint": checkpoint, "flow_steps": steps, "guidance": guidance, "max_iters": max_iters,
+                      "max_refines": max_refines} \
             if generator in ("staged", "single") else {}
         gen = get_generator(generator, size=size, **model_args)
         bench_name = Path(benchmark).stem if benchmark else "images"
@@ -116,7 +118,7 @@ def eval_command(
               "oracle": bool(stats and any(s.get("oracle") for s in stats.values()))}
     if generator in ("staged", "single"):
         header.update({"checkpoint": str(checkpoint or "shipped"), "flow_steps_per_region": steps,
-                       "guidance": guidance, "max_iters": max_iters})
+                       "guidance": guidance, "max_iters": max_iters, "max_refines": max_refines})
     results = {**header, **results}
     _print_table(results)
     if out:
@@ -185,7 +187,8 @@ def _with_chat_roles(gen, planner: str | None, inspector: str | None, base_url: 
         if spec:
             _, model = parse_role_spec(spec)
             roles[index] = role(ChatClient(ChatSettings(model=model, base_url=base_url, prompts_dir=prompts)))
-    return LoopGenerator(gen.name, lambda: tuple(roles), gen.mode, gen.size, gen.max_iters)
+    return LoopGenerator(gen.name, lambda: tuple(roles), gen.mode, gen.size, gen.max_iters,
+                         max_refines=gen.max_refines)
 
 
 def _check_words(prompt: str) -> None:

@@ -99,7 +99,13 @@ class UnifiedRoles:
         out = session.sample(3 * MAX_REGIONS + 1, {end}, self.generator, self.temperature, allowed)
         self.usage["text_tokens"] += len(out)
         regions = parse_regions(self.tok.decode([i for i in out if i != end]))
-        return [(r, session.hidden[start + 3 * j + 2]) for j, r in enumerate(regions)]
+        return [(r, self._condition(session, start + 3 * j + 2)) for j, r in enumerate(regions)]
+
+    def _condition(self, session: TextSession, position: int) -> torch.Tensor:
+        """The image expert's condition at `position` of the session (see UnifiedModel.condition)."""
+        with torch.no_grad():
+            states = torch.stack(session.hidden[:position + 1])[None]
+            return self.model.condition(states, torch.tensor([0]), torch.tensor([position]))[0]
 
     def _draw(self, canvas: Image.Image, regions: list[tuple[Region, torch.Tensor]]) -> Image.Image:
         """Each region's crop drawn by the flow sampler on the current canvas and pasted back."""
@@ -138,8 +144,8 @@ class UnifiedRoles:
             return self._draw(canvas, self._regions(session))
         conds = []
         for region in parse_regions(last.regions):
-            h = session.feed(self.tok.encode(region.text))
-            conds.append((region, h[-1]))
+            session.feed(self.tok.encode(region.text))
+            conds.append((region, self._condition(session, len(session.ids) - 1)))
         return self._draw(canvas, conds)
 
     def inspect(self, prompt: str, history: list[PlanStep], canvas: Image.Image) -> Critique:
@@ -168,12 +174,13 @@ class UnifiedRoles:
         """Single mode: the whole image from the prompt in one flow, no plan."""
         self.generator.manual_seed(seed)
         session = TextSession(self.model, self.tok.token_id("<canvas>"))
-        h = session.feed(self.tok.encode(f"<bos> <prompt> {prompt} </prompt> <img> <full>"))
+        session.feed(self.tok.encode(f"<bos> <prompt> {prompt} </prompt> <img> <full>"))
+        cond = self._condition(session, len(session.ids) - 1)
         px = self.model.config.canvas_px
         blank = np.asarray(canvas.convert("RGB").resize((px, px)))
         context = _float(blank)[None]
         coords = torch.from_numpy(coord_planes(None, px, px))[None]
-        x = euler_sample(self.model, context, coords, h[-1][None], self.flow_steps, self.generator, self.guidance)
+        x = euler_sample(self.model, context, coords, cond[None], self.flow_steps, self.generator, self.guidance)
         self.usage["flow_steps"] += self.flow_steps
         return Image.fromarray(_uint8(x[0]))
 

@@ -47,9 +47,9 @@ class LoopGenerator:
     """The staged loop (or single mode) over a set of roles; stats carry its compute."""
 
     def __init__(self, name: str, roles_factory: Callable[[], tuple], mode: str = "staged", size: int = DEFAULT_SIZE,
-                 max_iters: int = 8, oracle: bool = False):
+                 max_iters: int = 8, oracle: bool = False, max_refines: int = 2):
         self.name, self.roles_factory, self.mode, self.size = name, roles_factory, mode, size
-        self.max_iters, self.oracle = max_iters, oracle
+        self.max_iters, self.oracle, self.max_refines = max_iters, oracle, max_refines
 
     def run(self, prompt: str, seed: int):
         from ..loop.staged import run_single, run_staged
@@ -62,7 +62,8 @@ class LoopGenerator:
         blank = render(Layout(), self.size)
         if self.mode == "single":
             return run_single(prompt, sketcher, blank, seed)
-        return run_staged(prompt, planner, sketcher, inspector, refiner, blank, seed, self.max_iters)
+        return run_staged(prompt, planner, sketcher, inspector, refiner, blank, seed, self.max_iters,
+                          self.max_refines)
 
     def generate(self, prompt: str, seed: int) -> Generated:
         traj = self.run(prompt, seed)
@@ -78,14 +79,16 @@ def oracle_roles(size: int = DEFAULT_SIZE) -> tuple:
 
 
 def model_generator(mode: str, size: int = DEFAULT_SIZE, checkpoint=None, flow_steps: int = 16,
-                    guidance: float = 1.0, max_iters: int = 8, temperature: float = 0.3) -> LoopGenerator:
+                    guidance: float = 1.0, max_iters: int = 8, temperature: float = 0.3,
+                    max_refines: int = 2) -> LoopGenerator:
     """The unified model (the shipped checkpoint unless `checkpoint`) in `mode` staged or single."""
     from ..backends.unified import SingleSketcher, UnifiedRoles
 
     roles = UnifiedRoles.from_pretrained(checkpoint, flow_steps=flow_steps, guidance=guidance,
                                          temperature=temperature)
     sketcher = SingleSketcher(roles) if mode == "single" else roles
-    return LoopGenerator(mode, lambda: (roles, sketcher, roles, roles), mode, size, max_iters)
+    return LoopGenerator(mode, lambda: (roles, sketcher, roles, roles), mode, size, max_iters,
+                         max_refines=max_refines)
 
 
 GENERATORS: dict[str, Callable[..., Generator]] = {

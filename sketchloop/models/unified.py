@@ -8,10 +8,11 @@ canvases, and an image expert that draws by flow matching, conditioned on it.
   of the current canvas (a 3-layer strided conv), so inspection attends to the pixels.
 - Drawing: the image expert is a small UNet over a crop around each region (regions.py).
   It predicts the flow-matching velocity from the noisy crop, the current canvas crop and
-  the crop's canvas coordinates, modulated (FiLM) by the transformer's hidden state at the
-  region's last token plus the flow time. The hidden state has attended to the prompt, the
-  trajectory so far and the canvases read, so the two experts share one representation
-  (BAGEL's shared attention, made cheap: the image expert never enters the sequence).
+  the crop's canvas coordinates, modulated (FiLM) by a condition read from the transformer:
+  the hidden state at the region's last token attends (one cross-attention layer) to
+  every hidden state up to it — the prompt, the plan, the canvases read — so the two
+  experts share one representation (BAGEL's shared attention, made cheap: the image
+  expert reads the sequence but never enters it).
   Single mode uses the same expert on the whole canvas from the `<full>` token.
 
 Why this shape (measured, README): placement is decided in text as lattice tokens, where
@@ -139,6 +140,26 @@ class _ResBlock(nn.Module):
         return self.skip(x) + h
 
 
+class _Reader(nn.Module):
+    """The image expert's read of the sequence: the region token's state attends to every
+    state up to it (multi-head), so the words that say what to draw reach the drawing."""
+
+    def __init__(self, cfg: UnifiedConfig):
+        super().__init__()
+        d = cfg.n_embd
+        self.n_head = cfg.n_head
+        self.ln_q, self.ln_kv = nn.LayerNorm(d), nn.LayerNorm(d)
+        self.q, self.kv, self.proj = nn.Linear(d, d), nn.Linear(d, 2 * d), nn.Linear(d, d)
+
+    def forward(self, query: torch.Tensor, states: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+        n, t, d = states.shape
+        h = self.n_head
+        q = self.q(self.ln_q(query)).view(n, h, 1, d // h)
+        k, v = (z.view(n, t, h, d // h).transpose(1, 2) for z in self.kv(self.ln_kv(states)).split(d, dim=2))
+        y = F.scaled_dot_product_attention(q, k, v, attn_mask=valid[:, None, None, :])
+        return query + self.proj(y.reshape(n, d))
+
+
 class _FlowUNet(nn.Module):
     """Velocity of a noisy crop given the canvas crop, coordinates and a condition vector."""
 
@@ -179,6 +200,7 @@ class UnifiedModel(nn.Module):
         self.ln = nn.LayerNorm(config.n_embd)
         self.head = nn.Linear(config.n_embd, config.vocab_size, bias=False)
         self.canvas = _CanvasEncoder(config)
+        self.reader = _Reader(config)
         self.flow = _FlowUNet(config)
         self.null_cond = nn.Parameter(torch.zeros(config.n_embd))
         for m in (self.tok, self.pos, self.head, *self.blocks):
@@ -215,9 +237,16 @@ class UnifiedModel(nn.Module):
     def logits(self, hidden: torch.Tensor) -> torch.Tensor:
         return self.head(hidden)
 
+    def condition(self, hidden: torch.Tensor, rows: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
+        """The image expert's condition for each (row, position) of `hidden` (B, T, C): the
+        state there, having attended to the states of its row up to it."""
+        states = hidden[rows]
+        valid = torch.arange(hidden.shape[1], device=hidden.device)[None, :] <= positions[:, None]
+        return self.reader(hidden[rows, positions], states, valid)
+
     def velocity(self, x_t: torch.Tensor, t: torch.Tensor, context: torch.Tensor, coords: torch.Tensor,
                  cond: torch.Tensor | None) -> torch.Tensor:
-        """Flow velocity for crops (N, 3, S, S); `cond` (N, C) hidden states, None = unconditional."""
+        """Flow velocity for crops (N, 3, S, S); `cond` (N, C) from `condition`, None = unconditional."""
         if cond is None:
             cond = self.null_cond.expand(x_t.shape[0], -1)
         return self.flow(x_t, t, context, coords, cond)
@@ -265,5 +294,5 @@ class UnifiedModel(nn.Module):
 
     def num_parameters(self) -> dict[str, int]:
         parts = {"text": [self.tok, self.pos, self.blocks, self.ln, self.head], "canvas": [self.canvas],
-                 "flow": [self.flow]}
+                 "flow": [self.reader, self.flow]}
         return {k: sum(p.numel() for m in ms for p in m.parameters()) for k, ms in parts.items()}

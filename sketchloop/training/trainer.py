@@ -116,7 +116,7 @@ class _Loss(torch.nn.Module):
                 continue
             fb = batch[name]
             target = fb["target"]
-            cond = hidden[fb["row"], fb["pos"]]
+            cond = self.model.condition(hidden, fb["row"], fb["pos"])
             keep = (torch.rand(len(cond), 1, device=cond.device) >= drop).to(cond.dtype)
             cond = keep * cond + (1 - keep) * self.model.null_cond
             noise = torch.randn_like(target)
