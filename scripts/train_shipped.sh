@@ -16,7 +16,7 @@ stamp() { echo "== $1 done after $(( ($(date +%s) - t0) / 60 )) min" | tee -a "$
 sketchloop data build --kind trajectories --n 32000 --out "$W/traj" --seed 0 --workers 2; stamp trajectories
 sketchloop data build --kind refine --n 8000 --out "$W/refine" --seed 1 --workers 2; stamp refine-data
 # Stage 1: plan + sketch (text CE on plans and regions, flow matching on crops and whole canvases).
-sketchloop train --stage plan-sketch --data "$W/traj" --out "$W/s1" --steps 4500 --batch-size 24 --save-every 500; stamp plan-sketch
+sketchloop train --stage plan-sketch --data "$W/traj" --out "$W/s1" --steps 4000 --batch-size 24 --save-every 500; stamp plan-sketch
 # Pipeline 2: inspections of the stage-1 model's own plans (self-sampled), judged by the teacher.
 sketchloop data build --kind inspect --n 3000 --out "$W/inspect" --seed 2 --workers 2 --checkpoint "$W/s1"; stamp inspect-data
 # Stages 2-4: inspect, refine, then all three together.

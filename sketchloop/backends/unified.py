@@ -23,7 +23,7 @@ from ..models.regions import REGION_WORDS, SIZE_TOKENS, Region, coord_planes, cr
 from ..models.sampling import TextSession, euler_sample
 from ..models.tokenizer import WordTokenizer
 from ..models.unified import UnifiedModel
-from ..training.sequences import history_text
+from ..training.sequences import STEP_STARTS, history_text
 
 SHIPPED_CHECKPOINT = Path(__file__).resolve().parent.parent / "checkpoints" / "shapes-unified"
 MAX_REGIONS = 8
@@ -51,6 +51,7 @@ class UnifiedRoles:
         self._x = [t(w) for w in REGION_WORDS if w[0] == "x"]
         self._y = [t(w) for w in REGION_WORDS if w[0] == "y"]
         self._s = [t(f"s{i}") for i in SIZE_TOKENS]
+        self._starts = torch.tensor([t(w) for w in STEP_STARTS])
         region_ids = set(self._x + self._y + self._s)
         self._words = [i for i, w in enumerate(tokenizer.vocab) if not w.startswith("<") and i not in region_ids]
 
@@ -105,7 +106,8 @@ class UnifiedRoles:
         """The image expert's condition at `position` of the session (see UnifiedModel.condition)."""
         with torch.no_grad():
             states = torch.stack(session.hidden[:position + 1])[None]
-            return self.model.condition(states, torch.tensor([0]), torch.tensor([position]))[0]
+            ids = torch.tensor([session.ids[:position + 1]])
+            return self.model.condition(states, ids, torch.tensor([0]), torch.tensor([position]), self._starts)[0]
 
     def _draw(self, canvas: Image.Image, regions: list[tuple[Region, torch.Tensor]]) -> Image.Image:
         """Each region's crop drawn by the flow sampler on the current canvas and pasted back."""

@@ -141,23 +141,32 @@ class _ResBlock(nn.Module):
 
 
 class _Reader(nn.Module):
-    """The image expert's read of the sequence: the region token's state attends to every
-    state up to it (multi-head), so the words that say what to draw reach the drawing."""
+    """The image expert's read of the sequence. The current step (from its `<ins>`,
+    `<refine>` or `<prompt>` up to the region token) is read twice: the mean of its word
+    embeddings (what to draw, at full strength from the first step of training) and an
+    attention from the region token's hidden state over the step's hidden states and
+    words (which region, and what the rest of the trajectory implies). A final hidden
+    state alone mostly carries what the next token will be: conditioned on it, the flow
+    ignored the words (measured: shuffling conditions changed the loss by 0.3%)."""
 
     def __init__(self, cfg: UnifiedConfig):
         super().__init__()
         d = cfg.n_embd
         self.n_head = cfg.n_head
-        self.ln_q, self.ln_kv = nn.LayerNorm(d), nn.LayerNorm(d)
+        self.ln_q, self.ln_kv, self.ln_word, self.ln_bag = (nn.LayerNorm(d) for _ in range(4))
         self.q, self.kv, self.proj = nn.Linear(d, d), nn.Linear(d, 2 * d), nn.Linear(d, d)
 
-    def forward(self, query: torch.Tensor, states: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+    def forward(self, query: torch.Tensor, states: torch.Tensor, words: torch.Tensor,
+                span: torch.Tensor) -> torch.Tensor:
         n, t, d = states.shape
         h = self.n_head
+        weights = span.to(words.dtype)[..., None]
+        bag = (words * weights).sum(1) / weights.sum(1).clamp(min=1)
         q = self.q(self.ln_q(query)).view(n, h, 1, d // h)
-        k, v = (z.view(n, t, h, d // h).transpose(1, 2) for z in self.kv(self.ln_kv(states)).split(d, dim=2))
-        y = F.scaled_dot_product_attention(q, k, v, attn_mask=valid[:, None, None, :])
-        return query + self.proj(y.reshape(n, d))
+        kv = self.kv(self.ln_kv(states) + self.ln_word(words))
+        k, v = (z.view(n, t, h, d // h).transpose(1, 2) for z in kv.split(d, dim=2))
+        y = F.scaled_dot_product_attention(q, k, v, attn_mask=span[:, None, None, :])
+        return self.ln_bag(bag) + self.proj(y.reshape(n, d))
 
 
 class _FlowUNet(nn.Module):
@@ -237,12 +246,17 @@ class UnifiedModel(nn.Module):
     def logits(self, hidden: torch.Tensor) -> torch.Tensor:
         return self.head(hidden)
 
-    def condition(self, hidden: torch.Tensor, rows: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
-        """The image expert's condition for each (row, position) of `hidden` (B, T, C): the
-        state there, having attended to the states of its row up to it."""
-        states = hidden[rows]
-        valid = torch.arange(hidden.shape[1], device=hidden.device)[None, :] <= positions[:, None]
-        return self.reader(hidden[rows, positions], states, valid)
+    def condition(self, hidden: torch.Tensor, ids: torch.Tensor, rows: torch.Tensor, positions: torch.Tensor,
+                  step_starts: torch.Tensor) -> torch.Tensor:
+        """The image expert's condition for each (row, position) of `hidden` (B, T, C) over
+        token `ids` (B, T): a read of the step that ends there; a step starts at the last
+        token of `step_starts` (ids of `<ins>`, `<refine>`, `<prompt>`) before it."""
+        ids = ids[rows]
+        idx = torch.arange(ids.shape[1], device=ids.device)[None, :]
+        before = idx <= positions[:, None]
+        starts = torch.where(torch.isin(ids, step_starts) & before, idx, torch.zeros_like(idx)).amax(1)
+        span = before & (idx >= starts[:, None])
+        return self.reader(hidden[rows, positions], hidden[rows], self.tok(ids), span)
 
     def velocity(self, x_t: torch.Tensor, t: torch.Tensor, context: torch.Tensor, coords: torch.Tensor,
                  cond: torch.Tensor | None) -> torch.Tensor:

@@ -38,6 +38,9 @@ from ..world.layout import Layout
 from ..world.vocab import BACKGROUND
 
 
+STEP_STARTS = ("<ins>", "<refine>", "<prompt>")  # the image expert reads from the last of these
+
+
 @dataclass
 class FlowItem:
     """One crop to draw: conditioned on the hidden state at `pos`, drawn on `before` with

@@ -26,7 +26,7 @@ from tqdm import tqdm
 from ..errors import SketchloopError
 from ..models.tokenizer import WordTokenizer
 from ..models.unified import UnifiedConfig, UnifiedModel
-from .sequences import collate, load_examples
+from .sequences import STEP_STARTS, collate, load_examples
 
 # The rows each stage trains on (data pipelines 1, 2 and 3; joint = all three).
 STAGES: dict[str, set[str]] = {
@@ -100,9 +100,10 @@ def _load_state(out: Path, model: UnifiedModel, opt: torch.optim.Optimizer) -> t
 class _Loss(torch.nn.Module):
     """The training objective as a module, so that DistributedDataParallel syncs it."""
 
-    def __init__(self, model: UnifiedModel, canvas_id: int, text_weight: float):
+    def __init__(self, model: UnifiedModel, canvas_id: int, text_weight: float, step_starts: list[int]):
         super().__init__()
         self.model, self.canvas_id, self.text_weight = model, canvas_id, text_weight
+        self.step_starts = torch.tensor(step_starts)
 
     def forward(self, batch: dict) -> tuple[torch.Tensor, dict[str, float]]:
         ids = batch["ids"]
@@ -116,7 +117,7 @@ class _Loss(torch.nn.Module):
                 continue
             fb = batch[name]
             target = fb["target"]
-            cond = self.model.condition(hidden, fb["row"], fb["pos"])
+            cond = self.model.condition(hidden, ids, fb["row"], fb["pos"], self.step_starts)
             keep = (torch.rand(len(cond), 1, device=cond.device) >= drop).to(cond.dtype)
             cond = keep * cond + (1 - keep) * self.model.null_cond
             noise = torch.randn_like(target)
@@ -171,7 +172,8 @@ def train(data: list[Path], out: Path, cfg: TrainConfig, init: Path | None = Non
         if start >= cfg.steps:
             return {"step": start, "loss": None, "resumed": True}
     by_length = np.argsort([len(e.ids) for e in examples], kind="stable")
-    objective = _Loss(model, tokenizer.token_id("<canvas>"), cfg.text_weight)
+    objective = _Loss(model, tokenizer.token_id("<canvas>"), cfg.text_weight,
+                      [tokenizer.token_id(t) for t in STEP_STARTS])
     wrapped = torch.nn.parallel.DistributedDataParallel(objective) if world > 1 else objective
     bar = tqdm(total=cfg.steps, initial=start, desc=f"train {cfg.stage}", disable=not progress or rank != 0)
     loss_value, parts, t0 = float("nan"), {}, time.time()
