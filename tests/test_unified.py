@@ -164,3 +164,35 @@ def test_roles_run_the_staged_loop_and_single_mode_with_a_random_model(tmp_path)
     untouched = np.ones((64, 64), bool)
     untouched[:26, :26] = False
     assert (out[untouched] == np.asarray(blank)[untouched]).all()
+
+
+def test_condition_depends_on_the_words():
+    torch.manual_seed(0)
+    model, tok = UnifiedModel(TINY).eval(), WordTokenizer()
+    roles = UnifiedRoles(model, tok)
+    conds = []
+    for thing in ("blue triangle", "yellow square"):
+        session = roles._session(f"a photo of a {thing}", [])
+        session.feed(tok.encode(f"<ins> add a {thing} </ins> <des> a {thing} </des> <img> x10 y7 s7"))
+        conds.append(roles._condition(session, len(session.ids) - 1))
+    assert (conds[0] - conds[1]).norm() > 0.2 * conds[0].norm()
+
+
+def test_eval_generators_staged_and_single_report_compute(tmp_path):
+    from sketchloop.evaluation.benchmark import load_benchmark
+    from sketchloop.evaluation.run import evaluate, generate_images
+    from sketchloop.generators import get_generator
+    from sketchloop.world.detect import ShapesDetector
+
+    torch.manual_seed(0)
+    tok = WordTokenizer()
+    UnifiedModel(TINY).save_pretrained(tmp_path / "ckpt", tok)
+    prompts = load_benchmark("shapes-geneval")[::200]
+    for name in ("staged", "single"):
+        gen = get_generator(name, checkpoint=tmp_path / "ckpt", flow_steps=2, max_iters=2)
+        stats = generate_images(prompts, gen, tmp_path / name, images_per_prompt=1, progress=False)
+        results = evaluate(tmp_path / name, ShapesDetector(), prompts, sample_stats=stats, progress=False)
+        compute = results["compute"]
+        assert {"flow_steps", "text_tokens", "seconds", "images"} <= set(compute)
+        if name == "single":
+            assert compute["flow_steps"] == 2 and compute["images"] == 1

@@ -8,11 +8,11 @@ canvases, and an image expert that draws by flow matching, conditioned on it.
   of the current canvas (a 3-layer strided conv), so inspection attends to the pixels.
 - Drawing: the image expert is a small UNet over a crop around each region (regions.py).
   It predicts the flow-matching velocity from the noisy crop, the current canvas crop and
-  the crop's canvas coordinates, modulated (FiLM) by a condition read from the transformer:
-  the hidden state at the region's last token attends (one cross-attention layer) to
-  every hidden state up to it — the prompt, the plan, the canvases read — so the two
-  experts share one representation (BAGEL's shared attention, made cheap: the image
-  expert reads the sequence but never enters it).
+  the crop's canvas coordinates, modulated (FiLM) by a condition read from the sequence
+  (`_Reader`): the mean word embedding of the current step plus one cross-attention layer
+  from the region token's hidden state over the step's hidden states, so the two experts
+  share one representation (BAGEL's shared attention, made cheap: the image expert reads
+  the sequence but never enters it).
   Single mode uses the same expert on the whole canvas from the `<full>` token.
 
 Why this shape (measured, README): placement is decided in text as lattice tokens, where

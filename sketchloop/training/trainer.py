@@ -155,6 +155,9 @@ def train(data: list[Path], out: Path, cfg: TrainConfig, init: Path | None = Non
     if world > 1 and not dist.is_initialized():
         dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
     torch.manual_seed(cfg.seed)
+    state_file = out / "trainer" / "state.json"
+    if state_file.is_file() and json.loads(state_file.read_text())["step"] >= cfg.steps:
+        return {"step": json.loads(state_file.read_text())["step"], "loss": None, "resumed": True}
     if init is not None:
         model, tokenizer = UnifiedModel.from_pretrained(init)
     else:
