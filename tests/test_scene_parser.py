@@ -100,3 +100,10 @@ def test_group_validation():
         ObjectGroup("circle", None, 5)
     with pytest.raises(PromptError, match="no objects"):
         SceneGraph(()).validate()
+
+
+def test_an_empty_scene_reads_as_an_empty_canvas():
+    # a self-sampled plan can remove the only object; its critique must still be written
+    from sketchloop.world.scene import SceneGraph
+
+    assert SceneGraph(()).to_text() == "an empty canvas"

@@ -196,3 +196,19 @@ def test_eval_generators_staged_and_single_report_compute(tmp_path):
         assert {"flow_steps", "text_tokens", "seconds", "images"} <= set(compute)
         if name == "single":
             assert compute["flow_steps"] == 2 and compute["images"] == 1
+
+
+def test_shipped_checkpoint_generates_from_a_fresh_install(tmp_path):
+    import subprocess
+    import sys
+
+    from sketchloop.backends.unified import SHIPPED_CHECKPOINT
+
+    model, tok = UnifiedModel.from_pretrained(SHIPPED_CHECKPOINT)
+    assert tok.vocab == WordTokenizer().vocab
+    r = subprocess.run([sys.executable, "-m", "sketchloop.cli", "generate", "a photo of a red circle above a blue square",
+                        "--out", str(tmp_path)], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr[-2000:]
+    record = json.loads((tmp_path / "trajectory.json").read_text())
+    assert record["flow_steps"] > 0 and record["images"] >= 1 and (tmp_path / "final.png").is_file()
+    assert any(s["type"] == "inspect" for s in record["steps"])

@@ -169,6 +169,8 @@ class SceneGraph:
                 if r.subject == i:
                     subject = np(r.subject)
                     clauses.append(f"{subject} {r.relation} {np(r.object)}")
+        if not clauses:
+            return "an empty canvas"
         if len(clauses) == 1:
             body = clauses[0]
         else:
