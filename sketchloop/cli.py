@@ -81,7 +81,8 @@ def eval_command(
     steps: int = typer.Option(16, help="staged/single: Euler flow steps per region drawn"),
     guidance: float = typer.Option(1.0, help="staged/single: classifier-free guidance scale (1 = off)"),
     max_iters: int = typer.Option(8, help="staged: most plan steps per image"),
-    max_refines: int = typer.Option(2, help="staged: most refines per step (0: inspect but never refine)"),
+    max_refines: int = typer.Option(0, help="staged model: most refines per step (0: inspect, never refine; "
+                                            "the shipped refiner lowers scores, see README)"),
     workers: int = typer.Option(1, help="processes generating images (one per core)"),
 ) -> None:
     """Score images by GenEval's rules: generate them with --generator or read them with --images."""
@@ -134,6 +135,8 @@ def generate(prompt: str = typer.Argument(..., help="e.g. 'a photo of a red circ
              max_iters: int = typer.Option(8, help="most plan steps before the loop stops"),
              steps: int = typer.Option(16, help="Euler flow steps per region drawn"),
              guidance: float = typer.Option(1.0, help="classifier-free guidance scale (1 = off)"),
+             max_refines: int = typer.Option(0, help="most refines per step (0: inspect, never refine; the shipped "
+                                                     "refiner lowers scores, see README)"),
              checkpoint: Optional[Path] = typer.Option(None, help="model checkpoint folder (default: the shipped one)"),
              oracle: bool = typer.Option(False, "--oracle", help="play every role with ShapesWorld's teachers "
                                                                  "(an upper bound, not a model)"),
@@ -161,7 +164,8 @@ def generate(prompt: str = typer.Argument(..., help="e.g. 'a photo of a red circ
     else:
         if not (planner or inspector):
             _check_words(prompt)  # a chat planner may use words the embedded model does not know
-        gen = model_generator(mode, checkpoint=checkpoint, flow_steps=steps, guidance=guidance, max_iters=max_iters)
+        gen = model_generator(mode, checkpoint=checkpoint, flow_steps=steps, guidance=guidance, max_iters=max_iters,
+                              max_refines=max_refines)
         if planner or inspector:
             gen = _with_chat_roles(gen, planner, inspector, base_url, prompts)
     traj = gen.run(prompt, seed)

@@ -80,7 +80,7 @@ def oracle_roles(size: int = DEFAULT_SIZE) -> tuple:
 
 def model_generator(mode: str, size: int = DEFAULT_SIZE, checkpoint=None, flow_steps: int = 16,
                     guidance: float = 1.0, max_iters: int = 8, temperature: float = 0.3,
-                    max_refines: int = 2) -> LoopGenerator:
+                    max_refines: int = 0) -> LoopGenerator:
     """The unified model (the shipped checkpoint unless `checkpoint`) in `mode` staged or single."""
     from ..backends.unified import SingleSketcher, UnifiedRoles
 
