@@ -143,8 +143,8 @@ def _strip_fences(text: str) -> str:
     return text
 
 
-class ChatPlanner:
-    """A Planner: one JSON answer per step (done, ins, des)."""
+class _ChatRole:
+    """A loop role played by a chat model; its usage is the client's."""
 
     def __init__(self, client: ChatClient):
         self.client = client
@@ -152,6 +152,10 @@ class ChatPlanner:
     @property
     def usage(self) -> dict:
         return self.client.usage
+
+
+class ChatPlanner(_ChatRole):
+    """A Planner: one JSON answer per step (done, ins, des)."""
 
     def plan(self, prompt: str, history: list[PlanStep]) -> PlanStep | None:
         text = self.client.template("planner").format(prompt=prompt, history=history_lines(history))
@@ -161,15 +165,8 @@ class ChatPlanner:
         return PlanStep(answer.ins.strip(), answer.des.strip())
 
 
-class ChatInspector:
+class ChatInspector(_ChatRole):
     """An Inspector: the canvas as an image, a verdict, a critique and a fix."""
-
-    def __init__(self, client: ChatClient):
-        self.client = client
-
-    @property
-    def usage(self) -> dict:
-        return self.client.usage
 
     def inspect(self, prompt: str, history: list[PlanStep], canvas: Image.Image) -> Critique:
         text = self.client.template("inspector").format(prompt=prompt, history=history_lines(history))

@@ -23,14 +23,10 @@ from ..models.regions import REGION_WORDS, SIZE_TOKENS, Region, coord_planes, cr
 from ..models.sampling import TextSession, euler_sample
 from ..models.tokenizer import WordTokenizer
 from ..models.unified import UnifiedModel
-from ..training.sequences import STEP_STARTS, history_text
+from ..training.sequences import STEP_STARTS, history_text, to_float
 
 SHIPPED_CHECKPOINT = Path(__file__).resolve().parent.parent / "checkpoints" / "shapes-unified"
 MAX_REGIONS = 8
-
-
-def _float(image: np.ndarray) -> torch.Tensor:
-    return torch.from_numpy(image.astype(np.float32).transpose(2, 0, 1) / 127.5 - 1.0)
 
 
 def _uint8(x: torch.Tensor) -> np.ndarray:
@@ -71,8 +67,7 @@ class UnifiedRoles:
 
     def _read_canvas(self, session: TextSession, canvas: Image.Image) -> None:
         n = self.model.config.canvas_tokens
-        image = canvas.convert("RGB").resize((self.model.config.canvas_px,) * 2, Image.BILINEAR)
-        session.feed([self.tok.token_id("<canvas>")] * n, _float(np.asarray(image))[None])
+        session.feed([self.tok.token_id("<canvas>")] * n, torch.from_numpy(to_float(self._canvas_array(canvas)))[None])
 
     def _text(self, session: TextSession, close: str) -> str:
         """Sample words up to the closing tag `close`; the words without it."""
@@ -109,18 +104,28 @@ class UnifiedRoles:
             ids = torch.tensor([session.ids[:position + 1]])
             return self.model.condition(states, ids, torch.tensor([0]), torch.tensor([position]), self._starts)[0]
 
+    def _flow(self, context: np.ndarray, region: Region | None, cond: torch.Tensor) -> np.ndarray:
+        """One flow sample drawn on `context` (a crop of `region`, or the whole canvas for None)."""
+        x = torch.from_numpy(to_float(context))[None]
+        coords = torch.from_numpy(coord_planes(region, context.shape[0], self.model.config.canvas_px))[None]
+        out = euler_sample(self.model, x, coords, cond[None], self.flow_steps, self.generator, self.guidance)
+        self.usage["flow_steps"] += self.flow_steps
+        return _uint8(out[0])
+
+    def _canvas_array(self, canvas: Image.Image) -> np.ndarray:
+        px = self.model.config.canvas_px
+        return np.asarray(canvas.convert("RGB").resize((px, px), Image.BILINEAR))
+
+    def _image(self, array: np.ndarray, size: tuple[int, int]) -> Image.Image:
+        image = Image.fromarray(array)
+        return image if image.size == size else image.resize(size, Image.NEAREST)
+
     def _draw(self, canvas: Image.Image, regions: list[tuple[Region, torch.Tensor]]) -> Image.Image:
         """Each region's crop drawn by the flow sampler on the current canvas and pasted back."""
-        px = self.model.config.canvas_px
-        array = np.asarray(canvas.convert("RGB").resize((px, px), Image.BILINEAR))
+        array = self._canvas_array(canvas)
         for region, cond in regions:
-            context = _float(crop(array, region))[None]
-            coords = torch.from_numpy(coord_planes(region, context.shape[-1], px))[None]
-            x = euler_sample(self.model, context, coords, cond[None], self.flow_steps, self.generator, self.guidance)
-            self.usage["flow_steps"] += self.flow_steps
-            array = paste(array, region, _uint8(x[0]))
-        return Image.fromarray(array).resize(canvas.size, Image.NEAREST) if canvas.size != (px, px) \
-            else Image.fromarray(array)
+            array = paste(array, region, self._flow(crop(array, region), region, cond))
+        return self._image(array, canvas.size)
 
     # ------------------------------------------------------------------ roles
     def plan(self, prompt: str, history: list[PlanStep]) -> PlanStep | None:
@@ -178,13 +183,7 @@ class UnifiedRoles:
         session = TextSession(self.model, self.tok.token_id("<canvas>"))
         session.feed(self.tok.encode(f"<bos> <prompt> {prompt} </prompt> <img> <full>"))
         cond = self._condition(session, len(session.ids) - 1)
-        px = self.model.config.canvas_px
-        blank = np.asarray(canvas.convert("RGB").resize((px, px)))
-        context = _float(blank)[None]
-        coords = torch.from_numpy(coord_planes(None, px, px))[None]
-        x = euler_sample(self.model, context, coords, cond[None], self.flow_steps, self.generator, self.guidance)
-        self.usage["flow_steps"] += self.flow_steps
-        return Image.fromarray(_uint8(x[0]))
+        return self._image(self._flow(self._canvas_array(canvas), None, cond), canvas.size)
 
 
 class SingleSketcher:

@@ -56,12 +56,12 @@ class FlowItem:
         """(context, target, coords) as float arrays: 3 x S x S in [-1, 1] and 2 x S x S."""
         if self.region is None:
             n = self.after.shape[0]
-            return _to_float(self.before), _to_float(self.after), coord_planes(None, n, n)
+            return to_float(self.before), to_float(self.after), coord_planes(None, n, n)
         canvas = self.before
         for r in self.earlier:
             canvas = paste(canvas, r, crop(self.after, r))
         context, target = crop(canvas, self.region), crop(self.after, self.region)
-        return _to_float(context), _to_float(target), coord_planes(self.region, context.shape[0], canvas.shape[0])
+        return to_float(context), to_float(target), coord_planes(self.region, context.shape[0], canvas.shape[0])
 
 
 @dataclass
@@ -72,7 +72,8 @@ class Example:
     flows: list[FlowItem] = field(default_factory=list)
 
 
-def _to_float(image: np.ndarray) -> np.ndarray:
+def to_float(image: np.ndarray) -> np.ndarray:
+    """H x W x 3 uint8 -> 3 x H x W float32 in [-1, 1] (what the model reads and draws)."""
     return image.astype(np.float32).transpose(2, 0, 1) / 127.5 - 1.0
 
 
@@ -179,7 +180,7 @@ def collate(examples: list[Example], pad_id: int, max_flows: int, rng: np.random
         canvases.extend(e.canvases)
     out: dict = {"ids": ids, "targets": targets}
     if canvases:
-        out["canvases"] = torch.from_numpy(np.stack([_to_float(c) for c in canvases]))
+        out["canvases"] = torch.from_numpy(np.stack([to_float(c) for c in canvases]))
     crops = [(i, f) for i, e in enumerate(examples) for f in e.flows if f.region is not None]
     fulls = [(i, f) for i, e in enumerate(examples) for f in e.flows if f.region is None]
     if len(crops) > max_flows:

@@ -156,8 +156,9 @@ def train(data: list[Path], out: Path, cfg: TrainConfig, init: Path | None = Non
         dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
     torch.manual_seed(cfg.seed)
     state_file = out / "trainer" / "state.json"
-    if state_file.is_file() and json.loads(state_file.read_text())["step"] >= cfg.steps:
-        return {"step": json.loads(state_file.read_text())["step"], "loss": None, "resumed": True}
+    done = json.loads(state_file.read_text())["step"] if state_file.is_file() else 0
+    if done >= cfg.steps:  # finished before: return before loading any data
+        return {"step": done, "loss": None, "resumed": True}
     if init is not None:
         model, tokenizer = UnifiedModel.from_pretrained(init)
     else:
@@ -170,10 +171,8 @@ def train(data: list[Path], out: Path, cfg: TrainConfig, init: Path | None = Non
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, betas=(0.9, 0.98))
     ema = {k: v.detach().clone() for k, v in model.state_dict().items()}
     start = 0
-    if (out / "trainer" / "state.json").is_file():
+    if state_file.is_file():
         start, ema = _load_state(out, model, opt)
-        if start >= cfg.steps:
-            return {"step": start, "loss": None, "resumed": True}
     by_length = np.argsort([len(e.ids) for e in examples], kind="stable")
     objective = _Loss(model, tokenizer.token_id("<canvas>"), cfg.text_weight,
                       [tokenizer.token_id(t) for t in STEP_STARTS])
