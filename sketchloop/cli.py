@@ -133,8 +133,10 @@ def generate(prompt: str = typer.Argument(..., help="e.g. 'a photo of a red circ
              mode: str = typer.Option("staged", help="staged (plan, sketch, inspect, refine) or single (one image)"),
              seed: int = typer.Option(0),
              max_iters: int = typer.Option(8, help="most plan steps before the loop stops"),
-             steps: int = typer.Option(16, help="Euler flow steps per region drawn"),
-             guidance: float = typer.Option(1.0, help="classifier-free guidance scale (1 = off)"),
+             steps: Optional[int] = typer.Option(None, help="flow steps: per region drawn by the embedded model "
+                                                            "(default 16), per image by a diffusers pipeline (28)"),
+             guidance: Optional[float] = typer.Option(None, help="guidance scale (embedded: classifier-free, default 1 "
+                                                                "= off; diffusers: the pipeline's default)"),
              max_refines: int = typer.Option(0, help="most refines per step (0: inspect, never refine; the shipped "
                                                      "refiner lowers scores, see README)"),
              checkpoint: Optional[Path] = typer.Option(None, help="model checkpoint folder (default: the shipped one)"),
@@ -143,6 +145,16 @@ def generate(prompt: str = typer.Argument(..., help="e.g. 'a photo of a red circ
              planner: Optional[str] = typer.Option(None, help="openai:MODEL: a chat model plans (default: the "
                                                               "embedded model)"),
              inspector: Optional[str] = typer.Option(None, help="openai:MODEL: a vision chat model inspects"),
+             sketcher: Optional[str] = typer.Option(None, help="diffusers:REPO_OR_PATH: an image-editing pipeline "
+                                                               "(FLUX.1 Kontext, Qwen-Image-Edit, ...) sketches"),
+             refiner: Optional[str] = typer.Option(None, help="diffusers:REPO_OR_PATH: an editing pipeline refines "
+                                                              "(the sketcher's pipeline when the same)"),
+             first_step: Optional[str] = typer.Option(None, help="diffusers:REPO_OR_PATH: a text-to-image pipeline "
+                                                                 "draws the first step from the blank canvas"),
+             image_size: int = typer.Option(1024, help="diffusers: side of the images the pipeline writes"),
+             device: Optional[str] = typer.Option(None, help="diffusers: cuda, cpu, ... (default: cuda if available)"),
+             dtype: Optional[str] = typer.Option(None, help="diffusers: bfloat16, float16 or float32 "
+                                                            "(default: bfloat16 on cuda, float32 on cpu)"),
              base_url: Optional[str] = typer.Option(None, help="OpenAI-compatible server for openai: roles "
                                                                "(default $SKETCHLOOP_BASE_URL or $OPENAI_BASE_URL)"),
              prompts: Optional[Path] = typer.Option(None, help="folder of prompt templates overriding "
@@ -152,8 +164,10 @@ def generate(prompt: str = typer.Argument(..., help="e.g. 'a photo of a red circ
 
     if mode not in ("staged", "single"):
         raise SketchloopError(f"--mode {mode!r}: use staged or single")
-    if max_iters < 1 or steps < 1:
+    if max_iters < 1 or (steps is not None and steps < 1):
         raise SketchloopError("--max-iters and --steps must be at least 1")
+    if first_step and not sketcher:
+        raise SketchloopError("--first-step is used by a diffusers sketcher; give --sketcher diffusers:REPO_OR_PATH too")
     if not prompt.strip():
         raise SketchloopError("the prompt is empty; give one such as 'a photo of a red circle above a blue square'")
     if oracle:
@@ -162,18 +176,24 @@ def generate(prompt: str = typer.Argument(..., help="e.g. 'a photo of a red circ
         parse_prompt(prompt)  # unknown words, contradictions: one clear line before any work
         gen = LoopGenerator("oracle", oracle_roles, mode, max_iters=max_iters, oracle=True)
     else:
-        if not (planner or inspector):
+        if not planner:
             _check_words(prompt)  # a chat planner may use words the embedded model does not know
-        gen = model_generator(mode, checkpoint=checkpoint, flow_steps=steps, guidance=guidance, max_iters=max_iters,
+        gen = model_generator(mode, checkpoint=checkpoint, flow_steps=steps or 16,
+                              guidance=1.0 if guidance is None else guidance, max_iters=max_iters,
                               max_refines=max_refines)
-        if planner or inspector:
-            gen = _with_chat_roles(gen, planner, inspector, base_url, prompts)
+        if planner or inspector or sketcher or refiner:
+            from .backends.diffusers_editor import DiffusersSettings
+
+            image_settings = DiffusersSettings(device=device, dtype=dtype, steps=steps or 28, guidance=guidance,
+                                               size=image_size)
+            gen = _with_roles(gen, {"planner": planner, "sketcher": sketcher, "inspector": inspector,
+                                    "refiner": refiner}, base_url, prompts, image_settings, first_step)
     traj = gen.run(prompt, seed)
     traj.meta["oracle"] = oracle
-    traj.meta["roles"] = "ORACLE (ShapesWorld's teachers)" if oracle else f"model {checkpoint or 'shipped checkpoint'}"
+    traj.meta["roles"] = "ORACLE (ShapesWorld's teachers)" if oracle else _roles_text(
+        checkpoint, planner=planner, sketcher=sketcher, inspector=inspector, refiner=refiner)
     traj.save(out)
-    console.print(f"wrote {out}/final.png, trajectory.json and index.html ({traj.mode}, "
-                  f"{'ORACLE roles' if oracle else 'unified model'}, "
+    console.print(f"wrote {out}/final.png, trajectory.json and index.html ({traj.mode}, {traj.meta['roles']}, "
                   f"{sum(1 for s in traj.steps if s.image is not None)} images, {traj.flow_steps} flow steps, "
                   f"{traj.seconds:.2f} s)")
     if not traj.ended:
@@ -181,16 +201,35 @@ def generate(prompt: str = typer.Argument(..., help="e.g. 'a photo of a red circ
                       f"ended the trajectory; final.png is the last canvas", highlight=False)
 
 
-def _with_chat_roles(gen, planner: str | None, inspector: str | None, base_url: str | None, prompts: Path | None):
-    """`gen` with its planner and/or inspector played by OpenAI-compatible chat models."""
+def _roles_text(checkpoint: Path | None, **specs: str | None) -> str:
+    model = f"model {checkpoint or 'shipped checkpoint'}"
+    named = [f"{role} {spec}" for role, spec in specs.items() if spec]
+    return ", ".join(named + ([f"other roles: {model}"] if len(named) < len(specs) else [])) if named else model
+
+
+def _with_roles(gen, specs: dict[str, str | None], base_url: str | None, prompts: Path | None, image_settings,
+                first_step: str | None):
+    """`gen` with the named roles played by OpenAI-compatible chat models (planner, inspector)
+    or diffusers editing pipelines (sketcher, refiner); one pipeline serves both when named twice."""
     from .backends.chat import ChatClient, ChatInspector, ChatPlanner, ChatSettings, parse_role_spec
+    from .backends.diffusers_editor import DiffusersEditor
     from .generators import LoopGenerator
 
     roles = list(gen.roles_factory())
-    for index, spec, role in ((0, planner, ChatPlanner), (2, inspector, ChatInspector)):
-        if spec:
+    editors: dict[str, DiffusersEditor] = {}
+    for index, role in enumerate(("planner", "sketcher", "inspector", "refiner")):
+        spec = specs[role]
+        if not spec:
+            continue
+        if role in ("planner", "inspector"):
             _, model = parse_role_spec(spec)
-            roles[index] = role(ChatClient(ChatSettings(model=model, base_url=base_url, prompts_dir=prompts)))
+            chat_role = ChatPlanner if role == "planner" else ChatInspector
+            roles[index] = chat_role(ChatClient(ChatSettings(model=model, base_url=base_url, prompts_dir=prompts)))
+        else:
+            if spec not in editors:
+                editors[spec] = DiffusersEditor.from_spec(spec, image_settings,
+                                                          first_step if role == "sketcher" else None)
+            roles[index] = editors[spec]
     return LoopGenerator(gen.name, lambda: tuple(roles), gen.mode, gen.size, gen.max_iters,
                          max_refines=gen.max_refines)
 

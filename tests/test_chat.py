@@ -3,9 +3,6 @@ scripted answers: valid JSON, malformed JSON, 429s, dropped connections, an unkn
 a server that is gone."""
 
 import json
-import socket
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 from PIL import Image
@@ -13,65 +10,6 @@ from PIL import Image
 from sketchloop.backends.chat import ChatClient, ChatInspector, ChatPlanner, ChatSettings, parse_role_spec
 from sketchloop.errors import SketchloopError
 from sketchloop.loop.roles import PlanStep
-
-
-class ScriptedServer:
-    """Speaks /v1/chat/completions; each request takes the next scripted action:
-    ("json", obj) | ("text", str) | ("status", code) | ("drop",)."""
-
-    def __init__(self, script):
-        self.script = list(script)
-        self.requests: list[dict] = []
-        outer = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args):
-                pass
-
-            def do_POST(self):
-                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-                outer.requests.append(body)
-                action = outer.script.pop(0) if outer.script else ("status", 500)
-                if action[0] == "drop":
-                    self.connection.shutdown(socket.SHUT_RDWR)
-                    self.connection.close()
-                    return
-                if action[0] == "status":
-                    payload = json.dumps({"error": {"message": f"scripted {action[1]}", "type": "x"}}).encode()
-                    self.send_response(action[1])
-                else:
-                    content = json.dumps(action[1]) if action[0] == "json" else action[1]
-                    payload = json.dumps({
-                        "id": "c1", "object": "chat.completion", "created": 0, "model": body["model"],
-                        "choices": [{"index": 0, "finish_reason": "stop",
-                                     "message": {"role": "assistant", "content": content}}],
-                        "usage": {"prompt_tokens": 10, "completion_tokens": 7, "total_tokens": 17}}).encode()
-                    self.send_response(200)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(payload)))
-                self.end_headers()
-                self.wfile.write(payload)
-
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/v1"
-        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
-
-    def close(self):
-        self.httpd.shutdown()
-        self.httpd.server_close()
-
-
-@pytest.fixture
-def server_factory():
-    servers = []
-
-    def make(script):
-        servers.append(ScriptedServer(script))
-        return servers[-1]
-
-    yield make
-    for s in servers:
-        s.close()
 
 
 def client(url, **kw):
