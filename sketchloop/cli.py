@@ -157,8 +157,8 @@ def generate(prompt: str = typer.Argument(..., help="e.g. 'a photo of a red circ
                                                             "(default: bfloat16 on cuda, float32 on cpu)"),
              base_url: Optional[str] = typer.Option(None, help="OpenAI-compatible server for openai: roles "
                                                                "(default $SKETCHLOOP_BASE_URL or $OPENAI_BASE_URL)"),
-             prompts: Optional[Path] = typer.Option(None, help="folder of prompt templates overriding "
-                                                             "planner.md / inspector.md")) -> None:
+             templates: Optional[Path] = typer.Option(None, help="folder of prompt templates overriding "
+                                                               "planner.md / inspector.md")) -> None:
     """Run the staged loop (plan, sketch, inspect, refine) or single mode on a prompt."""
     from .generators import LoopGenerator, model_generator, oracle_roles
 
@@ -187,7 +187,7 @@ def generate(prompt: str = typer.Argument(..., help="e.g. 'a photo of a red circ
             image_settings = DiffusersSettings(device=device, dtype=dtype, steps=steps or 28, guidance=guidance,
                                                size=image_size)
             gen = _with_roles(gen, {"planner": planner, "sketcher": sketcher, "inspector": inspector,
-                                    "refiner": refiner}, base_url, prompts, image_settings, first_step)
+                                    "refiner": refiner}, base_url, templates, image_settings, first_step)
     traj = gen.run(prompt, seed)
     traj.meta["oracle"] = oracle
     traj.meta["roles"] = "ORACLE (ShapesWorld's teachers)" if oracle else _roles_text(
@@ -207,7 +207,7 @@ def _roles_text(checkpoint: Path | None, **specs: str | None) -> str:
     return ", ".join(named + ([f"other roles: {model}"] if len(named) < len(specs) else [])) if named else model
 
 
-def _with_roles(gen, specs: dict[str, str | None], base_url: str | None, prompts: Path | None, image_settings,
+def _with_roles(gen, specs: dict[str, str | None], base_url: str | None, templates: Path | None, image_settings,
                 first_step: str | None):
     """`gen` with the named roles played by OpenAI-compatible chat models (planner, inspector)
     or diffusers editing pipelines (sketcher, refiner); one pipeline serves both when named twice."""
@@ -224,7 +224,7 @@ def _with_roles(gen, specs: dict[str, str | None], base_url: str | None, prompts
         if role in ("planner", "inspector"):
             _, model = parse_role_spec(spec)
             chat_role = ChatPlanner if role == "planner" else ChatInspector
-            roles[index] = chat_role(ChatClient(ChatSettings(model=model, base_url=base_url, prompts_dir=prompts)))
+            roles[index] = chat_role(ChatClient(ChatSettings(model=model, base_url=base_url, prompts_dir=templates)))
         else:
             if spec not in editors:
                 editors[spec] = DiffusersEditor.from_spec(spec, image_settings,
@@ -288,17 +288,63 @@ def data_build(kind: str = typer.Option(..., help="trajectories, inspect or refi
                                                          "(0 = the paper's additive-only ablation)"),
                shard_size: int = typer.Option(500, help="examples per parquet shard"),
                checkpoint: Optional[Path] = typer.Option(None, help="inspect: a model checkpoint (stage 1) whose own "
-                                                                    "plans are judged (self-sampled); default symbolic")) -> None:
-    """Synthesise staged training data with ShapesWorld's exact teachers."""
+                                                                    "plans are judged (self-sampled); default symbolic"),
+               teacher: Optional[str] = typer.Option(None, help="openai:MODEL: a chat/vision model decomposes prompts, "
+                                                                "writes steps and judges (with --editor)"),
+               editor: Optional[str] = typer.Option(None, help="diffusers:REPO_OR_PATH: the image-editing pipeline "
+                                                               "that draws each step (with --teacher)"),
+               prompts: Optional[Path] = typer.Option(None, help="with --teacher: prompts to decompose, a GenEval "
+                                                                 "JSONL or a text file (one per line); default: "
+                                                                 "ShapesWorld's random scenes"),
+               first_step: Optional[str] = typer.Option(None, help="diffusers:REPO_OR_PATH: a text-to-image pipeline "
+                                                                   "for the first step"),
+               base_url: Optional[str] = typer.Option(None, help="OpenAI-compatible server for --teacher"),
+               templates: Optional[Path] = typer.Option(None, help="folder of prompt templates overriding the "
+                                                                   "teacher's (decomposer.md, step_writer.md, ...)"),
+               image_size: int = typer.Option(1024, help="--editor: side of the images it writes"),
+               steps: int = typer.Option(28, help="--editor: flow steps per image"),
+               guidance: Optional[float] = typer.Option(None, help="--editor: guidance scale (default: the pipeline's)"),
+               device: Optional[str] = typer.Option(None, help="--editor: cuda, cpu, ..."),
+               dtype: Optional[str] = typer.Option(None, help="--editor: bfloat16, float16 or float32")) -> None:
+    """Synthesise staged training data: ShapesWorld's exact teachers, or a chat model and an editing pipeline."""
     from .data.store import build
 
+    spec = None
+    if (teacher is None) != (editor is None):
+        raise SketchloopError("--teacher openai:MODEL and --editor diffusers:REPO_OR_PATH go together (real teachers), "
+                              "or neither (ShapesWorld's exact teachers)")
+    if teacher is not None:
+        from .backends.chat import parse_role_spec
+        from .backends.diffusers_editor import parse_pipeline_spec
+
+        parse_pipeline_spec(editor)
+        spec = {"model": parse_role_spec(teacher)[1], "base_url": base_url, "editor": editor, "first_step": first_step,
+                "templates": str(templates) if templates else None, "prompts_file": str(prompts) if prompts else None,
+                "image": {"size": image_size, "steps": steps, "guidance": guidance, "device": device, "dtype": dtype},
+                "prompts": _read_prompts(prompts) if prompts else None}
+    elif prompts or first_step or templates:
+        raise SketchloopError("--prompts, --first-step and --templates are for real teachers (--teacher and --editor)")
     summary = build(kind, n, out, seed=seed, workers=workers, edit_ops=edit_ops, shard_size=shard_size,
-                    checkpoint=checkpoint)
+                    checkpoint=checkpoint, teacher=spec)
     rate = summary["examples_per_second"]
     console.print(f"{summary['examples']} examples in {out}; {summary['mean_intermediate_images']:.2f} "
                   f"images per example on average; judge: {summary['steps_redrawn']} steps redrawn, "
                   f"{summary['trajectories_dropped']} trajectories dropped"
                   + (f"; {rate:.1f} examples/s" if rate else "; nothing left to build"))
+
+
+def _read_prompts(path: Path) -> list[str]:
+    """Prompts from a GenEval metadata JSONL (its 'prompt' fields) or a text file (one per line)."""
+    if not path.is_file():
+        raise SketchloopError(f"--prompts {path}: no such file")
+    if path.suffix == ".jsonl":
+        from .evaluation.benchmark import load_benchmark
+
+        return [m["prompt"] for m in load_benchmark(str(path))]
+    found = [line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    if not found:
+        raise SketchloopError(f"--prompts {path} holds no prompts")
+    return found
 
 
 @data_app.command("show")

@@ -10,10 +10,11 @@ import pytest
 
 class ScriptedServer:
     """Speaks /v1/chat/completions; each request takes the next scripted action:
-    ("json", obj) | ("text", str) | ("status", code) | ("drop",)."""
+    ("json", obj) | ("text", str) | ("status", code) | ("drop",); or `script` is a function
+    of the request body that returns the action."""
 
     def __init__(self, script):
-        self.script = list(script)
+        self.script = script if callable(script) else list(script)
         self.requests: list[dict] = []
         outer = self
 
@@ -24,7 +25,10 @@ class ScriptedServer:
             def do_POST(self):
                 body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
                 outer.requests.append(body)
-                action = outer.script.pop(0) if outer.script else ("status", 500)
+                if callable(outer.script):
+                    action = outer.script(body)
+                else:
+                    action = outer.script.pop(0) if outer.script else ("status", 500)
                 if action[0] == "drop":
                     self.connection.shutdown(socket.SHUT_RDWR)
                     self.connection.close()

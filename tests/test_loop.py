@@ -87,3 +87,18 @@ def test_oracle_staged_generator_scores_and_counts(tmp_path):
     results = evaluate(tmp_path, ShapesDetector(), prompts, sample_stats=stats, progress=False)
     assert results["overall"] >= 0.95, results["tasks"]
     assert results["compute"]["images"] >= 1 and "seconds" in results["compute"]
+
+
+class AlwaysUnhappy:
+    def inspect(self, prompt, history, canvas):
+        return Critique(False, "inconsistent: the star should be red", "change the star to red")
+
+
+def test_the_page_says_when_an_inconsistent_inspection_was_not_refined(tmp_path):
+    c = OracleCanvas()
+    for limit, note in [(0, "refinement is off, --max-refines 0"), (1, "1 refines per step reached")]:
+        traj = run_staged("a photo of a star", OraclePlanner(), c, AlwaysUnhappy(), c, blank_canvas().image,
+                          max_refines=limit)
+        traj.save(tmp_path / str(limit))
+        page = (tmp_path / str(limit) / "index.html").read_text()
+        assert note in page and json.loads((tmp_path / str(limit) / "trajectory.json").read_text())["max_refines"] == limit

@@ -62,7 +62,7 @@ def load_pipeline(name: str, settings: DiffusersSettings):
         raise SketchloopError("diffusers backends need the diffusers extra: pip install 'sketchloop[diffusers]'") from None
     device, dtype = _torch_setup(settings)
     try:
-        pipe = diffusers.DiffusionPipeline.from_pretrained(name, torch_dtype=dtype)
+        pipe = diffusers.DiffusionPipeline.from_pretrained(name, **{_dtype_argument(diffusers): dtype})
     except ImportError as exc:
         raise SketchloopError(f"pipeline {name!r} needs a package that is not installed ({str(exc).splitlines()[0]}); "
                               f"pip install 'sketchloop[diffusers]'") from None
@@ -70,6 +70,13 @@ def load_pipeline(name: str, settings: DiffusersSettings):
         raise SketchloopError(f"cannot load diffusers pipeline {name!r} ({str(exc).splitlines()[0][:160]}); give a "
                               f"folder written by save_pretrained or a hub id that is cached or reachable") from None
     return pipe.to(device)
+
+
+def _dtype_argument(diffusers) -> str:
+    """diffusers >= 0.40 names it `dtype` (and deprecates `torch_dtype`)."""
+    from packaging.version import Version
+
+    return "dtype" if Version(diffusers.__version__.split(".dev")[0]) >= Version("0.40") else "torch_dtype"
 
 
 class DiffusersEditor:

@@ -29,6 +29,7 @@ from __future__ import annotations
 import json
 import multiprocessing
 import os
+import shutil
 import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
@@ -62,14 +63,18 @@ def shard_path(out: Path, kind: str, shard: int, n_shards: int) -> Path:
 
 
 def make_shard(kind: str, seed: int, shard: int, n_examples: int, edit_ops: float, out: str,
-               n_shards: int, checkpoint: str | None = None) -> dict[str, Any]:
-    """Build one shard and write it atomically; returns its statistics."""
+               n_shards: int, checkpoint: str | None = None, teacher: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Build one shard and write it atomically; returns its statistics.
+
+    Every finished example is kept at once (with the random state after it) under
+    `data/.partial/`, so a build stopped mid-shard (a server outage, Ctrl-C) resumes at the
+    next example and ends with the same shard as an uninterrupted run."""
     from .inspect import make_inspect_self_sampled, make_inspect_symbolic
     from .refine import make_refine
-    from .trajectories import Rejections, Teachers, make_trajectory
+    from .trajectories import Rejections, make_trajectory
 
     rng = np.random.default_rng([seed, KINDS.index(kind), shard])
-    teachers = Teachers()
+    teachers = make_teachers(teacher)
     rejections = Rejections()
     planner = None
     if checkpoint is not None:
@@ -79,29 +84,85 @@ def make_shard(kind: str, seed: int, shard: int, n_examples: int, edit_ops: floa
 
         torch.set_num_threads(1)  # one process per core already
         planner = UnifiedRoles.from_pretrained(Path(checkpoint), seed=seed * 100_003 + shard, temperature=1.0)
-    rows = []
-    for i in range(n_examples):
+    partial = Path(out) / "data" / ".partial" / f"{kind}-{shard:05d}"
+    rows, state = _read_partial(partial)
+    if state is not None:
+        rng.bit_generator.state = state["rng"]
+        rejections = Rejections(**state["rejections"])
+    for i in range(len(rows), n_examples):
         if kind == "trajectories":
             row = make_trajectory(rng, teachers, edit_ops, rejections)
         elif kind == "inspect" and planner is not None:
             row = make_inspect_self_sampled(rng, planner, teachers, rejections)
+        elif kind == "inspect" and teachers.open_world:
+            from .open_world import make_inspect_open
+
+            row = make_inspect_open(rng, teachers, rejections, edit_ops)
         elif kind == "inspect":
             row = make_inspect_symbolic(rng, teachers, rejections, edit_ops)
+        elif teachers.open_world:
+            from .open_world import make_refine_open
+
+            row = make_refine_open(rng, teachers, rejections, edit_ops)
         else:
             row = make_refine(rng, teachers, rejections, edit_ops)
         rows.append({"id": f"{kind}-{shard:05d}-{i:05d}", "kind": kind, **row})
-    path = shard_path(Path(out), kind, shard, n_shards)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    pq.write_table(pa.Table.from_pylist(rows, schema=SCHEMA), tmp)
-    os.replace(tmp, path)
+        _write_table(partial / f"{i:05d}.parquet", [rows[-1]], {"rng": rng.bit_generator.state,
+                                                                "rejections": vars(rejections)})
+    _write_table(shard_path(Path(out), kind, shard, n_shards), rows)
+    shutil.rmtree(partial, ignore_errors=True)
     return {"shard": shard, "examples": n_examples, "steps_redrawn": rejections.steps_redrawn,
             "trajectories_dropped": rejections.trajectories_dropped}
 
 
+def make_teachers(teacher: dict[str, Any] | None):
+    """ShapesWorld's exact teachers, or (given `teacher`: model, base_url, templates, editor,
+    first_step, image settings, prompts) a chat model and a diffusers editor."""
+    from .trajectories import Teachers
+
+    if teacher is None:
+        return Teachers()
+    from ..backends.chat import ChatClient, ChatSettings
+    from ..backends.chat_teachers import ChatDecomposer, ChatJudge, ChatStepWriter
+    from ..backends.diffusers_editor import DiffusersEditor, DiffusersSettings
+
+    client = ChatClient(ChatSettings(model=teacher["model"], base_url=teacher.get("base_url"),
+                                     prompts_dir=Path(teacher["templates"]) if teacher.get("templates") else None,
+                                     **teacher.get("client", {})))  # timeout, max_retries, backoff
+    editor = DiffusersEditor.from_spec(teacher["editor"], DiffusersSettings(**teacher.get("image", {})),
+                                       teacher.get("first_step"))
+    return Teachers(writer=ChatStepWriter(client), editor=editor, judge=ChatJudge(client),
+                    decomposer=ChatDecomposer(client), prompts=teacher.get("prompts"))
+
+
+def _write_table(path: Path, rows: list[dict[str, Any]], state: dict[str, Any] | None = None) -> None:
+    """Rows as a parquet file, written atomically; `state` goes in the schema metadata."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    table = pa.Table.from_pylist(rows, schema=SCHEMA)
+    if state is not None:
+        table = table.replace_schema_metadata({"sketchloop_state": json.dumps(state)})
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    pq.write_table(table, tmp)
+    os.replace(tmp, path)
+
+
+def _read_partial(folder: Path) -> tuple[list[dict[str, Any]], dict[str, Any] | None]:
+    """The examples a stopped run finished for one shard, and the state after the last one."""
+    files = sorted(folder.glob("[0-9]*.parquet")) if folder.is_dir() else []
+    files = [f for i, f in enumerate(files) if f.name == f"{i:05d}.parquet"]  # a gap ends what can be used
+    if not files:
+        return [], None
+    tables = [pq.read_table(f) for f in files]
+    state = json.loads(tables[-1].schema.metadata[b"sketchloop_state"])
+    return [row for t in tables for row in t.to_pylist()], state
+
+
 def build(kind: str, n: int, out: Path, seed: int = 0, workers: int = 1, edit_ops: float = 0.25,
-          shard_size: int = 500, checkpoint: Path | None = None, progress: bool = True) -> dict[str, Any]:
-    """Build (or resume) a dataset of `n` examples in `out`; returns the card's statistics."""
+          shard_size: int = 500, checkpoint: Path | None = None, progress: bool = True,
+          teacher: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Build (or resume) a dataset of `n` examples in `out`; returns the card's statistics.
+
+    `teacher` switches from ShapesWorld's exact teachers to real models (see `make_teachers`)."""
     if kind not in KINDS:
         raise SketchloopError(f"unknown data kind {kind!r}; available: {', '.join(KINDS)}")
     if n < 1 or workers < 1 or shard_size < 1:
@@ -115,8 +176,14 @@ def build(kind: str, n: int, out: Path, seed: int = 0, workers: int = 1, edit_op
         from ..models.unified import UnifiedModel
 
         UnifiedModel.from_pretrained(checkpoint)  # fail now, with one clear line, not in a worker
+    if checkpoint is not None and teacher is not None:
+        raise SketchloopError("--checkpoint (self-sampled plans judged by ShapesWorld) and --teacher do not mix")
     params = {"kind": kind, "n": n, "seed": seed, "edit_ops": edit_ops, "shard_size": shard_size,
               "checkpoint": str(checkpoint) if checkpoint else None}
+    if teacher is not None:
+        # what defines the data; where it runs (server URL, retries, device) may change on resume
+        params["teacher"] = {k: v for k, v in teacher.items() if k not in ("prompts", "base_url", "client")}
+        params["teacher"]["image"] = {k: v for k, v in teacher.get("image", {}).items() if k != "device"}
     out.mkdir(parents=True, exist_ok=True)
     build_file = out / "build.json"
     if build_file.is_file():
@@ -140,7 +207,7 @@ def build(kind: str, n: int, out: Path, seed: int = 0, workers: int = 1, edit_op
     start = time.time()
     bar = tqdm(total=n, initial=n - sum(sizes[k] for k in todo), desc=f"build {kind}", unit="ex",
                disable=not progress)
-    args = [(kind, seed, k, sizes[k], edit_ops, str(out), n_shards, str(checkpoint) if checkpoint else None)
+    args = [(kind, seed, k, sizes[k], edit_ops, str(out), n_shards, str(checkpoint) if checkpoint else None, teacher)
             for k in todo]
     if workers == 1:
         for a in args:
@@ -231,9 +298,14 @@ def write_card(out: Path, params: dict[str, Any], shard_stats: dict[str, Any],
         "",
         f"Built by `sketchloop data build --kind {params['kind']} --n {params['n']} --seed {params['seed']} "
         f"--edit-ops {params['edit_ops']}"
-        + (f" --checkpoint {params['checkpoint']}" if params.get("checkpoint") else "") + "`"
-        " with ShapesWorld's exact teachers (parser, step writer, "
-        "layout editor + renderer, detector judge). Schema: see `sketchloop/data/store.py`; load with "
+        + (f" --checkpoint {params['checkpoint']}" if params.get("checkpoint") else "")
+        + (f" --teacher openai:{params['teacher']['model']} --editor {params['teacher']['editor']}"
+           if params.get("teacher") else "") + "`"
+        + (f" with real teachers: {params['teacher']['model']} as decomposer, step writer and judge, "
+           f"{params['teacher']['editor']} as editor (prompts: "
+           f"{params['teacher'].get('prompts_file') or 'ShapesWorld random scenes'}). " if params.get("teacher") else
+           " with ShapesWorld's exact teachers (parser, step writer, layout editor + renderer, detector judge). ")
+        + "Schema: see `sketchloop/data/store.py`; load with "
         "`datasets.load_dataset('parquet', data_files='data/*.parquet')` or `pyarrow.parquet.read_table`.",
         "",
         "| statistic | value |",

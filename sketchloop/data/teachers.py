@@ -30,7 +30,7 @@ class Step:
     ins: str
     des: str
     op: dict[str, Any]
-    scene: SceneGraph  # the whole scene after this step (what the judge checks)
+    scene: Any  # the whole scene after this step, what the judge checks (a SceneGraph in ShapesWorld)
 
 
 @dataclass

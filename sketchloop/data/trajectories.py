@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import LayoutError
+from ..errors import LayoutError, SketchloopError
 from ..io import png_bytes
 from ..world.render import DEFAULT_SIZE
 from ..world.sample import random_scene
@@ -25,13 +25,31 @@ from .teachers import Canvas, DetectorJudge, LayoutEditor, ShapesStepWriter, Ste
 # Number of groups 1..5: weighted towards richer scenes than GenEval's, so trajectories
 # average 3-5 intermediate images like the paper's.
 GROUP_WEIGHTS = [0.1, 0.15, 0.25, 0.25, 0.25]
+MAX_OPEN_DROPS = 20  # open-world teachers: trajectories the judge may reject in a row before the build stops
 
 
 @dataclass
 class Teachers:
+    """The teachers a pipeline uses. ShapesWorld's draw random scene graphs; with a
+    `decomposer` (e.g. a chat model) scenes come from prompts (`prompts`, else ShapesWorld's
+    random prompts) decomposed into open-vocabulary graphs."""
+
     writer: Any = field(default_factory=ShapesStepWriter)
     editor: Any = field(default_factory=LayoutEditor)
     judge: Any = field(default_factory=DetectorJudge)
+    decomposer: Any = None
+    prompts: list[str] | None = None
+
+    @property
+    def open_world(self) -> bool:
+        return self.decomposer is not None
+
+    def scene(self, rng: np.random.Generator):
+        if self.decomposer is None:
+            return random_scene(rng, group_weights=GROUP_WEIGHTS)
+        prompt = self.prompts[int(rng.integers(len(self.prompts)))] if self.prompts else \
+            random_scene(rng, group_weights=GROUP_WEIGHTS).to_text()
+        return self.decomposer.decompose(prompt)
 
 
 @dataclass
@@ -43,8 +61,13 @@ class Rejections:
 def draw_trajectory(rng: np.random.Generator, teachers: Teachers, edit_ops: float, rejections: Rejections,
                     size: int = DEFAULT_SIZE, retries: int = 3) -> tuple[SceneGraph, list[Step], list[Canvas]]:
     """A judged teacher trajectory: the scene, its steps, and the canvas after each step."""
+    drops = 0
     while True:
-        graph = random_scene(rng, group_weights=GROUP_WEIGHTS)
+        if teachers.open_world and drops >= MAX_OPEN_DROPS:
+            raise SketchloopError(f"the judge rejected {drops} teacher trajectories in a row; check the editor "
+                                  f"(--editor), the teacher model (--teacher) and the prompt templates")
+        drops += 1
+        graph = teachers.scene(rng)
         try:
             steps = teachers.writer.write_steps(graph, rng, edit_ops)
         except LayoutError:  # the writer's planned layout did not fit this time: draw another scene

@@ -89,7 +89,7 @@ def _timed(role: Any, fn, *args):
 def run_staged(prompt: str, planner: Planner, sketcher: Sketcher, inspector: Inspector, refiner: Refiner,
                blank: Image.Image, seed: int = 0, max_iters: int = 8, max_refines: int = 2) -> Trajectory:
     """Plan, sketch, inspect and refine until the planner ends the trajectory or `max_iters` plans."""
-    traj = Trajectory(prompt, "staged")
+    traj = Trajectory(prompt, "staged", meta={"max_refines": max_refines})
     canvas = blank
     history: list[PlanStep] = []
     for it in range(max_iters):
@@ -137,6 +137,11 @@ def trajectory_html(traj: Trajectory) -> str:
         cost = f"{step.seconds:.2f} s" + (f", {step.flow_steps} flow steps" if step.flow_steps else "") \
             + (f", {step.text_tokens} tokens" if step.text_tokens else "")
         label = {"end": "the planner ends the trajectory"}.get(step.type, step.text)
+        following = traj.steps[i + 1].type if i + 1 < len(traj.steps) else ""
+        if step.type == "inspect" and not step.text.startswith("consistent") and following != "refine":
+            limit = traj.meta.get("max_refines")
+            label += (" (not refined: refinement is off, --max-refines 0)" if limit == 0 else
+                      f" (not refined: {limit} refines per step reached)" if limit is not None else "")
         rows.append(f"<tr class={step.type}><td>{i}</td><td><b>{step.type}</b></td>"
                     f"<td>{html.escape(label)}{img}</td><td class=cost>{cost}</td></tr>")
     status = "ended by the planner" if traj.ended else "STOPPED AT THE ITERATION CAP (the planner did not end it)"
