@@ -101,3 +101,22 @@ def test_bad_pipelines_are_one_line_errors(tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "diffusers", None)  # the extra is not installed
     with pytest.raises(SketchloopError, match=r"sketchloop\[diffusers\]"):
         load_pipeline(str(tmp_path), SETTINGS)
+
+
+def test_every_role_a_real_model_chat_plans_and_inspects_flux_draws_and_refines(flux_dir, server_factory, tmp_path):
+    srv = server_factory([
+        ("json", {"done": False, "ins": "add a wooden chair", "des": "a wooden chair"}),
+        ("json", {"consistent": False, "critique": "the chair is missing", "fix": "add a wooden chair"}),
+        ("json", {"consistent": True, "critique": "a wooden chair"}),
+        ("json", {"done": True}),
+    ])
+    r = _cli("generate", "a photo of a wooden chair", "--planner", "openai:vlm", "--inspector", "openai:vlm",
+             "--sketcher", f"diffusers:{flux_dir}", "--refiner", f"diffusers:{flux_dir}", "--base-url", srv.url,
+             "--image-size", "32", "--steps", "2", "--max-refines", "1", "--out", str(tmp_path / "out"))
+    assert r.returncode == 0, r.stderr[-2000:]
+    record = json.loads((tmp_path / "out" / "trajectory.json").read_text())
+    assert [s["type"] for s in record["steps"]] == ["plan", "sketch", "inspect", "refine", "inspect", "end"]
+    assert record["steps"][3]["text"] == "add a wooden chair" and record["steps"][3]["flow_steps"] == 2
+    assert record["ended"] and record["flow_steps"] == 4 and record["text_tokens"] == 4 * 7
+    assert len(srv.requests) == 4 and srv.requests[1]["messages"][0]["content"][1]["image_url"]["url"].startswith(
+        "data:image/png;base64,")

@@ -152,3 +152,16 @@ def test_teacher_and_editor_go_together(tmp_path):
     r = subprocess.run([sys.executable, "-m", "sketchloop.cli", "data", "build", "--kind", "trajectories", "--n", "1",
                         "--out", str(tmp_path / "d"), "--teacher", "openai:x"], capture_output=True, text=True)
     assert r.returncode == 2 and "go together" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_a_build_with_qwen_image_edit_drawing(server_factory, tmp_path, monkeypatch):
+    import sketchloop.backends.diffusers_editor as editor_module
+    from tiny_pipelines import small_qwen_condition_images, tiny_qwen_image_edit
+
+    small_qwen_condition_images(monkeypatch)
+    pipe = tiny_qwen_image_edit()  # built in memory (its test processor cannot be saved and loaded)
+    monkeypatch.setattr(editor_module, "load_pipeline", lambda name, settings: pipe)
+    srv = server_factory(Teacher())
+    build("refine", 2, tmp_path / "q", seed=0, teacher=spec(srv.url, "tiny-qwen-image-edit"), progress=False)
+    rows = read_dataset(tmp_path / "q").to_pylist()
+    assert len(rows) == 2 and all(Image.open(io.BytesIO(b)).size == (32, 32) for r in rows for b in r["images"])
