@@ -102,3 +102,14 @@ def test_generate_with_a_chat_planner_and_the_embedded_sketcher(server_factory, 
     record = json.loads((tmp_path / "out" / "trajectory.json").read_text())
     assert record["ended"] and record["steps"][0]["text"].startswith("<ins> add a red circle </ins>")
     assert (tmp_path / "out" / "final.png").is_file() and (tmp_path / "out" / "index.html").is_file()
+
+
+def test_without_the_chat_extra_the_command_says_what_to_install():
+    import subprocess
+    import sys
+
+    code = ("import sys; sys.modules['openai'] = None; "
+            "sys.argv = ['sketchloop', 'generate', 'a photo of a circle', '--planner', 'openai:m']; "
+            "from sketchloop.cli import main; main()")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 2 and "sketchloop[chat]" in r.stderr and "Traceback" not in r.stderr

@@ -22,9 +22,13 @@ from pathlib import Path
 from typing import TypeVar
 
 from PIL import Image
-from pydantic import BaseModel, ValidationError
 
 from ..errors import SketchloopError
+
+try:
+    from pydantic import BaseModel, ValidationError
+except ImportError:
+    raise SketchloopError("chat backends need the chat extra: pip install 'sketchloop[chat]'") from None
 from ..loop.roles import Critique, PlanStep
 
 PROMPTS = Path(__file__).resolve().parent / "prompts"
@@ -75,7 +79,7 @@ class ChatClient:
         try:
             from openai import OpenAI
         except ImportError:
-            raise SketchloopError("chat backends need the openai client: pip install 'sketchloop[chat]'") from None
+            raise SketchloopError("chat backends need the chat extra: pip install 'sketchloop[chat]'") from None
         self.settings = settings
         self.base_url = settings.resolved_base_url()
         self.client = OpenAI(base_url=self.base_url, api_key=settings.api_key or os.environ.get("OPENAI_API_KEY")
