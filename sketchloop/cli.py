@@ -84,6 +84,8 @@ def eval_command(
     max_refines: int = typer.Option(0, help="staged model: most refines per step (0: inspect, never refine; "
                                             "the shipped refiner lowers scores, see README)"),
     workers: int = typer.Option(1, help="processes generating images (one per core)"),
+    allow_overlap: bool = typer.Option(False, "--allow-overlap", help="staged: let the planner's regions of one "
+                                                                      "step overlap (off: sampled apart)"),
 ) -> None:
     """Score images by GenEval's rules: generate them with --generator or read them with --images."""
     from .evaluation.benchmark import load_benchmark
@@ -104,7 +106,7 @@ def eval_command(
         if prompts is None:
             raise SketchloopError("--generator needs --benchmark (shapes-geneval or a JSONL file)")
         model_args = {"checkpoint": checkpoint, "flow_steps": steps, "guidance": guidance, "max_iters": max_iters,
-                      "max_refines": max_refines} \
+                      "max_refines": max_refines, "separate": not allow_overlap} \
             if generator in ("staged", "single") else {}
         gen = get_generator(generator, size=size, **model_args)
         bench_name = Path(benchmark).stem if benchmark else "images"
@@ -119,7 +121,8 @@ def eval_command(
               "oracle": bool(stats and any(s.get("oracle") for s in stats.values()))}
     if generator in ("staged", "single"):
         header.update({"checkpoint": str(checkpoint or "shipped"), "flow_steps_per_region": steps,
-                       "guidance": guidance, "max_iters": max_iters, "max_refines": max_refines})
+                       "guidance": guidance, "max_iters": max_iters, "max_refines": max_refines,
+                       "regions_apart": not allow_overlap})
     results = {**header, **results}
     _print_table(results)
     if out:
@@ -140,6 +143,8 @@ def generate(prompt: str = typer.Argument(..., help="e.g. 'a photo of a red circ
              max_refines: int = typer.Option(0, help="most refines per step (0: inspect, never refine; the shipped "
                                                      "refiner lowers scores, see README)"),
              checkpoint: Optional[Path] = typer.Option(None, help="model checkpoint folder (default: the shipped one)"),
+             allow_overlap: bool = typer.Option(False, "--allow-overlap", help="let the planner's regions of one step "
+                                                                               "overlap (off: sampled apart)"),
              oracle: bool = typer.Option(False, "--oracle", help="play every role with ShapesWorld's teachers "
                                                                  "(an upper bound, not a model)"),
              planner: Optional[str] = typer.Option(None, help="openai:MODEL: a chat model plans (default: the "
@@ -180,7 +185,7 @@ def generate(prompt: str = typer.Argument(..., help="e.g. 'a photo of a red circ
             _check_words(prompt)  # a chat planner may use words the embedded model does not know
         gen = model_generator(mode, checkpoint=checkpoint, flow_steps=steps or 16,
                               guidance=1.0 if guidance is None else guidance, max_iters=max_iters,
-                              max_refines=max_refines)
+                              max_refines=max_refines, separate=not allow_overlap)
         if planner or inspector or sketcher or refiner:
             from .backends.diffusers_editor import DiffusersSettings
 

@@ -12,7 +12,8 @@ from sketchloop.backends.unified import SingleSketcher, UnifiedRoles
 from sketchloop.data.store import build, read_dataset
 from sketchloop.loop.roles import PlanStep
 from sketchloop.loop.staged import run_single, run_staged
-from sketchloop.models.regions import Region, changed_regions, crop, parse_regions, paste, region_of
+from sketchloop.models.regions import (REGION_GAP, Region, changed_regions, crop, free_sizes, parse_regions,
+                                       paste, region_of)
 from sketchloop.models.sampling import TextSession, euler_sample
 from sketchloop.models.tokenizer import WordTokenizer
 from sketchloop.models.unified import UnifiedConfig, UnifiedModel
@@ -164,6 +165,37 @@ def test_roles_run_the_staged_loop_and_single_mode_with_a_random_model(tmp_path)
     untouched = np.ones((64, 64), bool)
     untouched[:26, :26] = False
     assert (out[untouched] == np.asarray(blank)[untouched]).all()
+
+
+def _apart(a: Region, b: Region) -> bool:
+    return (abs(a.center[0] - b.center[0]) >= (a.size + b.size) / 2 + REGION_GAP - 1e-9
+            or abs(a.center[1] - b.center[1]) >= (a.size + b.size) / 2 + REGION_GAP - 1e-9)
+
+
+def test_free_sizes_keep_a_gap_to_placed_regions():
+    placed = [Region(8, 8, 8)]
+    assert free_sizes(8, 8, placed) == [] and free_sizes(0, 0, placed) == list(range(4, 11))
+    for gx in range(16):
+        for s in free_sizes(gx, 8, placed):
+            assert _apart(Region(gx, 8, s), placed[0])
+
+
+def test_the_planner_samples_the_regions_of_a_step_apart():
+    torch.manual_seed(0)
+    model, tok = UnifiedModel(TINY).eval(), WordTokenizer()
+    overlapped = 0
+    for separate in (True, False):
+        roles = UnifiedRoles(model, tok, seed=2, temperature=1.5, separate=separate)
+        for _ in range(6):  # a random model writes many regions per step
+            session = roles._session("a photo of four stars", [])
+            session.feed([tok.token_id("<img>")])
+            regions = [r for r, _ in roles._regions(session)]
+            pairs = [(a, b) for i, a in enumerate(regions) for b in regions[i + 1:]]
+            if separate:
+                assert all(_apart(a, b) for a, b in pairs)
+            else:
+                overlapped += sum(not _apart(a, b) for a, b in pairs)
+    assert overlapped > 0  # without the constraint a random model does overlap them
 
 
 def test_condition_depends_on_the_words():

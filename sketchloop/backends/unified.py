@@ -3,7 +3,8 @@
 Every call rebuilds the trajectory's text from the prompt and the plan history (with each
 step's regions), so the roles mix freely with other backends' roles. Sampling:
 - plan: `<ins>` or `<end>`, the instruction, `<des>`, then `<img>` and the regions, under
-  a grammar mask (x, y, s, ... `</img>`);
+  a grammar mask (x, y, s, ... `</img>`) that also keeps the regions of one step from
+  overlapping (`separate`; objects never overlap in the training data);
 - sketch / refine: for each region, the hidden state at its last token conditions the
   Euler flow sampler on a crop of the current canvas; the crop is pasted back;
 - inspect: the canvas is read as patch tokens, then `<inspect> ... </inspect>` and, when the
@@ -19,7 +20,9 @@ import torch
 from PIL import Image
 
 from ..loop.roles import Critique, PlanStep
-from ..models.regions import REGION_WORDS, SIZE_TOKENS, Region, coord_planes, crop, parse_regions, paste
+from ..models.regions import (REGION_WORDS, SIZE_TOKENS, Region, coord_planes, crop, free_sizes, parse_regions,
+                              paste)
+from ..world.layout import GRID
 from ..models.sampling import TextSession, euler_sample
 from ..models.tokenizer import WordTokenizer
 from ..models.unified import UnifiedModel
@@ -37,8 +40,9 @@ class UnifiedRoles:
     """Planner, Sketcher, Inspector and Refiner backed by one UnifiedModel."""
 
     def __init__(self, model: UnifiedModel, tokenizer: WordTokenizer, seed: int = 0, flow_steps: int = 16,
-                 guidance: float = 1.0, temperature: float = 0.3, max_words: int = 32):
+                 guidance: float = 1.0, temperature: float = 0.3, max_words: int = 32, separate: bool = True):
         self.model, self.tok = model, tokenizer
+        self.separate = separate  # sample the regions of one step apart (see _regions)
         self.flow_steps, self.guidance, self.temperature, self.max_words = flow_steps, guidance, temperature, max_words
         self.generator = torch.Generator().manual_seed(seed)
         self.usage = {"flow_steps": 0, "text_tokens": 0}
@@ -87,9 +91,22 @@ class UnifiedRoles:
 
         def allowed(out: list[int]) -> list[int]:
             k = len(out) % 3
+            if not self.separate:
+                if k == 0:
+                    return self._x + [end] if len(out) < 3 * MAX_REGIONS else [end]
+                return cycle[k]
+            # keep the regions of one step apart: objects in the data never overlap
+            placed = parse_regions(self.tok.decode(out[: len(out) - k]))
             if k == 0:
-                return self._x + [end] if len(out) < 3 * MAX_REGIONS else [end]
-            return cycle[k]
+                if len(out) >= 3 * MAX_REGIONS:
+                    return [end]
+                return [x for gx, x in enumerate(self._x)
+                        if any(free_sizes(gx, gy, placed) for gy in range(GRID))] + [end]
+            gx = self._x.index(out[-k])
+            if k == 1:
+                return [y for gy, y in enumerate(self._y) if free_sizes(gx, gy, placed)]
+            gy = self._y.index(out[-1])
+            return [self._s[SIZE_TOKENS.index(s)] for s in free_sizes(gx, gy, placed)]
 
         start = len(session.ids)
         out = session.sample(3 * MAX_REGIONS + 1, {end}, self.generator, self.temperature, allowed)

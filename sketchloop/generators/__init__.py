@@ -80,12 +80,13 @@ def oracle_roles(size: int = DEFAULT_SIZE) -> tuple:
 
 def model_generator(mode: str, size: int = DEFAULT_SIZE, checkpoint=None, flow_steps: int = 16,
                     guidance: float = 1.0, max_iters: int = 8, temperature: float = 0.3,
-                    max_refines: int = 0) -> LoopGenerator:
-    """The unified model (the shipped checkpoint unless `checkpoint`) in `mode` staged or single."""
+                    max_refines: int = 0, separate: bool = True) -> LoopGenerator:
+    """The unified model (the shipped checkpoint unless `checkpoint`) in `mode` staged or single;
+    `separate`: the planner's regions of one step are sampled apart (see backends/unified.py)."""
     from ..backends.unified import SingleSketcher, UnifiedRoles
 
     roles = UnifiedRoles.from_pretrained(checkpoint, flow_steps=flow_steps, guidance=guidance,
-                                         temperature=temperature)
+                                         temperature=temperature, separate=separate)
     sketcher = SingleSketcher(roles) if mode == "single" else roles
     return LoopGenerator(mode, lambda: (roles, sketcher, roles, roles), mode, size, max_iters,
                          max_refines=max_refines)

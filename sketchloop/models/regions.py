@@ -43,6 +43,22 @@ class Region:
         return self.s / SIZE_STEPS
 
 
+REGION_GAP = 0.03  # the least gap between two regions of one step when sampling keeps them apart
+
+
+def free_sizes(gx: int, gy: int, placed: list[Region], gap: float = REGION_GAP) -> list[int]:
+    """The size tokens a region centred on lattice point (gx, gy) can take without coming
+    within `gap` of any region in `placed` (the sampler's non-overlap constraint)."""
+    cx, cy = (gx + 0.5) / GRID, (gy + 0.5) / GRID
+    free = []
+    for s in SIZE_TOKENS:
+        size = s / SIZE_STEPS
+        if all(abs(cx - r.center[0]) >= (size + r.size) / 2 + gap or abs(cy - r.center[1]) >= (size + r.size) / 2 + gap
+               for r in placed):
+            free.append(s)
+    return free
+
+
 def region_of(obj: PlacedObject) -> Region:
     return Region(int(np.clip(np.floor(obj.x * GRID), 0, GRID - 1)), int(np.clip(np.floor(obj.y * GRID), 0, GRID - 1)),
                   int(np.clip(round(obj.size * SIZE_STEPS), SIZE_TOKENS[0], SIZE_TOKENS[-1])))
