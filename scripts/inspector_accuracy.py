@@ -1,12 +1,13 @@
-"""How well the model's inspector judges its own sketches: every sketch of a staged run
-(refinement off, so inspections change nothing) is checked by the detector against the
-plan's `<des>` (outside the loop: the detector is the scorer), and compared with the
-model's verdict.
+"""How well the model's inspector judges its own steps: every step of a staged run
+(refinement off, so inspections change nothing) is checked outside the loop, where the
+scorers belong: the sketch by the detector against the plan's `<des>`, and the `<des>` by
+the symbolic critique against the prompt; both are compared with the model's verdict.
 
     python scripts/inspector_accuracy.py [--checkpoint CKPT] [--every 5]
 
-Prints the confusion counts, the false-alarm rate (the model says "inconsistent" on a
-sketch that matches its description) and the miss rate, with example false alarms.
+Prints the false-alarm rate (the model says "inconsistent" on a step whose sketch matches
+its description and whose description fits the prompt) and the miss rates for wrong
+sketches and for wrong plans, with example false alarms.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import argparse
 from collections import Counter
 from pathlib import Path
 
+from sketchloop.data.critique import inspect_description
 from sketchloop.data.teachers import DetectorJudge
 from sketchloop.errors import SketchloopError
 from sketchloop.evaluation.benchmark import load_benchmark
@@ -39,19 +41,22 @@ def main() -> None:
                 continue
             des = steps[k - 1].text.split("<des>")[1].split("</des>")[0].strip()
             try:
-                matches = judge.judge(step.image, parse_prompt("a photo of " + des)).consistent
+                described = parse_prompt("a photo of " + des)
             except SketchloopError:  # a description the parser cannot read: not counted
                 continue
+            sketch_ok = judge.judge(step.image, described).consistent
+            plan_ok = inspect_description(described, parse_prompt(meta["prompt"]), final=False).consistent
+            truth = "right" if sketch_ok and plan_ok else "wrong plan" if not plan_ok else "wrong sketch"
             says_ok = steps[k + 1].text.startswith("consistent")
-            counts[(matches, says_ok)] += 1
-            if matches and not says_ok and len(false_alarms) < 8:
+            counts[(truth, says_ok)] += 1
+            if truth == "right" and not says_ok and len(false_alarms) < 8:
                 false_alarms.append(f"{meta['prompt']!r} | des {des!r} | {steps[k + 1].text!r}")
-    good, bad = counts[(True, True)] + counts[(True, False)], counts[(False, True)] + counts[(False, False)]
-    print(f"checkpoint: {args.checkpoint or 'shipped'}; {len(prompts)} prompts, {good + bad} sketches")
-    print(f"sketch matches its <des> (detector): {good}; model says consistent {counts[(True, True)]}, "
-          f"inconsistent {counts[(True, False)]}  -> false-alarm rate {counts[(True, False)] / max(good, 1):.3f}")
-    print(f"sketch does not match (detector): {bad}; model says inconsistent {counts[(False, False)]}, "
-          f"consistent {counts[(False, True)]}  -> miss rate {counts[(False, True)] / max(bad, 1):.3f}")
+    print(f"checkpoint: {args.checkpoint or 'shipped'}; {len(prompts)} prompts, {sum(counts.values())} steps")
+    for truth in ("right", "wrong plan", "wrong sketch"):
+        ok, flagged = counts[(truth, True)], counts[(truth, False)]
+        rate = (f"false-alarm rate {flagged / max(ok + flagged, 1):.3f}" if truth == "right"
+                else f"miss rate {ok / max(ok + flagged, 1):.3f}")
+        print(f"{truth:>12}: {ok + flagged:4d} steps; model says consistent {ok}, inconsistent {flagged} -> {rate}")
     for line in false_alarms:
         print("  false alarm:", line)
 

@@ -18,12 +18,12 @@ sketchloop data build --kind refine --n 8000 --out "$W/refine" --seed 1 --worker
 # Stage 1: plan + sketch (text CE on plans and regions, flow matching on crops and whole canvases).
 sketchloop train --stage plan-sketch --data "$W/traj" --out "$W/s1" --steps 4000 --batch-size 24 --save-every 500; stamp plan-sketch
 # Pipeline 2: inspections of the stage-1 model's own plans (self-sampled), judged by the teacher.
-sketchloop data build --kind inspect --n 3000 --out "$W/inspect" --seed 2 --workers 2 --checkpoint "$W/s1"; stamp inspect-data
+sketchloop data build --kind inspect --n 8000 --out "$W/inspect" --seed 2 --workers 2 --checkpoint "$W/s1"; stamp inspect-data
 # Stages 2-4: inspect, refine, then all three together.
-sketchloop train --stage inspect --data "$W/inspect" --init "$W/s1" --out "$W/s2" --steps 300 --lr 1e-3; stamp inspect
-sketchloop train --stage refine --data "$W/refine" --init "$W/s2" --out "$W/s3" --steps 300 --lr 1e-3; stamp refine
+sketchloop train --stage inspect --data "$W/inspect" --init "$W/s1" --out "$W/s2" --steps 1500 --lr 1e-3; stamp inspect
+sketchloop train --stage refine --data "$W/refine" --init "$W/s2" --out "$W/s3" --steps 1000 --lr 1e-3; stamp refine
 sketchloop train --stage joint --data "$W/traj" --data "$W/inspect" --data "$W/refine" --init "$W/s3" \
-    --out "$W/s4" --steps 400 --lr 5e-4; stamp joint
+    --out "$W/s4" --steps 800 --lr 5e-4; stamp joint
 # Ship the EMA weights (not the optimizer state).
 dest=sketchloop/checkpoints/shapes-unified
 mkdir -p "$dest"

@@ -175,6 +175,9 @@ def generate(prompt: str = typer.Argument(..., help="e.g. 'a photo of a red circ
         raise SketchloopError("--first-step is used by a diffusers sketcher; give --sketcher diffusers:REPO_OR_PATH too")
     if not prompt.strip():
         raise SketchloopError("the prompt is empty; give one such as 'a photo of a red circle above a blue square'")
+    if refiner and max_refines == 0:
+        console.print("[yellow]warning:[/yellow] --refiner is never called with --max-refines 0 (the default); "
+                      "give --max-refines 1 or more", highlight=False)
     if oracle:
         from .world.parser import parse_prompt
 

@@ -83,7 +83,9 @@ def make_shard(kind: str, seed: int, shard: int, n_examples: int, edit_ops: floa
         from ..backends.unified import UnifiedRoles
 
         torch.set_num_threads(1)  # one process per core already
-        planner = UnifiedRoles.from_pretrained(Path(checkpoint), seed=seed * 100_003 + shard, temperature=1.0)
+        # the model's raw plans, overlapping regions included: their errors are what inspection learns from
+        planner = UnifiedRoles.from_pretrained(Path(checkpoint), seed=seed * 100_003 + shard, temperature=1.0,
+                                               separate=False)
     partial = Path(out) / "data" / ".partial" / f"{kind}-{shard:05d}"
     rows, state = _read_partial(partial)
     if state is not None:
