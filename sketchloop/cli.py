@@ -244,12 +244,9 @@ def _with_roles(gen, specs: dict[str, str | None], base_url: str | None, templat
 
 def _check_words(prompt: str) -> None:
     """Every word of the prompt must be one the model's tokenizer knows."""
-    import re
-
     from .models.tokenizer import WordTokenizer
 
-    tok = WordTokenizer()
-    unknown = [w for w in re.findall(r"[a-z0-9]+", prompt.lower()) if w not in tok.index]
+    unknown = WordTokenizer().unknown_words(prompt)
     if unknown:
         raise SketchloopError(f"unknown word {unknown[0]!r} in the prompt; the model knows ShapesWorld's shapes, "
                               f"the ten GenEval colours, counts one to four and left of/right of/above/below")

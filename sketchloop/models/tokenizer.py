@@ -37,9 +37,16 @@ class WordTokenizer:
     def token_id(self, word: str) -> int:
         return self.index.get(word, self.index["<unk>"])
 
+    @staticmethod
+    def words(text: str) -> list[str]:
+        return re.findall(r"</?[a-z]+>|[xys][0-9]+\b|[a-z]+|[0-9]+|[,;:]", text.lower())
+
     def encode(self, text: str) -> list[int]:
-        words = re.findall(r"</?[a-z]+>|[xys][0-9]+\b|[a-z]+|[0-9]+|[,;:]", text.lower())
-        return [self.token_id(w) for w in words]
+        return [self.token_id(w) for w in self.words(text)]
+
+    def unknown_words(self, text: str) -> list[str]:
+        """The words of `text` outside the vocabulary (they would encode as `<unk>`)."""
+        return [w for w in self.words(text) if w not in self.index]
 
     def decode(self, ids: list[int]) -> str:
         text = " ".join(self.vocab[i] for i in ids if 0 <= i < len(self.vocab))
