@@ -7,7 +7,6 @@ template files `decomposer.md`, `step_writer.md`, `flaw.md`, `judge.md`, `critiq
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from typing import Literal
 
@@ -51,10 +50,6 @@ class OpenScene(BaseModel):
 
     def to_json(self) -> str:
         return self.model_dump_json()
-
-    @property
-    def n_objects(self) -> int:
-        return sum(o.count for o in self.objects)
 
 
 @dataclass(frozen=True)
@@ -166,7 +161,3 @@ class ChatJudge:
     def analyse(self, image: Image.Image, scene) -> Inspection:
         text = self.client.template("analyse").format(description=_text(scene))
         return _inspection(self.client.ask(text, InspectionAnswer, (image,)))
-
-
-def scene_from_json(text: str) -> OpenScene:
-    return OpenScene.model_validate(json.loads(text))
