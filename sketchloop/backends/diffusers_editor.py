@@ -83,11 +83,11 @@ class DiffusersEditor:
     """One editing pipeline (and optionally a text-to-image one for the first step) playing
     Sketcher, Refiner (loop.roles) and Editor (data.teachers)."""
 
-    def __init__(self, pipe, settings: DiffusersSettings | None = None, first_step=None, name: str = ""):
+    def __init__(self, pipe, settings: DiffusersSettings | None = None, first_step=None):
         self.settings = settings or DiffusersSettings()
         if self.settings.steps < 1 or self.settings.size < 16:
             raise SketchloopError("diffusers pipelines need at least 1 step and an image side of at least 16 px")
-        self.pipe, self.first_step, self.name = pipe, first_step, name or type(pipe).__name__
+        self.pipe, self.first_step = pipe, first_step
         for p in (pipe, first_step):
             if p is not None and hasattr(p, "set_progress_bar_config"):
                 p.set_progress_bar_config(disable=True)
@@ -97,9 +97,8 @@ class DiffusersEditor:
     def from_spec(cls, spec: str, settings: DiffusersSettings | None = None,
                   first_step: str | None = None) -> "DiffusersEditor":
         settings = settings or DiffusersSettings()
-        name = parse_pipeline_spec(spec)
         first = load_pipeline(parse_pipeline_spec(first_step), settings) if first_step else None
-        return cls(load_pipeline(name, settings), settings, first, name)
+        return cls(load_pipeline(parse_pipeline_spec(spec), settings), settings, first)
 
     # -------------------------------------------------------------- one pipeline call
     def _call(self, pipe, prompt: str, image: Image.Image | None, seed: int) -> Image.Image:

@@ -27,8 +27,8 @@ from ..world.sample import random_scene
 from ..world.scene import MAX_OBJECTS
 from ..world.vocab import COLORS, INVERSE_RELATION, RELATIONS, SHAPES
 from .teachers import Step, blank_canvas
-from .trajectories import (GROUP_WEIGHTS, Rejections, Teachers, _json, draw_trajectory, image_row, plan_rows,
-                           text_row)
+from .trajectories import (GROUP_WEIGHTS, Rejections, Teachers, _json, draw_trajectory, example, image_row,
+                           plan_rows, text_row)
 
 INCONSISTENT_SHARE = 0.55  # the paper: about 6.9K consistent, 8.3K inconsistent
 PERTURBATIONS = ("wrong_color", "wrong_count", "wrong_relation", "extra_object", "missing_object")
@@ -137,9 +137,7 @@ def make_inspect_symbolic(rng: np.random.Generator, teachers: Teachers, rejectio
                 continue
             rows.append(text_row("refine", review.fix()))
         label = "consistent" if review.consistent else "inconsistent"
-        return {"prompt": graph.to_text(), "scene": graph.to_json(), "steps": rows, "images": images,
-                "layouts": layouts, "label": label,
-                "meta": _json({**meta, "problems": [p.kind for p in review.problems]})}
+        return example(graph, rows, images, layouts, label, {**meta, "problems": [p.kind for p in review.problems]})
 
 
 def make_inspect_self_sampled(rng: np.random.Generator, planner: Planner, teachers: Teachers,
@@ -221,8 +219,7 @@ def _rollout(rng: np.random.Generator, planner: Planner, teachers: Teachers, siz
     rows.append(text_row("inspect", text))
     if label == "inconsistent":
         rows.append(text_row("refine", fix))
-    return {"prompt": prompt, "scene": graph.to_json(), "steps": rows, "images": images, "layouts": layouts,
-            "label": label, "meta": _json({"source": "self-sampled", "where": where, "problems": kinds})}
+    return example(graph, rows, images, layouts, label, {"source": "self-sampled", "where": where, "problems": kinds})
 
 
 __all__ = ["INCONSISTENT_SHARE", "make_inspect_self_sampled", "make_inspect_symbolic"]

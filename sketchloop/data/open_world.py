@@ -14,9 +14,9 @@ import numpy as np
 from ..errors import SketchloopError
 from ..world.render import DEFAULT_SIZE
 from .inspect import INCONSISTENT_SHARE
-from .refine import POSITIVE_SHARE
+from .refine import POSITIVE_SHARE, judged_rows
 from .teachers import blank_canvas
-from .trajectories import Rejections, Teachers, _json, draw_trajectory, image_row, plan_rows, text_row
+from .trajectories import Rejections, Teachers, draw_trajectory, example, plan_rows, text_row
 
 MAX_TRIES = 8  # trajectories drawn for one example before the teachers are given up on
 
@@ -52,10 +52,9 @@ def make_inspect_open(rng: np.random.Generator, teachers: Teachers, rejections: 
         rows.append(text_row("inspect", review.text()))
         if not review.consistent:
             rows.append(text_row("refine", review.fix()))
-        return {"prompt": graph.to_text(), "scene": graph.to_json(), "steps": rows, "images": images,
-                "layouts": layouts, "label": "inconsistent" if inconsistent else "consistent",
-                "meta": _json({"source": "teacher-flaw" if inconsistent else "teacher", "step": k,
-                               "problems": [p.kind for p in review.problems]})}
+        return example(graph, rows, images, layouts, "inconsistent" if inconsistent else "consistent",
+                       {"source": "teacher-flaw" if inconsistent else "teacher", "step": k,
+                        "problems": [p.kind for p in review.problems]})
     raise SketchloopError(f"the judge disagreed with the teacher's plans {MAX_TRIES} times in a row; check the "
                           f"teacher model and the flaw / critique templates")
 
@@ -73,25 +72,14 @@ def make_refine_open(rng: np.random.Generator, teachers: Teachers, rejections: R
         layouts: list[str] = []
         rows = plan_rows(steps[:k], canvases[:k], images, layouts)
         rows += [text_row("ins", step.ins), text_row("des", step.des)]
-        if positive:
-            review = teachers.judge.analyse(canvas.image, step.scene)
-            if not review.consistent:
-                rejections.trajectories_dropped += 1
-                continue
-            rows.append(image_row(canvas.image, None, images, layouts))
-            rows.append(text_row("inspect", f"consistent: the image shows {step.des}, as '{step.ins}' asks"))
-        else:
-            _, flawed = _flawed(rng, teachers, graph, steps, canvases, k, size)
-            review = teachers.judge.analyse(flawed.image, step.scene)
-            if review.consistent:  # the flaw did not show: draw again
-                rejections.trajectories_dropped += 1
-                continue
-            rows.append(image_row(flawed.image, None, images, layouts))
-            rows += [text_row("inspect", review.text()), text_row("refine", review.fix())]
-            rows.append(image_row(canvas.image, None, images, layouts))
-        return {"prompt": graph.to_text(), "scene": graph.to_json(), "steps": rows, "images": images,
-                "layouts": layouts, "label": "consistent" if positive else "inconsistent",
-                "meta": _json({"source": "teacher" if positive else "teacher-flaw", "step": k,
-                               "problems": [p.kind for p in review.problems]})}
+        flawed = None if positive else _flawed(rng, teachers, graph, steps, canvases, k, size)[1]
+        review = teachers.judge.analyse((canvas if positive else flawed).image, step.scene)
+        if review.consistent != positive:  # the judge disagrees (or the flaw did not show): draw again
+            rejections.trajectories_dropped += 1
+            continue
+        rows += judged_rows(step, canvas, flawed, review, images, layouts)
+        return example(graph, rows, images, layouts, "consistent" if positive else "inconsistent",
+                       {"source": "teacher" if positive else "teacher-flaw", "step": k,
+                        "problems": [p.kind for p in review.problems]})
     raise SketchloopError(f"the judge disagreed with the teacher's images {MAX_TRIES} times in a row; check the "
                           f"editor, the teacher model and the flaw / analyse templates")

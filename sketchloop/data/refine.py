@@ -19,8 +19,9 @@ from ..loop.roles import PlanStep, Sketcher
 from ..world.layout import Layout, place_object
 from ..world.render import DEFAULT_SIZE, render
 from ..world.vocab import COLORS, INVERSE_RELATION, RELATIONS, SHAPES
-from .teachers import blank_canvas
-from .trajectories import Rejections, Teachers, _json, draw_trajectory, image_row, plan_rows, text_row
+from .critique import Inspection
+from .teachers import Canvas, Step, blank_canvas
+from .trajectories import Rejections, Teachers, draw_trajectory, example, image_row, plan_rows, text_row
 
 POSITIVE_SHARE = 0.45
 FLAWS = ("wrong_color", "wrong_position", "wrong_shape", "missing_object", "extra_object")
@@ -84,11 +85,10 @@ def make_refine(rng: np.random.Generator, teachers: Teachers, rejections: Reject
         rows = plan_rows(steps[:k], canvases[:k], images, layouts)
         rows += [text_row("ins", step.ins), text_row("des", step.des)]
         if positive:
-            rows.append(image_row(canvas.image, canvas.layout, images, layouts))
             review = teachers.judge.analyse(canvas.image, step.scene)
             if not review.consistent:
                 continue
-            rows.append(text_row("inspect", f"consistent: the image shows {step.des}, as '{step.ins}' asks"))
+            rows += judged_rows(step, canvas, None, review, images, layouts)
             meta: dict[str, Any] = {"source": "teacher"}
             label = "consistent"
         else:
@@ -109,10 +109,20 @@ def make_refine(rng: np.random.Generator, teachers: Teachers, rejections: Reject
             review = teachers.judge.analyse(flawed, step.scene)
             if review.consistent:
                 continue  # the judge's analysis must name what is wrong
-            rows.append(image_row(flawed, flawed_layout, images, layouts))
-            rows += [text_row("inspect", review.text()), text_row("refine", review.fix())]
-            rows.append(image_row(canvas.image, canvas.layout, images, layouts))
+            rows += judged_rows(step, canvas, Canvas(flawed, flawed_layout), review, images, layouts)
             meta["problems"] = [p.kind for p in review.problems]
             label = "inconsistent"
-        return {"prompt": graph.to_text(), "scene": graph.to_json(), "steps": rows, "images": images,
-                "layouts": layouts, "label": label, "meta": _json({**meta, "step": k})}
+        return example(graph, rows, images, layouts, label, {**meta, "step": k})
+
+
+def judged_rows(step: Step, correct: Canvas, flawed: Canvas | None, review: Inspection, images: list[bytes],
+                layouts: list[str]) -> list[dict[str, Any]]:
+    """The end of a refine example, after the step's `<ins>`/`<des>`: the correct image and a
+    short reason (positive, `flawed` None), or the flawed image, the judge's analysis, the
+    `<refine>` fix and the correct image."""
+    if flawed is None:
+        return [image_row(correct.image, correct.layout, images, layouts),
+                text_row("inspect", f"consistent: the image shows {step.des}, as '{step.ins}' asks")]
+    return [image_row(flawed.image, flawed.layout, images, layouts),
+            text_row("inspect", review.text()), text_row("refine", review.fix()),
+            image_row(correct.image, correct.layout, images, layouts)]

@@ -121,8 +121,14 @@ def make_trajectory(rng: np.random.Generator, teachers: Teachers, edit_ops: floa
     images: list[bytes] = []
     layouts: list[str] = []
     rows = plan_rows(steps, canvases, images, layouts) + [text_row("end")]
+    return example(graph, rows, images, layouts, "", {"edit_ops": [s.op["op"] for s in steps]})
+
+
+def example(graph, rows: list[dict[str, Any]], images: list[bytes], layouts: list[str], label: str,
+            meta: dict[str, Any]) -> dict[str, Any]:
+    """One example in the shared row schema (data/store.py), without its id and kind."""
     return {"prompt": graph.to_text(), "scene": graph.to_json(), "steps": rows, "images": images,
-            "layouts": layouts, "label": "", "meta": _json({"edit_ops": [s.op["op"] for s in steps]})}
+            "layouts": layouts, "label": label, "meta": _json(meta)}
 
 
 def _json(obj: Any) -> str:
