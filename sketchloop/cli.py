@@ -86,12 +86,14 @@ def eval_command(
     workers: int = typer.Option(1, help="processes generating images (one per core)"),
     allow_overlap: bool = typer.Option(False, "--allow-overlap", help="staged: let the planner's regions of one "
                                                                       "step overlap (off: sampled apart)"),
+    retry_failed: bool = typer.Option(False, "--retry-failed", help="generate again the samples whose generation "
+                                                                    "failed in an earlier run (default: kept as failed)"),
 ) -> None:
     """Score images by GenEval's rules: generate them with --generator or read them with --images."""
     from .evaluation.benchmark import load_benchmark
     from .evaluation.run import evaluate, generate_images, generate_images_parallel
     from .io import atomic_write_text
-    from .generators import get_generator
+    from .generators import get_generator, record_id
     from .world.detect import ShapesDetector
 
     if (generator is None) == (images is None):
@@ -101,7 +103,8 @@ def eval_command(
     prompts = load_benchmark(benchmark) if benchmark else None
     if prompts is not None and limit:
         prompts = prompts[:limit]
-    stats = None
+    generation = None
+    header: dict = {"benchmark": benchmark, "generator": generator}
     if generator is not None:
         if prompts is None:
             raise SketchloopError("--generator needs --benchmark (shapes-geneval or a JSONL file)")
@@ -110,19 +113,20 @@ def eval_command(
             if generator in ("staged", "single") else {}
         gen = get_generator(generator, size=size, **model_args)
         bench_name = Path(benchmark).stem if benchmark else "images"
-        images = images_out or Path("sketchloop-eval") / f"{bench_name}-{generator}"
+        images = images_out or Path("sketchloop-eval") / f"{bench_name}-{generator}-{record_id(gen.record)}"
         if workers > 1:
-            stats = generate_images_parallel(prompts, generator, {"size": size, **model_args}, images,
-                                             images_per_prompt, seed, workers)
+            generation = generate_images_parallel(prompts, generator, {"size": size, **model_args}, images,
+                                                  images_per_prompt, seed, workers, retry_failed=retry_failed)
         else:
-            stats = generate_images(prompts, gen, images, images_per_prompt, seed)
-    results = evaluate(images, ShapesDetector(), prompts, limit, stats)
-    header = {"benchmark": benchmark, "generator": generator, "images_dir": str(images),
-              "oracle": bool(stats and any(s.get("oracle") for s in stats.values()))}
-    if generator in ("staged", "single"):
-        header.update({"checkpoint": str(checkpoint or "shipped"), "flow_steps_per_region": steps,
-                       "guidance": guidance, "max_iters": max_iters, "max_refines": max_refines,
-                       "regions_apart": not allow_overlap})
+            generation = generate_images(prompts, gen, images, images_per_prompt, seed, retry_failed=retry_failed)
+        header.update({"made_by": gen.record, "seed": seed, "generated": generation.generated,
+                       "reused": generation.reused})
+        console.print(f"{images}: generated {generation.generated} images, reused {generation.reused} made with "
+                      f"the same settings" + (f", {generation.failed} failed" if generation.failed else ""),
+                      highlight=False)
+    results = evaluate(images, ShapesDetector(), prompts, limit, generation)
+    header.update({"images_dir": str(images),
+                   "oracle": bool(generation and any(s["stats"].get("oracle") for s in generation.samples.values()))})
     results = {**header, **results}
     _print_table(results)
     if out:
@@ -369,6 +373,8 @@ def data_show(directory: Path = typer.Argument(..., help="a dataset folder"),
 
 
 def _print_table(results: dict) -> None:
+    from rich.markup import escape
+
     title = f"GenEval protocol: {results.get('generator') or results.get('images_dir')}"
     if results.get("oracle"):
         title += " (ORACLE: uses the world's parser, layout and renderer; an upper bound)"
@@ -383,6 +389,13 @@ def _print_table(results: dict) -> None:
                     f"detector: {results['detector']}")
     if results.get("compute"):
         Console().print("per final image: " + ", ".join(f"{k} {v:.3g}" for k, v in results["compute"].items()))
+    if results.get("n_ignored_folders"):
+        Console().print(f"left out {results['n_ignored_folders']} prompt folders past the benchmark's "
+                        f"{results['n_prompts']} prompts")
+    if results.get("n_failed"):
+        errors = "; ".join(f"{n} x {e}" for e, n in list(results["failures"].items())[:3])
+        Console().print(f"[red]{results['n_failed']} of {results['n_images']} images failed to generate "
+                        f"(scored as wrong):[/red] {escape(errors)}", highlight=False)
 
 
 def main() -> None:

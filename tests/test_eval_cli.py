@@ -39,7 +39,7 @@ def oracle_dir(tmp_path_factory):
 
 def test_oracle_scores_at_least_099(oracle_dir):
     out, prompts, stats = oracle_dir
-    results = evaluate(out, ShapesDetector(), prompts, sample_stats=stats, progress=False)
+    results = evaluate(out, ShapesDetector(), prompts, generation=stats, progress=False)
     assert results["n_prompts"] == 553 and results["n_images"] == 1106
     assert results["overall"] >= 0.99, results["tasks"]
     assert set(results["tasks"]) == {"single_object", "two_object", "counting", "colors", "position", "color_attr"}

@@ -84,7 +84,7 @@ def test_oracle_staged_generator_scores_and_counts(tmp_path):
     prompts = load_benchmark("shapes-geneval")[::7]
     gen = get_generator("oracle-staged")
     stats = generate_images(prompts, gen, tmp_path, images_per_prompt=1, progress=False)
-    results = evaluate(tmp_path, ShapesDetector(), prompts, sample_stats=stats, progress=False)
+    results = evaluate(tmp_path, ShapesDetector(), prompts, generation=stats, progress=False)
     assert results["overall"] >= 0.95, results["tasks"]
     assert results["compute"]["images"] >= 1 and "seconds" in results["compute"]
 

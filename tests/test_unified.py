@@ -223,7 +223,7 @@ def test_eval_generators_staged_and_single_report_compute(tmp_path):
     for name in ("staged", "single"):
         gen = get_generator(name, checkpoint=tmp_path / "ckpt", flow_steps=2, max_iters=2)
         stats = generate_images(prompts, gen, tmp_path / name, images_per_prompt=1, progress=False)
-        results = evaluate(tmp_path / name, ShapesDetector(), prompts, sample_stats=stats, progress=False)
+        results = evaluate(tmp_path / name, ShapesDetector(), prompts, generation=stats, progress=False)
         compute = results["compute"]
         assert {"flow_steps", "text_tokens", "seconds", "images"} <= set(compute)
         if name == "single":

@@ -1,13 +1,25 @@
 """Running an evaluation: generate (or read) images in GenEval's layout, detect, score.
 
 Folder layout (GenEval's): OUT/{i:05d}/metadata.jsonl holds prompt i's line and
-OUT/{i:05d}/samples/{j:04d}.png its images. Generation writes each file atomically and
-skips samples already on disk for the same prompt, so an interrupted run resumes.
+OUT/{i:05d}/samples/{j:04d}.png its images. Beside each image, `{j:04d}.json` is its
+sample record:
+
+    {"made_by": {generator, checkpoint sha256, every option that can change the image,
+                 sketchloop version, "seed"}, "stats": {flow_steps, seconds, ...},
+     "failed": false, "error": ""}
+
+A sample is reused only when its record's `made_by` equals what this run would use
+(so a folder shared by two configurations is regenerated, never mixed up), and an
+interrupted run resumes. A generation that raises is recorded as failed (no PNG, the
+error in its record), scored as wrong and counted; the run goes on.
 """
 
 from __future__ import annotations
 
 import json
+import traceback
+from collections import Counter
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +27,7 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 from tqdm import tqdm
 
-from ..errors import SketchloopError
+from ..errors import PromptError, SketchloopError
 from ..generators import Generator
 from ..io import atomic_write_text, save_png
 from ..world.detect import Detector
@@ -28,12 +40,49 @@ def image_seed(seed: int, prompt_index: int, sample_index: int) -> int:
     return int(np.random.SeedSequence([seed, prompt_index, sample_index]).generate_state(1)[0])
 
 
+@dataclass
+class Generation:
+    """What `generate_images` did: each sample's record, keyed by (prompt, sample)."""
+
+    samples: dict[tuple[int, int], dict[str, Any]] = field(default_factory=dict)
+    generated: int = 0  # made by this run (failures included)
+    reused: int = 0     # found on disk with a matching record
+
+    @property
+    def failed(self) -> int:
+        return sum(1 for s in self.samples.values() if s.get("failed"))
+
+    def merge(self, other: "Generation") -> None:
+        self.samples.update(other.samples)
+        self.generated += other.generated
+        self.reused += other.reused
+
+
+def _read_record(path: Path) -> dict[str, Any] | None:
+    try:
+        record = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return record if isinstance(record, dict) and "made_by" in record else None
+
+
+def _error_text(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
 def generate_images(prompts: list[dict[str, Any]], generator: Generator | None, out_dir: Path,
                     images_per_prompt: int = 4, seed: int = 0, progress: bool = True,
-                    indices: list[int] | None = None) -> dict[tuple[int, int], dict]:
-    """Write every prompt's images in GenEval's layout (only prompts `indices` if given);
-    returns each sample's stats. With `generator` None every image must exist already."""
-    stats: dict[tuple[int, int], dict] = {}
+                    indices: list[int] | None = None, made_by: dict[str, Any] | None = None,
+                    retry_failed: bool = False) -> Generation:
+    """Write every prompt's images in GenEval's layout (only prompts `indices` if given).
+
+    A sample on disk is reused when its record was made by `made_by` (default: the
+    generator's `record`) with the same seed; failed samples are reused as failed unless
+    `retry_failed`. With `generator` None every sample must exist already."""
+    if made_by is None:
+        made_by = dict(generator.record) if generator is not None else {}
+    result = Generation()
     todo = range(len(prompts)) if indices is None else indices
     bar = tqdm(total=len(todo) * images_per_prompt, desc=f"generate ({getattr(generator, 'name', '')})",
                unit="img", disable=not progress)
@@ -47,49 +96,82 @@ def generate_images(prompts: list[dict[str, Any]], generator: Generator | None, 
             atomic_write_text(meta_path, line + "\n")
         for j in range(images_per_prompt):
             path = folder / "samples" / f"{j:04d}.png"
-            stats_path = folder / "samples" / f"{j:04d}.json"
-            if same and path.is_file() and stats_path.is_file():
-                stats[(i, j)] = json.loads(stats_path.read_text(encoding="utf-8"))
+            record_path = path.with_suffix(".json")
+            wanted = {**made_by, "seed": image_seed(seed, i, j)}
+            record = _read_record(record_path) if same else None
+            usable = record is not None and record["made_by"] == wanted and (
+                path.is_file() if not record.get("failed") else not retry_failed)
+            if usable:
+                result.reused += 1
             else:
                 if generator is None:
-                    raise SketchloopError(f"{path} was not generated")
-                result = generator.generate(meta["prompt"], image_seed(seed, i, j))
-                save_png(path, result.image)
-                atomic_write_text(stats_path, json.dumps(result.stats))
-                stats[(i, j)] = result.stats
+                    raise SketchloopError(f"{path} was not generated with these settings")
+                record = _generate_one(generator, meta["prompt"], wanted, path)
+                result.generated += 1
+            result.samples[(i, j)] = record
             bar.update(1)
     bar.close()
-    return stats
+    return result
 
 
-def _generate_share(prompts, name, kwargs, out_dir, images_per_prompt, seed, indices, progress) -> int:
+def _generate_one(generator: Generator, prompt: str, made_by: dict[str, Any], path: Path) -> dict[str, Any]:
+    """Generate one sample and write it with its record; a failure is written as a record."""
+    record_path = path.with_suffix(".json")
+    try:
+        out = generator.generate(prompt, made_by["seed"])
+    except PromptError:
+        raise  # the benchmark itself is wrong: one clear line, not a thousand failed samples
+    except Exception as exc:  # noqa: BLE001 - any backend failure is this sample's, the run goes on
+        record = {"made_by": made_by, "stats": {}, "failed": True, "error": _error_text(exc),
+                  "traceback": traceback.format_exc(limit=8)}
+        path.unlink(missing_ok=True)
+        atomic_write_text(record_path, json.dumps(record))
+        return record
+    save_png(path, out.image)
+    record = {"made_by": made_by, "stats": out.stats, "failed": False, "error": ""}
+    atomic_write_text(record_path, json.dumps(record))
+    return record
+
+
+def _generate_share(prompts, name, kwargs, out_dir, images_per_prompt, seed, indices, progress,
+                    retry_failed) -> Generation:
     import torch
 
     from ..generators import get_generator
 
     torch.set_num_threads(1)  # one process per core
-    generate_images(prompts, get_generator(name, **kwargs), out_dir, images_per_prompt, seed, progress, indices)
-    return len(indices)
+    return generate_images(prompts, get_generator(name, **kwargs), out_dir, images_per_prompt, seed, progress,
+                           indices, retry_failed=retry_failed)
 
 
 def generate_images_parallel(prompts: list[dict[str, Any]], name: str, kwargs: dict[str, Any], out_dir: Path,
                              images_per_prompt: int = 4, seed: int = 0, workers: int = 2,
-                             progress: bool = True) -> dict[tuple[int, int], dict]:
+                             progress: bool = True, retry_failed: bool = False) -> Generation:
     """`generate_images` with the generator `name` built in each of `workers` processes,
-    prompts dealt round-robin; the same images and stats as one process (seeds are per image)."""
+    prompts dealt round-robin; the same images and records as one process (seeds are per image)."""
     import multiprocessing as mp
     from concurrent.futures import ProcessPoolExecutor
 
+    result = Generation()
     with ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn")) as pool:
         futures = [pool.submit(_generate_share, prompts, name, kwargs, out_dir, images_per_prompt, seed,
-                               list(range(w, len(prompts), workers)), progress and w == 0) for w in range(workers)]
+                               list(range(w, len(prompts), workers)), progress and w == 0, retry_failed)
+                   for w in range(workers)]
         for f in futures:
-            f.result()
-    return generate_images(prompts, None, out_dir, images_per_prompt, seed, progress=False)
+            result.merge(f.result())
+    return result
 
 
-def read_folder(images_dir: Path, limit: int | None = None) -> list[tuple[int, dict[str, Any], list[Path]]]:
-    """(prompt index, metadata, sample paths) for each prompt folder of a GenEval image folder."""
+@dataclass
+class PromptFolder:
+    index: int
+    meta: dict[str, Any]
+    images: list[Path]                 # the PNG samples
+    failed: dict[int | str, str]       # sample -> error, for samples whose generation failed
+
+
+def read_folder(images_dir: Path, limit: int | None = None) -> list[PromptFolder]:
+    """The prompt folders of a GenEval image folder, in order."""
     if not images_dir.is_dir():
         raise SketchloopError(f"image folder {images_dir} does not exist")
     folders = sorted(p for p in images_dir.iterdir() if p.is_dir() and p.name.isdigit())
@@ -106,50 +188,76 @@ def read_folder(images_dir: Path, limit: int | None = None) -> list[tuple[int, d
             raise SketchloopError(f"{meta_path} is empty")
         meta = parse_metadata_line(first[0], str(meta_path))
         samples = sorted((folder / "samples").glob("*.png"))
-        if not samples:
+        failed = {}
+        for record_path in sorted((folder / "samples").glob("*.json")):
+            record = _read_record(record_path)
+            if record and record.get("failed") and not record_path.with_suffix(".png").is_file():
+                failed[_sample_key(record_path)] = record.get("error", "")
+        if not samples and not failed:
             raise SketchloopError(f"{folder}/samples holds no PNG images")
-        out.append((int(folder.name), meta, samples))
+        out.append(PromptFolder(int(folder.name), meta, samples, failed))
     return out
 
 
+def _sample_key(path: Path) -> int | str:
+    return int(path.stem) if path.stem.isdigit() else path.stem
+
+
 def evaluate(images_dir: Path, detector: Detector, benchmark: list[dict[str, Any]] | None = None,
-             limit: int | None = None, sample_stats: dict[tuple[int, int], dict] | None = None,
+             limit: int | None = None, generation: Generation | None = None,
              progress: bool = True) -> dict[str, Any]:
-    """Score a GenEval image folder; with `benchmark`, check the folder holds its prompts."""
+    """Score a GenEval image folder; with `benchmark`, check the folder holds its prompts
+    (prompt folders past the benchmark's end are left out and counted in `n_ignored_folders`).
+
+    A sample whose generation failed is scored as wrong; `n_failed` (overall and per task)
+    counts them and `failures` lists their distinct errors."""
     entries = read_folder(images_dir, limit)
+    ignored = 0
+    if benchmark is not None:
+        ignored = sum(1 for e in entries if e.index >= len(benchmark))
+        entries = [e for e in entries if e.index < len(benchmark)]
+        for e in entries:
+            if benchmark[e.index]["prompt"] != e.meta["prompt"]:
+                raise SketchloopError(f"{images_dir}/{e.index:05d} holds prompt {e.meta['prompt']!r} but the "
+                                      f"benchmark's prompt {e.index} is {benchmark[e.index]['prompt']!r}")
     records = []
-    total = sum(len(samples) for _, _, samples in entries)
+    total = sum(len(e.images) for e in entries)
     bar = tqdm(total=total, desc=f"score ({detector.name} detector)", unit="img", disable=not progress)
-    for index, meta, samples in entries:
-        if benchmark is not None:
-            if index >= len(benchmark):
-                raise SketchloopError(f"{images_dir}/{index:05d}: the benchmark has only {len(benchmark)} prompts")
-            if benchmark[index]["prompt"] != meta["prompt"]:
-                raise SketchloopError(f"{images_dir}/{index:05d} holds prompt {meta['prompt']!r} but the "
-                                      f"benchmark's prompt {index} is {benchmark[index]['prompt']!r}")
-        for path in samples:
+    for e in entries:
+        base = {"index": e.index, "tag": e.meta["tag"], "prompt": e.meta["prompt"]}
+        scored: list[dict[str, Any]] = []
+        for path in e.images:
             try:
                 with Image.open(path) as img:
                     detections = detector.detect(img.convert("RGB"))
             except (UnidentifiedImageError, OSError) as exc:
                 raise SketchloopError(f"cannot read image {path}: {exc}") from None
-            correct, reason = score_image(detections, meta, detector.threshold, detector.counting_threshold)
-            sample = int(path.stem) if path.stem.isdigit() else path.stem
-            record = {
-                "index": index, "sample": sample, "filename": str(path.relative_to(images_dir)),
-                "tag": meta["tag"], "prompt": meta["prompt"], "correct": correct, "reason": reason,
-                "detections": [d.to_dict() for d in detections],
-            }
-            if sample_stats and (index, sample) in sample_stats:
-                record.update(sample_stats[(index, sample)])
-            records.append(record)
+            correct, reason = score_image(detections, e.meta, detector.threshold, detector.counting_threshold)
+            scored.append({**base, "sample": _sample_key(path), "filename": str(path.relative_to(images_dir)),
+                           "correct": correct, "reason": reason, "failed": False,
+                           "detections": [d.to_dict() for d in detections]})
             bar.update(1)
+        for sample, error in e.failed.items():
+            scored.append({**base, "sample": sample, "filename": "", "correct": False,
+                           "reason": f"generation failed: {error}", "failed": True, "error": error,
+                           "detections": []})
+        for record in sorted(scored, key=lambda r: str(r["sample"]).zfill(8)):
+            sample_record = generation.samples.get((e.index, record["sample"])) if generation else None
+            if sample_record:
+                record.update(sample_record.get("stats", {}))
+            records.append(record)
     bar.close()
     results: dict[str, Any] = summarize(records)
     results["n_prompts"] = len(entries)
     results["n_images"] = len(records)
+    results["n_failed"] = sum(1 for r in records if r["failed"])
+    results["failed_by_task"] = {tag: sum(1 for r in records if r["failed"] and r["tag"] == tag)
+                                 for tag in results["tasks"]}
+    results["failures"] = dict(Counter(r["error"] for r in records if r["failed"]).most_common())
+    if ignored:
+        results["n_ignored_folders"] = ignored
     results["detector"] = detector.name
-    compute = _mean_numeric_stats(records)
+    compute = _mean_numeric_stats([r for r in records if not r["failed"]])
     if compute:
         results["compute"] = compute
     results["images"] = records

@@ -25,8 +25,23 @@ class Generated:
 
 class Generator(Protocol):
     name: str
+    record: dict[str, Any]  # what makes its images (name, checkpoint identity, options): JSON-able
 
     def generate(self, prompt: str, seed: int) -> Generated: ...
+
+
+def _made_by(name: str, **options: Any) -> dict[str, Any]:
+    from .. import __version__
+
+    return {"generator": name, **options, "sketchloop": __version__}
+
+
+def record_id(record: dict[str, Any]) -> str:
+    """A short name for a generator record (used for default image folders)."""
+    import hashlib
+    import json
+
+    return hashlib.sha256(json.dumps(record, sort_keys=True).encode()).hexdigest()[:10]
 
 
 class OracleGenerator:
@@ -36,6 +51,7 @@ class OracleGenerator:
 
     def __init__(self, size: int = DEFAULT_SIZE):
         self.size = size
+        self.record = _made_by(self.name, size=size)
 
     def generate(self, prompt: str, seed: int) -> Generated:
         graph = parse_prompt(prompt)
@@ -47,9 +63,13 @@ class LoopGenerator:
     """The staged loop (or single mode) over a set of roles; stats carry its compute."""
 
     def __init__(self, name: str, roles_factory: Callable[[], tuple], mode: str = "staged", size: int = DEFAULT_SIZE,
-                 max_iters: int = 8, oracle: bool = False, max_refines: int = 2):
+                 max_iters: int = 8, oracle: bool = False, max_refines: int = 2,
+                 roles_record: dict[str, Any] | None = None):
         self.name, self.roles_factory, self.mode, self.size = name, roles_factory, mode, size
         self.max_iters, self.oracle, self.max_refines = max_iters, oracle, max_refines
+        options = {"mode": mode, "size": size} if mode == "single" else \
+            {"mode": mode, "size": size, "max_iters": max_iters, "max_refines": max_refines}
+        self.record = _made_by(name, **options, **(roles_record or {}))
 
     def run(self, prompt: str, seed: int):
         from ..loop.staged import run_single, run_staged
@@ -83,13 +103,19 @@ def model_generator(mode: str, size: int = DEFAULT_SIZE, checkpoint=None, flow_s
                     max_refines: int = 0, separate: bool = True) -> LoopGenerator:
     """The unified model (the shipped checkpoint unless `checkpoint`) in `mode` staged or single;
     `separate`: the planner's regions of one step are sampled apart (see backends/unified.py)."""
-    from ..backends.unified import SingleSketcher, UnifiedRoles
+    from ..backends.unified import SHIPPED_CHECKPOINT, SingleSketcher, UnifiedRoles
+    from ..models.unified import checkpoint_sha256
 
     roles = UnifiedRoles.from_pretrained(checkpoint, flow_steps=flow_steps, guidance=guidance,
                                          temperature=temperature, separate=separate)
     sketcher = SingleSketcher(roles) if mode == "single" else roles
+    model = {"checkpoint": str(checkpoint or "shipped"),
+             "checkpoint_sha256": checkpoint_sha256(checkpoint or SHIPPED_CHECKPOINT),
+             "flow_steps": flow_steps, "guidance": guidance}
+    if mode == "staged":
+        model.update({"temperature": temperature, "regions_apart": separate})
     return LoopGenerator(mode, lambda: (roles, sketcher, roles, roles), mode, size, max_iters,
-                         max_refines=max_refines)
+                         max_refines=max_refines, roles_record=model)
 
 
 GENERATORS: dict[str, Callable[..., Generator]] = {

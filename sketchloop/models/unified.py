@@ -199,6 +199,25 @@ class _FlowUNet(nn.Module):
         return self.out(F.silu(self.out_norm(h)))
 
 
+CHECKPOINT_FILES = ("config.json", "model.safetensors", "tokenizer.json")
+
+
+def checkpoint_sha256(directory: Path) -> str:
+    """The identity of a checkpoint: SHA-256 over its three files (any change to any of them
+    changes it). Missing files hash as empty: loading reports them."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    for name in CHECKPOINT_FILES:
+        digest.update(name.encode())
+        path = Path(directory) / name
+        if path.is_file():
+            with path.open("rb") as f:
+                for block in iter(lambda: f.read(1 << 20), b""):
+                    digest.update(block)
+    return digest.hexdigest()
+
+
 class UnifiedModel(nn.Module):
     def __init__(self, config: UnifiedConfig):
         super().__init__()
@@ -289,7 +308,7 @@ class UnifiedModel(nn.Module):
         if not directory.is_dir():
             raise SketchloopError(f"checkpoint {directory} does not exist; pass a folder written by "
                                   f"'sketchloop train' (or leave --checkpoint out for the shipped one)")
-        missing = [f for f in ("config.json", "model.safetensors", "tokenizer.json") if not (directory / f).is_file()]
+        missing = [f for f in CHECKPOINT_FILES if not (directory / f).is_file()]
         if missing:
             raise SketchloopError(f"{directory} is not a sketchloop checkpoint: {', '.join(missing)} missing")
         try:
