@@ -10,10 +10,10 @@ described. Prints the share right per GenEval task and overall (mean of task sha
 import argparse
 from pathlib import Path
 
-from sketchloop.data.critique import inspect_description
+from sketchloop.world.critique import inspect_description
 from sketchloop.errors import PromptError
 from sketchloop.evaluation.benchmark import load_benchmark
-from sketchloop.backends.unified import UnifiedRoles
+from sketchloop.backends.unified import SamplingConfig, UnifiedRoles
 from sketchloop.world.instructions import Scene, apply, parse_instruction
 from sketchloop.world.parser import parse_prompt
 
@@ -24,14 +24,14 @@ parser.add_argument("--limit", type=int)
 parser.add_argument("--temperature", type=float, default=0.3)
 args = parser.parse_args()
 
-planner = UnifiedRoles.from_pretrained(args.checkpoint, seed=0, temperature=args.temperature)
+planner = UnifiedRoles.from_pretrained(args.checkpoint, SamplingConfig(temperature=args.temperature))
 prompts = load_benchmark(args.benchmark)[: args.limit]
 by_task: dict[str, list[bool]] = {}
 for meta in prompts:
     graph = parse_prompt(meta["prompt"])
     scene, history, ok = Scene(), [], False
-    for _ in range(8):
-        step = planner.plan(meta["prompt"], history)
+    for it in range(8):
+        step = planner.plan(meta["prompt"], history, it)
         if step is None:
             ok = inspect_description(scene.graph(), graph, final=True).consistent
             break

@@ -16,8 +16,8 @@ import argparse
 from collections import Counter
 from pathlib import Path
 
-from sketchloop.data.critique import inspect_description
-from sketchloop.data.teachers import DetectorJudge
+from sketchloop.world.critique import inspect_description
+from sketchloop.backends.shapes import DetectorJudge
 from sketchloop.errors import SketchloopError
 from sketchloop.evaluation.benchmark import load_benchmark
 from sketchloop.generators import model_generator

@@ -13,6 +13,7 @@ from rich.console import Console
 from rich.table import Table
 
 from .errors import SketchloopError
+from .loop.staged import DEFAULT_MAX_REFINES
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Process-driven image generation: plan, sketch, inspect, refine.")
@@ -81,13 +82,16 @@ def eval_command(
     steps: int = typer.Option(16, help="staged/single: Euler flow steps per region drawn"),
     guidance: float = typer.Option(1.0, help="staged/single: classifier-free guidance scale (1 = off)"),
     max_iters: int = typer.Option(8, help="staged: most plan steps per image"),
-    max_refines: int = typer.Option(0, help="staged model: most refines per step (0: inspect, never refine; "
-                                            "the shipped refiner lowers scores, see README)"),
+    max_refines: int = typer.Option(DEFAULT_MAX_REFINES, help="staged, oracle-staged: most refines per step "
+                                                              "(0: inspect, never refine; the shipped refiner lowers "
+                                                              "scores, see README)"),
     workers: int = typer.Option(1, help="processes generating images (one per core)"),
     allow_overlap: bool = typer.Option(False, "--allow-overlap", help="staged: let the planner's regions of one "
                                                                       "step overlap (off: sampled apart)"),
     retry_failed: bool = typer.Option(False, "--retry-failed", help="generate again the samples whose generation "
                                                                     "failed in an earlier run (default: kept as failed)"),
+    pages: int = typer.Option(0, help="staged/single/oracle-staged: keep the trajectory page of every sample of the "
+                                      "first N prompts (linked from the folder's index.html)"),
 ) -> None:
     """Score images by GenEval's rules: generate them with --generator or read them with --images."""
     from .evaluation.benchmark import load_benchmark
@@ -110,15 +114,18 @@ def eval_command(
             raise SketchloopError("--generator needs --benchmark (shapes-geneval or a JSONL file)")
         model_args = {"checkpoint": checkpoint, "flow_steps": steps, "guidance": guidance, "max_iters": max_iters,
                       "max_refines": max_refines, "separate": not allow_overlap} \
-            if generator in ("staged", "single") else {}
+            if generator in ("staged", "single") else \
+            {"max_iters": max_iters, "max_refines": max_refines} if generator == "oracle-staged" else {}
         gen = get_generator(generator, size=size, **model_args)
         bench_name = Path(benchmark).stem if benchmark else "images"
         images = images_out or Path("sketchloop-eval") / f"{bench_name}-{generator}-{record_id(gen.record)}"
         if workers > 1:
             generation = generate_images_parallel(prompts, generator, {"size": size, **model_args}, images,
-                                                  images_per_prompt, seed, workers, retry_failed=retry_failed)
+                                                  images_per_prompt, seed, workers, retry_failed=retry_failed,
+                                                  pages=pages)
         else:
-            generation = generate_images(prompts, gen, images, images_per_prompt, seed, retry_failed=retry_failed)
+            generation = generate_images(prompts, gen, images, images_per_prompt, seed, retry_failed=retry_failed,
+                                         pages=pages)
         header.update({"made_by": gen.record, "seed": seed, "generated": generation.generated,
                        "reused": generation.reused})
         console.print(f"{images}: generated {generation.generated} images, reused {generation.reused} made with "
@@ -129,6 +136,11 @@ def eval_command(
                    "oracle": bool(generation and any(s["stats"].get("oracle") for s in generation.samples.values()))})
     results = {**header, **results}
     _print_table(results)
+    if generator is not None:
+        from .pages.gallery import write_gallery
+
+        console.print(f"open {write_gallery(images, results)} to see every image"
+                      + (" and the trajectory pages" if pages else ""), highlight=False)
     if out:
         atomic_write_text(out, json.dumps(results, indent=1))
         console.print(f"wrote {out}")
@@ -144,8 +156,9 @@ def generate(prompt: str = typer.Argument(..., help="e.g. 'a photo of a red circ
                                                             "(default 16), per image by a diffusers pipeline (28)"),
              guidance: Optional[float] = typer.Option(None, help="guidance scale (embedded: classifier-free, default 1 "
                                                                 "= off; diffusers: the pipeline's default)"),
-             max_refines: int = typer.Option(0, help="most refines per step (0: inspect, never refine; the shipped "
-                                                     "refiner lowers scores, see README)"),
+             max_refines: int = typer.Option(DEFAULT_MAX_REFINES, help="most refines per step (0: inspect, never "
+                                                                       "refine; the shipped refiner lowers scores, "
+                                                                       "see README)"),
              checkpoint: Optional[Path] = typer.Option(None, help="model checkpoint folder (default: the shipped one)"),
              allow_overlap: bool = typer.Option(False, "--allow-overlap", help="let the planner's regions of one step "
                                                                                "overlap (off: sampled apart)"),
@@ -169,7 +182,8 @@ def generate(prompt: str = typer.Argument(..., help="e.g. 'a photo of a red circ
              templates: Optional[Path] = typer.Option(None, help="folder of prompt templates overriding "
                                                                "planner.md / inspector.md")) -> None:
     """Run the staged loop (plan, sketch, inspect, refine) or single mode on a prompt."""
-    from .generators import LoopGenerator, model_generator, oracle_roles
+    from .generators import model_generator, oracle_generator
+    from .pages.trajectory import save_trajectory
 
     if mode not in ("staged", "single"):
         raise SketchloopError(f"--mode {mode!r}: use staged or single")
@@ -186,7 +200,7 @@ def generate(prompt: str = typer.Argument(..., help="e.g. 'a photo of a red circ
         from .world.parser import parse_prompt
 
         parse_prompt(prompt)  # unknown words, contradictions: one clear line before any work
-        gen = LoopGenerator("oracle", oracle_roles, mode, max_iters=max_iters, oracle=True)
+        gen = oracle_generator(mode, max_iters=max_iters, max_refines=max_refines, name="oracle")
     else:
         if not planner:
             _check_words(prompt)  # a chat planner may use words the embedded model does not know
@@ -198,13 +212,16 @@ def generate(prompt: str = typer.Argument(..., help="e.g. 'a photo of a red circ
 
             image_settings = DiffusersSettings(device=device, dtype=dtype, steps=steps or 28, guidance=guidance,
                                                size=image_size)
-            gen = _with_roles(gen, {"planner": planner, "sketcher": sketcher, "inspector": inspector,
-                                    "refiner": refiner}, base_url, templates, image_settings, first_step)
+            from .backends.wiring import with_named_roles
+
+            specs = {"planner": planner, "sketcher": sketcher, "inspector": inspector, "refiner": refiner}
+            roles = with_named_roles(gen.roles_factory(), specs, base_url, templates, image_settings, first_step)
+            gen = gen.with_roles(roles, {k: v for k, v in specs.items() if v})
     traj = gen.run(prompt, seed)
     traj.meta["oracle"] = oracle
     traj.meta["roles"] = "ORACLE (ShapesWorld's teachers)" if oracle else _roles_text(
         checkpoint, planner=planner, sketcher=sketcher, inspector=inspector, refiner=refiner)
-    traj.save(out)
+    save_trajectory(traj, out)
     console.print(f"wrote {out}/final.png, trajectory.json and index.html ({traj.mode}, {traj.meta['roles']}, "
                   f"{sum(1 for s in traj.steps if s.image is not None)} images, {traj.flow_steps} flow steps, "
                   f"{traj.seconds:.2f} s)")
@@ -217,33 +234,6 @@ def _roles_text(checkpoint: Path | None, **specs: str | None) -> str:
     model = f"model {checkpoint or 'shipped checkpoint'}"
     named = [f"{role} {spec}" for role, spec in specs.items() if spec]
     return ", ".join(named + ([f"other roles: {model}"] if len(named) < len(specs) else [])) if named else model
-
-
-def _with_roles(gen, specs: dict[str, str | None], base_url: str | None, templates: Path | None, image_settings,
-                first_step: str | None):
-    """`gen` with the named roles played by OpenAI-compatible chat models (planner, inspector)
-    or diffusers editing pipelines (sketcher, refiner); one pipeline serves both when named twice."""
-    from .backends.chat import ChatClient, ChatInspector, ChatPlanner, ChatSettings, parse_role_spec
-    from .backends.diffusers_editor import DiffusersEditor
-    from .generators import LoopGenerator
-
-    roles = list(gen.roles_factory())
-    editors: dict[str, DiffusersEditor] = {}
-    for index, role in enumerate(("planner", "sketcher", "inspector", "refiner")):
-        spec = specs[role]
-        if not spec:
-            continue
-        if role in ("planner", "inspector"):
-            _, model = parse_role_spec(spec)
-            chat_role = ChatPlanner if role == "planner" else ChatInspector
-            roles[index] = chat_role(ChatClient(ChatSettings(model=model, base_url=base_url, prompts_dir=templates)))
-        else:
-            if spec not in editors:
-                editors[spec] = DiffusersEditor.from_spec(spec, image_settings,
-                                                          first_step if role == "sketcher" else None)
-            roles[index] = editors[spec]
-    return LoopGenerator(gen.name, lambda: tuple(roles), gen.mode, gen.size, gen.max_iters,
-                         max_refines=gen.max_refines)
 
 
 def _check_words(prompt: str) -> None:
@@ -316,7 +306,7 @@ def data_build(kind: str = typer.Option(..., help="trajectories, inspect or refi
                device: Optional[str] = typer.Option(None, help="--editor: cuda, cpu, ..."),
                dtype: Optional[str] = typer.Option(None, help="--editor: bfloat16, float16 or float32")) -> None:
     """Synthesise staged training data: ShapesWorld's exact teachers, or a chat model and an editing pipeline."""
-    from .data.store import build
+    from .data.build import build
 
     spec = None
     if (teacher is None) != (editor is None):
@@ -361,8 +351,8 @@ def data_show(directory: Path = typer.Argument(..., help="a dataset folder"),
               index: int = typer.Option(0, help="which example"),
               out: Path = typer.Option(..., help="HTML file to write")) -> None:
     """Write one example as a page of images and texts."""
-    from .data.show import example_html
-    from .data.store import read_dataset
+    from .pages.dataset import example_html
+    from .data.schema import read_dataset
     from .io import atomic_write_text
 
     table = read_dataset(directory)

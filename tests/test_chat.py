@@ -9,7 +9,7 @@ from PIL import Image
 
 from sketchloop.backends.chat import ChatClient, ChatInspector, ChatPlanner, ChatSettings, parse_role_spec
 from sketchloop.errors import SketchloopError
-from sketchloop.loop.roles import PlanStep
+from sketchloop.loop.roles import Plan
 
 
 def client(url, **kw):
@@ -21,7 +21,7 @@ def test_planner_steps_and_ends(server_factory):
                           ("json", {"done": True})])
     planner = ChatPlanner(client(srv.url))
     step = planner.plan("a photo of a red circle", [])
-    assert step == PlanStep("add a red circle", "a red circle")
+    assert step == Plan("add a red circle", "a red circle")
     assert planner.plan("a photo of a red circle", [step]) is None
     request = srv.requests[1]
     assert request["model"] == "test-model" and request["response_format"]["type"] == "json_schema"

@@ -7,8 +7,10 @@ import pyarrow.parquet as pq
 import pytest
 from PIL import Image
 
-from sketchloop.data.store import build, read_dataset, shard_path
-from sketchloop.data.teachers import DetectorJudge, LayoutEditor, ShapesStepWriter, blank_canvas
+from sketchloop.data.build import build
+from sketchloop.data.schema import read_dataset, shard_path
+from sketchloop.backends.shapes import DetectorJudge, LayoutEditor, ShapesStepWriter
+from sketchloop.teachers import blank_canvas
 from sketchloop.world.scene import SceneGraph
 from sketchloop.world.parser import parse_prompt
 

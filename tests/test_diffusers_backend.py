@@ -16,7 +16,7 @@ from sketchloop.backends.diffusers_editor import (DiffusersEditor, DiffusersSett
                                                   parse_pipeline_spec)
 from sketchloop.errors import SketchloopError  # noqa: E402
 from sketchloop.generators import LoopGenerator, model_generator  # noqa: E402
-from sketchloop.loop.roles import PlanStep  # noqa: E402
+from sketchloop.loop.roles import Critique, Plan  # noqa: E402
 from tiny_pipelines import small_qwen_condition_images, tiny_flux_kontext, tiny_qwen_image_edit  # noqa: E402
 
 PROMPT = "a photo of a red circle above a blue square"
@@ -40,10 +40,10 @@ def test_sketch_and_refine_count_flow_steps_and_are_seeded(make, monkeypatch):
     small_qwen_condition_images(monkeypatch)
     editor = DiffusersEditor(make(), SETTINGS)
     canvas = Image.new("RGB", (64, 64), (250, 250, 250))
-    history = [PlanStep("add a red circle", "a red circle")]
+    history = [Plan("add a red circle", "a red circle")]
     a = editor.sketch(PROMPT, history, canvas, seed=3)
     b = editor.sketch(PROMPT, history, canvas, seed=3)
-    c = editor.refine(PROMPT, history, a, "change the circle to red", seed=4)
+    c = editor.refine(PROMPT, history, a, Critique(False, "inconsistent", "change the circle to red"), seed=4)
     assert a.size == b.size == c.size == (32, 32)
     assert np.array_equal(np.asarray(a), np.asarray(b))  # same seed, same image
     assert editor.usage == {"flow_steps": 6, "images": 3}
@@ -59,19 +59,19 @@ def test_a_text_to_image_pipeline_draws_the_first_step():
 
     editor = DiffusersEditor(tiny_flux_kontext(), SETTINGS, first_step=TextToImage())
     blank = Image.new("RGB", (64, 64), (250, 250, 250))
-    first = editor.sketch(PROMPT, [PlanStep("add a blue square", "a blue square")], blank, 0)
+    first = editor.sketch(PROMPT, [Plan("add a blue square", "a blue square")], blank, 0)
     assert calls == ["a blue square"] and first.getpixel((0, 0)) == (200, 10, 10)
-    editor.sketch(PROMPT, [PlanStep("add a blue square", "a blue square"),
-                           PlanStep("add a red circle above the blue square", "...")], first, 1)
+    editor.sketch(PROMPT, [Plan("add a blue square", "a blue square"),
+                           Plan("add a red circle above the blue square", "...")], first, 1)
     assert calls == ["a blue square"]  # later steps edit the canvas
 
 
 def test_qwen_image_edit_runs_the_staged_loop(monkeypatch):
     small_qwen_condition_images(monkeypatch)
     embedded = model_generator("staged", max_iters=3)
-    planner, _, inspector, _ = embedded.roles_factory()
     editor = DiffusersEditor(tiny_qwen_image_edit(), SETTINGS)
-    gen = LoopGenerator("qwen", lambda: (planner, editor, inspector, editor), "staged", max_iters=3)
+    roles = embedded.roles_factory().with_roles(sketcher=editor, refiner=editor)
+    gen = LoopGenerator("qwen", lambda: roles, "staged", max_iters=3)
     traj = gen.run(PROMPT, seed=0)
     sketches = [s for s in traj.steps if s.type == "sketch"]
     assert sketches and all(s.flow_steps == 2 and s.image.size == (32, 32) for s in sketches)

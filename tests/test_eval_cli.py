@@ -82,7 +82,8 @@ def test_eval_cli_writes_geneval_layout_and_scores_folders(tmp_path):
     r = cli("eval", "--benchmark", "shapes-geneval", "--generator", "oracle", "--limit", "5",
             "--images-per-prompt", "3", "--images-out", str(imgs), "--out", str(tmp_path / "a.json"))
     assert r.returncode == 0, r.stderr
-    assert sorted(p.name for p in imgs.iterdir()) == [f"{i:05d}" for i in range(5)]
+    assert sorted(p.name for p in imgs.iterdir() if p.is_dir()) == [f"{i:05d}" for i in range(5)]
+    assert "a photo of" in (imgs / "index.html").read_text()  # the gallery of every scored image
     assert sorted(p.name for p in (imgs / "00000" / "samples").glob("*.png")) == ["0000.png", "0001.png", "0002.png"]
     a = json.loads((tmp_path / "a.json").read_text())
     assert set(a) >= {"overall", "tasks", "n_prompts", "n_images", "images"}

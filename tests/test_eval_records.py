@@ -158,3 +158,24 @@ def test_folders_past_the_benchmark_are_left_out_and_said(tmp_path):
     s = json.loads((tmp_path / "s.json").read_text())
     assert s["n_prompts"] == 3 and s["n_ignored_folders"] == len(lines) - 3 and s["reused"] == 3
     assert f"left out {len(lines) - 3} prompt folders" in r.stdout
+
+
+def test_pages_keep_trajectories_and_the_gallery_links_them(tmp_path):
+    bench, lines = small_benchmark(tmp_path, step=150)
+    imgs = tmp_path / "imgs"
+    args = ["eval", "--benchmark", str(bench), "--generator", "staged", "--images-per-prompt", "2",
+            "--images-out", str(imgs), "--steps", "2"]
+    assert cli(*args).returncode == 0
+    assert not (imgs / "00000" / "trajectories").exists()
+    r = cli(*args, "--pages", "2", "--out", str(tmp_path / "p.json"))
+    assert r.returncode == 0, r.stderr
+    # samples without a page are made again so that their page exists; later prompts are reused
+    assert json.loads((tmp_path / "p.json").read_text())["generated"] == 4
+    for i in range(2):
+        for j in range(2):
+            page = imgs / f"{i:05d}" / "trajectories" / f"{j:04d}"
+            record = json.loads((page / "trajectory.json").read_text())
+            assert record["prompt"] == lines[i]["prompt"] and (page / "final.png").is_file()
+            assert (page / "final.png").read_bytes() == (imgs / f"{i:05d}" / "samples" / f"{j:04d}.png").read_bytes()
+    gallery = (imgs / "index.html").read_text()
+    assert gallery.count("trajectory</a>") == 4 and gallery.count("<figure") == 2 * len(lines)

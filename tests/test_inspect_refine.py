@@ -6,11 +6,13 @@ import pytest
 import torch
 from PIL import Image
 
-from sketchloop.data.critique import inspect_description
-from sketchloop.data.store import build, read_dataset
-from sketchloop.data.teachers import DetectorJudge, ShapesStepWriter
+from sketchloop.world.critique import inspect_description
+from sketchloop.data.build import build
+from sketchloop.training.sequences import encode_row
+from sketchloop.data.schema import read_dataset
+from sketchloop.backends.shapes import DetectorJudge, ShapesStepWriter
 from sketchloop.errors import PromptError, SketchloopError
-from sketchloop.backends.unified import UnifiedRoles
+from sketchloop.backends.unified import SamplingConfig, UnifiedRoles
 from sketchloop.models.unified import UnifiedConfig, UnifiedModel
 from sketchloop.models.tokenizer import WordTokenizer
 from sketchloop.world.instructions import Scene, apply, instruction_text, parse_instruction
@@ -24,14 +26,14 @@ def test_not_drawn_yet_versus_drawn_wrong():
     assert partial.consistent and partial.not_drawn_yet == ["a blue square", "a star"]
     wrong = inspect_description(parse_prompt("a green circle"), prompt)
     assert not wrong.consistent and wrong.problems[0].kind == "wrong_color"
-    assert wrong.fix() == "change the green circle to red"
+    assert wrong.refine == "change the green circle to red"
     flipped = inspect_description(parse_prompt("a red circle right of a blue square"), prompt)
     assert [p.kind for p in flipped.problems] == ["wrong_relation"]
-    assert flipped.fix() == "move the red circle left of the blue square"
+    assert flipped.refine == "move the red circle left of the blue square"
     extra = inspect_description(parse_prompt("a red circle and a pink cross"), prompt)
-    assert [p.kind for p in extra.problems] == ["extra_object"] and extra.fix() == "remove the pink cross"
+    assert [p.kind for p in extra.problems] == ["extra_object"] and extra.refine == "remove the pink cross"
     ended = inspect_description(parse_prompt("a red circle left of a blue square"), prompt, final=True)
-    assert [p.kind for p in ended.problems] == ["missing_object"] and ended.fix() == "add a star"
+    assert [p.kind for p in ended.problems] == ["missing_object"] and ended.refine == "add a star"
     assert inspect_description(prompt, prompt, final=True).consistent
 
 
@@ -74,23 +76,36 @@ def inspect_ds(tmp_path_factory):
 
 def test_inspect_labels_agree_with_the_judge(inspect_ds):
     out, summary = inspect_ds
-    judge = DetectorJudge()
-    for ex in read_dataset(out).to_pylist():
-        prompt = SceneGraph_from(ex)
-        final = any(s["type"] == "end" for s in ex["steps"])
-        review = judge.critique(parse_prompt(_last(ex["steps"], "des")["text"]), prompt, final)
-        assert ex["label"] == ("consistent" if review.consistent else "inconsistent")
-        assert _last(ex["steps"], "inspect")["text"] == review.text()
+    named = 0
+    rows = read_dataset(out).to_pylist()
+    for ex in rows:
+        # labels follow how the example was made (a perturbed plan or an early end), not a re-run critique
+        meta = json.loads(ex["meta"])
+        perturbed = "perturbation" in meta
+        assert ex["label"] == ("inconsistent" if perturbed else "consistent")
+        named += perturbed and meta["perturbation"] in meta["problems"]
+        assert _last(ex["steps"], "inspect")["text"].startswith(ex["label"])
         has_refine = any(s["type"] == "refine" for s in ex["steps"])
-        assert has_refine == (ex["label"] == "inconsistent")
+        assert has_refine == perturbed
+    inconsistent = sum(ex["label"] == "inconsistent" for ex in rows)
+    assert named >= 0.9 * inconsistent  # the critique names the perturbation made
     assert 0.35 <= summary["label_shares"]["consistent"] <= 0.6
     assert {"wrong_color", "wrong_count", "extra_object", "missing_object"} <= set(summary["problems"])
 
 
-def SceneGraph_from(ex):
-    from sketchloop.world.scene import SceneGraph
-
-    return SceneGraph.from_json(ex["scene"])
+@pytest.mark.xfail(strict=True, reason="issue 11: symbolic inspect rows that end the trajectory read `<end> <canvas>`, "
+                                       "the loop inspects only after a sketch (`</img> <canvas>`); fixed with the "
+                                       "inspect pipeline rework")
+def test_inspect_examples_end_in_the_format_the_loop_feeds_the_inspector(inspect_ds):
+    """The inspector is trained on what it reads at inference: the history, the last plan
+    with its regions, then the canvas (`... <img> R </img> <canvas> x 64 <inspect>`)."""
+    out, _ = inspect_ds
+    tok = WordTokenizer()
+    for ex in read_dataset(out).to_pylist():
+        ids = encode_row(ex, tok, 64).ids
+        first_canvas = ids.index(tok.token_id("<canvas>"))
+        assert tok.vocab[ids[first_canvas - 1]] == "</img>", ex["id"]
+        assert tok.token_id("<end>") not in ids[:first_canvas], ex["id"]
 
 
 def test_refine_labels_agree_with_the_judge(tmp_path):
@@ -136,8 +151,10 @@ def test_checkpoint_round_trip_and_corruption(tmp_path):
     assert tok2.vocab == tok.vocab
     ids = torch.tensor([tok.encode("<bos> <prompt> a red circle </prompt>")])
     assert torch.allclose(model.eval().hidden(ids), loaded.hidden(ids))
-    step = UnifiedRoles(loaded, tok2, seed=0).plan("a photo of a red circle", [])
-    assert step is None or isinstance(step.ins, str)
+    # the loaded model plans exactly as the saved one (a random model: long, odd plans, but equal ones)
+    plans = [[UnifiedRoles(m, tok2, SamplingConfig(temperature=1.0)).plan("a photo of a red circle", [], seed)
+              for seed in range(6)] for m in (model, loaded)]
+    assert plans[0] == plans[1] and any(p is not None and p.ins for p in plans[0])
     (tmp_path / "ok" / "model.safetensors").write_bytes(b"garbage")
     with pytest.raises(SketchloopError, match="corrupt"):
         UnifiedModel.from_pretrained(tmp_path / "ok")

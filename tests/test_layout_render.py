@@ -87,3 +87,11 @@ def test_edits_leave_the_rest_of_the_canvas_unchanged(edit):
         outside[int(y0) - 1:int(np.ceil(y1)) + 1, int(x0) - 1:int(np.ceil(x1)) + 1] = False
     assert np.array_equal(before[outside], after[outside])
     assert not np.array_equal(before, after)
+
+
+def test_blank_image_is_the_render_of_an_empty_layout():
+    from sketchloop.world.layout import Layout
+    from sketchloop.world.render import blank_image, render
+
+    for size in (32, 64, 96):
+        assert blank_image(size).tobytes() == render(Layout(), size).tobytes()

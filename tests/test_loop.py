@@ -5,12 +5,15 @@ import sys
 from PIL import Image
 
 from sketchloop.backends.oracle import OracleCanvas, OracleInspector, OraclePlanner
-from sketchloop.data.teachers import DetectorJudge, blank_canvas
+from sketchloop.backends.shapes import DetectorJudge
+from sketchloop.teachers import blank_canvas
 from sketchloop.evaluation.benchmark import load_benchmark
 from sketchloop.evaluation.run import evaluate, generate_images
 from sketchloop.generators import get_generator
-from sketchloop.loop.roles import Critique, PlanStep
+from sketchloop.loop.roles import Critique, Plan
+from sketchloop.loop.roles import Roles
 from sketchloop.loop.staged import run_staged
+from sketchloop.pages.trajectory import save_trajectory
 from sketchloop.world.detect import ShapesDetector
 from sketchloop.world.parser import parse_prompt
 
@@ -23,14 +26,15 @@ class ForgetfulSketcher(OracleCanvas):
     """Skips the first drawing of every step, so the inspector must ask for a refine."""
 
     def sketch(self, prompt, history, canvas, seed):
-        super().sketch(prompt, history[:-1] + [PlanStep("remove the nothing", "")], canvas, seed)
+        super().sketch(prompt, history[:-1] + [Plan("remove the nothing", "")], canvas, seed)
         return self.canvas.image
 
 
 def test_staged_loop_inspects_and_refines():
     sketcher = ForgetfulSketcher()
     prompt = "a photo of a red circle above a blue square"
-    traj = run_staged(prompt, OraclePlanner(), sketcher, OracleInspector(), sketcher, blank_canvas().image)
+    traj = run_staged(prompt, Roles(OraclePlanner(), sketcher, OracleInspector(), sketcher), blank_canvas().image,
+                      max_refines=2)
     types = [s.type for s in traj.steps]
     assert types.count("refine") == 2 and types[-1] == "end" and traj.ended
     assert DetectorJudge().judge(traj.final, parse_prompt(prompt)).consistent
@@ -39,20 +43,20 @@ def test_staged_loop_inspects_and_refines():
 
 
 class NeverEnds(OraclePlanner):
-    def plan(self, prompt, history):
-        return PlanStep("add a star", "a star")
+    def plan(self, prompt, history, seed):
+        return Plan("add a star", "a star")
 
 
 class AlwaysHappy:
-    def inspect(self, prompt, history, canvas):
+    def inspect(self, prompt, history, canvas, seed):
         return Critique(True, "consistent")
 
 
 def test_cap_is_reported(tmp_path):
     c = OracleCanvas()
-    traj = run_staged("a photo of a star", NeverEnds(), c, AlwaysHappy(), c, blank_canvas().image, max_iters=3)
+    traj = run_staged("a photo of a star", Roles(NeverEnds(), c, AlwaysHappy(), c), blank_canvas().image, max_iters=3)
     assert not traj.ended and [s.type for s in traj.steps].count("plan") == 3
-    traj.save(tmp_path)
+    save_trajectory(traj, tmp_path)
     assert "ITERATION CAP" in (tmp_path / "index.html").read_text()
     r = cli("generate", "a photo of two stars and a circle left of a square", "--oracle", "--max-iters", "1",
             "--out", str(tmp_path / "g"))
@@ -90,15 +94,15 @@ def test_oracle_staged_generator_scores_and_counts(tmp_path):
 
 
 class AlwaysUnhappy:
-    def inspect(self, prompt, history, canvas):
+    def inspect(self, prompt, history, canvas, seed):
         return Critique(False, "inconsistent: the star should be red", "change the star to red")
 
 
 def test_the_page_says_when_an_inconsistent_inspection_was_not_refined(tmp_path):
     c = OracleCanvas()
     for limit, note in [(0, "refinement is off, --max-refines 0"), (1, "1 refines per step reached")]:
-        traj = run_staged("a photo of a star", OraclePlanner(), c, AlwaysUnhappy(), c, blank_canvas().image,
+        traj = run_staged("a photo of a star", Roles(OraclePlanner(), c, AlwaysUnhappy(), c), blank_canvas().image,
                           max_refines=limit)
-        traj.save(tmp_path / str(limit))
+        save_trajectory(traj, tmp_path / str(limit))
         page = (tmp_path / str(limit) / "index.html").read_text()
         assert note in page and json.loads((tmp_path / str(limit) / "trajectory.json").read_text())["max_refines"] == limit

@@ -14,7 +14,8 @@ from PIL import Image
 pytest.importorskip("diffusers")
 pytest.importorskip("openai")
 
-from sketchloop.data.store import build, read_dataset  # noqa: E402
+from sketchloop.data.build import build  # noqa: E402
+from sketchloop.data.schema import read_dataset  # noqa: E402
 from sketchloop.errors import SketchloopError  # noqa: E402
 from tiny_pipelines import tiny_flux_kontext  # noqa: E402
 

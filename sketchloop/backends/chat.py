@@ -29,7 +29,7 @@ try:
     from pydantic import BaseModel, ValidationError
 except ImportError:
     raise SketchloopError("chat backends need the chat extra: pip install 'sketchloop[chat]'") from None
-from ..loop.roles import Critique, PlanStep
+from ..loop.roles import Critique, Plan
 
 PROMPTS = Path(__file__).resolve().parent / "prompts"
 T = TypeVar("T", bound=BaseModel)
@@ -68,7 +68,7 @@ def data_url(image: Image.Image) -> str:
     return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()
 
 
-def history_lines(history: list[PlanStep]) -> str:
+def history_lines(history: list[Plan]) -> str:
     return "\n".join(f"{i + 1}. ins: {h.ins} | des: {h.des}" for i, h in enumerate(history)) or "(none yet)"
 
 
@@ -161,18 +161,18 @@ class _ChatRole:
 class ChatPlanner(_ChatRole):
     """A Planner: one JSON answer per step (done, ins, des)."""
 
-    def plan(self, prompt: str, history: list[PlanStep]) -> PlanStep | None:
+    def plan(self, prompt: str, history: list[Plan], seed: int = 0) -> Plan | None:
         text = self.client.template("planner").format(prompt=prompt, history=history_lines(history))
         answer = self.client.ask(text, PlanAnswer)
         if answer.done or not answer.ins.strip():
             return None
-        return PlanStep(answer.ins.strip(), answer.des.strip())
+        return Plan(answer.ins.strip(), answer.des.strip())
 
 
 class ChatInspector(_ChatRole):
     """An Inspector: the canvas as an image, a verdict, a critique and a fix."""
 
-    def inspect(self, prompt: str, history: list[PlanStep], canvas: Image.Image) -> Critique:
+    def inspect(self, prompt: str, history: list[Plan], canvas: Image.Image, seed: int = 0) -> Critique:
         text = self.client.template("inspector").format(prompt=prompt, history=history_lines(history))
         answer = self.client.ask(text, InspectAnswer, (canvas,))
         verdict = "consistent" if answer.consistent else "inconsistent"

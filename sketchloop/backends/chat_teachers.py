@@ -14,8 +14,7 @@ import numpy as np
 from PIL import Image
 from pydantic import BaseModel, Field
 
-from ..data.critique import Inspection, Problem
-from ..data.teachers import Step, Verdict
+from ..trajectory import Critique, Plan, Problem
 from ..errors import SketchloopError
 from .chat import ChatClient
 
@@ -97,8 +96,8 @@ class InspectionAnswer(BaseModel):
     problems: list[ProblemAnswer] = Field(default_factory=list, description="what contradicts the prompt")
 
 
-def _inspection(answer: InspectionAnswer) -> Inspection:
-    return Inspection(list(answer.not_drawn_yet), [Problem("teacher", p.critique, p.fix) for p in answer.problems])
+def _inspection(answer: InspectionAnswer) -> Critique:
+    return Critique.from_problems([Problem("teacher", p.critique, p.fix) for p in answer.problems], list(answer.not_drawn_yet))
 
 
 # ---------------------------------------------------------------- the teachers
@@ -122,7 +121,7 @@ class ChatStepWriter:
     def __init__(self, client: ChatClient):
         self.client = client
 
-    def write_steps(self, graph: OpenScene, rng: np.random.Generator, edit_ops: float = 0.25) -> list[Step]:
+    def write_steps(self, graph: OpenScene, rng: np.random.Generator, edit_ops: float = 0.25) -> list[Plan]:
         edit = bool(rng.random() < edit_ops)
         text = self.client.template("step_writer").format(
             prompt=graph.to_text(), scene=graph.model_dump_json(exclude={"prompt"}),
@@ -130,14 +129,14 @@ class ChatStepWriter:
                   "extra object), then fix it with a modify, move, swap or remove step." if edit else
                   "Only add objects; every step is an 'add'."))
         answer = self.client.ask(text, StepsAnswer)
-        return [Step(s.ins, s.des, {"op": s.op}, Described(s.des)) for s in answer.steps]
+        return [Plan(s.ins, s.des, op={"op": s.op}, scene=Described(s.des)) for s in answer.steps]
 
-    def flaw(self, graph: OpenScene, steps: list[Step], k: int) -> Step:
-        """Step `k` rewritten so that it contradicts the prompt in one way (for negatives)."""
+    def flaw(self, graph: OpenScene, steps: list[Plan], k: int) -> Plan:
+        """Plan `k` rewritten so that it contradicts the prompt in one way (for negatives)."""
         listing = "\n".join(f"{i + 1}. ins: {s.ins} | des: {s.des}" for i, s in enumerate(steps))
         text = self.client.template("flaw").format(prompt=graph.to_text(), steps=listing, k=k + 1)
         s = self.client.ask(text, StepAnswer)
-        return Step(s.ins, s.des, {"op": s.op, "flawed": True}, Described(s.des))
+        return Plan(s.ins, s.des, op={"op": s.op, "flawed": True}, scene=Described(s.des))
 
 
 class ChatJudge:
@@ -146,18 +145,18 @@ class ChatJudge:
     def __init__(self, client: ChatClient):
         self.client = client
 
-    def judge(self, image: Image.Image, scene) -> Verdict:
+    def judge(self, image: Image.Image, scene) -> Critique:
         text = self.client.template("judge").format(description=_text(scene))
         answer = self.client.ask(text, VerdictAnswer, (image,))
-        return Verdict(answer.consistent, answer.reason)
+        return Critique(answer.consistent, answer.reason)
 
-    def critique(self, described, prompt, final: bool = False) -> Inspection:
+    def critique(self, described, prompt, final: bool = False) -> Critique:
         text = self.client.template("critique").format(
             prompt=_text(prompt), description=_text(described),
             final="This is the final picture: anything missing is a problem." if final else
             "More steps follow: objects not drawn yet are not problems.")
         return _inspection(self.client.ask(text, InspectionAnswer))
 
-    def analyse(self, image: Image.Image, scene) -> Inspection:
+    def analyse(self, image: Image.Image, scene) -> Critique:
         text = self.client.template("analyse").format(description=_text(scene))
         return _inspection(self.client.ask(text, InspectionAnswer, (image,)))

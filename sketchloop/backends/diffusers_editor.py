@@ -22,7 +22,8 @@ import numpy as np
 from PIL import Image
 
 from ..errors import SketchloopError
-from ..loop.roles import PlanStep
+from ..loop.roles import Critique, Plan
+from ..trajectory import scene_text
 
 
 @dataclass
@@ -136,16 +137,19 @@ class DiffusersEditor:
         return self._call(self.pipe, instruction, image, seed)
 
     # -------------------------------------------------------------- roles
-    def sketch(self, prompt: str, history: list[PlanStep], canvas: Image.Image, seed: int) -> Image.Image:
+    def sketch(self, prompt: str, history: list[Plan], canvas: Image.Image, seed: int) -> Image.Image:
+        if not history:  # single mode: the whole prompt at once
+            return self._edit(canvas, scene_text(prompt), scene_text(prompt), seed, first=True)
         step = history[-1]
         return self._edit(canvas, step.ins, step.des, seed, first=len(history) == 1)
 
-    def refine(self, prompt: str, history: list[PlanStep], canvas: Image.Image, command: str, seed: int) -> Image.Image:
-        return self._call(self.pipe, command, canvas, seed)
+    def refine(self, prompt: str, history: list[Plan], canvas: Image.Image, critique: Critique,
+               seed: int) -> Image.Image:
+        return self._call(self.pipe, critique.refine, canvas, seed)
 
     def edit(self, canvas, step, rng: np.random.Generator):
         """data.teachers.Editor: carry out `step.ins` on the canvas (no layout is known)."""
-        from ..data.teachers import Canvas
+        from ..teachers import Canvas
 
         first = canvas.layout is not None and not canvas.layout.objects  # the blank canvas a build starts from
         return Canvas(self._edit(canvas.image, step.ins, step.des, int(rng.integers(2**31)), first), None)

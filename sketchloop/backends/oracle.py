@@ -15,9 +15,10 @@ from dataclasses import asdict
 import numpy as np
 from PIL import Image
 
-from ..data.teachers import DetectorJudge, LayoutEditor, ShapesStepWriter, Step, blank_canvas
+from ..teachers import blank_canvas
+from .shapes import DetectorJudge, LayoutEditor, ShapesStepWriter
 from ..errors import PromptError
-from ..loop.roles import Critique, PlanStep
+from ..loop.roles import Critique, Plan
 from ..world.instructions import Scene, apply, parse_instruction
 from ..world.layout import sample_layout
 from ..world.parser import parse_prompt
@@ -29,16 +30,17 @@ class OraclePlanner:
 
     def __init__(self, seed: int = 0):
         self.seed = seed
-        self._cache: dict[str, list[Step]] = {}
+        self._cache: dict[str, list[Plan]] = {}
 
-    def plan(self, prompt: str, history: list[PlanStep]) -> PlanStep | None:
+    def plan(self, prompt: str, history: list[Plan], seed: int = 0) -> Plan | None:
+        """The prompt's steps in order (a function of the prompt alone: `seed` is not used)."""
         if prompt not in self._cache:
             rng = np.random.default_rng([self.seed, len(prompt)])
             self._cache = {prompt: ShapesStepWriter().write_steps(parse_prompt(prompt), rng, edit_ops=0.0)}
         steps = self._cache[prompt]
         if len(history) >= len(steps):
             return None
-        return PlanStep(steps[len(history)].ins, steps[len(history)].des)
+        return Plan(steps[len(history)].ins, steps[len(history)].des)
 
 
 class OracleCanvas:
@@ -75,23 +77,22 @@ class OracleCanvas:
             op["targets"] = targets
         rng = np.random.default_rng(seed)
         after = apply(self.scene, op)
-        new = self.editor.edit(self.canvas, Step(text, "", op, after.graph()), rng)
+        new = self.editor.edit(self.canvas, Plan(text, "", op=op, scene=after.graph()), rng)
         if new is not None:
             self.scene, self.canvas = after, new
         return self.canvas.image
 
-    def sketch(self, prompt: str, history: list[PlanStep], canvas: Image.Image, seed: int) -> Image.Image:
+    def sketch(self, prompt: str, history: list[Plan], canvas: Image.Image, seed: int) -> Image.Image:
+        if not history:  # single mode: the whole prompt at once
+            return render(sample_layout(parse_prompt(prompt), seed), self.size)
         if prompt != self._prompt or len(history) <= self._depth:  # a new trajectory
             self._reset(prompt, seed)
         self._prompt, self._depth = prompt, len(history)
-        if len(history) == 1 and history[0].ins == prompt.removeprefix("a photo of "):  # single mode
-            layout = sample_layout(parse_prompt(prompt), seed)
-            return render(layout, self.size)
         return self._carry_out(history[-1].ins, seed)
 
-    def refine(self, prompt: str, history: list[PlanStep], canvas: Image.Image, command: str,
+    def refine(self, prompt: str, history: list[Plan], canvas: Image.Image, critique: Critique,
                seed: int) -> Image.Image:
-        return self._carry_out(command, seed)
+        return self._carry_out(critique.refine, seed)
 
 
 class OracleInspector:
@@ -100,7 +101,7 @@ class OracleInspector:
     def __init__(self):
         self.judge = DetectorJudge()
 
-    def inspect(self, prompt: str, history: list[PlanStep], canvas: Image.Image) -> Critique:
+    def inspect(self, prompt: str, history: list[Plan], canvas: Image.Image, seed: int = 0) -> Critique:
         graph = parse_prompt(prompt)
         try:
             described = parse_prompt(history[-1].des)
@@ -108,8 +109,8 @@ class OracleInspector:
             return Critique(False, f"inconsistent: the description cannot be read: {exc}", "")
         text_side = self.judge.critique(described, graph, final=False)
         if not text_side.consistent:
-            return Critique(False, text_side.text(), text_side.fix())
+            return Critique(False, text_side.text, text_side.refine)
         image_side = self.judge.analyse(canvas, described)
         if not image_side.consistent:
-            return Critique(False, image_side.text(), image_side.fix())
-        return Critique(True, text_side.text())
+            return Critique(False, image_side.text, image_side.refine)
+        return Critique(True, text_side.text)

@@ -3,7 +3,7 @@ and judge, an image-editing pipeline as editor), where no layout exists to pertu
 step writer rewrites a step so that it contradicts the prompt (`flaw`), the editor draws
 it, and the judge's critique or analysis is the label. Pipeline 1 needs nothing extra:
 `trajectories.make_trajectory` runs unchanged with such teachers. Rows follow the shared
-schema of `data/store.py`; `layouts` are "" (unknown)."""
+schema of `data/schema.py`; `layouts` are "" (unknown)."""
 
 from __future__ import annotations
 
@@ -13,16 +13,17 @@ import numpy as np
 
 from ..errors import SketchloopError
 from ..world.render import DEFAULT_SIZE
-from .inspect import INCONSISTENT_SHARE
+from .inspections import INCONSISTENT_SHARE
 from .refine import POSITIVE_SHARE, judged_rows
-from .teachers import blank_canvas
-from .trajectories import Rejections, Teachers, draw_trajectory, example, plan_rows, text_row
+from ..teachers import blank_canvas
+from ..teachers import Teachers
+from .trajectories import Rejections, draw_trajectory, example, plan_rows, text_row
 
 MAX_TRIES = 8  # trajectories drawn for one example before the teachers are given up on
 
 
 def _flawed(rng: np.random.Generator, teachers: Teachers, graph, steps, canvases, k: int, size: int):
-    """Step `k` rewritten by the teacher to contradict the prompt, drawn from the canvas before it."""
+    """Plan `k` rewritten by the teacher to contradict the prompt, drawn from the canvas before it."""
     step = teachers.writer.flaw(graph, steps, k)
     return step, teachers.editor.edit(canvases[k - 1] if k else blank_canvas(size), step, rng)
 
@@ -49,9 +50,9 @@ def make_inspect_open(rng: np.random.Generator, teachers: Teachers, rejections: 
         if review.consistent != (not inconsistent):
             rejections.trajectories_dropped += 1  # the judge disagrees with the teacher: draw again
             continue
-        rows.append(text_row("inspect", review.text()))
+        rows.append(text_row("inspect", review.text))
         if not review.consistent:
-            rows.append(text_row("refine", review.fix()))
+            rows.append(text_row("refine", review.refine))
         return example(graph, rows, images, layouts, "inconsistent" if inconsistent else "consistent",
                        {"source": "teacher-flaw" if inconsistent else "teacher", "step": k,
                         "problems": [p.kind for p in review.problems]})

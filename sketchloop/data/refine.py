@@ -15,13 +15,14 @@ from typing import Any
 
 import numpy as np
 
-from ..loop.roles import PlanStep, Sketcher
+from ..loop.roles import Plan, Sketcher
 from ..world.layout import Layout, place_object
 from ..world.render import DEFAULT_SIZE, render
 from ..world.vocab import COLORS, INVERSE_RELATION, RELATIONS, SHAPES
-from .critique import Inspection
-from .teachers import Canvas, Step, blank_canvas
-from .trajectories import Rejections, Teachers, draw_trajectory, example, image_row, plan_rows, text_row
+from ..teachers import Canvas, blank_canvas
+from ..trajectory import Critique, Plan
+from ..teachers import Teachers
+from .trajectories import Rejections, draw_trajectory, example, image_row, plan_rows, text_row
 
 POSITIVE_SHARE = 0.45
 FLAWS = ("wrong_color", "wrong_position", "wrong_shape", "missing_object", "extra_object")
@@ -94,7 +95,7 @@ def make_refine(rng: np.random.Generator, teachers: Teachers, rejections: Reject
         else:
             flawed, flawed_layout, meta = None, None, {}
             if sketcher is not None and rng.random() < 0.5:
-                history = [PlanStep(s.ins, s.des) for s in steps[: k + 1]]
+                history = [Plan(s.ins, s.des) for s in steps[: k + 1]]
                 before = canvases[k - 1].image if k else blank_canvas(size).image
                 sketch = sketcher.sketch(graph.to_text(), history, before, int(rng.integers(2**31)))
                 if not teachers.judge.judge(sketch, step.scene).consistent:
@@ -115,7 +116,7 @@ def make_refine(rng: np.random.Generator, teachers: Teachers, rejections: Reject
         return example(graph, rows, images, layouts, label, {**meta, "step": k})
 
 
-def judged_rows(step: Step, correct: Canvas, flawed: Canvas | None, review: Inspection, images: list[bytes],
+def judged_rows(step: Plan, correct: Canvas, flawed: Canvas | None, review: Inspection, images: list[bytes],
                 layouts: list[str]) -> list[dict[str, Any]]:
     """The end of a refine example, after the step's `<ins>`/`<des>`: the correct image and a
     short reason (positive, `flawed` None), or the flawed image, the judge's analysis, the
@@ -124,5 +125,5 @@ def judged_rows(step: Step, correct: Canvas, flawed: Canvas | None, review: Insp
         return [image_row(correct.image, correct.layout, images, layouts),
                 text_row("inspect", f"consistent: the image shows {step.des}, as '{step.ins}' asks")]
     return [image_row(flawed.image, flawed.layout, images, layouts),
-            text_row("inspect", review.text()), text_row("refine", review.fix()),
+            text_row("inspect", review.text), text_row("refine", review.refine),
             image_row(correct.image, correct.layout, images, layouts)]

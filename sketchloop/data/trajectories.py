@@ -9,7 +9,7 @@ scene drawn. Both counts go to the dataset card.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -19,7 +19,8 @@ from ..io import png_bytes
 from ..world.render import DEFAULT_SIZE
 from ..world.sample import random_scene
 from ..world.scene import SceneGraph
-from .teachers import Canvas, DetectorJudge, LayoutEditor, ShapesStepWriter, Step, blank_canvas
+from ..teachers import Canvas, Teachers, blank_canvas
+from ..trajectory import Plan
 
 
 # Number of groups 1..5: weighted towards richer scenes than GenEval's, so trajectories
@@ -28,28 +29,15 @@ GROUP_WEIGHTS = [0.1, 0.15, 0.25, 0.25, 0.25]
 MAX_OPEN_DROPS = 20  # open-world teachers: trajectories the judge may reject in a row before the build stops
 
 
-@dataclass
-class Teachers:
-    """The teachers a pipeline uses. ShapesWorld's draw random scene graphs; with a
-    `decomposer` (e.g. a chat model) scenes come from prompts (`prompts`, else ShapesWorld's
-    random prompts) decomposed into open-vocabulary graphs."""
-
-    writer: Any = field(default_factory=ShapesStepWriter)
-    editor: Any = field(default_factory=LayoutEditor)
-    judge: Any = field(default_factory=DetectorJudge)
-    decomposer: Any = None
-    prompts: list[str] | None = None
-
-    @property
-    def open_world(self) -> bool:
-        return self.decomposer is not None
-
-    def scene(self, rng: np.random.Generator):
-        if self.decomposer is None:
-            return random_scene(rng, group_weights=GROUP_WEIGHTS)
-        prompt = self.prompts[int(rng.integers(len(self.prompts)))] if self.prompts else \
-            random_scene(rng, group_weights=GROUP_WEIGHTS).to_text()
-        return self.decomposer.decompose(prompt)
+def draw_scene(rng: np.random.Generator, teachers: Teachers):
+    """The next scene to draw: a random ShapesWorld scene graph, or with a decomposer (e.g. a
+    chat model) a prompt (from `teachers.prompts`, else a random ShapesWorld prompt) decomposed
+    into an open-vocabulary graph."""
+    if teachers.decomposer is None:
+        return random_scene(rng, group_weights=GROUP_WEIGHTS)
+    prompt = teachers.prompts[int(rng.integers(len(teachers.prompts)))] if teachers.prompts else \
+        random_scene(rng, group_weights=GROUP_WEIGHTS).to_text()
+    return teachers.decomposer.decompose(prompt)
 
 
 @dataclass
@@ -59,7 +47,7 @@ class Rejections:
 
 
 def draw_trajectory(rng: np.random.Generator, teachers: Teachers, edit_ops: float, rejections: Rejections,
-                    size: int = DEFAULT_SIZE, retries: int = 3) -> tuple[SceneGraph, list[Step], list[Canvas]]:
+                    size: int = DEFAULT_SIZE, retries: int = 3) -> tuple[SceneGraph, list[Plan], list[Canvas]]:
     """A judged teacher trajectory: the scene, its steps, and the canvas after each step."""
     drops = 0
     while True:
@@ -67,7 +55,7 @@ def draw_trajectory(rng: np.random.Generator, teachers: Teachers, edit_ops: floa
             raise SketchloopError(f"the judge rejected {drops} teacher trajectories in a row; check the editor "
                                   f"(--editor), the teacher model (--teacher) and the prompt templates")
         drops += 1
-        graph = teachers.scene(rng)
+        graph = draw_scene(rng, teachers)
         try:
             steps = teachers.writer.write_steps(graph, rng, edit_ops)
         except LayoutError:  # the writer's planned layout did not fit this time: draw another scene
@@ -90,7 +78,7 @@ def draw_trajectory(rng: np.random.Generator, teachers: Teachers, edit_ops: floa
         rejections.trajectories_dropped += 1
 
 
-def plan_rows(steps: list[Step], canvases: list[Canvas], images: list[bytes], layouts: list[str]) -> list[dict[str, Any]]:
+def plan_rows(steps: list[Plan], canvases: list[Canvas], images: list[bytes], layouts: list[str]) -> list[dict[str, Any]]:
     """ins / des / sketch rows for the given steps, appending their images."""
     rows = []
     for step, canvas in zip(steps, canvases):
@@ -116,7 +104,7 @@ def image_row(image, layout, images: list[bytes], layouts: list[str]) -> dict[st
 
 def make_trajectory(rng: np.random.Generator, teachers: Teachers, edit_ops: float, rejections: Rejections,
                     size: int = DEFAULT_SIZE) -> dict[str, Any]:
-    """One trajectory example (the shared row schema, see data/store.py)."""
+    """One trajectory example (the shared row schema, see data/schema.py)."""
     graph, steps, canvases = draw_trajectory(rng, teachers, edit_ops, rejections, size)
     images: list[bytes] = []
     layouts: list[str] = []
@@ -126,7 +114,7 @@ def make_trajectory(rng: np.random.Generator, teachers: Teachers, edit_ops: floa
 
 def example(graph, rows: list[dict[str, Any]], images: list[bytes], layouts: list[str], label: str,
             meta: dict[str, Any]) -> dict[str, Any]:
-    """One example in the shared row schema (data/store.py), without its id and kind."""
+    """One example in the shared row schema (data/schema.py), without its id and kind."""
     return {"prompt": graph.to_text(), "scene": graph.to_json(), "steps": rows, "images": images,
             "layouts": layouts, "label": label, "meta": _json(meta)}
 

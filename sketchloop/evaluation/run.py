@@ -74,8 +74,11 @@ def _error_text(exc: BaseException) -> str:
 def generate_images(prompts: list[dict[str, Any]], generator: Generator | None, out_dir: Path,
                     images_per_prompt: int = 4, seed: int = 0, progress: bool = True,
                     indices: list[int] | None = None, made_by: dict[str, Any] | None = None,
-                    retry_failed: bool = False) -> Generation:
+                    retry_failed: bool = False, pages: int = 0) -> Generation:
     """Write every prompt's images in GenEval's layout (only prompts `indices` if given).
+
+    For the first `pages` prompts, a generator that runs the loop also leaves each sample's
+    trajectory page in `NNNNN/trajectories/JJJJ/index.html` (see `write_gallery`).
 
     A sample on disk is reused when its record was made by `made_by` (default: the
     generator's `record`) with the same seed; failed samples are reused as failed unless
@@ -99,14 +102,16 @@ def generate_images(prompts: list[dict[str, Any]], generator: Generator | None, 
             record_path = path.with_suffix(".json")
             wanted = {**made_by, "seed": image_seed(seed, i, j)}
             record = _read_record(record_path) if same else None
+            page = folder / "trajectories" / f"{j:04d}" if i < pages and hasattr(generator, "run") else None
             usable = record is not None and record["made_by"] == wanted and (
-                path.is_file() if not record.get("failed") else not retry_failed)
+                path.is_file() and (page is None or (page / "index.html").is_file())
+                if not record.get("failed") else not retry_failed)
             if usable:
                 result.reused += 1
             else:
                 if generator is None:
                     raise SketchloopError(f"{path} was not generated with these settings")
-                record = _generate_one(generator, meta["prompt"], wanted, path)
+                record = _generate_one(generator, meta["prompt"], wanted, path, page)
                 result.generated += 1
             result.samples[(i, j)] = record
             bar.update(1)
@@ -114,8 +119,10 @@ def generate_images(prompts: list[dict[str, Any]], generator: Generator | None, 
     return result
 
 
-def _generate_one(generator: Generator, prompt: str, made_by: dict[str, Any], path: Path) -> dict[str, Any]:
-    """Generate one sample and write it with its record; a failure is written as a record."""
+def _generate_one(generator: Generator, prompt: str, made_by: dict[str, Any], path: Path,
+                  page: Path | None = None) -> dict[str, Any]:
+    """Generate one sample and write it with its record (and its trajectory page in `page`);
+    a failure is written as a record."""
     record_path = path.with_suffix(".json")
     try:
         out = generator.generate(prompt, made_by["seed"])
@@ -128,25 +135,29 @@ def _generate_one(generator: Generator, prompt: str, made_by: dict[str, Any], pa
         atomic_write_text(record_path, json.dumps(record))
         return record
     save_png(path, out.image)
+    if page is not None and out.trajectory is not None:
+        from ..pages.trajectory import save_trajectory
+
+        save_trajectory(out.trajectory, page)
     record = {"made_by": made_by, "stats": out.stats, "failed": False, "error": ""}
     atomic_write_text(record_path, json.dumps(record))
     return record
 
 
 def _generate_share(prompts, name, kwargs, out_dir, images_per_prompt, seed, indices, progress,
-                    retry_failed) -> Generation:
+                    retry_failed, pages) -> Generation:
     import torch
 
     from ..generators import get_generator
 
     torch.set_num_threads(1)  # one process per core
     return generate_images(prompts, get_generator(name, **kwargs), out_dir, images_per_prompt, seed, progress,
-                           indices, retry_failed=retry_failed)
+                           indices, retry_failed=retry_failed, pages=pages)
 
 
 def generate_images_parallel(prompts: list[dict[str, Any]], name: str, kwargs: dict[str, Any], out_dir: Path,
                              images_per_prompt: int = 4, seed: int = 0, workers: int = 2,
-                             progress: bool = True, retry_failed: bool = False) -> Generation:
+                             progress: bool = True, retry_failed: bool = False, pages: int = 0) -> Generation:
     """`generate_images` with the generator `name` built in each of `workers` processes,
     prompts dealt round-robin; the same images and records as one process (seeds are per image)."""
     import multiprocessing as mp
@@ -155,7 +166,7 @@ def generate_images_parallel(prompts: list[dict[str, Any]], name: str, kwargs: d
     result = Generation()
     with ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn")) as pool:
         futures = [pool.submit(_generate_share, prompts, name, kwargs, out_dir, images_per_prompt, seed,
-                               list(range(w, len(prompts), workers)), progress and w == 0, retry_failed)
+                               list(range(w, len(prompts), workers)), progress and w == 0, retry_failed, pages)
                    for w in range(workers)]
         for f in futures:
             result.merge(f.result())

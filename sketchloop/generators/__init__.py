@@ -10,9 +10,11 @@ import numpy as np
 from PIL import Image
 
 from ..errors import SketchloopError
+from ..loop.roles import Roles
+from ..loop.staged import DEFAULT_MAX_REFINES
 from ..world.layout import sample_layout
 from ..world.parser import parse_prompt
-from ..world.render import DEFAULT_SIZE, render
+from ..world.render import DEFAULT_SIZE, blank_image, render
 
 
 @dataclass
@@ -21,6 +23,7 @@ class Generated:
 
     image: Image.Image
     stats: dict[str, Any] = field(default_factory=dict)
+    trajectory: Any = None  # the loop's Trajectory, for generators that run one
 
 
 class Generator(Protocol):
@@ -60,70 +63,73 @@ class OracleGenerator:
 
 
 class LoopGenerator:
-    """The staged loop (or single mode) over a set of roles; stats carry its compute."""
+    """The staged loop (or single mode) over a set of roles; stats carry its compute.
 
-    def __init__(self, name: str, roles_factory: Callable[[], tuple], mode: str = "staged", size: int = DEFAULT_SIZE,
-                 max_iters: int = 8, oracle: bool = False, max_refines: int = 2,
-                 roles_record: dict[str, Any] | None = None):
+    `roles_factory` gives the roles for one trajectory (roles keep no state between calls
+    that changes their answers, so a factory may return the same objects every time)."""
+
+    def __init__(self, name: str, roles_factory: Callable[[], Roles], mode: str = "staged",
+                 size: int = DEFAULT_SIZE, max_iters: int = 8, oracle: bool = False,
+                 max_refines: int = DEFAULT_MAX_REFINES, roles_record: dict[str, Any] | None = None):
         self.name, self.roles_factory, self.mode, self.size = name, roles_factory, mode, size
         self.max_iters, self.oracle, self.max_refines = max_iters, oracle, max_refines
+        self.roles_record = dict(roles_record or {})
         options = {"mode": mode, "size": size} if mode == "single" else \
             {"mode": mode, "size": size, "max_iters": max_iters, "max_refines": max_refines}
-        self.record = _made_by(name, **options, **(roles_record or {}))
+        self.record = _made_by(name, **options, **self.roles_record)
+
+    def with_roles(self, roles: Roles, roles_record: dict[str, Any]) -> "LoopGenerator":
+        """The same loop settings with other roles."""
+        return LoopGenerator(self.name, lambda: roles, self.mode, self.size, self.max_iters, self.oracle,
+                             self.max_refines, {**self.roles_record, **roles_record})
 
     def run(self, prompt: str, seed: int):
         from ..loop.staged import run_single, run_staged
-        from ..world.layout import Layout
 
-        planner, sketcher, inspector, refiner = self.roles_factory()
-        for role in {id(r): r for r in (planner, sketcher, inspector, refiner)}.values():
-            if hasattr(role, "reseed"):
-                role.reseed(seed)  # the same prompt and seed give the same trajectory
-        blank = render(Layout(), self.size)
+        roles = self.roles_factory()
+        blank = blank_image(self.size)
         if self.mode == "single":
-            return run_single(prompt, sketcher, blank, seed)
-        return run_staged(prompt, planner, sketcher, inspector, refiner, blank, seed, self.max_iters,
-                          self.max_refines)
+            return run_single(prompt, roles.sketcher, blank, seed)
+        return run_staged(prompt, roles, blank, seed, self.max_iters, self.max_refines)
 
     def generate(self, prompt: str, seed: int) -> Generated:
         traj = self.run(prompt, seed)
-        return Generated(traj.final, {**traj.stats(), "oracle": self.oracle})
+        return Generated(traj.final, {**traj.stats(), "oracle": self.oracle}, traj)
 
 
-def oracle_roles(size: int = DEFAULT_SIZE) -> tuple:
-    """ShapesWorld's teachers as planner, sketcher, inspector and refiner (an ORACLE)."""
-    from ..backends.oracle import OracleCanvas, OracleInspector, OraclePlanner
+def oracle_generator(mode: str = "staged", size: int = DEFAULT_SIZE, max_iters: int = 8,
+                     max_refines: int = DEFAULT_MAX_REFINES, name: str = "oracle-staged") -> LoopGenerator:
+    """The loop with ShapesWorld's teachers in every role: an ORACLE upper bound."""
+    from ..backends.wiring import oracle_roles
 
-    canvas = OracleCanvas(size)
-    return OraclePlanner(), canvas, OracleInspector(), canvas
+    return LoopGenerator(name, lambda: oracle_roles(size), mode, size, max_iters, oracle=True,
+                         max_refines=max_refines)
 
 
 def model_generator(mode: str, size: int = DEFAULT_SIZE, checkpoint=None, flow_steps: int = 16,
                     guidance: float = 1.0, max_iters: int = 8, temperature: float = 0.3,
-                    max_refines: int = 0, separate: bool = True) -> LoopGenerator:
+                    max_refines: int = DEFAULT_MAX_REFINES, separate: bool = True) -> LoopGenerator:
     """The unified model (the shipped checkpoint unless `checkpoint`) in `mode` staged or single;
-    `separate`: the planner's regions of one step are sampled apart (see backends/unified.py)."""
-    from ..backends.unified import SHIPPED_CHECKPOINT, SingleSketcher, UnifiedRoles
+    `separate`: the planner's regions of one step are sampled apart (models/grammar.py)."""
+    from ..backends.unified import SHIPPED_CHECKPOINT, SamplingConfig
+    from ..backends.wiring import model_roles
     from ..models.unified import checkpoint_sha256
 
-    roles = UnifiedRoles.from_pretrained(checkpoint, flow_steps=flow_steps, guidance=guidance,
-                                         temperature=temperature, separate=separate)
-    sketcher = SingleSketcher(roles) if mode == "single" else roles
+    config = SamplingConfig(flow_steps=flow_steps, guidance=guidance, temperature=temperature, separate=separate)
+    roles = model_roles(checkpoint, config)
     model = {"checkpoint": str(checkpoint or "shipped"),
              "checkpoint_sha256": checkpoint_sha256(checkpoint or SHIPPED_CHECKPOINT),
              "flow_steps": flow_steps, "guidance": guidance}
     if mode == "staged":
         model.update({"temperature": temperature, "regions_apart": separate})
-    return LoopGenerator(mode, lambda: (roles, sketcher, roles, roles), mode, size, max_iters,
-                         max_refines=max_refines, roles_record=model)
+    return LoopGenerator(mode, lambda: roles, mode, size, max_iters, max_refines=max_refines, roles_record=model)
 
 
 GENERATORS: dict[str, Callable[..., Generator]] = {
     "staged": lambda **kw: model_generator("staged", **kw),
     "single": lambda **kw: model_generator("single", **kw),
     "oracle": OracleGenerator,
-    "oracle-staged": lambda size=DEFAULT_SIZE: LoopGenerator("oracle-staged", lambda: oracle_roles(size),
-                                                             "staged", size, oracle=True),
+    "oracle-staged": lambda size=DEFAULT_SIZE, **kw: oracle_generator("staged", size, **kw),
 }
 
 

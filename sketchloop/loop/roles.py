@@ -1,54 +1,58 @@
 """The roles of the staged loop. A model (the embedded one, a chat model, a diffusers
-pipeline) plays a role by implementing its protocol; data pipelines use them too."""
+pipeline) plays a role by implementing its protocol; data pipelines use them too.
+
+Every call gets all it needs as arguments (the prompt, the plan history, the canvas, a
+seed): a role keeps no state between calls that changes what it answers. Roles may keep
+running totals of what they spent in a `usage` dict ("flow_steps", "text_tokens"); the
+loop reads the difference around each call.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Protocol
 
 from PIL import Image
 
+from ..trajectory import Critique, Plan
 
-@dataclass
-class PlanStep:
-    """One plan: `<ins>` the next change, `<des>` the whole scene after it, and (for
-    models that ground their plans) the regions the image step paints, `x3 y12 s8 ...`."""
-
-    ins: str
-    des: str
-    regions: str = ""
+__all__ = ["Critique", "Inspector", "Plan", "Planner", "Refiner", "Roles", "Sketcher"]
 
 
 class Planner(Protocol):
-    def plan(self, prompt: str, history: list[PlanStep]) -> PlanStep | None:
+    def plan(self, prompt: str, history: list[Plan], seed: int) -> Plan | None:
         """The next step, or None when the model ends the trajectory."""
 
 
 class Sketcher(Protocol):
-    def sketch(self, prompt: str, history: list[PlanStep], canvas: Image.Image, seed: int) -> Image.Image:
+    def sketch(self, prompt: str, history: list[Plan], canvas: Image.Image, seed: int) -> Image.Image:
         """The next image: `canvas` changed as `history[-1]` says."""
 
 
-@dataclass
-class Critique:
-    """What an inspector says of the canvas: the `<inspect>` text and, when it found a
-    conflict, the `<refine>` command that fixes it."""
-
-    consistent: bool
-    text: str
-    refine: str = ""
-
-
 class Inspector(Protocol):
-    def inspect(self, prompt: str, history: list[PlanStep], canvas: Image.Image) -> Critique:
+    def inspect(self, prompt: str, history: list[Plan], canvas: Image.Image, seed: int) -> Critique:
         """Check the last plan against the prompt and the canvas against the last plan."""
 
 
 class Refiner(Protocol):
-    def refine(self, prompt: str, history: list[PlanStep], canvas: Image.Image, command: str,
+    def refine(self, prompt: str, history: list[Plan], canvas: Image.Image, critique: Critique,
                seed: int) -> Image.Image:
-        """The canvas corrected as the `<refine>` command says."""
+        """The canvas corrected as the critique's `<refine>` command says."""
 
 
-# Roles may keep running totals of what they spent in a `usage` dict ("flow_steps",
-# "text_tokens"); the loop reads the difference around each call.
+@dataclass(frozen=True)
+class Roles:
+    """The four roles one loop runs with (one object may play several)."""
+
+    planner: Planner
+    sketcher: Sketcher
+    inspector: Inspector
+    refiner: Refiner
+
+    def with_roles(self, **roles: object) -> "Roles":
+        """These roles with some replaced (`planner=...`, ...); None keeps a role."""
+        return replace(self, **{k: v for k, v in roles.items() if v is not None})
+
+    def distinct(self) -> list[object]:
+        """Each object that plays a role, once."""
+        return list({id(r): r for r in (self.planner, self.sketcher, self.inspector, self.refiner)}.values())

@@ -132,3 +132,15 @@ def coord_planes(region: Region | None, side: int, canvas_px: int) -> np.ndarray
     xs = (left + idx) / canvas_px * 2 - 1
     ys = (top + idx) / canvas_px * 2 - 1
     return np.stack([np.broadcast_to(xs[None, :], (side, side)), np.broadcast_to(ys[:, None], (side, side))]).astype(np.float32)
+
+
+def to_float(image: np.ndarray) -> np.ndarray:
+    """H x W x 3 uint8 -> 3 x H x W float32 in [-1, 1] (what the model reads and draws)."""
+    return image.astype(np.float32).transpose(2, 0, 1) / 127.5 - 1.0
+
+
+def to_uint8(x: "torch.Tensor") -> np.ndarray:
+    """3 x H x W in [-1, 1] (a tensor the model drew) -> H x W x 3 uint8."""
+    import torch
+
+    return ((x.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).permute(1, 2, 0).numpy()

@@ -10,6 +10,7 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 
+from .flow import FLOW
 from .unified import KVCache, UnifiedModel
 
 
@@ -62,14 +63,14 @@ class TextSession:
 @torch.no_grad()
 def euler_sample(model: UnifiedModel, context: torch.Tensor, coords: torch.Tensor, cond: torch.Tensor,
                  steps: int, generator: torch.Generator, guidance: float = 1.0) -> torch.Tensor:
-    """Integrate the flow from noise (t=0) to an image (t=1) in `steps` Euler steps.
+    """Integrate the flow from noise (t=0) to an image (t=1) in `steps` Euler steps (models/flow.py).
     `guidance` > 1 mixes conditional and unconditional velocities (classifier-free guidance)."""
-    x = torch.randn(context.shape, generator=generator)
-    for i in range(steps):
-        t = torch.full((x.shape[0],), i / steps)
+
+    def velocity(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         v = model.velocity(x, t, context, coords, cond)
         if guidance != 1.0:
             v_uncond = model.velocity(x, t, context, coords, None)
             v = v_uncond + guidance * (v - v_uncond)
-        x = x + v / steps
-    return x.clamp(-1, 1)
+        return v
+
+    return FLOW.sample(velocity, torch.randn(context.shape, generator=generator), steps)

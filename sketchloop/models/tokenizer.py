@@ -8,13 +8,12 @@ import re
 from pathlib import Path
 
 from ..errors import SketchloopError
+from ..trajectory import TAGS
 from ..world.instructions import VERBS
-from .regions import REGION_WORDS
 from ..world.vocab import COLORS, COUNT_WORDS, PLURALS, RELATION_PHRASES, SHAPES
+from .regions import REGION_WORDS
 
 SPECIAL = ["<pad>", "<bos>", "<eos>", "<unk>"]
-TAGS = ["<prompt>", "</prompt>", "<ins>", "</ins>", "<des>", "</des>", "<inspect>", "</inspect>",
-        "<refine>", "</refine>", "<img>", "</img>", "<end>", "<canvas>", "<full>"]
 WORDS = sorted(
     {"a", "an", "the", "photo", "of", "and", ",", "to", "not", "is", "are", "should", "be", "in", "prompt",
      "consistent", "inconsistent", "so", "far", "yet", "drawn", "missing", "still", "scene", "matches", ";", ":"}

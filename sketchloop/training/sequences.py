@@ -1,6 +1,6 @@
 """Training examples for the unified model, from the data pipelines' parquet datasets.
 
-Every dataset row becomes one token sequence in the trajectory format:
+Every dataset row becomes one token sequence in the trajectory format (trajectory.py):
 
     <bos> <prompt> P </prompt> <ins> I </ins> <des> D </des> <img> x3 y12 s8 </img> ... <end>
           [<canvas> x 64] <inspect> T </inspect> [<refine> C </refine> <img> REGIONS </img>] <eos>
@@ -30,15 +30,13 @@ import torch
 from PIL import Image
 from tqdm import tqdm
 
-from ..data.store import read_dataset
+from ..data.schema import read_dataset
 from ..errors import SketchloopError
-from ..models.regions import Region, changed_regions, coord_planes, crop, paste
+from ..models.regions import Region, changed_regions, coord_planes, crop, paste, to_float
 from ..models.tokenizer import WordTokenizer
+from ..trajectory import CANVAS, END, EOS, INSPECT, prompt_text, single_text, tagged
 from ..world.layout import Layout
 from ..world.vocab import BACKGROUND
-
-
-STEP_STARTS = ("<ins>", "<refine>", "<prompt>")  # the image expert reads from the last of these
 
 
 @dataclass
@@ -72,11 +70,6 @@ class Example:
     flows: list[FlowItem] = field(default_factory=list)
 
 
-def to_float(image: np.ndarray) -> np.ndarray:
-    """H x W x 3 uint8 -> 3 x H x W float32 in [-1, 1] (what the model reads and draws)."""
-    return image.astype(np.float32).transpose(2, 0, 1) / 127.5 - 1.0
-
-
 def blank_array(px: int) -> np.ndarray:
     out = np.empty((px, px, 3), dtype=np.uint8)
     out[:] = BACKGROUND
@@ -85,12 +78,6 @@ def blank_array(px: int) -> np.ndarray:
 
 def decode_png(data: bytes) -> np.ndarray:
     return np.asarray(Image.open(io.BytesIO(data)).convert("RGB"))
-
-
-def history_text(prompt: str, steps: list[tuple[str, str, str]]) -> str:
-    """The context of a trajectory: prompt, then (ins, des, regions) per step."""
-    return f"<bos> <prompt> {prompt} </prompt>" + "".join(
-        f" <ins> {i} </ins> <des> {d} </des> <img> {r} </img>" for i, d, r in steps)
 
 
 def encode_row(row: dict, tok: WordTokenizer, canvas_tokens: int) -> Example:
@@ -106,15 +93,15 @@ def encode_row(row: dict, tok: WordTokenizer, canvas_tokens: int) -> Example:
         ex.ids.extend(ids)
         ex.target.extend([learn] * len(ids))
 
-    add(f"<bos> <prompt> {row['prompt']} </prompt>", False)
+    add(prompt_text(row["prompt"]), False)
     canvas, layout = blank_array(px), Layout()
     for step in row["steps"]:
         kind, text = step["type"], step["text"]
         if kind in ("ins", "des", "refine"):
             learning = learning or kind == "refine"
-            add(f"<{kind}> {text} </{kind}>", learning)
+            add(tagged(kind, text), learning)
         elif kind == "end":
-            add("<end>", learning)
+            add(END, learning)
         elif kind == "sketch":
             after, after_layout = images[step["image"]], layouts[step["image"]]
             regions = changed_regions(layout, after_layout)
@@ -127,18 +114,18 @@ def encode_row(row: dict, tok: WordTokenizer, canvas_tokens: int) -> Example:
             canvas, layout = after, after_layout
         elif kind == "inspect":
             learning = True
-            ex.ids.extend([tok.token_id("<canvas>")] * canvas_tokens)
+            ex.ids.extend([tok.token_id(CANVAS)] * canvas_tokens)
             ex.target.extend([False] * canvas_tokens)
             ex.canvases.append(canvas)
-            add(f"<inspect> {text} </inspect>", True)
-    add("<eos>", learning)
+            add(tagged(INSPECT, text), True)
+    add(EOS, learning)
     return ex
 
 
 def single_example(row: dict, tok: WordTokenizer) -> Example:
     """Single mode: the prompt, `<img> <full>`, and the final image drawn on a blank canvas."""
     final = decode_png(row["images"][-1])
-    ids = tok.encode(f"<bos> <prompt> {row['prompt']} </prompt> <img> <full> </img>")
+    ids = tok.encode(f"{single_text(row['prompt'])} </img>")
     return Example(ids, [False] * len(ids), [], [FlowItem(len(ids) - 2, blank_array(final.shape[0]), final, None)])
 
 

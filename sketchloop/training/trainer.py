@@ -24,9 +24,11 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from ..errors import SketchloopError
+from ..models.flow import FLOW
 from ..models.tokenizer import WordTokenizer
 from ..models.unified import UnifiedConfig, UnifiedModel
-from .sequences import STEP_STARTS, collate, load_examples
+from ..trajectory import STEP_STARTS
+from .sequences import collate, load_examples
 
 # The rows each stage trains on (data pipelines 1, 2 and 3; joint = all three).
 STAGES: dict[str, set[str]] = {
@@ -121,9 +123,10 @@ class _Loss(torch.nn.Module):
             keep = (torch.rand(len(cond), 1, device=cond.device) >= drop).to(cond.dtype)
             cond = keep * cond + (1 - keep) * self.model.null_cond
             noise = torch.randn_like(target)
-            t = torch.rand(len(target), device=target.device)
-            x_t = (1 - t)[:, None, None, None] * noise + t[:, None, None, None] * target
-            mse = F.mse_loss(self.model.velocity(x_t, t, fb["context"], fb["coords"], cond), target - noise)
+            t = FLOW.sample_times(len(target), target.device)
+            x_t = FLOW.add_noise(target, noise, t)
+            mse = F.mse_loss(self.model.velocity(x_t, t, fb["context"], fb["coords"], cond),
+                             FLOW.velocity_target(target, noise))
             loss, parts[name] = loss + mse, mse.item()
         # Parameters a stage does not use still take part, so that every rank reduces the same set.
         loss = loss + 0.0 * sum(p.sum() for p in self.model.parameters())

@@ -91,6 +91,11 @@ def render(layout: Layout, size: int = DEFAULT_SIZE,
     return img.resize((size, size), Image.BOX)
 
 
+def blank_image(size: int = DEFAULT_SIZE) -> Image.Image:
+    """The empty canvas (what `render` draws for an empty layout), without the renderer."""
+    return Image.new("RGB", (size, size), BACKGROUND)
+
+
 def render_scene(graph: SceneGraph, seed: int = 0, size: int = DEFAULT_SIZE) -> tuple[Image.Image, Layout]:
     """Lay out and render a scene graph; returns the image and its layout."""
     layout = sample_layout(graph, seed)

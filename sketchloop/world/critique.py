@@ -7,47 +7,18 @@ contradicts the prompt is "drawn wrong", with a critique and a corrective instru
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-
-from ..world.scene import ObjectGroup, SceneGraph
-
-
-@dataclass
-class Problem:
-    kind: str  # wrong_color, wrong_count, extra_object, wrong_relation, missing_relation, missing_object
-    critique: str
-    fix: str
-
-
-@dataclass
-class Inspection:
-    not_drawn_yet: list[str] = field(default_factory=list)
-    problems: list[Problem] = field(default_factory=list)
-
-    @property
-    def consistent(self) -> bool:
-        return not self.problems
-
-    def text(self) -> str:
-        """The `<inspect>` text."""
-        if self.problems:
-            return "inconsistent: " + "; ".join(p.critique for p in self.problems)
-        if self.not_drawn_yet:
-            return "consistent so far; not drawn yet: " + ", ".join(self.not_drawn_yet)
-        return "consistent: the scene matches the prompt"
-
-    def fix(self) -> str:
-        """The `<refine>` instruction for the first problem ("" when consistent)."""
-        return self.problems[0].fix if self.problems else ""
+from ..trajectory import Critique, Problem
+from .scene import ObjectGroup, SceneGraph
 
 
 def _np(g: ObjectGroup, definite: bool = True) -> str:
     return g.noun_phrase(definite=definite)
 
 
-def inspect_description(described: SceneGraph, prompt: SceneGraph, final: bool = False) -> Inspection:
+def inspect_description(described: SceneGraph, prompt: SceneGraph, final: bool = False) -> Critique:
     """Compare a description of the canvas with the prompt's scene graph."""
-    result = Inspection()
+    problems: list[Problem] = []
+    not_drawn_yet: list[str] = []
     match: dict[int, int] = {}  # described group -> prompt group
     free = set(range(len(prompt.groups)))
     for i, d in enumerate(described.groups):
@@ -65,7 +36,7 @@ def inspect_description(described: SceneGraph, prompt: SceneGraph, final: bool =
         if colour:
             t = colour[0]
             want = prompt.groups[t].color
-            result.problems.append(Problem("wrong_color", f"{_np(d)} should be {want}, not {d.color}",
+            problems.append(Problem("wrong_color", f"{_np(d)} should be {want}, not {d.color}",
                                            f"change {_np(d)} to {want}"))
             match[i] = t
             free.discard(t)
@@ -76,11 +47,11 @@ def inspect_description(described: SceneGraph, prompt: SceneGraph, final: bool =
                 fix = f"add {ObjectGroup(d.shape, d.color, want.count - d.count).noun_phrase()}"
             else:
                 fix = f"remove {_np(d)}"
-            result.problems.append(Problem(
+            problems.append(Problem(
                 "wrong_count", f"the prompt asks for {_np(want, False)}, the scene has {_np(d, False)}", fix))
             free.discard(t)
         else:
-            result.problems.append(Problem("extra_object", f"{_np(d)} is not in the prompt", f"remove {_np(d)}"))
+            problems.append(Problem("extra_object", f"{_np(d)} is not in the prompt", f"remove {_np(d)}"))
     back = {t: i for i, t in match.items()}
     for r in prompt.relations:
         if r.subject not in back or r.object not in back:
@@ -93,7 +64,7 @@ def inspect_description(described: SceneGraph, prompt: SceneGraph, final: bool =
             continue
         kind = "wrong_relation" if stated else "missing_relation"
         found = f", not {' and '.join(sorted(stated))}" if stated else ", and the description does not say so"
-        result.problems.append(Problem(kind, f"{subj} should be {r.relation} {obj}{found}",
+        problems.append(Problem(kind, f"{subj} should be {r.relation} {obj}{found}",
                                        f"move {subj} {r.relation} {obj}"))
     for t in sorted(free):
         g = prompt.groups[t]
@@ -101,11 +72,11 @@ def inspect_description(described: SceneGraph, prompt: SceneGraph, final: bool =
             anchor = next(((r.relation, back[r.object]) for r in prompt.relations
                            if r.subject == t and r.object in back), None)
             where = f" {anchor[0]} {_np(described.groups[anchor[1]])}" if anchor else ""
-            result.problems.append(Problem("missing_object", f"{_np(g, False)} is still missing",
+            problems.append(Problem("missing_object", f"{_np(g, False)} is still missing",
                                            f"add {_np(g, False)}{where}"))
         else:
-            result.not_drawn_yet.append(_np(g, False))
-    return result
+            not_drawn_yet.append(_np(g, False))
+    return Critique.from_problems(problems, not_drawn_yet)
 
 
 def describe_detections(detections, expected: SceneGraph | None = None) -> SceneGraph:
@@ -116,8 +87,8 @@ def describe_detections(detections, expected: SceneGraph | None = None) -> Scene
     their colour, uncoloured ones any colour, most confident first), so that "two
     circles" of different colours read as one group; the rest group by shape and colour.
     """
-    from ..world.layout import relative_position
-    from ..world.scene import Relation
+    from .layout import relative_position
+    from .scene import Relation
 
     pool = sorted(detections, key=lambda d: -d.confidence)
     described: list[tuple[ObjectGroup, list]] = []

@@ -1,19 +1,21 @@
-"""Teachers: the models that make training data. Interfaces, and ShapesWorld's exact ones.
-
-A real-model backend (a chat model as decomposer / step writer / judge, an image-editing
-pipeline as editor) implements the same four protocols and plugs into the pipelines.
+"""ShapesWorld's exact teachers: the prompt parser as decomposer, a step writer over scene
+graphs, a layout editor + renderer as the editing model, and the detector with GenEval's
+rules as judge. They implement the protocols of `sketchloop.teachers`; the data pipelines
+use them by default and the ORACLE roles (backends/oracle.py) play the loop with them.
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
-from typing import Any, Protocol
+from dataclasses import asdict
+from typing import Any
 
 import numpy as np
 from PIL import Image
 
 from ..evaluation.geneval import score_image
-from .critique import Inspection, describe_detections, inspect_description
+from ..teachers import Canvas, Teachers
+from ..trajectory import Critique, Plan, scene_text
+from ..world.critique import describe_detections, inspect_description
 from ..world.detect import Detector, ShapesDetector
 from ..world.layout import MIN_SIZE, OBJECT_SIZE, SIZE_JITTER, Layout, PlacedObject, place_object, sample_layout
 from ..world.parser import parse_prompt
@@ -22,56 +24,6 @@ from ..world.scene import MAX_GROUPS, MAX_OBJECTS, ObjectGroup, Relation, SceneG
 from ..world.vocab import COLORS, INVERSE_RELATION, RELATIONS, SHAPES
 
 
-@dataclass
-class Step:
-    """One planned change: `<ins>` text, `<des>` text of the whole scene after it, and the
-    structured edit (`op`) an exact editor can carry out."""
-
-    ins: str
-    des: str
-    op: dict[str, Any]
-    scene: Any  # the whole scene after this step, what the judge checks (a SceneGraph in ShapesWorld)
-
-
-@dataclass
-class Canvas:
-    """The current picture; `layout` is known only in ShapesWorld."""
-
-    image: Image.Image
-    layout: Layout | None = None
-
-
-@dataclass
-class Verdict:
-    consistent: bool
-    reason: str = ""
-    details: dict[str, Any] = field(default_factory=dict)
-
-
-class Decomposer(Protocol):
-    def decompose(self, prompt: str) -> SceneGraph: ...
-
-
-class StepWriter(Protocol):
-    def write_steps(self, graph: SceneGraph, rng: np.random.Generator, edit_ops: float) -> list[Step]: ...
-
-
-class Editor(Protocol):
-    def edit(self, canvas: Canvas, step: Step, rng: np.random.Generator) -> Canvas | None: ...
-
-
-class Judge(Protocol):
-    def judge(self, image: Image.Image, scene: SceneGraph) -> Verdict:
-        """Image side: does the image show exactly `scene`?"""
-
-    def critique(self, described: SceneGraph, prompt: SceneGraph, final: bool) -> "Inspection":
-        """Text side: is a described scene consistent with the prompt (not drawn yet vs drawn wrong)?"""
-
-    def analyse(self, image: Image.Image, scene: SceneGraph) -> "Inspection":
-        """Image side, explained: what the image gets wrong about `scene`, with a fix."""
-
-
-# ---------------------------------------------------------------- ShapesWorld teachers
 class ParserDecomposer:
     """ShapesWorld's decomposer: the prompt parser."""
 
@@ -100,14 +52,14 @@ class ShapesStepWriter:
     remove (a distractor is added first and removed after the group is drawn).
     """
 
-    def write_steps(self, graph: SceneGraph, rng: np.random.Generator, edit_ops: float = 0.25) -> list[Step]:
+    def write_steps(self, graph: SceneGraph, rng: np.random.Generator, edit_ops: float = 0.25) -> list[Plan]:
         groups = list(graph.groups)
         relations = list(graph.relations)
         order = geneval_order(len(groups), graph.relations)
         plan = sample_layout(graph, rng)  # where every object ends up
         targets = {g: [asdict(o) for o in plan.objects if o.group == g] for g in range(len(groups))}
         present: list[int] = []
-        steps: list[Step] = []
+        steps: list[Plan] = []
         for g in order:
             rels = []
             for r in relations:
@@ -160,47 +112,47 @@ class ShapesStepWriter:
                 tmp = groups.copy()
                 tmp[g] = drawn
                 wrong_targets = [{**t, "color": wrong} for t in targets[g]]
-                steps.append(Step(f"add {drawn.noun_phrase()}{where}", "", _add_op(g, drawn, rels, wrong_targets),
-                                  _describe(tmp, present + [g], relations)))
-                steps.append(Step(f"change {drawn.noun_phrase(definite=True)} to {group.color}", "",
-                                  {"op": "recolor", "group": g, "color": group.color},
-                                  _describe(groups, present + [g], relations)))
+                steps.append(Plan(f"add {drawn.noun_phrase()}{where}", "", op=_add_op(g, drawn, rels, wrong_targets),
+                                  scene=_describe(tmp, present + [g], relations)))
+                steps.append(Plan(f"change {drawn.noun_phrase(definite=True)} to {group.color}", "",
+                                  op={"op": "recolor", "group": g, "color": group.color},
+                                  scene=_describe(groups, present + [g], relations)))
             elif op in ("move", "swap"):
                 flipped = wrong_rels
                 wrong_where = " " + _relation_phrase(flipped, groups)
                 tmp_rel = [r for r in relations if not ({r.subject, r.object} <= set(present + [g])
                                                         and g in (r.subject, r.object))]
                 tmp_rel += [Relation(g, rel, j) for rel, j in flipped]
-                steps.append(Step(f"add {group.noun_phrase()}{wrong_where}", "", _add_op(g, group, flipped, wrong_spots),
-                                  _describe(groups, present + [g], tmp_rel)))
+                steps.append(Plan(f"add {group.noun_phrase()}{wrong_where}", "", op=_add_op(g, group, flipped, wrong_spots),
+                                  scene=_describe(groups, present + [g], tmp_rel)))
                 if op == "swap":
                     j = rels[0][1]
                     text = f"swap {group.noun_phrase(definite=True)} and {groups[j].noun_phrase(definite=True)}"
-                    steps.append(Step(text, "", {"op": "swap", "group": g, "other": j},
-                                      _describe(groups, present + [g], relations)))
+                    steps.append(Plan(text, "", op={"op": "swap", "group": g, "other": j},
+                                      scene=_describe(groups, present + [g], relations)))
                 else:
                     text = f"move {group.noun_phrase(definite=True)}{where}"
-                    steps.append(Step(text, "", {"op": "move", "group": g, "relations": [list(r) for r in rels],
+                    steps.append(Plan(text, "", op={"op": "move", "group": g, "relations": [list(r) for r in rels],
                                                  "targets": targets[g]},
-                                      _describe(groups, present + [g], relations)))
+                                      scene=_describe(groups, present + [g], relations)))
             elif op == "remove":
                 used = {x.shape for x in groups}
                 shapes = [s for s in SHAPES if s not in used] or list(SHAPES)
                 extra = ObjectGroup(shapes[int(rng.integers(len(shapes)))], COLORS[int(rng.integers(len(COLORS)))])
                 d = len(groups) + len(steps)  # a group id no scene group uses
                 ext_groups = groups + [extra] * (d - len(groups) + 1)
-                steps.append(Step(f"add {extra.noun_phrase()}", "", {**_add_op(d, extra, []), "avoid": targets[g]},
-                                  _describe(ext_groups, present + [d], relations)))
-                steps.append(Step(f"add {group.noun_phrase()}{where}", "", _add_op(g, group, rels, targets[g]),
-                                  _describe(ext_groups, present + [d, g], relations)))
-                steps.append(Step(f"remove {extra.noun_phrase(definite=True)}", "", {"op": "remove", "group": d},
-                                  _describe(groups, present + [g], relations)))
+                steps.append(Plan(f"add {extra.noun_phrase()}", "", op={**_add_op(d, extra, []), "avoid": targets[g]},
+                                  scene=_describe(ext_groups, present + [d], relations)))
+                steps.append(Plan(f"add {group.noun_phrase()}{where}", "", op=_add_op(g, group, rels, targets[g]),
+                                  scene=_describe(ext_groups, present + [d, g], relations)))
+                steps.append(Plan(f"remove {extra.noun_phrase(definite=True)}", "", op={"op": "remove", "group": d},
+                                  scene=_describe(groups, present + [g], relations)))
             else:
-                steps.append(Step(f"add {group.noun_phrase()}{where}", "", _add_op(g, group, rels, targets[g]),
-                                  _describe(groups, present + [g], relations)))
+                steps.append(Plan(f"add {group.noun_phrase()}{where}", "", op=_add_op(g, group, rels, targets[g]),
+                                  scene=_describe(groups, present + [g], relations)))
             present.append(g)
         for step in steps:
-            step.des = step.scene.to_text().removeprefix("a photo of ")
+            step.des = scene_text(step.scene.to_text())
         return steps
 
 
@@ -221,7 +173,7 @@ class LayoutEditor:
     def __init__(self, size: int = DEFAULT_SIZE):
         self.size = size
 
-    def edit(self, canvas: Canvas, step: Step, rng: np.random.Generator) -> Canvas | None:
+    def edit(self, canvas: Canvas, step: Plan, rng: np.random.Generator) -> Canvas | None:
         layout = canvas.layout if canvas.layout is not None else Layout()
         op = step.op
         kind = op["op"]
@@ -290,21 +242,22 @@ class DetectorJudge:
     def __init__(self, detector: Detector | None = None):
         self.detector = detector or ShapesDetector()
 
-    def judge(self, image: Image.Image, scene: SceneGraph) -> Verdict:
+    def judge(self, image: Image.Image, scene: SceneGraph) -> Critique:
         detections = [d for d in self.detector.detect(image) if d.confidence >= self.detector.threshold]
         ok, reason = score_image(detections, scene.to_geneval("composite"), self.detector.threshold,
                                  self.detector.counting_threshold)
         if ok and len(detections) != scene.n_objects:
             ok, reason = False, f"expected {scene.n_objects} objects, found {len(detections)}"
-        return Verdict(ok, reason, {"detections": [d.to_dict() for d in detections]})
+        return Critique(ok, reason, details={"detections": [d.to_dict() for d in detections]})
 
-    def critique(self, described: SceneGraph, prompt: SceneGraph, final: bool = False) -> Inspection:
+    def critique(self, described: SceneGraph, prompt: SceneGraph, final: bool = False) -> Critique:
         return inspect_description(described, prompt, final)
 
-    def analyse(self, image: Image.Image, scene: SceneGraph) -> Inspection:
+    def analyse(self, image: Image.Image, scene: SceneGraph) -> Critique:
         detections = [d for d in self.detector.detect(image) if d.confidence >= self.detector.threshold]
         return inspect_description(describe_detections(detections, scene), scene, final=True)
 
 
-def blank_canvas(size: int = DEFAULT_SIZE) -> Canvas:
-    return Canvas(render(Layout(), size), Layout())
+def shapes_teachers(size: int = DEFAULT_SIZE) -> Teachers:
+    """ShapesWorld's exact teachers: the step writer, the layout editor and the detector judge."""
+    return Teachers(writer=ShapesStepWriter(), editor=LayoutEditor(size), judge=DetectorJudge())

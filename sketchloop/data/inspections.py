@@ -19,22 +19,24 @@ from typing import Any
 import numpy as np
 
 from ..errors import PromptError
-from ..loop.roles import PlanStep, Planner
+from ..loop.roles import Plan, Planner
 from ..world.instructions import Scene, apply, instruction_text, parse_instruction
 from ..world.parser import parse_prompt
 from ..world.render import DEFAULT_SIZE
 from ..world.sample import random_scene
 from ..world.scene import MAX_OBJECTS
 from ..world.vocab import COLORS, INVERSE_RELATION, RELATIONS, SHAPES
-from .teachers import Step, blank_canvas
-from .trajectories import (GROUP_WEIGHTS, Rejections, Teachers, _json, draw_trajectory, example, image_row,
+from ..teachers import blank_canvas
+from ..trajectory import Plan, scene_text
+from ..teachers import Teachers
+from .trajectories import (GROUP_WEIGHTS, Rejections, _json, draw_trajectory, example, image_row,
                            plan_rows, text_row)
 
 INCONSISTENT_SHARE = 0.55  # the paper: about 6.9K consistent, 8.3K inconsistent
 PERTURBATIONS = ("wrong_color", "wrong_count", "wrong_relation", "extra_object", "missing_object")
 
 
-def _scenes(steps: list[Step]) -> list[Scene]:
+def _scenes(steps: list[Plan]) -> list[Scene]:
     """The scene before each step and after the last (writer ops carry group ids)."""
     scenes = [Scene()]
     for step in steps:
@@ -95,7 +97,7 @@ def make_inspect_symbolic(rng: np.random.Generator, teachers: Teachers, rejectio
             rows = plan_rows(steps[: k + 1], canvases[: k + 1], images, layouts)
             if k == last:
                 rows.append(text_row("end"))
-            rows.append(text_row("inspect", review.text()))
+            rows.append(text_row("inspect", review.text))
             meta["step"] = k
         else:
             kind = PERTURBATIONS[int(rng.integers(len(PERTURBATIONS)))]
@@ -123,7 +125,7 @@ def make_inspect_symbolic(rng: np.random.Generator, teachers: Teachers, rejectio
                         break
                     after = apply(scenes[k], op)
                     text = instruction_text(op, scenes[k])
-                    step = Step(text, after.graph().to_text().removeprefix("a photo of "), op, after.graph())
+                    step = Plan(text, scene_text(after.graph().to_text()), op=op, scene=after.graph())
                     canvas = teachers.editor.edit(canvases[k - 1] if k else blank_canvas(size), step, rng)
                     if canvas is not None:
                         break
@@ -132,10 +134,10 @@ def make_inspect_symbolic(rng: np.random.Generator, teachers: Teachers, rejectio
                 review = teachers.judge.critique(after.graph(), graph, False)  # mid-trajectory: no <end> yet
                 rows = plan_rows(steps[:k], canvases[:k], images, layouts) + plan_rows([step], [canvas], images, layouts)
             meta["step"] = k
-            rows += [text_row("inspect", review.text())]
+            rows += [text_row("inspect", review.text)]
             if review.consistent:
                 continue
-            rows.append(text_row("refine", review.fix()))
+            rows.append(text_row("refine", review.refine))
         label = "consistent" if review.consistent else "inconsistent"
         return example(graph, rows, images, layouts, label, {**meta, "problems": [p.kind for p in review.problems]})
 
@@ -159,14 +161,14 @@ def _rollout(rng: np.random.Generator, planner: Planner, teachers: Teachers, siz
     graph = random_scene(rng, group_weights=GROUP_WEIGHTS)
     prompt = graph.to_text()
     scene, canvas = Scene(), blank_canvas(size)
-    history: list[PlanStep] = []
+    history: list[Plan] = []
     images: list[bytes] = []
     layouts: list[str] = []
     rows: list[dict[str, Any]] = []
     problem, fix, where = "", "", ""
     review = None
     for _ in range(max_steps):
-        plan = planner.plan(prompt, history)
+        plan = planner.plan(prompt, history, int(rng.integers(2**31)))
         if plan is None:
             rows.append(text_row("end"))
             review = teachers.judge.critique(scene.graph(), graph, True)
@@ -186,13 +188,13 @@ def _rollout(rng: np.random.Generator, planner: Planner, teachers: Teachers, siz
             break
         if described.normalized() != after.graph().normalized():
             problem, where = (f"the description does not match the instruction, which leads to "
-                              f"'{after.graph().to_text().removeprefix('a photo of ')}'"), "des"
+                              f"'{scene_text(after.graph().to_text())}'"), "des"
             break
         review = teachers.judge.critique(described, graph, False)
         if not review.consistent:
             where = "des"
             break
-        new = teachers.editor.edit(canvas, Step(plan.ins, plan.des, op, after.graph()), rng)
+        new = teachers.editor.edit(canvas, Plan(plan.ins, plan.des, op=op, scene=after.graph()), rng)
         if new is None:
             problem, where = "the instruction cannot be drawn: there is no room for it", "ins"
             break
@@ -208,13 +210,13 @@ def _rollout(rng: np.random.Generator, planner: Planner, teachers: Teachers, siz
         where = "cap"
         problem = "the plan did not end within the step limit"
     if problem:
-        fix = teachers.judge.critique(scene.graph(), graph, True).fix() or "end the trajectory"
+        fix = teachers.judge.critique(scene.graph(), graph, True).refine or "end the trajectory"
         text, label = f"inconsistent: {problem}", "inconsistent"
         kinds = [where]
     else:
         assert review is not None
-        text, label = review.text(), "consistent" if review.consistent else "inconsistent"
-        fix = review.fix()
+        text, label = review.text, "consistent" if review.consistent else "inconsistent"
+        fix = review.refine
         kinds = [p.kind for p in review.problems]
     rows.append(text_row("inspect", text))
     if label == "inconsistent":

@@ -12,6 +12,7 @@ import pyarrow as pa
 from PIL import Image, ImageDraw
 
 from ..io import save_png
+from ..trajectory import scene_text
 
 CELL = 96
 
@@ -26,7 +27,7 @@ def contact_sheet(table: pa.Table, path: Path, rows: int = 6, max_images: int = 
         for c, png in enumerate(example["images"][:max_images]):
             img = Image.open(io.BytesIO(png)).convert("RGB").resize((CELL - 4, CELL - 4), Image.NEAREST)
             sheet.paste(img, (c * CELL + 2, r * (CELL + 14) + 2))
-        caption = example["prompt"].removeprefix("a photo of ")
+        caption = scene_text(example["prompt"])
         if example.get("label"):
             caption = f"[{example['label']}] {caption}"
         draw.text((2, r * (CELL + 14) + CELL), caption[:110], fill="black")

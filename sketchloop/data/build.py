@@ -1,0 +1,154 @@
+"""The sharded, resumable, multi-process data build (schema: data/schema.py).
+
+Shard k is a pure function of (seed, kind, k), so any worker can make any shard; a shard
+file appears only when complete (written to a temporary name, then renamed), and a re-run
+skips shards already there. Every finished example is also kept under `data/.partial/`
+with the random state after it, so a build stopped mid-shard resumes at the next example.
+"""
+
+from __future__ import annotations
+
+import json
+import multiprocessing
+import shutil
+import time
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from tqdm import tqdm
+
+from ..errors import SketchloopError
+from ..io import atomic_write_text
+from .card import write_card
+from .schema import KINDS, read_partial, shard_path, write_table
+
+
+def make_shard(kind: str, seed: int, shard: int, n_examples: int, edit_ops: float, out: str,
+               n_shards: int, checkpoint: str | None = None, teacher: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Build one shard and write it atomically; returns its statistics.
+
+    Every finished example is kept at once (with the random state after it) under
+    `data/.partial/`, so a build stopped mid-shard (a server outage, Ctrl-C) resumes at the
+    next example and ends with the same shard as an uninterrupted run."""
+    from .inspections import make_inspect_self_sampled, make_inspect_symbolic
+    from .refine import make_refine
+    from ..backends.wiring import make_teachers
+    from .trajectories import Rejections, make_trajectory
+
+    rng = np.random.default_rng([seed, KINDS.index(kind), shard])
+    teachers = make_teachers(teacher)
+    rejections = Rejections()
+    planner = None
+    if checkpoint is not None:
+        import torch
+
+        from ..backends.unified import SamplingConfig, UnifiedRoles
+
+        torch.set_num_threads(1)  # one process per core already
+        # the model's raw plans, overlapping regions included: their errors are what inspection learns from
+        planner = UnifiedRoles.from_pretrained(Path(checkpoint), SamplingConfig(temperature=1.0, separate=False))
+    partial = Path(out) / "data" / ".partial" / f"{kind}-{shard:05d}"
+    rows, state = read_partial(partial)
+    if state is not None:
+        rng.bit_generator.state = state["rng"]
+        rejections = Rejections(**state["rejections"])
+    for i in range(len(rows), n_examples):
+        if kind == "trajectories":
+            row = make_trajectory(rng, teachers, edit_ops, rejections)
+        elif kind == "inspect" and planner is not None:
+            row = make_inspect_self_sampled(rng, planner, teachers, rejections)
+        elif kind == "inspect" and teachers.open_world:
+            from .open_world import make_inspect_open
+
+            row = make_inspect_open(rng, teachers, rejections, edit_ops)
+        elif kind == "inspect":
+            row = make_inspect_symbolic(rng, teachers, rejections, edit_ops)
+        elif teachers.open_world:
+            from .open_world import make_refine_open
+
+            row = make_refine_open(rng, teachers, rejections, edit_ops)
+        else:
+            row = make_refine(rng, teachers, rejections, edit_ops)
+        rows.append({"id": f"{kind}-{shard:05d}-{i:05d}", "kind": kind, **row})
+        write_table(partial / f"{i:05d}.parquet", [rows[-1]], {"rng": rng.bit_generator.state,
+                                                                "rejections": vars(rejections)})
+    write_table(shard_path(Path(out), kind, shard, n_shards), rows)
+    shutil.rmtree(partial, ignore_errors=True)
+    return {"shard": shard, "examples": n_examples, "steps_redrawn": rejections.steps_redrawn,
+            "trajectories_dropped": rejections.trajectories_dropped}
+
+
+def build(kind: str, n: int, out: Path, seed: int = 0, workers: int = 1, edit_ops: float = 0.25,
+          shard_size: int = 500, checkpoint: Path | None = None, progress: bool = True,
+          teacher: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Build (or resume) a dataset of `n` examples in `out`; returns the card's statistics.
+
+    `teacher` switches from ShapesWorld's exact teachers to real models (see `make_teachers`)."""
+    if kind not in KINDS:
+        raise SketchloopError(f"unknown data kind {kind!r}; available: {', '.join(KINDS)}")
+    if n < 1 or workers < 1 or shard_size < 1:
+        raise SketchloopError("--n, --workers and --shard-size must be at least 1")
+    if not 0.0 <= edit_ops <= 1.0:
+        raise SketchloopError(f"--edit-ops {edit_ops}: give a share between 0 and 1")
+    if checkpoint is not None and kind != "inspect":
+        raise SketchloopError(f"--checkpoint drives self-sampled plans for --kind inspect; for {kind} the "
+                              f"teachers make every example")
+    if checkpoint is not None:
+        from ..models.unified import UnifiedModel
+
+        UnifiedModel.from_pretrained(checkpoint)  # fail now, with one clear line, not in a worker
+    if checkpoint is not None and teacher is not None:
+        raise SketchloopError("--checkpoint (self-sampled plans judged by ShapesWorld) and --teacher do not mix")
+    params = {"kind": kind, "n": n, "seed": seed, "edit_ops": edit_ops, "shard_size": shard_size,
+              "checkpoint": str(checkpoint) if checkpoint else None}
+    if teacher is not None:
+        # what defines the data; where it runs (server URL, retries, device) may change on resume
+        params["teacher"] = {k: v for k, v in teacher.items() if k not in ("prompts", "base_url", "client")}
+        params["teacher"]["image"] = {k: v for k, v in teacher.get("image", {}).items() if k != "device"}
+    out.mkdir(parents=True, exist_ok=True)
+    build_file = out / "build.json"
+    if build_file.is_file():
+        previous = json.loads(build_file.read_text())
+        if previous.get("params") != params:
+            raise SketchloopError(f"{out} holds a build with other parameters ({previous.get('params')}); "
+                                  f"use another --out or the same parameters to resume")
+        stats = previous.get("shards", {})
+    else:
+        stats = {}
+    n_shards = (n + shard_size - 1) // shard_size
+    sizes = [min(shard_size, n - k * shard_size) for k in range(n_shards)]
+    todo = [k for k in range(n_shards)
+            if not (shard_path(out, kind, k, n_shards).is_file() and str(k) in stats)]
+
+    def record(result: dict[str, Any]) -> None:
+        stats[str(result["shard"])] = result
+        _write_json(build_file, {"params": params, "shards": stats})
+
+    _write_json(build_file, {"params": params, "shards": stats})
+    start = time.time()
+    bar = tqdm(total=n, initial=n - sum(sizes[k] for k in todo), desc=f"build {kind}", unit="ex",
+               disable=not progress)
+    args = [(kind, seed, k, sizes[k], edit_ops, str(out), n_shards, str(checkpoint) if checkpoint else None, teacher)
+            for k in todo]
+    if workers == 1:
+        for a in args:
+            record(make_shard(*a))
+            bar.update(a[3])
+    else:
+        # spawn, not fork: a forked child of a process that already ran torch can hang in OpenMP
+        with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+            futures = {pool.submit(make_shard, *a): a for a in args}
+            for fut in as_completed(futures):
+                record(fut.result())
+                bar.update(futures[fut][3])
+    bar.close()
+    elapsed = time.time() - start
+    built = sum(sizes[k] for k in todo)
+    summary = write_card(out, params, stats, examples_per_second=built / elapsed if built and elapsed > 0 else None)
+    return summary
+
+
+def _write_json(path: Path, obj: Any) -> None:
+    atomic_write_text(path, json.dumps(obj, indent=1))

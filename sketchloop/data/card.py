@@ -1,0 +1,102 @@
+"""The dataset card: README.md with the build's statistics, and a contact sheet."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..io import atomic_write_text
+from .schema import read_dataset
+
+KIND_NOTES = {
+    "trajectories": "Every kept step's image passed the judge against the step's `<des>`, and every final "
+                    "image passed it against the whole prompt. `images per example` = intermediate images.",
+    "inspect": "Each example ends in an `<inspect>` of its last plan against the prompt (and, self-sampled, of "
+               "its image against its `<ins>`); inconsistent ones add a `<refine>` corrective instruction. "
+               "Labels are the judge's.",
+    "refine": "Each example ends in an image judged against its `<ins>`: positive with a reason, or negative "
+              "with the judge's error analysis (`<inspect>`), a `<refine>` fix and the corrected image.",
+}
+
+
+def write_card(out: Path, params: dict[str, Any], shard_stats: dict[str, Any],
+               examples_per_second: float | None) -> dict[str, Any]:
+    """Write README.md (the dataset card) and contact_sheet.png; returns the statistics."""
+    from ..pages.dataset import contact_sheet
+
+    table = read_dataset(out)
+    steps = table.column("steps").to_pylist()
+    step_types: dict[str, int] = {}
+    images_per_example = []
+    for s in steps:
+        images_per_example.append(sum(1 for x in s if x["type"] == "sketch"))
+        for x in s:
+            step_types[x["type"]] = step_types.get(x["type"], 0) + 1
+    ops: dict[str, int] = {}
+    labels: dict[str, int] = {}
+    sources: dict[str, int] = {}
+    problems: dict[str, int] = {}
+    for label, m in zip(table.column("label").to_pylist(), table.column("meta").to_pylist()):
+        meta = json.loads(m)
+        for op in meta.get("edit_ops", []):
+            ops[op] = ops.get(op, 0) + 1
+        if label:
+            labels[label] = labels.get(label, 0) + 1
+        if "source" in meta:
+            sources[meta["source"]] = sources.get(meta["source"], 0) + 1
+        for p in meta.get("problems", []):
+            problems[p] = problems.get(p, 0) + 1
+    total_ops = sum(ops.values()) or 1
+    summary = {
+        "examples": table.num_rows,
+        "shards": len(shard_stats),
+        "mean_intermediate_images": float(np.mean(images_per_example)),
+        "min_images": int(np.min(images_per_example)),
+        "max_images": int(np.max(images_per_example)),
+        "step_types": step_types,
+        "edit_op_shares": {k: v / total_ops for k, v in sorted(ops.items())},
+        "label_shares": {k: v / table.num_rows for k, v in sorted(labels.items())},
+        "sources": dict(sorted(sources.items())),
+        "problems": dict(sorted(problems.items())),
+        "steps_redrawn": sum(s["steps_redrawn"] for s in shard_stats.values()),
+        "trajectories_dropped": sum(s["trajectories_dropped"] for s in shard_stats.values()),
+        "examples_per_second": examples_per_second,
+    }
+    contact_sheet(table, out / "contact_sheet.png")
+    lines = [
+        f"# sketchloop dataset: {params['kind']}",
+        "",
+        f"Built by `sketchloop data build --kind {params['kind']} --n {params['n']} --seed {params['seed']} "
+        f"--edit-ops {params['edit_ops']}"
+        + (f" --checkpoint {params['checkpoint']}" if params.get("checkpoint") else "")
+        + (f" --teacher openai:{params['teacher']['model']} --editor {params['teacher']['editor']}"
+           if params.get("teacher") else "") + "`"
+        + (f" with real teachers: {params['teacher']['model']} as decomposer, step writer and judge, "
+           f"{params['teacher']['editor']} as editor (prompts: "
+           f"{params['teacher'].get('prompts_file') or 'ShapesWorld random scenes'}). " if params.get("teacher") else
+           " with ShapesWorld's exact teachers (parser, step writer, layout editor + renderer, detector judge). ")
+        + "Schema: see `sketchloop/data/schema.py`; load with "
+        "`datasets.load_dataset('parquet', data_files='data/*.parquet')` or `pyarrow.parquet.read_table`.",
+        "",
+        "| statistic | value |",
+        "|---|---|",
+        f"| examples | {summary['examples']} in {summary['shards']} shards |",
+        f"| images per example | mean {summary['mean_intermediate_images']:.2f} "
+        f"(min {summary['min_images']}, max {summary['max_images']}) |",
+        f"| steps by type | {', '.join(f'{k}: {v}' for k, v in sorted(step_types.items()))} |",
+        f"| edit operations (share of steps) | "
+        f"{', '.join(f'{k}: {v:.3f}' for k, v in summary['edit_op_shares'].items()) or '-'} |",
+        f"| labels | {', '.join(f'{k}: {v:.3f}' for k, v in summary['label_shares'].items()) or '-'} |",
+        f"| sources | {', '.join(f'{k}: {v}' for k, v in summary['sources'].items()) or '-'} |",
+        f"| problems found by the judge | {', '.join(f'{k}: {v}' for k, v in summary['problems'].items()) or '-'} |",
+        f"| judge rejections | {summary['steps_redrawn']} steps redrawn, "
+        f"{summary['trajectories_dropped']} trajectories dropped |",
+    ]
+    if examples_per_second:
+        lines.append(f"| throughput of the last run | {examples_per_second:.1f} examples/s |")
+    lines += ["", KIND_NOTES[params["kind"]], "", "![contact sheet](contact_sheet.png)", ""]
+    atomic_write_text(out / "README.md", "\n".join(lines))
+    return summary

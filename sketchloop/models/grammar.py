@@ -1,0 +1,48 @@
+"""The region grammar: which token may come next while the model writes the regions of an
+image step (`<img> x3 y12 s8 x10 y4 s6 </img>`), as a mask for token sampling.
+
+Regions come as (x, y, s) triples on the layout lattice, at most `max_regions`, then
+`</img>`. With `separate` (the default at inference), a new region must keep
+`REGION_GAP` from the regions already written in this step: objects never overlap in the
+training data, and a region drawn over another would paint one object over the other.
+"""
+
+from __future__ import annotations
+
+from ..world.layout import GRID
+from .regions import REGION_WORDS, SIZE_TOKENS, free_sizes, parse_regions
+from .tokenizer import WordTokenizer
+
+MAX_REGIONS = 8
+
+
+class RegionGrammar:
+    """`allowed(out)`: the token ids that may follow `out`, the region tokens written so far."""
+
+    def __init__(self, tokenizer: WordTokenizer, separate: bool = True, max_regions: int = MAX_REGIONS):
+        t = tokenizer.token_id
+        self.tok, self.separate, self.max_regions = tokenizer, separate, max_regions
+        self.x = [t(w) for w in REGION_WORDS if w[0] == "x"]
+        self.y = [t(w) for w in REGION_WORDS if w[0] == "y"]
+        self.s = [t(f"s{i}") for i in SIZE_TOKENS]
+        self.end = t("</img>")
+
+    @property
+    def max_tokens(self) -> int:
+        return 3 * self.max_regions + 1
+
+    def allowed(self, out: list[int]) -> list[int]:
+        k = len(out) % 3
+        if k == 0 and len(out) >= 3 * self.max_regions:
+            return [self.end]
+        if not self.separate:
+            return self.x + [self.end] if k == 0 else [self.y, self.s][k - 1]
+        placed = parse_regions(self.tok.decode(out[: len(out) - k]))
+        if k == 0:
+            return [x for gx, x in enumerate(self.x)
+                    if any(free_sizes(gx, gy, placed) for gy in range(GRID))] + [self.end]
+        gx = self.x.index(out[-k])
+        if k == 1:
+            return [y for gy, y in enumerate(self.y) if free_sizes(gx, gy, placed)]
+        gy = self.y.index(out[-1])
+        return [self.s[SIZE_TOKENS.index(s)] for s in free_sizes(gx, gy, placed)]
