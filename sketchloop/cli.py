@@ -182,7 +182,7 @@ def generate(prompt: str = typer.Argument(..., help="e.g. 'a photo of a red circ
              templates: Optional[Path] = typer.Option(None, help="folder of prompt templates overriding "
                                                                "planner.md / inspector.md")) -> None:
     """Run the staged loop (plan, sketch, inspect, refine) or single mode on a prompt."""
-    from .generators import model_generator, oracle_generator
+    from .generators import check_prompt, model_generator, oracle_generator
     from .pages.trajectory import save_trajectory
 
     if mode not in ("staged", "single"):
@@ -191,19 +191,13 @@ def generate(prompt: str = typer.Argument(..., help="e.g. 'a photo of a red circ
         raise SketchloopError("--max-iters and --steps must be at least 1")
     if first_step and not sketcher:
         raise SketchloopError("--first-step is used by a diffusers sketcher; give --sketcher diffusers:REPO_OR_PATH too")
-    if not prompt.strip():
-        raise SketchloopError("the prompt is empty; give one such as 'a photo of a red circle above a blue square'")
+    check_prompt(prompt, oracle=oracle, model_reads_it=not planner)
     if refiner and max_refines == 0:
         console.print("[yellow]warning:[/yellow] --refiner is never called with --max-refines 0 (the default); "
                       "give --max-refines 1 or more", highlight=False)
     if oracle:
-        from .world.parser import parse_prompt
-
-        parse_prompt(prompt)  # unknown words, contradictions: one clear line before any work
         gen = oracle_generator(mode, max_iters=max_iters, max_refines=max_refines, name="oracle")
     else:
-        if not planner:
-            _check_words(prompt)  # a chat planner may use words the embedded model does not know
         gen = model_generator(mode, checkpoint=checkpoint, flow_steps=steps or 16,
                               guidance=1.0 if guidance is None else guidance, max_iters=max_iters,
                               max_refines=max_refines, separate=not allow_overlap)
@@ -230,20 +224,56 @@ def generate(prompt: str = typer.Argument(..., help="e.g. 'a photo of a red circ
                       f"ended the trajectory; final.png is the last canvas", highlight=False)
 
 
+@app.command()
+def serve(host: str = typer.Option("127.0.0.1", help="address to bind (default: this machine only)"),
+          port: int = typer.Option(8000),
+          checkpoint: Optional[Path] = typer.Option(None, help="model checkpoint folder (default: the shipped one)"),
+          steps: Optional[int] = typer.Option(None, help="flow steps: per region (embedded, 16) or per image "
+                                                         "(diffusers, 28)"),
+          guidance: Optional[float] = typer.Option(None, help="guidance scale (embedded default 1 = off)"),
+          allow_overlap: bool = typer.Option(False, "--allow-overlap", help="let the regions of one step overlap"),
+          planner: Optional[str] = typer.Option(None, help="openai:MODEL: a chat model plans"),
+          inspector: Optional[str] = typer.Option(None, help="openai:MODEL: a vision chat model inspects"),
+          sketcher: Optional[str] = typer.Option(None, help="diffusers:REPO_OR_PATH: an editing pipeline sketches"),
+          refiner: Optional[str] = typer.Option(None, help="diffusers:REPO_OR_PATH: an editing pipeline refines"),
+          first_step: Optional[str] = typer.Option(None, help="diffusers:REPO_OR_PATH: text-to-image first step"),
+          image_size: int = typer.Option(1024, help="diffusers: side of the images the pipeline writes"),
+          device: Optional[str] = typer.Option(None, help="diffusers: cuda, cpu, ..."),
+          dtype: Optional[str] = typer.Option(None, help="diffusers: bfloat16, float16 or float32"),
+          base_url: Optional[str] = typer.Option(None, help="OpenAI-compatible server for openai: roles"),
+          templates: Optional[Path] = typer.Option(None, help="folder of prompt templates (planner.md, ...)")) -> None:
+    """Serve the web demo: a page that shows each step as the model plans, sketches, inspects and refines."""
+    from .backends.unified import SamplingConfig
+    from .backends.wiring import model_roles, with_named_roles
+
+    try:
+        import uvicorn
+
+        from .web.app import Demo, create_app
+    except ImportError:
+        raise SketchloopError("the web demo needs the web extra: pip install 'sketchloop[web]'") from None
+    if not 0 <= port <= 65535:
+        raise SketchloopError(f"--port {port}: give a port from 0 to 65535")
+    if first_step and not sketcher:
+        raise SketchloopError("--first-step is used by a diffusers sketcher; give --sketcher diffusers:REPO_OR_PATH too")
+    roles = model_roles(checkpoint, SamplingConfig(flow_steps=steps or 16, guidance=1.0 if guidance is None else guidance,
+                                                   separate=not allow_overlap))
+    specs = {"planner": planner, "sketcher": sketcher, "inspector": inspector, "refiner": refiner}
+    if any(specs.values()):
+        from .backends.diffusers_editor import DiffusersSettings
+
+        image_settings = DiffusersSettings(device=device, dtype=dtype, steps=steps or 28, guidance=guidance,
+                                           size=image_size)
+        roles = with_named_roles(roles, specs, base_url, templates, image_settings, first_step)
+    demo = Demo(roles, _roles_text(checkpoint, **specs), exclusive=any(specs.values()), model_plans=not planner)
+    console.print(f"sketchloop demo on http://{host}:{port}/ ({demo.describe})", highlight=False)
+    uvicorn.run(create_app(demo), host=host, port=port, log_level="warning")
+
+
 def _roles_text(checkpoint: Path | None, **specs: str | None) -> str:
     model = f"model {checkpoint or 'shipped checkpoint'}"
     named = [f"{role} {spec}" for role, spec in specs.items() if spec]
     return ", ".join(named + ([f"other roles: {model}"] if len(named) < len(specs) else [])) if named else model
-
-
-def _check_words(prompt: str) -> None:
-    """Every word of the prompt must be one the model's tokenizer knows."""
-    from .models.tokenizer import WordTokenizer
-
-    unknown = WordTokenizer().unknown_words(prompt)
-    if unknown:
-        raise SketchloopError(f"unknown word {unknown[0]!r} in the prompt; the model knows ShapesWorld's shapes, "
-                              f"the ten GenEval colours, counts one to four and left of/right of/above/below")
 
 
 @app.command()

@@ -16,7 +16,7 @@ LAYERS = [
     {"world", "trajectory", "teachers", "evaluation.geneval"},
     {"models"},
     {"loop", "backends", "pages"},
-    {"generators", "data", "training", "evaluation"},
+    {"generators", "data", "training", "evaluation", "web"},
     {"cli"},
 ]
 

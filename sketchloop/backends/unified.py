@@ -66,6 +66,11 @@ class UnifiedRoles:
         region_ids = set(self.grammar.x + self.grammar.y + self.grammar.s)
         self._words = [i for i, w in enumerate(tokenizer.vocab) if not w.startswith("<") and i not in region_ids]
 
+    def fork(self) -> "UnifiedRoles":
+        """The same model and settings with usage counters of its own (one per trajectory, so
+        that concurrent runs count their own compute; the weights are shared, read-only)."""
+        return UnifiedRoles(self.model, self.tok, self.config)
+
     @classmethod
     def from_pretrained(cls, checkpoint: Path | None = None, config: SamplingConfig | None = None) -> "UnifiedRoles":
         model, tok = UnifiedModel.from_pretrained(checkpoint or SHIPPED_CHECKPOINT)

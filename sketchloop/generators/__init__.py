@@ -39,6 +39,30 @@ def _made_by(name: str, **options: Any) -> dict[str, Any]:
     return {"generator": name, **options, "sketchloop": __version__}
 
 
+MAX_PROMPT_WORDS = 64  # ShapesWorld's longest prompts (5 groups, 8 objects) have about 45
+
+
+def check_prompt(prompt: str, oracle: bool = False, model_reads_it: bool = True) -> None:
+    """Refuse, with one clear line, a prompt no run can start from: empty, too long, with a
+    word the embedded model does not know (when it reads the prompt), or one the world cannot
+    parse (for the ORACLE, which draws from the parse)."""
+    if not prompt.strip():
+        raise SketchloopError("the prompt is empty; give one such as 'a photo of a red circle above a blue square'")
+    words = len(prompt.split())
+    if words > MAX_PROMPT_WORDS:
+        raise SketchloopError(f"the prompt has {words} words; at most {MAX_PROMPT_WORDS} (ShapesWorld scenes have "
+                              f"up to 5 groups and 8 objects)")
+    if oracle:
+        parse_prompt(prompt)  # unknown words, contradictions: one clear line before any work
+    elif model_reads_it:  # a chat planner may use words the embedded model does not know
+        from ..models.tokenizer import WordTokenizer
+
+        unknown = WordTokenizer().unknown_words(prompt)
+        if unknown:
+            raise SketchloopError(f"unknown word {unknown[0]!r} in the prompt; the model knows ShapesWorld's shapes, "
+                                  f"the ten GenEval colours, counts one to four and left of/right of/above/below")
+
+
 def record_id(record: dict[str, Any]) -> str:
     """A short name for a generator record (used for default image folders)."""
     import hashlib
@@ -83,14 +107,15 @@ class LoopGenerator:
         return LoopGenerator(self.name, lambda: roles, self.mode, self.size, self.max_iters, self.oracle,
                              self.max_refines, {**self.roles_record, **roles_record})
 
-    def run(self, prompt: str, seed: int):
+    def run(self, prompt: str, seed: int, on_step: Callable[[Any], None] | None = None):
+        """The trajectory for `prompt` and `seed`; `on_step` sees each step as it happens."""
         from ..loop.staged import run_single, run_staged
 
-        roles = self.roles_factory()
+        roles = self.roles_factory().fork()
         blank = blank_image(self.size)
         if self.mode == "single":
-            return run_single(prompt, roles.sketcher, blank, seed)
-        return run_staged(prompt, roles, blank, seed, self.max_iters, self.max_refines)
+            return run_single(prompt, roles.sketcher, blank, seed, on_step)
+        return run_staged(prompt, roles, blank, seed, self.max_iters, self.max_refines, on_step)
 
     def generate(self, prompt: str, seed: int) -> Generated:
         traj = self.run(prompt, seed)

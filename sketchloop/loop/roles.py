@@ -53,6 +53,12 @@ class Roles:
         """These roles with some replaced (`planner=...`, ...); None keeps a role."""
         return replace(self, **{k: v for k, v in roles.items() if v is not None})
 
+    def fork(self) -> "Roles":
+        """Roles for one trajectory: each object that can `fork` (own counters, shared weights)
+        is forked once; the others are shared."""
+        forked = {id(r): r.fork() if hasattr(r, "fork") else r for r in self.distinct()}
+        return Roles(*(forked[id(r)] for r in (self.planner, self.sketcher, self.inspector, self.refiner)))
+
     def distinct(self) -> list[object]:
         """Each object that plays a role, once."""
         return list({id(r): r for r in (self.planner, self.sketcher, self.inspector, self.refiner)}.values())

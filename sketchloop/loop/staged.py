@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 from PIL import Image
@@ -38,6 +38,13 @@ class Trajectory:
     final: Image.Image | None = field(default=None, repr=False)
     ended: bool = False  # the planner ended it (False: the iteration cap stopped it)
     meta: dict[str, Any] = field(default_factory=dict)
+    on_step: Callable[[Step], None] | None = field(default=None, repr=False, compare=False)
+
+    def add(self, step: Step) -> None:
+        """Record a step, and tell `on_step` (a live view; it may raise to stop the run)."""
+        self.steps.append(step)
+        if self.on_step is not None:
+            self.on_step(step)
 
     @property
     def flow_steps(self) -> int:
@@ -86,42 +93,44 @@ ROLE_CODES = {"plan": 1, "sketch": 2, "inspect": 3, "refine": 4}
 
 
 def run_staged(prompt: str, roles: Roles, blank: Image.Image, seed: int = 0, max_iters: int = 8,
-               max_refines: int = DEFAULT_MAX_REFINES) -> Trajectory:
-    """Plan, sketch, inspect and refine until the planner ends the trajectory or `max_iters` plans."""
-    traj = Trajectory(prompt, "staged", meta={"max_refines": max_refines})
+               max_refines: int = DEFAULT_MAX_REFINES, on_step: Callable[[Step], None] | None = None) -> Trajectory:
+    """Plan, sketch, inspect and refine until the planner ends the trajectory or `max_iters` plans;
+    `on_step` sees each step as it is recorded."""
+    traj = Trajectory(prompt, "staged", meta={"max_refines": max_refines}, on_step=on_step)
     canvas = blank
     history: list[Plan] = []
     for it in range(max_iters):
         plan, f, t, s = _timed(roles.planner, roles.planner.plan, prompt, history, call_seed(seed, "plan", it))
         if plan is None:
-            traj.steps.append(Step("end", "", None, "", f, t, s))
+            traj.add(Step("end", "", None, "", f, t, s))
             traj.ended = True
             break
         text = plan_text(plan.ins, plan.des) + (f" {image_text(plan.regions)}" if plan.regions else "")
-        traj.steps.append(Step("plan", text, None, "", f, t, s))
+        traj.add(Step("plan", text, None, "", f, t, s))
         planned = history + [plan]
         image, f, t, s = _timed(roles.sketcher, roles.sketcher.sketch, prompt, planned, canvas,
                                 call_seed(seed, "sketch", it))
-        traj.steps.append(Step("sketch", "", image, "", f, t, s))
+        traj.add(Step("sketch", "", image, "", f, t, s))
         for r in range(max_refines + 1):
             critique, f, t, s = _timed(roles.inspector, roles.inspector.inspect, prompt, planned, image,
                                        call_seed(seed, "inspect", it, r))
-            traj.steps.append(Step("inspect", critique.text, None, "", f, t, s))
+            traj.add(Step("inspect", critique.text, None, "", f, t, s))
             if critique.consistent or r == max_refines:
                 break
             image, f, t, s = _timed(roles.refiner, roles.refiner.refine, prompt, planned, image, critique,
                                     call_seed(seed, "refine", it, r))
-            traj.steps.append(Step("refine", critique.refine, image, "", f, t, s))
+            traj.add(Step("refine", critique.refine, image, "", f, t, s))
         canvas = image
         history = planned
     traj.final = canvas
     return traj
 
 
-def run_single(prompt: str, sketcher: Sketcher, blank: Image.Image, seed: int = 0) -> Trajectory:
+def run_single(prompt: str, sketcher: Sketcher, blank: Image.Image, seed: int = 0,
+               on_step: Callable[[Step], None] | None = None) -> Trajectory:
     """One image straight from the prompt: the sketcher with an empty history (the baseline)."""
-    traj = Trajectory(prompt, "single")
+    traj = Trajectory(prompt, "single", on_step=on_step)
     image, f, t, s = _timed(sketcher, sketcher.sketch, prompt, [], blank, seed)
-    traj.steps.append(Step("sketch", "", image, "", f, t, s))
+    traj.add(Step("sketch", "", image, "", f, t, s))
     traj.final, traj.ended = image, True
     return traj

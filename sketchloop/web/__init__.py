@@ -1,0 +1,1 @@
+"""The web demo (`sketchloop serve`): app.py and its page, index.html."""
