@@ -376,6 +376,26 @@ def _read_prompts(path: Path) -> list[str]:
     return found
 
 
+@data_app.command("export")
+def data_export(datasets: list[Path] = typer.Argument(..., help="dataset folders from 'sketchloop data build'"),
+                out: Path = typer.Option(..., help="a new folder for the export"),
+                format: str = typer.Option("bagel", "--format", help="bagel: BAGEL's t2i_pretrain, unified_edit and "
+                                                                     "vlm_sft kinds, plus an interleaved kind"),
+                path_prefix: Optional[str] = typer.Option(None, help="where OUT will be on the training machine "
+                                                                     "(default: its absolute path here)")) -> None:
+    """Export datasets for another trainer (BAGEL: parquet + JSONL, DATASET_INFO entries and a YAML config)."""
+    from .data.export import export_bagel
+
+    if format != "bagel":
+        raise SketchloopError(f"--format {format!r}: the export format is bagel")
+    for d in datasets:
+        if not d.is_dir():
+            raise SketchloopError(f"dataset {d} does not exist")
+    counts = export_bagel(datasets, out, path_prefix)
+    console.print(f"wrote {out}: " + ", ".join(f"{v} {k}" for k, v in counts.items()) +
+                  f"; see {out}/README.md, {out}/dataset_info.json and {out}/dataset_config.yaml", highlight=False)
+
+
 @data_app.command("show")
 def data_show(directory: Path = typer.Argument(..., help="a dataset folder"),
               index: int = typer.Option(0, help="which example"),

@@ -166,3 +166,25 @@ def test_a_build_with_qwen_image_edit_drawing(server_factory, tmp_path, monkeypa
     build("refine", 2, tmp_path / "q", seed=0, teacher=spec(srv.url, "tiny-qwen-image-edit"), progress=False)
     rows = read_dataset(tmp_path / "q").to_pylist()
     assert len(rows) == 2 and all(Image.open(io.BytesIO(b)).size == (32, 32) for r in rows for b in r["images"])
+
+
+def test_open_world_datasets_export_to_bagel(server_factory, flux_dir, tmp_path):
+    """Both worlds export: real-teacher datasets (no layouts, 32 px editor images) too."""
+    from sketchloop.data.export import export_bagel
+
+    srv = server_factory(Teacher())
+    for kind in ("trajectories", "inspect", "refine"):
+        build(kind, 3, tmp_path / kind, seed=2, teacher=spec(srv.url, flux_dir), progress=False)
+    counts = export_bagel([tmp_path / k for k in ("trajectories", "inspect", "refine")], tmp_path / "bagel")
+    assert counts["t2i_pretrain"] == 3 and counts["vlm_sft"] == 9 and counts["interleaved"] == 9
+    info = json.loads((tmp_path / "bagel" / "dataset_info.json").read_text())
+    images = {b for k in ("trajectories", "inspect", "refine") for r in read_dataset(tmp_path / k).to_pylist()
+              for b in r["images"]}
+    edit = pq.read_table(info["unified_edit"]["sketchloop_edit"]["data_dir"] + "/edit-00000.parquet").to_pylist()
+    assert all(img in images for row in edit for img in row["image_list"][1:])
+    vlm = info["vlm_sft"]["sketchloop_vlm"]
+    for line in open(vlm["jsonl_path"]):
+        record = json.loads(line)
+        for file in record["image"] if isinstance(record["image"], list) else [record["image"]]:
+            data = open(f"{vlm['data_dir']}/{file}", "rb").read()
+            assert data in images or Image.open(io.BytesIO(data)).size == (32, 32)

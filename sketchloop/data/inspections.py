@@ -26,9 +26,8 @@ from ..world.render import DEFAULT_SIZE
 from ..world.sample import random_scene
 from ..world.scene import MAX_OBJECTS
 from ..world.vocab import COLORS, INVERSE_RELATION, RELATIONS, SHAPES
-from ..teachers import blank_canvas
+from ..teachers import Teachers, blank_canvas
 from ..trajectory import Plan, scene_text
-from ..teachers import Teachers
 from .trajectories import (GROUP_WEIGHTS, Rejections, _json, draw_trajectory, example, image_row,
                            plan_rows, text_row)
 

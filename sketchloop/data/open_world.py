@@ -15,8 +15,7 @@ from ..errors import SketchloopError
 from ..world.render import DEFAULT_SIZE
 from .inspections import INCONSISTENT_SHARE
 from .refine import POSITIVE_SHARE, judged_rows
-from ..teachers import blank_canvas
-from ..teachers import Teachers
+from ..teachers import Teachers, blank_canvas
 from .trajectories import Rejections, draw_trajectory, example, plan_rows, text_row
 
 MAX_TRIES = 8  # trajectories drawn for one example before the teachers are given up on

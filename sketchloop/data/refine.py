@@ -15,13 +15,12 @@ from typing import Any
 
 import numpy as np
 
-from ..loop.roles import Plan, Sketcher
+from ..loop.roles import Sketcher
 from ..world.layout import Layout, place_object
 from ..world.render import DEFAULT_SIZE, render
 from ..world.vocab import COLORS, INVERSE_RELATION, RELATIONS, SHAPES
-from ..teachers import Canvas, blank_canvas
+from ..teachers import Canvas, Teachers, blank_canvas
 from ..trajectory import Critique, Plan
-from ..teachers import Teachers
 from .trajectories import Rejections, draw_trajectory, example, image_row, plan_rows, text_row
 
 POSITIVE_SHARE = 0.45
@@ -116,7 +115,7 @@ def make_refine(rng: np.random.Generator, teachers: Teachers, rejections: Reject
         return example(graph, rows, images, layouts, label, {**meta, "step": k})
 
 
-def judged_rows(step: Plan, correct: Canvas, flawed: Canvas | None, review: Inspection, images: list[bytes],
+def judged_rows(step: Plan, correct: Canvas, flawed: Canvas | None, review: Critique, images: list[bytes],
                 layouts: list[str]) -> list[dict[str, Any]]:
     """The end of a refine example, after the step's `<ins>`/`<des>`: the correct image and a
     short reason (positive, `flawed` None), or the flawed image, the judge's analysis, the
