@@ -334,7 +334,12 @@ def data_build(kind: str = typer.Option(..., help="trajectories, inspect or refi
                steps: int = typer.Option(28, help="--editor: flow steps per image"),
                guidance: Optional[float] = typer.Option(None, help="--editor: guidance scale (default: the pipeline's)"),
                device: Optional[str] = typer.Option(None, help="--editor: cuda, cpu, ..."),
-               dtype: Optional[str] = typer.Option(None, help="--editor: bfloat16, float16 or float32")) -> None:
+               dtype: Optional[str] = typer.Option(None, help="--editor: bfloat16, float16 or float32"),
+               engine: str = typer.Option("local", help="local (worker processes) or ray (Ray actors: one per "
+                                                        "GPU with --editor, else per CPU; --workers sets how many)"),
+               address: Optional[str] = typer.Option(None, help="--engine ray: the cluster's address (ray start "
+                                                                "--head prints it; 'auto' finds it); default: a "
+                                                                "local Ray")) -> None:
     """Synthesise staged training data: ShapesWorld's exact teachers, or a chat model and an editing pipeline."""
     from .data.build import build
 
@@ -354,7 +359,7 @@ def data_build(kind: str = typer.Option(..., help="trajectories, inspect or refi
     elif prompts or first_step or templates:
         raise SketchloopError("--prompts, --first-step and --templates are for real teachers (--teacher and --editor)")
     summary = build(kind, n, out, seed=seed, workers=workers, edit_ops=edit_ops, shard_size=shard_size,
-                    checkpoint=checkpoint, teacher=spec)
+                    checkpoint=checkpoint, teacher=spec, engine=engine, address=address)
     rate = summary["examples_per_second"]
     console.print(f"{summary['examples']} examples in {out}; {summary['mean_intermediate_images']:.2f} "
                   f"images per example on average; judge: {summary['steps_redrawn']} steps redrawn, "

@@ -26,8 +26,10 @@ from .schema import KINDS, read_partial, shard_path, write_table
 
 
 def make_shard(kind: str, seed: int, shard: int, n_examples: int, edit_ops: float, out: str,
-               n_shards: int, checkpoint: str | None = None, teacher: dict[str, Any] | None = None) -> dict[str, Any]:
-    """Build one shard and write it atomically; returns its statistics.
+               n_shards: int, checkpoint: str | None = None, teacher: dict[str, Any] | None = None,
+               teachers=None) -> dict[str, Any]:
+    """Build one shard and write it atomically; returns its statistics. `teachers`: ones
+    already made from `teacher` (a worker that builds many shards loads its editor once).
 
     Every finished example is kept at once (with the random state after it) under
     `data/.partial/`, so a build stopped mid-shard (a server outage, Ctrl-C) resumes at the
@@ -38,7 +40,7 @@ def make_shard(kind: str, seed: int, shard: int, n_examples: int, edit_ops: floa
     from .trajectories import Rejections, make_trajectory
 
     rng = np.random.default_rng([seed, KINDS.index(kind), shard])
-    teachers = make_teachers(teacher)
+    teachers = teachers if teachers is not None else make_teachers(teacher)
     rejections = Rejections()
     planner = None
     if checkpoint is not None:
@@ -82,12 +84,19 @@ def make_shard(kind: str, seed: int, shard: int, n_examples: int, edit_ops: floa
 
 def build(kind: str, n: int, out: Path, seed: int = 0, workers: int = 1, edit_ops: float = 0.25,
           shard_size: int = 500, checkpoint: Path | None = None, progress: bool = True,
-          teacher: dict[str, Any] | None = None) -> dict[str, Any]:
+          teacher: dict[str, Any] | None = None, engine: str = "local", address: str | None = None) -> dict[str, Any]:
     """Build (or resume) a dataset of `n` examples in `out`; returns the card's statistics.
+
+    `engine` "local" runs shards in `workers` processes; "ray" runs them on Ray actors (a
+    cluster at `address`, or a local Ray), with the same shards, card and resume semantics.
 
     `teacher` switches from ShapesWorld's exact teachers to real models (see `make_teachers`)."""
     if kind not in KINDS:
         raise SketchloopError(f"unknown data kind {kind!r}; available: {', '.join(KINDS)}")
+    if engine not in ("local", "ray"):
+        raise SketchloopError(f"--engine {engine!r}: use local or ray")
+    if address is not None and engine != "ray":
+        raise SketchloopError("--address is the Ray cluster's; give --engine ray too")
     if n < 1 or workers < 1 or shard_size < 1:
         raise SketchloopError("--n, --workers and --shard-size must be at least 1")
     if not 0.0 <= edit_ops <= 1.0:
@@ -132,7 +141,13 @@ def build(kind: str, n: int, out: Path, seed: int = 0, workers: int = 1, edit_op
                disable=not progress)
     args = [(kind, seed, k, sizes[k], edit_ops, str(out), n_shards, str(checkpoint) if checkpoint else None, teacher)
             for k in todo]
-    if workers == 1:
+    if engine == "ray":
+        from .ray_engine import build_shards
+
+        for result in build_shards(args, teacher, workers, address):
+            record(result)
+            bar.update(sizes[result["shard"]])
+    elif workers == 1:
         for a in args:
             record(make_shard(*a))
             bar.update(a[3])
