@@ -92,13 +92,21 @@ def eval_command(
                                                                     "failed in an earlier run (default: kept as failed)"),
     pages: int = typer.Option(0, help="staged/single/oracle-staged: keep the trajectory page of every sample of the "
                                       "first N prompts (linked from the folder's index.html)"),
+    detector: str = typer.Option("shapes", help="shapes (ShapesWorld's pixel detector) or owlv2:MODEL_ID_OR_PATH "
+                                                "(real photos: OWLv2 boxes + CLIP colours, e.g. "
+                                                "owlv2:google/owlv2-base-patch16-ensemble)"),
+    clip: str = typer.Option("openai/clip-vit-large-patch14", help="owlv2 detector: the CLIP model for colours"),
+    threshold: Optional[float] = typer.Option(None, help="detection threshold (default: the detector's; GenEval 0.3)"),
+    counting_threshold: Optional[float] = typer.Option(None, help="counting-task threshold (default: the "
+                                                                  "detector's; GenEval 0.9)"),
+    device: Optional[str] = typer.Option(None, help="cpu, cuda, cuda:1 ...: where the embedded model and an owlv2 "
+                                                    "detector run (with --workers on cuda: one GPU per worker)"),
 ) -> None:
     """Score images by GenEval's rules: generate them with --generator or read them with --images."""
     from .evaluation.benchmark import load_benchmark
     from .evaluation.run import evaluate, generate_images, generate_images_parallel
     from .io import atomic_write_text
     from .generators import get_generator, record_id
-    from .world.detect import ShapesDetector
 
     if (generator is None) == (images is None):
         raise SketchloopError("give exactly one of --generator NAME or --images DIR")
@@ -112,8 +120,11 @@ def eval_command(
     if generator is not None:
         if prompts is None:
             raise SketchloopError("--generator needs --benchmark (shapes-geneval or a JSONL file)")
+        if benchmark == "geneval" and generator in ("staged", "single", "oracle", "oracle-staged"):
+            raise SketchloopError("the geneval benchmark names COCO objects, which ShapesWorld cannot draw; score a "
+                                  "real model's images with --images DIR --benchmark geneval --detector owlv2:MODEL")
         model_args = {"checkpoint": checkpoint, "flow_steps": steps, "guidance": guidance, "max_iters": max_iters,
-                      "max_refines": max_refines, "separate": not allow_overlap} \
+                      "max_refines": max_refines, "separate": not allow_overlap, "device": device} \
             if generator in ("staged", "single") else \
             {"max_iters": max_iters, "max_refines": max_refines} if generator == "oracle-staged" else {}
         gen = get_generator(generator, size=size, **model_args)
@@ -131,7 +142,8 @@ def eval_command(
         console.print(f"{images}: generated {generation.generated} images, reused {generation.reused} made with "
                       f"the same settings" + (f", {generation.failed} failed" if generation.failed else ""),
                       highlight=False)
-    results = evaluate(images, ShapesDetector(), prompts, limit, generation)
+    results = evaluate(images, _detector(detector, clip, threshold, counting_threshold, device), prompts, limit,
+                       generation)
     header.update({"images_dir": str(images),
                    "oracle": bool(generation and any(s["stats"].get("oracle") for s in generation.samples.values()))})
     results = {**header, **results}
@@ -144,6 +156,24 @@ def eval_command(
     if out:
         atomic_write_text(out, json.dumps(results, indent=1))
         console.print(f"wrote {out}")
+
+
+def _detector(spec: str, clip: str, threshold: float | None, counting_threshold: float | None,
+              device: str | None):
+    """The detector `eval` scores with: ShapesWorld's, or OWLv2 + CLIP for real photos."""
+    from .world.detect import ShapesDetector
+
+    if spec == "shapes":
+        detector = ShapesDetector()
+    else:
+        from .evaluation.photo_detector import OpenVocabDetector, PhotoDetectorSettings
+
+        detector = OpenVocabDetector.from_spec(spec, clip, PhotoDetectorSettings(device=device))
+    if threshold is not None:
+        detector.threshold = threshold
+    if counting_threshold is not None:
+        detector.counting_threshold = counting_threshold
+    return detector
 
 
 @app.command()

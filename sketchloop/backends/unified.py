@@ -20,6 +20,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from ..errors import SketchloopError
 from ..loop.roles import Critique, Plan
 from ..models.grammar import RegionGrammar
 from ..models.regions import Region, coord_planes, crop, parse_regions, paste, to_float, to_uint8
@@ -49,6 +50,20 @@ class SamplingConfig:
     separate: bool = True
 
 
+def resolve_device(device: str | None) -> torch.device:
+    """`device` (None: the CPU), refused with one line when it is not there."""
+    if device is None:
+        return torch.device("cpu")
+    try:
+        dev = torch.device(device)
+    except RuntimeError:
+        raise SketchloopError(f"--device {device!r}: use cpu, cuda or cuda:N") from None
+    if dev.type == "cuda" and (not torch.cuda.is_available() or (dev.index or 0) >= torch.cuda.device_count()):
+        raise SketchloopError(f"--device {device}: no such CUDA device here "
+                              f"({torch.cuda.device_count()} visible); use --device cpu")
+    return dev
+
+
 def _generator(seed: int) -> torch.Generator:
     return torch.Generator().manual_seed(seed)
 
@@ -58,11 +73,12 @@ class UnifiedRoles:
 
     def __init__(self, model: UnifiedModel, tokenizer: WordTokenizer, config: SamplingConfig | None = None):
         self.model, self.tok = model, tokenizer
+        self.device = next(model.parameters()).device
         self.config = config or SamplingConfig()
         self.grammar = RegionGrammar(tokenizer, self.config.separate)
         self.usage = {"flow_steps": 0, "text_tokens": 0}
         t = tokenizer.token_id
-        self._starts = torch.tensor([t(w) for w in STEP_STARTS])
+        self._starts = torch.tensor([t(w) for w in STEP_STARTS], device=self.device)
         region_ids = set(self.grammar.x + self.grammar.y + self.grammar.s)
         self._words = [i for i, w in enumerate(tokenizer.vocab) if not w.startswith("<") and i not in region_ids]
 
@@ -72,9 +88,10 @@ class UnifiedRoles:
         return UnifiedRoles(self.model, self.tok, self.config)
 
     @classmethod
-    def from_pretrained(cls, checkpoint: Path | None = None, config: SamplingConfig | None = None) -> "UnifiedRoles":
+    def from_pretrained(cls, checkpoint: Path | None = None, config: SamplingConfig | None = None,
+                        device: str | None = None) -> "UnifiedRoles":
         model, tok = UnifiedModel.from_pretrained(checkpoint or SHIPPED_CHECKPOINT)
-        return cls(model, tok, config)
+        return cls(model.to(resolve_device(device)), tok, config)
 
     # ------------------------------------------------------------------ helpers
     def _session(self, prompt: str, history: list[Plan]) -> TextSession:
@@ -84,7 +101,8 @@ class UnifiedRoles:
 
     def _read_canvas(self, session: TextSession, canvas: Image.Image) -> None:
         n = self.model.config.canvas_tokens
-        session.feed([self.tok.token_id(CANVAS)] * n, torch.from_numpy(to_float(self._canvas_array(canvas)))[None])
+        session.feed([self.tok.token_id(CANVAS)] * n,
+                     torch.from_numpy(to_float(self._canvas_array(canvas)))[None].to(self.device))
 
     def _text(self, session: TextSession, close: str, generator: torch.Generator) -> str:
         """Sample words up to the closing tag `close`; the words without it."""
@@ -109,18 +127,19 @@ class UnifiedRoles:
         """The image expert's condition at `position` of the session (see UnifiedModel.condition)."""
         with torch.no_grad():
             states = torch.stack(session.hidden[:position + 1])[None]
-            ids = torch.tensor([session.ids[:position + 1]])
-            return self.model.condition(states, ids, torch.tensor([0]), torch.tensor([position]), self._starts)[0]
+            ids = torch.tensor([session.ids[:position + 1]], device=self.device)
+            zero, pos = torch.tensor([0], device=self.device), torch.tensor([position], device=self.device)
+            return self.model.condition(states, ids, zero, pos, self._starts)[0]
 
     def _flow(self, context: np.ndarray, region: Region | None, cond: torch.Tensor,
               generator: torch.Generator) -> np.ndarray:
         """One flow sample drawn on `context` (a crop of `region`, or the whole canvas for None)."""
-        x = torch.from_numpy(to_float(context))[None]
-        coords = torch.from_numpy(coord_planes(region, context.shape[0], self.model.config.canvas_px))[None]
+        x = torch.from_numpy(to_float(context))[None].to(self.device)
+        coords = torch.from_numpy(coord_planes(region, context.shape[0], self.model.config.canvas_px))[None].to(self.device)
         steps = self.config.flow_steps
         out = euler_sample(self.model, x, coords, cond[None], steps, generator, self.config.guidance)
         self.usage["flow_steps"] += steps
-        return to_uint8(out[0])
+        return to_uint8(out[0].cpu())
 
     def _canvas_array(self, canvas: Image.Image) -> np.ndarray:
         px = self.model.config.canvas_px

@@ -41,11 +41,11 @@ def oracle_roles(size: int = DEFAULT_SIZE) -> Roles:
     return Roles(OraclePlanner(), canvas, OracleInspector(), canvas)
 
 
-def model_roles(checkpoint: Path | None = None, config=None) -> Roles:
+def model_roles(checkpoint: Path | None = None, config=None, device: str | None = None) -> Roles:
     """The embedded unified model (the shipped checkpoint unless `checkpoint`) in every role."""
     from .unified import UnifiedRoles
 
-    model = UnifiedRoles.from_pretrained(checkpoint, config)
+    model = UnifiedRoles.from_pretrained(checkpoint, config, device)
     return Roles(model, model, model, model)
 
 

@@ -9,7 +9,7 @@ from typing import Any
 
 from ..errors import SketchloopError
 
-SHIPPED = ("shapes-geneval",)
+SHIPPED = ("shapes-geneval", "geneval")  # geneval: GenEval's own 553 prompts (MIT, GENEVAL_LICENSE.md)
 
 
 def benchmark_path(name_or_path: str) -> Path:

@@ -145,12 +145,14 @@ def _generate_one(generator: Generator, prompt: str, made_by: dict[str, Any], pa
 
 
 def _generate_share(prompts, name, kwargs, out_dir, images_per_prompt, seed, indices, progress,
-                    retry_failed, pages) -> Generation:
+                    retry_failed, pages, worker) -> Generation:
     import torch
 
     from ..generators import get_generator
 
     torch.set_num_threads(1)  # one process per core
+    if kwargs.get("device") == "cuda" and torch.cuda.is_available():  # one GPU per worker, round robin
+        kwargs = {**kwargs, "device": f"cuda:{worker % torch.cuda.device_count()}"}
     return generate_images(prompts, get_generator(name, **kwargs), out_dir, images_per_prompt, seed, progress,
                            indices, retry_failed=retry_failed, pages=pages)
 
@@ -159,14 +161,15 @@ def generate_images_parallel(prompts: list[dict[str, Any]], name: str, kwargs: d
                              images_per_prompt: int = 4, seed: int = 0, workers: int = 2,
                              progress: bool = True, retry_failed: bool = False, pages: int = 0) -> Generation:
     """`generate_images` with the generator `name` built in each of `workers` processes,
-    prompts dealt round-robin; the same images and records as one process (seeds are per image)."""
+    prompts dealt round-robin; the same images and records as one process (seeds are per image).
+    With `kwargs["device"] == "cuda"`, worker w runs on GPU w modulo the GPUs visible."""
     import multiprocessing as mp
     from concurrent.futures import ProcessPoolExecutor
 
     result = Generation()
     with ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn")) as pool:
         futures = [pool.submit(_generate_share, prompts, name, kwargs, out_dir, images_per_prompt, seed,
-                               list(range(w, len(prompts), workers)), progress and w == 0, retry_failed, pages)
+                               list(range(w, len(prompts), workers)), progress and w == 0, retry_failed, pages, w)
                    for w in range(workers)]
         for f in futures:
             result.merge(f.result())

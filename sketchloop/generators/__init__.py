@@ -63,6 +63,11 @@ def check_prompt(prompt: str, oracle: bool = False, model_reads_it: bool = True)
                                   f"the ten GenEval colours, counts one to four and left of/right of/above/below")
 
 
+def _device_type(device: str | None) -> str:
+    """cpu or cuda: what can change an image's floats (which GPU of a kind does not)."""
+    return (device or "cpu").split(":")[0]
+
+
 def record_id(record: dict[str, Any]) -> str:
     """A short name for a generator record (used for default image folders)."""
     import hashlib
@@ -133,7 +138,8 @@ def oracle_generator(mode: str = "staged", size: int = DEFAULT_SIZE, max_iters: 
 
 def model_generator(mode: str, size: int = DEFAULT_SIZE, checkpoint=None, flow_steps: int = 16,
                     guidance: float = 1.0, max_iters: int = 8, temperature: float = 0.3,
-                    max_refines: int = DEFAULT_MAX_REFINES, separate: bool = True) -> LoopGenerator:
+                    max_refines: int = DEFAULT_MAX_REFINES, separate: bool = True,
+                    device: str | None = None) -> LoopGenerator:
     """The unified model (the shipped checkpoint unless `checkpoint`) in `mode` staged or single;
     `separate`: the planner's regions of one step are sampled apart (models/grammar.py)."""
     from ..backends.unified import SHIPPED_CHECKPOINT, SamplingConfig
@@ -141,10 +147,10 @@ def model_generator(mode: str, size: int = DEFAULT_SIZE, checkpoint=None, flow_s
     from ..models.unified import checkpoint_sha256
 
     config = SamplingConfig(flow_steps=flow_steps, guidance=guidance, temperature=temperature, separate=separate)
-    roles = model_roles(checkpoint, config)
+    roles = model_roles(checkpoint, config, device)
     model = {"checkpoint": str(checkpoint or "shipped"),
              "checkpoint_sha256": checkpoint_sha256(checkpoint or SHIPPED_CHECKPOINT),
-             "flow_steps": flow_steps, "guidance": guidance}
+             "flow_steps": flow_steps, "guidance": guidance, "device": _device_type(device)}
     if mode == "staged":
         model.update({"temperature": temperature, "regions_apart": separate})
     return LoopGenerator(mode, lambda: roles, mode, size, max_iters, max_refines=max_refines, roles_record=model)

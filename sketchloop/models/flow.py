@@ -38,7 +38,7 @@ class FlowMatching:
         """Integrate `velocity(x, t)` from `noise` to data in `steps` Euler steps, clamped to [-1, 1]."""
         x = noise
         for t in self.timesteps(steps):
-            x = self.step(x, velocity(x, torch.full((x.shape[0],), t)), steps)
+            x = self.step(x, velocity(x, torch.full((x.shape[0],), t, device=x.device)), steps)
         return x.clamp(-1, 1)
 
 

@@ -20,6 +20,7 @@ class TextSession:
 
     def __init__(self, model: UnifiedModel, canvas_id: int):
         self.model, self.canvas_id = model, canvas_id
+        self.device = next(model.parameters()).device
         self.cache = KVCache()
         self.ids: list[int] = []
         self.last: torch.Tensor | None = None  # hidden state of the last position read
@@ -30,7 +31,7 @@ class TextSession:
         """Read `ids` (with `canvases` for their `<canvas>` slots); their hidden states."""
         if not ids:
             return torch.empty(0, self.model.config.n_embd)
-        x = torch.tensor([ids])
+        x = torch.tensor([ids], device=self.device)
         h = self.model.hidden(x, canvases, x == self.canvas_id, cache=self.cache)[0]
         self.ids.extend(ids)
         self.hidden.extend(h)
@@ -43,7 +44,7 @@ class TextSession:
         """Up to `max_new` tokens, ending after one in `stop`; `allowed(out)` may restrict the next."""
         out: list[int] = []
         for _ in range(max_new):
-            logits = self.model.logits(self.last) / max(temperature, 1e-6)
+            logits = (self.model.logits(self.last) / max(temperature, 1e-6)).cpu()  # sampled with a CPU generator
             keep = allowed(out) if allowed else None
             if keep is not None:
                 mask = torch.full_like(logits, -math.inf)
@@ -73,4 +74,5 @@ def euler_sample(model: UnifiedModel, context: torch.Tensor, coords: torch.Tenso
             v = v_uncond + guidance * (v - v_uncond)
         return v
 
-    return FLOW.sample(velocity, torch.randn(context.shape, generator=generator), steps)
+    noise = torch.randn(context.shape, generator=generator).to(context.device)  # drawn on the CPU: the same anywhere
+    return FLOW.sample(velocity, noise, steps)
