@@ -4,7 +4,7 @@
 
 Prints the headline figure (random blur sigma <= 1 px and noise std <= 0.06 at 64 px:
 the kind of degradation a small generative model produces), the degradation curves
-as noise and blur grow, and the figure at other canvas sizes.
+as noise and blur grow, the figure at other canvas sizes, and at smaller object sizes.
 """
 
 import argparse
@@ -34,3 +34,8 @@ for size in (32, 48, 64, 96):
     r = check_detector(args.curve_n, seed=3, max_blur=size / 64, size=size)
     clean = check_detector(args.curve_n, seed=3, max_blur=0.0, max_noise=0.0, size=size)
     print(f"  {size:3d} px: clean {clean.accuracy:.3f}, degraded {r.accuracy:.3f}")
+print("\nobject size (every object drawn at this side where it was placed, 64 px; clean and headline degradation):")
+for object_size in (0.094, 0.125, 0.156, 0.1875, 0.25):
+    clean = check_detector(args.curve_n, seed=5, max_blur=0.0, max_noise=0.0, object_size=object_size)
+    degraded = check_detector(args.curve_n, seed=5, object_size=object_size)
+    print(f"  {object_size:.3f} ({object_size * 64:.0f} px): clean {clean.accuracy:.3f}, degraded {degraded.accuracy:.3f}")

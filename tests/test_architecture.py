@@ -2,6 +2,7 @@
 and model inference runs no scorer component."""
 
 import ast
+import re
 import subprocess
 import sys
 import textwrap
@@ -95,18 +96,21 @@ def test_no_import_cycle_between_units():
 
 
 def test_the_trajectory_format_is_written_in_one_module():
-    """Tag strings like `<ins> ...` are built only by trajectory.py (the tokenizer lists them from it)."""
+    """Tagged texts (`<ins> {...} </ins>`, ...) are built only by trajectory.py, and only it
+    strips GenEval's "a photo of " prefix."""
     offenders = []
     for path in PACKAGE.rglob("*.py"):
         if path.name == "trajectory.py":
             continue
         for node in ast.walk(ast.parse(path.read_text())):
             if isinstance(node, ast.JoinedStr):
-                text = "".join(v.value for v in node.values if isinstance(v, ast.Constant))
-                if any(tag in text for tag in ("<ins>", "<des>", "<inspect>", "<refine>", "<prompt>")):
-                    offenders.append(f"{path.relative_to(PACKAGE)}:{node.lineno}")
-            if isinstance(node, ast.Call) and getattr(node.func, "attr", "") == "removeprefix":
-                offenders.append(f"{path.relative_to(PACKAGE)}:{node.lineno} strips a prefix")
+                for part, following in zip(node.values, node.values[1:]):
+                    if (isinstance(part, ast.Constant) and isinstance(following, ast.FormattedValue)
+                            and re.search(r"<(ins|des|inspect|refine|prompt)> $", part.value)):
+                        offenders.append(f"{path.relative_to(PACKAGE)}:{node.lineno} builds a tagged text")
+            if (isinstance(node, ast.Call) and getattr(node.func, "attr", "") == "removeprefix" and node.args
+                    and isinstance(node.args[0], ast.Constant) and str(node.args[0].value).startswith("a photo")):
+                offenders.append(f"{path.relative_to(PACKAGE)}:{node.lineno} strips the prompt prefix")
     assert not offenders, offenders
 
 

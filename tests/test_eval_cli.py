@@ -26,7 +26,9 @@ def test_detector_recovers_clean_and_degraded_scenes():
     for _ in range(100):
         _, layout = random_scene_layout(rng)
         assert scene_recovered(layout, detector.detect(render(layout)), detector.threshold, 64)
-    assert check_detector(200, seed=11).accuracy >= 0.99
+    # random scenes now include crowded ones with objects down to 8 px, which blur loses more often (README)
+    assert check_detector(200, seed=11).accuracy >= 0.95
+    assert check_detector(200, seed=11, object_size=0.25).accuracy >= 0.99  # objects of the default size
 
 
 @pytest.fixture(scope="module")

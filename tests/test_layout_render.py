@@ -95,3 +95,45 @@ def test_blank_image_is_the_render_of_an_empty_layout():
 
     for size in (32, 64, 96):
         assert blank_image(size).tobytes() == render(Layout(), size).tobytes()
+
+
+def test_crowded_tree_scenes_lay_out_and_the_detector_recovers_them():
+    """Tree-shaped graphs of 4-5 coloured groups and up to 6 objects (chains, several
+    relations to one anchor) lay out with every relation holding, objects shrunk as needed."""
+    import numpy as np
+
+    from sketchloop.evaluation.detector_check import scene_recovered
+    from sketchloop.world.detect import ShapesDetector
+    from sketchloop.world.layout import MIN_SIZE, relation_holds, sample_layout
+    from sketchloop.world.render import render
+    from sketchloop.world.sample import random_tree_scene
+
+    rng, detector, sizes = np.random.default_rng(7), ShapesDetector(), []
+    for k in range(60):
+        graph = random_tree_scene(rng, max_objects=6)
+        layout = sample_layout(graph, k)
+        for r in graph.relations:
+            for a in (o for o in layout.objects if o.group == r.subject):
+                for b in (o for o in layout.objects if o.group == r.object):
+                    assert relation_holds(a, r.relation, b), graph.to_text()
+        assert all(o.size >= MIN_SIZE - 1e-9 for o in layout.objects)
+        sizes += [o.size for o in layout.objects]
+        assert scene_recovered(layout, detector.detect(render(layout)), detector.threshold, 64), graph.to_text()
+    assert min(sizes) < 0.17  # crowded scenes did need smaller objects
+
+
+def test_four_in_a_row_renders_and_an_impossible_scene_says_why(tmp_path):
+    import subprocess
+    import sys
+
+    row = ("a photo of a red circle left of a blue square, a green star right of the blue square and a yellow cross "
+           "right of the green star")
+    r = subprocess.run([sys.executable, "-m", "sketchloop.cli", "render", row, "--out", str(tmp_path / "row.png")],
+                       capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    from sketchloop.errors import LayoutError
+    from sketchloop.world.layout import sample_layout
+    from sketchloop.world.parser import parse_prompt
+
+    with pytest.raises(LayoutError, match="even with objects shrunk to 0.125"):
+        sample_layout(parse_prompt("a photo of four circles left of four squares"), 0, attempts=12)

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
 from ..world.augment import degrade
 from ..world.detect import Detector, ShapesDetector
-from ..world.layout import Layout
+from ..world.layout import Layout, fits
 from ..world.render import render
 from ..world.sample import random_scene_layout
 
@@ -48,14 +48,23 @@ class DetectorCheck:
 
 
 def check_detector(n: int, seed: int = 0, max_blur: float = 1.0, max_noise: float = 0.06,
-                   size: int = 64, detector: Detector | None = None, fixed: bool = False) -> DetectorCheck:
+                   size: int = 64, detector: Detector | None = None, fixed: bool = False,
+                   object_size: float | None = None) -> DetectorCheck:
     """Render `n` random scenes, degrade each (blur, noise drawn up to the maxima, or exactly
-    the maxima with `fixed`), and count the images whose scene the detector recovers."""
+    the maxima with `fixed`), and count the images whose scene the detector recovers.
+    `object_size`: every object drawn at this side (a share of the canvas) where it was placed
+    (a scene whose objects would then touch or leave the canvas is drawn again)."""
     detector = detector or ShapesDetector()
     rng = np.random.default_rng(seed)
     recovered = 0
     for _ in range(n):
         _, layout = random_scene_layout(rng)
+        while object_size is not None:
+            resized = [replace(o, size=object_size) for o in layout.objects]
+            if all(fits(o, resized[:i]) for i, o in enumerate(resized)):
+                layout = Layout(tuple(resized))
+                break
+            _, layout = random_scene_layout(rng)
         blur = max_blur if fixed else float(rng.uniform(0, max_blur))
         noise = max_noise if fixed else float(rng.uniform(0, max_noise))
         image = degrade(render(layout, size), blur, noise, rng)

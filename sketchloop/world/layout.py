@@ -6,11 +6,11 @@ them so that a detector can tell objects apart, and every relation of the graph 
 under GenEval's position rule with a safety margin (see `relation_holds`).
 
 Defaults (measured with scripts/bench_detector.py and scripts/bench_layout.py, README):
-objects are about a quarter of the canvas wide (0.25, jittered by +-15%), which leaves
-room for MAX_OBJECTS = 8 objects with a gap between every two, and keeps a star's five
-points and a cross's arms legible at the default 64 px. Crowded graphs with relations
-between multi-object groups can still be impossible (GenEval's rule must hold for every
-pair of subject and target objects): sample_layout then raises LayoutError.
+objects are about a quarter of the canvas wide (0.25, jittered by +-15%), which keeps a
+star's five points and a cross's arms legible at the default 64 px; crowded scenes shrink
+their objects as they need, down to MIN_SIZE (0.125, 8 px: the smallest side the detector
+still recovers exactly on clean renders). A graph that cannot fit even then (GenEval's
+rule must hold for every pair of subject and target objects) raises LayoutError.
 """
 
 from __future__ import annotations
@@ -25,7 +25,9 @@ from .vocab import COLORS, RELATIONS, SHAPES
 
 OBJECT_SIZE = 0.25
 SIZE_JITTER = 0.15
-MIN_SIZE = 0.17
+MIN_SIZE = 0.125     # 8 px at 64 px: the smallest side the detector recovers exactly on clean renders (README)
+SHRINK_EVERY = 3     # failed attempts before objects shrink (and before groups aim at their tree cells)
+SHRINK = 0.85
 GAP = 0.05
 MARGIN = 0.03
 POSITION_THRESHOLD = 0.1  # GenEval's box-dimension shrink factor
@@ -34,7 +36,7 @@ RELATION_MARGIN = 0.6     # the layout asks for 0.6 where GenEval's rule asks fo
 # MIN_SIZE_STEPS), so that a plan can name a placement exactly in a few tokens (x3 y12 s8).
 GRID = 16
 SIZE_STEPS = 32
-MIN_SIZE_STEPS = 5
+MIN_SIZE_STEPS = 4   # = MIN_SIZE on the size lattice (the region token s4)
 
 
 def snap_size(size: float) -> float:
@@ -180,8 +182,11 @@ def _feasible(xy: np.ndarray, size: float, group: int, placed, need) -> np.ndarr
 
 def place_object(rng: np.random.Generator, shape: str, color: str, placed: tuple[PlacedObject, ...],
                  group: int = -1, need: dict[tuple[int, int], list[str]] | None = None,
-                 size: float | None = None, candidates: int = 400) -> PlacedObject | None:
-    """A new object at a random free spot that meets `need`, or None if there is none."""
+                 size: float | None = None, candidates: int = 400,
+                 target: tuple[float, float] | None = None, nearest: bool = False) -> PlacedObject | None:
+    """A new object at a random free spot that meets `need`, or None if there is none;
+    with a `target`, more candidates are drawn around it (see `_grid_targets`), and with
+    `nearest` the free spot nearest to it is taken."""
     if size is None:
         size = OBJECT_SIZE * float(rng.uniform(1 - SIZE_JITTER, 1 + SIZE_JITTER))
     size = snap_size(size)
@@ -196,11 +201,20 @@ def place_object(rng: np.random.Generator, shape: str, color: str, placed: tuple
             u[:half, axis] = u[:half, axis] ** 2
         elif lean[axis] > 0:
             u[:half, axis] = 1 - u[:half, axis] ** 2
-    xy = snap_xy(lo + (hi - lo) * u)
+    xy = lo + (hi - lo) * u
+    if target is not None:  # around the target, and every lattice point within 3 steps of it
+        near = np.asarray(target) + rng.normal(0, 0.08, size=(candidates // 2, 2))
+        steps = np.arange(-3, 4) / GRID
+        grid = np.asarray(target) + np.stack(np.meshgrid(steps, steps), -1).reshape(-1, 2)
+        xy = np.concatenate([xy, np.clip(near, lo, hi), np.clip(grid, lo, hi)])
+    xy = snap_xy(xy)
     ok = np.flatnonzero(_feasible(xy, size, group, placed, need))
     if len(ok) == 0:
         return None
-    x, y = xy[int(rng.choice(ok))]
+    if nearest and target is not None:
+        x, y = xy[ok[int(np.argmin(np.linalg.norm(xy[ok] - np.asarray(target), axis=1)))]]
+    else:
+        x, y = xy[int(rng.choice(ok))]
     return PlacedObject(shape, color, round(float(x), 4), round(float(y), 4), round(size, 4), group)
 
 
@@ -216,13 +230,15 @@ def _lean(group: int, need) -> tuple[int, int]:
 
 
 def sample_layout(graph: SceneGraph, seed: int | np.random.Generator = 0,
-                  attempts: int = 60) -> Layout:
+                  attempts: int = 100) -> Layout:
     """Concrete placements satisfying `graph`, deterministic for a seed.
 
     Objects are placed one at a time, each at a spot drawn uniformly from the random
     candidates that are free and meet its relations to the objects already placed.
-    An attempt that gets stuck starts over; every 10 failed attempts objects shrink
-    by 8% (never below MIN_SIZE). Uncoloured groups get a random colour per object.
+    An attempt that gets stuck starts over; every SHRINK_EVERY failed attempts objects
+    shrink by 15% (never below MIN_SIZE), and from the first shrink on each group also
+    draws candidates around its cell in the relation tree (`_grid_targets`), which lets
+    chains of 4-5 groups fit. Uncoloured groups get a random colour per object.
     """
     graph.validate()
     rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
@@ -232,20 +248,58 @@ def sample_layout(graph: SceneGraph, seed: int | np.random.Generator = 0,
              for _ in range(graph.groups[gi].count)]
     items = [(gi, shape, color or COLORS[int(rng.integers(len(COLORS)))]) for gi, shape, color in items]
     scale = 1.0
+    targets: dict[int, tuple[float, float]] = {}
     for attempt in range(1, attempts + 1):
         placed: list[PlacedObject] = []
+        if attempt > SHRINK_EVERY and not targets:  # crowded: aim each group at its place in the relation tree
+            targets = _grid_targets(graph)
         for gi, shape, color in items:
             size = max(MIN_SIZE, scale * OBJECT_SIZE * float(rng.uniform(1 - SIZE_JITTER, 1 + SIZE_JITTER)))
-            obj = place_object(rng, shape, color, tuple(placed), gi, need, size=size)
+            obj = place_object(rng, shape, color, tuple(placed), gi, need, size=size, target=targets.get(gi),
+                               nearest=attempt % 2 == 0)
             if obj is None:
                 break
             placed.append(obj)
         else:
             return Layout(tuple(sorted(placed, key=lambda o: o.group)))
-        if attempt % 10 == 0:
-            scale *= 0.92
-    raise LayoutError(f"could not lay out {graph.to_text()!r}: its objects and relations do not fit "
-                      f"the canvas; use fewer objects or relations")
+        if attempt % SHRINK_EVERY == 0:
+            scale *= SHRINK
+    raise LayoutError(f"could not lay out {graph.to_text()!r}: its objects and relations do not fit the canvas, "
+                      f"even with objects shrunk to {MIN_SIZE:g} of its side (the smallest the detector reads); "
+                      f"use fewer objects or relations")
+
+
+_STEP = {"left of": (-1, 0), "right of": (1, 0), "above": (0, -1), "below": (0, 1)}
+
+
+def _grid_targets(graph: SceneGraph) -> dict[int, tuple[float, float]]:
+    """Where each group should go: the relations walked from the most related group put
+    each group one cell left/right/above/below the group it relates to (further out when
+    that cell is taken), then the grid is scaled to the canvas. A hint for crowded scenes:
+    placements are still drawn at random and checked exactly."""
+    cells: dict[int, tuple[int, int]] = {}
+    for start in _placement_order(graph):
+        if start in cells:
+            continue
+        cells[start] = (max((c[0] for c in cells.values()), default=-2) + 2, 0)  # a new tree beside the others
+        frontier = [start]
+        while frontier:
+            g = frontier.pop(0)
+            for r in graph.relations:
+                for a, rel, b in ((r.subject, r.relation, r.object), (r.object, r.inverted().relation, r.subject)):
+                    if b == g and a not in cells:
+                        dx, dy = _STEP[rel]
+                        x, y = cells[g][0] + dx, cells[g][1] + dy
+                        while (x, y) in cells.values():
+                            x, y = x + dx, y + dy
+                        cells[a] = (x, y)
+                        frontier.append(a)
+    xs, ys = [c[0] for c in cells.values()], [c[1] for c in cells.values()]
+    span = max(max(xs) - min(xs), max(ys) - min(ys), 1)
+    cell = 1 / (span + 1)
+    return {g: ((x - min(xs) + 0.5) * cell + (1 - (max(xs) - min(xs) + 1) * cell) / 2,
+                (y - min(ys) + 0.5) * cell + (1 - (max(ys) - min(ys) + 1) * cell) / 2)
+            for g, (x, y) in cells.items()}
 
 
 def _placement_order(graph: SceneGraph) -> list[int]:

@@ -56,3 +56,24 @@ def random_scene_layout(rng: np.random.Generator, max_groups: int = MAX_GROUPS, 
         except (PromptError, LayoutError):
             continue
         return graph, layout
+
+
+def random_tree_scene(rng: np.random.Generator, n_groups: tuple[int, int] = (4, 5), max_objects: int = 6,
+                      count_prob: float = 0.4) -> SceneGraph:
+    """A crowded, consistent scene graph: `n_groups` (a range) coloured groups, each after the
+    first related to one earlier group (a tree: chains and several relations to one
+    anchor, never a cycle or a contradiction), counts up to 3 within `max_objects`."""
+    while True:
+        n = int(rng.integers(n_groups[0], n_groups[1] + 1))
+        shapes = [SHAPES[int(i)] for i in rng.permutation(len(SHAPES))]
+        budget, groups = max_objects, []
+        for i in range(n):
+            count = int(rng.integers(2, 4)) if rng.random() < count_prob else 1
+            count = max(1, min(count, budget - (n - i - 1)))
+            groups.append(ObjectGroup(shapes[i % len(shapes)], COLORS[int(rng.integers(len(COLORS)))], count))
+            budget -= count
+        if len({(g.shape, g.color) for g in groups}) < n or len({g.shape for g in groups}) < n:
+            continue  # one group per shape keeps 'the <shape>' references unambiguous
+        relations = [Relation(i, RELATIONS[int(rng.integers(len(RELATIONS)))], int(rng.integers(0, i)))
+                     for i in range(1, n)]
+        return SceneGraph(tuple(groups), tuple(relations))
