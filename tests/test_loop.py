@@ -106,3 +106,11 @@ def test_the_page_says_when_an_inconsistent_inspection_was_not_refined(tmp_path)
         save_trajectory(traj, tmp_path / str(limit))
         page = (tmp_path / str(limit) / "index.html").read_text()
         assert note in page and json.loads((tmp_path / str(limit) / "trajectory.json").read_text())["max_refines"] == limit
+
+
+def test_oracle_generate_honours_max_refines(tmp_path):
+    for limit in ("0", "3"):
+        r = cli("generate", "a photo of a red circle above a blue square", "--oracle", "--max-refines", limit,
+                "--out", str(tmp_path / limit))
+        assert r.returncode == 0, r.stderr
+        assert json.loads((tmp_path / limit / "trajectory.json").read_text())["max_refines"] == int(limit)

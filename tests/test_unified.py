@@ -260,3 +260,33 @@ def test_shipped_checkpoint_generates_from_a_fresh_install(tmp_path):
     for seed in (1, 2, 3):
         image = gen.generate(meta["prompt"], seed).image
         assert score_image(detector.detect(image), meta, detector.threshold, detector.counting_threshold)[0], seed
+
+
+def test_region_grammar_allows_only_region_triples_then_the_end():
+    from sketchloop.models.grammar import MAX_REGIONS, RegionGrammar
+
+    tok = WordTokenizer()
+    for separate in (True, False):
+        g = RegionGrammar(tok, separate)
+        assert set(g.allowed([])) == set(g.x) | {g.end}
+        out = tok.encode("x8 y8 s8")
+        assert set(g.allowed(out[:1])) <= set(g.y) and set(g.allowed(out[:2])) <= set(g.s)
+        full = tok.encode(" ".join(f"x{2 * i} y{2 * (i % 2)} s4" for i in range(MAX_REGIONS)))
+        assert g.allowed(full) == [g.end]
+    # kept apart: nothing may start on the point a region already covers
+    covered = RegionGrammar(tok, True).allowed(tok.encode("x8 y8 s10 x8"))
+    assert tok.token_id("y8") not in covered
+    assert tok.token_id("y8") in RegionGrammar(tok, False).allowed(tok.encode("x8 y8 s10 x8"))
+
+
+def test_role_calls_depend_only_on_their_arguments():
+    """No state carries between calls: the same call gives the same answer whatever came before."""
+    roles = UnifiedRoles.from_pretrained()
+    prompt, blank = "a photo of a red circle above a blue square", render(Layout(), 64)
+    first = roles.plan(prompt, [], 5)
+    canvas = roles.sketch(prompt, [first], blank, 7)
+    roles.inspect(prompt, [first], canvas, 3)
+    roles.plan(prompt, [first], 9)
+    assert roles.plan(prompt, [], 5) == first
+    assert roles.sketch(prompt, [first], blank, 7).tobytes() == canvas.tobytes()
+    assert roles.inspect(prompt, [first], canvas, 3) == roles.inspect(prompt, [first], canvas, 3)
