@@ -13,8 +13,7 @@ pytest.importorskip("openai")
 
 from sketchloop.data.build import build  # noqa: E402
 from sketchloop.data.schema import read_dataset, shard_path  # noqa: E402
-from sketchloop.errors import SketchloopError  # noqa: E402
-from test_teacher_build import Teacher, flux_dir, spec  # noqa: E402,F401
+from test_teacher_build import flux_dir, outage_then_resume  # noqa: E402,F401
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -46,18 +45,7 @@ def test_every_pipeline_builds_on_ray(kind, tmp_path):
 
 
 def test_a_chat_teacher_outage_on_ray_resumes_mid_shard(server_factory, flux_dir, tmp_path):  # noqa: F811
-    healthy = server_factory(Teacher())
-    build("trajectories", 4, tmp_path / "whole", seed=5, teacher=spec(healthy.url, flux_dir), progress=False)
-    whole = read_dataset(tmp_path / "whole").to_pylist()
-    down = server_factory(Teacher(fail_after=12))  # about two examples in, the server goes away
-    out = tmp_path / "resumed"
-    with pytest.raises(SketchloopError, match="failed 3 times"):
-        build("trajectories", 4, out, seed=5, teacher=spec(down.url, flux_dir), progress=False, engine="ray")
-    assert 1 <= len(sorted((out / "data" / ".partial").rglob("*.parquet"))) < 4
-    back = server_factory(Teacher())
-    build("trajectories", 4, out, seed=5, teacher=spec(back.url, flux_dir), progress=False, engine="ray")
-    assert read_dataset(out).to_pylist() == whole
-    assert back.script.calls < healthy.script.calls
+    outage_then_resume(server_factory, flux_dir, tmp_path, engine="ray")
 
 
 def test_ray_options_fail_clearly(tmp_path):

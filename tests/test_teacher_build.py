@@ -109,7 +109,9 @@ def test_inspect_and_refine_examples_from_flawed_steps(server_factory, flux_dir,
             assert types[-4:] == ["sketch", "inspect", "refine", "sketch"]  # flawed image, analysis, fix, corrected
 
 
-def test_a_server_outage_stops_the_build_and_a_rerun_resumes_it(server_factory, flux_dir, tmp_path):
+def outage_then_resume(server_factory, flux_dir, tmp_path, engine: str = "local") -> None:
+    """A chat server that goes down mid-build stops it with a clear error; a rerun against a
+    healthy server resumes mid-shard and ends with the rows of an uninterrupted build."""
     healthy = server_factory(Teacher())
     build("trajectories", 4, tmp_path / "whole", seed=5, teacher=spec(healthy.url, flux_dir), progress=False)
     whole = read_dataset(tmp_path / "whole").to_pylist()
@@ -117,14 +119,18 @@ def test_a_server_outage_stops_the_build_and_a_rerun_resumes_it(server_factory, 
     down = server_factory(Teacher(fail_after=12))  # about two examples in, the server goes away
     out = tmp_path / "resumed"
     with pytest.raises(SketchloopError, match="failed 3 times"):
-        build("trajectories", 4, out, seed=5, teacher=spec(down.url, flux_dir), progress=False)
+        build("trajectories", 4, out, seed=5, teacher=spec(down.url, flux_dir), progress=False, engine=engine)
     kept = sorted((out / "data" / ".partial").rglob("*.parquet"))
     assert 1 <= len(kept) < 4  # finished examples are on disk
     back = server_factory(Teacher())
-    build("trajectories", 4, out, seed=5, teacher=spec(back.url, flux_dir), progress=False)
+    build("trajectories", 4, out, seed=5, teacher=spec(back.url, flux_dir), progress=False, engine=engine)
     assert read_dataset(out).to_pylist() == whole  # as if never interrupted
     assert back.script.calls < healthy.script.calls  # the finished examples were not asked for again
     assert not (out / "data" / ".partial" / "trajectories-00000").exists()
+
+
+def test_a_server_outage_stops_the_build_and_a_rerun_resumes_it(server_factory, flux_dir, tmp_path):
+    outage_then_resume(server_factory, flux_dir, tmp_path)
 
 
 def test_shapesworld_builds_resume_mid_shard_too(tmp_path, monkeypatch):
