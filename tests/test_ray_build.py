@@ -13,7 +13,7 @@ pytest.importorskip("openai")
 
 from sketchloop.data.build import build  # noqa: E402
 from sketchloop.data.schema import read_dataset, shard_path  # noqa: E402
-from test_teacher_build import flux_dir, outage_then_resume  # noqa: E402,F401
+from test_teacher_build import flux_dir, outage_then_resume  # noqa: E402,F401 - flux_dir: the fixture
 
 
 @pytest.fixture(scope="module", autouse=True)

@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import PromptError
-from ..loop.roles import Plan, Planner
+from ..loop.roles import Planner
 from ..world.instructions import Scene, apply, instruction_text, parse_instruction
 from ..world.parser import parse_prompt
 from ..world.render import DEFAULT_SIZE

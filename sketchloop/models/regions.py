@@ -139,7 +139,7 @@ def to_float(image: np.ndarray) -> np.ndarray:
     return image.astype(np.float32).transpose(2, 0, 1) / 127.5 - 1.0
 
 
-def to_uint8(x: "torch.Tensor") -> np.ndarray:
+def to_uint8(x) -> np.ndarray:
     """3 x H x W in [-1, 1] (a tensor the model drew) -> H x W x 3 uint8."""
     import torch
 
