@@ -37,6 +37,7 @@ def make_shard(kind: str, seed: int, shard: int, n_examples: int, edit_ops: floa
     from .inspections import make_inspect_self_sampled, make_inspect_symbolic
     from .refine import make_refine
     from ..backends.wiring import make_teachers
+    from ..evaluation.heldout import row_allows
     from .trajectories import Rejections, make_trajectory
 
     rng = np.random.default_rng([seed, KINDS.index(kind), shard])
@@ -57,29 +58,33 @@ def make_shard(kind: str, seed: int, shard: int, n_examples: int, edit_ops: floa
         rng.bit_generator.state = state["rng"]
         rejections = Rejections(**state["rejections"])
     for i in range(len(rows), n_examples):
-        if kind == "trajectories":
-            row = make_trajectory(rng, teachers, edit_ops, rejections)
-        elif kind == "inspect" and planner is not None:
-            row = make_inspect_self_sampled(rng, planner, teachers, rejections)
-        elif kind == "inspect" and teachers.open_world:
-            from .open_world import make_inspect_open
+        while True:  # ShapesWorld rows never hold a benchmark's scene or a held-out pair, even mid-trajectory
+            if kind == "trajectories":
+                row = make_trajectory(rng, teachers, edit_ops, rejections)
+            elif kind == "inspect" and planner is not None:
+                row = make_inspect_self_sampled(rng, planner, teachers, rejections)
+            elif kind == "inspect" and teachers.open_world:
+                from .open_world import make_inspect_open
 
-            row = make_inspect_open(rng, teachers, rejections, edit_ops)
-        elif kind == "inspect":
-            row = make_inspect_symbolic(rng, teachers, rejections, edit_ops)
-        elif teachers.open_world:
-            from .open_world import make_refine_open
+                row = make_inspect_open(rng, teachers, rejections, edit_ops)
+            elif kind == "inspect":
+                row = make_inspect_symbolic(rng, teachers, rejections, edit_ops)
+            elif teachers.open_world:
+                from .open_world import make_refine_open
 
-            row = make_refine_open(rng, teachers, rejections, edit_ops)
-        else:
-            row = make_refine(rng, teachers, rejections, edit_ops)
+                row = make_refine_open(rng, teachers, rejections, edit_ops)
+            else:
+                row = make_refine(rng, teachers, rejections, edit_ops)
+            if teachers.open_world or row_allows(row):
+                break
+            rejections.heldout_rows += 1
         rows.append({"id": f"{kind}-{shard:05d}-{i:05d}", "kind": kind, **row})
         write_table(partial / f"{i:05d}.parquet", [rows[-1]], {"rng": rng.bit_generator.state,
                                                                 "rejections": vars(rejections)})
     write_table(shard_path(Path(out), kind, shard, n_shards), rows)
     shutil.rmtree(partial, ignore_errors=True)
     return {"shard": shard, "examples": n_examples, "steps_redrawn": rejections.steps_redrawn,
-            "trajectories_dropped": rejections.trajectories_dropped}
+            "trajectories_dropped": rejections.trajectories_dropped, "heldout_rows": rejections.heldout_rows}
 
 
 def build(kind: str, n: int, out: Path, seed: int = 0, workers: int = 1, edit_ops: float = 0.25,

@@ -63,6 +63,7 @@ def write_card(out: Path, params: dict[str, Any], shard_stats: dict[str, Any],
         "problems": dict(sorted(problems.items())),
         "steps_redrawn": sum(s["steps_redrawn"] for s in shard_stats.values()),
         "trajectories_dropped": sum(s["trajectories_dropped"] for s in shard_stats.values()),
+        "heldout_rows": sum(s.get("heldout_rows", 0) for s in shard_stats.values()),
         "examples_per_second": examples_per_second,
     }
     contact_sheet(table, out / "contact_sheet.png")
@@ -94,6 +95,8 @@ def write_card(out: Path, params: dict[str, Any], shard_stats: dict[str, Any],
         f"| problems found by the judge | {', '.join(f'{k}: {v}' for k, v in summary['problems'].items()) or '-'} |",
         f"| judge rejections | {summary['steps_redrawn']} steps redrawn, "
         f"{summary['trajectories_dropped']} trajectories dropped |",
+        f"| held out | {summary['heldout_rows']} examples drawn again: a benchmark's scene or a held-out "
+        f"colour-shape pair (sketchloop/evaluation/heldout.py) |",
     ]
     if examples_per_second:
         lines.append(f"| throughput of the last run | {examples_per_second:.1f} examples/s |")

@@ -23,12 +23,11 @@ from ..loop.roles import Planner
 from ..world.instructions import Scene, apply, instruction_text, parse_instruction
 from ..world.parser import parse_prompt
 from ..world.render import DEFAULT_SIZE
-from ..world.sample import random_scene
 from ..world.scene import MAX_OBJECTS
 from ..world.vocab import COLORS, INVERSE_RELATION, RELATIONS, SHAPES
 from ..teachers import Teachers, blank_canvas
 from ..trajectory import Plan, scene_text
-from .trajectories import (GROUP_WEIGHTS, Rejections, _json, draw_trajectory, example, image_row,
+from .trajectories import (Rejections, heldout_free_scene, _json, draw_trajectory, example, image_row,
                            plan_rows, text_row)
 
 INCONSISTENT_SHARE = 0.55  # the paper: about 6.9K consistent, 8.3K inconsistent
@@ -157,7 +156,7 @@ def make_inspect_self_sampled(rng: np.random.Generator, planner: Planner, teache
 
 
 def _rollout(rng: np.random.Generator, planner: Planner, teachers: Teachers, size: int, max_steps: int) -> dict[str, Any]:
-    graph = random_scene(rng, group_weights=GROUP_WEIGHTS)
+    graph = heldout_free_scene(rng)
     prompt = graph.to_text()
     scene, canvas = Scene(), blank_canvas(size)
     history: list[Plan] = []

@@ -29,14 +29,25 @@ GROUP_WEIGHTS = [0.1, 0.15, 0.25, 0.25, 0.25]
 MAX_OPEN_DROPS = 20  # open-world teachers: trajectories the judge may reject in a row before the build stops
 
 
+def heldout_free_scene(rng: np.random.Generator) -> SceneGraph:
+    """A random ShapesWorld scene that no shipped benchmark holds and with no held-out
+    colour-shape pair (evaluation/heldout.py): benchmarks measure composition, not memory."""
+    from ..evaluation.heldout import data_allows
+
+    while True:
+        graph = random_scene(rng, group_weights=GROUP_WEIGHTS)
+        if data_allows(graph):
+            return graph
+
+
 def draw_scene(rng: np.random.Generator, teachers: Teachers):
     """The next scene to draw: a random ShapesWorld scene graph, or with a decomposer (e.g. a
     chat model) a prompt (from `teachers.prompts`, else a random ShapesWorld prompt) decomposed
     into an open-vocabulary graph."""
     if teachers.decomposer is None:
-        return random_scene(rng, group_weights=GROUP_WEIGHTS)
+        return heldout_free_scene(rng)
     prompt = teachers.prompts[int(rng.integers(len(teachers.prompts)))] if teachers.prompts else \
-        random_scene(rng, group_weights=GROUP_WEIGHTS).to_text()
+        heldout_free_scene(rng).to_text()
     return teachers.decomposer.decompose(prompt)
 
 
@@ -44,6 +55,7 @@ def draw_scene(rng: np.random.Generator, teachers: Teachers):
 class Rejections:
     steps_redrawn: int = 0
     trajectories_dropped: int = 0
+    heldout_rows: int = 0  # examples drawn again: they named a held-out colour-shape pair
 
 
 def draw_trajectory(rng: np.random.Generator, teachers: Teachers, edit_ops: float, rejections: Rejections,

@@ -9,7 +9,8 @@ from typing import Any
 
 from ..errors import SketchloopError
 
-SHIPPED = ("shapes-geneval", "geneval")  # geneval: GenEval's own 553 prompts (MIT, GENEVAL_LICENSE.md)
+# geneval: GenEval's own 553 prompts (MIT, GENEVAL_LICENSE.md); the held-out ShapesWorld ones: heldout.py
+SHIPPED = ("shapes-geneval", "shapes-complex", "shapes-complex-val", "shapes-generalise", "geneval")
 
 
 def benchmark_path(name_or_path: str) -> Path:

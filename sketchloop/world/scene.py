@@ -268,6 +268,19 @@ class SceneGraph:
         return cls(tuple(groups), tuple(relations))
 
 
+def scene_key(graph: "SceneGraph") -> str:
+    """The identity of a scene whatever its phrasing: its groups, and each relation stated
+    both ways ("A above B" is "B below A"). Two graphs are the same scene exactly when
+    their keys are equal (groups of one scene are distinct noun phrases)."""
+    name = [f"{g.count}/{g.color or '-'}/{g.shape}" for g in graph.groups]
+    relations = set()
+    for r in graph.relations:
+        relations.add((name[r.subject], r.relation, name[r.object]))
+        inv = r.inverted()
+        relations.add((name[inv.subject], inv.relation, name[inv.object]))
+    return "|".join(sorted(name)) + "#" + "|".join(" ".join(t) for t in sorted(relations))
+
+
 def position_pairs(req: dict[str, Any]) -> list[tuple[str, int]]:
     """The (relation, target index) pairs of a GenEval include entry (none, one or several)."""
     pos = req.get("position")

@@ -1,0 +1,150 @@
+"""Held-out evaluation for ShapesWorld: benchmarks no data build may contain.
+
+- `shapes-complex` (300 prompts, tag `complex`): 3-5 groups, 2-4 relations (chains and
+  several relations to one anchor), every object coloured, some counted.
+- `shapes-complex-val` (100 prompts, other scenes of the same kind): the validation set
+  every tuning choice is made on, so that `shapes-complex` stays a test.
+- `shapes-generalise` (150 prompts, tag `generalise`): 2-4 groups with relations, each
+  scene holding at least one of `HELDOUT_PAIRS`, colour-shape pairs that no training
+  scene contains anywhere (systematic generalisation: seen words, unseen combinations).
+
+Data builds reject a ShapesWorld scene whose `scene_key` is any shipped benchmark's
+(`shapes-geneval` and the three above) or that holds a held-out pair (`data_allows`).
+Regenerate the files with `python scripts/make_heldout_benchmarks.py` (fixed seeds).
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from typing import Any
+
+import numpy as np
+
+from ..world.scene import ObjectGroup, Relation, SceneGraph, scene_key
+from ..world.vocab import COLORS, RELATIONS, SHAPES
+
+HELDOUT_PAIRS = frozenset({("red", "star"), ("blue", "cross"), ("green", "triangle"), ("yellow", "circle"),
+                           ("purple", "square"), ("white", "diamond")})
+SHAPES_WORLD_BENCHMARKS = ("shapes-geneval", "shapes-complex", "shapes-complex-val", "shapes-generalise")
+
+
+def holds_heldout_pair(graph: SceneGraph) -> bool:
+    return any((g.color, g.shape) in HELDOUT_PAIRS for g in graph.groups)
+
+
+@lru_cache(maxsize=1)
+def heldout_keys() -> frozenset[str]:
+    """The scene keys of every shipped ShapesWorld benchmark prompt."""
+    from ..world.parser import parse_prompt
+    from .benchmark import load_benchmark
+
+    return frozenset(scene_key(parse_prompt(m["prompt"])) for name in SHAPES_WORLD_BENCHMARKS
+                     for m in load_benchmark(name))
+
+
+def _pair_pattern():
+    import re
+
+    from ..world.vocab import PLURALS
+
+    words = "|".join(f"{c} (?:{s}|{PLURALS[s]})" for c, s in sorted(HELDOUT_PAIRS))
+    return re.compile(rf"\b(?:{words})\b")
+
+
+PAIR_PATTERN = _pair_pattern()
+
+
+def row_allows(row: dict[str, Any]) -> bool:
+    """Whether a dataset row may be kept: its scene is allowed, and no text of it (a
+    distractor, a wrong colour, a critique) names a held-out colour-shape pair."""
+    return data_allows(SceneGraph.from_json(row["scene"])) and not any(
+        PAIR_PATTERN.search(step["text"]) for step in row["steps"]) and not PAIR_PATTERN.search(row["prompt"])
+
+
+def data_allows(graph: SceneGraph) -> bool:
+    """Whether a data build may use this scene: not a benchmark's, no held-out pair."""
+    return not holds_heldout_pair(graph) and scene_key(graph) not in heldout_keys()
+
+
+def _group(rng: np.random.Generator, used: set[str], heldout: bool | None, count_prob: float) -> ObjectGroup:
+    """A coloured group of an unused shape; `heldout` True: a held-out pair, False: never one."""
+    while True:
+        shape = SHAPES[int(rng.integers(len(SHAPES)))]
+        if shape in used:
+            continue
+        if heldout:
+            colours = [c for c in COLORS if (c, shape) in HELDOUT_PAIRS]
+            if not colours:
+                continue
+            colour = colours[0]
+        else:
+            colour = COLORS[int(rng.integers(len(COLORS)))]
+            if heldout is False and (colour, shape) in HELDOUT_PAIRS:
+                continue
+        count = int(rng.integers(2, 4)) if rng.random() < count_prob else 1
+        return ObjectGroup(shape, colour, count)
+
+
+def _relations(rng: np.random.Generator, n: int, n_relations: int) -> list[Relation]:
+    """A tree (each group after the first related to an earlier one; several to the first,
+    or chains), plus extra relations up to `n_relations` when they are consistent."""
+    relations = []
+    for i in range(1, n):
+        j = 0 if rng.random() < 0.5 else int(rng.integers(0, i))
+        relations.append(Relation(i, RELATIONS[int(rng.integers(len(RELATIONS)))], j))
+    while len(relations) < n_relations:
+        i, j = (int(v) for v in rng.choice(n, 2, replace=False))
+        candidate = Relation(max(i, j), RELATIONS[int(rng.integers(len(RELATIONS)))], min(i, j))
+        if all({r.subject, r.object} != {candidate.subject, candidate.object} for r in relations):
+            relations.append(candidate)
+    return relations
+
+
+def _make(rng: np.random.Generator, n: int, tag: str, groups: tuple[int, int], relations: tuple[int, int],
+          heldout: bool, taken: set[str]) -> list[dict[str, Any]]:
+    from ..errors import LayoutError, PromptError
+    from ..world.layout import sample_layout
+    from ..world.scene import MAX_OBJECTS
+
+    lines: list[dict[str, Any]] = []
+    while len(lines) < n:
+        k = int(rng.integers(groups[0], groups[1] + 1))
+        used: set[str] = set()
+        gs = []
+        for i in range(k):
+            g = _group(rng, used, True if heldout and i == 0 else (None if heldout else False), 0.2)
+            used.add(g.shape)
+            gs.append(g)
+        if sum(g.count for g in gs) > MAX_OBJECTS:
+            continue
+        n_rel = min(int(rng.integers(relations[0], relations[1] + 1)), k * (k - 1) // 2)
+        order = [int(i) for i in rng.permutation(k)]  # the held-out group is not always the anchor
+        graph = SceneGraph(tuple(gs[i] for i in order), tuple(
+            Relation(order.index(r.subject), r.relation, order.index(r.object)) for r in _relations(rng, k, n_rel)))
+        try:
+            graph.validate()
+            for seed in range(8):  # drawable for any seed, not just by luck: the oracle must score 1.0
+                sample_layout(graph, seed)
+        except (PromptError, LayoutError):
+            continue
+        key = scene_key(graph)
+        if key in taken:
+            continue
+        taken.add(key)
+        lines.append(graph.to_geneval(tag))
+    return lines
+
+
+def make_heldout_benchmarks(seed: int = 2605) -> dict[str, list[dict[str, Any]]]:
+    """shapes-complex, shapes-complex-val and shapes-generalise, disjoint from each other and
+    from shapes-geneval (see the module docstring)."""
+    from ..world.parser import parse_prompt
+    from .benchmark import load_benchmark
+
+    taken = {scene_key(parse_prompt(m["prompt"])) for m in load_benchmark("shapes-geneval")}
+    rng = np.random.default_rng(seed)
+    return {
+        "shapes-complex": _make(rng, 300, "complex", (3, 5), (2, 4), False, taken),
+        "shapes-complex-val": _make(rng, 100, "complex", (3, 5), (2, 4), False, taken),
+        "shapes-generalise": _make(rng, 150, "generalise", (2, 4), (1, 3), True, taken),
+    }

@@ -1,0 +1,62 @@
+"""Held-out evaluation: no shipped benchmark's scene, and no held-out colour-shape pair,
+appears in any data build; the held-out benchmarks are what they say."""
+
+import json
+
+import numpy as np
+
+from sketchloop.data.build import build
+from sketchloop.data.schema import read_dataset
+from sketchloop.evaluation.benchmark import load_benchmark
+from sketchloop.evaluation.heldout import HELDOUT_PAIRS, data_allows, heldout_keys
+from sketchloop.world.parser import parse_prompt
+from sketchloop.world.scene import SceneGraph, scene_key
+
+
+def test_scene_keys_ignore_phrasing():
+    a = parse_prompt("a photo of a red circle above a blue square and a green star")
+    b = parse_prompt("a photo of a green star, a blue square below a red circle")
+    assert scene_key(a) == scene_key(b)
+    assert scene_key(a) != scene_key(parse_prompt("a photo of a red circle below a blue square and a green star"))
+
+
+def test_the_heldout_benchmarks_are_what_they_say():
+    complex_, val, gen = (load_benchmark(n) for n in ("shapes-complex", "shapes-complex-val", "shapes-generalise"))
+    assert (len(complex_), len(val), len(gen)) == (300, 100, 150)
+    keys = {name: {scene_key(parse_prompt(m["prompt"])) for m in load_benchmark(name)}
+            for name in ("shapes-geneval", "shapes-complex", "shapes-complex-val", "shapes-generalise")}
+    names = list(keys)
+    assert all(not keys[a] & keys[b] for i, a in enumerate(names) for b in names[i + 1:])  # disjoint
+    for m in complex_ + val:
+        g = parse_prompt(m["prompt"])
+        assert 3 <= len(g.groups) <= 5 and 2 <= len(g.relations) <= 4 and all(x.color for x in g.groups)
+        assert not any((x.color, x.shape) in HELDOUT_PAIRS for x in g.groups)
+        assert scene_key(SceneGraph.from_geneval(m)) == scene_key(g)  # the metadata and the prompt agree
+    several = sum(1 for m in complex_ if max(np.bincount([r.object for r in parse_prompt(m["prompt"]).relations])) > 1)
+    chains = sum(1 for m in complex_ if any(r.subject in {q.object for q in parse_prompt(m["prompt"]).relations}
+                                             for r in parse_prompt(m["prompt"]).relations))
+    assert several > 50 and chains > 50 and sum(any(x["count"] > 1 for x in m["include"]) for m in complex_) > 30
+    assert all(any((x.color, x.shape) in HELDOUT_PAIRS for x in parse_prompt(m["prompt"]).groups) and
+               parse_prompt(m["prompt"]).relations for m in gen)
+
+
+def test_no_data_build_holds_a_benchmark_scene_or_a_heldout_pair(tmp_path, monkeypatch):
+    # a real build: every row's scene is allowed
+    for kind, n in (("trajectories", 300), ("inspect", 60), ("refine", 60)):
+        build(kind, n, tmp_path / kind, seed=9, shard_size=n, progress=False)
+        for row in read_dataset(tmp_path / kind).to_pylist():
+            graph = SceneGraph.from_json(row["scene"])
+            assert data_allows(graph), row["prompt"]
+            for step in row["steps"]:
+                assert not any(f"{c} {s}" in step["text"] for c, s in HELDOUT_PAIRS), step["text"]
+    # and the exclusion is what keeps them out: a sampler that proposes benchmark scenes first
+    import sketchloop.data.trajectories as trajectories
+
+    proposals = [parse_prompt(m["prompt"]) for m in load_benchmark("shapes-geneval")[:20]]
+    real = trajectories.random_scene
+    monkeypatch.setattr(trajectories, "random_scene", lambda rng, **kw: proposals.pop(0) if proposals else real(rng, **kw))
+    build("trajectories", 5, tmp_path / "forced", seed=1, shard_size=5, progress=False)
+    assert not proposals  # all 20 were proposed
+    assert not {scene_key(SceneGraph.from_json(r["scene"])) for r in read_dataset(tmp_path / "forced").to_pylist()} \
+        & heldout_keys()
+    assert json.loads((tmp_path / "forced" / "build.json").read_text())["params"]["n"] == 5
