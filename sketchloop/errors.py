@@ -11,3 +11,9 @@ class PromptError(SketchloopError):
 
 class LayoutError(SketchloopError):
     """A scene graph whose objects cannot be placed on the canvas."""
+
+
+def first_line(exc: BaseException) -> str:
+    """The first line of an exception's message, or its type's name when it has none."""
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__

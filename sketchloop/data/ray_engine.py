@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any, Iterator
 
-from ..errors import SketchloopError
+from ..errors import SketchloopError, first_line
 
 
 def _ray():
@@ -74,7 +74,7 @@ def build_shards(args: list[tuple], teacher: dict[str, Any] | None, workers: int
         try:
             ray.init(address=address, include_dashboard=False, log_to_driver=False)
         except Exception as exc:  # noqa: BLE001 - an unreachable cluster: one clear line
-            line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            line = first_line(exc)
             where = f"the Ray cluster at {address}" if address else "a local Ray"
             raise SketchloopError(f"cannot start on {where} ({line[:160]}); start the head with 'ray start --head' "
                                   f"and pass its address, or leave --address out") from None

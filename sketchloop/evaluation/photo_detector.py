@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from ..errors import SketchloopError
+from ..errors import SketchloopError, first_line
 from ..world.detect import Detection
 from ..world.vocab import COLORS
 
@@ -101,7 +101,7 @@ class OpenVocabDetector:
             try:
                 loaded += [loaders[0].from_pretrained(name), loaders[1].from_pretrained(name)]
             except Exception as exc:  # noqa: BLE001 - a missing or broken model: one clear line
-                line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+                line = first_line(exc)
                 raise SketchloopError(f"cannot load {name!r} ({line[:160]}); give a model id the hub serves or a "
                                       f"local folder saved with save_pretrained") from None
         return cls(*loaded, name=spec, settings=settings)

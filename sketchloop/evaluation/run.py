@@ -27,7 +27,7 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 from tqdm import tqdm
 
-from ..errors import PromptError, SketchloopError
+from ..errors import PromptError, SketchloopError, first_line
 from ..generators import Generator
 from ..io import atomic_write_text, save_png
 from ..world.detect import Detector
@@ -67,24 +67,21 @@ def _read_record(path: Path) -> dict[str, Any] | None:
 
 
 def _error_text(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+    """`Type: first line`, or the type alone when the message is empty."""
+    return f"{type(exc).__name__}: {first_line(exc)}" if str(exc).strip() else type(exc).__name__
 
 
-def generate_images(prompts: list[dict[str, Any]], generator: Generator | None, out_dir: Path,
+def generate_images(prompts: list[dict[str, Any]], generator: Generator, out_dir: Path,
                     images_per_prompt: int = 4, seed: int = 0, progress: bool = True,
-                    indices: list[int] | None = None, made_by: dict[str, Any] | None = None,
-                    retry_failed: bool = False, pages: int = 0) -> Generation:
+                    indices: list[int] | None = None, retry_failed: bool = False, pages: int = 0) -> Generation:
     """Write every prompt's images in GenEval's layout (only prompts `indices` if given).
 
     For the first `pages` prompts, a generator that runs the loop also leaves each sample's
     trajectory page in `NNNNN/trajectories/JJJJ/index.html` (see `write_gallery`).
 
-    A sample on disk is reused when its record was made by `made_by` (default: the
-    generator's `record`) with the same seed; failed samples are reused as failed unless
-    `retry_failed`. With `generator` None every sample must exist already."""
-    if made_by is None:
-        made_by = dict(generator.record) if generator is not None else {}
+    A sample on disk is reused when its record was made by the generator's `record` with
+    the same seed; failed samples are reused as failed unless `retry_failed`."""
+    made_by = dict(generator.record)
     result = Generation()
     todo = range(len(prompts)) if indices is None else indices
     bar = tqdm(total=len(todo) * images_per_prompt, desc=f"generate ({getattr(generator, 'name', '')})",
@@ -109,8 +106,6 @@ def generate_images(prompts: list[dict[str, Any]], generator: Generator | None, 
             if usable:
                 result.reused += 1
             else:
-                if generator is None:
-                    raise SketchloopError(f"{path} was not generated with these settings")
                 record = _generate_one(generator, meta["prompt"], wanted, path, page)
                 result.generated += 1
             result.samples[(i, j)] = record

@@ -33,7 +33,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ..errors import SketchloopError
+from ..errors import SketchloopError, first_line
 from .tokenizer import WordTokenizer
 
 
@@ -320,7 +320,7 @@ class UnifiedModel(nn.Module):
             model = cls(UnifiedConfig(**raw))
             model.load_state_dict(load_file(str(directory / "model.safetensors")))
         except Exception as exc:  # corrupt or mismatched files: one clear line
-            line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            line = first_line(exc)
             raise SketchloopError(f"checkpoint {directory} is corrupt or incompatible ({line[:160]}); "
                                   f"retrain it or point --checkpoint at another folder") from None
         return model.eval(), WordTokenizer.load(directory / "tokenizer.json")

@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from importlib import resources
 from typing import Any
 
-from ..errors import SketchloopError
+from ..errors import SketchloopError, first_line
 from ..generators import LoopGenerator, check_prompt, oracle_generator
 from ..io import png_bytes
 from ..loop.roles import Roles
@@ -153,7 +153,7 @@ def create_app(demo: Demo) -> FastAPI:
                 with counters:
                     demo.cancelled += 1
             except Exception as exc:  # noqa: BLE001 - the client gets the message, the server goes on
-                text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+                text = first_line(exc)
                 emit({"type": "error", "message": text})
             finally:
                 with counters:
