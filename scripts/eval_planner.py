@@ -16,6 +16,7 @@ from sketchloop.evaluation.benchmark import load_benchmark
 from sketchloop.backends.unified import SamplingConfig, UnifiedRoles
 from sketchloop.world.instructions import Scene, apply, parse_instruction
 from sketchloop.world.parser import parse_prompt
+from sketchloop.world.scene import scene_key
 
 parser = argparse.ArgumentParser()
 parser.add_argument("checkpoint", type=Path)
@@ -40,7 +41,7 @@ for meta in prompts:
             described = parse_prompt(step.des)
         except PromptError:
             break
-        if described.normalized() != scene.graph().normalized():
+        if scene_key(described) != scene_key(scene.graph()):
             break
         if not inspect_description(described, graph).consistent:
             break

@@ -17,7 +17,7 @@ Single mode: `<bos> <prompt> P </prompt> <img> <full> </img>` (the whole image i
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 PHOTO_PREFIX = "a photo of "
@@ -76,6 +76,13 @@ class Critique:
     problems: list[Problem] = field(default_factory=list)
     not_drawn_yet: list[str] = field(default_factory=list)
     details: dict[str, Any] = field(default_factory=dict)
+    target: str = ""  # what a conflict is in: "plan" (the plan against the prompt), "image" (the canvas against the plan)
+
+    def about(self, target: str) -> "Critique":
+        """This critique as a conflict in `target` ("plan" or "image"), its text saying so."""
+        if self.consistent:
+            return self
+        return replace(self, target=target, text=conflict_text(target, self.text))
 
     @classmethod
     def from_problems(cls, problems: list[Problem], not_drawn_yet: list[str] | None = None) -> "Critique":
@@ -88,6 +95,25 @@ class Critique:
         else:
             text = "consistent: the scene matches the prompt"
         return cls(not problems, text, problems[0].fix if problems else "", list(problems), not_drawn_yet)
+
+
+CONFLICT_TARGETS = ("plan", "image")
+
+
+def conflict_text(target: str, text: str) -> str:
+    """An inspection text that names where its conflict is: "inconsistent plan: ..." or
+    "inconsistent image: ..." (the loop re-plans a wrong plan and redraws a wrong image)."""
+    body = text.split(":", 1)[1].strip() if text.startswith("inconsistent") and ":" in text else text
+    return f"inconsistent {target}: {body}"
+
+
+def text_verdict(text: str) -> tuple[bool, str]:
+    """(consistent, conflict target) as an inspection text states them: the verdict is read
+    from the text, so that a text can never contradict it."""
+    if text.startswith("consistent"):
+        return True, ""
+    head = text.split(":", 1)[0].split()
+    return False, head[1] if len(head) > 1 and head[1] in CONFLICT_TARGETS else ""
 
 
 # ---------------------------------------------------------------- text builders

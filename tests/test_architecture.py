@@ -125,6 +125,7 @@ SCORER_FREE = textwrap.dedent("""
             raise AssertionError(f"model inference called the scorer component {name}")
         return call
 
+    originals = {"parse_prompt": parser.parse_prompt, "tokenize": parser.tokenize}
     for module, names in [(parser, ["parse_prompt", "tokenize"]), (layout, ["sample_layout", "place_object"]),
                           (render, ["render", "draw_shape"]), (critique, ["inspect_description", "describe_detections"]),
                           (geneval, ["score_image"])]:
@@ -133,6 +134,20 @@ SCORER_FREE = textwrap.dedent("""
     detect.ShapesDetector.detect = forbidden("ShapesDetector.detect")
     for name in ("judge", "critique", "analyse"):
         setattr(shapes.DetectorJudge, name, forbidden(f"DetectorJudge.{name}"))
+    import sketchloop.generators as generators
+    check_prompt = generators.check_prompt
+
+    def checked_before_the_run(*args, **kwargs):
+        # the prompt check may parse, as `render` does (refusing contradictions, overfull scenes): input
+        # validation before the loop starts, not a scorer inside it
+        patched = {name: getattr(parser, name) for name in originals}
+        vars(parser).update(originals)
+        try:
+            return check_prompt(*args, **kwargs)
+        finally:
+            vars(parser).update(patched)
+
+    generators.check_prompt = checked_before_the_run
     from sketchloop.cli import main
     sys.argv = ["sketchloop", *sys.argv[1:]]
     main()

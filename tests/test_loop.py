@@ -78,6 +78,9 @@ def test_generate_writes_final_trajectory_and_page(tmp_path):
     for args, needle in [(["generate", "a hexagon", "--oracle"], "unknown word"),
                          (["generate", "a hexagon"], "unknown word"),
                          (["generate", "  "], "prompt is empty"),
+                         # refused as `render` refuses them, not drawn: a contradiction, an overfull scene
+                         (["generate", "a red circle left of a star and the star left of the red circle"], "contradiction"),
+                         (["generate", "four red circles, four blue squares and a star"], "do not fit the canvas"),
                          (["generate", "a circle", "--checkpoint", "nowhere"], "does not exist"),
                          (["generate", "a circle", "--oracle", "--mode", "twice"], "--mode")]:
         r = cli(*args, cwd=tmp_path)
@@ -114,3 +117,52 @@ def test_oracle_generate_honours_max_refines(tmp_path):
                 "--out", str(tmp_path / limit))
         assert r.returncode == 0, r.stderr
         assert json.loads((tmp_path / limit / "trajectory.json").read_text())["max_refines"] == int(limit)
+
+
+class Scripted:
+    """Roles that record their calls: plans P0, P1, ...; the inspector reads its verdicts
+    from a script ("plan", "image" or "ok" per inspection)."""
+
+    def __init__(self, verdicts):
+        self.verdicts, self.calls, self.n = list(verdicts), [], 0
+
+    def plan(self, prompt, history, seed):
+        if len(history) == 2:
+            return None
+        self.n += 1
+        self.calls.append(("plan", len(history)))
+        return Plan(f"add plan {self.n}", f"des {self.n}")
+
+    def sketch(self, prompt, history, canvas, seed):
+        self.calls.append(("sketch", history[-1].ins, canvas.info.get("name")))
+        out = canvas.copy()
+        out.info["name"] = history[-1].ins
+        return out
+
+    def inspect(self, prompt, history, canvas, seed):
+        verdict = self.verdicts.pop(0) if self.verdicts else "ok"
+        if verdict == "ok":
+            return Critique(True, "consistent so far")
+        return Critique(False, f"inconsistent {verdict}: x", "fix it", target=verdict)
+
+    def refine(self, prompt, history, canvas, critique, seed, before=None):
+        self.calls.append(("refine", history[-1].ins, canvas.info.get("name"), before.info.get("name")))
+        out = before.copy()
+        out.info["name"] = "refined " + history[-1].ins
+        return out
+
+
+def test_a_wrong_plan_is_planned_again_and_a_wrong_image_redrawn_from_the_canvas_before_it():
+    roles = Scripted(["plan", "ok", "image", "ok"])
+    blank = blank_canvas().image
+    blank.info["name"] = "blank"
+    traj = run_staged("a photo of a star", Roles(roles, roles, roles, roles), blank, max_refines=2)
+    assert roles.calls == [
+        ("plan", 0), ("sketch", "add plan 1", "blank"),
+        ("plan", 0), ("sketch", "add plan 2", "blank"),          # a new plan, drawn on the canvas before the step
+        ("plan", 1), ("sketch", "add plan 3", "add plan 2"),     # the history holds the plan that replaced the wrong one
+        ("refine", "add plan 3", "add plan 3", "add plan 2"),    # the refiner gets the canvas before the step
+    ]
+    assert [s.type for s in traj.steps] == ["plan", "sketch", "inspect", "plan", "sketch", "inspect",
+                                            "plan", "sketch", "inspect", "refine", "inspect", "end"]
+    assert traj.final.info["name"] == "refined add plan 3"

@@ -155,8 +155,8 @@ class SlowSketcher:
         time.sleep(0.4)
         return self.inner.sketch(*args)
 
-    def refine(self, *args):
-        return self.inner.refine(*args)
+    def refine(self, *args, **kwargs):
+        return self.inner.refine(*args, **kwargs)
 
 
 class Broken:

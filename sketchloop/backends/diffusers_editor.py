@@ -144,7 +144,8 @@ class DiffusersEditor:
         return self._edit(canvas, step.ins, step.des, seed, first=len(history) == 1)
 
     def refine(self, prompt: str, history: list[Plan], canvas: Image.Image, critique: Critique,
-               seed: int) -> Image.Image:
+               seed: int, before: Image.Image | None = None) -> Image.Image:
+        """`canvas` edited by the critique's `<refine>` command (`before` is not needed)."""
         return self._call(self.pipe, critique.refine, canvas, seed)
 
     def edit(self, canvas, step, rng: np.random.Generator):

@@ -91,7 +91,8 @@ class OracleCanvas:
         return self._carry_out(history[-1].ins, seed)
 
     def refine(self, prompt: str, history: list[Plan], canvas: Image.Image, critique: Critique,
-               seed: int) -> Image.Image:
+               seed: int, before: Image.Image | None = None) -> Image.Image:
+        """`canvas` edited by the critique's `<refine>` command (`before` is not needed)."""
         return self._carry_out(critique.refine, seed)
 
 
@@ -102,15 +103,4 @@ class OracleInspector:
         self.judge = DetectorJudge()
 
     def inspect(self, prompt: str, history: list[Plan], canvas: Image.Image, seed: int = 0) -> Critique:
-        graph = parse_prompt(prompt)
-        try:
-            described = parse_prompt(history[-1].des)
-        except PromptError as exc:
-            return Critique(False, f"inconsistent: the description cannot be read: {exc}", "")
-        text_side = self.judge.critique(described, graph, final=False)
-        if not text_side.consistent:
-            return Critique(False, text_side.text, text_side.refine)
-        image_side = self.judge.analyse(canvas, described)
-        if not image_side.consistent:
-            return Critique(False, image_side.text, image_side.refine)
-        return Critique(True, text_side.text)
+        return self.judge.inspect_step(parse_prompt(prompt), history[-1].des, canvas)

@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
+from ..errors import PromptError
 from ..evaluation.geneval import score_image
 from ..teachers import Canvas, Teachers
 from ..trajectory import Critique, Plan, scene_text
@@ -36,7 +37,10 @@ def _relation_phrase(rels: list[tuple[str, int]], groups: list[ObjectGroup]) -> 
 
 
 def _describe(groups: list[ObjectGroup], present: list[int], relations: list[Relation]) -> SceneGraph:
-    """The sub-graph of the groups present (in order) and the relations among them."""
+    """The sub-graph of the groups present and the relations among them, in the prompt's
+    order: a `<des>` is the prompt's text with the groups not drawn yet left out (the
+    last one is the prompt's scene, word for word), so the planner copies, never reorders."""
+    present = sorted(present)
     index = {g: k for k, g in enumerate(present)}
     rels = [Relation(index[r.subject], r.relation, index[r.object]) for r in relations
             if r.subject in index and r.object in index]
@@ -256,6 +260,21 @@ class DetectorJudge:
     def analyse(self, image: Image.Image, scene: SceneGraph) -> Critique:
         detections = [d for d in self.detector.detect(image) if d.confidence >= self.detector.threshold]
         return inspect_description(describe_detections(detections, scene), scene, final=True)
+
+    def inspect_step(self, prompt: SceneGraph, des: str, image: Image.Image) -> Critique:
+        """An exact inspection of one step: its `<des>` against the prompt (a "plan" conflict),
+        then the image against the `<des>` (an "image" conflict)."""
+        try:
+            described = parse_prompt(des)
+        except PromptError as exc:
+            return Critique(False, f"inconsistent: the description cannot be read: {exc}").about("plan")
+        text_side = self.critique(described, prompt, final=False)
+        if not text_side.consistent:
+            return text_side.about("plan")
+        image_side = self.analyse(image, described)
+        if not image_side.consistent:
+            return image_side.about("image")
+        return text_side
 
 
 def shapes_teachers(size: int = DEFAULT_SIZE) -> Teachers:

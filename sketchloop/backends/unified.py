@@ -27,7 +27,7 @@ from ..models.regions import Region, coord_planes, crop, parse_regions, paste, t
 from ..models.sampling import TextSession, euler_sample
 from ..models.tokenizer import WordTokenizer
 from ..models.unified import UnifiedModel
-from ..trajectory import CANVAS, END, EOS, STEP_STARTS, history_text, plan_text, refine_text, single_text
+from ..trajectory import CANVAS, END, STEP_STARTS, history_text, plan_text, single_text, text_verdict
 
 SHIPPED_CHECKPOINT = Path(__file__).resolve().parent.parent / "checkpoints" / "shapes-unified"
 
@@ -114,11 +114,13 @@ class UnifiedRoles:
         self.usage["text_tokens"] += len(out)
         return self.tok.decode([i for i in out if i != t(close)])
 
-    def _regions(self, session: TextSession, generator: torch.Generator) -> list[tuple[Region, torch.Tensor]]:
-        """Sample the regions after `<img>` under the region grammar; each with its condition."""
+    def _regions(self, session: TextSession, generator: torch.Generator,
+                 occupied: tuple[Region, ...] = ()) -> list[tuple[Region, torch.Tensor]]:
+        """Sample the regions after `<img>` under the region grammar (clear of `occupied`);
+        each with its condition."""
         start = len(session.ids)
         out = session.sample(self.grammar.max_tokens, {self.grammar.end}, generator, self.config.temperature,
-                             self.grammar.allowed)
+                             lambda prefix: self.grammar.allowed(prefix, occupied))
         self.usage["text_tokens"] += len(out)
         regions = parse_regions(self.tok.decode([i for i in out if i != self.grammar.end]))
         return [(r, self._condition(session, start + 3 * j + 2)) for j, r in enumerate(regions)]
@@ -170,19 +172,34 @@ class UnifiedRoles:
         session.feed([t("<des>")])
         des = self._text(session, "</des>", generator)
         session.feed([t("<img>")])
-        regions = [r for r, _ in self._regions(session, generator)]
+        occupied = self._occupied(history) if ins.startswith("add ") else ()
+        regions = [r for r, _ in self._regions(session, generator, occupied)]
         return Plan(ins, des, " ".join(r.text for r in regions))
+
+    def _occupied(self, history: list[Plan]) -> tuple[Region, ...]:
+        """Where earlier steps drew: an `add` keeps clear of it (objects never overlap)."""
+        return tuple(r for p in history for r in parse_regions(p.regions))
+
+    def ground(self, prompt: str, history: list[Plan], seed: int) -> Plan:
+        """`history[-1]` with the regions its image step paints: its own, or (a plan another
+        backend wrote) sampled by the model under the region grammar."""
+        last = history[-1]
+        if last.regions:
+            return last
+        session = self._session(prompt, history[:-1])
+        session.feed(self.tok.encode(f"{plan_text(last.ins, last.des)} <img>"))
+        occupied = self._occupied(history[:-1]) if last.ins.startswith("add ") else ()
+        regions = [r for r, _ in self._regions(session, _generator(seed), occupied)]
+        return Plan(last.ins, last.des, " ".join(r.text for r in regions), last.op, last.scene)
 
     def sketch(self, prompt: str, history: list[Plan], canvas: Image.Image, seed: int) -> Image.Image:
         """The next image; with an empty history, single mode (the whole prompt in one flow)."""
         if not history:
             return self.single(prompt, canvas, seed)
         generator = _generator(seed)
+        last = self.ground(prompt, history, seed)
         session = self._session(prompt, history[:-1])
-        last = history[-1]
         session.feed(self.tok.encode(f"{plan_text(last.ins, last.des)} <img>"))
-        if not last.regions:  # another backend planned: the model places the step itself
-            return self._draw(canvas, self._regions(session, generator), generator)
         conds = []
         for region in parse_regions(last.regions):
             session.feed(self.tok.encode(region.text))
@@ -190,25 +207,26 @@ class UnifiedRoles:
         return self._draw(canvas, conds, generator)
 
     def inspect(self, prompt: str, history: list[Plan], canvas: Image.Image, seed: int) -> Critique:
+        """`<canvas> <inspect> T </inspect>`, and `<refine> C </refine>` when T finds a conflict;
+        the verdict and where the conflict is (plan or image) are read from T itself."""
         t = self.tok.token_id
         generator = _generator(seed)
         session = self._session(prompt, history)
         self._read_canvas(session, canvas)
         session.feed([t("<inspect>")])
         text = self._text(session, "</inspect>", generator)
-        nxt = session.sample(1, set(), generator, self.config.temperature, lambda _: [t("<refine>"), t(EOS)])
-        self.usage["text_tokens"] += 1
-        if nxt[0] != t("<refine>"):
+        consistent, target = text_verdict(text)
+        if consistent:
             return Critique(True, text)
-        return Critique(False, text, self._text(session, "</refine>", generator))
+        session.feed([t("<refine>")])
+        return Critique(False, text, self._text(session, "</refine>", generator), target=target)
 
     def refine(self, prompt: str, history: list[Plan], canvas: Image.Image, critique: Critique,
-               seed: int) -> Image.Image:
-        generator = _generator(seed)
-        session = self._session(prompt, history)
-        self._read_canvas(session, canvas)
-        session.feed(self.tok.encode(refine_text(critique.text or "inconsistent", critique.refine)))
-        return self._draw(canvas, self._regions(session, generator), generator)
+               seed: int, before: Image.Image | None = None) -> Image.Image:
+        """The last step drawn again on `before`, the canvas before it (its regions kept, new
+        noise), so a refine repaints only that step's regions and the plan history stays true
+        to the picture; without `before`, the regions are redrawn on `canvas`."""
+        return self.sketch(prompt, history, before if before is not None else canvas, seed)
 
     def single(self, prompt: str, canvas: Image.Image, seed: int) -> Image.Image:
         """Single mode: the whole image from the prompt in one flow, no plan."""

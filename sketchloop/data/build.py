@@ -34,7 +34,7 @@ def make_shard(kind: str, seed: int, shard: int, n_examples: int, edit_ops: floa
     Every finished example is kept at once (with the random state after it) under
     `data/.partial/`, so a build stopped mid-shard (a server outage, Ctrl-C) resumes at the
     next example and ends with the same shard as an uninterrupted run."""
-    from .inspections import make_inspect_self_sampled, make_inspect_symbolic
+    from .inspections import make_inspect_own, make_inspect_symbolic
     from .refine import make_refine
     from ..backends.wiring import make_teachers
     from ..evaluation.heldout import row_allows
@@ -50,8 +50,8 @@ def make_shard(kind: str, seed: int, shard: int, n_examples: int, edit_ops: floa
         from ..backends.unified import SamplingConfig, UnifiedRoles
 
         torch.set_num_threads(1)  # one process per core already
-        # the model's raw plans, overlapping regions included: their errors are what inspection learns from
-        planner = UnifiedRoles.from_pretrained(Path(checkpoint), SamplingConfig(temperature=1.0, separate=False))
+        # the model as the loop runs it: its own plans and sketches at the inference settings
+        planner = UnifiedRoles.from_pretrained(Path(checkpoint), SamplingConfig())
     partial = Path(out) / "data" / ".partial" / f"{kind}-{shard:05d}"
     rows, state = read_partial(partial)
     if state is not None:
@@ -62,7 +62,7 @@ def make_shard(kind: str, seed: int, shard: int, n_examples: int, edit_ops: floa
             if kind == "trajectories":
                 row = make_trajectory(rng, teachers, edit_ops, rejections)
             elif kind == "inspect" and planner is not None:
-                row = make_inspect_self_sampled(rng, planner, teachers, rejections)
+                row = make_inspect_own(rng, planner, teachers, rejections)
             elif kind == "inspect" and teachers.open_world:
                 from .open_world import make_inspect_open
 

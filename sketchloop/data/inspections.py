@@ -1,14 +1,13 @@
-"""Pipeline 2: inspection of plans (text-side conflicts), self-sampled or symbolic.
+"""Pipeline 2: inspection, in the form the loop's inspector reads it (after a step's
+`<img> R </img>`, the canvas, then `<inspect>`), self-sampled or symbolic.
 
-- Symbolic: a correct teacher trajectory, and with probability `INCONSISTENT_SHARE` one
-  of its steps perturbed (wrong colour, wrong count, wrong relation, an extra object)
-  or the trajectory ended early (a missing object). The judge's critique of the step's
-  `<des>` against the prompt is the label, critique and corrective `<refine>`.
-- Self-sampled: a planner (any `loop.roles.Planner`, e.g. a checkpoint) plans step by
-  step; each `<ins>` is carried out by the editor, each `<des>` checked against the
-  prompt and against what the `<ins>` does, each image against its `<ins>`; the first
-  conflict ends the example. When the planner yields too few consistent examples for
-  the target balance, consistent ones come from teacher trajectories (meta.source says).
+- Self-sampled (`make_inspect_own`, given a checkpoint): the model's own plans and
+  sketches at its inference settings; conflicts of the plan against the prompt and of
+  the sketch against the plan, and consistent steps, balanced; labelled by the exact judge.
+- Symbolic (`make_inspect_symbolic`): a correct teacher trajectory, and with probability
+  `INCONSISTENT_SHARE` one of its steps perturbed (wrong colour, wrong count, wrong
+  relation, an extra object). The judge's critique of the step's `<des>` against the
+  prompt is the label, critique and corrective `<refine>` (plan conflicts only).
 """
 
 from __future__ import annotations
@@ -17,21 +16,21 @@ import json
 from typing import Any
 
 import numpy as np
+from PIL import Image
 
 from ..errors import PromptError
-from ..loop.roles import Planner
-from ..world.instructions import Scene, apply, instruction_text, parse_instruction
+from ..world.instructions import Scene, apply, instruction_text
 from ..world.parser import parse_prompt
 from ..world.render import DEFAULT_SIZE
-from ..world.scene import MAX_OBJECTS
+from ..world.scene import MAX_OBJECTS, ObjectGroup, Relation, SceneGraph
 from ..world.vocab import COLORS, INVERSE_RELATION, RELATIONS, SHAPES
 from ..teachers import Teachers, blank_canvas
 from ..trajectory import Plan, scene_text
-from .trajectories import (Rejections, heldout_free_scene, _json, draw_trajectory, example, image_row,
-                           plan_rows, text_row)
+from .trajectories import (Rejections, _json, heldout_free_scene, draw_trajectory, example, image_row, plan_rows,
+                           text_row)
 
 INCONSISTENT_SHARE = 0.55  # the paper: about 6.9K consistent, 8.3K inconsistent
-PERTURBATIONS = ("wrong_color", "wrong_count", "wrong_relation", "extra_object", "missing_object")
+PERTURBATIONS = ("wrong_color", "wrong_count", "wrong_relation", "extra_object")
 
 
 def _scenes(steps: list[Plan]) -> list[Scene]:
@@ -93,133 +92,232 @@ def make_inspect_symbolic(rng: np.random.Generator, teachers: Teachers, rejectio
             k = ok[int(rng.integers(len(ok)))]
             review = reviews[k]
             rows = plan_rows(steps[: k + 1], canvases[: k + 1], images, layouts)
-            if k == last:
-                rows.append(text_row("end"))
             rows.append(text_row("inspect", review.text))
             meta["step"] = k
         else:
             kind = PERTURBATIONS[int(rng.integers(len(PERTURBATIONS)))]
             meta["perturbation"] = kind
-            if kind == "missing_object":
-                ends = [k for k in range(last)  # complete so far, but ended before the rest is drawn
-                        if teachers.judge.critique(scenes[k + 1].graph(), graph, False).consistent
-                        and not teachers.judge.critique(scenes[k + 1].graph(), graph, True).consistent]
-                if not ends:
-                    continue
-                k = ends[int(rng.integers(len(ends)))]
-                review = teachers.judge.critique(scenes[k + 1].graph(), graph, True)
-                rows = plan_rows(steps[: k + 1], canvases[: k + 1], images, layouts) + [text_row("end")]
-            else:
-                adds = [k for k, s in enumerate(steps) if s.op["op"] == "add" and s.op["group"] < len(graph.groups)
-                        and (kind != "wrong_relation" or s.op["relations"])
-                        and (kind != "wrong_color" or s.op["color"])]
-                if not adds:
-                    continue
-                k = adds[int(rng.integers(len(adds)))]
-                canvas = None
-                for _attempt in range(4):  # a perturbed object may find no room: perturb again
-                    op = _perturb(steps[k].op, kind, scenes[k], graph, rng)
-                    if op is None:
-                        break
-                    after = apply(scenes[k], op)
-                    text = instruction_text(op, scenes[k])
-                    step = Plan(text, scene_text(after.graph().to_text()), op=op, scene=after.graph())
-                    canvas = teachers.editor.edit(canvases[k - 1] if k else blank_canvas(size), step, rng)
-                    if canvas is not None:
-                        break
-                if canvas is None:
-                    continue
-                review = teachers.judge.critique(after.graph(), graph, False)  # mid-trajectory: no <end> yet
-                rows = plan_rows(steps[:k], canvases[:k], images, layouts) + plan_rows([step], [canvas], images, layouts)
+            adds = [k for k, s in enumerate(steps) if s.op["op"] == "add" and s.op["group"] < len(graph.groups)
+                    and (kind != "wrong_relation" or s.op["relations"])
+                    and (kind != "wrong_color" or s.op["color"])]
+            if not adds:
+                continue
+            k = adds[int(rng.integers(len(adds)))]
+            canvas = None
+            for _attempt in range(4):  # a perturbed object may find no room: perturb again
+                op = _perturb(steps[k].op, kind, scenes[k], graph, rng)
+                if op is None:
+                    break
+                after = apply(scenes[k], op)
+                text = instruction_text(op, scenes[k])
+                step = Plan(text, scene_text(after.graph().to_text()), op=op, scene=after.graph())
+                canvas = teachers.editor.edit(canvases[k - 1] if k else blank_canvas(size), step, rng)
+                if canvas is not None:
+                    break
+            if canvas is None:
+                continue
+            review = teachers.judge.critique(after.graph(), graph, False)  # mid-trajectory: no <end> yet
+            rows = plan_rows(steps[:k], canvases[:k], images, layouts) + plan_rows([step], [canvas], images, layouts)
             meta["step"] = k
-            rows += [text_row("inspect", review.text)]
             if review.consistent:
                 continue
+            review = review.about("plan")
+            rows += [text_row("inspect", review.text)]
             rows.append(text_row("refine", review.refine))
         label = "consistent" if review.consistent else "inconsistent"
         return example(graph, rows, images, layouts, label, {**meta, "problems": [p.kind for p in review.problems]})
 
 
-def make_inspect_self_sampled(rng: np.random.Generator, planner: Planner, teachers: Teachers,
-                              rejections: Rejections, size: int = DEFAULT_SIZE, max_steps: int = 6,
-                              inconsistent: bool | None = None, tries: int = 3) -> dict[str, Any]:
-    """One inspect example from the planner's own plans (teacher fallback for balance)."""
-    if inconsistent is None:
-        inconsistent = bool(rng.random() < INCONSISTENT_SHARE)
+OWN_TARGETS = ("consistent", "plan", "image")
+OWN_SHARES = (0.5, 0.25, 0.25)  # balanced: as many consistent steps as conflicts, the conflicts half of each kind
+IMAGE_FLAWS = ("wrong_color", "wrong_shape", "wrong_relation", "missing_object")
+
+
+def make_inspect_own(rng: np.random.Generator, model: Any, teachers: Teachers, rejections: Rejections,
+                     size: int = DEFAULT_SIZE, max_steps: int = 8, target: str | None = None,
+                     tries: int = 12) -> dict[str, Any]:
+    """One inspect example in the exact form the loop's inspector meets: the model's own plans
+    (at its inference settings) and its own sketches of them, up to a step, then
+    `<img> R </img> <canvas> <inspect> T </inspect> [<refine> C </refine>]`, labelled by the
+    exact judge (the step's `<des>` against the prompt, then the sketch against the `<des>`).
+
+    `target` (drawn with OWN_SHARES when None) keeps the three kinds balanced: a
+    consistent step; a plan conflict (the model's own mistake when it makes one there, else
+    its plan for that step perturbed, then sketched by the model); an image conflict (its
+    own, else the model's sketch of a perturbed plan kept under the true one, or nothing
+    drawn). `model`: the embedded model's roles (backends/unified.py UnifiedRoles). A model
+    that finds no such step in `tries` rollouts (an untrained one) gives its first conflict
+    of any kind, else a consistent teacher example (meta.source says which)."""
+    target = target or OWN_TARGETS[int(rng.choice(len(OWN_TARGETS), p=OWN_SHARES))]
+    fallback = None
     for _ in range(tries):
-        row = _rollout(rng, planner, teachers, size, max_steps)
-        if (row["label"] == "inconsistent") == inconsistent:
-            return row
-    row = make_inspect_symbolic(rng, teachers, rejections, size=size, inconsistent=inconsistent)
-    meta = {**json.loads(row["meta"]), "source": "teacher"}
-    return {**row, "meta": _json(meta)}
+        graph = heldout_free_scene(rng)
+        prompt = graph.to_text()
+        stop = int(rng.integers(len(graph.groups)))
+        history: list[Plan] = []
+        sketches: list[Image.Image] = []
+        canvas = blank_canvas(size).image
+        found = None
+        for k in range(max_steps):
+            plan = model.plan(prompt, history, int(rng.integers(2**31)))
+            if plan is None:
+                break
+            sketch = model.sketch(prompt, history + [plan], canvas, int(rng.integers(2**31)))
+            verdict = teachers.judge.inspect_step(graph, plan.des, sketch)
+            if not verdict.consistent:
+                if verdict.target == target:
+                    found = (plan, sketch, verdict, "model")
+                elif fallback is None:
+                    fallback = (graph, list(history), list(sketches), (plan, sketch, verdict, "model"))
+                break
+            history.append(plan)
+            sketches.append(sketch)
+            canvas = sketch
+            if k >= stop:
+                break
+        if found is None and history:
+            before = sketches[-2] if len(history) > 1 else blank_canvas(size).image
+            *history, plan = history
+            sketch = sketches.pop()
+            if target == "consistent":
+                found = (plan, sketch, teachers.judge.inspect_step(graph, plan.des, sketch), "model")
+            elif target == "plan":
+                found = _wrong_plan(rng, model, teachers, graph, history, plan, before)
+            else:
+                found = _wrong_image(rng, model, teachers, graph, history, plan, before)
+        if found is not None:
+            return _own_row(graph, history, sketches, found, target)
+    if fallback is not None:
+        return _own_row(*fallback, target)
+    row = make_inspect_symbolic(rng, teachers, rejections, size=size, inconsistent=False)
+    return {**row, "meta": _json({**json.loads(row["meta"]), "source": "teacher", "target": target})}
 
 
-def _rollout(rng: np.random.Generator, planner: Planner, teachers: Teachers, size: int, max_steps: int) -> dict[str, Any]:
-    graph = heldout_free_scene(rng)
-    prompt = graph.to_text()
-    scene, canvas = Scene(), blank_canvas(size)
-    history: list[Plan] = []
+def _own_row(graph, history: list[Plan], sketches: list[Image.Image], found: tuple, target: str) -> dict[str, Any]:
+    """The example: the model's steps with their sketches (each sketch row names its regions),
+    the judged step, its inspection and, for a conflict, the fix."""
+    plan, sketch, verdict, source = found
     images: list[bytes] = []
-    layouts: list[str] = []
     rows: list[dict[str, Any]] = []
-    problem, fix, where = "", "", ""
-    review = None
-    for _ in range(max_steps):
-        plan = planner.plan(prompt, history, int(rng.integers(2**31)))
-        if plan is None:
-            rows.append(text_row("end"))
-            review = teachers.judge.critique(scene.graph(), graph, True)
-            where = "end"
-            break
-        rows += [text_row("ins", plan.ins), text_row("des", plan.des)]
-        try:
-            op = parse_instruction(plan.ins, scene)
-        except PromptError as exc:
-            problem, where = f"the instruction cannot be carried out: {exc}", "ins"
-            break
-        after = apply(scene, op)
-        try:
-            described = parse_prompt(plan.des)
-        except PromptError as exc:
-            problem, where = f"the description cannot be read: {exc}", "des"
-            break
-        if described.normalized() != after.graph().normalized():
-            problem, where = (f"the description does not match the instruction, which leads to "
-                              f"'{scene_text(after.graph().to_text())}'"), "des"
-            break
-        review = teachers.judge.critique(described, graph, False)
-        if not review.consistent:
-            where = "des"
-            break
-        new = teachers.editor.edit(canvas, Plan(plan.ins, plan.des, op=op, scene=after.graph()), rng)
-        if new is None:
-            problem, where = "the instruction cannot be drawn: there is no room for it", "ins"
-            break
-        rows.append(image_row(new.image, new.layout, images, layouts))
-        image_review = teachers.judge.analyse(new.image, after.graph())
-        if not image_review.consistent:
-            review, where = image_review, "image"
-            break
-        history.append(plan)
-        scene, canvas = after, new
-        review = None
-    else:
-        where = "cap"
-        problem = "the plan did not end within the step limit"
-    if problem:
-        fix = teachers.judge.critique(scene.graph(), graph, True).refine or "end the trajectory"
-        text, label = f"inconsistent: {problem}", "inconsistent"
-        kinds = [where]
-    else:
-        assert review is not None
-        text, label = review.text, "consistent" if review.consistent else "inconsistent"
-        fix = review.refine
-        kinds = [p.kind for p in review.problems]
-    rows.append(text_row("inspect", text))
-    if label == "inconsistent":
-        rows.append(text_row("refine", fix))
-    return example(graph, rows, images, layouts, label, {"source": "self-sampled", "where": where, "problems": kinds})
+    for p, image in zip(history + [plan], sketches[: len(history)] + [sketch]):
+        rows += [text_row("ins", p.ins), text_row("des", p.des), image_row(image, None, images, [])]
+        rows[-1]["text"] = p.regions
+    rows.append(text_row("inspect", verdict.text))
+    if not verdict.consistent:
+        rows.append(text_row("refine", verdict.refine))
+    meta = {"source": source, "target": target, "step": len(history), "problems": [p.kind for p in verdict.problems]}
+    label = "consistent" if verdict.consistent else "inconsistent"
+    return example(graph, rows, images, [""] * len(images), label, meta)
 
 
-__all__ = ["INCONSISTENT_SHARE", "make_inspect_self_sampled", "make_inspect_symbolic"]
+def _wrong_plan(rng: np.random.Generator, model: Any, teachers: Teachers, graph, history: list[Plan], plan: Plan,
+                before: Image.Image):
+    """The model's plan for this step made wrong (one group's colour, count or relation, or an
+    object the prompt does not ask for), grounded and sketched by the model."""
+    described = parse_prompt(plan.des)
+    kinds = ["wrong_color", "wrong_count", "wrong_relation", "extra_object"]
+    for _ in range(6):
+        kind = kinds[int(rng.integers(len(kinds)))]
+        wrong = _perturb_graph(described, kind, rng)
+        if wrong is None:
+            continue
+        verdict = teachers.judge.critique(wrong, graph, False)
+        if verdict.consistent:
+            continue
+        if not plan.ins.startswith("add "):  # an edit step: say the wrong scene, keep its instruction
+            ins = plan.ins
+        else:
+            g = _changed_group(described, wrong)
+            ins = f"add {wrong.groups[g].noun_phrase()}{_where(wrong, g)}"
+        wrong_plan = model.ground(graph.to_text(), history + [Plan(ins, scene_text(wrong.to_text()))], int(rng.integers(2**31)))
+        sketch = model.sketch(graph.to_text(), history + [wrong_plan], before, int(rng.integers(2**31)))
+        return wrong_plan, sketch, verdict.about("plan"), f"perturbed-plan:{kind}"
+    return None
+
+
+def _wrong_image(rng: np.random.Generator, model: Any, teachers: Teachers, graph, history: list[Plan], plan: Plan,
+                 before: Image.Image):
+    """The right plan for this step, under a wrong picture: the model's sketch of a perturbed
+    plan (its colour or shape, drawn in the plan's regions; a relation, drawn where the model
+    puts the wrong one), or nothing drawn."""
+    described = parse_prompt(plan.des)
+    prompt = graph.to_text()
+    for _ in range(6):
+        kind = IMAGE_FLAWS[int(rng.integers(len(IMAGE_FLAWS)))]
+        if kind == "missing_object":
+            sketch = before
+        else:
+            wrong = _perturb_graph(described, {"wrong_shape": "wrong_shape"}.get(kind, kind), rng)
+            if wrong is None:
+                continue
+            g = _changed_group(described, wrong)
+            regions = plan.regions if kind != "wrong_relation" else ""
+            drawn = Plan(f"add {wrong.groups[g].noun_phrase()}{_where(wrong, g)}", scene_text(wrong.to_text()), regions)
+            drawn = model.ground(prompt, history + [drawn], int(rng.integers(2**31)))
+            sketch = model.sketch(prompt, history + [drawn], before, int(rng.integers(2**31)))
+        verdict = teachers.judge.inspect_step(graph, plan.des, sketch)
+        if not verdict.consistent and verdict.target == "image":
+            return plan, sketch, verdict, f"perturbed-image:{kind}"
+    return None
+
+
+def _perturb_graph(scene: SceneGraph, kind: str, rng: np.random.Generator) -> SceneGraph | None:
+    """`scene` with its last-drawn group (the last group a relation or the order names) made
+    wrong in one way, or an extra group; None when `kind` does not apply."""
+    groups, relations = list(scene.groups), list(scene.relations)
+    if not groups:
+        return None
+    g = int(rng.integers(len(groups)))
+    group = groups[g]
+    if kind == "wrong_color":
+        taken = {x.color for x in groups if x.shape == group.shape}
+        choices = [c for c in COLORS if c not in taken]
+        groups[g] = ObjectGroup(group.shape, choices[int(rng.integers(len(choices)))], group.count)
+    elif kind == "wrong_shape":
+        used = {x.shape for x in groups}
+        choices = [s for s in SHAPES if s not in used]
+        if not choices:
+            return None
+        groups[g] = ObjectGroup(choices[int(rng.integers(len(choices)))], group.color, group.count)
+    elif kind == "wrong_count":
+        room = MAX_OBJECTS - scene.n_objects + group.count
+        choices = [n for n in range(1, min(4, room) + 1) if n != group.count]
+        if not choices:
+            return None
+        groups[g] = ObjectGroup(group.shape, group.color, choices[int(rng.integers(len(choices)))])
+    elif kind == "wrong_relation":
+        mine = [i for i, r in enumerate(relations) if g in (r.subject, r.object)]
+        if not mine:
+            return None
+        i = mine[int(rng.integers(len(mine)))]
+        r = relations[i]
+        relations[i] = Relation(r.subject, INVERSE_RELATION[r.relation], r.object)
+    elif kind == "extra_object":
+        used = {x.shape for x in groups}
+        shapes = [s for s in SHAPES if s not in used]
+        if not shapes or scene.n_objects >= MAX_OBJECTS:
+            return None
+        groups.append(ObjectGroup(shapes[int(rng.integers(len(shapes)))], COLORS[int(rng.integers(len(COLORS)))]))
+    try:
+        return SceneGraph(tuple(groups), tuple(relations)).validate()
+    except PromptError:
+        return None
+
+
+def _changed_group(before: SceneGraph, after: SceneGraph) -> int:
+    """The index of the group `after` changed or added (the last group when none differs)."""
+    for i, g in enumerate(after.groups):
+        if i >= len(before.groups) or g != before.groups[i]:
+            return i
+    changed = {r.subject for r in after.relations if r not in before.relations}
+    return min(changed) if changed else len(after.groups) - 1
+
+
+def _where(scene: SceneGraph, g: int) -> str:
+    """` left of the red circle and above the star`: group `g`'s relations, as an `add` says them."""
+    rels = [(r.relation, r.object) for r in scene.relations if r.subject == g] + \
+           [(INVERSE_RELATION[r.relation], r.subject) for r in scene.relations if r.object == g]
+    return "".join(f" {'and ' if k else ''}{rel} {scene.groups[j].noun_phrase(definite=True)}" for k, (rel, j) in enumerate(rels))
+
+
+__all__ = ["INCONSISTENT_SHARE", "make_inspect_own", "make_inspect_symbolic"]

@@ -124,5 +124,5 @@ def judged_rows(step: Plan, correct: Canvas, flawed: Canvas | None, review: Crit
         return [image_row(correct.image, correct.layout, images, layouts),
                 text_row("inspect", f"consistent: the image shows {step.des}, as '{step.ins}' asks")]
     return [image_row(flawed.image, flawed.layout, images, layouts),
-            text_row("inspect", review.text), text_row("refine", review.refine),
+            text_row("inspect", review.about("image").text), text_row("refine", review.refine),
             image_row(correct.image, correct.layout, images, layouts)]

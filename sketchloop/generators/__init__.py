@@ -13,6 +13,7 @@ from ..errors import SketchloopError
 from ..loop.roles import Roles
 from ..loop.staged import DEFAULT_MAX_REFINES
 from ..world.layout import sample_layout
+from ..world import parser
 from ..world.parser import parse_prompt
 from ..world.render import DEFAULT_SIZE, blank_image, render
 
@@ -44,23 +45,24 @@ MAX_PROMPT_WORDS = 64  # ShapesWorld's longest prompts (5 groups, 8 objects) hav
 
 def check_prompt(prompt: str, oracle: bool = False, model_reads_it: bool = True) -> None:
     """Refuse, with one clear line, a prompt no run can start from: empty, too long, with a
-    word the embedded model does not know (when it reads the prompt), or one the world cannot
-    parse (for the ORACLE, which draws from the parse)."""
+    word the embedded model does not know, or one ShapesWorld cannot parse or draw (a
+    contradiction, more objects than fit), as `render` refuses it; the embedded model and
+    the ORACLE both read ShapesWorld's language. (Only the parser runs: no scorer.)"""
     if not prompt.strip():
         raise SketchloopError("the prompt is empty; give one such as 'a photo of a red circle above a blue square'")
     words = len(prompt.split())
     if words > MAX_PROMPT_WORDS:
         raise SketchloopError(f"the prompt has {words} words; at most {MAX_PROMPT_WORDS} (ShapesWorld scenes have "
                               f"up to 5 groups and 8 objects)")
-    if oracle:
-        parse_prompt(prompt)  # unknown words, contradictions: one clear line before any work
-    elif model_reads_it:  # a chat planner may use words the embedded model does not know
+    if model_reads_it and not oracle:  # a chat planner may use words the embedded model does not know
         from ..models.tokenizer import WordTokenizer
 
         unknown = WordTokenizer().unknown_words(prompt)
         if unknown:
             raise SketchloopError(f"unknown word {unknown[0]!r} in the prompt; the model knows ShapesWorld's shapes, "
                                   f"the ten GenEval colours, counts one to four and left of/right of/above/below")
+    if oracle or model_reads_it:
+        parser.parse_prompt(prompt)  # grammar, contradictions, too many objects: one clear line before any work
 
 
 def _device_type(device: str | None) -> str:

@@ -36,8 +36,9 @@ class Inspector(Protocol):
 
 class Refiner(Protocol):
     def refine(self, prompt: str, history: list[Plan], canvas: Image.Image, critique: Critique,
-               seed: int) -> Image.Image:
-        """The canvas corrected as the critique's `<refine>` command says."""
+               seed: int, before: Image.Image | None = None) -> Image.Image:
+        """The canvas corrected as the critique says: `canvas` edited by its `<refine>` command,
+        or the last step drawn again on `before` (the canvas before that step)."""
 
 
 @dataclass(frozen=True)

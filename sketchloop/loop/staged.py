@@ -28,6 +28,7 @@ class Step:
     flow_steps: int = 0
     text_tokens: int = 0
     seconds: float = 0.0
+    attempt: int = 0  # 0: the step as first planned; k > 0: its k-th correction (a new plan, a redraw)
 
 
 @dataclass
@@ -105,25 +106,39 @@ def run_staged(prompt: str, roles: Roles, blank: Image.Image, seed: int = 0, max
             traj.add(Step("end", "", None, "", f, t, s))
             traj.ended = True
             break
-        text = plan_text(plan.ins, plan.des) + (f" {image_text(plan.regions)}" if plan.regions else "")
-        traj.add(Step("plan", text, None, "", f, t, s))
+        image = _sketch(traj, roles, prompt, history, (plan, f, t, s), canvas, call_seed(seed, "sketch", it))
         planned = history + [plan]
-        image, f, t, s = _timed(roles.sketcher, roles.sketcher.sketch, prompt, planned, canvas,
-                                call_seed(seed, "sketch", it))
-        traj.add(Step("sketch", "", image, "", f, t, s))
         for r in range(max_refines + 1):
             critique, f, t, s = _timed(roles.inspector, roles.inspector.inspect, prompt, planned, image,
                                        call_seed(seed, "inspect", it, r))
             traj.add(Step("inspect", critique.text, None, "", f, t, s))
             if critique.consistent or r == max_refines:
                 break
-            image, f, t, s = _timed(roles.refiner, roles.refiner.refine, prompt, planned, image, critique,
-                                    call_seed(seed, "refine", it, r))
-            traj.add(Step("refine", critique.refine, image, "", f, t, s))
+            if critique.target == "plan":  # a wrong plan is planned again, and drawn on the canvas before it
+                again = _timed(roles.planner, roles.planner.plan, prompt, history, call_seed(seed, "plan", it, r + 1))
+                if again[0] is None:  # the planner would rather end here: keep the step it had
+                    break
+                image = _sketch(traj, roles, prompt, history, again, canvas, call_seed(seed, "sketch", it, r + 1), r + 1)
+                planned = history + [again[0]]
+            else:  # a wrong image: the refiner corrects it (the plan stands)
+                image, f, t, s = _timed(roles.refiner, roles.refiner.refine, prompt, planned, image, critique,
+                                        call_seed(seed, "refine", it, r), canvas)
+                traj.add(Step("refine", critique.refine, image, "", f, t, s, r + 1))
         canvas = image
         history = planned
     traj.final = canvas
     return traj
+
+
+def _sketch(traj: Trajectory, roles: Roles, prompt: str, history: list[Plan], timed_plan: tuple,
+            canvas: Image.Image, seed: int, attempt: int = 0) -> Image.Image:
+    """Record a plan (with what planning it cost), then the sketcher's image of it on `canvas`."""
+    plan, f, t, s = timed_plan
+    text = plan_text(plan.ins, plan.des) + (f" {image_text(plan.regions)}" if plan.regions else "")
+    traj.add(Step("plan", text, None, "", f, t, s, attempt))
+    image, f, t, s = _timed(roles.sketcher, roles.sketcher.sketch, prompt, history + [plan], canvas, seed)
+    traj.add(Step("sketch", "", image, "", f, t, s, attempt))
+    return image
 
 
 def run_single(prompt: str, sketcher: Sketcher, blank: Image.Image, seed: int = 0,

@@ -5,12 +5,14 @@ Regions come as (x, y, s) triples on the layout lattice, at most `max_regions`, 
 `</img>`. With `separate` (the default at inference), a new region must keep
 `REGION_GAP` from the regions already written in this step: objects never overlap in the
 training data, and a region drawn over another would paint one object over the other.
+`occupied` regions (where earlier steps drew, for an `add`) are kept clear too (no
+overlap, no gap), unless nothing would be left free.
 """
 
 from __future__ import annotations
 
 from ..world.layout import GRID
-from .regions import REGION_WORDS, SIZE_TOKENS, free_sizes, parse_regions
+from .regions import REGION_WORDS, SIZE_TOKENS, Region, free_sizes, parse_regions
 from .tokenizer import WordTokenizer
 
 MAX_REGIONS = 8
@@ -31,18 +33,25 @@ class RegionGrammar:
     def max_tokens(self) -> int:
         return 3 * self.max_regions + 1
 
-    def allowed(self, out: list[int]) -> list[int]:
+    def allowed(self, out: list[int], occupied: tuple[Region, ...] = ()) -> list[int]:
         k = len(out) % 3
         if k == 0 and len(out) >= 3 * self.max_regions:
             return [self.end]
         if not self.separate:
             return self.x + [self.end] if k == 0 else [self.y, self.s][k - 1]
         placed = parse_regions(self.tok.decode(out[: len(out) - k]))
+
+        def free(gx: int, gy: int) -> list[int]:
+            sizes = free_sizes(gx, gy, placed)
+            clear = set(free_sizes(gx, gy, list(occupied), gap=0.0)) if occupied else set(sizes)
+            return [s for s in sizes if s in clear]
+
+        if occupied and not any(free(gx, gy) for gx in range(GRID) for gy in range(GRID)):
+            return self.allowed(out)  # a full canvas: only the step's own regions stay apart
         if k == 0:
-            return [x for gx, x in enumerate(self.x)
-                    if any(free_sizes(gx, gy, placed) for gy in range(GRID))] + [self.end]
+            return [x for gx, x in enumerate(self.x) if any(free(gx, gy) for gy in range(GRID))] + [self.end]
         gx = self.x.index(out[-k])
         if k == 1:
-            return [y for gy, y in enumerate(self.y) if free_sizes(gx, gy, placed)]
+            return [y for gy, y in enumerate(self.y) if free(gx, gy)]
         gy = self.y.index(out[-1])
-        return [self.s[SIZE_TOKENS.index(s)] for s in free_sizes(gx, gy, placed)]
+        return [self.s[SIZE_TOKENS.index(s)] for s in free(gx, gy)]

@@ -16,7 +16,8 @@ from .regions import REGION_WORDS
 SPECIAL = ["<pad>", "<bos>", "<eos>", "<unk>"]
 WORDS = sorted(
     {"a", "an", "the", "photo", "of", "and", ",", "to", "not", "is", "are", "should", "be", "in", "prompt",
-     "consistent", "inconsistent", "so", "far", "yet", "drawn", "missing", "still", "scene", "matches", ";", ":"}
+     "consistent", "inconsistent", "so", "far", "yet", "drawn", "missing", "still", "scene", "matches", ";", ":",
+     "plan", "image", "asks", "for", "has", "description", "does", "say", "cannot", "read", "shows", "as"}
     | set(COLORS) | set(SHAPES) | set(PLURALS.values()) | set(COUNT_WORDS) | set(VERBS)
     | {w for p in RELATION_PHRASES for w in p.split()}) + REGION_WORDS
 

@@ -40,7 +40,7 @@ from .tokenizer import WordTokenizer
 @dataclass
 class UnifiedConfig:
     vocab_size: int = 124
-    block_size: int = 384
+    block_size: int = 512
     n_layer: int = 4
     n_head: int = 4
     n_embd: int = 128

@@ -34,8 +34,11 @@ def trajectory_html(traj: Trajectory) -> str:
         cost = f"{step.seconds:.2f} s" + (f", {step.flow_steps} flow steps" if step.flow_steps else "") \
             + (f", {step.text_tokens} tokens" if step.text_tokens else "")
         label = {"end": "the planner ends the trajectory"}.get(step.type, step.text)
-        following = traj.steps[i + 1].type if i + 1 < len(traj.steps) else ""
-        if step.type == "inspect" and not step.text.startswith("consistent") and following != "refine":
+        following = traj.steps[i + 1] if i + 1 < len(traj.steps) else None
+        acted_on = following is not None and following.attempt > 0  # a redraw or a new plan followed
+        if step.type == "plan" and step.attempt:
+            label = f"planned again (correction {step.attempt}): {label}"
+        if step.type == "inspect" and not step.text.startswith("consistent") and not acted_on:
             limit = traj.meta.get("max_refines")
             label += (" (not refined: refinement is off, --max-refines 0)" if limit == 0 else
                       f" (not refined: {limit} refines per step reached)" if limit is not None else "")

@@ -6,7 +6,7 @@ Every dataset row becomes one token sequence in the trajectory format (trajector
           [<canvas> x 64] <inspect> T </inspect> [<refine> C </refine> <img> REGIONS </img>] <eos>
 
 `<img> ... </img>` names the regions the image step paints (the objects that went away
-and came, from the row's layouts); each region's last token conditions one flow example
+and came, from the row's layouts; a model's own sketch row carries its regions as text); each region's last token conditions one flow example
 (the crop of the next image, drawn on the current canvas). `<canvas>` placeholders take
 the patch embeddings of the canvas being inspected.
 
@@ -32,7 +32,7 @@ from tqdm import tqdm
 
 from ..data.schema import read_dataset
 from ..errors import SketchloopError
-from ..models.regions import Region, changed_regions, coord_planes, crop, paste, to_float
+from ..models.regions import Region, changed_regions, coord_planes, crop, parse_regions, paste, to_float
 from ..models.tokenizer import WordTokenizer
 from ..trajectory import CANVAS, END, EOS, INSPECT, prompt_text, single_text, tagged
 from ..world.layout import Layout
@@ -83,7 +83,7 @@ def decode_png(data: bytes) -> np.ndarray:
 def encode_row(row: dict, tok: WordTokenizer, canvas_tokens: int) -> Example:
     """One dataset row as a training sequence (see the module docstring)."""
     images = [decode_png(b) for b in row["images"]]
-    layouts = [Layout.from_dict(json.loads(s)) for s in row["layouts"]]
+    layouts = [Layout.from_dict(json.loads(s)) if s else None for s in row["layouts"]]
     px = images[0].shape[0] if images else 64
     ex = Example([], [])
     learning = row["kind"] == "trajectories"
@@ -104,14 +104,16 @@ def encode_row(row: dict, tok: WordTokenizer, canvas_tokens: int) -> Example:
             add(END, learning)
         elif kind == "sketch":
             after, after_layout = images[step["image"]], layouts[step["image"]]
-            regions = changed_regions(layout, after_layout)
+            # a model's own sketch names its regions; a teacher's image has a layout to diff
+            regions = parse_regions(step["text"]) if step["text"] or after_layout is None else \
+                changed_regions(layout, after_layout)
             add("<img>", learning)
             for j, region in enumerate(regions):
                 add(region.text, learning)
                 if learning:
                     ex.flows.append(FlowItem(len(ex.ids) - 1, canvas, after, region, tuple(regions[:j])))
             add("</img>", learning)
-            canvas, layout = after, after_layout
+            canvas, layout = after, (after_layout if after_layout is not None else layout)
         elif kind == "inspect":
             learning = True
             ex.ids.extend([tok.token_id(CANVAS)] * canvas_tokens)

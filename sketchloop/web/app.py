@@ -34,7 +34,7 @@ from ..errors import SketchloopError, first_line
 from ..generators import LoopGenerator, check_prompt, oracle_generator
 from ..io import png_bytes
 from ..loop.roles import Roles
-from ..loop.staged import Step
+from ..loop.staged import DEFAULT_MAX_REFINES, Step
 from ..models.regions import parse_regions
 
 try:
@@ -101,7 +101,9 @@ def create_app(demo: Demo) -> FastAPI:
 
     @app.get("/", response_class=HTMLResponse)
     def page() -> str:
-        return (resources.files("sketchloop") / "web" / "index.html").read_text(encoding="utf-8")
+        page = (resources.files("sketchloop") / "web" / "index.html").read_text(encoding="utf-8")
+        return page.replace('id="max_refines" type="number" value="0"',
+                            f'id="max_refines" type="number" value="{DEFAULT_MAX_REFINES}"')
 
     @app.get("/api/health")
     def health() -> dict[str, Any]:
@@ -110,7 +112,7 @@ def create_app(demo: Demo) -> FastAPI:
 
     @app.get("/api/generate")
     async def generate(request: Request, prompt: str = Query(""), seed: int = 0, mode: str = "staged",
-                       max_iters: int = 8, max_refines: int = 0):
+                       max_iters: int = 8, max_refines: int = DEFAULT_MAX_REFINES):
         try:
             if mode not in MODES:
                 raise SketchloopError(f"mode {mode!r}: use {', '.join(MODES)}")

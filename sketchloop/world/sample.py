@@ -77,3 +77,34 @@ def random_tree_scene(rng: np.random.Generator, n_groups: tuple[int, int] = (4, 
         relations = [Relation(i, RELATIONS[int(rng.integers(len(RELATIONS)))], int(rng.integers(0, i)))
                      for i in range(1, n)]
         return SceneGraph(tuple(groups), tuple(relations))
+
+
+def random_composite_scene(rng: np.random.Generator, group_weights: tuple[float, ...] = (0.0, 0.1, 0.4, 0.3, 0.2),
+                           color_prob: float = 0.9, count_prob: float = 0.2, max_objects: int = MAX_OBJECTS) -> SceneGraph:
+    """A long composition of the kind GenEval never asks for: mostly 3-5 groups, nearly all
+    coloured, every group after the first related to an earlier one (several to one anchor,
+    or chains), plus up to two extra relations between groups already related; group order
+    shuffled so the anchor is not always named first. Redrawn until the layout sampler fits it."""
+    while True:
+        n = 1 + int(rng.choice(len(group_weights), p=np.asarray(group_weights) / sum(group_weights)))
+        shapes = [SHAPES[int(i)] for i in rng.permutation(len(SHAPES))[:n]]
+        counts = [int(rng.integers(2, MAX_COUNT + 1)) if rng.random() < count_prob else 1 for _ in range(n)]
+        if sum(counts) > max_objects:
+            continue
+        groups = [ObjectGroup(shape, COLORS[int(rng.integers(len(COLORS)))] if rng.random() < color_prob else None, c)
+                  for shape, c in zip(shapes, counts)]
+        relations = [Relation(i, RELATIONS[int(rng.integers(len(RELATIONS)))],
+                              0 if rng.random() < 0.5 else int(rng.integers(0, i))) for i in range(1, n)]
+        for _ in range(int(rng.integers(0, 3)) if n > 2 else 0):
+            i, j = sorted(int(v) for v in rng.choice(n, 2, replace=False))
+            if all({r.subject, r.object} != {i, j} for r in relations):
+                relations.append(Relation(j, RELATIONS[int(rng.integers(len(RELATIONS)))], i))
+        order = [int(i) for i in rng.permutation(n)]
+        graph = SceneGraph(tuple(groups[i] for i in order),
+                           tuple(Relation(order.index(r.subject), r.relation, order.index(r.object)) for r in relations))
+        try:
+            graph.validate()
+            sample_layout(graph, rng, attempts=20)
+        except (PromptError, LayoutError):
+            continue
+        return graph

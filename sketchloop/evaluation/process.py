@@ -1,0 +1,77 @@
+"""Per-stage metrics of a staged trajectory, measured after the loop by the exact
+ShapesWorld judge (`DetectorJudge.inspect_step`: a step's `<des>` against the prompt, then
+its image against the `<des>`), never inside it:
+
+- plan copy rate: the trajectory's last `<des>` is the prompt's scene graph (scene_key);
+- inspector, on every inspection: recall on plan conflicts and on image conflicts (the
+  model's text says "inconsistent"), false alarms on consistent steps;
+- refine: each correction (a new plan after a plan conflict, a redraw after an image
+  conflict), judged before and after: wrong -> right (fixed), right -> wrong (broken).
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+
+from ..backends.shapes import DetectorJudge
+from ..errors import PromptError
+from ..trajectory import text_verdict
+from ..world.parser import parse_prompt
+from ..world.scene import scene_key
+
+DES = re.compile(r"<des> (.*?) </des>")
+
+
+def copies(des: str, prompt_key: str) -> bool:
+    try:
+        return scene_key(parse_prompt(des)) == prompt_key
+    except PromptError:
+        return False
+
+
+def measure(traj, judge: DetectorJudge, counts: Counter) -> None:
+    """Add one trajectory's per-stage outcomes to `counts`."""
+    graph = parse_prompt(traj.prompt)
+    des, image = "", None
+    last_right: bool | None = None  # the judge's verdict at the last inspection
+    pending: bool | None = None     # a correction is under way; was the step right before it?
+    for step in traj.steps:
+        if step.type in ("plan", "refine") and step.attempt > 0:  # a correction of the step just inspected
+            pending = last_right
+        if step.type == "plan":
+            des = DES.search(step.text).group(1)
+        if step.type in ("sketch", "refine"):
+            image = step.image
+        if step.type == "inspect":
+            truth = judge.inspect_step(graph, des, image)
+            if pending is not None:
+                counts["refined_right" if pending else "refined_wrong"] += 1
+                counts["broken"] += pending and not truth.consistent
+                counts["fixed"] += not pending and truth.consistent
+                pending = None
+            says_ok, _ = text_verdict(step.text)
+            kind = "consistent" if truth.consistent else truth.target
+            counts[f"{kind}_steps"] += 1
+            counts[f"{kind}_flagged"] += not says_ok
+            last_right = truth.consistent
+    plans = [DES.search(s.text).group(1) for s in traj.steps if s.type == "plan"]
+    counts["trajectories"] += 1
+    counts["copied"] += bool(plans) and copies(plans[-1], scene_key(graph))
+
+
+def summary(counts: Counter) -> dict:
+    def rate(a: str, b: str) -> float | None:
+        return round(counts[a] / counts[b], 4) if counts[b] else None
+
+    return {
+        "trajectories": counts["trajectories"],
+        "plan_copy_rate": rate("copied", "trajectories"),
+        "inspections": counts["consistent_steps"] + counts["plan_steps"] + counts["image_steps"],
+        "plan_conflicts": counts["plan_steps"], "image_conflicts": counts["image_steps"],
+        "recall_plan_conflicts": rate("plan_flagged", "plan_steps"),
+        "recall_image_conflicts": rate("image_flagged", "image_steps"),
+        "false_alarm_rate": rate("consistent_flagged", "consistent_steps"),
+        "refined_wrong": counts["refined_wrong"], "refined_right": counts["refined_right"],
+        "fix_rate": rate("fixed", "refined_wrong"), "break_rate": rate("broken", "refined_right"),
+    }
