@@ -88,6 +88,8 @@ def eval_command(
     workers: int = typer.Option(1, help="processes generating images (one per core)"),
     allow_overlap: bool = typer.Option(False, "--allow-overlap", help="staged: let the planner's regions of one "
                                                                       "step overlap (off: sampled apart)"),
+    min_size: Optional[int] = typer.Option(None, help="staged: smallest region size token (4-10) the planner may "
+                                                      "write when a larger one fits (default: the sampling default)"),
     retry_failed: bool = typer.Option(False, "--retry-failed", help="generate again the samples whose generation "
                                                                     "failed in an earlier run (default: kept as failed)"),
     pages: int = typer.Option(0, help="staged/single/oracle-staged: keep the trajectory page of every sample of the "
@@ -112,6 +114,7 @@ def eval_command(
         raise SketchloopError("give exactly one of --generator NAME or --images DIR")
     if images_per_prompt < 1 or (limit is not None and limit < 1):
         raise SketchloopError("--images-per-prompt and --limit must be at least 1")
+    _check_min_size(min_size)
     prompts = load_benchmark(benchmark) if benchmark else None
     if prompts is not None and limit:
         prompts = prompts[:limit]
@@ -124,7 +127,8 @@ def eval_command(
             raise SketchloopError("the geneval benchmark names COCO objects, which ShapesWorld cannot draw; score a "
                                   "real model's images with --images DIR --benchmark geneval --detector owlv2:MODEL")
         model_args = {"checkpoint": checkpoint, "flow_steps": steps, "guidance": guidance, "max_iters": max_iters,
-                      "max_refines": max_refines, "separate": not allow_overlap, "device": device} \
+                      "max_refines": max_refines, "separate": not allow_overlap, "device": device,
+                      "min_size": min_size} \
             if generator in ("staged", "single") else \
             {"max_iters": max_iters, "max_refines": max_refines} if generator == "oracle-staged" else {}
         gen = get_generator(generator, size=size, **model_args)
@@ -192,6 +196,8 @@ def generate(prompt: str = typer.Argument(..., help="e.g. 'a photo of a red circ
              checkpoint: Optional[Path] = typer.Option(None, help="model checkpoint folder (default: the shipped one)"),
              allow_overlap: bool = typer.Option(False, "--allow-overlap", help="let the planner's regions of one step "
                                                                                "overlap (off: sampled apart)"),
+             min_size: Optional[int] = typer.Option(None, help="smallest region size token (4-10) the planner may write "
+                                                               "when a larger one fits (default: the sampling default)"),
              oracle: bool = typer.Option(False, "--oracle", help="play every role with ShapesWorld's teachers "
                                                                  "(an upper bound, not a model)"),
              planner: Optional[str] = typer.Option(None, help="openai:MODEL: a chat model plans (default: the "
@@ -219,6 +225,7 @@ def generate(prompt: str = typer.Argument(..., help="e.g. 'a photo of a red circ
         raise SketchloopError(f"--mode {mode!r}: use staged or single")
     if max_iters < 1 or (steps is not None and steps < 1):
         raise SketchloopError("--max-iters and --steps must be at least 1")
+    _check_min_size(min_size)
     if first_step and not sketcher:
         raise SketchloopError("--first-step is used by a diffusers sketcher; give --sketcher diffusers:REPO_OR_PATH too")
     check_prompt(prompt, oracle=oracle, model_reads_it=not planner)
@@ -230,7 +237,7 @@ def generate(prompt: str = typer.Argument(..., help="e.g. 'a photo of a red circ
     else:
         gen = model_generator(mode, checkpoint=checkpoint, flow_steps=steps or 16,
                               guidance=1.0 if guidance is None else guidance, max_iters=max_iters,
-                              max_refines=max_refines, separate=not allow_overlap)
+                              max_refines=max_refines, separate=not allow_overlap, min_size=min_size)
         if planner or inspector or sketcher or refiner:
             from .backends.diffusers_editor import DiffusersSettings
 
@@ -252,6 +259,11 @@ def generate(prompt: str = typer.Argument(..., help="e.g. 'a photo of a red circ
     if not traj.ended:
         console.print(f"[yellow]warning:[/yellow] the loop reached --max-iters {max_iters} before the model "
                       f"ended the trajectory; final.png is the last canvas", highlight=False)
+
+
+def _check_min_size(min_size: int | None) -> None:
+    if min_size is not None and not 4 <= min_size <= 10:
+        raise SketchloopError(f"--min-size {min_size}: region sizes are s4 to s10")
 
 
 @app.command()

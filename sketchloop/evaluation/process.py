@@ -3,8 +3,11 @@ ShapesWorld judge (`DetectorJudge.inspect_step`: a step's `<des>` against the pr
 its image against the `<des>`), never inside it:
 
 - plan copy rate: the trajectory's last `<des>` is the prompt's scene graph (scene_key);
+- sketch fidelity: of the inspected steps whose plan fits the prompt, the share whose
+  image shows the plan;
 - inspector, on every inspection: recall on plan conflicts and on image conflicts (the
-  model's text says "inconsistent"), false alarms on consistent steps;
+  model's text says "inconsistent"), false alarms on consistent steps, precision (of
+  the steps it flags, the share really wrong);
 - refine: each correction (a new plan after a plan conflict, a redraw after an image
   conflict), judged before and after: wrong -> right (fixed), right -> wrong (broken).
 """
@@ -64,11 +67,15 @@ def summary(counts: Counter) -> dict:
     def rate(a: str, b: str) -> float | None:
         return round(counts[a] / counts[b], 4) if counts[b] else None
 
+    flagged = counts["plan_flagged"] + counts["image_flagged"] + counts["consistent_flagged"]
     return {
         "trajectories": counts["trajectories"],
         "plan_copy_rate": rate("copied", "trajectories"),
         "inspections": counts["consistent_steps"] + counts["plan_steps"] + counts["image_steps"],
         "plan_conflicts": counts["plan_steps"], "image_conflicts": counts["image_steps"],
+        "sketch_fidelity": round(counts["consistent_steps"] / (counts["consistent_steps"] + counts["image_steps"]), 4)
+        if counts["consistent_steps"] + counts["image_steps"] else None,
+        "inspector_precision": round((counts["plan_flagged"] + counts["image_flagged"]) / flagged, 4) if flagged else None,
         "recall_plan_conflicts": rate("plan_flagged", "plan_steps"),
         "recall_image_conflicts": rate("image_flagged", "image_steps"),
         "false_alarm_rate": rate("consistent_flagged", "consistent_steps"),
