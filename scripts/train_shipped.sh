@@ -23,9 +23,9 @@ sketchloop train --stage plan-sketch --data "$W/traj" --init "$W/s1" --out "$W/s
     --lr 1e-3 --save-every 500; stamp plan-sketch-2
 # Pipeline 2, self-sampled: the stage-1 model's own plans and sketches at its inference settings,
 # each inspected step labelled by the exact judge; consistent steps, plan and image conflicts balanced.
-sketchloop data build --kind inspect --n 5000 --out "$W/inspect" --seed 2 --workers 2 --checkpoint "$W/s1b"; stamp inspect-data
+sketchloop data build --kind inspect --n 3000 --out "$W/inspect" --seed 2 --workers 2 --checkpoint "$W/s1b"; stamp inspect-data
 # Stage 2: inspect; stage 3: plans, sketches and inspections together (so planning is not forgotten).
-sketchloop train --stage inspect --data "$W/inspect" --init "$W/s1b" --out "$W/s2" --steps 1500 --lr 1e-3; stamp inspect
+sketchloop train --stage inspect --data "$W/inspect" --init "$W/s1b" --out "$W/s2" --steps 1000 --lr 1e-3; stamp inspect
 sketchloop train --stage joint --data "$W/traj" --data "$W/inspect" --init "$W/s2" --out "$W/s3" \
     --steps 800 --lr 5e-4; stamp joint
 # Ship the EMA weights (not the optimizer state).

@@ -82,9 +82,9 @@ def eval_command(
     steps: int = typer.Option(16, help="staged/single: Euler flow steps per region drawn"),
     guidance: float = typer.Option(1.0, help="staged/single: classifier-free guidance scale (1 = off)"),
     max_iters: int = typer.Option(8, help="staged: most plan steps per image"),
-    max_refines: int = typer.Option(DEFAULT_MAX_REFINES, help="staged, oracle-staged: most refines per step "
-                                                              "(0: inspect, never refine; the shipped refiner lowers "
-                                                              "scores, see README)"),
+    max_refines: int = typer.Option(DEFAULT_MAX_REFINES, help="staged, oracle-staged: most corrections per step "
+                                                              "(a new plan or a redraw; 0: inspect, never correct; "
+                                                              "see README for what they buy)"),
     workers: int = typer.Option(1, help="processes generating images (one per core)"),
     allow_overlap: bool = typer.Option(False, "--allow-overlap", help="staged: let the planner's regions of one "
                                                                       "step overlap (off: sampled apart)"),
@@ -190,9 +190,9 @@ def generate(prompt: str = typer.Argument(..., help="e.g. 'a photo of a red circ
                                                             "(default 16), per image by a diffusers pipeline (28)"),
              guidance: Optional[float] = typer.Option(None, help="guidance scale (embedded: classifier-free, default 1 "
                                                                 "= off; diffusers: the pipeline's default)"),
-             max_refines: int = typer.Option(DEFAULT_MAX_REFINES, help="most refines per step (0: inspect, never "
-                                                                       "refine; the shipped refiner lowers scores, "
-                                                                       "see README)"),
+             max_refines: int = typer.Option(DEFAULT_MAX_REFINES, help="most corrections per step (a new plan or "
+                                                                       "a redraw; 0: inspect, never correct; see "
+                                                                       "README)"),
              checkpoint: Optional[Path] = typer.Option(None, help="model checkpoint folder (default: the shipped one)"),
              allow_overlap: bool = typer.Option(False, "--allow-overlap", help="let the planner's regions of one step "
                                                                                "overlap (off: sampled apart)"),

@@ -8,7 +8,9 @@ A trajectory, as the unified model sees it:
     <bos> <prompt> P </prompt>
       <ins> I </ins> <des> D </des> <img> x3 y12 s8 </img>          a plan and the regions it paints
       ... (one such step per plan)
-      <canvas> x 64 <inspect> T </inspect> [<refine> C </refine> <img> REGIONS </img>]
+      <canvas> x 64 <inspect> T </inspect> [<refine> C </refine>]     the inspector reads a step: T says
+                                                                     "consistent ..." or "inconsistent
+                                                                     plan|image: ..."
     <end>                                                            the planner ends the trajectory
     <eos>
 
@@ -139,11 +141,6 @@ def step_text(plan: Plan) -> str:
 def history_text(prompt: str, plans: list[Plan]) -> str:
     """The context of a trajectory: the prompt, then each plan with its regions."""
     return prompt_text(prompt) + "".join(f" {step_text(p)}" for p in plans)
-
-
-def refine_text(inspection: str, command: str) -> str:
-    """What the refiner reads after the canvas: the inspection, its command, and `<img>` opened."""
-    return f"{tagged(INSPECT, inspection)} {tagged(REFINE, command)} <img>"
 
 
 def single_text(prompt: str) -> str:

@@ -191,7 +191,7 @@ def test_the_planner_samples_the_regions_of_a_step_apart():
         for k in range(6):  # a random model writes many regions per step
             session = roles._session("a photo of four stars", [])
             session.feed([tok.token_id("<img>")])
-            regions = [r for r, _ in roles._regions(session, torch.Generator().manual_seed(k))]
+            regions = [r for r, _ in roles._regions(session, torch.Generator().manual_seed(k), "", [])]
             pairs = [(a, b) for i, a in enumerate(regions) for b in regions[i + 1:]]
             if separate:
                 assert all(_apart(a, b) for a, b in pairs)
@@ -298,6 +298,25 @@ def test_an_add_keeps_clear_of_what_earlier_steps_drew():
         assert all(r.s in free_sizes(r.gx, r.gy, list(earlier), gap=0.0) for r in parse_regions(plan.regions))
     everywhere = tuple(Region(x, y, 10) for x in range(0, 16, 2) for y in range(0, 16, 2))
     assert set(g.allowed([], everywhere)) == set(g.allowed([]))
+
+
+def test_an_add_of_n_objects_writes_n_regions():
+    """"add three stars" writes three regions (the held-out counting prompts were drawn with
+    two), read from the model's own instruction; other edits are not constrained."""
+    from sketchloop.backends.unified import _add_count
+    from sketchloop.models.grammar import RegionGrammar
+
+    tok = WordTokenizer()
+    g = RegionGrammar(tok, True)
+    assert g.end not in g.allowed([], count=2) and g.end not in g.allowed(tok.encode("x2 y2 s6"), count=2)
+    assert g.allowed(tok.encode("x2 y2 s6 x12 y12 s6"), count=2) == [g.end]
+    assert [_add_count(i) for i in ("add three stars left of a circle", "add a red circle", "remove the star",
+                                    "change the two stars to red")] == [3, 1, None, None]
+    torch.manual_seed(0)
+    roles = UnifiedRoles(UnifiedModel(TINY).eval(), tok, SamplingConfig(temperature=1.5))
+    for k in range(5):
+        plan = roles.ground("a photo of four stars", [Plan("add four stars", "four stars")], k)
+        assert len(parse_regions(plan.regions)) == 4
 
 
 def test_role_calls_depend_only_on_their_arguments():

@@ -69,6 +69,15 @@ def resolve_device(device: str | None) -> torch.device:
     return dev
 
 
+_COUNTS = {"a": 1, "an": 1, "one": 1, "two": 2, "three": 3, "four": 4}
+
+
+def _add_count(ins: str) -> int | None:
+    """How many objects an `add` instruction of the model's own asks for ("add three stars" -> 3)."""
+    words = ins.split()
+    return _COUNTS.get(words[1]) if len(words) > 1 else None
+
+
 def _generator(seed: int) -> torch.Generator:
     return torch.Generator().manual_seed(seed)
 
@@ -119,13 +128,14 @@ class UnifiedRoles:
         self.usage["text_tokens"] += len(out)
         return self.tok.decode([i for i in out if i != t(close)])
 
-    def _regions(self, session: TextSession, generator: torch.Generator,
-                 occupied: tuple[Region, ...] = ()) -> list[tuple[Region, torch.Tensor]]:
-        """Sample the regions after `<img>` under the region grammar (clear of `occupied`);
-        each with its condition."""
+    def _regions(self, session: TextSession, generator: torch.Generator, ins: str,
+                 history: list[Plan]) -> list[tuple[Region, torch.Tensor]]:
+        """Sample the regions after `<img>` under the region grammar; each with its condition.
+        An `add` of N objects writes N regions, clear of where earlier steps drew."""
         start = len(session.ids)
+        occupied, count = (self._occupied(history), _add_count(ins)) if ins.startswith("add ") else ((), None)
         out = session.sample(self.grammar.max_tokens, {self.grammar.end}, generator, self.config.temperature,
-                             lambda prefix: self.grammar.allowed(prefix, occupied))
+                             lambda prefix: self.grammar.allowed(prefix, occupied, count=count))
         self.usage["text_tokens"] += len(out)
         regions = parse_regions(self.tok.decode([i for i in out if i != self.grammar.end]))
         return [(r, self._condition(session, start + 3 * j + 2)) for j, r in enumerate(regions)]
@@ -177,8 +187,7 @@ class UnifiedRoles:
         session.feed([t("<des>")])
         des = self._text(session, "</des>", generator)
         session.feed([t("<img>")])
-        occupied = self._occupied(history) if ins.startswith("add ") else ()
-        regions = [r for r, _ in self._regions(session, generator, occupied)]
+        regions = [r for r, _ in self._regions(session, generator, ins, history)]
         return Plan(ins, des, " ".join(r.text for r in regions))
 
     def _occupied(self, history: list[Plan]) -> tuple[Region, ...]:
@@ -193,8 +202,7 @@ class UnifiedRoles:
             return last
         session = self._session(prompt, history[:-1])
         session.feed(self.tok.encode(f"{plan_text(last.ins, last.des)} <img>"))
-        occupied = self._occupied(history[:-1]) if last.ins.startswith("add ") else ()
-        regions = [r for r, _ in self._regions(session, _generator(seed), occupied)]
+        regions = [r for r, _ in self._regions(session, _generator(seed), last.ins, history[:-1])]
         return Plan(last.ins, last.des, " ".join(r.text for r in regions), last.op, last.scene)
 
     def sketch(self, prompt: str, history: list[Plan], canvas: Image.Image, seed: int) -> Image.Image:

@@ -14,9 +14,10 @@ from .schema import read_dataset
 KIND_NOTES = {
     "trajectories": "Every kept step's image passed the judge against the step's `<des>`, and every final "
                     "image passed it against the whole prompt. `images per example` = intermediate images.",
-    "inspect": "Each example ends in an `<inspect>` of its last plan against the prompt (and, self-sampled, of "
-               "its image against its `<ins>`); inconsistent ones add a `<refine>` corrective instruction. "
-               "Labels are the judge's.",
+    "inspect": "Each example ends as the loop's inspector reads a step (`<img> R </img>`, the canvas, "
+               "`<inspect>`): its plan against the prompt and, self-sampled, its image against its `<des>`; "
+               "a conflict says where it is (`inconsistent plan:` / `inconsistent image:`) and adds a "
+               "`<refine>` corrective instruction. Labels are the judge's.",
     "refine": "Each example ends in an image judged against its `<ins>`: positive with a reason, or negative "
               "with the judge's error analysis (`<inspect>`), a `<refine>` fix and the corrected image.",
 }

@@ -5,7 +5,8 @@ Regions come as (x, y, s) triples on the layout lattice, at most `max_regions`, 
 `</img>`. With `separate` (the default at inference), a new region must keep
 `REGION_GAP` from the regions already written in this step: objects never overlap in the
 training data, and a region drawn over another would paint one object over the other.
-`occupied` regions (where earlier steps drew, for an `add`) are kept clear too (no
+An `add` of N objects (the model's own `<ins>`, "add three stars ...") writes exactly N
+regions while they fit. `occupied` regions (where earlier steps drew, for an `add`) are kept clear too (no
 overlap, no gap), and sizes below `min_size` are left out, unless nothing would be left
 free (then small sizes come back first, then the earlier regions may be overlapped).
 """
@@ -35,8 +36,15 @@ class RegionGrammar:
     def max_tokens(self) -> int:
         return 3 * self.max_regions + 1
 
-    def allowed(self, out: list[int], occupied: tuple[Region, ...] = (), min_size: int | None = None) -> list[int]:
+    def allowed(self, out: list[int], occupied: tuple[Region, ...] = (), min_size: int | None = None,
+                count: int | None = None) -> list[int]:
+        """`count`: the step paints exactly that many regions (while they fit)."""
         k = len(out) % 3
+        if count is not None and k == 0:
+            if len(out) >= 3 * count:
+                return [self.end]
+            starts = [i for i in self.allowed(out, occupied, min_size) if i != self.end]
+            return starts or [self.end]
         min_size = self.min_size if min_size is None else min_size
         if k == 0 and len(out) >= 3 * self.max_regions:
             return [self.end]
@@ -51,7 +59,8 @@ class RegionGrammar:
 
         if (occupied or min_size > SIZE_TOKENS[0]) and not any(free(gx, gy) for gx in range(GRID) for gy in range(GRID)):
             # a full canvas: first allow the smallest sizes, then only keep the step's own regions apart
-            return self.allowed(out, occupied, SIZE_TOKENS[0]) if min_size > SIZE_TOKENS[0] else self.allowed(out, (), min_size)
+            return self.allowed(out, occupied, SIZE_TOKENS[0]) if min_size > SIZE_TOKENS[0] else \
+                self.allowed(out, (), min_size)
         if k == 0:
             return [x for gx, x in enumerate(self.x) if any(free(gx, gy) for gy in range(GRID))] + [self.end]
         gx = self.x.index(out[-k])
