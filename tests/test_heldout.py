@@ -53,8 +53,10 @@ def test_no_data_build_holds_a_benchmark_scene_or_a_heldout_pair(tmp_path, monke
     import sketchloop.data.trajectories as trajectories
 
     proposals = [parse_prompt(m["prompt"]) for m in load_benchmark("shapes-geneval")[:20]]
-    real = trajectories.random_scene
-    monkeypatch.setattr(trajectories, "random_scene", lambda rng, **kw: proposals.pop(0) if proposals else real(rng, **kw))
+    for sampler in ("random_scene", "random_composite_scene"):  # both halves of the scene mix
+        real = getattr(trajectories, sampler)
+        monkeypatch.setattr(trajectories, sampler,
+                            lambda rng, real=real, **kw: proposals.pop(0) if proposals else real(rng, **kw))
     build("trajectories", 5, tmp_path / "forced", seed=1, shard_size=5, progress=False)
     assert not proposals  # all 20 were proposed
     assert not {scene_key(SceneGraph.from_json(r["scene"])) for r in read_dataset(tmp_path / "forced").to_pylist()} \

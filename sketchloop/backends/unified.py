@@ -69,6 +69,7 @@ def resolve_device(device: str | None) -> torch.device:
     return dev
 
 
+STEP_RESERVE = 100  # tokens one more plan (with its regions) and its inspection take, besides the canvas
 _COUNTS = {"a": 1, "an": 1, "one": 1, "two": 2, "three": 3, "four": 4}
 
 
@@ -176,9 +177,14 @@ class UnifiedRoles:
 
     # ------------------------------------------------------------------ roles
     def plan(self, prompt: str, history: list[Plan], seed: int) -> Plan | None:
+        """The next step, or None when the model ends the trajectory, or when its context
+        could not hold another step and its inspection (STEP_RESERVE tokens): a planner
+        that keeps adding and removing ends there instead of failing."""
         t = self.tok.token_id
         generator = _generator(seed)
         session = self._session(prompt, history)
+        if len(session.ids) + self.model.config.canvas_tokens + STEP_RESERVE > self.model.config.block_size:
+            return None
         first = session.sample(1, set(), generator, self.config.temperature, lambda _: [t("<ins>"), t(END)])
         self.usage["text_tokens"] += 1
         if first[0] == t(END):
