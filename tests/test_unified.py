@@ -330,3 +330,24 @@ def test_role_calls_depend_only_on_their_arguments():
     assert roles.plan(prompt, [], 5) == first
     assert roles.sketch(prompt, [first], blank, 7).tobytes() == canvas.tobytes()
     assert roles.inspect(prompt, [first], canvas, 3) == roles.inspect(prompt, [first], canvas, 3)
+
+
+def test_a_full_context_ends_the_trajectory_instead_of_failing():
+    """A planner that would keep going past the context ends there; a long inspection is cut
+    to fit (issue 16: one long prompt used to stop a whole run)."""
+    from dataclasses import replace
+
+    from sketchloop.teachers import blank_canvas
+
+    torch.manual_seed(0)
+    tok = WordTokenizer()
+    model = UnifiedModel(replace(TINY, block_size=300)).eval()
+    roles = UnifiedRoles(model, tok, SamplingConfig(temperature=1.5))
+    prompt = "a photo of a red circle left of a blue square, a green star above the blue square and two white crosses"
+    plans = []
+    for seed in range(6):  # a random model plans long, odd steps: the context fills up
+        traj = run_staged(prompt, Roles(roles, roles, roles, roles), blank_canvas().image, seed=seed, max_iters=8,
+                          max_refines=1)  # raises past the context
+        assert traj.final is not None
+        plans.append(sum(s.type == "plan" for s in traj.steps))
+    assert max(plans) >= 2, plans

@@ -119,11 +119,18 @@ class UnifiedRoles:
         session.feed([self.tok.token_id(CANVAS)] * n,
                      torch.from_numpy(to_float(self._canvas_array(canvas)))[None].to(self.device))
 
-    def _text(self, session: TextSession, close: str, generator: torch.Generator) -> str:
-        """Sample words up to the closing tag `close`; the words without it."""
+    def _room(self, session: TextSession, most: int, reserve: int) -> int:
+        """How many tokens a text may take: at most `most`, leaving `reserve` of the context."""
+        return max(1, min(most, self.model.config.block_size - len(session.ids) - reserve))
+
+    def _text(self, session: TextSession, close: str, generator: torch.Generator, reserve: int = 4) -> str:
+        """Sample words up to the closing tag `close`; the words without it. A text stops where
+        the context would keep less than `reserve` tokens (a plan leaves room for the canvas
+        and its inspection, an inspection for its closing tags: cut, never a failure)."""
         t = self.tok.token_id
         words = self._words + [t(close)]
-        out = session.sample(self.config.max_words, {t(close)}, generator, self.config.temperature, lambda _: words)
+        room = self._room(session, self.config.max_words, reserve)
+        out = session.sample(room, {t(close)}, generator, self.config.temperature, lambda _: words)
         if out[-1] != t(close):
             session.feed([t(close)])
         self.usage["text_tokens"] += len(out)
@@ -135,7 +142,8 @@ class UnifiedRoles:
         An `add` of N objects writes N regions, clear of where earlier steps drew."""
         start = len(session.ids)
         occupied, count = (self._occupied(history), _add_count(ins)) if ins.startswith("add ") else ((), None)
-        out = session.sample(self.grammar.max_tokens, {self.grammar.end}, generator, self.config.temperature,
+        most = self._room(session, self.grammar.max_tokens, self._plan_reserve)
+        out = session.sample(most, {self.grammar.end}, generator, self.config.temperature,
                              lambda prefix: self.grammar.allowed(prefix, occupied, count=count))
         self.usage["text_tokens"] += len(out)
         regions = parse_regions(self.tok.decode([i for i in out if i != self.grammar.end]))
@@ -189,12 +197,17 @@ class UnifiedRoles:
         self.usage["text_tokens"] += 1
         if first[0] == t(END):
             return None
-        ins = self._text(session, "</ins>", generator)
+        ins = self._text(session, "</ins>", generator, self._plan_reserve)
         session.feed([t("<des>")])
-        des = self._text(session, "</des>", generator)
+        des = self._text(session, "</des>", generator, self._plan_reserve)
         session.feed([t("<img>")])
         regions = [r for r, _ in self._regions(session, generator, ins, history)]
         return Plan(ins, des, " ".join(r.text for r in regions))
+
+    @property
+    def _plan_reserve(self) -> int:
+        """What a plan leaves of the context: the canvas and a short inspection of it."""
+        return self.model.config.canvas_tokens + 16
 
     def _occupied(self, history: list[Plan]) -> tuple[Region, ...]:
         """Where earlier steps drew: an `add` keeps clear of it (objects never overlap)."""
