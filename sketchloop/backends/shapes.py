@@ -32,7 +32,8 @@ class ParserDecomposer:
         return parse_prompt(prompt)
 
 
-def _relation_phrase(rels: list[tuple[str, int]], groups: list[ObjectGroup]) -> str:
+def relation_phrase(rels: list[tuple[str, int]], groups: list[ObjectGroup]) -> str:
+    """`left of the red circle and above the star`: relations to groups, as an `add` says them."""
     return " and ".join(f"{rel} {groups[j].noun_phrase(definite=True)}" for rel, j in rels)
 
 
@@ -107,7 +108,7 @@ class ShapesStepWriter:
                         break
                 else:
                     op = "add"
-            where = (" " + _relation_phrase(rels, groups)) if rels else ""
+            where = (" " + relation_phrase(rels, groups)) if rels else ""
             if op == "modify":
                 taken = {x.color for x in groups if x.shape == group.shape}  # keep 'the ...' unambiguous
                 choices = [c for c in COLORS if c not in taken]
@@ -123,7 +124,7 @@ class ShapesStepWriter:
                                   scene=_describe(groups, present + [g], relations)))
             elif op in ("move", "swap"):
                 flipped = wrong_rels
-                wrong_where = " " + _relation_phrase(flipped, groups)
+                wrong_where = " " + relation_phrase(flipped, groups)
                 tmp_rel = [r for r in relations if not ({r.subject, r.object} <= set(present + [g])
                                                         and g in (r.subject, r.object))]
                 tmp_rel += [Relation(g, rel, j) for rel, j in flipped]

@@ -247,7 +247,7 @@ def _wrong_image(rng: np.random.Generator, model: Any, teachers: Teachers, graph
         if kind == "missing_object":
             sketch = before
         else:
-            wrong = _perturb_graph(described, {"wrong_shape": "wrong_shape"}.get(kind, kind), rng)
+            wrong = _perturb_graph(described, kind, rng)
             if wrong is None:
                 continue
             g = _changed_group(described, wrong)
@@ -315,9 +315,11 @@ def _changed_group(before: SceneGraph, after: SceneGraph) -> int:
 
 def _where(scene: SceneGraph, g: int) -> str:
     """` left of the red circle and above the star`: group `g`'s relations, as an `add` says them."""
+    from ..backends.shapes import relation_phrase
+
     rels = [(r.relation, r.object) for r in scene.relations if r.subject == g] + \
            [(INVERSE_RELATION[r.relation], r.subject) for r in scene.relations if r.object == g]
-    return "".join(f" {'and ' if k else ''}{rel} {scene.groups[j].noun_phrase(definite=True)}" for k, (rel, j) in enumerate(rels))
+    return " " + relation_phrase(rels, list(scene.groups)) if rels else ""
 
 
 __all__ = ["INCONSISTENT_SHARE", "make_inspect_own", "make_inspect_symbolic"]
