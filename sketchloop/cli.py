@@ -90,6 +90,11 @@ def eval_command(
                                                                       "step overlap (off: sampled apart)"),
     min_size: Optional[int] = typer.Option(None, help="staged: smallest region size token (4-10) the planner may "
                                                       "write when a larger one fits (default: the sampling default)"),
+    free_plans: bool = typer.Option(False, "--free-plans", help="staged: the planner's noun phrases and relations "
+                                                                "are its own (off: copied from the prompt's; README)"),
+    inspect_threshold: Optional[float] = typer.Option(None, help="staged: the inspector finds a conflict when its "
+                                                                 "P(inconsistent) reaches this (default: sampled; "
+                                                                 "scripts/inspector_threshold.py)"),
     retry_failed: bool = typer.Option(False, "--retry-failed", help="generate again the samples whose generation "
                                                                     "failed in an earlier run (default: kept as failed)"),
     pages: int = typer.Option(0, help="staged/single/oracle-staged: keep the trajectory page of every sample of the "
@@ -128,7 +133,8 @@ def eval_command(
                                   "real model's images with --images DIR --benchmark geneval --detector owlv2:MODEL")
         model_args = {"checkpoint": checkpoint, "flow_steps": steps, "guidance": guidance, "max_iters": max_iters,
                       "max_refines": max_refines, "separate": not allow_overlap, "device": device,
-                      "min_size": min_size} \
+                      "min_size": min_size, "copy_phrases": not free_plans,
+                      "inspect_threshold": inspect_threshold} \
             if generator in ("staged", "single") else \
             {"max_iters": max_iters, "max_refines": max_refines} if generator == "oracle-staged" else {}
         gen = get_generator(generator, size=size, **model_args)
@@ -198,6 +204,8 @@ def generate(prompt: str = typer.Argument(..., help="e.g. 'a photo of a red circ
                                                                                "overlap (off: sampled apart)"),
              min_size: Optional[int] = typer.Option(None, help="smallest region size token (4-10) the planner may write "
                                                                "when a larger one fits (default: the sampling default)"),
+             free_plans: bool = typer.Option(False, "--free-plans", help="the planner's noun phrases and relations are "
+                                                                         "its own (off: copied from the prompt's)"),
              oracle: bool = typer.Option(False, "--oracle", help="play every role with ShapesWorld's teachers "
                                                                  "(an upper bound, not a model)"),
              planner: Optional[str] = typer.Option(None, help="openai:MODEL: a chat model plans (default: the "
@@ -237,7 +245,8 @@ def generate(prompt: str = typer.Argument(..., help="e.g. 'a photo of a red circ
     else:
         gen = model_generator(mode, checkpoint=checkpoint, flow_steps=steps or 16,
                               guidance=1.0 if guidance is None else guidance, max_iters=max_iters,
-                              max_refines=max_refines, separate=not allow_overlap, min_size=min_size)
+                              max_refines=max_refines, separate=not allow_overlap, min_size=min_size,
+                              copy_phrases=not free_plans)
         if planner or inspector or sketcher or refiner:
             from .backends.diffusers_editor import DiffusersSettings
 
@@ -360,6 +369,8 @@ def data_build(kind: str = typer.Option(..., help="trajectories, inspect or refi
                shard_size: int = typer.Option(500, help="examples per parquet shard"),
                checkpoint: Optional[Path] = typer.Option(None, help="inspect: a model checkpoint (stage 1) whose own "
                                                                     "plans are judged (self-sampled); default symbolic"),
+               free_plans: bool = typer.Option(False, "--free-plans", help="with --checkpoint: the model plans in its "
+                                                                           "own phrases (no phrase grammar)"),
                teacher: Optional[str] = typer.Option(None, help="openai:MODEL: a chat/vision model decomposes prompts, "
                                                                 "writes steps and judges (with --editor)"),
                editor: Optional[str] = typer.Option(None, help="diffusers:REPO_OR_PATH: the image-editing pipeline "
@@ -401,7 +412,7 @@ def data_build(kind: str = typer.Option(..., help="trajectories, inspect or refi
     elif prompts or first_step or templates:
         raise SketchloopError("--prompts, --first-step and --templates are for real teachers (--teacher and --editor)")
     summary = build(kind, n, out, seed=seed, workers=workers, edit_ops=edit_ops, shard_size=shard_size,
-                    checkpoint=checkpoint, teacher=spec, engine=engine, address=address)
+                    checkpoint=checkpoint, teacher=spec, engine=engine, address=address, free_plans=free_plans)
     rate = summary["examples_per_second"]
     console.print(f"{summary['examples']} examples in {out}; {summary['mean_intermediate_images']:.2f} "
                   f"images per example on average; judge: {summary['steps_redrawn']} steps redrawn, "

@@ -268,8 +268,9 @@ def test_region_grammar_allows_only_region_triples_then_the_end():
     tok = WordTokenizer()
     for separate in (True, False):
         g = RegionGrammar(tok, separate)
-        assert set(g.allowed([])) == set(g.x) | {g.end}
+        assert set(g.allowed([])) == set(g.x)  # a step paints at least one region, as every training step does
         out = tok.encode("x8 y8 s8")
+        assert g.end in g.allowed(out)
         assert set(g.allowed(out[:1])) <= set(g.y) and set(g.allowed(out[:2])) <= set(g.s)
         full = tok.encode(" ".join(f"x{2 * i} y{2 * (i % 2)} s4" for i in range(MAX_REGIONS)))
         assert g.allowed(full) == [g.end]
@@ -351,3 +352,110 @@ def test_a_full_context_ends_the_trajectory_instead_of_failing():
         assert traj.final is not None
         plans.append(sum(s.type == "plan" for s in traj.steps))
     assert max(plans) >= 2, plans
+
+
+def _phrase_ids(tok: WordTokenizer, close: str) -> list[int]:
+    """The words a plan's text may write (as UnifiedRoles offers them) and its closing tag."""
+    return [i for i, w in enumerate(tok.vocab) if not w.startswith("<") and not w[1:].isdigit()] + [tok.token_id(close)]
+
+
+def test_phrase_grammar_accepts_every_add_step_the_training_data_writes():
+    """The planner is trained on these texts: the grammar it samples under at inference never
+    forbids a word of them (random and composite scenes, `<ins>` and `<des>`)."""
+    from sketchloop.backends.shapes import ShapesStepWriter
+    from sketchloop.errors import LayoutError
+    from sketchloop.models.grammar import PhraseGrammar
+    from sketchloop.world.sample import random_composite_scene, random_scene
+
+    tok, rng, writer, checked = WordTokenizer(), np.random.default_rng(0), ShapesStepWriter(), 0
+    for k in range(150):
+        graph = random_composite_scene(rng) if k % 2 else random_scene(rng)
+        try:
+            steps = writer.write_steps(graph, rng, edit_ops=0.0)
+        except LayoutError:
+            continue
+        for k, step in enumerate(steps):
+            drawn = steps[k - 1].des if k else ""
+            assert not PhraseGrammar(tok, graph.to_text()).complete(drawn)  # the plan does not end early
+            for text, description, close in ((step.ins, False, "</ins>"), (step.des, True, "</des>")):
+                grammar = PhraseGrammar(tok, graph.to_text(), description, drawn)
+                ids = tok.encode(text) + [tok.token_id(close)]
+                for j, token in enumerate(ids):
+                    assert token in grammar.allowed(ids[:j], _phrase_ids(tok, close)), (graph.to_text(), text, j)
+                checked += 1
+        assert PhraseGrammar(tok, graph.to_text()).complete(steps[-1].des)  # ... and ends where they end
+    assert checked > 500
+
+
+def test_phrase_grammar_copies_objects_and_relations_from_the_prompt():
+    from sketchloop.models.grammar import PhraseGrammar
+
+    tok = WordTokenizer()
+    prompt = "a photo of a pink circle above a blue triangle, two blue stars right of the blue triangle"
+    des, ins = PhraseGrammar(tok, prompt), PhraseGrammar(tok, prompt, description=False)
+    words = lambda g, text, close="</des>": {tok.vocab[i] for i in g.allowed(tok.encode(text), _phrase_ids(tok, close))}
+    assert words(des, "a blue") == {"triangle"}           # the blue object of the prompt that "a" fits
+    assert words(des, "two blue") == {"stars"}
+    assert words(des, "a") == {"pink", "blue"} and "an" not in words(des, "")  # "a" before a consonant
+    assert words(des, "a pink circle") & {"above", "below", "left", "right"} == {"above"}  # the prompt's relation
+    assert words(des, "a pink circle above") - {"one"} == {"a"}  # the triangle is introduced, not mentioned again
+    assert words(des, "a pink circle above a") == {"blue"}
+    assert words(des, "a pink circle above a blue triangle") & {"left", "right", "above", "below"} == set()
+    # the triangle has no relation left to be the subject of: the stars come next
+    assert words(des, "a pink circle above a blue triangle,") == {"two"}
+    assert words(des, "a pink circle above a blue triangle, two blue stars right of") == {"the"}  # mentioned again
+    assert words(des, "a pink circle above a blue triangle, two blue stars right of the blue") == {"triangle"}
+    # an <ins> says a relation either way round, about objects drawn earlier
+    assert words(ins, "add a blue triangle", "</ins>") >= {"below", "</ins>"}
+    assert words(ins, "add a blue triangle below the", "</ins>") == {"pink"}
+    # nothing left to introduce: no "and", the description ends; the plan is complete
+    full = "a pink circle above a blue triangle and two blue stars right of the blue triangle"
+    assert words(des, full) == {"</des>"} and des.complete(full) and not des.complete("a pink circle above a blue triangle")
+    # an `add` adds an object the last <des> does not have yet
+    drawn = PhraseGrammar(tok, prompt, description=False, drawn="a pink circle above a blue triangle")
+    assert words(drawn, "add", "</ins>") & {"a", "an", "the", "two"} == {"two"} and words(drawn, "add two blue stars right of the", "</ins>") == {"blue"}
+    # a prompt the grammar cannot read (no noun phrase) holds nothing
+    free = PhraseGrammar(tok, "a photo of nothing")
+    assert free.allowed(tok.encode("a"), _phrase_ids(tok, "</des>")) == _phrase_ids(tok, "</des>")
+
+
+def test_a_random_model_plans_only_the_prompts_objects():
+    """Under the phrase grammar even an untrained planner names only the prompt's objects."""
+    from sketchloop.models.grammar import _Reading
+
+    torch.manual_seed(0)
+    tok = WordTokenizer()
+    roles = UnifiedRoles(UnifiedModel(TINY).eval(), tok, SamplingConfig(temperature=1.0))
+    prompt = "a photo of a pink circle above a blue triangle and two green stars"
+    objects = {("pink", "circle"), ("blue", "triangle"), ("green", "star")}
+    named = set()
+    for seed in range(8):
+        plan = roles.plan(prompt, [], seed)
+        if plan is None:
+            continue
+        for text in (plan.ins, plan.des):
+            keys = {key for _, key, _ in _Reading(tok.words(text)).phrases}
+            assert keys <= objects, (text, keys)
+            named |= keys
+    assert named
+    free = UnifiedRoles(UnifiedModel(TINY).eval(), tok, SamplingConfig(temperature=1.0, copy_phrases=False))
+    texts = [p.des for p in (free.plan(prompt, [], s) for s in range(8)) if p]
+    assert any({key for _, key, _ in _Reading(tok.words(t)).phrases} - objects for t in texts), texts
+
+
+def test_an_inspect_threshold_decides_the_verdict_word():
+    """With `inspect_threshold` the verdict is P("inconsistent") against the threshold (the
+    text follows it); 0 always finds a conflict, above 1 never."""
+    from sketchloop.teachers import blank_canvas
+
+    torch.manual_seed(0)
+    model, tok = UnifiedModel(TINY).eval(), WordTokenizer()
+    history = [Plan("add a red circle", "a red circle", "x3 y3 s8")]
+    canvas = blank_canvas().image
+    doubt = UnifiedRoles(model, tok).doubt("a photo of a red circle", history, canvas)
+    assert 0.0 < doubt < 1.0
+    for threshold, consistent in ((0.0, False), (1.01, True), (doubt, False), (doubt + 1e-4, True)):
+        roles = UnifiedRoles(model, tok, SamplingConfig(temperature=1.0, inspect_threshold=threshold))
+        critique = roles.inspect("a photo of a red circle", history, canvas, seed=1)
+        assert critique.consistent == consistent and critique.text.split()[0] == ("consistent" if consistent
+                                                                                  else "inconsistent")

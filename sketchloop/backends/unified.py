@@ -22,7 +22,7 @@ from PIL import Image
 
 from ..errors import SketchloopError
 from ..loop.roles import Critique, Plan
-from ..models.grammar import RegionGrammar
+from ..models.grammar import PhraseGrammar, RegionGrammar
 from ..models.regions import Region, coord_planes, crop, parse_regions, paste, to_float, to_uint8
 from ..models.sampling import TextSession, euler_sample
 from ..models.tokenizer import WordTokenizer
@@ -45,6 +45,10 @@ class SamplingConfig:
     min_size: the smallest region size token the planner may write (s6 = 12 px; 4: any), unless
         nothing larger fits: its 8-10 px sketches read badly (chosen on shapes-complex-val:
         sketch fidelity 0.64 at any size, 0.86 from s6, the same from s7; README).
+    copy_phrases: the noun phrases of plans name the prompt's objects (models/grammar.py
+        PhraseGrammar; chosen on shapes-complex-val, README).
+    inspect_threshold: the inspector finds a conflict when P("inconsistent") of the two verdict
+        words reaches it (None: the verdict word is sampled like the rest of the text).
     """
 
     flow_steps: int = 16
@@ -53,6 +57,8 @@ class SamplingConfig:
     max_words: int = 80
     separate: bool = True
     min_size: int = 6
+    copy_phrases: bool = True
+    inspect_threshold: float | None = None
 
 
 def resolve_device(device: str | None) -> torch.device:
@@ -123,14 +129,17 @@ class UnifiedRoles:
         """How many tokens a text may take: at most `most`, leaving `reserve` of the context."""
         return max(1, min(most, self.model.config.block_size - len(session.ids) - reserve))
 
-    def _text(self, session: TextSession, close: str, generator: torch.Generator, reserve: int = 4) -> str:
+    def _text(self, session: TextSession, close: str, generator: torch.Generator, reserve: int = 4,
+              phrases: PhraseGrammar | None = None) -> str:
         """Sample words up to the closing tag `close`; the words without it. A text stops where
         the context would keep less than `reserve` tokens (a plan leaves room for the canvas
-        and its inspection, an inspection for its closing tags: cut, never a failure)."""
+        and its inspection, an inspection for its closing tags: cut, never a failure).
+        `phrases`: its noun phrases copy the prompt's (models/grammar.py)."""
         t = self.tok.token_id
         words = self._words + [t(close)]
         room = self._room(session, self.config.max_words, reserve)
-        out = session.sample(room, {t(close)}, generator, self.config.temperature, lambda _: words)
+        allowed = (lambda out: phrases.allowed(out, words)) if phrases else (lambda _: words)
+        out = session.sample(room, {t(close)}, generator, self.config.temperature, allowed)
         if out[-1] != t(close):
             session.feed([t(close)])
         self.usage["text_tokens"] += len(out)
@@ -185,21 +194,28 @@ class UnifiedRoles:
 
     # ------------------------------------------------------------------ roles
     def plan(self, prompt: str, history: list[Plan], seed: int) -> Plan | None:
-        """The next step, or None when the model ends the trajectory, or when its context
-        could not hold another step and its inspection (STEP_RESERVE tokens): a planner
-        that keeps adding and removing ends there instead of failing."""
+        """The next step, or None when the model ends the trajectory, when its last `<des>` is
+        the whole prompt (with `copy_phrases`: the training plans end there), or when its
+        context could not hold another step and its inspection (STEP_RESERVE tokens): a
+        planner that keeps adding and removing ends there instead of failing."""
         t = self.tok.token_id
         generator = _generator(seed)
         session = self._session(prompt, history)
         if len(session.ids) + self.model.config.canvas_tokens + STEP_RESERVE > self.model.config.block_size:
             return None
+        copy = self.config.copy_phrases
+        drawn = history[-1].des if history else ""
+        if copy and drawn and PhraseGrammar(self.tok, prompt).complete(drawn):
+            return None  # the last <des> is the whole prompt: the training plans end there
         first = session.sample(1, set(), generator, self.config.temperature, lambda _: [t("<ins>"), t(END)])
         self.usage["text_tokens"] += 1
         if first[0] == t(END):
             return None
-        ins = self._text(session, "</ins>", generator, self._plan_reserve)
+        ins = self._text(session, "</ins>", generator, self._plan_reserve,
+                         PhraseGrammar(self.tok, prompt, description=False, drawn=drawn) if copy else None)
         session.feed([t("<des>")])
-        des = self._text(session, "</des>", generator, self._plan_reserve)
+        des = self._text(session, "</des>", generator, self._plan_reserve,
+                         PhraseGrammar(self.tok, prompt) if copy else None)
         session.feed([t("<img>")])
         regions = [r for r, _ in self._regions(session, generator, ins, history)]
         return Plan(ins, des, " ".join(r.text for r in regions))
@@ -243,15 +259,36 @@ class UnifiedRoles:
         the verdict and where the conflict is (plan or image) are read from T itself."""
         t = self.tok.token_id
         generator = _generator(seed)
-        session = self._session(prompt, history)
-        self._read_canvas(session, canvas)
-        session.feed([t("<inspect>")])
-        text = self._text(session, "</inspect>", generator)
+        session = self._inspect_session(prompt, history, canvas)
+        if self.config.inspect_threshold is None:
+            text = self._text(session, "</inspect>", generator)
+        else:  # the verdict word by the threshold, the rest of the text sampled after it
+            verdict = "inconsistent" if self._doubt(session) >= self.config.inspect_threshold else "consistent"
+            session.feed([t(verdict)])
+            text = f"{verdict} {self._text(session, '</inspect>', generator)}".strip()
         consistent, target = text_verdict(text)
         if consistent:
             return Critique(True, text)
         session.feed([t("<refine>")])
         return Critique(False, text, self._text(session, "</refine>", generator), target=target)
+
+    def _inspect_session(self, prompt: str, history: list[Plan], canvas: Image.Image) -> TextSession:
+        session = self._session(prompt, history)
+        self._read_canvas(session, canvas)
+        session.feed([self.tok.token_id("<inspect>")])
+        return session
+
+    def _doubt(self, session: TextSession) -> float:
+        """P(the inspection's first word is "inconsistent"), of the two verdict words."""
+        with torch.no_grad():
+            logits = self.model.logits(session.last).cpu()
+        pair = logits[[self.tok.token_id("consistent"), self.tok.token_id("inconsistent")]]
+        return float(torch.softmax(pair, -1)[1])
+
+    def doubt(self, prompt: str, history: list[Plan], canvas: Image.Image) -> float:
+        """How strongly the inspector doubts the step (for choosing `inspect_threshold` on a
+        validation set: scripts/inspector_threshold.py)."""
+        return self._doubt(self._inspect_session(prompt, history, canvas))
 
     def refine(self, prompt: str, history: list[Plan], canvas: Image.Image, critique: Critique,
                seed: int, before: Image.Image | None = None) -> Image.Image:

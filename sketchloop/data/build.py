@@ -27,9 +27,10 @@ from .schema import KINDS, read_partial, shard_path, write_table
 
 def make_shard(kind: str, seed: int, shard: int, n_examples: int, edit_ops: float, out: str,
                n_shards: int, checkpoint: str | None = None, teacher: dict[str, Any] | None = None,
-               teachers=None) -> dict[str, Any]:
+               free_plans: bool = False, teachers=None) -> dict[str, Any]:
     """Build one shard and write it atomically; returns its statistics. `teachers`: ones
-    already made from `teacher` (a worker that builds many shards loads its editor once).
+    already made from `teacher` (a worker that builds many shards loads its editor once);
+    `free_plans`: the checkpoint plans without the phrase grammar (models/grammar.py).
 
     Every finished example is kept at once (with the random state after it) under
     `data/.partial/`, so a build stopped mid-shard (a server outage, Ctrl-C) resumes at the
@@ -51,7 +52,7 @@ def make_shard(kind: str, seed: int, shard: int, n_examples: int, edit_ops: floa
 
         torch.set_num_threads(1)  # one process per core already
         # the model as the loop runs it: its own plans and sketches at the inference settings
-        planner = UnifiedRoles.from_pretrained(Path(checkpoint), SamplingConfig())
+        planner = UnifiedRoles.from_pretrained(Path(checkpoint), SamplingConfig(copy_phrases=not free_plans))
     partial = Path(out) / "data" / ".partial" / f"{kind}-{shard:05d}"
     rows, state = read_partial(partial)
     if state is not None:
@@ -89,13 +90,15 @@ def make_shard(kind: str, seed: int, shard: int, n_examples: int, edit_ops: floa
 
 def build(kind: str, n: int, out: Path, seed: int = 0, workers: int = 1, edit_ops: float = 0.25,
           shard_size: int = 500, checkpoint: Path | None = None, progress: bool = True,
-          teacher: dict[str, Any] | None = None, engine: str = "local", address: str | None = None) -> dict[str, Any]:
+          teacher: dict[str, Any] | None = None, engine: str = "local", address: str | None = None,
+          free_plans: bool = False) -> dict[str, Any]:
     """Build (or resume) a dataset of `n` examples in `out`; returns the card's statistics.
 
     `engine` "local" runs shards in `workers` processes; "ray" runs them on Ray actors (a
     cluster at `address`, or a local Ray), with the same shards, card and resume semantics.
 
-    `teacher` switches from ShapesWorld's exact teachers to real models (see `make_teachers`)."""
+    `teacher` switches from ShapesWorld's exact teachers to real models (see `make_teachers`);
+    `free_plans`: a checkpoint's self-sampled plans without the phrase grammar."""
     if kind not in KINDS:
         raise SketchloopError(f"unknown data kind {kind!r}; available: {', '.join(KINDS)}")
     if engine not in ("local", "ray"):
@@ -115,8 +118,12 @@ def build(kind: str, n: int, out: Path, seed: int = 0, workers: int = 1, edit_op
         UnifiedModel.from_pretrained(checkpoint)  # fail now, with one clear line, not in a worker
     if checkpoint is not None and teacher is not None:
         raise SketchloopError("--checkpoint (self-sampled plans judged by ShapesWorld) and --teacher do not mix")
+    if free_plans and checkpoint is None:
+        raise SketchloopError("--free-plans is how a --checkpoint plans its self-sampled inspect data; give --checkpoint")
     params = {"kind": kind, "n": n, "seed": seed, "edit_ops": edit_ops, "shard_size": shard_size,
               "checkpoint": str(checkpoint) if checkpoint else None}
+    if free_plans:
+        params["free_plans"] = True
     if teacher is not None:
         # what defines the data; where it runs (server URL, retries, device) may change on resume
         params["teacher"] = {k: v for k, v in teacher.items() if k not in ("prompts", "base_url", "client")}
@@ -144,8 +151,8 @@ def build(kind: str, n: int, out: Path, seed: int = 0, workers: int = 1, edit_op
     start = time.time()
     bar = tqdm(total=n, initial=n - sum(sizes[k] for k in todo), desc=f"build {kind}", unit="ex",
                disable=not progress)
-    args = [(kind, seed, k, sizes[k], edit_ops, str(out), n_shards, str(checkpoint) if checkpoint else None, teacher)
-            for k in todo]
+    args = [(kind, seed, k, sizes[k], edit_ops, str(out), n_shards, str(checkpoint) if checkpoint else None, teacher,
+             free_plans) for k in todo]
     if engine == "ray":
         from .ray_engine import build_shards
 

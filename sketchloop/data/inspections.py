@@ -151,8 +151,8 @@ def make_inspect_own(rng: np.random.Generator, model: Any, teachers: Teachers, r
     target = target or OWN_TARGETS[int(rng.choice(len(OWN_TARGETS), p=OWN_SHARES))]
     fallback = None
     for _ in range(tries):
-        graph = heldout_free_scene(rng)
-        prompt = graph.to_text()
+        prompt = heldout_free_scene(rng).to_text()
+        graph = parse_prompt(prompt)  # as the prompt reads: the judge words its conflicts in that order
         stop = int(rng.integers(len(graph.groups)))
         history: list[Plan] = []
         sketches: list[Image.Image] = []

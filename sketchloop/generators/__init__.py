@@ -141,15 +141,19 @@ def oracle_generator(mode: str = "staged", size: int = DEFAULT_SIZE, max_iters: 
 def model_generator(mode: str, size: int = DEFAULT_SIZE, checkpoint=None, flow_steps: int = 16,
                     guidance: float = 1.0, max_iters: int = 8, temperature: float = 0.3,
                     max_refines: int = DEFAULT_MAX_REFINES, separate: bool = True,
-                    device: str | None = None, min_size: int | None = None) -> LoopGenerator:
+                    device: str | None = None, min_size: int | None = None,
+                    copy_phrases: bool = True, inspect_threshold: float | None = None) -> LoopGenerator:
     """The unified model (the shipped checkpoint unless `checkpoint`) in `mode` staged or single;
     `separate`: the planner's regions of one step are sampled apart; `min_size`: the smallest
-    region size it writes (models/grammar.py; None: SamplingConfig's default)."""
+    region size it writes (models/grammar.py; None: SamplingConfig's default); `copy_phrases`:
+    the plans' noun phrases name the prompt's objects (models/grammar.py PhraseGrammar);
+    `inspect_threshold`: the inspector's verdict by a threshold on its doubt (SamplingConfig)."""
     from ..backends.unified import SHIPPED_CHECKPOINT, SamplingConfig
     from ..backends.wiring import model_roles
     from ..models.unified import checkpoint_sha256
 
     config = SamplingConfig(flow_steps=flow_steps, guidance=guidance, temperature=temperature, separate=separate,
+                            copy_phrases=copy_phrases, inspect_threshold=inspect_threshold,
                             **({} if min_size is None else {"min_size": min_size}))
     roles = model_roles(checkpoint, config, device)
     model = {"checkpoint": str(checkpoint or "shipped"),
@@ -157,6 +161,7 @@ def model_generator(mode: str, size: int = DEFAULT_SIZE, checkpoint=None, flow_s
              "flow_steps": flow_steps, "guidance": guidance, "device": _device_type(device)}
     if mode == "staged":
         model.update({"temperature": temperature, "regions_apart": separate, "min_size": config.min_size,
+                      "copy_phrases": copy_phrases, "inspect_threshold": inspect_threshold,
                       "max_words": config.max_words})
     return LoopGenerator(mode, lambda: roles, mode, size, max_iters, max_refines=max_refines, roles_record=model)
 

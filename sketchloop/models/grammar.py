@@ -1,5 +1,7 @@
-"""The region grammar: which token may come next while the model writes the regions of an
-image step (`<img> x3 y12 s8 x10 y4 s6 </img>`), as a mask for token sampling.
+"""Grammars for token sampling: which token may come next, as a mask.
+
+RegionGrammar: while the model writes the regions of an image step
+(`<img> x3 y12 s8 x10 y4 s6 </img>`).
 
 Regions come as (x, y, s) triples on the layout lattice, at most `max_regions`, then
 `</img>`. With `separate` (the default at inference), a new region must keep
@@ -9,11 +11,17 @@ An `add` of N objects (the model's own `<ins>`, "add three stars ...") writes ex
 regions while they fit. `occupied` regions (where earlier steps drew, for an `add`) are kept clear too (no
 overlap, no gap), and sizes below `min_size` are left out, unless nothing would be left
 free (then small sizes come back first, then the earlier regions may be overlapped).
+
+PhraseGrammar: while the planner writes `<ins>` and `<des>`: its noun phrases and relations
+are copied from the prompt's words (the model still chooses which and in what order).
+Measured on shapes-complex-val: the last `<des>` equals the prompt's scene in 0.98 of
+trajectories with it, 0.37 without (README, "The unified model").
 """
 
 from __future__ import annotations
 
 from ..world.layout import GRID
+from ..world.vocab import COLORS, COUNT_WORDS, INVERSE_RELATION, PLURALS, RELATION_PHRASES, SHAPES, SINGULARS, plural
 from .regions import REGION_WORDS, SIZE_TOKENS, Region, free_sizes, parse_regions
 from .tokenizer import WordTokenizer
 
@@ -38,12 +46,19 @@ class RegionGrammar:
 
     def allowed(self, out: list[int], occupied: tuple[Region, ...] = (), min_size: int | None = None,
                 count: int | None = None) -> list[int]:
-        """`count`: the step paints exactly that many regions (while they fit)."""
+        """`count`: the step paints exactly that many regions (while they fit). A step paints at
+        least one (every image step of the training data changes some region; an empty one
+        would leave the sketcher to place the step's objects where the plan does not say)."""
+        found = self._allowed(out, occupied, min_size, count)
+        return [i for i in found if i != self.end] or found if not out else found
+
+    def _allowed(self, out: list[int], occupied: tuple[Region, ...] = (), min_size: int | None = None,
+                 count: int | None = None) -> list[int]:
         k = len(out) % 3
         if count is not None and k == 0:
             if len(out) >= 3 * count:
                 return [self.end]
-            starts = [i for i in self.allowed(out, occupied, min_size) if i != self.end]
+            starts = [i for i in self._allowed(out, occupied, min_size) if i != self.end]
             return starts or [self.end]
         min_size = self.min_size if min_size is None else min_size
         if k == 0 and len(out) >= 3 * self.max_regions:
@@ -59,8 +74,8 @@ class RegionGrammar:
 
         if (occupied or min_size > SIZE_TOKENS[0]) and not any(free(gx, gy) for gx in range(GRID) for gy in range(GRID)):
             # a full canvas: first allow the smallest sizes, then only keep the step's own regions apart
-            return self.allowed(out, occupied, SIZE_TOKENS[0]) if min_size > SIZE_TOKENS[0] else \
-                self.allowed(out, (), min_size)
+            return self._allowed(out, occupied, SIZE_TOKENS[0]) if min_size > SIZE_TOKENS[0] else \
+                self._allowed(out, (), min_size)
         if k == 0:
             return [x for gx, x in enumerate(self.x) if any(free(gx, gy) for gy in range(GRID))] + [self.end]
         gx = self.x.index(out[-k])
@@ -68,3 +83,155 @@ class RegionGrammar:
             return [y for gy, y in enumerate(self.y) if free(gx, gy)]
         gy = self.y.index(out[-1])
         return [self.s[SIZE_TOKENS.index(s)] for s in free(gx, gy)]
+
+
+
+_DETERMINERS = ("a", "an", "one", "the", "two", "three", "four")
+_JOINS = (",", "and")
+_Phrase = tuple[int, "str | None", str]  # (count, colour or None, shape): one object of the prompt
+_Key = tuple["str | None", str]  # (colour, shape): how a text refers to it
+
+
+class _Reading:
+    """What a text has said so far, read left to right: the clause's subject, a relation
+    being written, the (subject, relation, object) triples said, and the noun phrase open."""
+
+    def __init__(self, words: list[str]):
+        self.subject: _Key | None = None
+        self.relation: list[str] = []
+        self.said: set[tuple[_Key, str, _Key]] = set()
+        self.phrases: list[tuple[str, _Key, bool]] = []  # (determiner, key, plural noun) of each noun phrase
+        self.open: list[str] = []  # the words of a noun phrase not finished yet
+        self.after: str | None = None  # "subject" or "object": the last words were that noun phrase
+        fresh = True
+        for word in words:
+            self.after = None
+            if self.open or word in _DETERMINERS:
+                self.open.append(word)
+                if word in SINGULARS or word in SHAPES:  # the noun ends the phrase
+                    key = (self.open[1] if len(self.open) == 3 else None, SINGULARS.get(word, word))
+                    self.phrases.append((self.open[0], key, word in SINGULARS))
+                    self.open = []
+                    if self.relation and self.subject is not None:
+                        self.said.add((self.subject, " ".join(self.relation), key))
+                        self.after = "object"
+                    elif fresh or self.subject is None:
+                        self.subject, self.after = key, "subject"
+                    self.relation, fresh = [], False
+                elif len(self.open) > 2 or (len(self.open) == 2 and word not in COLORS):
+                    self.open = []  # not a noun phrase ("a photo")
+            elif word in _JOINS:
+                fresh, self.relation = True, []
+            elif word in _RELATION_WORDS:
+                self.relation.append(word)
+                fresh = False
+            else:
+                self.relation = []
+        self.adding = bool(words) and words[0] == "add" and not self.phrases  # an `add`'s object is next
+
+
+_RELATION_WORDS = {w for phrase in RELATION_PHRASES.values() for w in phrase.split()}
+
+
+class PhraseGrammar:
+    """A plan's text names the prompt's objects and relations, as the training plans do:
+    each noun phrase is one of the prompt's objects (count, colour and shape together: "a pink
+    circle", never "a blue circle" when the circle is pink and the blue object a triangle);
+    each relation it states is one the prompt states, to another object, once (an `<ins>`
+    may say it either way round, as an `add` does). A `<des>` (`description`) introduces each
+    object once ("a ...", "two ...") and mentions it again with "the". Which objects and
+    relations, their order, the verbs and when to stop stay the model's. Built from the
+    prompt's words alone (no parse, no judge); a prompt without noun phrases holds nothing."""
+
+    def __init__(self, tokenizer: WordTokenizer, prompt: str, description: bool = True, drawn: str = ""):
+        self.tok, self.description = tokenizer, description
+        words = tokenizer.words(prompt)
+        self.objects = _objects(words)
+        self.drawn = set(_objects(tokenizer.words(drawn)))  # the objects of the last `<des>`
+        self.triples = set(_Reading(words).said)
+        if not description:
+            self.triples |= {(o, INVERSE_RELATION[r], s) for s, r, o in self.triples}
+        t = tokenizer.token_id
+        self._id = {w: t(w) for w in _DETERMINERS + COLORS + SHAPES + tuple(PLURALS.values()) + ("of",)}
+
+    def _candidates(self, reading: "_Reading", det: str) -> list[_Phrase]:
+        """The objects a noun phrase opened with `det` may name here."""
+        relation = " ".join(reading.relation)
+        found = [o for o in self.objects if _fits(det, o)]
+        if reading.adding:  # an `add` names an object the last `<des>` does not have yet ("a", "two")
+            found = [o for o in found if o not in self.drawn and det != "the"]
+        if relation in INVERSE_RELATION and reading.subject is not None:  # the object of a relation
+            found = [o for o in found if (reading.subject, relation, o[1:]) in self.triples - reading.said]
+        elif self.description and det == "the":  # a clause's subject, mentioned again for a relation
+            found = [o for o in found if any(s == o[1:] for s, _, _ in self.triples - reading.said)]
+        if self.description:  # introduced once, then "the"
+            introduced = {(COUNT_WORDS.get(d, 1), *key) for d, key, _ in reading.phrases if d != "the"}
+            found = [o for o in found if (o in introduced) == (det == "the")]
+        if det in ("a", "an"):  # "an orange star", "a red star"
+            found = [o for o in found if ((o[1] or o[2])[0] in "aeiou") == (det == "an")]
+        return found
+
+    def complete(self, des: str) -> bool:
+        """`des` names every object and relation of the prompt: the picture is planned in full
+        (in the training data `<end>` follows the first such `<des>`)."""
+        reading = _Reading(self.tok.words(des))
+        return bool(self.objects) and set(self.objects) <= set(_objects(self.tok.words(des))) and \
+            {t for t in self.triples} <= reading.said
+
+    def allowed(self, out: list[int], words: list[int]) -> list[int]:
+        """Of `words` (what the text may write), those that may follow `out` (the text so far);
+        where the rules leave nothing (a text gone astray), `words`."""
+        if not self.objects:
+            return words
+        reading = _Reading([self.tok.vocab[i] for i in out])
+        if reading.open:  # inside a noun phrase: its colour, or its noun
+            det, colour = reading.open[0], reading.open[1] if len(reading.open) == 2 else None
+            fit = [o for o in self._candidates(reading, det) if colour is None or o[1] == colour]
+            if colour is None:
+                found = {o[1] if o[1] else _noun(o, det) for o in fit}
+            else:
+                found = {_noun(o, det) for o in fit}
+            return sorted(self._id[w] for w in found) or words
+        dets = {d for d in _DETERMINERS if self._candidates(reading, d)}
+        relation = " ".join(reading.relation)
+        if reading.relation:
+            if relation in INVERSE_RELATION:  # its object's determiner
+                return sorted(self._id[d] for d in dets) or words
+            return [self._id["of"]] if relation in ("left", "right") else words
+        relations = _RELATION_WORDS
+        if reading.after == "subject":  # the relations the prompt gives it that are not said yet
+            relations = {r.split()[0] for s, r, o in self.triples - reading.said if s == reading.subject}
+        elif reading.after == "object":  # a clause is one relation
+            relations = set()
+        vocab = self.tok.vocab
+        keep = [i for i in words if (vocab[i] not in _RELATION_WORDS or vocab[i] in relations)
+                and (vocab[i] not in _DETERMINERS or vocab[i] in dets)]
+        if self.description:  # a description's words: noun phrases, relations, joins
+            if reading.after == "subject" and reading.phrases[-1][0] == "the" and relations:
+                keep = [i for i in keep if vocab[i] in relations]  # a "the" subject is there for a relation
+            joined = not out or vocab[out[-1]] in _JOINS  # a clause starts: with a noun phrase
+            keep = [i for i in keep if (vocab[i] in _DETERMINERS and reading.after is None)
+                    or (not joined and (vocab[i] in _RELATION_WORDS or vocab[i].startswith("<")
+                                        or (vocab[i] in _JOINS and dets)))]  # "and" when a clause can follow
+        return keep or words
+
+
+def _fits(det: str, phrase: _Phrase) -> bool:
+    return det == "the" or COUNT_WORDS.get(det, 1) == phrase[0]
+
+
+def _noun(phrase: _Phrase, det: str) -> str:
+    return plural(phrase[2], phrase[0] if det == "the" else COUNT_WORDS.get(det, 1))
+
+
+def _objects(words: list[str]) -> list[_Phrase]:
+    """The prompt's objects as (count, colour or None, shape), from its noun phrases
+    (determiner, optional colour, noun); a "the" phrase mentions an earlier one."""
+    found: list[_Phrase] = []
+    for det, key, many in _Reading(words).phrases:
+        if det == "the" and any(p[1:] == key and (p[0] > 1) == many for p in found):
+            continue
+        count = COUNT_WORDS.get(det, 1) if det != "the" else 1 + many
+        if (count, *key) not in found:
+            found.append((count, *key))
+    return found
