@@ -28,6 +28,7 @@ from ..models.sampling import TextSession, euler_sample
 from ..models.tokenizer import WordTokenizer
 from ..models.unified import UnifiedModel
 from ..trajectory import CANVAS, END, STEP_STARTS, history_text, plan_text, single_text, text_verdict
+from ..world.vocab import COUNT_WORDS
 
 SHIPPED_CHECKPOINT = Path(__file__).resolve().parent.parent / "checkpoints" / "shapes-unified"
 
@@ -76,7 +77,7 @@ def resolve_device(device: str | None) -> torch.device:
 
 
 STEP_RESERVE = 100  # tokens one more plan (with its regions) and its inspection take, besides the canvas
-_COUNTS = {"a": 1, "an": 1, "one": 1, "two": 2, "three": 3, "four": 4}
+_COUNTS = {"a": 1, "an": 1, **COUNT_WORDS}
 
 
 def _add_count(ins: str) -> int | None:
@@ -203,19 +204,18 @@ class UnifiedRoles:
         session = self._session(prompt, history)
         if len(session.ids) + self.model.config.canvas_tokens + STEP_RESERVE > self.model.config.block_size:
             return None
-        copy = self.config.copy_phrases
         drawn = history[-1].des if history else ""
-        if copy and drawn and PhraseGrammar(self.tok, prompt).complete(drawn):
+        described = PhraseGrammar(self.tok, prompt) if self.config.copy_phrases else None
+        if described and drawn and described.complete(drawn):
             return None  # the last <des> is the whole prompt: the training plans end there
         first = session.sample(1, set(), generator, self.config.temperature, lambda _: [t("<ins>"), t(END)])
         self.usage["text_tokens"] += 1
         if first[0] == t(END):
             return None
         ins = self._text(session, "</ins>", generator, self._plan_reserve,
-                         PhraseGrammar(self.tok, prompt, description=False, drawn=drawn) if copy else None)
+                         PhraseGrammar(self.tok, prompt, description=False, drawn=drawn) if described else None)
         session.feed([t("<des>")])
-        des = self._text(session, "</des>", generator, self._plan_reserve,
-                         PhraseGrammar(self.tok, prompt) if copy else None)
+        des = self._text(session, "</des>", generator, self._plan_reserve, described)
         session.feed([t("<img>")])
         regions = [r for r, _ in self._regions(session, generator, ins, history)]
         return Plan(ins, des, " ".join(r.text for r in regions))

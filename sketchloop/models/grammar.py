@@ -50,7 +50,9 @@ class RegionGrammar:
         least one (every image step of the training data changes some region; an empty one
         would leave the sketcher to place the step's objects where the plan does not say)."""
         found = self._allowed(out, occupied, min_size, count)
-        return [i for i in found if i != self.end] or found if not out else found
+        if out:
+            return found
+        return [i for i in found if i != self.end] or found
 
     def _allowed(self, out: list[int], occupied: tuple[Region, ...] = (), min_size: int | None = None,
                  count: int | None = None) -> list[int]:
@@ -85,9 +87,9 @@ class RegionGrammar:
         return [self.s[SIZE_TOKENS.index(s)] for s in free(gx, gy)]
 
 
-
-_DETERMINERS = ("a", "an", "one", "the", "two", "three", "four")
+_DETERMINERS = ("a", "an", "the", *COUNT_WORDS)  # what opens a noun phrase
 _JOINS = (",", "and")
+_RELATION_WORDS = {w for phrase in RELATION_PHRASES.values() for w in phrase.split()}
 _Phrase = tuple[int, "str | None", str]  # (count, colour or None, shape): one object of the prompt
 _Key = tuple["str | None", str]  # (colour, shape): how a text refers to it
 
@@ -130,18 +132,16 @@ class _Reading:
         self.adding = bool(words) and words[0] == "add" and not self.phrases  # an `add`'s object is next
 
 
-_RELATION_WORDS = {w for phrase in RELATION_PHRASES.values() for w in phrase.split()}
-
-
 class PhraseGrammar:
     """A plan's text names the prompt's objects and relations, as the training plans do:
     each noun phrase is one of the prompt's objects (count, colour and shape together: "a pink
     circle", never "a blue circle" when the circle is pink and the blue object a triangle);
     each relation it states is one the prompt states, to another object, once (an `<ins>`
     may say it either way round, as an `add` does). A `<des>` (`description`) introduces each
-    object once ("a ...", "two ...") and mentions it again with "the". Which objects and
-    relations, their order, the verbs and when to stop stay the model's. Built from the
-    prompt's words alone (no parse, no judge); a prompt without noun phrases holds nothing."""
+    object once ("a ...", "two ...") and mentions it again with "the"; an `add` names an
+    object the last `<des>` (`drawn`) does not have. Which objects and relations, their order,
+    the verbs and the regions stay the model's. Built from the prompt's words alone (no
+    parse, no judge); a prompt without noun phrases holds nothing."""
 
     def __init__(self, tokenizer: WordTokenizer, prompt: str, description: bool = True, drawn: str = ""):
         self.tok, self.description = tokenizer, description
@@ -174,9 +174,8 @@ class PhraseGrammar:
     def complete(self, des: str) -> bool:
         """`des` names every object and relation of the prompt: the picture is planned in full
         (in the training data `<end>` follows the first such `<des>`)."""
-        reading = _Reading(self.tok.words(des))
-        return bool(self.objects) and set(self.objects) <= set(_objects(self.tok.words(des))) and \
-            {t for t in self.triples} <= reading.said
+        words = self.tok.words(des)
+        return bool(self.objects) and set(self.objects) <= set(_objects(words)) and self.triples <= _Reading(words).said
 
     def allowed(self, out: list[int], words: list[int]) -> list[int]:
         """Of `words` (what the text may write), those that may follow `out` (the text so far);
