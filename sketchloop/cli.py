@@ -69,7 +69,8 @@ def detect(image: Path = typer.Argument(..., help="image file to read")) -> None
 def eval_command(
     benchmark: Optional[str] = typer.Option(None, help="'shapes-geneval' or a GenEval JSONL file "
                                                       "(with --images: optional, checks the folder's prompts)"),
-    generator: Optional[str] = typer.Option(None, help="staged or single (the model), oracle or oracle-staged"),
+    generator: Optional[str] = typer.Option(None, help="staged or single (the model), t2i (the text-to-image "
+                                                        "baseline, with --checkpoint), oracle or oracle-staged"),
     images: Optional[Path] = typer.Option(None, help="folder of images in GenEval's layout to score"),
     images_per_prompt: int = typer.Option(4, help="images per prompt (GenEval: 4)"),
     limit: Optional[int] = typer.Option(None, help="score only the first N prompts"),
@@ -78,9 +79,10 @@ def eval_command(
                                                          "(default sketchloop-eval/BENCHMARK-GENERATOR)"),
     seed: int = typer.Option(0, help="base seed; sample j of prompt i uses a seed derived from (seed, i, j)"),
     size: int = typer.Option(64, help="canvas side for generated images"),
-    checkpoint: Optional[Path] = typer.Option(None, help="staged/single: model checkpoint (default: the shipped one)"),
-    steps: int = typer.Option(16, help="staged/single: Euler flow steps per region drawn"),
-    guidance: float = typer.Option(1.0, help="staged/single: classifier-free guidance scale (1 = off)"),
+    checkpoint: Optional[Path] = typer.Option(None, help="staged/single: model checkpoint (default: the shipped one); "
+                                                         "t2i: the baseline's checkpoint"),
+    steps: int = typer.Option(16, help="staged/single: Euler flow steps per region drawn (t2i: per image)"),
+    guidance: float = typer.Option(1.0, help="staged/single/t2i: classifier-free guidance scale (1 = off)"),
     max_iters: int = typer.Option(8, help="staged: most plan steps per image"),
     max_refines: int = typer.Option(DEFAULT_MAX_REFINES, help="staged, oracle-staged: most corrections per step "
                                                               "(a new plan or a redraw; 0: inspect, never correct; "
@@ -95,6 +97,12 @@ def eval_command(
     inspect_threshold: Optional[float] = typer.Option(None, help="staged: the inspector finds a conflict when its "
                                                                  "P(inconsistent) reaches this (default: sampled; "
                                                                  "scripts/inspector_threshold.py)"),
+    no_inspect: bool = typer.Option(False, "--no-inspect", help="staged: plan and sketch only (no inspection, so "
+                                                                "no correction)"),
+    best_of: int = typer.Option(1, help="N > 1: best-of-N, N images of the generator (staged: without "
+                                        "inspection) and the unified model's inspector keeps the one it doubts least"),
+    inspector_checkpoint: Optional[Path] = typer.Option(None, help="--best-of: the unified checkpoint whose "
+                                                                   "inspector chooses (default: the shipped one)"),
     retry_failed: bool = typer.Option(False, "--retry-failed", help="generate again the samples whose generation "
                                                                     "failed in an earlier run (default: kept as failed)"),
     pages: int = typer.Option(0, help="staged/single/oracle-staged: keep the trajectory page of every sample of the "
@@ -136,7 +144,21 @@ def eval_command(
                       "min_size": min_size, "copy_phrases": not free_plans,
                       "inspect_threshold": inspect_threshold} \
             if generator in ("staged", "single") else \
+            {"checkpoint": checkpoint, "flow_steps": steps, "guidance": guidance, "device": device} \
+            if generator == "t2i" else \
             {"max_iters": max_iters, "max_refines": max_refines} if generator == "oracle-staged" else {}
+        if no_inspect or (best_of > 1 and generator == "staged"):
+            if generator != "staged":
+                raise SketchloopError("--no-inspect is an option of --generator staged")
+            model_args["inspect"] = False
+        if best_of > 1:
+            if generator not in ("staged", "single", "t2i"):
+                raise SketchloopError("--best-of chooses among images of --generator staged, single or t2i")
+            model_args.update(best_of=best_of, inspector_checkpoint=inspector_checkpoint)
+        elif best_of < 1:
+            raise SketchloopError("--best-of must be at least 1")
+        elif inspector_checkpoint is not None:
+            raise SketchloopError("--inspector-checkpoint is the chooser of --best-of N (N > 1)")
         gen = get_generator(generator, size=size, **model_args)
         bench_name = Path(benchmark).stem if benchmark else "images"
         images = images_out or Path("sketchloop-eval") / f"{bench_name}-{generator}-{record_id(gen.record)}"
@@ -328,7 +350,9 @@ def _roles_text(checkpoint: Path | None, **specs: str | None) -> str:
 
 
 @app.command()
-def train(stage: str = typer.Option(..., help="plan-sketch, inspect, refine or joint"),
+def train(stage: str = typer.Option(..., help="plan-sketch, inspect, refine or joint (the unified model), or t2i "
+                                              "(the text-to-image baseline, models/t2i.py, on the trajectories' "
+                                              "final images)"),
           data: list[Path] = typer.Option(..., help="dataset folder(s) from 'sketchloop data build' (repeatable)"),
           out: Path = typer.Option(..., help="checkpoint folder (re-run to resume)"),
           init: Optional[Path] = typer.Option(None, help="start from this checkpoint (the previous stage)"),
@@ -347,6 +371,16 @@ def train(stage: str = typer.Option(..., help="plan-sketch, inspect, refine or j
         raise SketchloopError("--steps, --batch-size and --lr must be positive")
     cfg = TrainConfig(stage=stage, steps=steps, batch_size=batch_size, lr=lr, seed=seed, save_every=save_every,
                       text_weight=text_weight)
+    if stage == "t2i":
+        from .training.t2i import train_t2i
+
+        if init is not None:
+            raise SketchloopError("--stage t2i trains the text-to-image baseline from scratch; leave --init out")
+        result = train_t2i(data, out, cfg)
+        console.print(f"checkpoint {out} at step {result['step']}" + (
+            f", final flow loss {result['loss']:.4f}, {result['seconds'] / 60:.1f} min"
+            if result.get("loss") is not None else " (already done)"))
+        return
     result = run_training(data, out, cfg, init=init)
     if int(os.environ.get("RANK", "0")) == 0:
         console.print(f"checkpoint {out} at step {result['step']}" +
@@ -432,6 +466,20 @@ def _read_prompts(path: Path) -> list[str]:
     if not found:
         raise SketchloopError(f"--prompts {path} holds no prompts")
     return found
+
+
+@data_app.command("subset")
+def data_subset(source: Path = typer.Argument(..., help="an inspect dataset folder"),
+                out: Path = typer.Option(..., help="a new folder for the subset"),
+                target: list[str] = typer.Option(..., help="keep examples of this target: consistent, plan or image "
+                                                           "(repeat the option)")) -> None:
+    """Keep the inspect examples of some targets (the inspect-supervision ablation: plan or image conflicts only)."""
+    from .data.build import subset
+
+    if not source.is_dir():
+        raise SketchloopError(f"dataset {source} does not exist")
+    n = subset(source, out, target)
+    console.print(f"wrote {out}: {n} inspect examples ({', '.join(sorted(target))})")
 
 
 @data_app.command("export")

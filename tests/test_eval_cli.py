@@ -128,6 +128,12 @@ def test_render_and_detect_cli(tmp_path):
     (["eval", "--benchmark", "shapes-geneval", "--generator", "dalle"], "unknown generator 'dalle'"),
     (["eval", "--images", "emptydir"], "no prompt folders"),
     (["eval", "--benchmark", "unparseable.jsonl", "--generator", "oracle"], "unknown word 'dog'"),
+    (["eval", "--benchmark", "shapes-geneval", "--generator", "t2i"], "needs --checkpoint"),
+    (["eval", "--benchmark", "shapes-geneval", "--generator", "single", "--no-inspect"], "option of --generator staged"),
+    (["eval", "--benchmark", "shapes-geneval", "--generator", "oracle", "--best-of", "2"], "--best-of chooses"),
+    (["eval", "--benchmark", "shapes-geneval", "--generator", "staged", "--best-of", "0"], "at least 1"),
+    (["train", "--stage", "t2i", "--data", "emptydir", "--out", "o"], "holds no dataset shards"),
+    (["data", "subset", "emptydir", "--out", "o", "--target", "plan"], "holds no dataset shards"),
 ])
 def test_bad_input_gets_one_clear_line(tmp_path, args, needle):
     (tmp_path / "corrupt.png").write_bytes(b"not a png")

@@ -179,3 +179,38 @@ def build(kind: str, n: int, out: Path, seed: int = 0, workers: int = 1, edit_op
 
 def _write_json(path: Path, obj: Any) -> None:
     atomic_write_text(path, json.dumps(obj, indent=1))
+
+
+def inspect_target(row: dict[str, Any]) -> str:
+    """What an inspect example teaches: consistent, or a conflict of the plan or of the image
+    (read from its inspection text, the label itself)."""
+    from ..trajectory import text_verdict
+
+    text = next(s["text"] for s in reversed(row["steps"]) if s["type"] == "inspect")
+    consistent, target = text_verdict(text)
+    return "consistent" if consistent else target
+
+
+def subset(source: Path, out: Path, targets: list[str]) -> int:
+    """The inspect examples of `source` that teach one of `targets` (consistent, plan, image) as a
+    new dataset folder (the inspect-supervision ablation); returns how many."""
+    from .schema import read_dataset
+
+    unknown = sorted(set(targets) - {"consistent", "plan", "image"})
+    if unknown:
+        raise SketchloopError(f"--target {', '.join(unknown)}: choose consistent, plan or image")
+    rows = [r for r in read_dataset(source).to_pylist() if r["kind"] == "inspect"]
+    if not rows:
+        raise SketchloopError(f"{source} holds no inspect examples; build them with 'sketchloop data build --kind inspect'")
+    if (out / "data").is_dir() and any((out / "data").glob("*.parquet")):
+        raise SketchloopError(f"{out} already holds a dataset; give a new --out")
+    kept = [r for r in rows if inspect_target(r) in targets]
+    if not kept:
+        raise SketchloopError(f"{source} has no inspect example of {', '.join(sorted(targets))}")
+    write_table(shard_path(out, "inspect", 0, 1), kept)
+    source_build = source / "build.json"
+    _write_json(out / "build.json", {"params": {"kind": "inspect", "subset_of": str(source), "targets": sorted(targets),
+                                                "source_params": json.loads(source_build.read_text()).get("params")
+                                                if source_build.is_file() else None},
+                                     "examples": len(kept)})
+    return len(kept)

@@ -39,6 +39,7 @@ class Trajectory:
     final: Image.Image | None = field(default=None, repr=False)
     ended: bool = False  # the planner ended it (False: the iteration cap stopped it)
     meta: dict[str, Any] = field(default_factory=dict)
+    plans: list[Plan] = field(default_factory=list, repr=False)  # the plan history that made `final`
     on_step: Callable[[Step], None] | None = field(default=None, repr=False, compare=False)
 
     def add(self, step: Step) -> None:
@@ -96,10 +97,13 @@ ROLE_CODES = {"plan": 1, "sketch": 2, "inspect": 3, "refine": 4}
 
 
 def run_staged(prompt: str, roles: Roles, blank: Image.Image, seed: int = 0, max_iters: int = 8,
-               max_refines: int = DEFAULT_MAX_REFINES, on_step: Callable[[Step], None] | None = None) -> Trajectory:
+               max_refines: int = DEFAULT_MAX_REFINES, on_step: Callable[[Step], None] | None = None,
+               inspect: bool = True) -> Trajectory:
     """Plan, sketch, inspect and refine until the planner ends the trajectory or `max_iters` plans;
-    `on_step` sees each step as it is recorded."""
-    traj = Trajectory(prompt, "staged", meta={"max_refines": max_refines}, on_step=on_step)
+    `on_step` sees each step as it is recorded. `inspect=False`: plan and sketch only (no
+    inspection, so no correction either: the ablation of the report)."""
+    traj = Trajectory(prompt, "staged", meta={"max_refines": max_refines} if inspect else {"inspect": False},
+                      on_step=on_step)
     canvas = blank
     history: list[Plan] = []
     for it in range(max_iters):
@@ -110,7 +114,7 @@ def run_staged(prompt: str, roles: Roles, blank: Image.Image, seed: int = 0, max
             break
         image = _sketch(traj, roles, prompt, history, (plan, f, t, s), canvas, call_seed(seed, "sketch", it))
         planned = history + [plan]
-        for r in range(max_refines + 1):
+        for r in range(max_refines + 1 if inspect else 0):
             critique, f, t, s = _timed(roles.inspector, roles.inspector.inspect, prompt, planned, image,
                                        call_seed(seed, "inspect", it, r))
             traj.add(Step("inspect", critique.text, None, "", f, t, s))
@@ -128,7 +132,7 @@ def run_staged(prompt: str, roles: Roles, blank: Image.Image, seed: int = 0, max
                 traj.add(Step("refine", critique.refine, image, "", f, t, s, r + 1))
         canvas = image
         history = planned
-    traj.final = canvas
+    traj.final, traj.plans = canvas, history
     return traj
 
 

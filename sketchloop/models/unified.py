@@ -218,6 +218,23 @@ def checkpoint_sha256(directory: Path) -> str:
     return digest.hexdigest()
 
 
+def write_checkpoint(directory: Path, model: nn.Module, model_type: str, tokenizer: WordTokenizer) -> None:
+    """A model's checkpoint folder: model.safetensors, config.json (`model_type` and its config
+    dataclass) and tokenizer.json, each written atomically."""
+    from safetensors.torch import save_file
+
+    from ..io import atomic_write_text
+
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    tmp = directory / "model.safetensors.tmp"
+    save_file({k: v.detach().contiguous() for k, v in model.state_dict().items()}, str(tmp))
+    tmp.replace(directory / "model.safetensors")
+    atomic_write_text(directory / "config.json", json.dumps({"model_type": model_type, **asdict(model.config)},
+                                                            indent=1))
+    atomic_write_text(directory / "tokenizer.json", json.dumps({"vocab": tokenizer.vocab}))
+
+
 class UnifiedModel(nn.Module):
     def __init__(self, config: UnifiedConfig):
         super().__init__()
@@ -287,18 +304,7 @@ class UnifiedModel(nn.Module):
     # ------------------------------------------------------------------ checkpoints
     def save_pretrained(self, directory: Path, tokenizer: WordTokenizer) -> None:
         """model.safetensors + config.json + tokenizer.json, each written atomically."""
-        from safetensors.torch import save_file
-
-        from ..io import atomic_write_text
-
-        directory = Path(directory)
-        directory.mkdir(parents=True, exist_ok=True)
-        tmp = directory / "model.safetensors.tmp"
-        save_file({k: v.detach().contiguous() for k, v in self.state_dict().items()}, str(tmp))
-        tmp.replace(directory / "model.safetensors")
-        atomic_write_text(directory / "config.json", json.dumps({"model_type": "sketchloop-unified",
-                                                                 **asdict(self.config)}, indent=1))
-        atomic_write_text(directory / "tokenizer.json", json.dumps({"vocab": tokenizer.vocab}))
+        write_checkpoint(directory, self, "sketchloop-unified", tokenizer)
 
     @classmethod
     def from_pretrained(cls, directory: Path) -> tuple["UnifiedModel", WordTokenizer]:

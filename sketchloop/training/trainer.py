@@ -64,13 +64,15 @@ def lr_at(step: int, cfg: TrainConfig) -> float:
     return cfg.lr * (cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress)))
 
 
-def _save_state(out: Path, model: UnifiedModel, ema: dict, opt: torch.optim.Optimizer, step: int,
+def _save_state(out: Path, model: torch.nn.Module, ema: dict, opt: torch.optim.Optimizer, step: int,
                 cfg: TrainConfig, tokenizer: WordTokenizer) -> None:
+    """The EMA weights as a checkpoint in `out` (any model with a config and save_pretrained),
+    and the raw weights, optimizer state and step in `out/trainer` to resume from."""
     from safetensors.torch import save_file
 
     trainer_dir = out / "trainer"
     trainer_dir.mkdir(parents=True, exist_ok=True)
-    ema_model = UnifiedModel(model.config)
+    ema_model = type(model)(model.config)
     ema_model.load_state_dict(ema)
     ema_model.save_pretrained(out, tokenizer)
     save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(trainer_dir / "raw.safetensors.tmp"))
@@ -83,7 +85,7 @@ def _save_state(out: Path, model: UnifiedModel, ema: dict, opt: torch.optim.Opti
         os.replace(trainer_dir / f"{name}.tmp", trainer_dir / name)
 
 
-def _load_state(out: Path, model: UnifiedModel, opt: torch.optim.Optimizer) -> tuple[int, dict]:
+def _load_state(out: Path, model: torch.nn.Module, opt: torch.optim.Optimizer) -> tuple[int, dict]:
     from safetensors.torch import load_file
 
     trainer_dir = out / "trainer"
@@ -97,6 +99,22 @@ def _load_state(out: Path, model: UnifiedModel, opt: torch.optim.Optimizer) -> t
         per_param.setdefault(int(i), {})[name] = value
     opt.load_state_dict({"state": per_param, "param_groups": state["param_groups"]})
     return int(state["step"]), ema
+
+
+def optimizer_step(model: torch.nn.Module, opt: torch.optim.Optimizer, loss: torch.Tensor, ema: dict, step: int,
+                   cfg: TrainConfig) -> None:
+    """Backward, clip the gradient norm to 1, step, and move the EMA weights (decay warming up)."""
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+    opt.step()
+    with torch.no_grad():
+        decay = min(cfg.ema_decay, (1 + step) / (10 + step))
+        for k, v in model.state_dict().items():
+            if v.is_floating_point():
+                ema[k].mul_(decay).add_(v.detach(), alpha=1 - decay)
+            else:
+                ema[k].copy_(v)
 
 
 class _Loss(torch.nn.Module):
@@ -192,17 +210,7 @@ def train(data: list[Path], out: Path, cfg: TrainConfig, init: Path | None = Non
         for group in opt.param_groups:
             group["lr"] = lr_at(step, cfg)
         loss, parts = wrapped(batch)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        opt.step()
-        with torch.no_grad():
-            decay = min(cfg.ema_decay, (1 + step) / (10 + step))
-            for k, v in model.state_dict().items():
-                if v.is_floating_point():
-                    ema[k].mul_(decay).add_(v.detach(), alpha=1 - decay)
-                else:
-                    ema[k].copy_(v)
+        optimizer_step(model, opt, loss, ema, step, cfg)
         loss_value = loss.item()
         bar.set_postfix(loss=f"{loss_value:.3f}", **{k: f"{v:.3f}" for k, v in parts.items()})
         bar.update(1)

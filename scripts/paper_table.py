@@ -1,0 +1,333 @@
+"""The paper's table in ShapesWorld: what each part of the process buys, at what compute.
+
+    python scripts/paper_table.py                 # the table and plots from the result files in docs/paper/
+    python scripts/paper_table.py --run [--row ID] [--runs runs/paper] [--workers 2]
+                                                  # first evaluate the rows whose result files are missing
+
+Every row is scored by `sketchloop eval` (GenEval's rules, ShapesWorld's detector) on the
+same held-out benchmarks (shapes-geneval, shapes-complex, shapes-generalise), one image
+per prompt with the same seeds (the image index), on this CPU with 2 worker processes. The
+rows that need their own weights (the text-to-image baseline, the ablations) read them from
+--runs, where `bash scripts/train_paper_rows.sh` trains them (resumable); a row whose
+checkpoint is missing is left out of the table and named in its "not measured" list.
+
+Writes docs/paper-table.md (ours beside the paper's numbers), docs/paper/*.json (one
+result file per row and benchmark), docs/paper/per-stage.json (per-stage metrics,
+scripts/process_metrics.py) and two plots: docs/paper/accuracy-vs-flow-steps.png and
+docs/paper/geneval-tasks.png.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+DOCS = ROOT / "docs"
+OUT = DOCS / "paper"
+BENCHMARKS = ("shapes-geneval", "shapes-complex", "shapes-generalise")
+GENEVAL_TASKS = ("single_object", "two_object", "counting", "colors", "position", "color_attr")
+
+
+@dataclass
+class Row:
+    id: str
+    label: str
+    group: str           # baseline, process, ablation
+    holds: str           # what it holds equal with the shipped loop, and what it changes
+    args: list[str]      # `sketchloop eval` arguments (besides benchmark, seeds, workers, files)
+    checkpoint: str | None = None   # a folder under --runs the row needs (None: the shipped model)
+    paper: str = ""      # the paper's matching row
+    files: dict[str, str] = field(default_factory=dict)  # result files measured before (relative to ROOT)
+    per_stage: bool = False  # also measure its per-stage metrics (process_metrics.py)
+    per_stage_file: str = ""  # its per-stage metrics, measured before (relative to ROOT)
+
+
+ROWS = [
+    Row("t2i", "text-to-image (cross-attention)", "baseline",
+        "same parameter count (1.37M), the same 32K training scenes (their final images and prompts), 7,800 "
+        "steps (the shipped recipe's 4,000 + 2,000 + 1,000 + 800) of 8 whole canvases (32.8K pixels a step; the "
+        "unified model's 32 crops and 2 canvases are 26.6K); 16 Euler steps per image",
+        ["--generator", "t2i", "--checkpoint", "{runs}/t2i"], checkpoint="t2i",
+        paper="BAGEL-7B single pass: 0.77"),
+    Row("single", "single mode (same checkpoint)", "baseline",
+        "the shipped checkpoint drawing the whole canvas in one flow from the prompt (trained on 2 whole canvases "
+        "a step only: not an equal-budget baseline, kept for continuity)",
+        ["--generator", "single"],
+        files={"shapes-geneval": "docs/results-shapes-geneval-single.json",
+               "shapes-complex": "docs/results-shapes-complex-single.json"}),
+    Row("plan-sketch", "plan + sketch, no inspection (= planner only)", "process",
+        "the shipped checkpoint; the inspect step skipped. Its planner never reads the canvas, so this is "
+        "also the paper's planner-only baseline: a prompt rewritten into steps, drawn without feedback",
+        ["--generator", "staged", "--no-inspect"], paper="planner alone (GPT-4o rewrites): 0.60"),
+    Row("loop", "full loop (default: inspect, no corrections)", "process",
+        "the shipped checkpoint and loop as `sketchloop generate` runs it",
+        ["--generator", "staged"],
+        files={"shapes-geneval": "docs/results-shapes-geneval-r0.json",
+               "shapes-complex": "docs/results-shapes-complex-r0.json",
+               "shapes-generalise": "docs/results-shapes-generalise-r0.json"},
+        paper="staged fine-tune: 0.83 at 131 flow steps; both kinds of inspect supervision: count 0.75 / "
+              "position 0.72 / colour attr 0.69", per_stage_file="docs/results-process.json"),
+    Row("loop-r2", "full loop, up to 2 corrections per step", "process",
+        "the shipped checkpoint; `--max-refines 2` (a re-plan or a redraw when the inspector finds a conflict)",
+        ["--generator", "staged", "--max-refines", "2"],
+        files={"shapes-geneval": "docs/results-shapes-geneval-r2.json",
+               "shapes-complex": "docs/results-shapes-complex-r2.json"}, per_stage=True),
+    Row("best-of-2", "best-of-2 plan + sketch, own inspector chooses", "process",
+        "2 samples of the plan + sketch row, the shipped inspector keeping the one it doubts least: about the "
+        "flow steps of the loop with 2 corrections (the paper's PARM comparison at equal compute)",
+        ["--generator", "staged", "--best-of", "2"], paper="PARM best-of-20: 0.77 at 1000 flow steps"),
+    Row("inspector-only", "inspector only: best-of-4 text-to-image", "process",
+        "4 images of the text-to-image baseline, the shipped inspector (reading the prompt and the canvas, no "
+        "plan) keeping the one it doubts least; no planner",
+        ["--generator", "t2i", "--checkpoint", "{runs}/t2i", "--best-of", "4"], checkpoint="t2i",
+        paper="inspector alone: 0.80"),
+    Row("abl-none", "ablation: no inspect supervision", "ablation",
+        "the shipped recipe from its stage-1 checkpoint, with the inspect data left out (1,000 plan-sketch + "
+        "800 joint steps on trajectories only); loop with 2 corrections",
+        ["--generator", "staged", "--checkpoint", "{runs}/none-s3", "--max-refines", "2"],
+        checkpoint="none-s3", paper="none: count 0.61 / position 0.66 / colour attr 0.62", per_stage=True),
+    Row("abl-none-ps", "ablation: no inspect supervision, plan + sketch", "ablation",
+        "the no-inspect-supervision checkpoint above, drawn without inspection (so without corrections): how "
+        "well its extra 1,000 + 800 steps on trajectories draw, apart from what its untrained inspector triggers",
+        ["--generator", "staged", "--checkpoint", "{runs}/none-s3", "--no-inspect"], checkpoint="none-s3"),
+    Row("abl-plan", "ablation: plan conflicts only", "ablation",
+        "the shipped recipe's inspect data without its image conflicts (2,246 of 3,000 examples), same steps; "
+        "loop with 2 corrections",
+        ["--generator", "staged", "--checkpoint", "{runs}/plan-s3", "--max-refines", "2"],
+        checkpoint="plan-s3", paper="(not in the paper)", per_stage=True),
+    Row("abl-image", "ablation: image conflicts only", "ablation",
+        "the shipped recipe's inspect data without its plan conflicts (2,262 of 3,000), same steps; loop with 2 "
+        "corrections",
+        ["--generator", "staged", "--checkpoint", "{runs}/image-s3", "--max-refines", "2"],
+        checkpoint="image-s3", paper="(not in the paper)", per_stage=True),
+    Row("abl-symbolic", "ablation: symbolic critiques", "ablation",
+        "3,000 inspect examples from perturbed teacher trajectories judged on the scene graph (plan conflicts "
+        "only) instead of the model's own, same steps; loop with 2 corrections",
+        ["--generator", "staged", "--checkpoint", "{runs}/sym-s3", "--max-refines", "2"],
+        checkpoint="sym-s3", paper="symbolic: position 0.70 / colour attr 0.67 (self-sampled 0.72 / 0.69)",
+        per_stage=True),
+]
+SHIPPED_BOTH = "loop-r2"  # the shipped recipe's inspect supervision (both kinds, self-sampled), as the ablations run
+
+NOT_YET = [
+    ("one-shot layout", "one `<ins>`/`<des>` and one `<img>` with every region, trained on one-step trajectories: "
+                        "needs its own data build and stage-1 training (about 1 hour on this CPU)"),
+    ("instruction diversity (`--edit-ops 0`)", "the whole recipe again on additive-only data (about 97 minutes)"),
+]
+
+PAPER = """| the paper (BAGEL-7B, GenEval) | overall | position | colour attr | flow steps |
+|---|---|---|---|---|
+| BAGEL-7B, single pass | 0.77 | 0.51 | 0.56 | 50 |
+| planner alone (GPT-4o rewrites the prompt) | 0.60 | | | |
+| inspector alone | 0.80 | | | |
+| PARM (best-of-20 with a critic) | 0.77 | | | 1000 |
+| staged fine-tune (full loop) | 0.83 | 0.72 | 0.69 | 131 |
+| ablation: additive-only steps | | 0.58 | 0.50 | |
+| ablation: + modify/swap/remove | | 0.67 | 0.62 | |
+| ablation: + self-sampled critiques | | 0.72 | 0.69 | |
+| ablation: symbolic critiques instead | | 0.70 | 0.67 | |
+| ablation: no inspect supervision (count 0.61) | | 0.66 | 0.62 | |
+| ablation: text- and image-side inspect supervision (count 0.75) | | 0.72 | 0.69 | |
+"""
+
+
+def result_path(row: Row, bench: str) -> Path:
+    return ROOT / row.files[bench] if bench in row.files else OUT / f"{row.id}-{bench}.json"
+
+
+def missing_checkpoint(row: Row, runs: Path) -> Path | None:
+    if row.checkpoint is None:
+        return None
+    path = runs / row.checkpoint
+    state = path / "trainer" / "state.json"
+    if state.is_file():  # a training run: finished when its last step is saved
+        saved = json.loads(state.read_text())
+        return None if saved["step"] >= saved["train"]["steps"] else path
+    return None if (path / "model.safetensors").is_file() else path
+
+
+def run_row(row: Row, bench: str, runs: Path, workers: int, images: Path) -> None:
+    """`sketchloop eval` for one row and benchmark, into its result file."""
+    args = [a.replace("{runs}", str(runs)) for a in row.args]
+    cmd = ["sketchloop", "eval", "--benchmark", bench, *args, "--images-per-prompt", "1", "--workers", str(workers),
+           "--out", str(result_path(row, bench)), "--images-out", str(images / f"{row.id}-{bench}")]
+    print("$", " ".join(cmd), flush=True)
+    subprocess.run(cmd, check=True)
+
+
+def run_per_stage(row: Row, runs: Path) -> dict:
+    """Per-stage metrics of a row's loop (every 3rd prompt of shapes-complex and shapes-geneval)."""
+    args = [a.replace("{runs}", str(runs)) for a in row.args]
+    import tempfile
+
+    out = Path(tempfile.mkdtemp()) / "per-stage.json"
+    cmd = [sys.executable, str(ROOT / "scripts" / "process_metrics.py"), "--every", "3",
+           "--benchmark", "shapes-complex", "--benchmark", "shapes-geneval", "--out", str(out)]
+    if "--checkpoint" in args:
+        cmd += ["--checkpoint", args[args.index("--checkpoint") + 1]]
+    if "--max-refines" in args:
+        cmd += ["--max-refines", args[args.index("--max-refines") + 1]]
+    print("$", " ".join(cmd), flush=True)
+    subprocess.run(cmd, check=True)
+    return json.loads(out.read_text())
+
+
+def load(row: Row, bench: str) -> dict | None:
+    path = result_path(row, bench)
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+def fmt(x: float | None, digits: int = 3) -> str:
+    return "–" if x is None else f"{x:.{digits}f}"
+
+
+def write_table(rows: list[Row], per_stage: dict, runs: Path) -> str:
+    results = {(r.id, b): load(r, b) for r in rows for b in BENCHMARKS}
+    lines = ["# The paper's table in ShapesWorld", "",
+             "Written by `python scripts/paper_table.py` from the result files in `docs/paper/` (each made by the "
+             "`sketchloop eval` command in the last section). Every row: the same held-out benchmarks "
+             "(`shapes-geneval` 553 prompts, `shapes-complex` 300, `shapes-generalise` 150; no scene of theirs in "
+             "any training data), one image per prompt with the same seeds, GenEval's rules with ShapesWorld's "
+             "detector, compute per final image on this 2-core CPU (2 worker processes). No row runs a scorer "
+             "inside generation.", "",
+             "## Ours", "",
+             "| row | geneval | position | colour attr | counting | complex | generalise | flow steps (geneval / "
+             "complex) | images (complex) | text tokens (complex) | s/image (complex) | the paper's matching row "
+             "(GenEval) |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    left_out = []
+    for row in rows:
+        g, c, s = (results[(row.id, b)] for b in BENCHMARKS)
+        if g is None and c is None:
+            why = f"its checkpoint {missing_checkpoint(row, runs)} is not trained (yet)" if missing_checkpoint(row, runs) \
+                else "not evaluated yet (--run)"
+            left_out.append(f"{row.label}: {why}")
+            continue
+        gt = g["tasks"] if g else {}
+        cc = c["compute"] if c else {}
+        lines.append(f"| {row.label} | **{fmt(g and g['overall'])}** | {fmt(gt.get('position'))} | "
+                     f"{fmt(gt.get('color_attr'))} | {fmt(gt.get('counting'))} | **{fmt(c and c['overall'])}** | "
+                     f"{fmt(s and s['overall'])} | {fmt(g and g['compute'].get('flow_steps'), 1)} / "
+                     f"{fmt(cc.get('flow_steps'), 1)} | {fmt(cc.get('images'), 2)} | {fmt(cc.get('text_tokens'), 0)} | "
+                     f"{fmt(cc.get('seconds'), 2)} | {row.paper or '–'} |")
+    lines += ["", "What each row holds equal with the shipped loop, and what it changes:", ""]
+    lines += [f"- **{r.label}**: {r.holds}." for r in rows]
+    if left_out:
+        lines += ["", "Rows not in the table yet: " + "; ".join(left_out) + "."]
+    lines += ["", "Not measured yet: " + "; ".join(f"{a} ({b})" for a, b in NOT_YET) + ".", "",
+              "## The paper's numbers (for the shape of the comparison, not the values)", "", PAPER,
+              "## Per stage (outside the loop, every 3rd prompt; `scripts/process_metrics.py`)", "",
+              "| row | benchmark | plan accuracy (each step's `<des>`) | last `<des>` = prompt | sketch fidelity | "
+              "recall, plan conflicts | recall, image conflicts | false alarms | precision | fixed (wrong -> right) | "
+              "broken (right -> wrong) | inspections per image |", "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    for row in rows:
+        for bench, m in per_stage.get(row.id, {}).items():
+            plan_acc = 1 - m["plan_conflicts"] / m["inspections"] if m["inspections"] else None
+            fixed = f"{fmt(m['fix_rate'], 2)} of {m['refined_wrong']}" if m["refined_wrong"] else "–"
+            broken = f"{fmt(m['break_rate'], 2)} of {m['refined_right']}" if m["refined_right"] else "–"
+            lines.append(f"| {row.label} | {bench} | {fmt(plan_acc, 2)} | {fmt(m['plan_copy_rate'], 2)} | "
+                         f"{fmt(m['sketch_fidelity'], 2)} | {fmt(m['recall_plan_conflicts'], 2)} | "
+                         f"{fmt(m['recall_image_conflicts'], 2)} | {fmt(m['false_alarm_rate'], 2)} | "
+                         f"{fmt(m['inspector_precision'], 2)} | {fixed} | {broken} | "
+                         f"{fmt(m['inspections'] / m['trajectories'], 2)} |")
+    lines += ["", "## Commands", "", "```bash", "bash scripts/train_paper_rows.sh runs/paper   # the rows' own "
+              "weights (resumable)"]
+    for row in rows:
+        for bench in BENCHMARKS:
+            if results[(row.id, bench)] is not None:
+                args = " ".join(a.replace("{runs}", "runs/paper") for a in row.args)
+                lines.append(f"sketchloop eval --benchmark {bench} {args} --images-per-prompt 1 --workers 2 "
+                             f"--out {result_path(row, bench).relative_to(ROOT)}")
+    lines += ["python scripts/paper_table.py", "```", ""]
+    return "\n".join(lines)
+
+
+def plot(rows: list[Row]) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4.6))
+    markers = {"baseline": "s", "process": "o", "ablation": "^"}
+    for ax, bench in zip(axes, BENCHMARKS):
+        for i, row in enumerate(rows):
+            r = load(row, bench)
+            if r is None:
+                continue
+            x, y = r["compute"]["flow_steps"], r["overall"]
+            ax.scatter(x, y, marker=markers[row.group], s=60, facecolors="none" if i % 2 else plt.cm.tab10(i % 10),
+                       edgecolors=plt.cm.tab10(i % 10), linewidths=1.5, label=row.label)
+            ax.annotate(row.id, (x, y), textcoords="offset points", xytext=(5, -12 + 9 * (i % 4)), fontsize=7)
+        ax.set_title(bench)
+        ax.set_xlabel("flow steps per final image")
+        ax.set_ylabel("accuracy (GenEval rules)")
+        ax.set_ylim(0, 1.08)
+        ax.grid(alpha=0.3)
+    handles, labels = axes[0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=4, fontsize=8)
+    fig.tight_layout(rect=(0, 0.16, 1, 1))
+    fig.savefig(OUT / "accuracy-vs-flow-steps.png", dpi=110)
+    plt.close(fig)
+
+    shown = [r for r in rows if load(r, "shapes-geneval") is not None]
+    fig, ax = plt.subplots(figsize=(13, 4.2))
+    width = 0.8 / max(1, len(shown))
+    for i, row in enumerate(shown):
+        tasks = load(row, "shapes-geneval")["tasks"]
+        ax.bar([t + i * width for t in range(len(GENEVAL_TASKS))], [tasks[t] for t in GENEVAL_TASKS], width,
+               label=row.label, color=plt.cm.tab10(ROWS.index(row) % 10))
+    ax.set_xticks([t + 0.4 - width / 2 for t in range(len(GENEVAL_TASKS))], GENEVAL_TASKS)
+    ax.set_ylabel("accuracy")
+    ax.set_ylim(0, 1.05)
+    ax.set_title("shapes-geneval per task")
+    ax.legend(fontsize=7, ncol=3)
+    fig.tight_layout()
+    fig.savefig(OUT / "geneval-tasks.png", dpi=110)
+    plt.close(fig)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--run", action="store_true", help="evaluate the rows whose result files are missing")
+    ap.add_argument("--row", action="append", help="only these rows (ids: " + ", ".join(r.id for r in ROWS) + ")")
+    ap.add_argument("--runs", type=Path, default=ROOT / "runs" / "paper", help="where the rows' own weights are")
+    ap.add_argument("--images", type=Path, default=None, help="where evaluated images go (default RUNS/images)")
+    ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--benchmark", action="append", choices=BENCHMARKS, help="--run: only these benchmarks")
+    args = ap.parse_args()
+    rows = [r for r in ROWS if not args.row or r.id in args.row]
+    unknown = set(args.row or []) - {r.id for r in ROWS}
+    if unknown:
+        sys.exit(f"error: unknown row {', '.join(sorted(unknown))}; rows: {', '.join(r.id for r in ROWS)}")
+    OUT.mkdir(parents=True, exist_ok=True)
+    stages_file = OUT / "per-stage.json"
+    per_stage = json.loads(stages_file.read_text()) if stages_file.is_file() else {}
+    for row in ROWS:
+        if row.per_stage_file:
+            per_stage[row.id] = json.loads((ROOT / row.per_stage_file).read_text())
+    if args.run:
+        for row in rows:
+            if missing_checkpoint(row, args.runs):
+                print(f"skip {row.id}: {missing_checkpoint(row, args.runs)} not trained "
+                      f"(bash scripts/train_paper_rows.sh {args.runs})", flush=True)
+                continue
+            for bench in args.benchmark or BENCHMARKS:
+                if not result_path(row, bench).is_file():
+                    run_row(row, bench, args.runs, args.workers, args.images or args.runs / "images")
+            if row.per_stage and row.id not in per_stage:
+                per_stage[row.id] = run_per_stage(row, args.runs)
+                stages_file.write_text(json.dumps(per_stage, indent=1))
+    every = [r for r in ROWS if r in rows or any(result_path(r, b).is_file() for b in BENCHMARKS)]
+    (DOCS / "paper-table.md").write_text(write_table(every, per_stage, args.runs))
+    plot(every)
+    print(f"wrote {DOCS / 'paper-table.md'}, {OUT / 'accuracy-vs-flow-steps.png'}, {OUT / 'geneval-tasks.png'}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# The weights of the paper table's rows that are not the shipped checkpoint (docs/paper-table.md):
+#
+#     bash scripts/train_paper_rows.sh [WORKDIR]      # default WORKDIR: runs/paper
+#
+# WORKDIR must hold the shipped recipe's data and stage-1 checkpoint (bash scripts/train_shipped.sh
+# WORKDIR/recipe, or links to them): traj/ (32K trajectories), inspect/ (3,000 self-sampled
+# inspect examples) and s1b/ (stage 1). Every ablation starts from that same s1b and runs the
+# recipe's steps and rates; only its inspect data changes. Every command resumes where it stopped.
+set -euo pipefail
+W=${1:-runs/paper}
+R=${RECIPE:-$W/recipe}
+for need in traj inspect s1b; do
+  [ -e "$R/$need" ] || { echo "error: $R/$need missing: run bash scripts/train_shipped.sh $R first (or set RECIPE)"; exit 2; }
+done
+mkdir -p "$W"
+t0=$(date +%s)
+stamp() { echo "== $1 done after $(( ($(date +%s) - t0) / 60 )) min" | tee -a "$W/times.txt"; }
+
+# Inspect supervision: plan conflicts only, image conflicts only (subsets of the recipe's inspect data).
+for v in plan image; do
+  [ -d "$W/$v/data" ] || sketchloop data subset "$R/inspect" --out "$W/$v" --target consistent --target "$v"
+  sketchloop train --stage inspect --data "$W/$v" --init "$R/s1b" --out "$W/$v-s2" --steps 1000 --lr 1e-3 --save-every 500
+  sketchloop train --stage joint --data "$R/traj" --data "$W/$v" --init "$W/$v-s2" --out "$W/$v-s3" --steps 800 \
+      --lr 5e-4 --save-every 400; stamp "$v"
+done
+# ... and none: the same 1,000 + 800 steps on trajectories alone.
+sketchloop train --stage plan-sketch --data "$R/traj" --init "$R/s1b" --out "$W/none-s2" --steps 1000 --lr 1e-3 --save-every 500
+sketchloop train --stage joint --data "$R/traj" --init "$W/none-s2" --out "$W/none-s3" --steps 800 --lr 5e-4 --save-every 400
+stamp none
+# Critique source: symbolic (perturbed teacher trajectories judged on the scene graph) instead of self-sampled.
+sketchloop data build --kind inspect --n 3000 --out "$W/sym" --seed 2 --workers 2
+sketchloop train --stage inspect --data "$W/sym" --init "$R/s1b" --out "$W/sym-s2" --steps 1000 --lr 1e-3 --save-every 500
+sketchloop train --stage joint --data "$R/traj" --data "$W/sym" --init "$W/sym-s2" --out "$W/sym-s3" --steps 800 \
+    --lr 5e-4 --save-every 400; stamp symbolic
+# The text-to-image baseline: same parameter count, the same scenes' final images, the recipe's 7,800 steps.
+sketchloop train --stage t2i --data "$R/traj" --out "$W/t2i" --steps 7800 --batch-size 8 --save-every 500; stamp t2i
