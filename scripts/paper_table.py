@@ -256,14 +256,18 @@ def plot(rows: list[Row]) -> None:
     fig, axes = plt.subplots(1, 3, figsize=(15, 4.6))
     markers = {"baseline": "s", "process": "o", "ablation": "^"}
     for ax, bench in zip(axes, BENCHMARKS):
+        names: dict[tuple[float, float], list[str]] = {}  # rows on one spot share one label
         for i, row in enumerate(rows):
             r = load(row, bench)
             if r is None:
                 continue
             x, y = r["compute"]["flow_steps"], r["overall"]
-            ax.scatter(x, y, marker=markers[row.group], s=60, facecolors="none" if i % 2 else plt.cm.tab10(i % 10),
-                       edgecolors=plt.cm.tab10(i % 10), linewidths=1.5, label=row.label)
-            ax.annotate(row.id, (x, y), textcoords="offset points", xytext=(5, -12 + 9 * (i % 4)), fontsize=7)
+            color = plt.cm.tab20(i % 20)
+            ax.scatter(x, y, marker=markers[row.group], s=60, facecolors="none" if i % 2 else color,
+                       edgecolors=color, linewidths=1.5, label=row.label)
+            names.setdefault((round(x), round(y, 2)), []).append(row.id)
+        for (x, y), ids in names.items():
+            ax.annotate(" = ".join(ids), (x, y), textcoords="offset points", xytext=(6, 4), fontsize=7)
         ax.set_title(bench)
         ax.set_xlabel("flow steps per final image")
         ax.set_ylabel("accuracy (GenEval rules)")
@@ -276,18 +280,18 @@ def plot(rows: list[Row]) -> None:
     plt.close(fig)
 
     shown = [r for r in rows if load(r, "shapes-geneval") is not None]
-    fig, ax = plt.subplots(figsize=(13, 4.2))
+    fig, ax = plt.subplots(figsize=(13, 5))
     width = 0.8 / max(1, len(shown))
     for i, row in enumerate(shown):
         tasks = load(row, "shapes-geneval")["tasks"]
         ax.bar([t + i * width for t in range(len(GENEVAL_TASKS))], [tasks[t] for t in GENEVAL_TASKS], width,
-               label=row.label, color=plt.cm.tab10(ROWS.index(row) % 10))
+               label=row.label, color=plt.cm.tab20(i % 20))
     ax.set_xticks([t + 0.4 - width / 2 for t in range(len(GENEVAL_TASKS))], GENEVAL_TASKS)
     ax.set_ylabel("accuracy")
     ax.set_ylim(0, 1.05)
     ax.set_title("shapes-geneval per task")
-    ax.legend(fontsize=7, ncol=3)
-    fig.tight_layout()
+    fig.legend(*ax.get_legend_handles_labels(), loc="lower center", ncol=4, fontsize=7)
+    fig.tight_layout(rect=(0, 0.14, 1, 1))
     fig.savefig(OUT / "geneval-tasks.png", dpi=110)
     plt.close(fig)
 
