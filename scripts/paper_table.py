@@ -40,7 +40,6 @@ class Row:
     group: str           # baseline, process, ablation
     holds: str           # what it holds equal with the shipped loop, and what it changes
     args: list[str]      # `sketchloop eval` arguments (besides benchmark, seeds, workers, files)
-    checkpoint: str | None = None   # a folder under --runs the row needs (None: the shipped model)
     paper: str = ""      # the paper's matching row
     files: dict[str, str] = field(default_factory=dict)  # result files measured before (relative to ROOT)
     per_stage: bool = False  # also measure its per-stage metrics (process_metrics.py)
@@ -52,7 +51,7 @@ ROWS = [
         "same parameter count (1.37M), the same 32K training scenes (their final images and prompts), 7,800 "
         "steps (the shipped recipe's 4,000 + 2,000 + 1,000 + 800) of 8 whole canvases (32.8K pixels a step; the "
         "unified model's 32 crops and 2 canvases are 26.6K); 16 Euler steps per image",
-        ["--generator", "t2i", "--checkpoint", "{runs}/t2i"], checkpoint="t2i",
+        ["--generator", "t2i", "--checkpoint", "{runs}/t2i"],
         paper="BAGEL-7B single pass: 0.77"),
     Row("single", "single mode (same checkpoint)", "baseline",
         "the shipped checkpoint drawing the whole canvas in one flow from the prompt (trained on 2 whole canvases "
@@ -84,32 +83,32 @@ ROWS = [
     Row("inspector-only", "inspector only: best-of-4 text-to-image", "process",
         "4 images of the text-to-image baseline, the shipped inspector (reading the prompt and the canvas, no "
         "plan) keeping the one it doubts least; no planner",
-        ["--generator", "t2i", "--checkpoint", "{runs}/t2i", "--best-of", "4"], checkpoint="t2i",
+        ["--generator", "t2i", "--checkpoint", "{runs}/t2i", "--best-of", "4"],
         paper="inspector alone: 0.80"),
     Row("abl-none", "ablation: no inspect supervision", "ablation",
         "the shipped recipe from its stage-1 checkpoint, with the inspect data left out (1,000 plan-sketch + "
         "800 joint steps on trajectories only); loop with 2 corrections",
         ["--generator", "staged", "--checkpoint", "{runs}/none-s3", "--max-refines", "2"],
-        checkpoint="none-s3", paper="none: count 0.61 / position 0.66 / colour attr 0.62", per_stage=True),
+        paper="none: count 0.61 / position 0.66 / colour attr 0.62", per_stage=True),
     Row("abl-none-ps", "ablation: no inspect supervision, plan + sketch", "ablation",
         "the no-inspect-supervision checkpoint above, drawn without inspection (so without corrections): how "
         "well its extra 1,000 + 800 steps on trajectories draw, apart from what its untrained inspector triggers",
-        ["--generator", "staged", "--checkpoint", "{runs}/none-s3", "--no-inspect"], checkpoint="none-s3"),
+        ["--generator", "staged", "--checkpoint", "{runs}/none-s3", "--no-inspect"]),
     Row("abl-plan", "ablation: plan conflicts only", "ablation",
         "the shipped recipe's inspect data without its image conflicts (2,246 of 3,000 examples), same steps; "
         "loop with 2 corrections",
         ["--generator", "staged", "--checkpoint", "{runs}/plan-s3", "--max-refines", "2"],
-        checkpoint="plan-s3", paper="(not in the paper)", per_stage=True),
+        paper="(not in the paper)", per_stage=True),
     Row("abl-image", "ablation: image conflicts only", "ablation",
         "the shipped recipe's inspect data without its plan conflicts (2,262 of 3,000), same steps; loop with 2 "
         "corrections",
         ["--generator", "staged", "--checkpoint", "{runs}/image-s3", "--max-refines", "2"],
-        checkpoint="image-s3", paper="(not in the paper)", per_stage=True),
+        paper="(not in the paper)", per_stage=True),
     Row("abl-symbolic", "ablation: symbolic critiques", "ablation",
         "3,000 inspect examples from perturbed teacher trajectories judged on the scene graph (plan conflicts "
         "only) instead of the model's own, same steps; loop with 2 corrections",
         ["--generator", "staged", "--checkpoint", "{runs}/sym-s3", "--max-refines", "2"],
-        checkpoint="sym-s3", paper="symbolic: position 0.70 / colour attr 0.67 (self-sampled 0.72 / 0.69)",
+        paper="symbolic: position 0.70 / colour attr 0.67 (self-sampled 0.72 / 0.69)",
         per_stage=True),
 ]
 SHIPPED_BOTH = "loop-r2"  # the shipped recipe's inspect supervision (both kinds, self-sampled), as the ablations run
@@ -136,14 +135,23 @@ PAPER = """| the paper (BAGEL-7B, GenEval) | overall | position | colour attr | 
 """
 
 
+def trained_weights(row: Row) -> str | None:
+    """The folder under --runs whose weights the row evaluates (its `--checkpoint {runs}/X`), or
+    None for the shipped model."""
+    if "--checkpoint" not in row.args:
+        return None
+    path = row.args[row.args.index("--checkpoint") + 1]
+    return path.removeprefix("{runs}/") if path.startswith("{runs}/") else None
+
+
 def result_path(row: Row, bench: str) -> Path:
     return ROOT / row.files[bench] if bench in row.files else OUT / f"{row.id}-{bench}.json"
 
 
 def missing_checkpoint(row: Row, runs: Path) -> Path | None:
-    if row.checkpoint is None:
+    if trained_weights(row) is None:
         return None
-    path = runs / row.checkpoint
+    path = runs / trained_weights(row)
     state = path / "trainer" / "state.json"
     if state.is_file():  # a training run: finished when its last step is saved
         saved = json.loads(state.read_text())

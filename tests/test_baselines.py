@@ -175,7 +175,7 @@ def test_paper_table_writes_the_table_and_plots(tmp_path, monkeypatch):
     monkeypatch.setattr(table, "OUT", tmp_path / "docs" / "paper")
     (tmp_path / "docs" / "paper").mkdir(parents=True)
     row = table.Row("x", "row x", "process", "holds all", ["--generator", "staged"])
-    untrained = table.Row("y", "row y", "baseline", "holds", ["--generator", "t2i"], checkpoint="t2i")
+    untrained = table.Row("y", "row y", "baseline", "holds", ["--generator", "t2i", "--checkpoint", "{runs}/t2i"])
     tasks = {t: 0.5 for t in table.GENEVAL_TASKS}
     for bench, overall in zip(table.BENCHMARKS, (0.9, 0.4, 0.7)):
         result = {"overall": overall, "tasks": tasks if bench == "shapes-geneval" else {"complex": overall},
