@@ -49,10 +49,17 @@ class Row:
 ROWS = [
     Row("t2i", "text-to-image (cross-attention)", "baseline",
         "same parameter count (1.37M), the same 32K training scenes (their final images and prompts), 7,800 "
-        "steps (the shipped recipe's 4,000 + 2,000 + 1,000 + 800) of 8 whole canvases (32.8K pixels a step; the "
-        "unified model's 32 crops and 2 canvases are 26.6K); 16 Euler steps per image",
+        "steps (the shipped recipe's first three stages, 4,000 + 2,000 + 1,000 + 800; its fourth stage, added "
+        "later, trains the shipped model 800 steps more: 9% fewer steps here) of 8 whole canvases (32.8K pixels a "
+        "step; the unified model's 32 crops and 2 canvases are 26.6K); 16 Euler steps per image",
         ["--generator", "t2i", "--checkpoint", "{runs}/t2i"],
         paper="BAGEL-7B single pass: 0.77"),
+    Row("one-shot", "one-shot layout (one plan, one image)", "baseline",
+        "the same architecture, the same 32K scenes and final images rewritten as one step each (`sketchloop data "
+        "one-step`: one `<ins>`/`<des>` naming the whole scene, one `<img>` with every region), the recipe's "
+        "4,000 + 2,000 + 1,000 + 800 + 800 steps and rates; drawn in one pass, no inspection",
+        ["--generator", "staged", "--checkpoint", "{runs}/one-step-s4", "--no-inspect"],
+        paper="(the paper's single pass is the nearest: 0.77)"),
     Row("single", "single mode (same checkpoint)", "baseline",
         "the shipped checkpoint drawing the whole canvas in one flow from the prompt (trained on 2 whole canvases "
         "a step only: not an equal-budget baseline, kept for continuity)",
@@ -76,47 +83,59 @@ ROWS = [
         ["--generator", "staged", "--max-refines", "2"],
         files={"shapes-geneval": "docs/results-shapes-geneval-r2.json",
                "shapes-complex": "docs/results-shapes-complex-r2.json"}, per_stage=True),
+    Row("loop-free", "stage-3 checkpoint, full loop, regions free", "process",
+        "the checkpoint shipped before this session (the recipe's third stage: before the image condition "
+        "read the added object's words only) and the loop before region relations (`--free-regions`)",
+        ["--generator", "staged", "--checkpoint", "{runs}/recipe/s3", "--free-regions"],
+        files={"shapes-geneval": "docs/results-shapes-geneval-free-regions.json",
+               "shapes-complex": "docs/results-shapes-complex-free-regions.json",
+               "shapes-generalise": "docs/results-shapes-generalise-free-regions.json"},
+        per_stage_file="docs/results-process-free-regions.json"),
+    Row("loop-r2-free", "stage-3 checkpoint, 2 corrections, regions free", "process",
+        "the stage-3 checkpoint above with `--max-refines 2`: the recipe's inspect supervision (both kinds, "
+        "self-sampled) as the ablations below run it, each of them a stage-3 checkpoint of its own",
+        ["--generator", "staged", "--checkpoint", "{runs}/recipe/s3", "--max-refines", "2", "--free-regions"],
+        files={"shapes-geneval": "docs/results-shapes-geneval-r2-free-regions.json",
+               "shapes-complex": "docs/results-shapes-complex-r2-free-regions.json"}, per_stage=True),
     Row("best-of-2", "best-of-2 plan + sketch, own inspector chooses", "process",
         "2 samples of the plan + sketch row, the shipped inspector keeping the one it doubts least: about the "
         "flow steps of the loop with 2 corrections (the paper's PARM comparison at equal compute)",
         ["--generator", "staged", "--best-of", "2"], paper="PARM best-of-20: 0.77 at 1000 flow steps"),
     Row("inspector-only", "inspector only: best-of-4 text-to-image", "process",
-        "4 images of the text-to-image baseline, the shipped inspector (reading the prompt and the canvas, no "
-        "plan) keeping the one it doubts least; no planner",
-        ["--generator", "t2i", "--checkpoint", "{runs}/t2i", "--best-of", "4"],
+        "4 images of the text-to-image baseline, the stage-3 checkpoint's inspector (the one shipped when this "
+        "was measured; reading the prompt and the canvas, no plan) keeping the one it doubts least; no planner",
+        ["--generator", "t2i", "--checkpoint", "{runs}/t2i", "--best-of", "4", "--inspector-checkpoint",
+         "{runs}/recipe/s3"],
         paper="inspector alone: 0.80"),
     Row("abl-none", "ablation: no inspect supervision", "ablation",
         "the shipped recipe from its stage-1 checkpoint, with the inspect data left out (1,000 plan-sketch + "
-        "800 joint steps on trajectories only); loop with 2 corrections",
-        ["--generator", "staged", "--checkpoint", "{runs}/none-s3", "--max-refines", "2"],
+        "800 joint steps on trajectories only); loop with 2 corrections, regions free",
+        ["--generator", "staged", "--checkpoint", "{runs}/none-s3", "--max-refines", "2", "--free-regions"],
         paper="none: count 0.61 / position 0.66 / colour attr 0.62", per_stage=True),
     Row("abl-none-ps", "ablation: no inspect supervision, plan + sketch", "ablation",
         "the no-inspect-supervision checkpoint above, drawn without inspection (so without corrections): how "
         "well its extra 1,000 + 800 steps on trajectories draw, apart from what its untrained inspector triggers",
-        ["--generator", "staged", "--checkpoint", "{runs}/none-s3", "--no-inspect"]),
+        ["--generator", "staged", "--checkpoint", "{runs}/none-s3", "--no-inspect", "--free-regions"]),
     Row("abl-plan", "ablation: plan conflicts only", "ablation",
         "the shipped recipe's inspect data without its image conflicts (2,246 of 3,000 examples), same steps; "
-        "loop with 2 corrections",
-        ["--generator", "staged", "--checkpoint", "{runs}/plan-s3", "--max-refines", "2"],
+        "loop with 2 corrections, regions free",
+        ["--generator", "staged", "--checkpoint", "{runs}/plan-s3", "--max-refines", "2", "--free-regions"],
         paper="(not in the paper)", per_stage=True),
     Row("abl-image", "ablation: image conflicts only", "ablation",
         "the shipped recipe's inspect data without its plan conflicts (2,262 of 3,000), same steps; loop with 2 "
-        "corrections",
-        ["--generator", "staged", "--checkpoint", "{runs}/image-s3", "--max-refines", "2"],
+        "corrections, regions free",
+        ["--generator", "staged", "--checkpoint", "{runs}/image-s3", "--max-refines", "2", "--free-regions"],
         paper="(not in the paper)", per_stage=True),
     Row("abl-symbolic", "ablation: symbolic critiques", "ablation",
         "3,000 inspect examples from perturbed teacher trajectories judged on the scene graph (plan conflicts "
-        "only) instead of the model's own, same steps; loop with 2 corrections",
-        ["--generator", "staged", "--checkpoint", "{runs}/sym-s3", "--max-refines", "2"],
+        "only) instead of the model's own, same steps; loop with 2 corrections, regions free",
+        ["--generator", "staged", "--checkpoint", "{runs}/sym-s3", "--max-refines", "2", "--free-regions"],
         paper="symbolic: position 0.70 / colour attr 0.67 (self-sampled 0.72 / 0.69)",
         per_stage=True),
 ]
-SHIPPED_BOTH = "loop-r2"  # the shipped recipe's inspect supervision (both kinds, self-sampled), as the ablations run
 
 NOT_YET = [
-    ("one-shot layout", "one `<ins>`/`<des>` and one `<img>` with every region, trained on one-step trajectories: "
-                        "needs its own data build and stage-1 training (about 1 hour on this CPU)"),
-    ("instruction diversity (`--edit-ops 0`)", "the whole recipe again on additive-only data (about 97 minutes)"),
+    ("instruction diversity (`--edit-ops 0`)", "the whole recipe again on additive-only data (about 104 minutes)"),
 ]
 
 PAPER = """| the paper (BAGEL-7B, GenEval) | overall | position | colour attr | flow steps |
@@ -180,6 +199,7 @@ def run_per_stage(row: Row, runs: Path) -> dict:
         cmd += ["--checkpoint", args[args.index("--checkpoint") + 1]]
     if "--max-refines" in args:
         cmd += ["--max-refines", args[args.index("--max-refines") + 1]]
+    cmd += ["--free-regions"] if "--free-regions" in args else []
     print("$", " ".join(cmd), flush=True)
     subprocess.run(cmd, check=True)
     return json.loads(out.read_text())
@@ -202,7 +222,9 @@ def write_table(rows: list[Row], per_stage: dict, runs: Path) -> str:
              "(`shapes-geneval` 553 prompts, `shapes-complex` 300, `shapes-generalise` 150; no scene of theirs in "
              "any training data), one image per prompt with the same seeds, GenEval's rules with ShapesWorld's "
              "detector, compute per final image on this 2-core CPU (2 worker processes). No row runs a scorer "
-             "inside generation.", "",
+             "inside generation. Seconds compare only among rows measured in one session: the machine's speed "
+             "varied (session 22 ran the same checkpoint, settings and prompts 2.1x slower than session 21; its "
+             "rows: the shipped checkpoint's, best-of-2, single mode and the symbolic critiques).", "",
              "## Ours", "",
              "| row | geneval | position | colour attr | counting | complex | generalise | flow steps (geneval / "
              "complex) | images (complex) | text tokens (complex) | s/image (complex) | the paper's matching row "
@@ -321,7 +343,7 @@ def main() -> None:
     stages_file = OUT / "per-stage.json"
     per_stage = json.loads(stages_file.read_text()) if stages_file.is_file() else {}
     for row in ROWS:
-        if row.per_stage_file:
+        if row.per_stage_file and (ROOT / row.per_stage_file).is_file():
             per_stage[row.id] = json.loads((ROOT / row.per_stage_file).read_text())
     if args.run:
         for row in rows:

@@ -32,10 +32,12 @@ def main() -> None:
     ap.add_argument("--every", type=int, default=1, help="every N-th prompt of each benchmark")
     ap.add_argument("--max-refines", type=int, default=None, help="default: the loop's default")
     ap.add_argument("--free-plans", action="store_true", help="the planner's phrases its own (not copied)")
+    ap.add_argument("--free-regions", action="store_true", help="an add's regions not held to its <ins>'s relations")
     ap.add_argument("--out", type=Path)
     args = ap.parse_args()
     kw = {} if args.max_refines is None else {"max_refines": args.max_refines}
-    gen = model_generator("staged", checkpoint=args.checkpoint, copy_phrases=not args.free_plans, **kw)
+    gen = model_generator("staged", checkpoint=args.checkpoint, copy_phrases=not args.free_plans,
+                          relate_regions=not args.free_regions, **kw)
     judge = DetectorJudge()
     results = {}
     for bench in args.benchmark or ["shapes-complex", "shapes-geneval"]:

@@ -5,12 +5,13 @@
 #
 # WORKDIR must hold the shipped recipe's data and stage-1 checkpoint (bash scripts/train_shipped.sh
 # WORKDIR/recipe, or links to them): traj/ (32K trajectories), inspect/ (3,000 self-sampled
-# inspect examples) and s1b/ (stage 1). Every ablation starts from that same s1b and runs the
-# recipe's steps and rates; only its inspect data changes. Every command resumes where it stopped.
+# inspect examples), s1b/ (stage 1) and s3/ (stage 3, the inspect-supervision ablations' reference). Every
+# ablation starts from that same s1b and runs the recipe's steps and rates up to its stage 3; only its inspect
+# data changes. Every command resumes where it stopped.
 set -euo pipefail
 W=${1:-runs/paper}
 R=${RECIPE:-$W/recipe}
-for need in traj inspect s1b; do
+for need in traj inspect s1b s3; do
   [ -e "$R/$need" ] || { echo "error: $R/$need missing: run bash scripts/train_shipped.sh $R first (or set RECIPE)"; exit 2; }
 done
 mkdir -p "$W"
@@ -33,5 +34,19 @@ sketchloop data build --kind inspect --n 3000 --out "$W/sym" --seed 2 --workers 
 sketchloop train --stage inspect --data "$W/sym" --init "$R/s1b" --out "$W/sym-s2" --steps 1000 --lr 1e-3 --save-every 500
 sketchloop train --stage joint --data "$R/traj" --data "$W/sym" --init "$W/sym-s2" --out "$W/sym-s3" --steps 800 \
     --lr 5e-4 --save-every 400; stamp symbolic
-# The text-to-image baseline: same parameter count, the same scenes' final images, the recipe's 7,800 steps.
+# One-shot layout: the same trajectories as one step each (one plan naming the whole scene, one image with every
+# region), trained from scratch with the recipe's steps and rates (stage 1 and its second pass, then the 1,000 + 800).
+[ -d "$W/one-step/data" ] || sketchloop data one-step "$R/traj" --out "$W/one-step"
+sketchloop train --stage plan-sketch --data "$W/one-step" --out "$W/one-step-s1" --steps 4000 --batch-size 24 --save-every 500
+sketchloop train --stage plan-sketch --data "$W/one-step" --init "$W/one-step-s1" --out "$W/one-step-s1b" --steps 2000 \
+    --batch-size 24 --lr 1e-3 --save-every 500
+sketchloop train --stage plan-sketch --data "$W/one-step" --init "$W/one-step-s1b" --out "$W/one-step-s2" --steps 1000 \
+    --lr 1e-3 --save-every 500
+sketchloop train --stage joint --data "$W/one-step" --init "$W/one-step-s2" --out "$W/one-step-s3" --steps 800 --lr 5e-4 \
+    --save-every 400
+# ... and the shipped recipe's fourth stage (its condition keeps reading the whole step: here one step is the scene)
+sketchloop train --stage joint --data "$W/one-step" --init "$W/one-step-s3" --out "$W/one-step-s4" --steps 800 --lr 5e-4 \
+    --save-every 400; stamp one-step
+# The text-to-image baseline: same parameter count, the same scenes' final images, the recipe's first three
+# stages' 7,800 steps (the shipped model's fourth stage adds 800 more).
 sketchloop train --stage t2i --data "$R/traj" --out "$W/t2i" --steps 7800 --batch-size 8 --save-every 500; stamp t2i

@@ -94,6 +94,9 @@ def eval_command(
                                                       "write when a larger one fits (default: the sampling default)"),
     free_plans: bool = typer.Option(False, "--free-plans", help="staged: the planner's noun phrases and relations "
                                                                 "are its own (off: copied from the prompt's; README)"),
+    relate_regions: Optional[bool] = typer.Option(None, "--relate-regions/--free-regions",
+                                                  help="staged: an add's regions meet the relations its own <ins> "
+                                                       "states (default: on; README)"),
     inspect_threshold: Optional[float] = typer.Option(None, help="staged: the inspector finds a conflict when its "
                                                                  "P(inconsistent) reaches this (default: sampled; "
                                                                  "scripts/inspector_threshold.py)"),
@@ -142,7 +145,7 @@ def eval_command(
         model_args = {"checkpoint": checkpoint, "flow_steps": steps, "guidance": guidance, "max_iters": max_iters,
                       "max_refines": max_refines, "separate": not allow_overlap, "device": device,
                       "min_size": min_size, "copy_phrases": not free_plans,
-                      "inspect_threshold": inspect_threshold} \
+                      "inspect_threshold": inspect_threshold, "relate_regions": relate_regions} \
             if generator in ("staged", "single") else \
             {"checkpoint": checkpoint, "flow_steps": steps, "guidance": guidance, "device": device} \
             if generator == "t2i" else \
@@ -226,6 +229,9 @@ def generate(prompt: str = typer.Argument(..., help="e.g. 'a photo of a red circ
                                                                                "overlap (off: sampled apart)"),
              min_size: Optional[int] = typer.Option(None, help="smallest region size token (4-10) the planner may write "
                                                                "when a larger one fits (default: the sampling default)"),
+             relate_regions: Optional[bool] = typer.Option(None, "--relate-regions/--free-regions",
+                                                           help="an add's regions meet the relations its own <ins> "
+                                                                "states (default: on; README)"),
              free_plans: bool = typer.Option(False, "--free-plans", help="the planner's noun phrases and relations are "
                                                                          "its own (off: copied from the prompt's)"),
              oracle: bool = typer.Option(False, "--oracle", help="play every role with ShapesWorld's teachers "
@@ -268,7 +274,7 @@ def generate(prompt: str = typer.Argument(..., help="e.g. 'a photo of a red circ
         gen = model_generator(mode, checkpoint=checkpoint, flow_steps=steps or 16,
                               guidance=1.0 if guidance is None else guidance, max_iters=max_iters,
                               max_refines=max_refines, separate=not allow_overlap, min_size=min_size,
-                              copy_phrases=not free_plans)
+                              copy_phrases=not free_plans, relate_regions=relate_regions)
         if planner or inspector or sketcher or refiner:
             from .backends.diffusers_editor import DiffusersSettings
 
@@ -361,7 +367,10 @@ def train(stage: str = typer.Option(..., help="plan-sketch, inspect, refine or j
           lr: float = typer.Option(2e-3),
           text_weight: float = typer.Option(1.0, help="lambda: weight of the text cross-entropy"),
           seed: int = typer.Option(0),
-          save_every: int = typer.Option(250)) -> None:
+          save_every: int = typer.Option(250),
+          bag: Optional[str] = typer.Option(None, help="the words the image condition averages: step (the whole "
+                                                       "step's) or object (an <ins>'s object only); default: the "
+                                                       "--init checkpoint's, else step")) -> None:
     """Train the unified model: lambda * text CE + flow-matching MSE (AdamW, cosine, EMA; resumable; torchrun)."""
     import os
 
@@ -381,7 +390,7 @@ def train(stage: str = typer.Option(..., help="plan-sketch, inspect, refine or j
             f", final flow loss {result['loss']:.4f}, {result['seconds'] / 60:.1f} min"
             if result.get("loss") is not None else " (already done)"))
         return
-    result = run_training(data, out, cfg, init=init)
+    result = run_training(data, out, cfg, init=init, bag=bag)
     if int(os.environ.get("RANK", "0")) == 0:
         console.print(f"checkpoint {out} at step {result['step']}" +
                       (f", final loss {result['loss']:.3f} ({', '.join(f'{k} {result[k]:.3f}' for k in ('ce', 'crop', 'full') if k in result)}), "
@@ -480,6 +489,19 @@ def data_subset(source: Path = typer.Argument(..., help="an inspect dataset fold
         raise SketchloopError(f"dataset {source} does not exist")
     n = subset(source, out, target)
     console.print(f"wrote {out}: {n} inspect examples ({', '.join(sorted(target))})")
+
+
+@data_app.command("one-step")
+def data_one_step(source: Path = typer.Argument(..., help="a trajectories dataset folder"),
+                  out: Path = typer.Option(..., help="a new folder for the one-step trajectories")) -> None:
+    """Rewrite trajectories as one step each (the one-shot layout baseline): one <ins>/<des> for the whole
+    scene, one image with every object, the same scenes and final images."""
+    from .data.build import one_step
+
+    if not source.is_dir():
+        raise SketchloopError(f"dataset {source} does not exist")
+    n = one_step(source, out)
+    console.print(f"wrote {out}: {n} one-step trajectories")
 
 
 @data_app.command("export")

@@ -31,6 +31,7 @@ CANVAS, FULL = "<canvas>", "<full>"
 TAGS = ["<prompt>", "</prompt>", "<ins>", "</ins>", "<des>", "</des>", "<inspect>", "</inspect>",
         "<refine>", "</refine>", "<img>", "</img>", END, CANVAS, FULL]
 STEP_STARTS = ("<ins>", "<refine>", "<prompt>")  # the image expert reads the step from the last of these
+OBJECT_ENDS = ("</ins>", "left", "right", "above", "below")  # where the object an `<ins>` adds ends
 
 
 def scene_text(prompt: str) -> str:

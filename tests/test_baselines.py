@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from sketchloop.backends.unified import SHIPPED_CHECKPOINT
-from sketchloop.data.build import build, inspect_target, subset
+from sketchloop.data.build import build, inspect_target, one_step, subset
 from sketchloop.data.schema import read_dataset
 from sketchloop.errors import SketchloopError
 from sketchloop.generators import BestOfGenerator, TextToImageGenerator, candidate_seed, get_generator
@@ -158,6 +158,39 @@ def test_inspect_subset_keeps_the_chosen_targets(tmp_path):
         subset(src, tmp_path / "x", ["wrong"])
     with pytest.raises(SketchloopError, match="already holds"):
         subset(src, tmp_path / "plan", ["consistent"])
+
+
+def test_one_step_trajectories_plan_and_draw_the_whole_scene_at_once(trajectories, tmp_path):
+    """The one-shot layout baseline's data: per trajectory one `<ins>`/`<des>` naming the whole
+    scene (text the phrase grammar accepts), one image (the final one) whose regions follow the
+    text's order, and `<end>`; the same scenes as the source."""
+    from sketchloop.models.grammar import PhraseGrammar
+    from sketchloop.models.regions import changed_regions
+    from sketchloop.training.sequences import encode_row
+    from sketchloop.world.layout import Layout
+    from sketchloop.world.scene import SceneGraph
+
+    n = one_step(trajectories, tmp_path / "one")
+    source, rows = read_dataset(trajectories).to_pylist(), read_dataset(tmp_path / "one").to_pylist()
+    assert n == len(rows) == len(source) and [r["scene"] for r in rows] == [r["scene"] for r in source]
+    tok = WordTokenizer()
+    words = [i for i, w in enumerate(tok.vocab) if not w.startswith("<") and not w[1:].isdigit()]
+    for src, row in zip(source, rows):
+        assert [s["type"] for s in row["steps"]] == ["ins", "des", "sketch", "end"]
+        ins, des = row["steps"][0]["text"], row["steps"][1]["text"]
+        assert des == [s["text"] for s in src["steps"] if s["type"] == "des"][-1] and ins == f"add {des}"
+        assert row["images"] == [src["images"][-1]]
+        for text, description, close in ((ins, False, "</ins>"), (des, True, "</des>")):
+            grammar, ids = PhraseGrammar(tok, row["prompt"], description), tok.encode(text) + [tok.token_id(close)]
+            offered = words + [tok.token_id(close)]
+            assert all(t in grammar.allowed(ids[:j], offered) != offered for j, t in enumerate(ids))
+        graph, layout = SceneGraph.from_json(row["scene"]), Layout.from_dict(json.loads(row["layouts"][0]))
+        ranks = [graph.mention_order().index(o.group) for o in layout.objects]
+        assert ranks == sorted(ranks) and len(layout.objects) == graph.n_objects
+        ex = encode_row(row, tok, 64)
+        assert len(ex.flows) == len(changed_regions(Layout(), layout)) == graph.n_objects
+    with pytest.raises(SketchloopError, match="already holds"):
+        one_step(trajectories, tmp_path / "one")
 
 
 def test_paper_table_writes_the_table_and_plots(tmp_path, monkeypatch):

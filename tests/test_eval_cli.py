@@ -134,6 +134,9 @@ def test_render_and_detect_cli(tmp_path):
     (["eval", "--benchmark", "shapes-geneval", "--generator", "staged", "--best-of", "0"], "at least 1"),
     (["train", "--stage", "t2i", "--data", "emptydir", "--out", "o"], "holds no dataset shards"),
     (["data", "subset", "emptydir", "--out", "o", "--target", "plan"], "holds no dataset shards"),
+    (["data", "one-step", "missing", "--out", "o"], "does not exist"),
+    (["data", "one-step", "emptydir", "--out", "o"], "holds no dataset shards"),
+    (["train", "--stage", "joint", "--data", "emptydir", "--out", "o", "--bag", "words"], "--bag words: use step"),
 ])
 def test_bad_input_gets_one_clear_line(tmp_path, args, needle):
     (tmp_path / "corrupt.png").write_bytes(b"not a png")

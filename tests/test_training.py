@@ -63,8 +63,14 @@ def test_later_stages_train_from_the_previous_checkpoint(data, tmp_path):
               progress=False)
     assert r["examples"] == 12
     r = train([data, inspect, refine], tmp_path / "s4", TrainConfig(stage="joint", steps=2, **small),
-              init=tmp_path / "s3", progress=False)
+              init=tmp_path / "s3", progress=False, bag="object")
     assert r["examples"] == 40 + 12 + 12 and r["single_examples"] == 40
+    # --bag changes what the image condition averages from here on; the checkpoint says so
+    assert UnifiedModel.from_pretrained(tmp_path / "s3")[0].config.bag == "step"
+    assert UnifiedModel.from_pretrained(tmp_path / "s4")[0].config.bag == "object"
+    with pytest.raises(SketchloopError, match="--bag words"):
+        train([data], tmp_path / "s5", TrainConfig(stage="joint", steps=2, **small), init=tmp_path / "s4",
+              progress=False, bag="words")
 
 
 def test_resumed_training_equals_uninterrupted(data, tmp_path):

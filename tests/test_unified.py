@@ -200,6 +200,96 @@ def test_the_planner_samples_the_regions_of_a_step_apart():
     assert overlapped > 0  # without the constraint a random model does overlap them
 
 
+def _condition(model: UnifiedModel, tok: WordTokenizer, text: str) -> torch.Tensor:
+    from sketchloop.trajectory import OBJECT_ENDS, STEP_STARTS
+
+    ids = torch.tensor([tok.encode(text)])
+    with torch.no_grad():
+        return model.condition(model.hidden(ids), ids, torch.tensor([0]), torch.tensor([ids.shape[1] - 1]),
+                               torch.tensor([tok.token_id(w) for w in STEP_STARTS]),
+                               torch.tensor([tok.token_id(w) for w in OBJECT_ENDS]))[0]
+
+
+def test_condition_depends_on_the_words():
+    """The image expert reads the step's words: a fresh model's condition already differs between
+    two instructions naming different objects. With `bag` "object" the mean of words stops where
+    an `<ins>`'s object ends (its first relation word), so the object it relates to does not blur
+    what to draw; single mode (a `<prompt>` step) still reads the whole prompt."""
+    from dataclasses import replace
+
+    torch.manual_seed(0)
+    tok, model = WordTokenizer(), UnifiedModel(TINY).eval()
+    step = ("<bos> <prompt> a photo of it </prompt> <ins> add a red cross left of the blue diamond </ins> "
+            "<des> a red cross left of a blue diamond </des> <img> x3 y3 s8")
+    other_object = step.replace("red cross", "green star")
+    other_target = step.replace("blue diamond", "yellow circle")
+    single = "<bos> <prompt> a photo of a red cross left of a blue diamond </prompt> <img> <full>"
+    assert not torch.allclose(_condition(model, tok, step), _condition(model, tok, other_object), atol=1e-3)
+    torch.nn.init.zeros_(model.reader.proj.weight)  # the mean of words alone
+    torch.nn.init.zeros_(model.reader.proj.bias)
+    for bag, target_counts in (("step", True), ("object", False)):
+        model.config = replace(TINY, bag=bag)
+        a, b = _condition(model, tok, step), _condition(model, tok, other_target)
+        assert (not torch.allclose(a, b, atol=1e-4)) == target_counts, bag
+        assert not torch.allclose(a, _condition(model, tok, other_object), atol=1e-4)
+        assert not torch.allclose(_condition(model, tok, single),
+                                  _condition(model, tok, single.replace("blue diamond", "yellow circle")), atol=1e-4)
+
+
+def test_region_relations_read_the_instruction_and_the_earlier_regions():
+    from sketchloop.models.grammar import region_relations
+
+    tok = WordTokenizer()
+    earlier = [("add a blue square", "x8 y8 s8"), ("add two green stars below the blue square", "x4 y13 s6 x11 y13 s6")]
+    assert region_relations(tok, "add a red circle left of the blue square and above the green stars", earlier) == (
+        ("above", Region(4, 13, 6)), ("above", Region(11, 13, 6)), ("left of", Region(8, 8, 8)))
+    assert region_relations(tok, "add a red circle left of the yellow cross", earlier) == ()  # not drawn
+    assert region_relations(tok, "move the blue square left of the green stars", earlier) == ()  # not an add
+
+
+def test_related_regions_meet_the_relations_while_some_region_fits():
+    from sketchloop.models.grammar import RegionGrammar
+    from sketchloop.world.layout import relation_mask
+
+    tok = WordTokenizer()
+    grammar = RegionGrammar(tok, min_size=6)
+    target = Region(8, 8, 8)
+
+    def spots(relations=()):
+        return [(x, y) for x in grammar.allowed([], relations=relations) if x != grammar.end
+                for y in grammar.allowed([x], relations=relations)]
+
+    for relation in ("left of", "right of", "above", "below"):
+        relations = ((relation, target),)
+        for x, y in spots(relations):
+            sizes = grammar.allowed([x, y], relations=relations)
+            assert sizes and all(relation_mask([parse_regions(tok.decode([x, y, s]))[0].box], relation,
+                                               target.box)[0] for s in sizes), (relation, tok.decode([x, y]))
+        assert 0 < len(spots(relations)) < len(spots()) / 2
+    # nothing can be left of a region at the left edge: the relation is dropped, not the step
+    edge = (("left of", Region(0, 8, 8)),)
+    assert grammar.allowed([], relations=edge) == grammar.allowed([])
+
+
+def test_the_planner_places_an_add_where_its_instruction_says():
+    torch.manual_seed(0)
+    model, tok = UnifiedModel(TINY).eval(), WordTokenizer()
+    from sketchloop.world.layout import relation_mask
+
+    history = [Plan("add a blue square", "a blue square", "x8 y8 s8")]
+    for relate in (True, False):
+        roles = UnifiedRoles(model, tok, SamplingConfig(temperature=1.5, relate_regions=relate))
+        left = []
+        for k in range(6):
+            session = roles._session("a photo of a red circle left of a blue square", history)
+            session.feed(tok.encode("<ins> add a red circle left of the blue square </ins> "
+                                    "<des> a red circle left of a blue square </des> <img>"))
+            regions = [r for r, _ in roles._regions(session, torch.Generator().manual_seed(k),
+                                                    "add a red circle left of the blue square", history)]
+            left += [bool(relation_mask([r.box], "left of", Region(8, 8, 8).box)[0]) for r in regions]
+        assert all(left) if relate else not all(left)  # a random model places it anywhere
+
+
 def test_the_shipped_model_draws_what_the_plan_says():
     """The words of a plan, not the region alone, decide what the image expert draws."""
     from sketchloop.world.detect import ShapesDetector

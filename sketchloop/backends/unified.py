@@ -22,12 +22,12 @@ from PIL import Image
 
 from ..errors import SketchloopError
 from ..loop.roles import Critique, Plan
-from ..models.grammar import PhraseGrammar, RegionGrammar
+from ..models.grammar import PhraseGrammar, RegionGrammar, region_relations
 from ..models.regions import Region, coord_planes, crop, parse_regions, paste, to_float, to_uint8
 from ..models.sampling import TextSession, euler_sample
 from ..models.tokenizer import WordTokenizer
 from ..models.unified import UnifiedModel
-from ..trajectory import CANVAS, END, STEP_STARTS, history_text, plan_text, single_text, text_verdict
+from ..trajectory import CANVAS, END, OBJECT_ENDS, STEP_STARTS, history_text, plan_text, single_text, text_verdict
 from ..world.vocab import COUNT_WORDS
 
 SHIPPED_CHECKPOINT = Path(__file__).resolve().parent.parent / "checkpoints" / "shapes-unified"
@@ -50,6 +50,9 @@ class SamplingConfig:
         PhraseGrammar; chosen on shapes-complex-val, README).
     inspect_threshold: the inspector finds a conflict when P("inconsistent") of the two verdict
         words reaches it (None: the verdict word is sampled like the rest of the text).
+    relate_regions: an `add`'s regions meet the relations its own `<ins>` states to objects the
+        model drew before (models/grammar.py `region_relations`), while some region fits (chosen
+        on shapes-complex-val: 0.445 without, 0.495 with; README).
     """
 
     flow_steps: int = 16
@@ -60,6 +63,7 @@ class SamplingConfig:
     min_size: int = 6
     copy_phrases: bool = True
     inspect_threshold: float | None = None
+    relate_regions: bool = True
 
 
 def resolve_device(device: str | None) -> torch.device:
@@ -101,6 +105,7 @@ class UnifiedRoles:
         self.usage = {"flow_steps": 0, "text_tokens": 0}
         t = tokenizer.token_id
         self._starts = torch.tensor([t(w) for w in STEP_STARTS], device=self.device)
+        self._object_ends = torch.tensor([t(w) for w in OBJECT_ENDS], device=self.device)
         region_ids = set(self.grammar.x + self.grammar.y + self.grammar.s)
         self._words = [i for i, w in enumerate(tokenizer.vocab) if not w.startswith("<") and i not in region_ids]
 
@@ -152,9 +157,11 @@ class UnifiedRoles:
         An `add` of N objects writes N regions, clear of where earlier steps drew."""
         start = len(session.ids)
         occupied, count = (self._occupied(history), _add_count(ins)) if ins.startswith("add ") else ((), None)
+        relations = region_relations(self.tok, ins, [(p.ins, p.regions) for p in history]) \
+            if self.config.relate_regions else ()
         most = self._room(session, self.grammar.max_tokens, self._plan_reserve)
         out = session.sample(most, {self.grammar.end}, generator, self.config.temperature,
-                             lambda prefix: self.grammar.allowed(prefix, occupied, count=count))
+                             lambda prefix: self.grammar.allowed(prefix, occupied, count=count, relations=relations))
         self.usage["text_tokens"] += len(out)
         regions = parse_regions(self.tok.decode([i for i in out if i != self.grammar.end]))
         return [(r, self._condition(session, start + 3 * j + 2)) for j, r in enumerate(regions)]
@@ -165,7 +172,7 @@ class UnifiedRoles:
             states = torch.stack(session.hidden[:position + 1])[None]
             ids = torch.tensor([session.ids[:position + 1]], device=self.device)
             zero, pos = torch.tensor([0], device=self.device), torch.tensor([position], device=self.device)
-            return self.model.condition(states, ids, zero, pos, self._starts)[0]
+            return self.model.condition(states, ids, zero, pos, self._starts, self._object_ends)[0]
 
     def _flow(self, context: np.ndarray, region: Region | None, cond: torch.Tensor,
               generator: torch.Generator) -> np.ndarray:

@@ -214,3 +214,45 @@ def subset(source: Path, out: Path, targets: list[str]) -> int:
                                                 if source_build.is_file() else None},
                                      "examples": len(kept)})
     return len(kept)
+
+
+def one_step_row(row: dict[str, Any]) -> dict[str, Any]:
+    """A trajectory as one step (the one-shot layout baseline): `<ins>` adds the whole scene, `<des>`
+    is the trajectory's last one (the prompt's scene), one image with every object (the final
+    image, its objects in the prompt's order, so the regions follow the text), then `<end>`."""
+    from ..world.layout import Layout
+    from ..world.scene import SceneGraph
+
+    des = next(s["text"] for s in reversed(row["steps"]) if s["type"] == "des")
+    final = max(s["image"] for s in row["steps"] if s["type"] == "sketch")
+    layout = Layout.from_dict(json.loads(row["layouts"][final]))
+    rank = {g: k for k, g in enumerate(SceneGraph.from_json(row["scene"]).mention_order())}
+    layout = Layout(tuple(sorted(layout.objects, key=lambda o: rank[o.group])))
+    steps = [{"type": "ins", "text": f"add {des}", "image": -1, "op": json.dumps({"op": "add", "scene": True})},
+             {"type": "des", "text": des, "image": -1, "op": ""},
+             {"type": "sketch", "text": "", "image": 0, "op": ""},
+             {"type": "end", "text": "", "image": -1, "op": ""}]
+    meta = {**json.loads(row["meta"] or "{}"), "one_step_of": row["id"]}
+    return {**row, "id": f"{row['id']}-one-step", "steps": steps, "images": [row["images"][final]],
+            "layouts": [json.dumps(layout.to_dict(), sort_keys=True)], "meta": json.dumps(meta, sort_keys=True)}
+
+
+def one_step(source: Path, out: Path, shard_size: int = 2000) -> int:
+    """The trajectories of `source` rewritten as one-step trajectories (`one_step_row`) in a new dataset
+    folder: the same scenes and final images, planned and drawn in one pass; returns how many."""
+    from .schema import read_dataset
+
+    if (out / "data").is_dir() and any((out / "data").glob("*.parquet")):
+        raise SketchloopError(f"{out} already holds a dataset; give a new --out")
+    rows = [one_step_row(r) for r in read_dataset(source).to_pylist() if r["kind"] == "trajectories"]
+    if not rows:
+        raise SketchloopError(f"{source} holds no trajectories; build them with 'sketchloop data build --kind trajectories'")
+    n_shards = (len(rows) + shard_size - 1) // shard_size
+    for k in range(n_shards):
+        write_table(shard_path(out, "trajectories", k, n_shards), rows[k * shard_size:(k + 1) * shard_size])
+    source_build = source / "build.json"
+    _write_json(out / "build.json", {"params": {"kind": "trajectories", "one_step_of": str(source),
+                                                "source_params": json.loads(source_build.read_text()).get("params")
+                                                if source_build.is_file() else None},
+                                     "examples": len(rows)})
+    return len(rows)

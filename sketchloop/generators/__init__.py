@@ -147,20 +147,22 @@ def model_generator(mode: str, size: int = DEFAULT_SIZE, checkpoint=None, flow_s
                     max_refines: int = DEFAULT_MAX_REFINES, separate: bool = True,
                     device: str | None = None, min_size: int | None = None,
                     copy_phrases: bool = True, inspect_threshold: float | None = None,
-                    inspect: bool = True) -> LoopGenerator:
+                    inspect: bool = True, relate_regions: bool | None = None) -> LoopGenerator:
     """The unified model (the shipped checkpoint unless `checkpoint`) in `mode` staged or single;
     `separate`: the planner's regions of one step are sampled apart; `min_size`: the smallest
     region size it writes (models/grammar.py; None: SamplingConfig's default); `copy_phrases`:
     the plans' noun phrases name the prompt's objects (models/grammar.py PhraseGrammar);
     `inspect_threshold`: the inspector's verdict by a threshold on its doubt (SamplingConfig);
-    `inspect=False`: plan and sketch only, no inspection (staged)."""
+    `inspect=False`: plan and sketch only, no inspection (staged); `relate_regions`: an `add`'s
+    regions meet the relations its `<ins>` states (SamplingConfig; None: its default)."""
     from ..backends.unified import SHIPPED_CHECKPOINT, SamplingConfig
     from ..backends.wiring import model_roles
     from ..models.unified import checkpoint_sha256
 
     config = SamplingConfig(flow_steps=flow_steps, guidance=guidance, temperature=temperature, separate=separate,
                             copy_phrases=copy_phrases, inspect_threshold=inspect_threshold,
-                            **({} if min_size is None else {"min_size": min_size}))
+                            **({} if min_size is None else {"min_size": min_size}),
+                            **({} if relate_regions is None else {"relate_regions": relate_regions}))
     roles = model_roles(checkpoint, config, device)
     model = {"checkpoint": str(checkpoint or "shipped"),
              "checkpoint_sha256": checkpoint_sha256(checkpoint or SHIPPED_CHECKPOINT),
@@ -168,7 +170,7 @@ def model_generator(mode: str, size: int = DEFAULT_SIZE, checkpoint=None, flow_s
     if mode == "staged":
         model.update({"temperature": temperature, "regions_apart": separate, "min_size": config.min_size,
                       "copy_phrases": copy_phrases, "inspect_threshold": inspect_threshold,
-                      "max_words": config.max_words})
+                      "max_words": config.max_words, "relate_regions": config.relate_regions})
     return LoopGenerator(mode, lambda: roles, mode, size, max_iters, max_refines=max_refines, roles_record=model,
                          inspect=inspect)
 

@@ -11,6 +11,10 @@ An `add` of N objects (the model's own `<ins>`, "add three stars ...") writes ex
 regions while they fit. `occupied` regions (where earlier steps drew, for an `add`) are kept clear too (no
 overlap, no gap), and sizes below `min_size` are left out, unless nothing would be left
 free (then small sizes come back first, then the earlier regions may be overlapped).
+`relations` ((relation, region) pairs: "left of" the region where the model drew the object
+its `<ins>` relates the new one to) keep every new region where the relation holds by the
+world's geometry (world/layout.py `relation_mask`, the rule the training layouts follow),
+while some region fits.
 
 PhraseGrammar: while the planner writes `<ins>` and `<des>`: its noun phrases and relations
 are copied from the prompt's words (the model still chooses which and in what order).
@@ -20,7 +24,11 @@ trajectories with it, 0.37 without (README, "The unified model").
 
 from __future__ import annotations
 
-from ..world.layout import GRID
+from functools import lru_cache
+
+import numpy as np
+
+from ..world.layout import GRID, relation_mask
 from ..world.vocab import COLORS, COUNT_WORDS, INVERSE_RELATION, PLURALS, RELATION_PHRASES, SHAPES, SINGULARS, plural
 from .regions import REGION_WORDS, SIZE_TOKENS, Region, free_sizes, parse_regions
 from .tokenizer import WordTokenizer
@@ -45,37 +53,43 @@ class RegionGrammar:
         return 3 * self.max_regions + 1
 
     def allowed(self, out: list[int], occupied: tuple[Region, ...] = (), min_size: int | None = None,
-                count: int | None = None) -> list[int]:
+                count: int | None = None, relations: tuple[tuple[str, Region], ...] = ()) -> list[int]:
         """`count`: the step paints exactly that many regions (while they fit). A step paints at
         least one (every image step of the training data changes some region; an empty one
         would leave the sketcher to place the step's objects where the plan does not say)."""
-        found = self._allowed(out, occupied, min_size, count)
+        found = self._allowed(out, occupied, min_size, count, relations)
         if out:
             return found
         return [i for i in found if i != self.end] or found
 
     def _allowed(self, out: list[int], occupied: tuple[Region, ...] = (), min_size: int | None = None,
-                 count: int | None = None) -> list[int]:
+                 count: int | None = None, relations: tuple[tuple[str, Region], ...] = ()) -> list[int]:
         k = len(out) % 3
         if count is not None and k == 0:
             if len(out) >= 3 * count:
                 return [self.end]
-            starts = [i for i in self._allowed(out, occupied, min_size) if i != self.end]
+            starts = [i for i in self._allowed(out, occupied, min_size, None, relations) if i != self.end]
             return starts or [self.end]
         min_size = self.min_size if min_size is None else min_size
         if k == 0 and len(out) >= 3 * self.max_regions:
             return [self.end]
-        if not self.separate:
+        related = _related(relations) if relations else None
+        if not self.separate and related is None:
             return self.x + [self.end] if k == 0 else [self.y, self.s][k - 1]
-        placed = parse_regions(self.tok.decode(out[: len(out) - k]))
+        placed = parse_regions(self.tok.decode(out[: len(out) - k])) if self.separate else []
 
         def free(gx: int, gy: int) -> list[int]:
-            sizes = free_sizes(gx, gy, placed)
+            sizes = free_sizes(gx, gy, placed) if self.separate else list(SIZE_TOKENS)
             clear = set(free_sizes(gx, gy, list(occupied), gap=0.0)) if occupied else set(sizes)
-            return [s for s in sizes if s in clear and s >= min_size]
+            return [s for s in sizes if s in clear and s >= min_size
+                    and (related is None or related[gx, gy, SIZE_TOKENS.index(s)])]
 
-        if (occupied or min_size > SIZE_TOKENS[0]) and not any(free(gx, gy) for gx in range(GRID) for gy in range(GRID)):
-            # a full canvas: first allow the smallest sizes, then only keep the step's own regions apart
+        if (occupied or min_size > SIZE_TOKENS[0] or related is not None) and \
+                not any(free(gx, gy) for gx in range(GRID) for gy in range(GRID)):
+            # no room: first drop the relations, then allow the smallest sizes, then only keep the
+            # step's own regions apart
+            if related is not None:
+                return self._allowed(out, occupied, min_size)
             return self._allowed(out, occupied, SIZE_TOKENS[0]) if min_size > SIZE_TOKENS[0] else \
                 self._allowed(out, (), min_size)
         if k == 0:
@@ -85,6 +99,17 @@ class RegionGrammar:
             return [y for gy, y in enumerate(self.y) if free(gx, gy)]
         gy = self.y.index(out[-1])
         return [self.s[SIZE_TOKENS.index(s)] for s in free(gx, gy)]
+
+
+@lru_cache(maxsize=64)
+def _related(relations: tuple[tuple[str, Region], ...]) -> np.ndarray:
+    """[gx, gy, size index]: whether a region there meets every (relation, target region)."""
+    grid = [(gx, gy, s) for gx in range(GRID) for gy in range(GRID) for s in SIZE_TOKENS]
+    boxes = np.array([Region(*r).box for r in grid])
+    ok = np.ones(len(grid), bool)
+    for relation, target in relations:
+        ok &= relation_mask(boxes, relation, target.box)
+    return ok.reshape(GRID, GRID, len(SIZE_TOKENS))
 
 
 _DETERMINERS = ("a", "an", "the", *COUNT_WORDS)  # what opens a noun phrase
@@ -234,3 +259,22 @@ def _objects(words: list[str]) -> list[_Phrase]:
         if (count, *key) not in found:
             found.append((count, *key))
     return found
+
+
+def region_relations(tokenizer: WordTokenizer, ins: str,
+                     earlier: list[tuple[str, str]]) -> tuple[tuple[str, Region], ...]:
+    """The (relation, region) pairs that place the objects of an `add`: for each relation its `<ins>`
+    states ("add a red circle left of the blue square"), every region of the latest earlier `add`
+    step (`earlier`: each step's `<ins>` and regions text) that drew the related object."""
+    words = tokenizer.words(ins)
+    reading = _Reading(words)
+    if not words or words[0] != "add" or not reading.phrases:
+        return ()
+    drawn: dict[_Key, list[Region]] = {}
+    for text, regions in earlier:
+        step = _Reading(tokenizer.words(text))
+        if text.startswith("add ") and step.phrases:
+            drawn[step.phrases[0][1]] = parse_regions(regions)
+    subject = reading.phrases[0][1]
+    return tuple(sorted(((relation, region) for s, relation, o in reading.said if s == subject
+                         for region in drawn.get(o, ())), key=lambda p: (p[0], p[1].gx, p[1].gy, p[1].s)))

@@ -42,6 +42,12 @@ class Region:
     def size(self) -> float:
         return self.s / SIZE_STEPS
 
+    @property
+    def box(self) -> tuple[float, float, float, float]:
+        """(x0, y0, x1, y1) as a share of the canvas."""
+        (cx, cy), h = self.center, self.size / 2
+        return cx - h, cy - h, cx + h, cy + h
+
 
 REGION_GAP = 0.03  # the least gap between two regions of one step when sampling keeps them apart
 

@@ -48,6 +48,8 @@ class UnifiedConfig:
     canvas_grid: int = 8          # the canvas is read as canvas_grid**2 patch tokens
     unet_channels: tuple[int, int, int] = (24, 32, 48)
     cond_dropout: float = 0.1     # share of flow examples trained without the text condition (for CFG)
+    bag: str = "step"             # the words the condition averages: the whole step's, or "object": an
+                                  # `<ins>`'s words before its first relation word (the object it adds)
 
     @property
     def canvas_tokens(self) -> int:
@@ -157,10 +159,10 @@ class _Reader(nn.Module):
         self.q, self.kv, self.proj = nn.Linear(d, d), nn.Linear(d, 2 * d), nn.Linear(d, d)
 
     def forward(self, query: torch.Tensor, states: torch.Tensor, words: torch.Tensor,
-                span: torch.Tensor) -> torch.Tensor:
+                span: torch.Tensor, bag_span: torch.Tensor | None = None) -> torch.Tensor:
         n, t, d = states.shape
         h = self.n_head
-        weights = span.to(words.dtype)[..., None]
+        weights = (span if bag_span is None else bag_span).to(words.dtype)[..., None]
         bag = (words * weights).sum(1) / weights.sum(1).clamp(min=1)
         q = self.q(self.ln_q(query)).view(n, h, 1, d // h)
         kv = self.kv(self.ln_kv(states) + self.ln_word(words))
@@ -283,16 +285,25 @@ class UnifiedModel(nn.Module):
         return self.head(hidden)
 
     def condition(self, hidden: torch.Tensor, ids: torch.Tensor, rows: torch.Tensor, positions: torch.Tensor,
-                  step_starts: torch.Tensor) -> torch.Tensor:
+                  step_starts: torch.Tensor, object_ends: torch.Tensor | None = None) -> torch.Tensor:
         """The image expert's condition for each (row, position) of `hidden` (B, T, C) over
         token `ids` (B, T): a read of the step that ends there; a step starts at the last
-        token of `step_starts` (ids of `<ins>`, `<refine>`, `<prompt>`) before it."""
+        token of `step_starts` (ids of `<ins>`, `<refine>`, `<prompt>`, `<ins>` first) before it.
+        With `config.bag` "object", the mean of words of an `<ins>` step stops at its first token
+        of `object_ends` (`</ins>` or a relation word): "add a red cross left of the blue diamond"
+        averages "add a red cross", not the diamond's words too."""
         ids = ids[rows]
         idx = torch.arange(ids.shape[1], device=ids.device)[None, :]
         before = idx <= positions[:, None]
         starts = torch.where(torch.isin(ids, step_starts) & before, idx, torch.zeros_like(idx)).amax(1)
         span = before & (idx >= starts[:, None])
-        return self.reader(hidden[rows, positions], hidden[rows], self.tok(ids), span)
+        bag_span = None
+        if self.config.bag == "object" and object_ends is not None:
+            adds = ids.gather(1, starts[:, None]) == step_starts[0]
+            ends = torch.isin(ids, object_ends) & (idx > starts[:, None])
+            first = torch.where(ends, idx, torch.full_like(idx, ids.shape[1])).amin(1)
+            bag_span = span & ((idx < first[:, None]) | ~adds)
+        return self.reader(hidden[rows, positions], hidden[rows], self.tok(ids), span, bag_span)
 
     def velocity(self, x_t: torch.Tensor, t: torch.Tensor, context: torch.Tensor, coords: torch.Tensor,
                  cond: torch.Tensor | None) -> torch.Tensor:

@@ -14,7 +14,7 @@ import json
 import math
 import os
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -27,7 +27,7 @@ from ..errors import SketchloopError
 from ..models.flow import FLOW
 from ..models.tokenizer import WordTokenizer
 from ..models.unified import UnifiedConfig, UnifiedModel
-from ..trajectory import STEP_STARTS
+from ..trajectory import OBJECT_ENDS, STEP_STARTS
 from .sequences import collate, load_examples
 
 # The rows each stage trains on (data pipelines 1, 2 and 3; joint = all three).
@@ -120,10 +120,11 @@ def optimizer_step(model: torch.nn.Module, opt: torch.optim.Optimizer, loss: tor
 class _Loss(torch.nn.Module):
     """The training objective as a module, so that DistributedDataParallel syncs it."""
 
-    def __init__(self, model: UnifiedModel, canvas_id: int, text_weight: float, step_starts: list[int]):
+    def __init__(self, model: UnifiedModel, canvas_id: int, text_weight: float, step_starts: list[int],
+                 object_ends: list[int]):
         super().__init__()
         self.model, self.canvas_id, self.text_weight = model, canvas_id, text_weight
-        self.step_starts = torch.tensor(step_starts)
+        self.step_starts, self.object_ends = torch.tensor(step_starts), torch.tensor(object_ends)
 
     def forward(self, batch: dict) -> tuple[torch.Tensor, dict[str, float]]:
         ids = batch["ids"]
@@ -137,7 +138,7 @@ class _Loss(torch.nn.Module):
                 continue
             fb = batch[name]
             target = fb["target"]
-            cond = self.model.condition(hidden, ids, fb["row"], fb["pos"], self.step_starts)
+            cond = self.model.condition(hidden, ids, fb["row"], fb["pos"], self.step_starts, self.object_ends)
             keep = (torch.rand(len(cond), 1, device=cond.device) >= drop).to(cond.dtype)
             cond = keep * cond + (1 - keep) * self.model.null_cond
             noise = torch.randn_like(target)
@@ -166,10 +167,13 @@ def _to(batch: dict, device: torch.device) -> dict:
 
 
 def train(data: list[Path], out: Path, cfg: TrainConfig, init: Path | None = None,
-          model_config: UnifiedConfig | None = None, progress: bool = True) -> dict:
-    """Train (or resume training of) the unified model; returns the final step and losses."""
+          model_config: UnifiedConfig | None = None, progress: bool = True, bag: str | None = None) -> dict:
+    """Train (or resume training of) the unified model; returns the final step and losses.
+    `bag`: set the model's `config.bag` (the words its image condition averages; UnifiedConfig)."""
     if cfg.stage not in STAGES:
         raise SketchloopError(f"--stage {cfg.stage!r}: choose one of {', '.join(STAGES)}")
+    if bag not in (None, "step", "object"):
+        raise SketchloopError(f"--bag {bag}: use step or object")
     world = int(os.environ.get("WORLD_SIZE", "1"))
     rank = int(os.environ.get("RANK", "0"))
     device = torch.device(f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}" if torch.cuda.is_available() else "cpu")
@@ -185,6 +189,8 @@ def train(data: list[Path], out: Path, cfg: TrainConfig, init: Path | None = Non
     else:
         tokenizer = WordTokenizer()
         model = UnifiedModel(model_config or UnifiedConfig(vocab_size=len(tokenizer)))
+    if bag is not None:
+        model.config = replace(model.config, bag=bag)
     model.train().to(device)
     examples, singles = load_examples([Path(d) for d in data], STAGES[cfg.stage], tokenizer,
                                       model.config.block_size, model.config.canvas_tokens,
@@ -196,7 +202,7 @@ def train(data: list[Path], out: Path, cfg: TrainConfig, init: Path | None = Non
         start, ema = _load_state(out, model, opt)
     by_length = np.argsort([len(e.ids) for e in examples], kind="stable")
     objective = _Loss(model, tokenizer.token_id("<canvas>"), cfg.text_weight,
-                      [tokenizer.token_id(t) for t in STEP_STARTS])
+                      [tokenizer.token_id(t) for t in STEP_STARTS], [tokenizer.token_id(t) for t in OBJECT_ENDS])
     wrapped = torch.nn.parallel.DistributedDataParallel(objective) if world > 1 else objective
     bar = tqdm(total=cfg.steps, initial=start, desc=f"train {cfg.stage}", disable=not progress or rank != 0)
     loss_value, parts, t0 = float("nan"), {}, time.time()

@@ -101,28 +101,34 @@ class Layout:
 
 
 # --------------------------------------------------------------------------- rules
+def _directions(boxes_a, box_b, threshold: float) -> tuple[np.ndarray, np.ndarray]:
+    """GenEval's revised direction (dx, dy) of each box A (rows x0, y0, x1, y1) from box B; zero
+    where A's centre is within the threshold of B's on both axes."""
+    a = np.asarray(boxes_a, dtype=float).reshape(-1, 4)
+    b = np.asarray(box_b, dtype=float)
+    offset = (a[:, :2] + a[:, 2:]) / 2 - (b[:2] + b[2:]) / 2
+    dims = (a[:, 2:] - a[:, :2]) + (b[2:] - b[:2])
+    revised = np.maximum(np.abs(offset) - threshold * dims, 0) * np.sign(offset)
+    some = ~np.all(np.abs(revised) < 1e-3, axis=1)
+    norm = np.where(some, np.linalg.norm(offset, axis=1), 1.0)
+    d = np.where(some[:, None], revised / norm[:, None], 0.0)
+    return d[:, 0], d[:, 1]
+
+
+def relation_mask(boxes_a, relation: str, box_b, threshold: float = POSITION_THRESHOLD,
+                  cutoff: float = RELATION_MARGIN) -> np.ndarray:
+    """Whether `A relation B` holds for each box A (rows x0, y0, x1, y1), by GenEval's rule with the
+    layout's margin (`relation_holds` for many boxes at once)."""
+    dx, dy = _directions(boxes_a, box_b, threshold)
+    return {"left of": dx < -cutoff, "right of": dx > cutoff, "above": dy < -cutoff, "below": dy > cutoff}[relation]
+
+
 def relative_position(box_a, box_b, threshold: float = POSITION_THRESHOLD,
                       cutoff: float = 0.5) -> set[str]:
     """GenEval's relations of box A to box B (boxes x0, y0, x1, y1; y grows downwards)."""
-    a = np.asarray(box_a, dtype=float)
-    b = np.asarray(box_b, dtype=float)
-    center_a, center_b = (a[:2] + a[2:]) / 2, (b[:2] + b[2:]) / 2
-    dim_a, dim_b = a[2:] - a[:2], b[2:] - b[:2]
-    offset = center_a - center_b
-    revised = np.maximum(np.abs(offset) - threshold * (dim_a + dim_b), 0) * np.sign(offset)
-    if np.all(np.abs(revised) < 1e-3):
-        return set()
-    dx, dy = revised / np.linalg.norm(offset)
-    relations = set()
-    if dx < -cutoff:
-        relations.add("left of")
-    if dx > cutoff:
-        relations.add("right of")
-    if dy < -cutoff:
-        relations.add("above")
-    if dy > cutoff:
-        relations.add("below")
-    return relations
+    dx, dy = (float(v[0]) for v in _directions(box_a, box_b, threshold))
+    return {rel for rel, holds in (("left of", dx < -cutoff), ("right of", dx > cutoff),
+                                   ("above", dy < -cutoff), ("below", dy > cutoff)) if holds}
 
 
 def relation_holds(a: PlacedObject, relation: str, b: PlacedObject) -> bool:
@@ -330,5 +336,5 @@ def random_object(rng: np.random.Generator) -> tuple[str, str]:
 
 __all__ = [
     "GRID", "Layout", "PlacedObject", "RELATIONS", "SIZE_STEPS", "fits", "place_object", "random_object",
-    "relation_holds", "relative_position", "sample_layout",
+    "relation_holds", "relation_mask", "relative_position", "sample_layout",
 ]

@@ -177,11 +177,8 @@ class SceneGraph:
             body = ", ".join(clauses[:-1]) + " and " + clauses[-1]
         return f"a photo of {body}"
 
-    def normalized(self) -> "SceneGraph":
-        """The same scene with groups in order of first mention in `to_text()`.
-
-        Two graphs describe the same scene exactly when their normalized forms are equal.
-        """
+    def mention_order(self) -> list[int]:
+        """The groups in the order `to_text()` first names them."""
         order: list[int] = []
         in_relation = {r.subject for r in self.relations} | {r.object for r in self.relations}
         for i in range(len(self.groups)):
@@ -192,6 +189,14 @@ class SceneGraph:
                     for j in (r.subject, r.object):
                         if j not in order:
                             order.append(j)
+        return order
+
+    def normalized(self) -> "SceneGraph":
+        """The same scene with groups in order of first mention in `to_text()`.
+
+        Two graphs describe the same scene exactly when their normalized forms are equal.
+        """
+        order = self.mention_order()
         new_index = {old: new for new, old in enumerate(order)}
         relations = []
         for r in self.relations:
