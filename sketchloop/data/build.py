@@ -202,18 +202,26 @@ def subset(source: Path, out: Path, targets: list[str]) -> int:
     rows = [r for r in read_dataset(source).to_pylist() if r["kind"] == "inspect"]
     if not rows:
         raise SketchloopError(f"{source} holds no inspect examples; build them with 'sketchloop data build --kind inspect'")
-    if (out / "data").is_dir() and any((out / "data").glob("*.parquet")):
-        raise SketchloopError(f"{out} already holds a dataset; give a new --out")
+    _check_new(out)
     kept = [r for r in rows if inspect_target(r) in targets]
     if not kept:
         raise SketchloopError(f"{source} has no inspect example of {', '.join(sorted(targets))}")
     write_table(shard_path(out, "inspect", 0, 1), kept)
-    source_build = source / "build.json"
-    _write_json(out / "build.json", {"params": {"kind": "inspect", "subset_of": str(source), "targets": sorted(targets),
-                                                "source_params": json.loads(source_build.read_text()).get("params")
-                                                if source_build.is_file() else None},
-                                     "examples": len(kept)})
+    _write_derived(out, source, {"kind": "inspect", "subset_of": str(source), "targets": sorted(targets)}, len(kept))
     return len(kept)
+
+
+def _check_new(out: Path) -> None:
+    """A derived dataset goes to a folder without one."""
+    if (out / "data").is_dir() and any((out / "data").glob("*.parquet")):
+        raise SketchloopError(f"{out} already holds a dataset; give a new --out")
+
+
+def _write_derived(out: Path, source: Path, params: dict[str, Any], examples: int) -> None:
+    """build.json of a dataset derived from `source`: its own parameters and the source's."""
+    source_build = source / "build.json"
+    params["source_params"] = json.loads(source_build.read_text()).get("params") if source_build.is_file() else None
+    _write_json(out / "build.json", {"params": params, "examples": examples})
 
 
 def one_step_row(row: dict[str, Any]) -> dict[str, Any]:
@@ -242,17 +250,12 @@ def one_step(source: Path, out: Path, shard_size: int = 2000) -> int:
     folder: the same scenes and final images, planned and drawn in one pass; returns how many."""
     from .schema import read_dataset
 
-    if (out / "data").is_dir() and any((out / "data").glob("*.parquet")):
-        raise SketchloopError(f"{out} already holds a dataset; give a new --out")
+    _check_new(out)
     rows = [one_step_row(r) for r in read_dataset(source).to_pylist() if r["kind"] == "trajectories"]
     if not rows:
         raise SketchloopError(f"{source} holds no trajectories; build them with 'sketchloop data build --kind trajectories'")
     n_shards = (len(rows) + shard_size - 1) // shard_size
     for k in range(n_shards):
         write_table(shard_path(out, "trajectories", k, n_shards), rows[k * shard_size:(k + 1) * shard_size])
-    source_build = source / "build.json"
-    _write_json(out / "build.json", {"params": {"kind": "trajectories", "one_step_of": str(source),
-                                                "source_params": json.loads(source_build.read_text()).get("params")
-                                                if source_build.is_file() else None},
-                                     "examples": len(rows)})
+    _write_derived(out, source, {"kind": "trajectories", "one_step_of": str(source)}, len(rows))
     return len(rows)

@@ -276,5 +276,5 @@ def region_relations(tokenizer: WordTokenizer, ins: str,
         if text.startswith("add ") and step.phrases:
             drawn[step.phrases[0][1]] = parse_regions(regions)
     subject = reading.phrases[0][1]
-    return tuple(sorted(((relation, region) for s, relation, o in reading.said if s == subject
-                         for region in drawn.get(o, ())), key=lambda p: (p[0], p[1].gx, p[1].gy, p[1].s)))
+    return tuple(sorted((relation, region) for s, relation, o in reading.said if s == subject
+                        for region in drawn.get(o, ())))

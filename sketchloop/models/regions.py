@@ -24,7 +24,7 @@ REGION_WORDS = ([f"x{i}" for i in range(GRID)] + [f"y{i}" for i in range(GRID)]
 _REGION = re.compile(r"x(\d+) y(\d+) s(\d+)")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, order=True)
 class Region:
     gx: int
     gy: int

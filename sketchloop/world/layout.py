@@ -115,20 +115,23 @@ def _directions(boxes_a, box_b, threshold: float) -> tuple[np.ndarray, np.ndarra
     return d[:, 0], d[:, 1]
 
 
+def _relations(boxes_a, box_b, threshold: float, cutoff: float) -> dict[str, np.ndarray]:
+    """For each relation, whether it holds for each box A against box B (GenEval's rule)."""
+    dx, dy = _directions(boxes_a, box_b, threshold)
+    return {"left of": dx < -cutoff, "right of": dx > cutoff, "above": dy < -cutoff, "below": dy > cutoff}
+
+
 def relation_mask(boxes_a, relation: str, box_b, threshold: float = POSITION_THRESHOLD,
                   cutoff: float = RELATION_MARGIN) -> np.ndarray:
     """Whether `A relation B` holds for each box A (rows x0, y0, x1, y1), by GenEval's rule with the
     layout's margin (`relation_holds` for many boxes at once)."""
-    dx, dy = _directions(boxes_a, box_b, threshold)
-    return {"left of": dx < -cutoff, "right of": dx > cutoff, "above": dy < -cutoff, "below": dy > cutoff}[relation]
+    return _relations(boxes_a, box_b, threshold, cutoff)[relation]
 
 
 def relative_position(box_a, box_b, threshold: float = POSITION_THRESHOLD,
                       cutoff: float = 0.5) -> set[str]:
     """GenEval's relations of box A to box B (boxes x0, y0, x1, y1; y grows downwards)."""
-    dx, dy = (float(v[0]) for v in _directions(box_a, box_b, threshold))
-    return {rel for rel, holds in (("left of", dx < -cutoff), ("right of", dx > cutoff),
-                                   ("above", dy < -cutoff), ("below", dy > cutoff)) if holds}
+    return {rel for rel, holds in _relations(box_a, box_b, threshold, cutoff).items() if holds[0]}
 
 
 def relation_holds(a: PlacedObject, relation: str, b: PlacedObject) -> bool:
