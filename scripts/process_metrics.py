@@ -33,11 +33,16 @@ def main() -> None:
     ap.add_argument("--max-refines", type=int, default=None, help="default: the loop's default")
     ap.add_argument("--free-plans", action="store_true", help="the planner's phrases its own (not copied)")
     ap.add_argument("--free-regions", action="store_true", help="an add's regions not held to its <ins>'s relations")
+    ap.add_argument("--no-room", action="store_true", help="an add's regions need not leave room for the objects "
+                                                          "still to come")
+    ap.add_argument("--paste-crop", action="store_true", help="a drawn crop is pasted back whole (not only over "
+                                                             "its region's box)")
     ap.add_argument("--out", type=Path)
     args = ap.parse_args()
     kw = {} if args.max_refines is None else {"max_refines": args.max_refines}
     gen = model_generator("staged", checkpoint=args.checkpoint, copy_phrases=not args.free_plans,
-                          relate_regions=not args.free_regions, **kw)
+                          relate_regions=not args.free_regions,
+                          leave_room=not args.no_room, keep_context=not args.paste_crop, **kw)
     judge = DetectorJudge()
     results = {}
     for bench in args.benchmark or ["shapes-complex", "shapes-geneval"]:

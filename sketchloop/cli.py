@@ -25,6 +25,13 @@ def _check_png_path(out: Path) -> None:
         raise SketchloopError(f"--out {out}: images are written as PNG; give a path ending in .png")
 
 
+# The region sampling switches `eval` and `generate` share (backends/unified.py SamplingConfig).
+_RELATE = "an add's regions meet the relations its own <ins> states (default: on; README)"
+_ROOM = ("with --relate-regions, an add's regions also leave room for the objects the prompt relates to it that "
+         "are still to come (default: on; README)")
+_KEEP = "paste a drawn crop back only over its region's box (the rest keeps the canvas) or whole (default: box; README)"
+
+
 @app.command()
 def render(prompt: str = typer.Argument(..., help="e.g. 'a photo of a red circle above a blue square'"),
            out: Path = typer.Option(..., "--out", help="PNG file to write"),
@@ -94,9 +101,9 @@ def eval_command(
                                                       "write when a larger one fits (default: the sampling default)"),
     free_plans: bool = typer.Option(False, "--free-plans", help="staged: the planner's noun phrases and relations "
                                                                 "are its own (off: copied from the prompt's; README)"),
-    relate_regions: Optional[bool] = typer.Option(None, "--relate-regions/--free-regions",
-                                                  help="staged: an add's regions meet the relations its own <ins> "
-                                                       "states (default: on; README)"),
+    relate_regions: Optional[bool] = typer.Option(None, "--relate-regions/--free-regions", help="staged: " + _RELATE),
+    leave_room: Optional[bool] = typer.Option(None, "--leave-room/--no-room", help="staged: " + _ROOM),
+    keep_context: Optional[bool] = typer.Option(None, "--keep-context/--paste-crop", help="staged: " + _KEEP),
     inspect_threshold: Optional[float] = typer.Option(None, help="staged: the inspector finds a conflict when its "
                                                                  "P(inconsistent) reaches this (default: sampled; "
                                                                  "scripts/inspector_threshold.py)"),
@@ -145,7 +152,8 @@ def eval_command(
         model_args = {"checkpoint": checkpoint, "flow_steps": steps, "guidance": guidance, "max_iters": max_iters,
                       "max_refines": max_refines, "separate": not allow_overlap, "device": device,
                       "min_size": min_size, "copy_phrases": not free_plans,
-                      "inspect_threshold": inspect_threshold, "relate_regions": relate_regions} \
+                      "inspect_threshold": inspect_threshold, "relate_regions": relate_regions,
+                      "leave_room": leave_room, "keep_context": keep_context} \
             if generator in ("staged", "single") else \
             {"checkpoint": checkpoint, "flow_steps": steps, "guidance": guidance, "device": device} \
             if generator == "t2i" else \
@@ -229,9 +237,9 @@ def generate(prompt: str = typer.Argument(..., help="e.g. 'a photo of a red circ
                                                                                "overlap (off: sampled apart)"),
              min_size: Optional[int] = typer.Option(None, help="smallest region size token (4-10) the planner may write "
                                                                "when a larger one fits (default: the sampling default)"),
-             relate_regions: Optional[bool] = typer.Option(None, "--relate-regions/--free-regions",
-                                                           help="an add's regions meet the relations its own <ins> "
-                                                                "states (default: on; README)"),
+             relate_regions: Optional[bool] = typer.Option(None, "--relate-regions/--free-regions", help=_RELATE),
+             leave_room: Optional[bool] = typer.Option(None, "--leave-room/--no-room", help=_ROOM),
+             keep_context: Optional[bool] = typer.Option(None, "--keep-context/--paste-crop", help=_KEEP),
              free_plans: bool = typer.Option(False, "--free-plans", help="the planner's noun phrases and relations are "
                                                                          "its own (off: copied from the prompt's)"),
              oracle: bool = typer.Option(False, "--oracle", help="play every role with ShapesWorld's teachers "
@@ -274,7 +282,8 @@ def generate(prompt: str = typer.Argument(..., help="e.g. 'a photo of a red circ
         gen = model_generator(mode, checkpoint=checkpoint, flow_steps=steps or 16,
                               guidance=1.0 if guidance is None else guidance, max_iters=max_iters,
                               max_refines=max_refines, separate=not allow_overlap, min_size=min_size,
-                              copy_phrases=not free_plans, relate_regions=relate_regions)
+                              copy_phrases=not free_plans, relate_regions=relate_regions,
+                              leave_room=leave_room, keep_context=keep_context)
         if planner or inspector or sketcher or refiner:
             from .backends.diffusers_editor import DiffusersSettings
 

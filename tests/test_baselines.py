@@ -121,6 +121,18 @@ def test_plan_and_sketch_without_inspection_draws_the_same_picture():
     assert plain.record["inspect"] is False and plain.record != full.record
 
 
+def test_the_sampling_switches_are_recorded_with_the_results():
+    """`--no-room`, `--paste-crop`, `--free-regions` reach the sampler and the results' record,
+    so two result files made with different switches never pass for one another."""
+    default = get_generator("staged")
+    assert default.record["relate_regions"] and default.record["leave_room"] and default.record["keep_context"]
+    old = get_generator("staged", leave_room=False, keep_context=False)
+    assert old.record["leave_room"] is False and old.record["keep_context"] is False
+    free = get_generator("staged", relate_regions=False)
+    assert free.record["leave_room"] is False  # no room is left without the relations it serves
+    assert len({json.dumps(g.record, sort_keys=True) for g in (default, old, free)}) == 3
+
+
 def test_best_of_n_keeps_the_candidate_its_inspector_doubts_least():
     """Candidate 0 is the base generator's own image; the chosen one is the least doubted, and
     the compute adds up over every candidate."""

@@ -15,7 +15,7 @@ from sketchloop.loop.roles import Plan, Roles
 from sketchloop.pages.trajectory import save_trajectory
 from sketchloop.loop.staged import run_single, run_staged
 from sketchloop.models.regions import (REGION_GAP, Region, changed_regions, crop, free_sizes, parse_regions,
-                                       paste, region_of)
+                                       paste, region_of, to_float)
 from sketchloop.models.sampling import TextSession, euler_sample
 from sketchloop.models.tokenizer import WordTokenizer
 from sketchloop.models.unified import UnifiedConfig, UnifiedModel
@@ -65,6 +65,50 @@ def test_crops_paste_back_exactly_and_pad_beyond_the_edges():
     assert patch.shape == (24, 24, 3)
     assert (paste(np.zeros_like(canvas), r, patch)[56:, :8] == canvas[56:, :8]).all()
     assert (patch[0, 0] == (128, 128, 128)).all()  # outside the canvas: background
+
+
+def test_keep_context_changes_nothing_outside_the_planned_regions():
+    """With `keep_context` only the region's box (and PASTE_MARGIN pixels) of a drawn crop is
+    pasted: the neighbours inside the crop stay exactly as they were; without it the whole
+    crop is repainted (a random model changes it)."""
+    from sketchloop.models.regions import PASTE_MARGIN
+
+    torch.manual_seed(0)
+    model, tok = UnifiedModel(TINY).eval(), WordTokenizer()
+    layout = Layout((PlacedObject("square", "blue", 0.34375, 0.5, 0.125),))  # within the crop of x8 y8
+    before = render(layout, 64)
+    plan = Plan("add a red circle right of the blue square", "a blue square and a red circle", "x9 y8 s6")
+    region, px = parse_regions(plan.regions)[0], np.arange(64)
+    x0, y0, x1, y1 = (np.array(region.box) * 64).round().astype(int)
+    inside = ((px[None, :] >= x0 - PASTE_MARGIN) & (px[None, :] < x1 + PASTE_MARGIN)
+              & (px[:, None] >= y0 - PASTE_MARGIN) & (px[:, None] < y1 + PASTE_MARGIN))
+    for keep in (True, False):
+        roles = UnifiedRoles(model, tok, SamplingConfig(flow_steps=2, keep_context=keep))
+        after = np.asarray(roles.sketch("a photo of a red circle right of a blue square", [plan], before, 0))
+        changed = np.any(after != np.asarray(before), axis=-1)
+        assert changed[inside].any()
+        assert (not changed[~inside].any()) == keep
+
+
+def test_a_region_is_trained_on_the_context_the_sampler_gives_it():
+    """Three stars close together in one step: the training context of each (the boxes of the
+    step's earlier regions copied from the target) equals the canvas the sampler draws it on
+    when the earlier ones came out exactly right; a whole crop of the target around an
+    earlier star would show the next star itself (a leak the sampler never offers)."""
+    from sketchloop.training.sequences import FlowItem
+
+    layout = Layout(tuple(PlacedObject("star", "red", x, 0.5, 0.1875, group=0) for x in (0.3125, 0.5, 0.6875)))
+    before, after = np.asarray(render(Layout(), 64)), np.asarray(render(layout, 64))
+    regions = [region_of(o) for o in layout.objects]
+    seen = []
+    roles = UnifiedRoles(UnifiedModel(TINY).eval(), WordTokenizer(), SamplingConfig(keep_context=True))
+    roles._flow = lambda context, region, cond, generator: (seen.append(context.copy()), crop(after, region))[1]
+    roles._draw(Image.fromarray(before), [(r, None) for r in regions], None)
+    for j, region in enumerate(regions):
+        trained, _, _ = FlowItem(0, before, after, region, tuple(regions[:j])).arrays()
+        assert np.allclose(trained, to_float(seen[j]))
+    leaked = crop(paste(before, regions[0], crop(after, regions[0])), regions[1])
+    assert not np.array_equal(leaked, seen[1])  # the old whole-crop copy showed the second star
 
 
 def test_trajectory_rows_become_plan_and_region_sequences(rows):
@@ -191,7 +235,7 @@ def test_the_planner_samples_the_regions_of_a_step_apart():
         for k in range(6):  # a random model writes many regions per step
             session = roles._session("a photo of four stars", [])
             session.feed([tok.token_id("<img>")])
-            regions = [r for r, _ in roles._regions(session, torch.Generator().manual_seed(k), "", [])]
+            regions = [r for r, _ in roles._regions(session, torch.Generator().manual_seed(k), "", "", [])]
             pairs = [(a, b) for i, a in enumerate(regions) for b in regions[i + 1:]]
             if separate:
                 assert all(_apart(a, b) for a, b in pairs)
@@ -236,15 +280,123 @@ def test_condition_depends_on_the_words():
                                   _condition(model, tok, single.replace("blue diamond", "yellow circle")), atol=1e-4)
 
 
-def test_region_relations_read_the_instruction_and_the_earlier_regions():
-    from sketchloop.models.grammar import region_relations
+def test_placement_relations_read_the_instruction_and_the_earlier_regions():
+    from sketchloop.models.grammar import Placement
 
     tok = WordTokenizer()
     earlier = [("add a blue square", "x8 y8 s8"), ("add two green stars below the blue square", "x4 y13 s6 x11 y13 s6")]
-    assert region_relations(tok, "add a red circle left of the blue square and above the green stars", earlier) == (
+
+    def relations(ins, steps=earlier):
+        return Placement(tok, "", ins, steps).relations()
+
+    assert relations("add a red circle left of the blue square and above the green stars") == (
         ("above", Region(4, 13, 6)), ("above", Region(11, 13, 6)), ("left of", Region(8, 8, 8)))
-    assert region_relations(tok, "add a red circle left of the yellow cross", earlier) == ()  # not drawn
-    assert region_relations(tok, "move the blue square left of the green stars", earlier) == ()  # not an add
+    assert relations("add a red circle left of the yellow cross") == ()  # not drawn
+    assert relations("add a red circle left of the blue square",
+                     earlier + [("remove the blue square", "x8 y8 s8")]) == ()  # drawn, then removed
+    assert relations("move the blue square left of the green stars") == ()  # not an add
+    assert Placement(tok, "", "add two green stars below the blue square", []).count == 2
+    assert Placement(tok, "", "move the blue square left of the green stars", []).count is None
+
+
+def test_a_one_shot_plan_places_each_object_against_those_written_before_it():
+    from sketchloop.models.grammar import Placement
+
+    tok = WordTokenizer()
+    scene = "a red circle left of a blue square, two green stars below the blue square and the red circle above the green stars"
+    placement = Placement(tok, "a photo of " + scene, "add " + scene, [])
+    assert placement.count == 4  # one region per object, in text order
+    circle, square, stars = Region(3, 4, 7), Region(12, 4, 7), [Region(4, 13, 6), Region(11, 13, 6)]
+    assert placement.relations([]) == ()
+    assert placement.relations([circle]) == (("right of", circle),)  # the square: right of the circle
+    assert placement.relations([circle, square]) == (("below", circle), ("below", square))
+    assert placement.relations([circle, square, stars[0]]) == (("below", circle), ("below", square))
+    # the circle leaves room for the square right of it and the stars below it (and below the square)
+    assert placement.room([]) == ((("below",), ()), (("right of",), ()))
+    assert placement.room([circle]) == ((("below",), (("below", circle),)),)
+    assert placement.room([circle, square]) == ()
+
+
+def test_an_instruction_introduces_each_object_once():
+    """A one-shot planner wrote "add a diamond and a diamond and a diamond" for "a photo of a
+    diamond" (three regions for one object): an `<ins>` may not name an object again with "a"."""
+    from sketchloop.models.grammar import PhraseGrammar
+
+    tok = WordTokenizer()
+    words = [i for i, w in enumerate(tok.vocab) if not w.startswith("<") and not w[1:].isdigit()]
+    grammar = PhraseGrammar(tok, "a photo of a diamond", description=False)
+    assert tok.token_id("diamond") in grammar.allowed(tok.encode("add a"), words)
+    assert tok.token_id("a") not in grammar.allowed(tok.encode("add a diamond and"), words)
+    scene = PhraseGrammar(tok, "a photo of a red circle left of a blue square and a red star", description=False)
+    assert tok.token_id("blue") in scene.allowed(tok.encode("add a red circle left of a"), words)
+    after = scene.allowed(tok.encode("add a red circle left of a blue square and a red"), words)
+    assert tok.token_id("star") in after and tok.token_id("circle") not in after
+
+
+def test_placement_room_reads_the_prompt_for_the_objects_still_to_come():
+    from sketchloop.models.grammar import Placement
+
+    tok = WordTokenizer()
+    prompt = ("a photo of a blue cross left of a yellow triangle, a red circle above the yellow triangle "
+              "and a black star right of the yellow triangle")
+
+    def room(prompt, ins, earlier=()):
+        return Placement(tok, prompt, ins, list(earlier)).room()
+
+    # the anchor first: the three others go left of, above and right of it
+    assert room(prompt, "add a yellow triangle") == ((("above",), ()), (("left of",), ()), (("right of",), ()))
+    # the cross added first: the triangle goes right of it; the circle and star relate to the triangle only
+    assert room(prompt, "add a blue cross") == ((("right of",), ()),)
+    # the star comes after the triangle and the circle: nothing the prompt relates to it is left to draw
+    earlier = [("add a yellow triangle", "x8 y8 s7"), ("add a red circle above the yellow triangle", "x8 y3 s6")]
+    assert room(prompt, "add a black star right of the yellow triangle", earlier) == ()
+    assert room(prompt, "add a blue cross", earlier) == ()
+    # a later object's relations to what is drawn come with it
+    chain = "a photo of a red circle left of a blue square and a green star below the red circle"
+    assert room(chain, "add a red circle", [("add a blue square", "x12 y4 s7")]) == ((("below",), ()),)
+    assert room(chain, "add a blue square", [("add a red circle", "x3 y4 s7")]) == ()
+    assert room(chain, "add a green star", [("add a blue square", "x12 y4 s7")]) == \
+        ((("above",), (("left of", Region(12, 4, 7)),)),)
+    # a removed object is to come again; a non-add leaves room for nothing
+    assert room(chain, "add a green star", [("add a blue square", "x12 y4 s7"),
+                                            ("remove the blue square", "x12 y4 s7")]) == ((("above",), ()),)
+    assert room(chain, "move the red circle left of the blue square") == ()
+
+
+def test_an_anchor_leaves_room_for_the_objects_still_to_come():
+    import numpy as np
+
+    from sketchloop.models.grammar import RegionGrammar
+    from sketchloop.world.layout import relation_mask
+
+    tok = WordTokenizer()
+    grammar = RegionGrammar(tok, min_size=6)
+
+    def regions(room, relations=()):
+        return [Region(*(int(w[1:]) for w in tok.decode([x, y, s]).split()))
+                for x in grammar.allowed([], room=room, relations=relations) if x != grammar.end
+                for y in grammar.allowed([x], room=room, relations=relations)
+                for s in grammar.allowed([x, y], room=room, relations=relations)]
+
+    every = regions(())
+    room = ((("above",), ()), (("left of",), ()), (("right of",), ()))
+    roomy = regions(room)
+    assert 0 < len(roomy) < len(every) / 2 and set(roomy) <= set(every)
+    lattice = [Region(x, y, s) for x in range(16) for y in range(16) for s in range(6, 11)]
+    boxes = np.array([r.box for r in lattice])
+    centres, sides = np.array([r.center for r in lattice]), np.array([r.size for r in lattice])
+    for anchor in roomy:  # every later object has a spot, clear of the anchor, where its relation holds
+        clear = np.any(np.abs(centres - anchor.center) >= (sides[:, None] + anchor.size) / 2 - 1e-9, axis=1)
+        for (relation,), _ in room:
+            assert (relation_mask(boxes, relation, anchor.box) & clear).any(), (anchor, relation)
+    assert min(r.gx for r in roomy) > min(r.gx for r in every) and max(r.gx for r in roomy) < max(r.gx for r in every)
+    assert min(r.gy for r in roomy) > min(r.gy for r in every)
+    # a later object that has no spot whatever the anchor (right of the right edge) asks for nothing
+    assert regions(((("left of",), (("right of", Region(15, 8, 10)),)),)) == every
+    # where the anchor's own relations leave no room (it goes left of a region at the left edge), the
+    # look-ahead is dropped and the relations kept
+    relations = (("left of", Region(3, 8, 6)),)
+    assert regions(((("left of",), ()),), relations) == regions((), relations) != every
 
 
 def test_related_regions_meet_the_relations_while_some_region_fits():
@@ -285,6 +437,7 @@ def test_the_planner_places_an_add_where_its_instruction_says():
             session.feed(tok.encode("<ins> add a red circle left of the blue square </ins> "
                                     "<des> a red circle left of a blue square </des> <img>"))
             regions = [r for r, _ in roles._regions(session, torch.Generator().manual_seed(k),
+                                                    "a photo of a red circle left of a blue square",
                                                     "add a red circle left of the blue square", history)]
             left += [bool(relation_mask([r.box], "left of", Region(8, 8, 8).box)[0]) for r in regions]
         assert all(left) if relate else not all(left)  # a random model places it anywhere
@@ -394,15 +547,17 @@ def test_an_add_keeps_clear_of_what_earlier_steps_drew():
 def test_an_add_of_n_objects_writes_n_regions():
     """"add three stars" writes three regions (the held-out counting prompts were drawn with
     two), read from the model's own instruction; other edits are not constrained."""
-    from sketchloop.backends.unified import _add_count
-    from sketchloop.models.grammar import RegionGrammar
+    from sketchloop.models.grammar import Placement, RegionGrammar
 
     tok = WordTokenizer()
     g = RegionGrammar(tok, True)
     assert g.end not in g.allowed([], count=2) and g.end not in g.allowed(tok.encode("x2 y2 s6"), count=2)
     assert g.allowed(tok.encode("x2 y2 s6 x12 y12 s6"), count=2) == [g.end]
-    assert [_add_count(i) for i in ("add three stars left of a circle", "add a red circle", "remove the star",
-                                    "change the two stars to red")] == [3, 1, None, None]
+    circle = [("add a circle", "x8 y8 s8")]
+    assert [Placement(tok, "", i, circle).count for i in ("add three stars left of a circle", "add a red circle",
+                                                          "remove the star", "change the two stars to red")] == \
+        [3, 1, None, None]
+    assert Placement(tok, "", "add three stars left of a circle", []).count == 4  # a one-shot plan: both new
     torch.manual_seed(0)
     roles = UnifiedRoles(UnifiedModel(TINY).eval(), tok, SamplingConfig(temperature=1.5))
     for k in range(5):

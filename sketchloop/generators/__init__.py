@@ -147,14 +147,17 @@ def model_generator(mode: str, size: int = DEFAULT_SIZE, checkpoint=None, flow_s
                     max_refines: int = DEFAULT_MAX_REFINES, separate: bool = True,
                     device: str | None = None, min_size: int | None = None,
                     copy_phrases: bool = True, inspect_threshold: float | None = None,
-                    inspect: bool = True, relate_regions: bool | None = None) -> LoopGenerator:
+                    inspect: bool = True, relate_regions: bool | None = None,
+                    leave_room: bool | None = None, keep_context: bool | None = None) -> LoopGenerator:
     """The unified model (the shipped checkpoint unless `checkpoint`) in `mode` staged or single;
     `separate`: the planner's regions of one step are sampled apart; `min_size`: the smallest
     region size it writes (models/grammar.py; None: SamplingConfig's default); `copy_phrases`:
     the plans' noun phrases name the prompt's objects (models/grammar.py PhraseGrammar);
     `inspect_threshold`: the inspector's verdict by a threshold on its doubt (SamplingConfig);
     `inspect=False`: plan and sketch only, no inspection (staged); `relate_regions`: an `add`'s
-    regions meet the relations its `<ins>` states (SamplingConfig; None: its default)."""
+    regions meet the relations its `<ins>` states; `leave_room`: and leave room for the objects
+    the prompt relates to it that are still to come; `keep_context`: a drawn crop is pasted back
+    only over its region's box (SamplingConfig; None: its defaults)."""
     from ..backends.unified import SHIPPED_CHECKPOINT, SamplingConfig
     from ..backends.wiring import model_roles
     from ..models.unified import checkpoint_sha256
@@ -162,7 +165,9 @@ def model_generator(mode: str, size: int = DEFAULT_SIZE, checkpoint=None, flow_s
     config = SamplingConfig(flow_steps=flow_steps, guidance=guidance, temperature=temperature, separate=separate,
                             copy_phrases=copy_phrases, inspect_threshold=inspect_threshold,
                             **({} if min_size is None else {"min_size": min_size}),
-                            **({} if relate_regions is None else {"relate_regions": relate_regions}))
+                            **({} if relate_regions is None else {"relate_regions": relate_regions}),
+                            **({} if leave_room is None else {"leave_room": leave_room}),
+                            **({} if keep_context is None else {"keep_context": keep_context}))
     roles = model_roles(checkpoint, config, device)
     model = {"checkpoint": str(checkpoint or "shipped"),
              "checkpoint_sha256": checkpoint_sha256(checkpoint or SHIPPED_CHECKPOINT),
@@ -170,7 +175,9 @@ def model_generator(mode: str, size: int = DEFAULT_SIZE, checkpoint=None, flow_s
     if mode == "staged":
         model.update({"temperature": temperature, "regions_apart": separate, "min_size": config.min_size,
                       "copy_phrases": copy_phrases, "inspect_threshold": inspect_threshold,
-                      "max_words": config.max_words, "relate_regions": config.relate_regions})
+                      "max_words": config.max_words, "relate_regions": config.relate_regions,
+                      "leave_room": config.relate_regions and config.leave_room,
+                      "keep_context": config.keep_context})
     return LoopGenerator(mode, lambda: roles, mode, size, max_iters, max_refines=max_refines, roles_record=model,
                          inspect=inspect)
 

@@ -53,27 +53,32 @@ class RegionGrammar:
         return 3 * self.max_regions + 1
 
     def allowed(self, out: list[int], occupied: tuple[Region, ...] = (), min_size: int | None = None,
-                count: int | None = None, relations: tuple[tuple[str, Region], ...] = ()) -> list[int]:
+                count: int | None = None, relations: tuple[tuple[str, Region], ...] = (),
+                room: "Room" = ()) -> list[int]:
         """`count`: the step paints exactly that many regions (while they fit). A step paints at
         least one (every image step of the training data changes some region; an empty one
         would leave the sketcher to place the step's objects where the plan does not say)."""
-        found = self._allowed(out, occupied, min_size, count, relations)
+        found = self._allowed(out, occupied, min_size, count, relations, room)
         if out:
             return found
         return [i for i in found if i != self.end] or found
 
     def _allowed(self, out: list[int], occupied: tuple[Region, ...] = (), min_size: int | None = None,
-                 count: int | None = None, relations: tuple[tuple[str, Region], ...] = ()) -> list[int]:
+                 count: int | None = None, relations: tuple[tuple[str, Region], ...] = (),
+                 room: "Room" = ()) -> list[int]:
         k = len(out) % 3
         if count is not None and k == 0:
             if len(out) >= 3 * count:
                 return [self.end]
-            starts = [i for i in self._allowed(out, occupied, min_size, None, relations) if i != self.end]
+            starts = [i for i in self._allowed(out, occupied, min_size, None, relations, room) if i != self.end]
             return starts or [self.end]
         min_size = self.min_size if min_size is None else min_size
         if k == 0 and len(out) >= 3 * self.max_regions:
             return [self.end]
         related = _related(relations) if relations else None
+        if room:
+            roomy = _roomy(room, occupied, min_size)
+            related = roomy if related is None else related & roomy
         if not self.separate and related is None:
             return self.x + [self.end] if k == 0 else [self.y, self.s][k - 1]
         placed = parse_regions(self.tok.decode(out[: len(out) - k])) if self.separate else []
@@ -86,8 +91,10 @@ class RegionGrammar:
 
         if (occupied or min_size > SIZE_TOKENS[0] or related is not None) and \
                 not any(free(gx, gy) for gx in range(GRID) for gy in range(GRID)):
-            # no room: first drop the relations, then allow the smallest sizes, then only keep the
-            # step's own regions apart
+            # no room: first drop the room left for later objects, then the relations, then allow
+            # the smallest sizes, then only keep the step's own regions apart
+            if room:
+                return self._allowed(out, occupied, min_size, None, relations)
             if related is not None:
                 return self._allowed(out, occupied, min_size)
             return self._allowed(out, occupied, SIZE_TOKENS[0]) if min_size > SIZE_TOKENS[0] else \
@@ -109,6 +116,57 @@ def _related(relations: tuple[tuple[str, Region], ...]) -> np.ndarray:
     ok = np.ones(len(grid), bool)
     for relation, target in relations:
         ok &= relation_mask(boxes, relation, target.box)
+    return ok.reshape(GRID, GRID, len(SIZE_TOKENS))
+
+
+# One object still to come, as the look-ahead sees it: its relations to the object being added
+# ("right of": it goes right of it) and its (relation, region) pairs to objects already drawn.
+Later = tuple[tuple[str, ...], tuple[tuple[str, Region], ...]]
+Room = tuple[Later, ...]
+
+
+@lru_cache(maxsize=1)
+def _lattice() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Every lattice region's box, size token, and which pairs of them do not overlap ([i, j])."""
+    grid = [Region(gx, gy, s) for gx in range(GRID) for gy in range(GRID) for s in SIZE_TOKENS]
+    boxes = np.array([r.box for r in grid])
+    sizes = np.array([r.s for r in grid])
+    centre, half = (boxes[:, :2] + boxes[:, 2:]) / 2, (boxes[:, 2:] - boxes[:, :2]) / 2
+    apart = np.any(np.abs(centre[:, None] - centre[None]) >= half[:, None] + half[None] - 1e-9, axis=-1)
+    return boxes, sizes, apart
+
+
+@lru_cache(maxsize=4)
+def _pairs(relation: str) -> np.ndarray:
+    """[i, j]: whether lattice region j stands in `relation` to lattice region i."""
+    boxes = _lattice()[0]
+    return relation_mask(boxes[:, None, :], relation, boxes).T
+
+
+def _index(region: Region) -> int:
+    return (region.gx * GRID + region.gy) * len(SIZE_TOKENS) + SIZE_TOKENS.index(region.s)
+
+
+@lru_cache(maxsize=64)
+def _roomy(room: Room, occupied: tuple[Region, ...], min_size: int) -> np.ndarray:
+    """[gx, gy, size index]: whether a region there leaves every later object of `room` a spot
+    (at least `min_size`, clear of `occupied` and of the region) where its relations hold. A later
+    object with no spot whatever the region (its other relations fail) asks for nothing."""
+    boxes, sizes, apart = _lattice()
+    clear = sizes >= min_size
+    for region in occupied:
+        clear &= apart[_index(region)]
+    ok = np.ones(len(boxes), bool)
+    for to_new, to_drawn in room:
+        spots = clear.copy()
+        for relation, region in to_drawn:
+            spots &= relation_mask(boxes, relation, region.box)
+        fit = apart & spots[None]
+        for relation in to_new:
+            fit &= _pairs(relation)
+        fits = fit.any(axis=1)
+        if fits.any():
+            ok &= fits
     return ok.reshape(GRID, GRID, len(SIZE_TOKENS))
 
 
@@ -189,9 +247,11 @@ class PhraseGrammar:
             found = [o for o in found if (reading.subject, relation, o[1:]) in self.triples - reading.said]
         elif self.description and det == "the":  # a clause's subject, mentioned again for a relation
             found = [o for o in found if any(s == o[1:] for s, _, _ in self.triples - reading.said)]
+        introduced = {(COUNT_WORDS.get(d, 1), *key) for d, key, _ in reading.phrases if d != "the"}
         if self.description:  # introduced once, then "the"
-            introduced = {(COUNT_WORDS.get(d, 1), *key) for d, key, _ in reading.phrases if d != "the"}
             found = [o for o in found if (o in introduced) == (det == "the")]
+        elif det != "the":  # an `<ins>` introduces an object once too (a one-shot plan names many)
+            found = [o for o in found if o not in introduced]
         if det in ("a", "an"):  # "an orange star", "a red star"
             found = [o for o in found if ((o[1] or o[2])[0] in "aeiou") == (det == "an")]
         return found
@@ -261,20 +321,65 @@ def _objects(words: list[str]) -> list[_Phrase]:
     return found
 
 
-def region_relations(tokenizer: WordTokenizer, ins: str,
-                     earlier: list[tuple[str, str]]) -> tuple[tuple[str, Region], ...]:
-    """The (relation, region) pairs that place the objects of an `add`: for each relation its `<ins>`
-    states ("add a red circle left of the blue square"), every region of the latest earlier `add`
-    step (`earlier`: each step's `<ins>` and regions text) that drew the related object."""
-    words = tokenizer.words(ins)
-    reading = _Reading(words)
-    if not words or words[0] != "add" or not reading.phrases:
-        return ()
-    drawn: dict[_Key, list[Region]] = {}
-    for text, regions in earlier:
-        step = _Reading(tokenizer.words(text))
-        if text.startswith("add ") and step.phrases:
-            drawn[step.phrases[0][1]] = parse_regions(regions)
-    subject = reading.phrases[0][1]
-    return tuple(sorted((relation, region) for s, relation, o in reading.said if s == subject
-                        for region in drawn.get(o, ())))
+class Placement:
+    """Where the regions of an `add` may go, read from the model's own `<ins>` (and, for the room
+    it leaves, the prompt's words as PhraseGrammar reads them; no parse, no judge).
+
+    The `add`'s new objects are its first noun phrase and those after it that are neither "the"
+    mentions nor drawn already, in text order ("add a red circle left of the blue square": one;
+    a one-shot plan, "add a red circle left of a blue square and a green star below the red
+    circle": three); its regions follow them
+    (`count` in all). `earlier`: each earlier step's `<ins>` and regions text.
+    `relations(written)`: for the object whose region comes after the step's `written` regions,
+    the (relation, region) pairs its `<ins>` states against every region of an object drawn
+    (by an earlier `add`, or earlier in this step). `room(written)`: the objects the prompt
+    relates to it that are not drawn yet, each with its relations to it and to the drawn
+    regions: its region leaves them a spot (an anchor drawn against the edge its later
+    neighbours need would leave them no room)."""
+
+    def __init__(self, tokenizer: WordTokenizer, prompt: str, ins: str, earlier: list[tuple[str, str]]):
+        self.drawn: dict[_Key, list[Region]] = {}
+        for text, regions in earlier:
+            step = _Reading(tokenizer.words(text))
+            if not step.phrases:
+                continue
+            if text.startswith("add "):
+                self.drawn[step.phrases[0][1]] = parse_regions(regions)
+            elif text.startswith("remove "):
+                self.drawn.pop(step.phrases[0][1], None)
+        words = tokenizer.words(ins)
+        reading = _Reading(words)
+        adding = bool(words) and words[0] == "add"
+        self.objects = [(key, COUNT_WORDS.get(det, 1)) for k, (det, key, _) in enumerate(reading.phrases)
+                        if k == 0 or (det != "the" and key not in self.drawn)] if adding else []
+        self.count = sum(n for _, n in self.objects) if self.objects else None
+        self.stated = _both_ways(reading.said)
+        self.prompted = _both_ways(_Reading(tokenizer.words(prompt)).said) if prompt else set()
+
+    def _now(self, written: list[Region]) -> tuple[_Key | None, dict[_Key, list[Region]]]:
+        """The object the next region draws, and every object's regions drawn by then."""
+        drawn, k = dict(self.drawn), 0
+        for key, n in self.objects:
+            if len(written) < k + n:
+                return key, drawn
+            drawn[key] = list(written[k:k + n])
+            k += n
+        return None, drawn
+
+    def relations(self, written: list[Region] = ()) -> tuple[tuple[str, Region], ...]:
+        key, drawn = self._now(list(written))
+        return tuple(sorted((r, region) for s, r, o in self.stated if s == key and o != key and o in drawn
+                            for region in drawn[o]))
+
+    def room(self, written: list[Region] = ()) -> "Room":
+        key, drawn = self._now(list(written))
+        later = {s for s, _, o in self.prompted if o == key and s != key and s not in drawn}
+        return tuple(sorted((tuple(sorted(r for s, r, o in self.prompted if s == other and o == key)),
+                             tuple(sorted((r, region) for s, r, o in self.prompted if s == other and o in drawn
+                                          for region in drawn[o])))
+                            for other in later))
+
+
+def _both_ways(said: set[tuple[_Key, str, _Key]]) -> set[tuple[_Key, str, _Key]]:
+    """(subject, relation, object) triples with each relation also said the other way round."""
+    return said | {(o, INVERSE_RELATION[r], s) for s, r, o in said}

@@ -49,6 +49,7 @@ class Region:
         return cx - h, cy - h, cx + h, cy + h
 
 
+PASTE_MARGIN = 1  # pixels around a region's box pasted with it (a shape's anti-aliased rim)
 REGION_GAP = 0.03  # the least gap between two regions of one step when sampling keeps them apart
 
 
@@ -116,12 +117,18 @@ def crop(canvas: np.ndarray, region: Region) -> np.ndarray:
     return out
 
 
-def paste(canvas: np.ndarray, region: Region, patch: np.ndarray) -> np.ndarray:
-    """A copy of `canvas` with `patch` (a crop from `crop`'s geometry) written over the region."""
+def paste(canvas: np.ndarray, region: Region, patch: np.ndarray, margin: int | None = None) -> np.ndarray:
+    """A copy of `canvas` with `patch` (a crop from `crop`'s geometry) written over the region:
+    the whole crop, or with `margin` only the region's own box widened by `margin` pixels (the
+    rest of the crop keeps the canvas, as an inpainting mask keeps what it does not edit)."""
     out = canvas.copy()
     n = canvas.shape[0]
     left, top, side = crop_box(region, n)
     x0, y0, x1, y1 = max(left, 0), max(top, 0), min(left + side, n), min(top + side, n)
+    if margin is not None:
+        bx0, by0, bx1, by1 = region.box
+        x0, y0 = max(x0, int(np.floor(bx0 * n)) - margin), max(y0, int(np.floor(by0 * n)) - margin)
+        x1, y1 = min(x1, int(np.ceil(bx1 * n)) + margin), min(y1, int(np.ceil(by1 * n)) + margin)
     out[y0:y1, x0:x1] = patch[y0 - top:y1 - top, x0 - left:x1 - left]
     return out
 

@@ -32,7 +32,8 @@ from tqdm import tqdm
 
 from ..data.schema import read_dataset
 from ..errors import SketchloopError
-from ..models.regions import Region, changed_regions, coord_planes, crop, parse_regions, paste, to_float
+from ..models.regions import (PASTE_MARGIN, Region, changed_regions, coord_planes, crop, parse_regions, paste,
+                              to_float)
 from ..models.tokenizer import WordTokenizer
 from ..trajectory import CANVAS, END, EOS, INSPECT, prompt_text, single_text, tagged
 from ..world.layout import Layout
@@ -41,8 +42,10 @@ from ..world.vocab import BACKGROUND
 
 @dataclass
 class FlowItem:
-    """One crop to draw: conditioned on the hidden state at `pos`, drawn on `before` with
-    `earlier` regions already copied from `after` (None region: the whole canvas)."""
+    """One crop to draw: conditioned on the hidden state at `pos`, drawn on `before` with the
+    boxes of `earlier` regions already copied from `after` (None region: the whole canvas).
+    Only their boxes: a whole crop of `after` around an earlier region would show this
+    region's own object when it lies near, a leak the sampler never offers."""
 
     pos: int
     before: np.ndarray
@@ -56,8 +59,8 @@ class FlowItem:
             n = self.after.shape[0]
             return to_float(self.before), to_float(self.after), coord_planes(None, n, n)
         canvas = self.before
-        for r in self.earlier:
-            canvas = paste(canvas, r, crop(self.after, r))
+        for r in self.earlier:  # as the sampler pastes them (SamplingConfig.keep_context): their boxes only
+            canvas = paste(canvas, r, crop(self.after, r), PASTE_MARGIN)
         context, target = crop(canvas, self.region), crop(self.after, self.region)
         return to_float(context), to_float(target), coord_planes(self.region, context.shape[0], canvas.shape[0])
 

@@ -104,15 +104,16 @@ class Layout:
 def _directions(boxes_a, box_b, threshold: float) -> tuple[np.ndarray, np.ndarray]:
     """GenEval's revised direction (dx, dy) of each box A (rows x0, y0, x1, y1) from box B; zero
     where A's centre is within the threshold of B's on both axes."""
-    a = np.asarray(boxes_a, dtype=float).reshape(-1, 4)
+    a = np.asarray(boxes_a, dtype=float)
+    a = a.reshape(-1, 4) if a.ndim < 2 else a  # boxes A and B broadcast against each other
     b = np.asarray(box_b, dtype=float)
-    offset = (a[:, :2] + a[:, 2:]) / 2 - (b[:2] + b[2:]) / 2
-    dims = (a[:, 2:] - a[:, :2]) + (b[2:] - b[:2])
+    offset = (a[..., :2] + a[..., 2:]) / 2 - (b[..., :2] + b[..., 2:]) / 2
+    dims = (a[..., 2:] - a[..., :2]) + (b[..., 2:] - b[..., :2])
     revised = np.maximum(np.abs(offset) - threshold * dims, 0) * np.sign(offset)
-    some = ~np.all(np.abs(revised) < 1e-3, axis=1)
-    norm = np.where(some, np.linalg.norm(offset, axis=1), 1.0)
-    d = np.where(some[:, None], revised / norm[:, None], 0.0)
-    return d[:, 0], d[:, 1]
+    some = ~np.all(np.abs(revised) < 1e-3, axis=-1)
+    norm = np.where(some, np.linalg.norm(offset, axis=-1), 1.0)
+    d = np.where(some[..., None], revised / norm[..., None], 0.0)
+    return d[..., 0], d[..., 1]
 
 
 def _relations(boxes_a, box_b, threshold: float, cutoff: float) -> dict[str, np.ndarray]:
@@ -124,7 +125,8 @@ def _relations(boxes_a, box_b, threshold: float, cutoff: float) -> dict[str, np.
 def relation_mask(boxes_a, relation: str, box_b, threshold: float = POSITION_THRESHOLD,
                   cutoff: float = RELATION_MARGIN) -> np.ndarray:
     """Whether `A relation B` holds for each box A (rows x0, y0, x1, y1), by GenEval's rule with the
-    layout's margin (`relation_holds` for many boxes at once)."""
+    layout's margin (`relation_holds` for many boxes at once); boxes of shape (n, 1, 4) against
+    `box_b` of shape (m, 4) give every pair, (n, m)."""
     return _relations(boxes_a, box_b, threshold, cutoff)[relation]
 
 
