@@ -295,6 +295,7 @@ def test_placement_relations_read_the_instruction_and_the_earlier_regions():
     assert relations("add a red circle left of the blue square",
                      earlier + [("remove the blue square", "x8 y8 s8")]) == ()  # drawn, then removed
     assert relations("move the blue square left of the green stars") == ()  # not an add
+    assert relations("add a red circle of the blue square") == ()  # a free plan's broken relation
     assert Placement(tok, "", "add two green stars below the blue square", []).count == 2
     assert Placement(tok, "", "move the blue square left of the green stars", []).count is None
 

@@ -89,6 +89,8 @@ def resolve_device(device: str | None) -> torch.device:
 
 
 STEP_RESERVE = 100  # tokens one more plan (with its regions) and its inspection take, besides the canvas
+
+
 def _generator(seed: int) -> torch.Generator:
     return torch.Generator().manual_seed(seed)
 

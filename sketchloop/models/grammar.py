@@ -14,7 +14,10 @@ free (then small sizes come back first, then the earlier regions may be overlapp
 `relations` ((relation, region) pairs: "left of" the region where the model drew the object
 its `<ins>` relates the new one to) keep every new region where the relation holds by the
 world's geometry (world/layout.py `relation_mask`, the rule the training layouts follow),
-while some region fits.
+while some region fits. `room` (objects still to come, each with its relations to the new
+one and to drawn regions) keeps every new region where each of them would still find a
+spot, while some region does (dropped before the relations). `Placement` reads both from
+the model's own `<ins>`, its earlier steps and the prompt's words.
 
 PhraseGrammar: while the planner writes `<ins>` and `<des>`: its noun phrases and relations
 are copied from the prompt's words (the model still chooses which and in what order).
@@ -24,6 +27,7 @@ trajectories with it, 0.37 without (README, "The unified model").
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from functools import lru_cache
 
 import numpy as np
@@ -54,7 +58,7 @@ class RegionGrammar:
 
     def allowed(self, out: list[int], occupied: tuple[Region, ...] = (), min_size: int | None = None,
                 count: int | None = None, relations: tuple[tuple[str, Region], ...] = (),
-                room: "Room" = ()) -> list[int]:
+                room: Room = ()) -> list[int]:
         """`count`: the step paints exactly that many regions (while they fit). A step paints at
         least one (every image step of the training data changes some region; an empty one
         would leave the sketcher to place the step's objects where the plan does not say)."""
@@ -65,7 +69,7 @@ class RegionGrammar:
 
     def _allowed(self, out: list[int], occupied: tuple[Region, ...] = (), min_size: int | None = None,
                  count: int | None = None, relations: tuple[tuple[str, Region], ...] = (),
-                 room: "Room" = ()) -> list[int]:
+                 room: Room = ()) -> list[int]:
         k = len(out) % 3
         if count is not None and k == 0:
             if len(out) >= 3 * count:
@@ -356,7 +360,7 @@ class Placement:
         self.stated = _both_ways(reading.said)
         self.prompted = _both_ways(_Reading(tokenizer.words(prompt)).said) if prompt else set()
 
-    def _now(self, written: list[Region]) -> tuple[_Key | None, dict[_Key, list[Region]]]:
+    def _now(self, written: Sequence[Region]) -> tuple[_Key | None, dict[_Key, list[Region]]]:
         """The object the next region draws, and every object's regions drawn by then."""
         drawn, k = dict(self.drawn), 0
         for key, n in self.objects:
@@ -366,13 +370,13 @@ class Placement:
             k += n
         return None, drawn
 
-    def relations(self, written: list[Region] = ()) -> tuple[tuple[str, Region], ...]:
-        key, drawn = self._now(list(written))
+    def relations(self, written: Sequence[Region] = ()) -> tuple[tuple[str, Region], ...]:
+        key, drawn = self._now(written)
         return tuple(sorted((r, region) for s, r, o in self.stated if s == key and o != key and o in drawn
                             for region in drawn[o]))
 
-    def room(self, written: list[Region] = ()) -> "Room":
-        key, drawn = self._now(list(written))
+    def room(self, written: Sequence[Region] = ()) -> Room:
+        key, drawn = self._now(written)
         later = {s for s, _, o in self.prompted if o == key and s != key and s not in drawn}
         return tuple(sorted((tuple(sorted(r for s, r, o in self.prompted if s == other and o == key)),
                              tuple(sorted((r, region) for s, r, o in self.prompted if s == other and o in drawn
@@ -381,5 +385,7 @@ class Placement:
 
 
 def _both_ways(said: set[tuple[_Key, str, _Key]]) -> set[tuple[_Key, str, _Key]]:
-    """(subject, relation, object) triples with each relation also said the other way round."""
-    return said | {(o, INVERSE_RELATION[r], s) for s, r, o in said}
+    """(subject, relation, object) triples with each relation also said the other way round;
+    words that are no relation (a free plan's "a red circle of the square") are left out."""
+    known = {(s, r, o) for s, r, o in said if r in INVERSE_RELATION}
+    return known | {(o, INVERSE_RELATION[r], s) for s, r, o in known}
