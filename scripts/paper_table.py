@@ -46,6 +46,11 @@ class Row:
     per_stage_file: str = ""  # its per-stage metrics, measured before (relative to ROOT)
 
 
+def measured(suffix: str, *benches: str) -> dict[str, str]:
+    """A row's result files measured before: docs/results-BENCHMARK-SUFFIX.json (all benchmarks unless named)."""
+    return {b: f"docs/results-{b}-{suffix}.json" for b in benches or BENCHMARKS}
+
+
 ROWS = [
     Row("t2i", "text-to-image (cross-attention)", "baseline",
         "same parameter count (1.37M), the same 32K training scenes (their final images and prompts), 7,800 "
@@ -69,8 +74,7 @@ ROWS = [
         "the shipped checkpoint drawing the whole canvas in one flow from the prompt (trained on 2 whole canvases "
         "a step only: not an equal-budget baseline, kept for continuity)",
         ["--generator", "single"],
-        files={"shapes-geneval": "docs/results-shapes-geneval-single.json",
-               "shapes-complex": "docs/results-shapes-complex-single.json"}),
+        files=measured("single", "shapes-geneval", "shapes-complex")),
     Row("plan-sketch", "plan + sketch, no inspection (= planner only)", "process",
         "the shipped checkpoint; the inspect step skipped. Its planner never reads the canvas, so this is "
         "also the paper's planner-only baseline: a prompt rewritten into steps, drawn without feedback",
@@ -78,41 +82,33 @@ ROWS = [
     Row("loop", "full loop (default: inspect, no corrections)", "process",
         "the shipped checkpoint and loop as `sketchloop generate` runs it",
         ["--generator", "staged"],
-        files={"shapes-geneval": "docs/results-shapes-geneval-r0.json",
-               "shapes-complex": "docs/results-shapes-complex-r0.json",
-               "shapes-generalise": "docs/results-shapes-generalise-r0.json"},
+        files=measured("r0"),
         paper="staged fine-tune: 0.83 at 131 flow steps; both kinds of inspect supervision: count 0.75 / "
               "position 0.72 / colour attr 0.69", per_stage_file="docs/results-process.json"),
     Row("loop-no-room", "full loop, session 22's sampling (`--no-room --paste-crop`)", "process",
         "the shipped checkpoint and loop without the room an `add` leaves for the objects still to come and "
         "with whole crops pasted back (the default of session 22, measured then)",
         ["--generator", "staged", "--no-room", "--paste-crop"],
-        files={"shapes-geneval": "docs/results-shapes-geneval-no-room.json",
-               "shapes-complex": "docs/results-shapes-complex-no-room.json",
-               "shapes-generalise": "docs/results-shapes-generalise-no-room.json"},
+        files=measured("no-room"),
         per_stage_file="docs/results-process-no-room.json"),
     Row("loop-r2", "full loop, up to 2 corrections per step", "process",
         "the shipped checkpoint; `--max-refines 2` (a re-plan or a redraw when the inspector finds a conflict; "
         "measured before the look-ahead and the region-box paste: `--no-room --paste-crop`)",
         ["--generator", "staged", "--max-refines", "2", "--no-room", "--paste-crop"],
-        files={"shapes-geneval": "docs/results-shapes-geneval-r2.json",
-               "shapes-complex": "docs/results-shapes-complex-r2.json"}, per_stage=True),
+        files=measured("r2", "shapes-geneval", "shapes-complex"), per_stage=True),
     Row("loop-free", "stage-3 checkpoint, full loop, regions free", "process",
         "the checkpoint shipped before session 22 (the recipe's third stage: before the image condition "
         "read the added object's words only) and the loop before region relations (`--free-regions`; "
         "whole crops pasted, `--paste-crop`)",
         ["--generator", "staged", "--checkpoint", "{runs}/recipe/s3", "--free-regions", "--paste-crop"],
-        files={"shapes-geneval": "docs/results-shapes-geneval-free-regions.json",
-               "shapes-complex": "docs/results-shapes-complex-free-regions.json",
-               "shapes-generalise": "docs/results-shapes-generalise-free-regions.json"},
+        files=measured("free-regions"),
         per_stage_file="docs/results-process-free-regions.json"),
     Row("loop-r2-free", "stage-3 checkpoint, 2 corrections, regions free", "process",
         "the stage-3 checkpoint above with `--max-refines 2`: the recipe's inspect supervision (both kinds, "
         "self-sampled) as the ablations below run it, each of them a stage-3 checkpoint of its own",
         ["--generator", "staged", "--checkpoint", "{runs}/recipe/s3", "--max-refines", "2", "--free-regions",
          "--paste-crop"],
-        files={"shapes-geneval": "docs/results-shapes-geneval-r2-free-regions.json",
-               "shapes-complex": "docs/results-shapes-complex-r2-free-regions.json"}, per_stage=True),
+        files=measured("r2-free-regions", "shapes-geneval", "shapes-complex"), per_stage=True),
     Row("best-of-2", "best-of-2 plan + sketch, own inspector chooses", "process",
         "2 samples of the plan + sketch row, the shipped inspector keeping the one it doubts least: about the "
         "flow steps of the loop with 2 corrections (the paper's PARM comparison at equal compute; measured before "

@@ -115,9 +115,8 @@ class RegionGrammar:
 @lru_cache(maxsize=64)
 def _related(relations: tuple[tuple[str, Region], ...]) -> np.ndarray:
     """[gx, gy, size index]: whether a region there meets every (relation, target region)."""
-    grid = [(gx, gy, s) for gx in range(GRID) for gy in range(GRID) for s in SIZE_TOKENS]
-    boxes = np.array([Region(*r).box for r in grid])
-    ok = np.ones(len(grid), bool)
+    boxes = _lattice()[0]
+    ok = np.ones(len(boxes), bool)
     for relation, target in relations:
         ok &= relation_mask(boxes, relation, target.box)
     return ok.reshape(GRID, GRID, len(SIZE_TOKENS))
@@ -130,14 +129,18 @@ Room = tuple[Later, ...]
 
 
 @lru_cache(maxsize=1)
-def _lattice() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Every lattice region's box, size token, and which pairs of them do not overlap ([i, j])."""
+def _lattice() -> tuple[np.ndarray, np.ndarray]:
+    """Every lattice region's box and size token, in (gx, gy, size) order (`_index`)."""
     grid = [Region(gx, gy, s) for gx in range(GRID) for gy in range(GRID) for s in SIZE_TOKENS]
-    boxes = np.array([r.box for r in grid])
-    sizes = np.array([r.s for r in grid])
+    return np.array([r.box for r in grid]), np.array([r.s for r in grid])
+
+
+@lru_cache(maxsize=1)
+def _apart() -> np.ndarray:
+    """[i, j]: whether lattice regions i and j do not overlap."""
+    boxes = _lattice()[0]
     centre, half = (boxes[:, :2] + boxes[:, 2:]) / 2, (boxes[:, 2:] - boxes[:, :2]) / 2
-    apart = np.any(np.abs(centre[:, None] - centre[None]) >= half[:, None] + half[None] - 1e-9, axis=-1)
-    return boxes, sizes, apart
+    return np.any(np.abs(centre[:, None] - centre[None]) >= half[:, None] + half[None] - 1e-9, axis=-1)
 
 
 @lru_cache(maxsize=4)
@@ -156,15 +159,13 @@ def _roomy(room: Room, occupied: tuple[Region, ...], min_size: int) -> np.ndarra
     """[gx, gy, size index]: whether a region there leaves every later object of `room` a spot
     (at least `min_size`, clear of `occupied` and of the region) where its relations hold. A later
     object with no spot whatever the region (its other relations fail) asks for nothing."""
-    boxes, sizes, apart = _lattice()
+    sizes, apart = _lattice()[1], _apart()
     clear = sizes >= min_size
     for region in occupied:
         clear &= apart[_index(region)]
-    ok = np.ones(len(boxes), bool)
+    ok = np.ones(len(sizes), bool)
     for to_new, to_drawn in room:
-        spots = clear.copy()
-        for relation, region in to_drawn:
-            spots &= relation_mask(boxes, relation, region.box)
+        spots = clear & _related(to_drawn).ravel()
         fit = apart & spots[None]
         for relation in to_new:
             fit &= _pairs(relation)
@@ -237,7 +238,7 @@ class PhraseGrammar:
         self.drawn = set(_objects(tokenizer.words(drawn)))  # the objects of the last `<des>`
         self.triples = set(_Reading(words).said)
         if not description:
-            self.triples |= {(o, INVERSE_RELATION[r], s) for s, r, o in self.triples}
+            self.triples = _both_ways(self.triples)
         t = tokenizer.token_id
         self._id = {w: t(w) for w in _DETERMINERS + COLORS + SHAPES + tuple(PLURALS.values()) + ("of",)}
 
