@@ -59,15 +59,16 @@ ROWS = [
         "step; the unified model's 32 crops and 2 canvases are 26.6K); 16 Euler steps per image",
         ["--generator", "t2i", "--checkpoint", "{runs}/t2i"],
         paper="BAGEL-7B single pass: 0.77"),
-    Row("one-shot", "one-shot layout (one plan, one image; trained with the context leak: not yet fair)", "baseline",
+    Row("one-shot", "one-shot layout (one plan, one image; NOT YET FAIR: its image condition, see holds)", "baseline",
         "the same architecture, the same 32K scenes and final images rewritten as one step each (`sketchloop data "
         "one-step`: one `<ins>`/`<des>` naming the whole scene, one `<img>` with every region), the recipe's "
         "4,000 + 2,000 + 1,000 + 800 + 800 steps and rates; drawn in one pass, no inspection; its regions, in "
         "text order, meet the relations its plan states to the objects before them and leave room for those "
-        "after (the loop's region grammar, within one step). NOT YET FAIR: trained before the context leak "
-        "was fixed (session 23: later regions of a step were trained on whole target crops around the earlier "
-        "ones, which can show their own object; every one-shot step has several regions, so this row suffers "
-        "most); to be trained again",
+        "after (the loop's region grammar, within one step). NOT YET FAIR: its first four stages averaged the "
+        "whole step's words into every region's image condition, the same for every region of a one-shot "
+        "scene, so its image expert learned to ignore the condition (\"a photo of a triangle\" drawn as a pink "
+        "cross); its fifth stage reads each region's own object (`--bag phrase`), too late to undo that. To be "
+        "trained again with `--bag phrase` from the first stage (`scripts/train_paper_rows.sh`)",
         ["--generator", "staged", "--checkpoint", "{runs}/one-step-s4", "--no-inspect"],
         paper="(the paper's single pass is the nearest: 0.77)"),
     Row("single", "single mode (same checkpoint)", "baseline",
@@ -85,6 +86,11 @@ ROWS = [
         files=measured("r0"),
         paper="staged fine-tune: 0.83 at 131 flow steps; both kinds of inspect supervision: count 0.75 / "
               "position 0.72 / colour attr 0.69", per_stage_file="docs/results-process.json"),
+    Row("loop-s23", "full loop, session 23's sampling", "process",
+        "the shipped weights and loop of session 23 (its config's `bag` \"object\", before session 24's planning "
+        "rules), measured then; no switch of today's sampler reproduces it",
+        ["--generator", "staged"],
+        files=measured("s23"), per_stage_file="docs/results-process-s23.json"),
     Row("loop-no-room", "full loop, session 22's sampling (`--no-room --paste-crop`)", "process",
         "the shipped checkpoint and loop without the room an `add` leaves for the objects still to come and "
         "with whole crops pasted back (the default of session 22, measured then)",
@@ -242,7 +248,11 @@ def write_table(rows: list[Row], per_stage: dict, runs: Path) -> str:
              "detector, compute per final image on this 2-core CPU (2 worker processes). No row runs a scorer "
              "inside generation. Seconds compare only among rows measured in one session: the machine's speed "
              "varied (session 22 ran the same checkpoint, settings and prompts 2.1x slower than session 21; its "
-             "rows: the shipped checkpoint's, best-of-2, single mode and the symbolic critiques).", "",
+             "rows: the shipped checkpoint's, best-of-2, single mode and the symbolic critiques). Sampling "
+             "changed between sessions: the full loop, plan + sketch and the one-shot row were measured in "
+             "session 24 (its plans' `<ins>` and `<des>` agree, regions stay inside the canvas and clear of "
+             "earlier ones, an `add`'s later objects read their own words); every other row with the sampler of "
+             "its session (22 or 23), the switches it names being that session's.", "",
              "## Ours", "",
              "| row | geneval | position | colour attr | counting | complex | generalise | flow steps (geneval / "
              "complex) | images (complex) | text tokens (complex) | s/image (complex) | the paper's matching row "

@@ -31,11 +31,12 @@ sketchloop data build --kind inspect --n 3000 --out "$W/inspect" --seed 2 --work
 sketchloop train --stage inspect --data "$W/inspect" --init "$W/s1b" --out "$W/s2" --steps 1000 --lr 1e-3; stamp inspect
 sketchloop train --stage joint --data "$W/traj" --data "$W/inspect" --init "$W/s2" --out "$W/s3" \
     --steps 800 --lr 5e-4; stamp joint
-# Stage 4: the same mix again, the image condition now averaging only the words of the object an <ins> adds
-# (--bag object): with the whole step's words, "add a red cross left of the blue diamond" was often drawn as a
-# diamond (chosen on shapes-complex-val, README).
+# Stage 4: the same mix again, the image condition now averaging only the words of the object a region draws
+# (--bag phrase; the shipped weights were trained with --bag object, the same words on every step of these data,
+# tested): with the whole step's words, "add a red cross left of the blue diamond" was often drawn as a diamond
+# (chosen on shapes-complex-val, README).
 sketchloop train --stage joint --data "$W/traj" --data "$W/inspect" --init "$W/s3" --out "$W/s4" \
-    --steps 800 --lr 5e-4 --bag object; stamp joint-object
+    --steps 800 --lr 5e-4 --bag phrase; stamp joint-object
 # Ship the EMA weights (not the optimizer state).
 dest=sketchloop/checkpoints/shapes-unified
 mkdir -p "$dest"

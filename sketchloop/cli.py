@@ -378,8 +378,9 @@ def train(stage: str = typer.Option(..., help="plan-sketch, inspect, refine or j
           seed: int = typer.Option(0),
           save_every: int = typer.Option(250),
           bag: Optional[str] = typer.Option(None, help="the words the image condition averages: step (the whole "
-                                                       "step's) or object (an <ins>'s object only); default: the "
-                                                       "--init checkpoint's, else step")) -> None:
+                                                       "step's), object (an <ins>'s first object only) or phrase "
+                                                       "(the object each region draws); default: the --init "
+                                                       "checkpoint's, else step")) -> None:
     """Train the unified model: lambda * text CE + flow-matching MSE (AdamW, cosine, EMA; resumable; torchrun)."""
     import os
 

@@ -18,7 +18,7 @@ from sketchloop.models.regions import (REGION_GAP, Region, changed_regions, crop
                                        paste, region_of, to_float)
 from sketchloop.models.sampling import TextSession, euler_sample
 from sketchloop.models.tokenizer import WordTokenizer
-from sketchloop.models.unified import UnifiedConfig, UnifiedModel
+from sketchloop.models.unified import UnifiedConfig, UnifiedModel, phrase_mask
 from sketchloop.training.sequences import collate, encode_row, single_example
 from sketchloop.world.layout import Layout, PlacedObject
 from sketchloop.world.render import render
@@ -280,6 +280,66 @@ def test_condition_depends_on_the_words():
                                   _condition(model, tok, single.replace("blue diamond", "yellow circle")), atol=1e-4)
 
 
+def test_the_phrase_bag_reads_the_object_each_region_draws(rows):
+    """`bag` "phrase": a region of an `add`'s later object reads "<ins> add" and that object's noun
+    phrase alone (objects in text order, with counts: a one-shot plan's second object reads its
+    own words); the first object's regions, and every add of the loop's training data (one
+    object each), get the "object" condition exactly, so a checkpoint trained with "object" meets
+    the same condition there."""
+    from dataclasses import replace
+
+    from sketchloop.models.grammar import region_words
+    from sketchloop.trajectory import OBJECT_ENDS, STEP_STARTS
+
+    tok = WordTokenizer()
+    text = ("<bos> <prompt> a photo of it </prompt> <ins> add a red cross left of a blue diamond and two green stars "
+            "below the blue diamond </ins> <des> it </des> <img> x1 y1 s6 x4 y4 s6 x8 y8 s6 x12 y12 s6")
+    words = text.split()
+    sizes = [k for k, w in enumerate(words) if w == "s6"]
+    read = [region_words(words, k) for k in sizes]
+    assert read[0] is None and [" ".join(words[i] for i in r) for r in read[1:]] == [
+        "<ins> add a blue diamond", "<ins> add two green stars", "<ins> add two green stars"]
+    assert region_words("<bos> <prompt> x </prompt> <ins> remove the red cross </ins> <img> x1 y1 s6".split(), 9) is None
+    torch.manual_seed(0)
+    model = UnifiedModel(replace(TINY, bag="object")).eval()
+    starts = torch.tensor([tok.token_id(w) for w in STEP_STARTS])
+    ends = torch.tensor([tok.token_id(w) for w in OBJECT_ENDS])
+    checked = 0
+    for row in rows["trajectories"]:  # the loop's training steps: "phrase" = "object"
+        ex = encode_row(row, tok, TINY.canvas_tokens)
+        ids = torch.tensor([ex.ids])
+        pos = torch.tensor([f.pos for f in ex.flows])
+        zero = torch.zeros(len(pos), dtype=torch.long)
+        phrases = phrase_mask([f.phrase for f in ex.flows], ids.shape[1])
+        assert all(f.phrase is None for f in ex.flows)
+        checked += sum(tok.vocab[ex.ids[f.pos]].startswith("s") for f in ex.flows)
+        with torch.no_grad():
+            hidden = model.hidden(ids)
+            model.config = replace(TINY, bag="object")
+            a = model.condition(hidden, ids, zero, pos, starts, ends)
+            model.config = replace(TINY, bag="phrase")
+            b = model.condition(hidden, ids, zero, pos, starts, ends, phrases)
+        assert torch.equal(a, b)
+    assert checked > 20
+    # ... and a one-shot step's second region reads the diamond alone: with the attention's query made
+    # constant, what follows its phrase (here the stars' words) does not change its condition; under
+    # "object" it does
+    torch.nn.init.zeros_(model.reader.q.weight)
+    torch.nn.init.zeros_(model.reader.q.bias)
+    ids = torch.tensor([tok.encode(text)])
+    other = torch.tensor([tok.encode(text.replace("green stars", "white squares"))])
+    rows, pos = torch.zeros(2, dtype=torch.long), torch.tensor(sizes[:2])
+    phrases = phrase_mask([region_words(words, k) for k in sizes[:2]], ids.shape[1])
+    with torch.no_grad():
+        model.config = replace(TINY, bag="phrase")
+        conds, others = (model.condition(model.hidden(x), x, rows, pos, starts, ends, phrases) for x in (ids, other))
+        model.config = replace(TINY, bag="object")
+        same = model.condition(model.hidden(ids), ids, rows, pos, starts, ends)
+        same_other = model.condition(model.hidden(other), other, rows, pos, starts, ends)
+    assert torch.equal(conds[0], same[0]) and not torch.allclose(conds[1], same[1], atol=1e-4)
+    assert torch.allclose(conds[1], others[1], atol=1e-6) and not torch.allclose(same[1], same_other[1], atol=1e-4)
+
+
 def test_placement_relations_read_the_instruction_and_the_earlier_regions():
     from sketchloop.models.grammar import Placement
 
@@ -512,7 +572,11 @@ def test_region_grammar_allows_only_region_triples_then_the_end():
     tok = WordTokenizer()
     for separate in (True, False):
         g = RegionGrammar(tok, separate)
-        assert set(g.allowed([])) == set(g.x)  # a step paints at least one region, as every training step does
+        # a step paints at least one region, as every training step does, and inside the canvas: no size
+        # fits on the outermost lattice columns (centre 1/32 from the edge), at most s6 on the next ones
+        assert set(g.allowed([])) == set(g.x[1:-1])
+        assert {tok.vocab[i] for i in g.allowed(tok.encode("x1 y8"))} == {"s4", "s5", "s6"}
+        assert {tok.vocab[i] for i in g.allowed(tok.encode("x8"))} == {f"y{i}" for i in range(1, 15)}
         out = tok.encode("x8 y8 s8")
         assert g.end in g.allowed(out)
         assert set(g.allowed(out[:1])) <= set(g.y) and set(g.allowed(out[:2])) <= set(g.s)
@@ -624,7 +688,7 @@ def test_phrase_grammar_accepts_every_add_step_the_training_data_writes():
             drawn = steps[k - 1].des if k else ""
             assert not PhraseGrammar(tok, graph.to_text()).complete(drawn)  # the plan does not end early
             for text, description, close in ((step.ins, False, "</ins>"), (step.des, True, "</des>")):
-                grammar = PhraseGrammar(tok, graph.to_text(), description, drawn)
+                grammar = PhraseGrammar(tok, graph.to_text(), description, drawn, step.ins if description else "")
                 ids = tok.encode(text) + [tok.token_id(close)]
                 for j, token in enumerate(ids):
                     assert token in grammar.allowed(ids[:j], _phrase_ids(tok, close)), (graph.to_text(), text, j)
@@ -653,7 +717,21 @@ def test_phrase_grammar_copies_objects_and_relations_from_the_prompt():
     assert words(des, "a pink circle above a blue triangle, two blue stars right of the blue") == {"triangle"}
     # an <ins> says a relation either way round, about objects drawn earlier
     assert words(ins, "add a blue triangle", "</ins>") >= {"below", "</ins>"}
-    assert words(ins, "add a blue triangle below the", "</ins>") == {"pink"}
+    assert words(ins, "add a blue triangle below", "</ins>") - {"one"} == {"a"}  # the circle is not drawn: no "the"
+    after_circle = PhraseGrammar(tok, prompt, description=False, drawn="a pink circle")
+    assert words(after_circle, "add a blue triangle below the", "</ins>") == {"pink"}
+    # the <des> after an add names what is drawn and what the add adds: no other object, none left out
+    added = PhraseGrammar(tok, prompt, drawn="a pink circle", adds="add a blue triangle below the pink circle")
+    assert words(added, "") - {"one"} == {"a"} and words(added, "a") == {"pink", "blue"}
+    assert "</des>" not in words(added, "a pink circle") and "two" not in words(added, "a pink circle and")
+    assert "</des>" in words(added, "a pink circle above a blue triangle")
+    # ... so it states no relation to an object it may not name (a dead end the model once left with
+    # "a yellow star left of a brown diamond", an object the prompt does not have)
+    star = PhraseGrammar(tok, "a photo of a red triangle and a yellow star left of a brown cross",
+                         drawn="a red triangle", adds="add a yellow star")
+    assert words(star, "a red triangle and a yellow star") & {"left", "right", "above", "below"} == set()
+    assert "left" in words(PhraseGrammar(tok, "a photo of a red triangle and a yellow star left of a brown cross"),
+                           "a red triangle and a yellow star")
     # nothing left to introduce: no "and", the description ends; the plan is complete
     full = "a pink circle above a blue triangle and two blue stars right of the blue triangle"
     assert words(des, full) == {"</des>"} and des.complete(full) and not des.complete("a pink circle above a blue triangle")

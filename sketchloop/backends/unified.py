@@ -22,11 +22,11 @@ from PIL import Image
 
 from ..errors import SketchloopError
 from ..loop.roles import Critique, Plan
-from ..models.grammar import Placement, PhraseGrammar, RegionGrammar
+from ..models.grammar import Placement, PhraseGrammar, RegionGrammar, region_words
 from ..models.regions import PASTE_MARGIN, Region, coord_planes, crop, parse_regions, paste, to_float, to_uint8
 from ..models.sampling import TextSession, euler_sample
 from ..models.tokenizer import WordTokenizer
-from ..models.unified import UnifiedModel
+from ..models.unified import UnifiedModel, phrase_mask
 from ..trajectory import CANVAS, END, OBJECT_ENDS, STEP_STARTS, history_text, plan_text, single_text, text_verdict
 
 SHIPPED_CHECKPOINT = Path(__file__).resolve().parent.parent / "checkpoints" / "shapes-unified"
@@ -181,7 +181,11 @@ class UnifiedRoles:
             states = torch.stack(session.hidden[:position + 1])[None]
             ids = torch.tensor([session.ids[:position + 1]], device=self.device)
             zero, pos = torch.tensor([0], device=self.device), torch.tensor([position], device=self.device)
-            return self.model.condition(states, ids, zero, pos, self._starts, self._object_ends)[0]
+            phrases = None
+            if self.model.config.bag == "phrase":
+                words = [self.tok.vocab[i] for i in session.ids[:position + 1]]
+                phrases = phrase_mask([region_words(words, position)], ids.shape[1]).to(self.device)
+            return self.model.condition(states, ids, zero, pos, self._starts, self._object_ends, phrases)[0]
 
     def _flow(self, context: np.ndarray, region: Region | None, cond: torch.Tensor,
               generator: torch.Generator) -> np.ndarray:
@@ -232,7 +236,8 @@ class UnifiedRoles:
         ins = self._text(session, "</ins>", generator, self._plan_reserve,
                          PhraseGrammar(self.tok, prompt, description=False, drawn=drawn) if described else None)
         session.feed([t("<des>")])
-        des = self._text(session, "</des>", generator, self._plan_reserve, described)
+        des = self._text(session, "</des>", generator, self._plan_reserve,
+                         PhraseGrammar(self.tok, prompt, drawn=drawn, adds=ins) if described else None)
         session.feed([t("<img>")])
         regions = [r for r, _ in self._regions(session, generator, prompt, ins, history)]
         return Plan(ins, des, " ".join(r.text for r in regions))

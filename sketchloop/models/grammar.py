@@ -8,9 +8,12 @@ Regions come as (x, y, s) triples on the layout lattice, at most `max_regions`, 
 `REGION_GAP` from the regions already written in this step: objects never overlap in the
 training data, and a region drawn over another would paint one object over the other.
 An `add` of N objects (the model's own `<ins>`, "add three stars ...") writes exactly N
-regions while they fit. `occupied` regions (where earlier steps drew, for an `add`) are kept clear too (no
-overlap, no gap), and sizes below `min_size` are left out, unless nothing would be left
-free (then small sizes come back first, then the earlier regions may be overlapped).
+regions while they fit. `occupied` regions (where earlier steps drew, for an `add`) are kept
+`OCCUPIED_GAP` clear too (the training layouts keep 0.05 between objects; two touching boxes
+draw touching objects, which the detector reads as one), and sizes below `min_size` are left out,
+unless nothing would be left free (then small sizes come back first, then the earlier regions
+may be overlapped). Every region's box lies inside the canvas (`EDGE`; beyond it the edge cuts
+the object, and the detector misses it or misreads its shape).
 `relations` ((relation, region) pairs: "left of" the region where the model drew the object
 its `<ins>` relates the new one to) keep every new region where the relation holds by the
 world's geometry (world/layout.py `relation_mask`, the rule the training layouts follow),
@@ -27,6 +30,7 @@ trajectories with it, 0.37 without (README, "The unified model").
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Sequence
 from functools import lru_cache
 
@@ -34,10 +38,14 @@ import numpy as np
 
 from ..world.layout import GRID, relation_mask
 from ..world.vocab import COLORS, COUNT_WORDS, INVERSE_RELATION, PLURALS, RELATION_PHRASES, SHAPES, SINGULARS, plural
-from .regions import REGION_WORDS, SIZE_TOKENS, Region, free_sizes, parse_regions
+from .regions import REGION_GAP, REGION_WORDS, SIZE_TOKENS, Region, free_sizes, parse_regions
 from .tokenizer import WordTokenizer
 
 MAX_REGIONS = 8
+OCCUPIED_GAP = REGION_GAP  # the least gap between an `add`'s region and the regions earlier steps drew
+EDGE = 0.0  # the least distance of a region's box from the canvas's edges (1/32, the training
+           # regions' margin, measured worse on shapes-complex-val: 0.598 against 0.638 for no rule;
+           # 0.0, the box inside the canvas: 0.653)
 
 
 class RegionGrammar:
@@ -83,14 +91,21 @@ class RegionGrammar:
         if room:
             roomy = _roomy(room, occupied, min_size)
             related = roomy if related is None else related & roomy
-        if not self.separate and related is None:
-            return self.x + [self.end] if k == 0 else [self.y, self.s][k - 1]
+        inside = _inside()
+        if not self.separate and related is None:  # only inside the canvas
+            if k == 0:
+                return [x for gx, x in enumerate(self.x) if inside[gx].any()] + [self.end]
+            gx = self.x.index(out[-k])
+            if k == 1:
+                return [y for gy, y in enumerate(self.y) if inside[gx, gy].any()]
+            gy = self.y.index(out[-1])
+            return [s for i, s in enumerate(self.s) if inside[gx, gy, i]]
         placed = parse_regions(self.tok.decode(out[: len(out) - k])) if self.separate else []
 
         def free(gx: int, gy: int) -> list[int]:
             sizes = free_sizes(gx, gy, placed) if self.separate else list(SIZE_TOKENS)
-            clear = set(free_sizes(gx, gy, list(occupied), gap=0.0)) if occupied else set(sizes)
-            return [s for s in sizes if s in clear and s >= min_size
+            clear = set(free_sizes(gx, gy, list(occupied), gap=OCCUPIED_GAP)) if occupied else set(sizes)
+            return [s for s in sizes if s in clear and s >= min_size and inside[gx, gy, SIZE_TOKENS.index(s)]
                     and (related is None or related[gx, gy, SIZE_TOKENS.index(s)])]
 
         if (occupied or min_size > SIZE_TOKENS[0] or related is not None) and \
@@ -136,6 +151,16 @@ def _lattice() -> tuple[np.ndarray, np.ndarray]:
 
 
 @lru_cache(maxsize=1)
+def _inside() -> np.ndarray:
+    """[gx, gy, size index]: whether the region's box keeps `EDGE` from the canvas's edges: every
+    training region does (layouts keep objects 0.03 inside; snapped to the lattice, their boxes
+    stay within [1/32, 31/32]); a region beyond the edge draws an object the edge cuts."""
+    boxes = _lattice()[0]
+    ok = np.all((boxes >= EDGE - 1e-9) & (boxes <= 1 - EDGE + 1e-9), axis=1)
+    return ok.reshape(GRID, GRID, len(SIZE_TOKENS))
+
+
+@lru_cache(maxsize=1)
 def _apart() -> np.ndarray:
     """[i, j]: whether lattice regions i and j do not overlap."""
     boxes = _lattice()[0]
@@ -160,7 +185,7 @@ def _roomy(room: Room, occupied: tuple[Region, ...], min_size: int) -> np.ndarra
     (at least `min_size`, clear of `occupied` and of the region) where its relations hold. A later
     object with no spot whatever the region (its other relations fail) asks for nothing."""
     sizes, apart = _lattice()[1], _apart()
-    clear = sizes >= min_size
+    clear = (sizes >= min_size) & _inside().ravel()
     for region in occupied:
         clear &= apart[_index(region)]
     ok = np.ones(len(sizes), bool)
@@ -227,15 +252,22 @@ class PhraseGrammar:
     each relation it states is one the prompt states, to another object, once (an `<ins>`
     may say it either way round, as an `add` does). A `<des>` (`description`) introduces each
     object once ("a ...", "two ...") and mentions it again with "the"; an `add` names an
-    object the last `<des>` (`drawn`) does not have. Which objects and relations, their order,
-    the verbs and the regions stay the model's. Built from the prompt's words alone (no
-    parse, no judge); a prompt without noun phrases holds nothing."""
+    object the last `<des>` (`drawn`) does not have, and names a drawn object only with "the"
+    and with "the" only objects drawn or named before in it. The `<des>` after an `add` (`adds`, its `<ins>`) names exactly the
+    objects drawn and the one added: a plan whose `<ins>` adds a cross and whose `<des>` adds a
+    diamond has its sketch draw the cross while the plan holds the diamond drawn, which is then
+    never drawn. Which objects and relations, their order, the verbs and the regions stay the
+    model's. Built from the prompt's words alone (no parse, no judge); a prompt without noun
+    phrases holds nothing."""
 
-    def __init__(self, tokenizer: WordTokenizer, prompt: str, description: bool = True, drawn: str = ""):
+    def __init__(self, tokenizer: WordTokenizer, prompt: str, description: bool = True, drawn: str = "",
+                 adds: str = ""):
         self.tok, self.description = tokenizer, description
         words = tokenizer.words(prompt)
         self.objects = _objects(words)
         self.drawn = set(_objects(tokenizer.words(drawn)))  # the objects of the last `<des>`
+        added = tokenizer.words(adds)  # the objects a `<des>` names after an `add`: those drawn and the added
+        self.planned = self.drawn | set(_objects(added)) if description and added[:1] == ["add"] else None
         self.triples = set(_Reading(words).said)
         if not description:
             self.triples = _both_ways(self.triples)
@@ -248,18 +280,46 @@ class PhraseGrammar:
         found = [o for o in self.objects if _fits(det, o)]
         if reading.adding:  # an `add` names an object the last `<des>` does not have yet ("a", "two")
             found = [o for o in found if o not in self.drawn and det != "the"]
+        if self.planned is not None:
+            found = [o for o in found if o in self.planned]
         if relation in INVERSE_RELATION and reading.subject is not None:  # the object of a relation
             found = [o for o in found if (reading.subject, relation, o[1:]) in self.triples - reading.said]
         elif self.description and det == "the":  # a clause's subject, mentioned again for a relation
-            found = [o for o in found if any(s == o[1:] for s, _, _ in self.triples - reading.said)]
-        introduced = {(COUNT_WORDS.get(d, 1), *key) for d, key, _ in reading.phrases if d != "the"}
+            objects = None if self.planned is None else {p[1:] for p in self.planned}
+            found = [o for o in found if any(s == o[1:] and (objects is None or t in objects)
+                                             for s, _, t in self.triples - reading.said)]
+        introduced = _introduced(reading)
         if self.description:  # introduced once, then "the"
             found = [o for o in found if (o in introduced) == (det == "the")]
-        elif det != "the":  # an `<ins>` introduces an object once too (a one-shot plan names many)
-            found = [o for o in found if o not in introduced]
+        elif det != "the":  # an `<ins>` introduces an object once too (a one-shot plan names many), not a
+            found = [o for o in found if o not in introduced and o not in self.drawn]  # drawn one
+        else:  # ... and mentions with "the" what is drawn or introduced before
+            found = [o for o in found if o in self.drawn or o in introduced]
         if det in ("a", "an"):  # "an orange star", "a red star"
             found = [o for o in found if ((o[1] or o[2])[0] in "aeiou") == (det == "an")]
         return found
+
+    def _open_relations(self, reading: "_Reading") -> set[str]:
+        """The relations the subject just written may state: the prompt's, not said yet, whose
+        object the text may then name (a `<des>` after an `add` names only the planned objects;
+        an `<ins>` mentions with "the" only what is drawn)."""
+        found = set()
+        for s, r, o in self.triples - reading.said:
+            if s != reading.subject or r in found:
+                continue
+            then = copy.copy(reading)
+            then.relation = r.split()
+            if any(c[1:] == o for det in _DETERMINERS for c in self._candidates(then, det)):
+                found.add(r)
+        return found
+
+    def _said_all(self, reading: "_Reading") -> bool:
+        """A `<des>` after an `add` has named every planned object and every relation the
+        prompt states between them (a training `<des>` is the prompt with the objects not
+        drawn left out)."""
+        keys = {o[1:] for o in self.planned}
+        return self.planned <= _introduced(reading) and \
+            {(s, r, o) for s, r, o in self.triples if s in keys and o in keys} <= reading.said
 
     def complete(self, des: str) -> bool:
         """`des` names every object and relation of the prompt: the picture is planned in full
@@ -288,8 +348,8 @@ class PhraseGrammar:
                 return sorted(self._id[d] for d in dets) or words
             return [self._id["of"]] if relation in ("left", "right") else words
         relations = _RELATION_WORDS
-        if reading.after == "subject":  # the relations the prompt gives it that are not said yet
-            relations = {r.split()[0] for s, r, o in self.triples - reading.said if s == reading.subject}
+        if reading.after == "subject":  # the relations the prompt gives it that are not said yet, to an
+            relations = {r.split()[0] for r in self._open_relations(reading)}  # object it may name
         elif reading.after == "object":  # a clause is one relation
             relations = set()
         vocab = self.tok.vocab
@@ -302,7 +362,57 @@ class PhraseGrammar:
             keep = [i for i in keep if (vocab[i] in _DETERMINERS and reading.after is None)
                     or (not joined and (vocab[i] in _RELATION_WORDS or vocab[i].startswith("<")
                                         or (vocab[i] in _JOINS and dets)))]  # "and" when a clause can follow
+            if self.planned is not None and not self._said_all(reading):
+                keep = [i for i in keep if not vocab[i].startswith("<")]  # not closed before it says it all
         return keep or words
+
+
+def region_words(words: Sequence[str], position: int) -> list[int] | None:
+    """Under `UnifiedConfig.bag = "phrase"`, the positions of `words` (a trajectory's tokens) the
+    image condition reads for the region whose size token is at `position` when that region
+    draws a later object of an `add` ("add a yellow star left of a brown cross": the cross):
+    the step's `<ins>`, its "add" and that object's noun phrase, as if the add named it alone.
+    An `add`'s objects are its first noun phrase and the later ones not opened with "the" (as
+    `Placement` reads them), in text order, each drawing as many regions as its count. None
+    for the first object's regions and for steps that are not an `add`: the "object" read
+    serves (every `add` of the loop's training data adds one object)."""
+    start = max((i for i in range(position + 1) if words[i] in ("<ins>", "<refine>", "<prompt>")), default=None)
+    if start is None or words[start] != "<ins>" or words[start + 1:start + 2] != ["add"]:
+        return None
+    img = max((i for i in range(start, position + 1) if words[i] == "<img>"), default=None)
+    if img is None:
+        return None
+    phrases: list[tuple[list[int], int]] = []
+    open_: list[int] = []
+    for i in range(start + 2, img):
+        word = words[i]
+        if word == "</ins>":
+            break
+        if open_ or word in _DETERMINERS:
+            open_.append(i)
+            if word in SINGULARS or word in SHAPES:  # the noun ends the phrase
+                det = words[open_[0]]
+                if not phrases or det != "the":
+                    phrases.append((open_, COUNT_WORDS.get(det, 1)))
+                open_ = []
+            elif len(open_) > 2 or (len(open_) == 2 and word not in COLORS):
+                open_ = []
+    if not phrases:
+        return None
+    region = sum(1 for i in range(img + 1, position + 1) if words[i] in _SIZE_WORDS) - 1
+    for k, (positions, count) in enumerate(phrases):
+        if region < count:
+            break
+        region -= count
+    return [start, start + 1, *positions] if k else None
+
+
+_SIZE_WORDS = {f"s{s}" for s in SIZE_TOKENS}
+
+
+def _introduced(reading: "_Reading") -> set[_Phrase]:
+    """The objects a text has introduced so far ("a ...", "two ...", not "the ...")."""
+    return {(COUNT_WORDS.get(d, 1), *key) for d, key, _ in reading.phrases if d != "the"}
 
 
 def _fits(det: str, phrase: _Phrase) -> bool:
@@ -336,8 +446,9 @@ class Placement:
     circle": three); its regions follow them
     (`count` in all). `earlier`: each earlier step's `<ins>` and regions text.
     `relations(written)`: for the object whose region comes after the step's `written` regions,
-    the (relation, region) pairs its `<ins>` states against every region of an object drawn
-    (by an earlier `add`, or earlier in this step). `room(written)`: the objects the prompt
+    the (relation, region) pairs its `<ins>` or the prompt states against every region of an
+    object drawn (by an earlier `add`, or earlier in this step; an `add` of several objects
+    gives its regions to them in text order). `room(written)`: the objects the prompt
     relates to it that are not drawn yet, each with its relations to it and to the drawn
     regions: its region leaves them a spot (an anchor drawn against the edge its later
     neighbours need would leave them no room)."""
@@ -349,32 +460,43 @@ class Placement:
             if not step.phrases:
                 continue
             if text.startswith("add "):
-                self.drawn[step.phrases[0][1]] = parse_regions(regions)
+                self.drawn.update(self._split(self._new(step), parse_regions(regions))[1])
             elif text.startswith("remove "):
                 self.drawn.pop(step.phrases[0][1], None)
         words = tokenizer.words(ins)
         reading = _Reading(words)
-        adding = bool(words) and words[0] == "add"
-        self.objects = [(key, COUNT_WORDS.get(det, 1)) for k, (det, key, _) in enumerate(reading.phrases)
-                        if k == 0 or (det != "the" and key not in self.drawn)] if adding else []
+        self.objects = self._new(reading) if words[:1] == ["add"] else []
         self.count = sum(n for _, n in self.objects) if self.objects else None
         self.stated = _both_ways(reading.said)
         self.prompted = _both_ways(_Reading(tokenizer.words(prompt)).said) if prompt else set()
 
-    def _now(self, written: Sequence[Region]) -> tuple[_Key | None, dict[_Key, list[Region]]]:
-        """The object the next region draws, and every object's regions drawn by then."""
-        drawn, k = dict(self.drawn), 0
-        for key, n in self.objects:
-            if len(written) < k + n:
+    def _new(self, reading: _Reading) -> list[tuple[_Key, int]]:
+        """An `add`'s new objects and their counts: its first noun phrase, and the later ones
+        that are neither "the" mentions nor drawn already."""
+        return [(key, COUNT_WORDS.get(det, 1)) for k, (det, key, _) in enumerate(reading.phrases)
+                if k == 0 or (det != "the" and key not in self.drawn)]
+
+    def _split(self, objects: list[tuple[_Key, int]], regions: Sequence[Region]
+               ) -> tuple[_Key | None, dict[_Key, list[Region]]]:
+        """`regions` given to `objects` in order: the object the next region would draw, and the
+        regions of each object they cover."""
+        drawn, k = {}, 0
+        for key, n in objects:
+            if len(regions) < k + n:
                 return key, drawn
-            drawn[key] = list(written[k:k + n])
+            drawn[key] = list(regions[k:k + n])
             k += n
         return None, drawn
 
+    def _now(self, written: Sequence[Region]) -> tuple[_Key | None, dict[_Key, list[Region]]]:
+        """The object the next region draws, and every object's regions drawn by then."""
+        key, now = self._split(self.objects, written)
+        return key, {**self.drawn, **now}
+
     def relations(self, written: Sequence[Region] = ()) -> tuple[tuple[str, Region], ...]:
         key, drawn = self._now(written)
-        return tuple(sorted((r, region) for s, r, o in self.stated if s == key and o != key and o in drawn
-                            for region in drawn[o]))
+        return tuple(sorted((r, region) for s, r, o in self.stated | self.prompted if s == key and o != key
+                            and o in drawn for region in drawn[o]))
 
     def room(self, written: Sequence[Region] = ()) -> Room:
         key, drawn = self._now(written)

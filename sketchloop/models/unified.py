@@ -48,8 +48,10 @@ class UnifiedConfig:
     canvas_grid: int = 8          # the canvas is read as canvas_grid**2 patch tokens
     unet_channels: tuple[int, int, int] = (24, 32, 48)
     cond_dropout: float = 0.1     # share of flow examples trained without the text condition (for CFG)
-    bag: str = "step"             # the words the condition averages: the whole step's, or "object": an
-                                  # `<ins>`'s words before its first relation word (the object it adds)
+    bag: str = "step"             # the words the condition averages: the whole step's; "object": an
+                                  # `<ins>`'s words before its first relation word (the object it adds);
+                                  # "phrase": "object", and a later object of an add reads "<ins> add" and
+                                  # its own noun phrase alone (grammar.region_words)
 
     @property
     def canvas_tokens(self) -> int:
@@ -201,6 +203,16 @@ class _FlowUNet(nn.Module):
         return self.out(F.silu(self.out_norm(h)))
 
 
+def phrase_mask(rows: "list[list[int] | None]", length: int) -> torch.Tensor:
+    """(N, length) bool: True at each row's positions (`grammar.region_words`); a None row is all
+    False (the condition falls back to the "object" words)."""
+    mask = torch.zeros(len(rows), length, dtype=torch.bool)
+    for n, positions in enumerate(rows):
+        if positions:
+            mask[n, positions] = True
+    return mask
+
+
 CHECKPOINT_FILES = ("config.json", "model.safetensors", "tokenizer.json")
 
 
@@ -285,24 +297,34 @@ class UnifiedModel(nn.Module):
         return self.head(hidden)
 
     def condition(self, hidden: torch.Tensor, ids: torch.Tensor, rows: torch.Tensor, positions: torch.Tensor,
-                  step_starts: torch.Tensor, object_ends: torch.Tensor | None = None) -> torch.Tensor:
+                  step_starts: torch.Tensor, object_ends: torch.Tensor | None = None,
+                  phrases: torch.Tensor | None = None) -> torch.Tensor:
         """The image expert's condition for each (row, position) of `hidden` (B, T, C) over
         token `ids` (B, T): a read of the step that ends there; a step starts at the last
         token of `step_starts` (ids of `<ins>`, `<refine>`, `<prompt>`, `<ins>` first) before it.
         With `config.bag` "object", the mean of words of an `<ins>` step stops at its first token
         of `object_ends` (`</ins>` or a relation word): "add a red cross left of the blue diamond"
-        averages "add a red cross", not the diamond's words too."""
+        averages "add a red cross", not the diamond's words too. With "phrase", a row of `phrases`
+        (N, T bool, the positions `grammar.region_words` gives; all False: the "object" read) is
+        what both the mean and the attention (its query still the region token) read: the second region of
+        "add a red cross left of a blue diamond" reads "<ins> add a blue diamond" alone, as if the
+        add named only the diamond (the attention dominates the condition: reading the whole step
+        it drew a second cross there)."""
         ids = ids[rows]
         idx = torch.arange(ids.shape[1], device=ids.device)[None, :]
         before = idx <= positions[:, None]
         starts = torch.where(torch.isin(ids, step_starts) & before, idx, torch.zeros_like(idx)).amax(1)
         span = before & (idx >= starts[:, None])
         bag_span = None
-        if self.config.bag == "object" and object_ends is not None:
+        if self.config.bag in ("object", "phrase") and object_ends is not None:
             adds = ids.gather(1, starts[:, None]) == step_starts[0]
             ends = torch.isin(ids, object_ends) & (idx > starts[:, None])
             first = torch.where(ends, idx, torch.full_like(idx, ids.shape[1])).amin(1)
             bag_span = span & ((idx < first[:, None]) | ~adds)
+        if self.config.bag == "phrase" and phrases is not None and bag_span is not None:
+            later = phrases.any(1, keepdim=True)  # a later object of an add: read its words alone
+            bag_span = torch.where(later, phrases & span, bag_span)
+            span = torch.where(later, phrases & span, span)
         return self.reader(hidden[rows, positions], hidden[rows], self.tok(ids), span, bag_span)
 
     def velocity(self, x_t: torch.Tensor, t: torch.Tensor, context: torch.Tensor, coords: torch.Tensor,

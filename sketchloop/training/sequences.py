@@ -34,7 +34,9 @@ from ..data.schema import read_dataset
 from ..errors import SketchloopError
 from ..models.regions import (PASTE_MARGIN, Region, changed_regions, coord_planes, crop, parse_regions, paste,
                               to_float)
+from ..models.grammar import region_words
 from ..models.tokenizer import WordTokenizer
+from ..models.unified import phrase_mask
 from ..trajectory import CANVAS, END, EOS, INSPECT, prompt_text, single_text, tagged
 from ..world.layout import Layout
 from ..world.vocab import BACKGROUND
@@ -52,6 +54,7 @@ class FlowItem:
     after: np.ndarray
     region: Region | None
     earlier: tuple[Region, ...] = ()
+    phrase: tuple[int, ...] | None = None  # the words its condition averages under bag "phrase" (region_words)
 
     def arrays(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(context, target, coords) as float arrays: 3 x S x S in [-1, 1] and 2 x S x S."""
@@ -90,11 +93,13 @@ def encode_row(row: dict, tok: WordTokenizer, canvas_tokens: int) -> Example:
     px = images[0].shape[0] if images else 64
     ex = Example([], [])
     learning = row["kind"] == "trajectories"
+    words: list[str] = []
 
     def add(text: str, learn: bool) -> None:
         ids = tok.encode(text)
         ex.ids.extend(ids)
         ex.target.extend([learn] * len(ids))
+        words.extend(tok.vocab[i] for i in ids)
 
     add(prompt_text(row["prompt"]), False)
     canvas, layout = blank_array(px), Layout()
@@ -114,12 +119,15 @@ def encode_row(row: dict, tok: WordTokenizer, canvas_tokens: int) -> Example:
             for j, region in enumerate(regions):
                 add(region.text, learning)
                 if learning:
-                    ex.flows.append(FlowItem(len(ex.ids) - 1, canvas, after, region, tuple(regions[:j])))
+                    phrase = region_words(words, len(words) - 1)
+                    ex.flows.append(FlowItem(len(ex.ids) - 1, canvas, after, region, tuple(regions[:j]),
+                                             tuple(phrase) if phrase else None))
             add("</img>", learning)
             canvas, layout = after, (after_layout if after_layout is not None else layout)
         elif kind == "inspect":
             learning = True
             ex.ids.extend([tok.token_id(CANVAS)] * canvas_tokens)
+            words.extend([CANVAS] * canvas_tokens)
             ex.target.extend([False] * canvas_tokens)
             ex.canvases.append(canvas)
             add(tagged(INSPECT, text), True)
@@ -184,5 +192,6 @@ def collate(examples: list[Example], pad_id: int, max_flows: int, rng: np.random
         out[name] = {"row": torch.tensor([i for i, _ in items]), "pos": torch.tensor([f.pos for _, f in items]),
                      "context": torch.from_numpy(np.stack([a[0] for a in arrays])),
                      "target": torch.from_numpy(np.stack([a[1] for a in arrays])),
-                     "coords": torch.from_numpy(np.stack([a[2] for a in arrays]))}
+                     "coords": torch.from_numpy(np.stack([a[2] for a in arrays])),
+                     "phrases": phrase_mask([f.phrase for _, f in items], length)}
     return out

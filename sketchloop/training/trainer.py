@@ -138,7 +138,8 @@ class _Loss(torch.nn.Module):
                 continue
             fb = batch[name]
             target = fb["target"]
-            cond = self.model.condition(hidden, ids, fb["row"], fb["pos"], self.step_starts, self.object_ends)
+            cond = self.model.condition(hidden, ids, fb["row"], fb["pos"], self.step_starts, self.object_ends,
+                                        fb.get("phrases"))
             keep = (torch.rand(len(cond), 1, device=cond.device) >= drop).to(cond.dtype)
             cond = keep * cond + (1 - keep) * self.model.null_cond
             noise = torch.randn_like(target)
@@ -172,8 +173,8 @@ def train(data: list[Path], out: Path, cfg: TrainConfig, init: Path | None = Non
     `bag`: set the model's `config.bag` (the words its image condition averages; UnifiedConfig)."""
     if cfg.stage not in STAGES:
         raise SketchloopError(f"--stage {cfg.stage!r}: choose one of {', '.join(STAGES)}")
-    if bag not in (None, "step", "object"):
-        raise SketchloopError(f"--bag {bag}: use step or object")
+    if bag not in (None, "step", "object", "phrase"):
+        raise SketchloopError(f"--bag {bag}: use step, object or phrase")
     world = int(os.environ.get("WORLD_SIZE", "1"))
     rank = int(os.environ.get("RANK", "0"))
     device = torch.device(f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}" if torch.cuda.is_available() else "cpu")
