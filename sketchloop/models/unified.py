@@ -203,7 +203,7 @@ class _FlowUNet(nn.Module):
         return self.out(F.silu(self.out_norm(h)))
 
 
-def phrase_mask(rows: "list[list[int] | None]", length: int) -> torch.Tensor:
+def phrase_mask(rows: list[list[int] | None], length: int) -> torch.Tensor:
     """(N, length) bool: True at each row's positions (`grammar.region_words`); a None row is all
     False (the condition falls back to the "object" words)."""
     mask = torch.zeros(len(rows), length, dtype=torch.bool)
