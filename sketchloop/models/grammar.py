@@ -216,16 +216,18 @@ class _Reading:
         self.relation: list[str] = []
         self.said: set[tuple[_Key, str, _Key]] = set()
         self.phrases: list[tuple[str, _Key, bool]] = []  # (determiner, key, plural noun) of each noun phrase
+        self.spans: list[range] = []  # the positions in `words` of each noun phrase
         self.open: list[str] = []  # the words of a noun phrase not finished yet
         self.after: str | None = None  # "subject" or "object": the last words were that noun phrase
         fresh = True
-        for word in words:
+        for i, word in enumerate(words):
             self.after = None
             if self.open or word in _DETERMINERS:
                 self.open.append(word)
                 if word in SINGULARS or word in SHAPES:  # the noun ends the phrase
                     key = (self.open[1] if len(self.open) == 3 else None, SINGULARS.get(word, word))
                     self.phrases.append((self.open[0], key, word in SINGULARS))
+                    self.spans.append(range(i + 1 - len(self.open), i + 1))
                     self.open = []
                     if self.relation and self.subject is not None:
                         self.said.add((self.subject, " ".join(self.relation), key))
@@ -382,21 +384,10 @@ def region_words(words: Sequence[str], position: int) -> list[int] | None:
     img = max((i for i in range(start, position + 1) if words[i] == "<img>"), default=None)
     if img is None:
         return None
-    phrases: list[tuple[list[int], int]] = []
-    open_: list[int] = []
-    for i in range(start + 2, img):
-        word = words[i]
-        if word == "</ins>":
-            break
-        if open_ or word in _DETERMINERS:
-            open_.append(i)
-            if word in SINGULARS or word in SHAPES:  # the noun ends the phrase
-                det = words[open_[0]]
-                if not phrases or det != "the":
-                    phrases.append((open_, COUNT_WORDS.get(det, 1)))
-                open_ = []
-            elif len(open_) > 2 or (len(open_) == 2 and word not in COLORS):
-                open_ = []
+    text = list(words[start + 2:img])
+    reading = _Reading(text[:text.index("</ins>")] if "</ins>" in text else text)
+    phrases = [([start + 2 + i for i in span], COUNT_WORDS.get(det, 1))
+               for k, ((det, _, _), span) in enumerate(zip(reading.phrases, reading.spans)) if k == 0 or det != "the"]
     if not phrases:
         return None
     region = sum(1 for i in range(img + 1, position + 1) if words[i] in _SIZE_WORDS) - 1
