@@ -85,6 +85,11 @@ ROWS = [
         files=measured("r0"),
         paper="staged fine-tune: 0.83 at 131 flow steps; both kinds of inspect supervision: count 0.75 / "
               "position 0.72 / colour attr 0.69", per_stage_file="docs/results-process.json"),
+    Row("loop-s24", "full loop, session 24's sampling", "process",
+        "the shipped weights and loop of session 24 (its look-ahead kept one spot for each object related to the "
+        "added one), measured then; `--no-room` turns today's look-ahead off altogether",
+        ["--generator", "staged"],
+        files=measured("s24"), per_stage_file="docs/results-process-s24.json"),
     Row("loop-s23", "full loop, session 23's sampling", "process",
         "the shipped weights and loop of session 23 (its config's `bag` \"object\", before session 24's planning "
         "rules), measured then; no switch of today's sampler reproduces it",
@@ -155,10 +160,23 @@ ROWS = [
          "--paste-crop"],
         paper="symbolic: position 0.70 / colour attr 0.67 (self-sampled 0.72 / 0.69)",
         per_stage=True),
+    Row("loop-phrase", "full loop, the recipe again with each region's own words from its first stage", "process",
+        "the shipped recipe trained again from scratch (`BAG=phrase SHIP=0 bash scripts/train_shipped.sh`): each "
+        "region's image condition reads its own object's words from the first stage, as the one-shot row's does, "
+        "and without the context leak the shipped weights were trained with; the default loop",
+        ["--generator", "staged", "--checkpoint", "{runs}/phrase/s4"], per_stage=True),
+    Row("abl-edit0", "ablation: instruction diversity (`--edit-ops 0`)", "ablation",
+        "the row above on trajectories built with `--edit-ops 0` (every group added, none moved, recoloured or "
+        "removed); the default loop",
+        ["--generator", "staged", "--checkpoint", "{runs}/edit0/s4"],
+        paper="additive-only: position 0.58 / colour attr 0.50 (with modify/swap/remove 0.67 / 0.62)",
+        per_stage=True),
 ]
 
 NOT_YET = [
-    ("instruction diversity (`--edit-ops 0`)", "the whole recipe again on additive-only data (about 104 minutes)"),
+    ("instruction diversity (`--edit-ops 0`) and its reference, the recipe again with each region's own words from "
+     "its first stage", "the whole recipe twice, about 104 minutes each: `bash scripts/train_paper_rows.sh`; "
+     "started in session 25"),
 ]
 
 PAPER = """| the paper (BAGEL-7B, GenEval) | overall | position | colour attr | flow steps |
@@ -249,9 +267,10 @@ def write_table(rows: list[Row], per_stage: dict, runs: Path) -> str:
              "varied (session 22 ran the same checkpoint, settings and prompts 2.1x slower than session 21; its "
              "rows: the shipped checkpoint's, best-of-2, single mode and the symbolic critiques). Sampling "
              "changed between sessions: the full loop, plan + sketch and the one-shot row were measured in "
-             "session 24 (its plans' `<ins>` and `<des>` agree, regions stay inside the canvas and clear of "
-             "earlier ones, an `add`'s later objects read their own words); every other row with the sampler of "
-             "its session (22 or 23), the switches it names being that session's.", "",
+             "session 25 (an `add`'s regions leave a spot for every object still to come; session 24: plans "
+             "whose `<ins>` and `<des>` agree, regions inside the canvas and clear of earlier ones, an `add`'s "
+             "later objects read their own words); every other row with the sampler of its session (22, 23 or "
+             "24), the switches it names being that session's.", "",
              "## Ours", "",
              "| row | geneval | position | colour attr | counting | complex | generalise | flow steps (geneval / "
              "complex) | images (complex) | text tokens (complex) | s/image (complex) | the paper's matching row "

@@ -7,16 +7,26 @@
 # Every command resumes where it stopped if the script is run again. Times measured on
 # the 2-core development machine are in the README ("The unified model"). No data build
 # holds a benchmark's scene or a held-out colour-shape pair (evaluation/heldout.py).
+#
+# The same recipe serves the paper table's variants (scripts/train_paper_rows.sh), with
+#     EDIT_OPS=0       trajectories built with --edit-ops 0 (additive only; default 0.25)
+#     BAG=phrase       the first stage's image condition already reads each region's own object
+#     SHIP=0           the weights stay in WORKDIR (not copied to the shipped checkpoint)
 set -euo pipefail
 W=${1:-runs}
+EDIT_OPS=${EDIT_OPS:-0.25}
+FIRST_BAG=()
+[ -n "${BAG:-}" ] && FIRST_BAG=(--bag "$BAG")
 mkdir -p "$W"
 t0=$(date +%s)
 stamp() { echo "== $1 done after $(( ($(date +%s) - t0) / 60 )) min" | tee -a "$W/times.txt"; }
 
 # Pipeline 1: plan/sketch trajectories (45% long coloured compositions, data/trajectories.py).
-sketchloop data build --kind trajectories --n 32000 --out "$W/traj" --seed 0 --workers 2; stamp trajectories
+sketchloop data build --kind trajectories --n 32000 --out "$W/traj" --seed 0 --workers 2 --edit-ops "$EDIT_OPS"
+stamp trajectories
 # Stage 1: plan + sketch (text CE on plans and regions, flow matching on crops and whole canvases).
-sketchloop train --stage plan-sketch --data "$W/traj" --out "$W/s1" --steps 4000 --batch-size 24 --save-every 500; stamp plan-sketch
+sketchloop train --stage plan-sketch --data "$W/traj" --out "$W/s1" --steps 4000 --batch-size 24 --save-every 500 \
+    "${FIRST_BAG[@]}"; stamp plan-sketch
 # ... and a second pass over the same data (a fresh warmup and cosine at half the rate): copying long
 # prompts into <des> was still rare at 4,000 steps (1 of 20 shapes-complex-val prompts, README).
 sketchloop train --stage plan-sketch --data "$W/traj" --init "$W/s1" --out "$W/s1b" --steps 2000 --batch-size 24 \
@@ -38,6 +48,7 @@ sketchloop train --stage joint --data "$W/traj" --data "$W/inspect" --init "$W/s
 sketchloop train --stage joint --data "$W/traj" --data "$W/inspect" --init "$W/s3" --out "$W/s4" \
     --steps 800 --lr 5e-4 --bag phrase; stamp joint-object
 # Ship the EMA weights (not the optimizer state).
+[ "${SHIP:-1}" = 0 ] && { echo "trained $W/s4 (not shipped: SHIP=0)"; exit 0; }
 dest=sketchloop/checkpoints/shapes-unified
 mkdir -p "$dest"
 cp "$W/s4/model.safetensors" "$W/s4/config.json" "$W/s4/tokenizer.json" "$dest/"

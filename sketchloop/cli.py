@@ -27,8 +27,8 @@ def _check_png_path(out: Path) -> None:
 
 # The region sampling switches `eval` and `generate` share (backends/unified.py SamplingConfig).
 _RELATE = "an add's regions meet the relations its own <ins> states (default: on; README)"
-_ROOM = ("with --relate-regions, an add's regions also leave room for the objects the prompt relates to it that "
-         "are still to come (default: on; README)")
+_ROOM = ("with --relate-regions, an add's regions also leave room for every object of the prompt still to come, "
+         "with its count and relations (default: on; README)")
 _KEEP = "paste a drawn crop back only over its region's box (the rest keeps the canvas) or whole (default: box; README)"
 
 

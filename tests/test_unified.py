@@ -372,10 +372,14 @@ def test_a_one_shot_plan_places_each_object_against_those_written_before_it():
     assert placement.relations([circle]) == (("right of", circle),)  # the square: right of the circle
     assert placement.relations([circle, square]) == (("below", circle), ("below", square))
     assert placement.relations([circle, square, stars[0]]) == (("below", circle), ("below", square))
-    # the circle leaves room for the square right of it and the stars below it (and below the square)
-    assert placement.room([]) == ((("below",), ()), (("right of",), ()))
-    assert placement.room([circle]) == ((("below",), (("below", circle),)),)
-    assert placement.room([circle, square]) == ()
+    # the circle leaves room for the square right of it and the stars below both
+    red, blue, green = ("red", "circle"), ("blue", "square"), ("green", "star")
+    assert placement.rest([]) == (((0, ()), (1, ()), (2, ())), tuple(sorted(
+        [(0, "left of", 1), (1, "right of", 0), (2, "below", 1), (1, "above", 2), (0, "above", 2), (2, "below", 0)])))
+    assert placement.rest([circle]) == (((0, (("right of", circle),)), (2, (("below", circle),))),
+                                        ((0, "above", 1), (1, "below", 0)))
+    assert placement.rest([circle, square]) == (((1, (("below", circle), ("below", square))),), ())
+    assert placement.rest([circle, square, *stars]) is None and (red, blue, green)
 
 
 def test_an_instruction_introduces_each_object_once():
@@ -394,70 +398,121 @@ def test_an_instruction_introduces_each_object_once():
     assert tok.token_id("star") in after and tok.token_id("circle") not in after
 
 
-def test_placement_room_reads_the_prompt_for_the_objects_still_to_come():
+def test_an_instruction_goes_on_after_and_with_a_relation_the_prompt_states():
+    """The planner wrote "add a black square left of the pink crosses and left of the purple
+    triangle" for a square right of the triangle: after "and" every relation word was open."""
+    from sketchloop.models.grammar import PhraseGrammar
+
+    tok = WordTokenizer()
+    words = [i for i, w in enumerate(tok.vocab) if not w.startswith("<") and not w[1:].isdigit()]
+    prompt = ("a photo of a black square left of two pink crosses, the black square right of a purple triangle "
+              "and the pink crosses right of the purple triangle")
+    grammar = PhraseGrammar(tok, prompt, description=False, drawn="two pink crosses right of a purple triangle")
+    after = {tok.vocab[i] for i in grammar.allowed(tok.encode("add a black square left of the pink crosses and"), words)}
+    assert "right" in after and not after & {"left", "above", "below"}
+
+
+def test_placement_rest_reads_the_prompt_for_the_objects_still_to_come():
     from sketchloop.models.grammar import Placement
 
     tok = WordTokenizer()
     prompt = ("a photo of a blue cross left of a yellow triangle, a red circle above the yellow triangle "
               "and a black star right of the yellow triangle")
 
-    def room(prompt, ins, earlier=()):
-        return Placement(tok, prompt, ins, list(earlier)).room()
+    def rest(prompt, ins, earlier=()):
+        return Placement(tok, prompt, ins, list(earlier)).rest()
 
-    # the anchor first: the three others go left of, above and right of it
-    assert room(prompt, "add a yellow triangle") == ((("above",), ()), (("left of",), ()), (("right of",), ()))
-    # the cross added first: the triangle goes right of it; the circle and star relate to the triangle only
-    assert room(prompt, "add a blue cross") == ((("right of",), ()),)
-    # the star comes after the triangle and the circle: nothing the prompt relates to it is left to draw
+    # the anchor first: the three others (in the prompt's order) go left of, above and right of it
+    assert rest(prompt, "add a yellow triangle") == (((0, ()), (1, ()), (1, ()), (1, ())), (
+        (0, "below", 2), (0, "left of", 3), (0, "right of", 1), (1, "left of", 0), (2, "above", 0), (3, "right of", 0)))
+    # the cross first: the triangle goes right of it, the circle and the star relate to the triangle
+    objects, links = rest(prompt, "add a blue cross")
+    assert objects == ((0, ()), (1, ()), (1, ()), (1, ())) and (1, "right of", 0) in links and len(links) == 6
+    # the star comes after the triangle and the circle: only the cross is still to come
     earlier = [("add a yellow triangle", "x8 y8 s7"), ("add a red circle above the yellow triangle", "x8 y3 s6")]
-    assert room(prompt, "add a black star right of the yellow triangle", earlier) == ()
-    assert room(prompt, "add a blue cross", earlier) == ()
-    # a later object's relations to what is drawn come with it
+    assert rest(prompt, "add a black star right of the yellow triangle", earlier) == (
+        ((0, (("right of", Region(8, 8, 7)),)), (1, (("left of", Region(8, 8, 7)),))), ())
+    # counts: an add of three draws two more after its first region; a counted later group comes with its count
+    counted = "a photo of three purple stars right of two green squares"
+    assert rest(counted, "add two green squares")[0] == ((1, ()), (3, ()))
+    assert Placement(tok, counted, "add two green squares", []).rest([Region(3, 8, 6)])[0] == ((0, ()), (3, ()))
+    # a removed object is to come again; a non-add has no rest
     chain = "a photo of a red circle left of a blue square and a green star below the red circle"
-    assert room(chain, "add a red circle", [("add a blue square", "x12 y4 s7")]) == ((("below",), ()),)
-    assert room(chain, "add a blue square", [("add a red circle", "x3 y4 s7")]) == ()
-    assert room(chain, "add a green star", [("add a blue square", "x12 y4 s7")]) == \
-        ((("above",), (("left of", Region(12, 4, 7)),)),)
-    # a removed object is to come again; a non-add leaves room for nothing
-    assert room(chain, "add a green star", [("add a blue square", "x12 y4 s7"),
-                                            ("remove the blue square", "x12 y4 s7")]) == ((("above",), ()),)
-    assert room(chain, "move the red circle left of the blue square") == ()
+    assert rest(chain, "add a green star", [("add a blue square", "x12 y4 s7"),
+                                            ("remove the blue square", "x12 y4 s7")])[0] == ((0, ()), (1, ()), (1, ()))
+    assert rest(chain, "move the red circle left of the blue square") is None
 
 
-def test_an_anchor_leaves_room_for_the_objects_still_to_come():
+def _completion(anchor, rest, size=6):
+    """A search independent of the grammar's: spots of `size` for every later object of `rest`
+    (object 0 at `anchor`), inside the canvas, 0.03 apart, where the prompt's relations hold (a
+    depth-first search that places the object with the fewest spots left next); None when there
+    is none."""
     import numpy as np
 
-    from sketchloop.models.grammar import RegionGrammar
     from sketchloop.world.layout import relation_mask
+
+    objects, links = rest
+    spots = [Region(x, y, size) for x in range(16) for y in range(16)]
+    spots = [r for r in spots if min(r.box) >= 0 and max(r.box) <= 1]
+
+    def fits(region, j, other, k):
+        if all(abs(a - b) < (region.size + other.size) / 2 + 0.03 for a, b in zip(region.center, other.center)):
+            return False
+        return all(relation_mask(np.array([region.box]), r, other.box)[0] for a, r, b in links if a == j and b == k)
+
+    def search(placed, todo):
+        if not todo:
+            return placed
+        options = [[r for r in spots if all(fits(r, j, other, k) for other, k in placed)] for j in todo]
+        best = min(range(len(todo)), key=lambda i: len(options[i]))
+        for region in options[best]:
+            found = search(placed + [(region, todo[best])], todo[:best] + todo[best + 1:])
+            if found:
+                return found
+        return None
+
+    return search([(anchor, 0)], [j for j, (n, _) in enumerate(objects) for _ in range(n)])
+
+
+def test_every_region_leaves_room_for_every_object_still_to_come():
+    import random
+
+    from sketchloop.models.grammar import Placement, RegionGrammar
 
     tok = WordTokenizer()
     grammar = RegionGrammar(tok, min_size=6)
 
-    def regions(room, relations=()):
+    def regions(rest, relations=()):
         return [Region(*(int(w[1:]) for w in tok.decode([x, y, s]).split()))
-                for x in grammar.allowed([], room=room, relations=relations) if x != grammar.end
-                for y in grammar.allowed([x], room=room, relations=relations)
-                for s in grammar.allowed([x, y], room=room, relations=relations)]
+                for x in grammar.allowed([], rest=rest, relations=relations) if x != grammar.end
+                for y in grammar.allowed([x], rest=rest, relations=relations)
+                for s in grammar.allowed([x, y], rest=rest, relations=relations)]
 
-    every = regions(())
-    room = ((("above",), ()), (("left of",), ()), (("right of",), ()))
-    roomy = regions(room)
+    every = regions(None)
+    anchor = (((0, ()), (1, ()), (1, ()), (1, ())), ((1, "left of", 0), (2, "above", 0), (3, "right of", 0)))
+    roomy = regions(anchor)
     assert 0 < len(roomy) < len(every) / 2 and set(roomy) <= set(every)
-    lattice = [Region(x, y, s) for x in range(16) for y in range(16) for s in range(6, 11)]
-    boxes = np.array([r.box for r in lattice])
-    centres, sides = np.array([r.center for r in lattice]), np.array([r.size for r in lattice])
-    for anchor in roomy:  # every later object has a spot, clear of the anchor, where its relation holds
-        clear = np.any(np.abs(centres - anchor.center) >= (sides[:, None] + anchor.size) / 2 - 1e-9, axis=1)
-        for (relation,), _ in room:
-            assert (relation_mask(boxes, relation, anchor.box) & clear).any(), (anchor, relation)
     assert min(r.gx for r in roomy) > min(r.gx for r in every) and max(r.gx for r in roomy) < max(r.gx for r in every)
     assert min(r.gy for r in roomy) > min(r.gy for r in every)
-    # a later object that has no spot whatever the anchor (right of the right edge) asks for nothing
-    assert regions(((("left of",), (("right of", Region(15, 8, 10)),)),)) == every
-    # where the anchor's own relations leave no room (it goes left of a region at the left edge), the
+    # a crowded scene: the first of two squares leaves room for the other, three stars right of both, a
+    # cross below them and two circles left of the cross; every region allowed has a completion
+    prompt = ("a photo of three purple stars right of two green squares, a yellow cross below the green "
+              "squares and two red circles left of the yellow cross")
+    crowded = Placement(tok, prompt, "add two green squares", []).rest()
+    allowed = regions(crowded)
+    assert 0 < len(allowed) < len(every) / 2
+    for region in random.Random(0).sample(allowed, 5):
+        assert _completion(region, crowded) is not None, region
+    # a later object that has no spot whatever the region (right of a region at the right edge) asks for nothing
+    assert regions((((0, ()), (1, (("right of", Region(15, 8, 10)),))), ((1, "left of", 0),))) == every
+    # where the region's own relations leave no room (it goes left of a region at the left edge), the
     # look-ahead is dropped and the relations kept
     relations = (("left of", Region(3, 8, 6)),)
-    assert regions(((("left of",), ()),), relations) == regions((), relations) != every
+    assert regions((((0, relations), (1, ())), ((1, "left of", 0),)), relations) == regions(None, relations) != every
+    # where the relations leave no room at the least size, the region is drawn smaller before they are dropped
+    tight = (("left of", Region(3, 8, 10)),)  # no s6 fits left of it, an s4 or s5 does
+    assert regions(None, tight) and all(r.s < 6 for r in regions(None, tight))
 
 
 def test_related_regions_meet_the_relations_while_some_region_fits():

@@ -155,8 +155,8 @@ def model_generator(mode: str, size: int = DEFAULT_SIZE, checkpoint=None, flow_s
     the plans' noun phrases name the prompt's objects (models/grammar.py PhraseGrammar);
     `inspect_threshold`: the inspector's verdict by a threshold on its doubt (SamplingConfig);
     `inspect=False`: plan and sketch only, no inspection (staged); `relate_regions`: an `add`'s
-    regions meet the relations its `<ins>` states; `leave_room`: and leave room for the objects
-    the prompt relates to it that are still to come; `keep_context`: a drawn crop is pasted back
+    regions meet the relations its `<ins>` states; `leave_room`: and leave room for every object
+    of the prompt still to come (recorded as `ROOM_FOR`); `keep_context`: a drawn crop is pasted back
     only over its region's box (SamplingConfig; None: its defaults)."""
     from ..backends.unified import SHIPPED_CHECKPOINT, SamplingConfig
     from ..backends.wiring import model_roles
@@ -176,10 +176,13 @@ def model_generator(mode: str, size: int = DEFAULT_SIZE, checkpoint=None, flow_s
         model.update({"temperature": temperature, "regions_apart": separate, "min_size": config.min_size,
                       "copy_phrases": copy_phrases, "inspect_threshold": inspect_threshold,
                       "max_words": config.max_words, "relate_regions": config.relate_regions,
-                      "leave_room": config.relate_regions and config.leave_room,
+                      "leave_room": ROOM_FOR if config.relate_regions and config.leave_room else False,
                       "keep_context": config.keep_context})
     return LoopGenerator(mode, lambda: roles, mode, size, max_iters, max_refines=max_refines, roles_record=model,
                          inspect=inspect)
+
+
+ROOM_FOR = "every later object"  # what the look-ahead leaves room for (before session 25: the related ones, `True`)
 
 
 class TextToImageGenerator:
