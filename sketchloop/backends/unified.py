@@ -55,7 +55,8 @@ class SamplingConfig:
     leave_room: with `relate_regions`, an `add`'s regions also leave room for every object of
         the prompt still to come, with its count and relations (models/grammar.py
         `Placement.rest`), while some region does (chosen on shapes-complex-val: 0.547 without,
-        0.583 for the objects related to the new one alone, 0.880 for all of them; README).
+        0.583 for the objects related to the new one alone; with session 24's rules 0.695 for
+        those, 0.9025 for all of them; README).
     keep_context: only a region's box (widened by PASTE_MARGIN pixels) of the crop the flow drew
         is pasted back, the rest of the crop keeps the canvas (an edit changes nothing outside
         the regions its plan names; chosen on shapes-complex-val: 0.583 with the whole crop,

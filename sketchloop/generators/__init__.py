@@ -142,6 +142,9 @@ def oracle_generator(mode: str = "staged", size: int = DEFAULT_SIZE, max_iters: 
                          max_refines=max_refines)
 
 
+ROOM_FOR = "every later object"  # what the look-ahead leaves room for (before session 25: the related ones, `True`)
+
+
 def model_generator(mode: str, size: int = DEFAULT_SIZE, checkpoint=None, flow_steps: int = 16,
                     guidance: float = 1.0, max_iters: int = 8, temperature: float = 0.3,
                     max_refines: int = DEFAULT_MAX_REFINES, separate: bool = True,
@@ -180,9 +183,6 @@ def model_generator(mode: str, size: int = DEFAULT_SIZE, checkpoint=None, flow_s
                       "keep_context": config.keep_context})
     return LoopGenerator(mode, lambda: roles, mode, size, max_iters, max_refines=max_refines, roles_record=model,
                          inspect=inspect)
-
-
-ROOM_FOR = "every later object"  # what the look-ahead leaves room for (before session 25: the related ones, `True`)
 
 
 class TextToImageGenerator:
