@@ -50,8 +50,13 @@ def main() -> None:
     if args.out:
         args.out.write_text(json.dumps(rows))
     print(f"{len(rows)} inspected steps of {args.benchmark}")
+    wrong = [r["doubt"] for r in rows if r["kind"] != "consistent"]
+    right = [r["doubt"] for r in rows if r["kind"] == "consistent"]
+    if wrong and right:  # how well the doubt ranks a wrong step above a right one (0.5: not at all)
+        auc = sum((w > c) + 0.5 * (w == c) for w in wrong for c in right) / (len(wrong) * len(right))
+        print(f"AUC {auc:.3f} ({len(wrong)} wrong steps, {len(right)} right)")
     print("threshold  recall(plan)  recall(image)  false alarms")
-    for threshold in (0.5, 0.55, 0.6, 0.625, 0.65, 0.675, 0.7, 0.8):
+    for threshold in (0.5, 0.55, 0.6, 0.65, 0.7, 0.8, 0.9, 0.95, 0.98, 0.99):
         rate = lambda kind: (sum(r["doubt"] >= threshold for r in rows if r["kind"] == kind)
                              / max(1, sum(r["kind"] == kind for r in rows)))
         print(f"{threshold:9.3f}  {rate('plan'):12.2f}  {rate('image'):13.2f}  {rate('consistent'):12.2f}")

@@ -2,7 +2,7 @@
 prompt, does the inspector see the conflicts, does a refine fix without breaking?
 
     python scripts/process_metrics.py [--checkpoint CKPT] [--benchmark shapes-complex]
-        [--benchmark shapes-geneval] [--every 1] [--max-refines N] [--free-plans] [--out metrics.json]
+        [--benchmark shapes-geneval] [--every 1] [--max-refines N] [--inspect-threshold T] [--free-plans] [--out metrics.json]
 
 The loop runs with the model alone (no scorer inside it); afterwards every recorded step
 is judged by the exact ShapesWorld judge (sketchloop/evaluation/process.py says what
@@ -31,6 +31,8 @@ def main() -> None:
     ap.add_argument("--benchmark", action="append")
     ap.add_argument("--every", type=int, default=1, help="every N-th prompt of each benchmark")
     ap.add_argument("--max-refines", type=int, default=None, help="default: the loop's default")
+    ap.add_argument("--inspect-threshold", type=float, default=None,
+                    help="the inspector's verdict by a threshold on its doubt (default: sampled)")
     ap.add_argument("--free-plans", action="store_true", help="the planner's phrases its own (not copied)")
     ap.add_argument("--free-regions", action="store_true", help="an add's regions not held to its <ins>'s relations")
     ap.add_argument("--no-room", action="store_true", help="an add's regions need not leave room for the objects "
@@ -40,6 +42,7 @@ def main() -> None:
     ap.add_argument("--out", type=Path)
     args = ap.parse_args()
     kw = {} if args.max_refines is None else {"max_refines": args.max_refines}
+    kw["inspect_threshold"] = args.inspect_threshold
     gen = model_generator("staged", checkpoint=args.checkpoint, copy_phrases=not args.free_plans,
                           relate_regions=not args.free_regions,
                           leave_room=not args.no_room, keep_context=not args.paste_crop, **kw)

@@ -380,7 +380,10 @@ def train(stage: str = typer.Option(..., help="plan-sketch, inspect, refine or j
           bag: Optional[str] = typer.Option(None, help="the words the image condition averages: step (the whole "
                                                        "step's), object (an <ins>'s first object only) or phrase "
                                                        "(the object each region draws); default: the --init "
-                                                       "checkpoint's, else step")) -> None:
+                                                       "checkpoint's, else step"),
+          look_grid: Optional[int] = typer.Option(None, help="give the --init model a close look at each region "
+                                                             "it inspects: the region's crop read as N x N <look> "
+                                                             "tokens (default: the checkpoint's; 0: none)")) -> None:
     """Train the unified model: lambda * text CE + flow-matching MSE (AdamW, cosine, EMA; resumable; torchrun)."""
     import os
 
@@ -400,7 +403,7 @@ def train(stage: str = typer.Option(..., help="plan-sketch, inspect, refine or j
             f", final flow loss {result['loss']:.4f}, {result['seconds'] / 60:.1f} min"
             if result.get("loss") is not None else " (already done)"))
         return
-    result = run_training(data, out, cfg, init=init, bag=bag)
+    result = run_training(data, out, cfg, init=init, bag=bag, look_grid=look_grid)
     if int(os.environ.get("RANK", "0")) == 0:
         console.print(f"checkpoint {out} at step {result['step']}" +
                       (f", final loss {result['loss']:.3f} ({', '.join(f'{k} {result[k]:.3f}' for k in ('ce', 'crop', 'full') if k in result)}), "

@@ -28,6 +28,7 @@ PHOTO_PREFIX = "a photo of "
 BOS, EOS, END = "<bos>", "<eos>", "<end>"
 PROMPT, INS, DES, IMG, INSPECT, REFINE = "prompt", "ins", "des", "img", "inspect", "refine"
 CANVAS, FULL = "<canvas>", "<full>"
+LOOK = "<look>"  # a placeholder the patch embeddings of a region's crop fill (the inspector's close look)
 TAGS = ["<prompt>", "</prompt>", "<ins>", "</ins>", "<des>", "</des>", "<inspect>", "</inspect>",
         "<refine>", "</refine>", "<img>", "</img>", END, CANVAS, FULL]
 STEP_STARTS = ("<ins>", "<refine>", "<prompt>")  # the image expert reads the step from the last of these

@@ -10,8 +10,11 @@ from sketchloop.data.build import build
 from sketchloop.errors import SketchloopError
 from sketchloop.backends.unified import SamplingConfig, UnifiedRoles
 from sketchloop.models.tokenizer import WordTokenizer
+from sketchloop.loop.roles import Plan
 from sketchloop.models.unified import UnifiedConfig, UnifiedModel
 from sketchloop.training.trainer import TrainConfig, lr_at, train
+from sketchloop.world.layout import Layout
+from sketchloop.world.render import render
 
 SMALL = UnifiedConfig(vocab_size=len(WordTokenizer()), n_layer=1, n_head=2, n_embd=32, unet_channels=(8, 8, 8))
 
@@ -126,3 +129,33 @@ def test_torchrun_two_processes_on_cpu(data, tmp_path):
     assert r.returncode == 0, r.stderr[-2000:]
     assert "checkpoint" in r.stderr and (tmp_path / "ddp" / "model.safetensors").is_file()
     UnifiedModel.from_pretrained(tmp_path / "ddp")
+
+
+def test_a_model_without_looks_grows_them_for_its_inspect_stage(data, tmp_path):
+    """--look-grid on a checkpoint trained without looks: the tokenizer gains `<look>` at its end
+    (every old id kept), the embeddings grow, and the inspector then reads each region's crop."""
+    inspect = tmp_path / "inspect"
+    build("inspect", 12, inspect, seed=0, shard_size=12, progress=False)
+    old_tok = WordTokenizer(WordTokenizer().vocab[:-1])  # a vocabulary from before the <look> tag
+    assert "<look>" not in old_tok.index
+    UnifiedModel(UnifiedConfig(**{**SMALL.__dict__, "vocab_size": len(old_tok)})).save_pretrained(tmp_path / "s1",
+                                                                                                 old_tok)
+    small = dict(batch_size=4, max_flows=4, single_per_step=1, warmup=1, save_every=100)
+    train([inspect], tmp_path / "s2", TrainConfig(stage="inspect", steps=2, **small), init=tmp_path / "s1",
+          progress=False, look_grid=2)
+    model, tok = UnifiedModel.from_pretrained(tmp_path / "s2")
+    assert tok.vocab == old_tok.vocab + ["<look>"] and model.config.vocab_size == len(tok)
+    assert model.config.look_grid == 2 and model.look_pos.shape == (4, SMALL.n_embd)
+    roles = UnifiedRoles(model, tok, SamplingConfig(flow_steps=2))
+    plan = Plan("add a red circle", "a red circle", "x3 y4 s6 x10 y10 s6")
+    session = roles._inspect_session("a photo of a red circle", [plan], render(Layout(), 64))
+    assert session.ids.count(tok.token_id("<look>")) == 2 * 4  # two regions, 2 x 2 tokens each
+    critique = roles.inspect("a photo of a red circle", [plan], render(Layout(), 64), seed=0)
+    assert critique.text
+    # the next stage keeps the looks; asking again for another grid is refused
+    train([inspect], tmp_path / "s3", TrainConfig(stage="inspect", steps=1, **small), init=tmp_path / "s2",
+          progress=False)
+    assert UnifiedModel.from_pretrained(tmp_path / "s3")[0].config.look_grid == 2
+    with pytest.raises(SketchloopError, match="already looks"):
+        train([inspect], tmp_path / "s4", TrainConfig(stage="inspect", steps=1, **small), init=tmp_path / "s3",
+              progress=False, look_grid=3)

@@ -838,3 +838,37 @@ def test_an_inspect_threshold_decides_the_verdict_word():
         critique = roles.inspect("a photo of a red circle", history, canvas, seed=1)
         assert critique.consistent == consistent and critique.text.split()[0] == ("consistent" if consistent
                                                                                   else "inconsistent")
+
+
+def test_the_inspector_reads_in_training_what_it_reads_at_inference_looks_included(rows):
+    """An inspect row's sequence up to `<inspect>` is the inspector's session token for token,
+    and the canvas and each region's crop fill the same slots: the same hidden states."""
+    from dataclasses import replace
+    import re
+
+    torch.manual_seed(0)
+    tok = WordTokenizer()
+    model = UnifiedModel(replace(TINY, look_grid=2, max_looks=2)).eval()
+    roles = UnifiedRoles(model, tok)
+    looked = 0
+    for row in rows["inspect"]:
+        ex = encode_row(row, tok, model.config.canvas_tokens, model.config.look_tokens, model.config.max_looks)
+        end = ex.ids.index(tok.token_id("<inspect>")) + 1
+        text = tok.decode(ex.ids[:ex.ids.index(tok.token_id("<canvas>"))])
+        history = [Plan(*m) for m in re.findall(r"<ins> (.*?) </ins> <des> (.*?) </des> <img> (.*?) </img>", text)]
+        canvas = Image.fromarray(ex.canvases[0])
+        session = roles._inspect_session(row["prompt"], history, canvas)
+        assert session.ids == ex.ids[:end]
+        n_regions = len(parse_regions(history[-1].regions))
+        assert len(ex.looks) == min(2, n_regions) and ex.ids.count(tok.token_id("<look>")) == 4 * len(ex.looks)
+        looked += bool(ex.looks)
+        ids = torch.tensor([ex.ids[:end]])
+        looks = torch.from_numpy(np.stack([to_float(c) for c in ex.looks])) if ex.looks else None
+        with torch.no_grad():
+            trained = model.hidden(ids, torch.from_numpy(to_float(ex.canvases[0]))[None], ids == tok.token_id("<canvas>"),
+                                   looks=looks, look_slots=ids == tok.token_id("<look>"))[0]
+        assert torch.allclose(torch.stack(session.hidden), trained, atol=1e-5)
+    assert looked
+    # a model without looks reads the canvas alone, as before
+    plain = UnifiedRoles(UnifiedModel(TINY).eval(), tok)
+    assert tok.token_id("<look>") not in plain._inspect_session(rows["inspect"][0]["prompt"], history, canvas).ids

@@ -7,8 +7,9 @@ every call samples from its own seed: no state carries from one call to the next
   the region grammar (models/grammar.py);
 - sketch / refine: for each region, the hidden state at its last token conditions the
   Euler flow sampler on a crop of the current canvas; the crop is pasted back;
-- inspect: the canvas is read as patch tokens, then `<inspect> ... </inspect>` and, when the
-  model finds a conflict, `<refine> ... </refine>`.
+- inspect: the canvas is read as patch tokens (and, with the model's `look_grid`, the crop of
+  each region the step painted as `<look>` tokens), then `<inspect> ... </inspect>` and, when
+  the model finds a conflict, `<refine> ... </refine>`.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from ..models.regions import PASTE_MARGIN, Region, coord_planes, crop, parse_reg
 from ..models.sampling import TextSession, euler_sample
 from ..models.tokenizer import WordTokenizer
 from ..models.unified import UnifiedModel, phrase_mask
-from ..trajectory import CANVAS, END, OBJECT_ENDS, STEP_STARTS, history_text, plan_text, single_text, text_verdict
+from ..trajectory import CANVAS, END, LOOK, OBJECT_ENDS, STEP_STARTS, history_text, plan_text, single_text, text_verdict
 
 SHIPPED_CHECKPOINT = Path(__file__).resolve().parent.parent / "checkpoints" / "shapes-unified"
 
@@ -125,14 +126,20 @@ class UnifiedRoles:
 
     # ------------------------------------------------------------------ helpers
     def _session(self, prompt: str, history: list[Plan]) -> TextSession:
-        session = TextSession(self.model, self.tok.token_id(CANVAS))
+        session = TextSession(self.model, self.tok.token_id(CANVAS), self.tok.index.get(LOOK))
         session.feed(self.tok.encode(history_text(prompt, history)))
         return session
 
-    def _read_canvas(self, session: TextSession, canvas: Image.Image) -> None:
-        n = self.model.config.canvas_tokens
-        session.feed([self.tok.token_id(CANVAS)] * n,
-                     torch.from_numpy(to_float(self._canvas_array(canvas)))[None].to(self.device))
+    def _read_canvas(self, session: TextSession, canvas: Image.Image, regions: list[Region] = ()) -> None:
+        """The canvas as patch tokens, then (a model with looks) each of `regions`' crops."""
+        cfg = self.model.config
+        array = self._canvas_array(canvas)
+        session.feed([self.tok.token_id(CANVAS)] * cfg.canvas_tokens,
+                     torch.from_numpy(to_float(array))[None].to(self.device))
+        regions = list(regions)[:cfg.max_looks] if cfg.look_grid else []
+        if regions:
+            looks = torch.from_numpy(np.stack([to_float(crop(array, r)) for r in regions])).to(self.device)
+            session.feed([self.tok.token_id(LOOK)] * (cfg.look_tokens * len(regions)), looks=looks)
 
     def _room(self, session: TextSession, most: int, reserve: int) -> int:
         """How many tokens a text may take: at most `most`, leaving `reserve` of the context."""
@@ -225,7 +232,7 @@ class UnifiedRoles:
         t = self.tok.token_id
         generator = _generator(seed)
         session = self._session(prompt, history)
-        if len(session.ids) + self.model.config.canvas_tokens + STEP_RESERVE > self.model.config.block_size:
+        if len(session.ids) + self.model.config.read_tokens + STEP_RESERVE > self.model.config.block_size:
             return None
         drawn = history[-1].des if history else ""
         described = PhraseGrammar(self.tok, prompt) if self.config.copy_phrases else None
@@ -246,8 +253,8 @@ class UnifiedRoles:
 
     @property
     def _plan_reserve(self) -> int:
-        """What a plan leaves of the context: the canvas and a short inspection of it."""
-        return self.model.config.canvas_tokens + 16
+        """What a plan leaves of the context: the canvas (and its looks) and a short inspection of it."""
+        return self.model.config.read_tokens + 16
 
     def _occupied(self, history: list[Plan]) -> tuple[Region, ...]:
         """Where earlier steps drew: an `add` keeps clear of it (objects never overlap)."""
@@ -298,7 +305,7 @@ class UnifiedRoles:
 
     def _inspect_session(self, prompt: str, history: list[Plan], canvas: Image.Image) -> TextSession:
         session = self._session(prompt, history)
-        self._read_canvas(session, canvas)
+        self._read_canvas(session, canvas, parse_regions(history[-1].regions) if history else [])
         session.feed([self.tok.token_id("<inspect>")])
         return session
 

@@ -39,7 +39,7 @@ import numpy as np
 
 from ..world.layout import GRID, relation_mask
 from ..world.vocab import COLORS, COUNT_WORDS, INVERSE_RELATION, PLURALS, RELATION_PHRASES, SHAPES, SINGULARS, plural
-from .regions import REGION_GAP, REGION_WORDS, SIZE_TOKENS, Region, parse_regions
+from .regions import REGION_GAP, REGION_WORDS, SIZE_TOKENS, Region, parse_regions, spaced
 from .tokenizer import WordTokenizer
 
 MAX_REGIONS = 8
@@ -160,12 +160,9 @@ def _inside() -> np.ndarray:
 
 @lru_cache(maxsize=2)
 def _spaced(gap: float) -> np.ndarray:
-    """[i, j]: whether lattice regions i and j keep `gap` apart (`free_sizes`'s rule)."""
+    """[i, j]: whether lattice regions i and j keep `gap` apart (regions.spaced)."""
     grid = [Region(gx, gy, s) for gx in range(GRID) for gy in range(GRID) for s in SIZE_TOKENS]
-    centre = np.array([r.center for r in grid])
-    side = np.array([r.size for r in grid])
-    reach = (side[:, None] + side[None]) / 2 + gap
-    return np.any(np.abs(centre[:, None] - centre[None]) >= reach[..., None], axis=-1)
+    return spaced(grid, grid, gap)
 
 
 @lru_cache(maxsize=8)
@@ -188,8 +185,9 @@ def _index(region: Region) -> int:
 
 
 def _order(rest: Rest) -> list[int]:
-    """The objects of `rest` other than object 0 in the order the look-ahead places them: next the
-    one with most relations to those placed, then one with relations to drawn objects."""
+    """The objects of `rest` in the order the look-ahead places them: object 0 (the current one)
+    first, next the one with most relations to those placed, then one with relations to drawn
+    objects."""
     objects, links = rest
     order, left = [0], set(range(1, len(objects)))
     while left:
@@ -197,7 +195,7 @@ def _order(rest: Rest) -> list[int]:
                                         bool(objects[j][1]), -j))
         order.append(best)
         left.remove(best)
-    return order[1:]
+    return order
 
 
 @lru_cache(maxsize=256)
@@ -225,7 +223,7 @@ def _completable(rest: Rest, taken: tuple[Region, ...], look: int) -> np.ndarray
     spots = np.flatnonzero(sizes == look)
     base = {j: (free & _related(drawn).ravel())[spots] if drawn else free[spots]
             for j, (_, drawn) in enumerate(objects)}
-    later = [j for j in [0] + _order(rest) if base[j].any() for _ in range(objects[j][0])]
+    later = [j for j in _order(rest) if base[j].any() for _ in range(objects[j][0])]
     relations = {}
     for a, relation, b in links:
         relations.setdefault((a, b), []).append(relation)
@@ -567,9 +565,10 @@ class Placement:
         key, drawn = self._now(written)
         if key is None:
             return None
-        done = len(written) - sum(n for k, n in self.objects[:[k for k, _ in self.objects].index(key)])
+        at = [k for k, _ in self.objects].index(key)
+        before = sum(n for _, n in self.objects[:at])  # regions of the objects this add draws first
         keys = [key] + [k for k in self.wanted if k not in drawn and k != key]
-        objects = [(dict(self.objects)[key] - done - 1, self.relations(written))]
+        objects = [(self.objects[at][1] - (len(written) - before) - 1, self.relations(written))]
         for other in keys[1:]:
             objects.append((self.wanted[other], tuple(sorted(
                 (r, region) for s, r, o in self.prompted if s == other and o in drawn for region in drawn[o]))))

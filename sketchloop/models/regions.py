@@ -53,17 +53,20 @@ PASTE_MARGIN = 1  # pixels around a region's box pasted with it (a shape's anti-
 REGION_GAP = 0.03  # the least gap between two regions of one step when sampling keeps them apart
 
 
+def spaced(a: list[Region], b: list[Region], gap: float = REGION_GAP) -> np.ndarray:
+    """[i, j]: whether region a[i] keeps `gap` clear of region b[j] (apart along x or along y:
+    the sampler's non-overlap rule)."""
+    ca, cb = np.array([r.center for r in a]).reshape(-1, 2), np.array([r.center for r in b]).reshape(-1, 2)
+    sa, sb = np.array([r.size for r in a]), np.array([r.size for r in b])
+    reach = (sa[:, None] + sb[None]) / 2 + gap
+    return np.any(np.abs(ca[:, None] - cb[None]) >= reach[..., None], axis=-1)
+
+
 def free_sizes(gx: int, gy: int, placed: list[Region], gap: float = REGION_GAP) -> list[int]:
     """The size tokens a region centred on lattice point (gx, gy) can take without coming
-    within `gap` of any region in `placed` (the sampler's non-overlap constraint)."""
-    cx, cy = (gx + 0.5) / GRID, (gy + 0.5) / GRID
-    free = []
-    for s in SIZE_TOKENS:
-        size = s / SIZE_STEPS
-        if all(abs(cx - r.center[0]) >= (size + r.size) / 2 + gap or abs(cy - r.center[1]) >= (size + r.size) / 2 + gap
-               for r in placed):
-            free.append(s)
-    return free
+    within `gap` of any region in `placed`."""
+    clear = spaced([Region(gx, gy, s) for s in SIZE_TOKENS], list(placed), gap).all(axis=1)
+    return [s for s, ok in zip(SIZE_TOKENS, clear) if ok]
 
 
 def region_of(obj: PlacedObject) -> Region:

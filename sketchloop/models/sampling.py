@@ -18,8 +18,8 @@ class TextSession:
     """A growing token sequence and its cache: `feed` reads tokens (and canvases), `sample`
     writes new ones."""
 
-    def __init__(self, model: UnifiedModel, canvas_id: int):
-        self.model, self.canvas_id = model, canvas_id
+    def __init__(self, model: UnifiedModel, canvas_id: int, look_id: int | None = None):
+        self.model, self.canvas_id, self.look_id = model, canvas_id, look_id
         self.device = next(model.parameters()).device
         self.cache = KVCache()
         self.ids: list[int] = []
@@ -27,12 +27,15 @@ class TextSession:
         self.hidden: list[torch.Tensor] = []  # hidden states of every position read
 
     @torch.no_grad()
-    def feed(self, ids: list[int], canvases: torch.Tensor | None = None) -> torch.Tensor:
-        """Read `ids` (with `canvases` for their `<canvas>` slots); their hidden states."""
+    def feed(self, ids: list[int], canvases: torch.Tensor | None = None,
+             looks: torch.Tensor | None = None) -> torch.Tensor:
+        """Read `ids` (with `canvases` for their `<canvas>` slots, region crops `looks` for their
+        `<look>` slots); their hidden states."""
         if not ids:
             return torch.empty(0, self.model.config.n_embd)
         x = torch.tensor([ids], device=self.device)
-        h = self.model.hidden(x, canvases, x == self.canvas_id, cache=self.cache)[0]
+        h = self.model.hidden(x, canvases, x == self.canvas_id, cache=self.cache, looks=looks,
+                              look_slots=None if self.look_id is None else x == self.look_id)[0]
         self.ids.extend(ids)
         self.hidden.extend(h)
         self.last = h[-1]

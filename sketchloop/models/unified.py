@@ -6,6 +6,10 @@ canvases, and an image expert that draws by flow matching, conditioned on it.
   inspections, `<refine>` commands and `<end>`.
 - Reading images: a `<canvas>` block of 64 placeholder tokens takes the patch embeddings
   of the current canvas (a 3-layer strided conv), so inspection attends to the pixels.
+  With `look_grid`, each region the inspected step painted is looked at closely too: a
+  `<look>` block of look_grid**2 tokens per region takes the same encoder's embeddings of
+  the region's crop (the one the image expert drew), so the inspector compares the words
+  of a step with what was drawn where they say, without finding the region on the canvas.
 - Drawing: the image expert is a small UNet over a crop around each region (regions.py).
   It predicts the flow-matching velocity from the noisy crop, the current canvas crop and
   the crop's canvas coordinates, modulated (FiLM) by a condition read from the sequence
@@ -48,6 +52,8 @@ class UnifiedConfig:
     canvas_grid: int = 8          # the canvas is read as canvas_grid**2 patch tokens
     unet_channels: tuple[int, int, int] = (24, 32, 48)
     cond_dropout: float = 0.1     # share of flow examples trained without the text condition (for CFG)
+    look_grid: int = 0            # each inspected region's crop read as look_grid**2 `<look>` tokens (0: none)
+    max_looks: int = 4            # at most this many regions of a step are looked at (the first ones)
     bag: str = "step"             # the words the condition averages: the whole step's; "object": an
                                   # `<ins>`'s words before its first relation word (the object it adds);
                                   # "phrase": "object", and a later object of an add reads "<ins> add" and
@@ -56,6 +62,15 @@ class UnifiedConfig:
     @property
     def canvas_tokens(self) -> int:
         return self.canvas_grid ** 2
+
+    @property
+    def look_tokens(self) -> int:
+        return self.look_grid ** 2
+
+    @property
+    def read_tokens(self) -> int:
+        """The most tokens an inspection's reading takes: the canvas and its looks."""
+        return self.canvas_tokens + self.max_looks * self.look_tokens
 
 
 class _Block(nn.Module):
@@ -262,8 +277,45 @@ class UnifiedModel(nn.Module):
         self.reader = _Reader(config)
         self.flow = _FlowUNet(config)
         self.null_cond = nn.Parameter(torch.zeros(config.n_embd))
+        if config.look_grid:
+            self.look_pos = nn.Parameter(torch.zeros(config.look_tokens, config.n_embd))
         for m in (self.tok, self.pos, self.head, *self.blocks):
             m.apply(self._init)
+
+    def add_looks(self, grid: int, max_looks: int | None = None) -> None:
+        """Give a model trained without looks its `<look>` read (new position embeddings; the
+        canvas encoder is shared)."""
+        from dataclasses import replace
+
+        self.config = replace(self.config, look_grid=grid, max_looks=max_looks or self.config.max_looks)
+        self.look_pos = nn.Parameter(torch.zeros(self.config.look_tokens, self.config.n_embd,
+                                                 device=self.null_cond.device))
+
+    def resize_vocab(self, size: int) -> None:
+        """Grow the token embedding and the output head to `size` (a tokenizer grown with new tags;
+        the new rows initialised as at the start, every existing row kept)."""
+        from dataclasses import replace
+
+        old = self.tok.weight.shape[0]
+        if size <= old:
+            return
+        tok, head = nn.Embedding(size, self.config.n_embd), nn.Linear(self.config.n_embd, size, bias=False)
+        for m in (tok, head):
+            self._init(m)
+            m.to(self.tok.weight.device)
+        with torch.no_grad():
+            tok.weight[:old] = self.tok.weight
+            head.weight[:old] = self.head.weight
+        self.tok, self.head = tok, head
+        self.config = replace(self.config, vocab_size=size)
+
+    def look(self, crops: torch.Tensor) -> torch.Tensor:
+        """Region crops (L, 3, S, S) in [-1, 1] -> (L, look_tokens, C): the canvas encoder's patch
+        embeddings of each crop scaled to the canvas size, pooled to look_grid x look_grid."""
+        px = self.config.canvas_px
+        x = F.interpolate(crops, size=(px, px), mode="bilinear", align_corners=False)
+        x = F.adaptive_avg_pool2d(self.canvas.net(x), self.config.look_grid)
+        return x.flatten(2).transpose(1, 2) + self.look_pos
 
     @staticmethod
     def _init(m: nn.Module) -> None:
@@ -273,9 +325,11 @@ class UnifiedModel(nn.Module):
             nn.init.zeros_(m.bias)
 
     def hidden(self, ids: torch.Tensor, canvases: torch.Tensor | None = None,
-               canvas_slots: torch.Tensor | None = None, cache: KVCache | None = None) -> torch.Tensor:
+               canvas_slots: torch.Tensor | None = None, cache: KVCache | None = None,
+               looks: torch.Tensor | None = None, look_slots: torch.Tensor | None = None) -> torch.Tensor:
         """Final hidden states (B, T, C). `canvases` (M, 3, H, W) in [-1, 1] fill the
-        `canvas_slots` (B, T bool, M * canvas_tokens True, in order) with patch embeddings.
+        `canvas_slots` (B, T bool, M * canvas_tokens True, in order) with patch embeddings;
+        region crops `looks` (L, 3, S, S) fill `look_slots` (L * look_tokens True) likewise.
         With a `cache`, `ids` continue the positions it holds, and it is extended."""
         start = cache.length if cache is not None else 0
         t = ids.shape[1]
@@ -286,6 +340,11 @@ class UnifiedModel(nn.Module):
         if canvases is not None and len(canvases):
             x = x.clone()
             x[canvas_slots] = self.canvas(canvases).reshape(-1, x.shape[-1]).to(x.dtype)
+        if looks is not None and len(looks):
+            if not self.config.look_grid:
+                raise SketchloopError("this model has no <look> read (UnifiedConfig.look_grid is 0)")
+            x = x.clone()
+            x[look_slots] = self.look(looks).reshape(-1, x.shape[-1]).to(x.dtype)
         x = x + self.pos(torch.arange(start, start + t, device=ids.device))
         for i, block in enumerate(self.blocks):
             x = block(x, cache, i)
@@ -367,4 +426,7 @@ class UnifiedModel(nn.Module):
     def num_parameters(self) -> dict[str, int]:
         parts = {"text": [self.tok, self.pos, self.blocks, self.ln, self.head], "canvas": [self.canvas],
                  "flow": [self.reader, self.flow]}
-        return {k: sum(p.numel() for m in ms for p in m.parameters()) for k, ms in parts.items()}
+        counts = {k: sum(p.numel() for m in ms for p in m.parameters()) for k, ms in parts.items()}
+        if self.config.look_grid:
+            counts["canvas"] += self.look_pos.numel()
+        return counts

@@ -3,12 +3,14 @@
 Every dataset row becomes one token sequence in the trajectory format (trajectory.py):
 
     <bos> <prompt> P </prompt> <ins> I </ins> <des> D </des> <img> x3 y12 s8 </img> ... <end>
-          [<canvas> x 64] <inspect> T </inspect> [<refine> C </refine> <img> REGIONS </img>] <eos>
+          [<canvas> x 64] [<look> x 16 per region] <inspect> T </inspect> [<refine> C </refine> <img> REGIONS </img>] <eos>
 
 `<img> ... </img>` names the regions the image step paints (the objects that went away
 and came, from the row's layouts; a model's own sketch row carries its regions as text); each region's last token conditions one flow example
 (the crop of the next image, drawn on the current canvas). `<canvas>` placeholders take
-the patch embeddings of the canvas being inspected.
+the patch embeddings of the canvas being inspected; with looks (a model's `look_grid`),
+`<look>` placeholders take those of the crop of each region the inspected step painted,
+as the inspector reads them at inference (backends/unified.py `_read_canvas`).
 
 What the loss covers, per kind:
 - trajectories: every token after `</prompt>` and every region (plan + sketch);
@@ -37,7 +39,7 @@ from ..models.regions import (PASTE_MARGIN, Region, changed_regions, coord_plane
 from ..models.grammar import region_words
 from ..models.tokenizer import WordTokenizer
 from ..models.unified import phrase_mask
-from ..trajectory import CANVAS, END, EOS, INSPECT, prompt_text, single_text, tagged
+from ..trajectory import CANVAS, END, EOS, INSPECT, LOOK, prompt_text, single_text, tagged
 from ..world.layout import Layout
 from ..world.vocab import BACKGROUND
 
@@ -74,6 +76,7 @@ class Example:
     target: list[bool]
     canvases: list[np.ndarray] = field(default_factory=list)
     flows: list[FlowItem] = field(default_factory=list)
+    looks: list[np.ndarray] = field(default_factory=list)  # region crops for the `<look>` slots, in order
 
 
 def blank_array(px: int) -> np.ndarray:
@@ -86,8 +89,10 @@ def decode_png(data: bytes) -> np.ndarray:
     return np.asarray(Image.open(io.BytesIO(data)).convert("RGB"))
 
 
-def encode_row(row: dict, tok: WordTokenizer, canvas_tokens: int) -> Example:
-    """One dataset row as a training sequence (see the module docstring)."""
+def encode_row(row: dict, tok: WordTokenizer, canvas_tokens: int, look_tokens: int = 0,
+               max_looks: int = 0) -> Example:
+    """One dataset row as a training sequence (see the module docstring); an inspection reads
+    `look_tokens` per region for the first `max_looks` regions of the step it inspects."""
     images = [decode_png(b) for b in row["images"]]
     layouts = [Layout.from_dict(json.loads(s)) if s else None for s in row["layouts"]]
     px = images[0].shape[0] if images else 64
@@ -103,6 +108,7 @@ def encode_row(row: dict, tok: WordTokenizer, canvas_tokens: int) -> Example:
 
     add(prompt_text(row["prompt"]), False)
     canvas, layout = blank_array(px), Layout()
+    painted: list[Region] = []  # the regions of the last image step
     for step in row["steps"]:
         kind, text = step["type"], step["text"]
         if kind in ("ins", "des", "refine"):
@@ -123,6 +129,7 @@ def encode_row(row: dict, tok: WordTokenizer, canvas_tokens: int) -> Example:
                     ex.flows.append(FlowItem(len(ex.ids) - 1, canvas, after, region, tuple(regions[:j]),
                                              tuple(phrase) if phrase else None))
             add("</img>", learning)
+            painted = regions
             canvas, layout = after, (after_layout if after_layout is not None else layout)
         elif kind == "inspect":
             learning = True
@@ -130,6 +137,12 @@ def encode_row(row: dict, tok: WordTokenizer, canvas_tokens: int) -> Example:
             words.extend([CANVAS] * canvas_tokens)
             ex.target.extend([False] * canvas_tokens)
             ex.canvases.append(canvas)
+            if look_tokens:
+                for region in painted[:max_looks]:
+                    ex.ids.extend([tok.token_id(LOOK)] * look_tokens)
+                    words.extend([LOOK] * look_tokens)
+                    ex.target.extend([False] * look_tokens)
+                    ex.looks.append(crop(canvas, region))
             add(tagged(INSPECT, text), True)
     add(EOS, learning)
     return ex
@@ -143,7 +156,8 @@ def single_example(row: dict, tok: WordTokenizer) -> Example:
 
 
 def load_examples(data_dirs: list[Path], kinds: set[str], tok: WordTokenizer, block_size: int,
-                  canvas_tokens: int, progress: bool = True) -> tuple[list[Example], list[Example]]:
+                  canvas_tokens: int, progress: bool = True, look_tokens: int = 0,
+                  max_looks: int = 0) -> tuple[list[Example], list[Example]]:
     """(sequence examples, single-mode examples) of the rows of `kinds` in `data_dirs`."""
     examples, singles = [], []
     for data_dir in data_dirs:
@@ -155,7 +169,7 @@ def load_examples(data_dirs: list[Path], kinds: set[str], tok: WordTokenizer, bl
         for row in tqdm(table.to_pylist(), desc=f"read {Path(data_dir).name}", disable=not progress, leave=False):
             if row["kind"] not in kinds:
                 continue
-            ex = encode_row(row, tok, canvas_tokens)
+            ex = encode_row(row, tok, canvas_tokens, look_tokens, max_looks)
             if len(ex.ids) <= block_size:
                 examples.append(ex)
             if row["kind"] == "trajectories":
@@ -167,20 +181,24 @@ def load_examples(data_dirs: list[Path], kinds: set[str], tok: WordTokenizer, bl
 
 def collate(examples: list[Example], pad_id: int, max_flows: int, rng: np.random.Generator) -> dict:
     """Tensors for one step: inputs, next-token targets (-100: no loss), the canvases read
-    (their slots are the `<canvas>` ids of the inputs, in order), and up to `max_flows` crop flow examples plus every whole-canvas one."""
+    (their slots are the `<canvas>` ids of the inputs, in order), the region crops looked at
+    (the `<look>` ids likewise), and up to `max_flows` crop flow examples plus every whole-canvas one."""
     length = max(len(e.ids) for e in examples) - 1
     ids = torch.full((len(examples), length), pad_id, dtype=torch.long)
     targets = torch.full((len(examples), length), -100, dtype=torch.long)
-    canvases = []
+    canvases, looks = [], []
     for i, e in enumerate(examples):
         seq = torch.tensor(e.ids)
         ids[i, :len(e.ids) - 1] = seq[:-1]
         learn = torch.tensor(e.target[1:])
         targets[i, :len(e.ids) - 1] = torch.where(learn, seq[1:], torch.full_like(seq[1:], -100))
         canvases.extend(e.canvases)
+        looks.extend(e.looks)
     out: dict = {"ids": ids, "targets": targets}
     if canvases:
         out["canvases"] = torch.from_numpy(np.stack([to_float(c) for c in canvases]))
+    if looks:
+        out["looks"] = torch.from_numpy(np.stack([to_float(c) for c in looks]))
     crops = [(i, f) for i, e in enumerate(examples) for f in e.flows if f.region is not None]
     fulls = [(i, f) for i, e in enumerate(examples) for f in e.flows if f.region is None]
     if len(crops) > max_flows:

@@ -27,7 +27,7 @@ from ..errors import SketchloopError
 from ..models.flow import FLOW
 from ..models.tokenizer import WordTokenizer
 from ..models.unified import UnifiedConfig, UnifiedModel
-from ..trajectory import OBJECT_ENDS, STEP_STARTS
+from ..trajectory import LOOK, OBJECT_ENDS, STEP_STARTS
 from .sequences import collate, load_examples
 
 # The rows each stage trains on (data pipelines 1, 2 and 3; joint = all three).
@@ -121,14 +121,15 @@ class _Loss(torch.nn.Module):
     """The training objective as a module, so that DistributedDataParallel syncs it."""
 
     def __init__(self, model: UnifiedModel, canvas_id: int, text_weight: float, step_starts: list[int],
-                 object_ends: list[int]):
+                 object_ends: list[int], look_id: int = -1):
         super().__init__()
-        self.model, self.canvas_id, self.text_weight = model, canvas_id, text_weight
+        self.model, self.canvas_id, self.look_id, self.text_weight = model, canvas_id, look_id, text_weight
         self.step_starts, self.object_ends = torch.tensor(step_starts), torch.tensor(object_ends)
 
     def forward(self, batch: dict) -> tuple[torch.Tensor, dict[str, float]]:
         ids = batch["ids"]
-        hidden = self.model.hidden(ids, batch.get("canvases"), ids == self.canvas_id)
+        hidden = self.model.hidden(ids, batch.get("canvases"), ids == self.canvas_id, looks=batch.get("looks"),
+                                   look_slots=ids == self.look_id)
         logits = self.model.logits(hidden)
         ce = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), batch["targets"].reshape(-1), ignore_index=-100)
         loss, parts = self.text_weight * ce, {"ce": ce.item()}
@@ -168,9 +169,12 @@ def _to(batch: dict, device: torch.device) -> dict:
 
 
 def train(data: list[Path], out: Path, cfg: TrainConfig, init: Path | None = None,
-          model_config: UnifiedConfig | None = None, progress: bool = True, bag: str | None = None) -> dict:
+          model_config: UnifiedConfig | None = None, progress: bool = True, bag: str | None = None,
+          look_grid: int | None = None) -> dict:
     """Train (or resume training of) the unified model; returns the final step and losses.
-    `bag`: set the model's `config.bag` (the words its image condition averages; UnifiedConfig)."""
+    `bag`: set the model's `config.bag` (the words its image condition averages; UnifiedConfig).
+    `look_grid`: give a model without looks its `<look>` read (UnifiedConfig.look_grid; the
+    tokenizer and the embeddings grow by the `<look>` tag)."""
     if cfg.stage not in STAGES:
         raise SketchloopError(f"--stage {cfg.stage!r}: choose one of {', '.join(STAGES)}")
     if bag not in (None, "step", "object", "phrase"):
@@ -192,10 +196,20 @@ def train(data: list[Path], out: Path, cfg: TrainConfig, init: Path | None = Non
         model = UnifiedModel(model_config or UnifiedConfig(vocab_size=len(tokenizer)))
     if bag is not None:
         model.config = replace(model.config, bag=bag)
+    if look_grid is not None and look_grid < 0:
+        raise SketchloopError(f"--look-grid {look_grid}: use 0 (no looks) or a positive grid side")
+    if look_grid and model.config.look_grid != look_grid:
+        if model.config.look_grid:
+            raise SketchloopError(f"{init} already looks at regions with a {model.config.look_grid} grid; "
+                                  f"leave --look-grid out")
+        tokenizer = tokenizer.grown([LOOK])
+        model.resize_vocab(len(tokenizer))
+        model.add_looks(look_grid)
     model.train().to(device)
     examples, singles = load_examples([Path(d) for d in data], STAGES[cfg.stage], tokenizer,
                                       model.config.block_size, model.config.canvas_tokens,
-                                      progress=progress and rank == 0)
+                                      progress=progress and rank == 0, look_tokens=model.config.look_tokens,
+                                      max_looks=model.config.max_looks)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, betas=(0.9, 0.98))
     ema = {k: v.detach().clone() for k, v in model.state_dict().items()}
     start = 0
@@ -203,7 +217,8 @@ def train(data: list[Path], out: Path, cfg: TrainConfig, init: Path | None = Non
         start, ema = _load_state(out, model, opt)
     by_length = np.argsort([len(e.ids) for e in examples], kind="stable")
     objective = _Loss(model, tokenizer.token_id("<canvas>"), cfg.text_weight,
-                      [tokenizer.token_id(t) for t in STEP_STARTS], [tokenizer.token_id(t) for t in OBJECT_ENDS])
+                      [tokenizer.token_id(t) for t in STEP_STARTS], [tokenizer.token_id(t) for t in OBJECT_ENDS],
+                      tokenizer.index.get(LOOK, -1))
     wrapped = torch.nn.parallel.DistributedDataParallel(objective) if world > 1 else objective
     bar = tqdm(total=cfg.steps, initial=start, desc=f"train {cfg.stage}", disable=not progress or rank != 0)
     loss_value, parts, t0 = float("nan"), {}, time.time()
