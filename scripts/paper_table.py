@@ -71,7 +71,7 @@ ROWS = [
         ["--generator", "staged", "--checkpoint", "{runs}/one-step-s4", "--no-inspect"],
         paper="(the paper's single pass is the nearest: 0.77)"),
     Row("single", "single mode (same checkpoint)", "baseline",
-        "the shipped checkpoint drawing the whole canvas in one flow from the prompt (trained on 2 whole canvases "
+        "the checkpoint shipped in session 22 drawing the whole canvas in one flow from the prompt (trained on 2 whole canvases "
         "a step only: not an equal-budget baseline, kept for continuity)",
         ["--generator", "single"],
         files=measured("single", "shapes-geneval", "shapes-complex")),
@@ -80,11 +80,18 @@ ROWS = [
         "also the paper's planner-only baseline: a prompt rewritten into steps, drawn without feedback",
         ["--generator", "staged", "--no-inspect"], paper="planner alone (GPT-4o rewrites): 0.60"),
     Row("loop", "full loop (default: inspect, no corrections)", "process",
-        "the shipped checkpoint and loop as `sketchloop generate` runs it",
+        "the shipped checkpoint and loop as `sketchloop generate` runs it (session 26: the recipe, "
+        "`bash scripts/train_shipped.sh`, with each region's image condition its own object's words from the "
+        "first stage)",
         ["--generator", "staged"],
         files=measured("r0"),
         paper="staged fine-tune: 0.83 at 131 flow steps; both kinds of inspect supervision: count 0.75 / "
               "position 0.72 / colour attr 0.69", per_stage_file="docs/results-process.json"),
+    Row("loop-s25", "full loop, the weights of session 25", "process",
+        "the checkpoint shipped in session 25 (the recipe's image condition read the whole step's words until its "
+        "fourth stage; its files at git commit 9878787) with the same sampler, measured then",
+        ["--generator", "staged", "--checkpoint", "{runs}/recipe-s25/s4"],
+        files=measured("s25"), per_stage_file="docs/results-process-s25.json"),
     Row("loop-s24", "full loop, session 24's sampling", "process",
         "the shipped weights and loop of session 24 (its look-ahead kept one spot for each object related to the "
         "added one), measured then; `--no-room` turns today's look-ahead off altogether",
@@ -96,13 +103,13 @@ ROWS = [
         ["--generator", "staged"],
         files=measured("s23"), per_stage_file="docs/results-process-s23.json"),
     Row("loop-no-room", "full loop, session 22's sampling (`--no-room --paste-crop`)", "process",
-        "the shipped checkpoint and loop without the room an `add` leaves for the objects still to come and "
+        "the checkpoint shipped in session 22 and its loop without the room an `add` leaves for the objects still to come and "
         "with whole crops pasted back (the default of session 22, measured then)",
         ["--generator", "staged", "--no-room", "--paste-crop"],
         files=measured("no-room"),
         per_stage_file="docs/results-process-no-room.json"),
     Row("loop-r2", "full loop, up to 2 corrections per step", "process",
-        "the shipped checkpoint; `--max-refines 2` (a re-plan or a redraw when the inspector finds a conflict; "
+        "the checkpoint shipped in session 22; `--max-refines 2` (a re-plan or a redraw when the inspector finds a conflict; "
         "measured before the look-ahead and the region-box paste: `--no-room --paste-crop`)",
         ["--generator", "staged", "--max-refines", "2", "--no-room", "--paste-crop"],
         files=measured("r2", "shapes-geneval", "shapes-complex"), per_stage=True),
@@ -120,7 +127,7 @@ ROWS = [
          "--paste-crop"],
         files=measured("r2-free-regions", "shapes-geneval", "shapes-complex"), per_stage=True),
     Row("best-of-2", "best-of-2 plan + sketch, own inspector chooses", "process",
-        "2 samples of the plan + sketch row, the shipped inspector keeping the one it doubts least: about the "
+        "2 samples of the plan + sketch row with the checkpoint shipped in session 22, its inspector keeping the one it doubts least: about the "
         "flow steps of the loop with 2 corrections (the paper's PARM comparison at equal compute; measured before "
         "the look-ahead and the region-box paste: `--no-room --paste-crop`)",
         ["--generator", "staged", "--best-of", "2", "--no-room",
@@ -160,23 +167,17 @@ ROWS = [
          "--paste-crop"],
         paper="symbolic: position 0.70 / colour attr 0.67 (self-sampled 0.72 / 0.69)",
         per_stage=True),
-    Row("loop-phrase", "full loop, the recipe again with each region's own words from its first stage", "process",
-        "the shipped recipe trained again from scratch (`BAG=phrase SHIP=0 bash scripts/train_shipped.sh`): each "
-        "region's image condition reads its own object's words from the first stage, as the one-shot row's does, "
-        "and without the context leak the shipped weights were trained with; the default loop",
-        ["--generator", "staged", "--checkpoint", "{runs}/phrase/s4"], per_stage=True),
     Row("abl-edit0", "ablation: instruction diversity (`--edit-ops 0`)", "ablation",
-        "the row above on trajectories built with `--edit-ops 0` (every group added, none moved, recoloured or "
-        "removed); the default loop",
+        "the shipped recipe on trajectories built with `--edit-ops 0` (every group added, none moved, recoloured "
+        "or removed), `EDIT_OPS=0 SHIP=0 bash scripts/train_shipped.sh RUNS/edit0`; the default loop",
         ["--generator", "staged", "--checkpoint", "{runs}/edit0/s4"],
         paper="additive-only: position 0.58 / colour attr 0.50 (with modify/swap/remove 0.67 / 0.62)",
         per_stage=True),
 ]
 
 NOT_YET = [
-    ("instruction diversity (`--edit-ops 0`) and its reference, the recipe again with each region's own words from "
-     "its first stage", "the whole recipe twice, about 104 minutes each: `bash scripts/train_paper_rows.sh`; "
-     "started in session 25"),
+    ("instruction diversity (`--edit-ops 0`)", "the whole recipe on additive-only trajectories, about 104 minutes: "
+     "`bash scripts/train_paper_rows.sh` ends with it"),
 ]
 
 PAPER = """| the paper (BAGEL-7B, GenEval) | overall | position | colour attr | flow steps |
@@ -266,8 +267,8 @@ def write_table(rows: list[Row], per_stage: dict, runs: Path) -> str:
              "inside generation. Seconds compare only among rows measured in one session: the machine's speed "
              "varied (session 22 ran the same checkpoint, settings and prompts 2.1x slower than session 21; its "
              "rows: the shipped checkpoint's, best-of-2, single mode and the symbolic critiques). Sampling "
-             "changed between sessions: the full loop, plan + sketch and the one-shot row were measured in "
-             "session 25 (an `add`'s regions leave a spot for every object still to come; session 24: plans "
+             "changed between sessions: the full loop and plan + sketch were measured in session 26, the "
+             "one-shot row in session 25, with the same sampler (an `add`'s regions leave a spot for every object still to come; session 24: plans "
              "whose `<ins>` and `<des>` agree, regions inside the canvas and clear of earlier ones, an `add`'s "
              "later objects read their own words); every other row with the sampler of its session (22, 23 or "
              "24), the switches it names being that session's.", "",

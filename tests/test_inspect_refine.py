@@ -203,3 +203,37 @@ def test_checkpoint_round_trip_and_corruption(tmp_path):
     (tmp_path / "half" / "config.json").write_text("{}")
     with pytest.raises(SketchloopError, match="not a sketchloop checkpoint"):
         UnifiedModel.from_pretrained(tmp_path / "half")
+
+
+def test_own_inspect_examples_on_a_given_prompt_measure_the_inspector_there():
+    """scripts/inspector_benchmark.py: a benchmark's prompt in every rollout, each kind asked
+    for, and the inspected step read back as the loop would hand it to the inspector."""
+    import sys
+    from pathlib import Path
+
+    from sketchloop.backends.wiring import make_teachers
+    from sketchloop.data.inspections import make_inspect_own
+    from sketchloop.data.trajectories import Rejections
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "scripts"))
+    from inspector_benchmark import inspected_step
+
+    torch.manual_seed(0)
+    tok = WordTokenizer()
+    roles = UnifiedRoles(UnifiedModel(UnifiedConfig(vocab_size=len(tok), n_layer=1, n_embd=32)).eval(), tok,
+                         SamplingConfig(flow_steps=2))
+    prompt = "a photo of a red circle left of a blue square"
+    teachers, judge = make_teachers(None), DetectorJudge()
+    own = 0
+    for k, target in enumerate(("consistent", "plan", "image")):
+        row = make_inspect_own(np.random.default_rng(k), roles, teachers, Rejections(), target=target, prompt=prompt,
+                               tries=3)
+        if json.loads(row["meta"])["source"] == "teacher":  # an untrained model may find no step of its own
+            continue
+        own += 1
+        assert row["prompt"] == prompt
+        plans, canvas = inspected_step(row)
+        assert plans and all(p.regions for p in plans) and canvas.size == (64, 64)
+        truth = judge.inspect_step(parse_prompt(prompt), plans[-1].des, canvas)
+        assert truth.consistent == (row["label"] == "consistent")
+    assert own

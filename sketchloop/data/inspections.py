@@ -135,7 +135,7 @@ IMAGE_FLAWS = ("wrong_color", "wrong_shape", "wrong_relation", "missing_object")
 
 def make_inspect_own(rng: np.random.Generator, model: Any, teachers: Teachers, rejections: Rejections,
                      size: int = DEFAULT_SIZE, max_steps: int = 8, target: str | None = None,
-                     tries: int = 12) -> dict[str, Any]:
+                     tries: int = 12, prompt: str | None = None) -> dict[str, Any]:
     """One inspect example in the exact form the loop's inspector meets: the model's own plans
     (at its inference settings) and its own sketches of them, up to a step, then
     `<img> R </img> <canvas> <inspect> T </inspect> [<refine> C </refine>]`, labelled by the
@@ -147,22 +147,24 @@ def make_inspect_own(rng: np.random.Generator, model: Any, teachers: Teachers, r
     own, else the model's sketch of a perturbed plan kept under the true one, or nothing
     drawn). `model`: the embedded model's roles (backends/unified.py UnifiedRoles). A model
     that finds no such step in `tries` rollouts (an untrained one) gives its first conflict
-    of any kind, else a consistent teacher example (meta.source says which)."""
+    of any kind, else a consistent teacher example (meta.source says which). `prompt`: this
+    prompt in every rollout instead of a random held-out scene (scripts/inspector_benchmark.py
+    builds such examples on a benchmark's prompts, to measure the inspector)."""
     target = target or OWN_TARGETS[int(rng.choice(len(OWN_TARGETS), p=OWN_SHARES))]
     fallback = None
     for _ in range(tries):
-        prompt = heldout_free_scene(rng).to_text()
-        graph = parse_prompt(prompt)  # as the prompt reads: the judge words its conflicts in that order
+        text = prompt or heldout_free_scene(rng).to_text()
+        graph = parse_prompt(text)  # as the prompt reads: the judge words its conflicts in that order
         stop = int(rng.integers(len(graph.groups)))
         history: list[Plan] = []
         sketches: list[Image.Image] = []
         canvas = blank_canvas(size).image
         found = None
         for k in range(max_steps):
-            plan = model.plan(prompt, history, int(rng.integers(2**31)))
+            plan = model.plan(text, history, int(rng.integers(2**31)))
             if plan is None:
                 break
-            sketch = model.sketch(prompt, history + [plan], canvas, int(rng.integers(2**31)))
+            sketch = model.sketch(text, history + [plan], canvas, int(rng.integers(2**31)))
             verdict = teachers.judge.inspect_step(graph, plan.des, sketch)
             if not verdict.consistent:
                 if verdict.target == target:

@@ -1,0 +1,109 @@
+"""Measure the inspector on a balanced set of steps built on a benchmark's prompts: for each
+prompt a right step, a wrong plan and a wrong sketch, made as the inspect data are made
+(`data/inspections.py` `make_inspect_own`: the model's own plans at its inference settings
+and its own sketches; a conflict is the model's own where it makes one, else its plan or its
+sketch made wrong), and labelled by the exact judge outside the loop. The loop's own steps
+hold few conflicts once it plans and draws well (`scripts/inspector_threshold.py` counts
+them); this set holds a third of each kind, on prompts no data build holds.
+
+    python scripts/inspector_benchmark.py [--checkpoint CKPT] [--benchmark shapes-complex-val]
+        [--every 1] [--inspect-threshold T] [--out rows.json]
+
+Prints, for the inspector as the loop runs it (its sampled verdict, or `--inspect-threshold`)
+and for thresholds on its doubt: recall on wrong plans, recall on wrong sketches, false
+alarms, and how often the inspection's text names the kind of conflict the judge found.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from sketchloop.backends.unified import SamplingConfig, UnifiedRoles
+from sketchloop.backends.wiring import make_teachers
+from sketchloop.data.inspections import OWN_TARGETS, make_inspect_own
+from sketchloop.data.trajectories import Rejections
+from sketchloop.evaluation.benchmark import load_benchmark
+from sketchloop.loop.roles import Plan
+from sketchloop.trajectory import text_verdict
+from sketchloop.training.sequences import decode_png
+from PIL import Image
+
+THRESHOLDS = (0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.98)
+
+
+def inspected_step(row: dict) -> tuple[list[Plan], Image.Image]:
+    """The plan history of an inspect example (each sketch row names its regions) and the
+    canvas its inspection reads."""
+    plans, ins, des, image = [], "", "", None
+    for step in row["steps"]:
+        if step["type"] == "ins":
+            ins = step["text"]
+        elif step["type"] == "des":
+            des = step["text"]
+        elif step["type"] == "sketch":
+            plans.append(Plan(ins, des, step["text"]))
+            image = step["image"]
+    return plans, Image.fromarray(decode_png(row["images"][image]))
+
+
+def rates(rows: list[dict], flagged) -> dict[str, float]:
+    def share(kind: str) -> float:
+        chosen = [r for r in rows if r["kind"] == kind]
+        return round(sum(map(flagged, chosen)) / max(1, len(chosen)), 3)
+
+    return {"recall_plan": share("plan"), "recall_image": share("image"), "false_alarms": share("consistent")}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--checkpoint", type=Path)
+    ap.add_argument("--benchmark", action="append")
+    ap.add_argument("--every", type=int, default=1)
+    ap.add_argument("--inspect-threshold", type=float, default=None)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--out", type=Path)
+    args = ap.parse_args()
+    roles = UnifiedRoles.from_pretrained(args.checkpoint, SamplingConfig(inspect_threshold=args.inspect_threshold))
+    teachers, rejections = make_teachers(None), Rejections()
+    rows = []
+    for bench in args.benchmark or ["shapes-complex-val"]:
+        for i, meta in enumerate(tqdm(load_benchmark(bench)[::args.every], desc=bench, file=sys.stderr)):
+            for k, target in enumerate(OWN_TARGETS):
+                rng = np.random.default_rng([args.seed, i, k])
+                row = make_inspect_own(rng, roles, teachers, rejections, target=target, prompt=meta["prompt"])
+                info = json.loads(row["meta"])
+                if info["source"] == "teacher":  # the model found no step here: nothing of its own to inspect
+                    continue
+                plans, canvas = inspected_step(row)
+                truth = [s["text"] for s in row["steps"] if s["type"] == "inspect"][-1]
+                consistent, kind = text_verdict(truth)
+                said = roles.inspect(meta["prompt"], plans, canvas, int(rng.integers(2**31)))
+                rows.append({"benchmark": bench, "index": i, "target": target, "source": info["source"],
+                             "kind": "consistent" if consistent else kind,
+                             "doubt": roles.doubt(meta["prompt"], plans, canvas),
+                             "said": "consistent" if said.consistent else said.target, "text": said.text})
+    if args.out:
+        args.out.write_text(json.dumps(rows, indent=0))
+    kinds = {k: sum(r["kind"] == k for r in rows) for k in ("consistent", "plan", "image")}
+    print(f"{len(rows)} steps: {kinds}")
+    wrong = [r["doubt"] for r in rows if r["kind"] != "consistent"]
+    right = [r["doubt"] for r in rows if r["kind"] == "consistent"]
+    if wrong and right:
+        auc = sum((w > c) + 0.5 * (w == c) for w in wrong for c in right) / (len(wrong) * len(right))
+        print(f"AUC of the doubt, wrong steps above right ones: {auc:.3f}")
+    as_run = rates(rows, lambda r: r["said"] != "consistent")
+    named = [r for r in rows if r["kind"] != "consistent" and r["said"] != "consistent"]
+    print("as the loop runs it:", json.dumps(as_run),
+          f"kind named right in {sum(r['said'] == r['kind'] for r in named)} of {len(named)} flagged conflicts")
+    for t in THRESHOLDS:
+        print(f"threshold {t:.2f}:", json.dumps(rates(rows, lambda r, t=t: r["doubt"] >= t)))
+
+
+if __name__ == "__main__":
+    main()
