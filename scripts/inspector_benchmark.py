@@ -8,6 +8,11 @@ them); this set holds a third of each kind, on prompts no data build holds.
 
     python scripts/inspector_benchmark.py [--checkpoint CKPT] [--benchmark shapes-complex-val]
         [--every 1] [--inspect-threshold T] [--out rows.json]
+    python scripts/inspector_benchmark.py --data INSPECT_DATASET [--checkpoint CKPT]
+
+`--data`: score the inspector on the examples of an inspect dataset instead (`sketchloop
+data build --kind inspect --checkpoint ...` with a seed no training build used: fresh
+examples of the training distribution).
 
 Prints, for the inspector as the loop runs it (its sampled verdict, or `--inspect-threshold`)
 and for thresholds on its doubt: recall on wrong plans, recall on wrong sketches, false
@@ -27,6 +32,7 @@ from tqdm import tqdm
 from sketchloop.backends.unified import SamplingConfig, UnifiedRoles
 from sketchloop.backends.wiring import make_teachers
 from sketchloop.data.inspections import OWN_TARGETS, make_inspect_own
+from sketchloop.data.schema import read_dataset
 from sketchloop.data.trajectories import Rejections
 from sketchloop.evaluation.benchmark import load_benchmark
 from sketchloop.loop.roles import Plan
@@ -52,6 +58,18 @@ def inspected_step(row: dict) -> tuple[list[Plan], Image.Image]:
     return plans, Image.fromarray(decode_png(row["images"][image]))
 
 
+def score(roles: UnifiedRoles, row: dict, source: str, index: int, seed: int) -> dict:
+    """The inspector on one inspect example: the judge's verdict (the example's label), the
+    inspector's doubt and what its inspection (as the loop samples it) says."""
+    plans, canvas = inspected_step(row)
+    consistent, kind = text_verdict([s["text"] for s in row["steps"] if s["type"] == "inspect"][-1])
+    said = roles.inspect(row["prompt"], plans, canvas, seed)
+    meta = json.loads(row["meta"])
+    return {"benchmark": source, "index": index, "target": meta.get("target"), "source": meta.get("source"),
+            "kind": "consistent" if consistent else kind, "doubt": roles.doubt(row["prompt"], plans, canvas),
+            "said": "consistent" if said.consistent else said.target, "text": said.text}
+
+
 def rates(rows: list[dict], flagged) -> dict[str, float]:
     def share(kind: str) -> float:
         chosen = [r for r in rows if r["kind"] == kind]
@@ -67,27 +85,23 @@ def main() -> None:
     ap.add_argument("--every", type=int, default=1)
     ap.add_argument("--inspect-threshold", type=float, default=None)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--data", type=Path, help="an inspect dataset's examples instead of steps built on benchmarks")
     ap.add_argument("--out", type=Path)
     args = ap.parse_args()
     roles = UnifiedRoles.from_pretrained(args.checkpoint, SamplingConfig(inspect_threshold=args.inspect_threshold))
     teachers, rejections = make_teachers(None), Rejections()
     rows = []
-    for bench in args.benchmark or ["shapes-complex-val"]:
+    if args.data:
+        rows = [score(roles, row, "data", i, 0) for i, row in enumerate(
+            tqdm(read_dataset(args.data).to_pylist(), desc=args.data.name, file=sys.stderr))]
+    for bench in [] if args.data else args.benchmark or ["shapes-complex-val"]:
         for i, meta in enumerate(tqdm(load_benchmark(bench)[::args.every], desc=bench, file=sys.stderr)):
             for k, target in enumerate(OWN_TARGETS):
                 rng = np.random.default_rng([args.seed, i, k])
                 row = make_inspect_own(rng, roles, teachers, rejections, target=target, prompt=meta["prompt"])
-                info = json.loads(row["meta"])
-                if info["source"] == "teacher":  # the model found no step here: nothing of its own to inspect
+                if json.loads(row["meta"])["source"] == "teacher":  # the model found no step of its own here
                     continue
-                plans, canvas = inspected_step(row)
-                truth = [s["text"] for s in row["steps"] if s["type"] == "inspect"][-1]
-                consistent, kind = text_verdict(truth)
-                said = roles.inspect(meta["prompt"], plans, canvas, int(rng.integers(2**31)))
-                rows.append({"benchmark": bench, "index": i, "target": target, "source": info["source"],
-                             "kind": "consistent" if consistent else kind,
-                             "doubt": roles.doubt(meta["prompt"], plans, canvas),
-                             "said": "consistent" if said.consistent else said.target, "text": said.text})
+                rows.append(score(roles, row, bench, i, int(rng.integers(2**31))))
     if args.out:
         args.out.write_text(json.dumps(rows, indent=0))
     kinds = {k: sum(r["kind"] == k for r in rows) for k in ("consistent", "plan", "image")}

@@ -216,7 +216,7 @@ def test_own_inspect_examples_on_a_given_prompt_measure_the_inspector_there():
     from sketchloop.data.trajectories import Rejections
 
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "scripts"))
-    from inspector_benchmark import inspected_step
+    from inspector_benchmark import inspected_step, score
 
     torch.manual_seed(0)
     tok = WordTokenizer()
@@ -236,4 +236,6 @@ def test_own_inspect_examples_on_a_given_prompt_measure_the_inspector_there():
         assert plans and all(p.regions for p in plans) and canvas.size == (64, 64)
         truth = judge.inspect_step(parse_prompt(prompt), plans[-1].des, canvas)
         assert truth.consistent == (row["label"] == "consistent")
+        scored = score(roles, row, "test", 0, seed=0)
+        assert (scored["kind"] == "consistent") == truth.consistent and 0 <= scored["doubt"] <= 1
     assert own
