@@ -35,6 +35,7 @@ from sketchloop.data.inspections import OWN_TARGETS, make_inspect_own
 from sketchloop.data.schema import read_dataset
 from sketchloop.data.trajectories import Rejections
 from sketchloop.evaluation.benchmark import load_benchmark
+from sketchloop.evaluation.process import doubt_auc, flag_rates
 from sketchloop.loop.roles import Plan
 from sketchloop.trajectory import text_verdict
 from sketchloop.training.sequences import decode_png
@@ -70,12 +71,9 @@ def score(roles: UnifiedRoles, row: dict, source: str, index: int, seed: int) ->
             "said": "consistent" if said.consistent else said.target, "text": said.text}
 
 
-def rates(rows: list[dict], flagged) -> dict[str, float]:
-    def share(kind: str) -> float:
-        chosen = [r for r in rows if r["kind"] == kind]
-        return round(sum(map(flagged, chosen)) / max(1, len(chosen)), 3)
-
-    return {"recall_plan": share("plan"), "recall_image": share("image"), "false_alarms": share("consistent")}
+def rates(rows: list[dict], flagged) -> str:
+    """Recall per conflict kind and false alarms of `flagged`, as JSON to 3 decimals."""
+    return json.dumps({k: round(v, 3) for k, v in flag_rates(rows, flagged).items()})
 
 
 def main() -> None:
@@ -106,17 +104,15 @@ def main() -> None:
         args.out.write_text(json.dumps(rows, indent=0))
     kinds = {k: sum(r["kind"] == k for r in rows) for k in ("consistent", "plan", "image")}
     print(f"{len(rows)} steps: {kinds}")
-    wrong = [r["doubt"] for r in rows if r["kind"] != "consistent"]
-    right = [r["doubt"] for r in rows if r["kind"] == "consistent"]
-    if wrong and right:
-        auc = sum((w > c) + 0.5 * (w == c) for w in wrong for c in right) / (len(wrong) * len(right))
+    auc = doubt_auc(rows)
+    if auc is not None:
         print(f"AUC of the doubt, wrong steps above right ones: {auc:.3f}")
     as_run = rates(rows, lambda r: r["said"] != "consistent")
     named = [r for r in rows if r["kind"] != "consistent" and r["said"] != "consistent"]
-    print("as the loop runs it:", json.dumps(as_run),
+    print("as the loop runs it:", as_run,
           f"kind named right in {sum(r['said'] == r['kind'] for r in named)} of {len(named)} flagged conflicts")
     for t in THRESHOLDS:
-        print(f"threshold {t:.2f}:", json.dumps(rates(rows, lambda r, t=t: r["doubt"] >= t)))
+        print(f"threshold {t:.2f}:", rates(rows, lambda r, t=t: r["doubt"] >= t))
 
 
 if __name__ == "__main__":

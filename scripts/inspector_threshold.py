@@ -19,6 +19,7 @@ from tqdm import tqdm
 from sketchloop.backends.shapes import DetectorJudge
 from sketchloop.backends.unified import UnifiedRoles
 from sketchloop.evaluation.benchmark import load_benchmark
+from sketchloop.evaluation.process import doubt_auc, flag_rates
 from sketchloop.generators import model_generator
 from sketchloop.loop.roles import Plan
 from sketchloop.world.parser import parse_prompt
@@ -50,16 +51,15 @@ def main() -> None:
     if args.out:
         args.out.write_text(json.dumps(rows))
     print(f"{len(rows)} inspected steps of {args.benchmark}")
-    wrong = [r["doubt"] for r in rows if r["kind"] != "consistent"]
-    right = [r["doubt"] for r in rows if r["kind"] == "consistent"]
-    if wrong and right:  # how well the doubt ranks a wrong step above a right one (0.5: not at all)
-        auc = sum((w > c) + 0.5 * (w == c) for w in wrong for c in right) / (len(wrong) * len(right))
-        print(f"AUC {auc:.3f} ({len(wrong)} wrong steps, {len(right)} right)")
+    auc = doubt_auc(rows)
+    if auc is not None:  # how well the doubt ranks a wrong step above a right one (0.5: not at all)
+        wrong = sum(r["kind"] != "consistent" for r in rows)
+        print(f"AUC {auc:.3f} ({wrong} wrong steps, {len(rows) - wrong} right)")
     print("threshold  recall(plan)  recall(image)  false alarms")
     for threshold in (0.5, 0.55, 0.6, 0.65, 0.7, 0.8, 0.9, 0.95, 0.98, 0.99):
-        rate = lambda kind: (sum(r["doubt"] >= threshold for r in rows if r["kind"] == kind)
-                             / max(1, sum(r["kind"] == kind for r in rows)))
-        print(f"{threshold:9.3f}  {rate('plan'):12.2f}  {rate('image'):13.2f}  {rate('consistent'):12.2f}")
+        rate = flag_rates(rows, lambda r: r["doubt"] >= threshold)
+        print(f"{threshold:9.3f}  {rate['recall_plan']:12.2f}  {rate['recall_image']:13.2f}  "
+              f"{rate['false_alarms']:12.2f}")
 
 
 if __name__ == "__main__":

@@ -239,3 +239,15 @@ def test_own_inspect_examples_on_a_given_prompt_measure_the_inspector_there():
         scored = score(roles, row, "test", 0, seed=0)
         assert (scored["kind"] == "consistent") == truth.consistent and 0 <= scored["doubt"] <= 1
     assert own
+
+
+def test_inspector_rates_and_the_doubt_ranking():
+    from sketchloop.evaluation.process import doubt_auc, flag_rates
+
+    steps = [{"kind": "consistent", "doubt": 0.2}, {"kind": "consistent", "doubt": 0.7},
+             {"kind": "plan", "doubt": 0.9}, {"kind": "image", "doubt": 0.7}, {"kind": "image", "doubt": 0.1}]
+    assert flag_rates(steps, lambda s: s["doubt"] >= 0.5) == {"recall_plan": 1.0, "recall_image": 0.5,
+                                                              "false_alarms": 0.5}
+    # wrong above right: 0.9 beats both, 0.7 beats 0.2 and ties 0.7, 0.1 beats neither -> 3.5 of 6
+    assert doubt_auc(steps) == pytest.approx(3.5 / 6)
+    assert doubt_auc([s for s in steps if s["kind"] == "consistent"]) is None

@@ -82,3 +82,23 @@ def summary(counts: Counter) -> dict:
         "refined_wrong": counts["refined_wrong"], "refined_right": counts["refined_right"],
         "fix_rate": rate("fixed", "refined_wrong"), "break_rate": rate("broken", "refined_right"),
     }
+
+
+def flag_rates(steps: list[dict], flagged) -> dict[str, float]:
+    """Of judged steps (each with "kind": consistent, plan or image), the share `flagged(step)`
+    calls a conflict: recall on wrong plans and on wrong sketches, false alarms on right steps."""
+    def share(kind: str) -> float:
+        chosen = [s for s in steps if s["kind"] == kind]
+        return sum(map(flagged, chosen)) / max(1, len(chosen))
+
+    return {"recall_plan": share("plan"), "recall_image": share("image"), "false_alarms": share("consistent")}
+
+
+def doubt_auc(steps: list[dict]) -> float | None:
+    """How often the inspector's doubt ranks a wrong step above a right one (ties count half;
+    0.5: no better than chance); None without both kinds."""
+    wrong = [s["doubt"] for s in steps if s["kind"] != "consistent"]
+    right = [s["doubt"] for s in steps if s["kind"] == "consistent"]
+    if not wrong or not right:
+        return None
+    return sum((w > c) + 0.5 * (w == c) for w in wrong for c in right) / (len(wrong) * len(right))

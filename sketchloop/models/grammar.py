@@ -97,13 +97,13 @@ def _options(placed: tuple[Region, ...], occupied: tuple[Region, ...], min_size:
     smaller (relations kept), then the relations are dropped, then earlier steps' regions may
     be overlapped."""
     sizes = _lattice()[1]
-    apart, spaced = _spaced(REGION_GAP), _spaced(OCCUPIED_GAP)
+    apart, kept_clear = _spaced(REGION_GAP), _spaced(OCCUPIED_GAP)
     clear = _inside().ravel().copy()
     for region in placed:
         clear &= apart[_index(region)]
     near = clear.copy()
     for region in occupied:
-        clear &= spaced[_index(region)]
+        clear &= kept_clear[_index(region)]
     related = _related(relations).ravel() if relations else np.ones(len(sizes), bool)
     smallest = SIZE_TOKENS[0]
     attempts = [(clear, min_size, related, min_size)] if rest else []

@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 
 import torch
@@ -278,15 +278,13 @@ class UnifiedModel(nn.Module):
         self.flow = _FlowUNet(config)
         self.null_cond = nn.Parameter(torch.zeros(config.n_embd))
         if config.look_grid:
-            self.look_pos = nn.Parameter(torch.zeros(config.look_tokens, config.n_embd))
+            self.add_looks(config.look_grid, config.max_looks)
         for m in (self.tok, self.pos, self.head, *self.blocks):
             m.apply(self._init)
 
     def add_looks(self, grid: int, max_looks: int | None = None) -> None:
         """Give a model trained without looks its `<look>` read (new position embeddings; the
         canvas encoder is shared)."""
-        from dataclasses import replace
-
         self.config = replace(self.config, look_grid=grid, max_looks=max_looks or self.config.max_looks)
         self.look_pos = nn.Parameter(torch.zeros(self.config.look_tokens, self.config.n_embd,
                                                  device=self.null_cond.device))
@@ -294,8 +292,6 @@ class UnifiedModel(nn.Module):
     def resize_vocab(self, size: int) -> None:
         """Grow the token embedding and the output head to `size` (a tokenizer grown with new tags;
         the new rows initialised as at the start, every existing row kept)."""
-        from dataclasses import replace
-
         old = self.tok.weight.shape[0]
         if size <= old:
             return

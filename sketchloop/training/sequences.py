@@ -106,6 +106,11 @@ def encode_row(row: dict, tok: WordTokenizer, canvas_tokens: int, look_tokens: i
         ex.target.extend([learn] * len(ids))
         words.extend(tok.vocab[i] for i in ids)
 
+    def slots(tag: str, n: int) -> None:  # placeholders an image's embeddings fill (never learned)
+        ex.ids.extend([tok.token_id(tag)] * n)
+        ex.target.extend([False] * n)
+        words.extend([tag] * n)
+
     add(prompt_text(row["prompt"]), False)
     canvas, layout = blank_array(px), Layout()
     painted: list[Region] = []  # the regions of the last image step
@@ -133,16 +138,11 @@ def encode_row(row: dict, tok: WordTokenizer, canvas_tokens: int, look_tokens: i
             canvas, layout = after, (after_layout if after_layout is not None else layout)
         elif kind == "inspect":
             learning = True
-            ex.ids.extend([tok.token_id(CANVAS)] * canvas_tokens)
-            words.extend([CANVAS] * canvas_tokens)
-            ex.target.extend([False] * canvas_tokens)
+            slots(CANVAS, canvas_tokens)
             ex.canvases.append(canvas)
-            if look_tokens:
-                for region in painted[:max_looks]:
-                    ex.ids.extend([tok.token_id(LOOK)] * look_tokens)
-                    words.extend([LOOK] * look_tokens)
-                    ex.target.extend([False] * look_tokens)
-                    ex.looks.append(crop(canvas, region))
+            for region in painted[:max_looks] if look_tokens else []:
+                slots(LOOK, look_tokens)
+                ex.looks.append(crop(canvas, region))
             add(tagged(INSPECT, text), True)
     add(EOS, learning)
     return ex
