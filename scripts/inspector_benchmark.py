@@ -38,16 +38,17 @@ from sketchloop.evaluation.benchmark import load_benchmark
 from sketchloop.evaluation.process import doubt_auc, flag_rates
 from sketchloop.loop.roles import Plan
 from sketchloop.trajectory import text_verdict
+from sketchloop.teachers import blank_canvas
 from sketchloop.training.sequences import decode_png
 from PIL import Image
 
 THRESHOLDS = (0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.98)
 
 
-def inspected_step(row: dict) -> tuple[list[Plan], Image.Image]:
-    """The plan history of an inspect example (each sketch row names its regions) and the
-    canvas its inspection reads."""
-    plans, ins, des, image = [], "", "", None
+def inspected_step(row: dict) -> tuple[list[Plan], Image.Image, Image.Image]:
+    """The plan history of an inspect example (each sketch row names its regions), the canvas
+    its inspection reads and the canvas its last step was drawn on."""
+    plans, ins, des, images = [], "", "", []
     for step in row["steps"]:
         if step["type"] == "ins":
             ins = step["text"]
@@ -55,19 +56,22 @@ def inspected_step(row: dict) -> tuple[list[Plan], Image.Image]:
             des = step["text"]
         elif step["type"] == "sketch":
             plans.append(Plan(ins, des, step["text"]))
-            image = step["image"]
-    return plans, Image.fromarray(decode_png(row["images"][image]))
+            images.append(Image.fromarray(decode_png(row["images"][step["image"]])))
+    before = images[-2] if len(images) > 1 else blank_canvas(images[-1].size[0]).image
+    return plans, images[-1], before
 
 
 def score(roles: UnifiedRoles, row: dict, source: str, index: int, seed: int) -> dict:
     """The inspector on one inspect example: the judge's verdict (the example's label), the
     inspector's doubt and what its inspection (as the loop samples it) says."""
-    plans, canvas = inspected_step(row)
+    plans, canvas, before = inspected_step(row)
     consistent, kind = text_verdict([s["text"] for s in row["steps"] if s["type"] == "inspect"][-1])
-    said = roles.inspect(row["prompt"], plans, canvas, seed)
+    said = roles.inspect(row["prompt"], plans, canvas, seed, before)
+    plan_doubt, image_doubt = roles.checks(row["prompt"], plans, canvas, before, seed)
     meta = json.loads(row["meta"])
     return {"benchmark": source, "index": index, "target": meta.get("target"), "source": meta.get("source"),
             "kind": "consistent" if consistent else kind, "doubt": roles.doubt(row["prompt"], plans, canvas),
+            "plan_doubt": plan_doubt, "image_doubt": image_doubt,
             "said": "consistent" if said.consistent else said.target, "text": said.text}
 
 
@@ -82,11 +86,16 @@ def main() -> None:
     ap.add_argument("--benchmark", action="append")
     ap.add_argument("--every", type=int, default=1)
     ap.add_argument("--inspect-threshold", type=float, default=None)
+    ap.add_argument("--text-verdict", action="store_true", help="the inspection's own first word decides (no self-check)")
+    ap.add_argument("--plan-check", type=float, help="self-check: the plan doubt that makes a plan conflict")
+    ap.add_argument("--image-check", type=float, help="self-check: the image doubt that makes an image conflict")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--data", type=Path, help="an inspect dataset's examples instead of steps built on benchmarks")
     ap.add_argument("--out", type=Path)
     args = ap.parse_args()
-    roles = UnifiedRoles.from_pretrained(args.checkpoint, SamplingConfig(inspect_threshold=args.inspect_threshold))
+    checks = {k: v for k, v in (("plan_check", args.plan_check), ("image_check", args.image_check)) if v is not None}
+    roles = UnifiedRoles.from_pretrained(args.checkpoint, SamplingConfig(
+        inspect_threshold=args.inspect_threshold, self_check=not args.text_verdict, **checks))
     teachers, rejections = make_teachers(None), Rejections()
     rows = []
     if args.data:
@@ -104,15 +113,23 @@ def main() -> None:
         args.out.write_text(json.dumps(rows, indent=0))
     kinds = {k: sum(r["kind"] == k for r in rows) for k in ("consistent", "plan", "image")}
     print(f"{len(rows)} steps: {kinds}")
-    auc = doubt_auc(rows)
-    if auc is not None:
-        print(f"AUC of the doubt, wrong steps above right ones: {auc:.3f}")
     as_run = rates(rows, lambda r: r["said"] != "consistent")
     named = [r for r in rows if r["kind"] != "consistent" and r["said"] != "consistent"]
     print("as the loop runs it:", as_run,
           f"kind named right in {sum(r['said'] == r['kind'] for r in named)} of {len(named)} flagged conflicts")
+    for key, kind in (("doubt", None), ("plan_doubt", "plan"), ("image_doubt", "image")):
+        auc = doubt_auc([r for r in rows if r[key] is not None], key, kind)
+        if auc is not None:
+            print(f"AUC of {key}, wrong {kind or 'steps'} above right steps: {auc:.3f}")
     for t in THRESHOLDS:
-        print(f"threshold {t:.2f}:", rates(rows, lambda r, t=t: r["doubt"] >= t))
+        print(f"text doubt {t:.2f}:", rates(rows, lambda r, t=t: r["doubt"] >= t))
+    for key in ("plan_doubt", "image_doubt"):
+        right = sorted(r[key] for r in rows if r["kind"] == "consistent" and r[key] is not None)
+        for q in (0.9, 0.95, 0.98, 1.0):  # thresholds at quantiles of the right steps' doubts
+            t = right[min(len(right) - 1, int(q * len(right)))] if right else 0.0
+            t = t + 1e-6 if q == 1.0 else t
+            print(f"{key} {t:.3f} (right steps' {q:.2f} quantile):",
+                  rates(rows, lambda r, t=t, key=key: r[key] is not None and r[key] >= t))
 
 
 if __name__ == "__main__":

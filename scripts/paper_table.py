@@ -82,11 +82,16 @@ ROWS = [
     Row("loop", "full loop (default: inspect, no corrections)", "process",
         "the shipped checkpoint and loop as `sketchloop generate` runs it (session 26: the recipe, "
         "`bash scripts/train_shipped.sh`, with each region's image condition its own object's words from the "
-        "first stage)",
+        "first stage; session 27: the inspector's verdict by the model's self-check, two flow calls per region)",
         ["--generator", "staged"],
         files=measured("r0"),
         paper="staged fine-tune: 0.83 at 131 flow steps; both kinds of inspect supervision: count 0.75 / "
               "position 0.72 / colour attr 0.69", per_stage_file="docs/results-process.json"),
+    Row("loop-check-r2", "full loop, up to 2 corrections per step by the self-check", "process",
+        "the shipped checkpoint and loop with `--max-refines 2`: a step the self-check flags is planned again "
+        "(a plan conflict) or its regions redrawn with new noise on the canvas before it (an image conflict)",
+        ["--generator", "staged", "--max-refines", "2"],
+        files=measured("check-r2"), per_stage_file="docs/results-process-check-r2.json"),
     Row("loop-s25", "full loop, the weights of session 25", "process",
         "the checkpoint shipped in session 25 (the recipe's image condition read the whole step's words until its "
         "fourth stage; its files at git commit 9878787) with the same sampler, measured then",

@@ -2,7 +2,7 @@
 prompt, does the inspector see the conflicts, does a refine fix without breaking?
 
     python scripts/process_metrics.py [--checkpoint CKPT] [--benchmark shapes-complex]
-        [--benchmark shapes-geneval] [--every 1] [--max-refines N] [--inspect-threshold T] [--free-plans] [--out metrics.json]
+        [--benchmark shapes-geneval] [--every 1] [--max-refines N] [--text-verdict] [--inspect-threshold T] [--free-plans] [--out metrics.json]
 
 The loop runs with the model alone (no scorer inside it); afterwards every recorded step
 is judged by the exact ShapesWorld judge (sketchloop/evaluation/process.py says what
@@ -33,6 +33,7 @@ def main() -> None:
     ap.add_argument("--max-refines", type=int, default=None, help="default: the loop's default")
     ap.add_argument("--inspect-threshold", type=float, default=None,
                     help="the inspector's verdict by a threshold on its doubt (default: sampled)")
+    ap.add_argument("--text-verdict", action="store_true", help="the inspection's first word decides (no self-check)")
     ap.add_argument("--free-plans", action="store_true", help="the planner's phrases its own (not copied)")
     ap.add_argument("--free-regions", action="store_true", help="an add's regions not held to its <ins>'s relations")
     ap.add_argument("--no-room", action="store_true", help="an add's regions need not leave room for the objects "
@@ -42,7 +43,7 @@ def main() -> None:
     ap.add_argument("--out", type=Path)
     args = ap.parse_args()
     kw = {} if args.max_refines is None else {"max_refines": args.max_refines}
-    kw["inspect_threshold"] = args.inspect_threshold
+    kw.update(inspect_threshold=args.inspect_threshold, self_check=not args.text_verdict)
     gen = model_generator("staged", checkpoint=args.checkpoint, copy_phrases=not args.free_plans,
                           relate_regions=not args.free_regions,
                           leave_room=not args.no_room, keep_context=not args.paste_crop, **kw)

@@ -107,6 +107,9 @@ def eval_command(
     inspect_threshold: Optional[float] = typer.Option(None, help="staged: the inspector finds a conflict when its "
                                                                  "P(inconsistent) reaches this (default: sampled; "
                                                                  "scripts/inspector_threshold.py)"),
+    self_check: bool = typer.Option(True, "--self-check/--text-verdict", help="staged: the inspector's verdict "
+                                    "from the model's own likelihoods of the step (off: the inspection's first word; "
+                                    "README)"),
     no_inspect: bool = typer.Option(False, "--no-inspect", help="staged: plan and sketch only (no inspection, so "
                                                                 "no correction)"),
     best_of: int = typer.Option(1, help="N > 1: best-of-N, N images of the generator (staged: without "
@@ -152,7 +155,8 @@ def eval_command(
         model_args = {"checkpoint": checkpoint, "flow_steps": steps, "guidance": guidance, "max_iters": max_iters,
                       "max_refines": max_refines, "separate": not allow_overlap, "device": device,
                       "min_size": min_size, "copy_phrases": not free_plans,
-                      "inspect_threshold": inspect_threshold, "relate_regions": relate_regions,
+                      "inspect_threshold": inspect_threshold, "self_check": self_check,
+                      "relate_regions": relate_regions,
                       "leave_room": leave_room, "keep_context": keep_context} \
             if generator in ("staged", "single") else \
             {"checkpoint": checkpoint, "flow_steps": steps, "guidance": guidance, "device": device} \

@@ -34,7 +34,7 @@ def test_changed_settings_regenerate_in_the_same_folder(tmp_path):
     bench, lines = small_benchmark(tmp_path)
     imgs = tmp_path / "imgs"
     common = ["eval", "--benchmark", str(bench), "--generator", "staged", "--images-per-prompt", "1",
-              "--images-out", str(imgs)]
+              "--images-out", str(imgs), "--text-verdict"]  # flow steps: drawing only (no self-check calls)
     r = cli(*common, "--steps", "4", "--out", str(tmp_path / "a.json"))
     assert r.returncode == 0, r.stderr
     a = json.loads((tmp_path / "a.json").read_text())

@@ -232,12 +232,13 @@ def test_own_inspect_examples_on_a_given_prompt_measure_the_inspector_there():
             continue
         own += 1
         assert row["prompt"] == prompt
-        plans, canvas = inspected_step(row)
-        assert plans and all(p.regions for p in plans) and canvas.size == (64, 64)
+        plans, canvas, before = inspected_step(row)
+        assert plans and all(p.regions for p in plans) and canvas.size == before.size == (64, 64)
         truth = judge.inspect_step(parse_prompt(prompt), plans[-1].des, canvas)
         assert truth.consistent == (row["label"] == "consistent")
         scored = score(roles, row, "test", 0, seed=0)
         assert (scored["kind"] == "consistent") == truth.consistent and 0 <= scored["doubt"] <= 1
+        assert scored["plan_doubt"] >= 0 and scored["image_doubt"] is not None
     assert own
 
 
@@ -251,3 +252,5 @@ def test_inspector_rates_and_the_doubt_ranking():
     # wrong above right: 0.9 beats both, 0.7 beats 0.2 and ties 0.7, 0.1 beats neither -> 3.5 of 6
     assert doubt_auc(steps) == pytest.approx(3.5 / 6)
     assert doubt_auc([s for s in steps if s["kind"] == "consistent"]) is None
+    assert doubt_auc(steps, kind="image") == pytest.approx(1.5 / 4)  # the wrong sketches alone
+    assert doubt_auc([{**s, "image_doubt": -s["doubt"]} for s in steps], "image_doubt", "plan") == 0.0

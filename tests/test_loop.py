@@ -48,7 +48,7 @@ class NeverEnds(OraclePlanner):
 
 
 class AlwaysHappy:
-    def inspect(self, prompt, history, canvas, seed):
+    def inspect(self, prompt, history, canvas, seed, before=None):
         return Critique(True, "consistent")
 
 
@@ -97,7 +97,7 @@ def test_oracle_staged_generator_scores_and_counts(tmp_path):
 
 
 class AlwaysUnhappy:
-    def inspect(self, prompt, history, canvas, seed):
+    def inspect(self, prompt, history, canvas, seed, before=None):
         return Critique(False, "inconsistent: the star should be red", "change the star to red")
 
 
@@ -139,7 +139,7 @@ class Scripted:
         out.info["name"] = history[-1].ins
         return out
 
-    def inspect(self, prompt, history, canvas, seed):
+    def inspect(self, prompt, history, canvas, seed, before=None):
         verdict = self.verdicts.pop(0) if self.verdicts else "ok"
         if verdict == "ok":
             return Critique(True, "consistent so far")

@@ -65,3 +65,29 @@ def test_the_longest_five_group_prompt_of_a_random_sample_completes(generator):
     for seed in range(2):
         traj = generator.run(longest, seed=seed)  # raises past the model's context
         assert traj.final is not None
+
+
+def test_the_shipped_self_check_tells_wrong_steps_from_right_ones():
+    """The shipped model's checks pass its own right first steps, flag the same step drawn
+    nothing (the canvas before it) or drawn as another colour, and doubt it more planned with
+    another colour."""
+    from sketchloop.backends.unified import UnifiedRoles
+    from sketchloop.loop.roles import Plan
+    from sketchloop.teachers import blank_canvas
+
+    roles = UnifiedRoles.from_pretrained()
+    config = roles.config
+    blank = blank_canvas().image
+    for seed, (prompt, other) in enumerate([("a photo of a red circle", "green"), ("a photo of a blue square", "yellow"),
+                                            ("a photo of two yellow stars", "purple")]):
+        colour = prompt.split()[-2]
+        plan = roles.plan(prompt, [], seed)
+        drawn = roles.sketch(prompt, [plan], blank, seed)
+        plan_doubt, image_doubt = roles.checks(prompt, [plan], drawn, blank)
+        assert plan_doubt < config.plan_check and image_doubt < config.image_check, (prompt, plan)
+        assert roles.checks(prompt, [plan], blank, blank)[1] >= config.image_check  # nothing drawn
+        swapped = Plan(plan.ins.replace(colour, other), plan.des.replace(colour, other), plan.regions)
+        miscoloured = roles.sketch(prompt, [swapped], blank, seed)
+        assert roles.checks(prompt, [plan], miscoloured, blank)[1] >= config.image_check
+        # the plan check ranks the wrong plan above the right one; few reach `plan_check` (README)
+        assert roles.checks(prompt, [swapped], miscoloured, blank)[0] > plan_doubt + 2

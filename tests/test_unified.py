@@ -838,10 +838,65 @@ def test_an_inspect_threshold_decides_the_verdict_word():
     doubt = UnifiedRoles(model, tok).doubt("a photo of a red circle", history, canvas)
     assert 0.0 < doubt < 1.0
     for threshold, consistent in ((0.0, False), (1.01, True), (doubt, False), (doubt + 1e-4, True)):
-        roles = UnifiedRoles(model, tok, SamplingConfig(temperature=1.0, inspect_threshold=threshold))
+        roles = UnifiedRoles(model, tok, SamplingConfig(temperature=1.0, inspect_threshold=threshold, self_check=False))
         critique = roles.inspect("a photo of a red circle", history, canvas, seed=1)
         assert critique.consistent == consistent and critique.text.split()[0] == ("consistent" if consistent
                                                                                   else "inconsistent")
+
+
+def test_the_self_check_decides_the_verdict_and_counts_its_flow_calls():
+    """With `self_check` the verdict words are the checks' (a plan conflict first), the text and
+    the `<refine>` follow them; the image check costs two flow calls per region and draw."""
+    from sketchloop.teachers import blank_canvas
+
+    torch.manual_seed(0)
+    model, tok = UnifiedModel(TINY).eval(), WordTokenizer()
+    history = [Plan("add two red circles", "two red circles", "x2 y3 s6 x6 y3 s6")]
+    before = blank_canvas(64).image
+    canvas = UnifiedRoles(model, tok).sketch("a photo of two red circles", history, before, seed=0)
+    inf = float("inf")
+    for plan_check, image_check, said in ((inf, inf, "consistent"), (inf, -inf, "inconsistent image"),
+                                          (-inf, -inf, "inconsistent plan")):
+        roles = UnifiedRoles(model, tok, SamplingConfig(temperature=1.0, plan_check=plan_check,
+                                                        image_check=image_check, check_draws=3))
+        critique = roles.inspect("a photo of two red circles", history, canvas, seed=1, before=before)
+        assert critique.text.startswith(said) and critique.consistent == (said == "consistent")
+        assert critique.target == said.split()[-1] if not critique.consistent else critique.refine == ""
+        assert roles.usage["flow_steps"] == 2 * 2 * 3
+    roles = UnifiedRoles(model, tok, SamplingConfig(image_check=-inf))
+    assert roles.inspect("a photo of two red circles", history, canvas, seed=1).consistent  # no `before`: no image check
+    assert roles.usage["flow_steps"] == 0
+
+
+def test_the_image_check_reads_each_region_where_and_as_the_sketcher_drew_it(monkeypatch):
+    """The image check scores each region's crop on the context the sketcher drew it on (the
+    canvas before the step with the step's earlier regions pasted), under the same condition."""
+    from sketchloop.teachers import blank_canvas
+
+    torch.manual_seed(0)
+    model, tok = UnifiedModel(TINY).eval(), WordTokenizer()
+    roles = UnifiedRoles(model, tok, SamplingConfig(check_draws=2))
+    history = [Plan("add a red circle", "a red circle", "x2 y2 s6"),
+               Plan("add two blue squares", "a red circle and two blue squares", "x2 y5 s6 x7 y5 s6")]
+    prompt = "a photo of a red circle and two blue squares"
+    first = roles.sketch(prompt, history[:1], blank_canvas(64).image, seed=0)
+    drawn = []
+    flow = roles._flow
+    monkeypatch.setattr(roles, "_flow", lambda context, region, cond, g: drawn.append((context, cond))
+                        or flow(context, region, cond, g))
+    second = roles.sketch(prompt, history, first, seed=3)
+    read = []
+    velocity = model.velocity
+    monkeypatch.setattr(model, "velocity", lambda x, t, context, coords, cond: read.append((context, cond))
+                        or velocity(x, t, context, coords, cond))
+    assert roles._image_doubt(prompt, history, second, first, torch.Generator().manual_seed(0)) is not None
+    contexts, conds = read[0]
+    assert len(drawn) == 2 and contexts.shape[0] == 2 * 2 * 2
+    for j, (context, cond) in enumerate(drawn):
+        for k in (2 * j, 2 * j + 1):  # both draws of region j, conditioned (the null half follows)
+            assert torch.equal(contexts[k], torch.from_numpy(to_float(context)))
+            assert torch.allclose(conds[k], cond)
+    assert torch.equal(conds[4], model.null_cond)
 
 
 def test_the_inspector_reads_in_training_what_it_reads_at_inference_looks_included(rows):

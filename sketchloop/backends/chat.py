@@ -172,7 +172,8 @@ class ChatPlanner(_ChatRole):
 class ChatInspector(_ChatRole):
     """An Inspector: the canvas as an image, a verdict, a critique and a fix."""
 
-    def inspect(self, prompt: str, history: list[Plan], canvas: Image.Image, seed: int = 0) -> Critique:
+    def inspect(self, prompt: str, history: list[Plan], canvas: Image.Image, seed: int = 0,
+                before: Image.Image | None = None) -> Critique:
         text = self.client.template("inspector").format(prompt=prompt, history=history_lines(history))
         answer = self.client.ask(text, InspectAnswer, (canvas,))
         verdict = "consistent" if answer.consistent else "inconsistent"

@@ -102,5 +102,6 @@ class OracleInspector:
     def __init__(self):
         self.judge = DetectorJudge()
 
-    def inspect(self, prompt: str, history: list[Plan], canvas: Image.Image, seed: int = 0) -> Critique:
+    def inspect(self, prompt: str, history: list[Plan], canvas: Image.Image, seed: int = 0,
+                before: Image.Image | None = None) -> Critique:
         return self.judge.inspect_step(parse_prompt(prompt), history[-1].des, canvas)

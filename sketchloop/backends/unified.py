@@ -23,6 +23,7 @@ from PIL import Image
 
 from ..errors import SketchloopError
 from ..loop.roles import Critique, Plan
+from ..models.flow import FLOW
 from ..models.grammar import Placement, PhraseGrammar, RegionGrammar, region_words
 from ..models.regions import PASTE_MARGIN, Region, coord_planes, crop, parse_regions, paste, to_float, to_uint8
 from ..models.sampling import TextSession, euler_sample
@@ -31,6 +32,10 @@ from ..models.unified import UnifiedModel, phrase_mask
 from ..trajectory import CANVAS, END, LOOK, OBJECT_ENDS, STEP_STARTS, history_text, plan_text, single_text, text_verdict
 
 SHIPPED_CHECKPOINT = Path(__file__).resolve().parent.parent / "checkpoints" / "shapes-unified"
+
+
+PLAN_CHECK = 17.0  # nats; both chosen on shapes-complex-val (scripts/inspector_benchmark.py, README)
+IMAGE_CHECK = 0.0  # log flow error ratio
 
 
 @dataclass(frozen=True)
@@ -49,7 +54,17 @@ class SamplingConfig:
     copy_phrases: the noun phrases of plans name the prompt's objects (models/grammar.py
         PhraseGrammar; chosen on shapes-complex-val, README).
     inspect_threshold: the inspector finds a conflict when P("inconsistent") of the two verdict
-        words reaches it (None: the verdict word is sampled like the rest of the text).
+        words reaches it (None: the verdict word is sampled like the rest of the text). Unused
+        while `self_check` decides the verdict.
+    self_check: the inspector's verdict comes from the model's own likelihoods of the step
+        (`UnifiedRoles.checks`): a plan with a word its planner finds unlikely given what came before
+        (`plan_check` nats or more below that position's likeliest word) is a plan conflict; a region
+        its image expert explains worse under the step's condition than unconditionally (log flow
+        error ratio at least `image_check`) is an image conflict; the inspection's text is sampled
+        after the verdict. Off: the inspection's own first word (or `inspect_threshold`) decides.
+        Thresholds chosen on shapes-complex-val (README).
+    check_draws: noisy versions of each region the image check scores (each costs two flow calls,
+        counted as flow steps).
     relate_regions: an `add`'s regions meet the relations its own `<ins>` states to objects the
         model drew before (models/grammar.py `Placement.relations`), while some region fits (chosen
         on shapes-complex-val: 0.445 without, 0.495 with; README).
@@ -72,6 +87,10 @@ class SamplingConfig:
     min_size: int = 6
     copy_phrases: bool = True
     inspect_threshold: float | None = None
+    self_check: bool = True
+    plan_check: float = PLAN_CHECK
+    image_check: float = IMAGE_CHECK
+    check_draws: int = 1
     relate_regions: bool = True
     leave_room: bool = True
     keep_context: bool = True
@@ -277,31 +296,111 @@ class UnifiedRoles:
             return self.single(prompt, canvas, seed)
         generator = _generator(seed)
         last = self.ground(prompt, history, seed)
-        session = self._session(prompt, history[:-1])
-        session.feed(self.tok.encode(f"{plan_text(last.ins, last.des)} <img>"))
+        return self._draw(canvas, self._conditions(prompt, history[:-1], last), generator)
+
+    def _conditions(self, prompt: str, history: list[Plan], plan: Plan) -> list[tuple[Region, torch.Tensor]]:
+        """Each region `plan` (the step after `history`) paints, with the image expert's condition for it."""
+        session = self._session(prompt, history)
+        session.feed(self.tok.encode(f"{plan_text(plan.ins, plan.des)} <img>"))
         conds = []
-        for region in parse_regions(last.regions):
+        for region in parse_regions(plan.regions):
             session.feed(self.tok.encode(region.text))
             conds.append((region, self._condition(session, len(session.ids) - 1)))
-        return self._draw(canvas, conds, generator)
+        return conds
 
-    def inspect(self, prompt: str, history: list[Plan], canvas: Image.Image, seed: int) -> Critique:
+    def inspect(self, prompt: str, history: list[Plan], canvas: Image.Image, seed: int,
+                before: Image.Image | None = None) -> Critique:
         """`<canvas> <inspect> T </inspect>`, and `<refine> C </refine>` when T finds a conflict;
-        the verdict and where the conflict is (plan or image) are read from T itself."""
+        the verdict and where the conflict is (plan or image) are read from T itself. With
+        `self_check` (the default) T's first words are the verdict of `checks` (the image check
+        needs `before`, the canvas the step was drawn on), the rest sampled after them."""
         t = self.tok.token_id
         generator = _generator(seed)
         session = self._inspect_session(prompt, history, canvas)
-        if self.config.inspect_threshold is None:
-            text = self._text(session, "</inspect>", generator)
-        else:  # the verdict word by the threshold, the rest of the text sampled after it
+        verdict = None
+        if self.config.self_check:
+            plan_doubt = self._plan_doubt(session)
+            image_doubt = self._image_doubt(prompt, history, canvas, before, generator)
+            verdict = ("inconsistent plan" if plan_doubt >= self.config.plan_check else
+                       "inconsistent image" if image_doubt is not None and image_doubt >= self.config.image_check
+                       else "consistent")
+        elif self.config.inspect_threshold is not None:  # the verdict word by a threshold on the text's doubt
             verdict = "inconsistent" if self._doubt(session) >= self.config.inspect_threshold else "consistent"
-            session.feed([t(verdict)])
-            text = f"{verdict} {self._text(session, '</inspect>', generator)}".strip()
+        if verdict is None:
+            text = self._text(session, "</inspect>", generator)
+        else:
+            session.feed(self.tok.encode(verdict))
+            text = self.tok.decode(self.tok.encode(f"{verdict} {self._text(session, '</inspect>', generator)}"))
         consistent, target = text_verdict(text)
         if consistent:
             return Critique(True, text)
         session.feed([t("<refine>")])
         return Critique(False, text, self._text(session, "</refine>", generator), target=target)
+
+    def checks(self, prompt: str, history: list[Plan], canvas: Image.Image, before: Image.Image | None,
+               seed: int = 0) -> tuple[float, float | None]:
+        """How strongly the model's own likelihoods doubt the last step: (plan doubt, image doubt),
+        the quantities `self_check` compares with `plan_check` and `image_check` (None: no image
+        check without `before`)."""
+        session = self._session(prompt, history)
+        return self._plan_doubt(session), self._image_doubt(prompt, history, canvas, before, _generator(seed))
+
+    def _plan_doubt(self, session: TextSession) -> float:
+        """The last plan's most surprising word: the largest gap, in nats, between the likeliest word the
+        planner could write at a position of its `<ins> ... </ins> <des> ... </des>` and the word there
+        (0 for a plan of the planner's likeliest words; 0 without a plan). Read from the hidden states
+        the session already holds: a plan that contradicts the prompt holds a word the planner,
+        trained to copy the prompt, would not write."""
+        ids = session.ids
+        t = self.tok.token_id
+        starts = [i for i, x in enumerate(ids) if x == t("<ins>")]
+        if not starts:
+            return 0.0
+        start = starts[-1]
+        end = next(i for i in range(start, len(ids)) if ids[i] == t("</des>"))
+        choices = torch.tensor(self._words + [t("</ins>"), t("</des>")], device=self.device)
+        with torch.no_grad():
+            logp = torch.log_softmax(self.model.logits(torch.stack(session.hidden[start:end])), -1)
+        said = torch.tensor(ids[start + 1:end + 1], device=self.device)
+        gaps = logp[:, choices].max(-1).values - logp.gather(1, said[:, None])[:, 0]
+        return float(gaps[said != t("<des>")].max())  # `<des>` follows `</ins>` without a choice
+
+    def _image_doubt(self, prompt: str, history: list[Plan], canvas: Image.Image, before: Image.Image | None,
+                     generator: torch.Generator) -> float | None:
+        """How much worse the image expert explains what the last step drew than it explains it
+        with no condition: for each region, the flow error on `check_draws` noisy versions of its
+        crop under the step's condition over the error under the null condition (paired noise),
+        the log of the largest ratio (> 0: some region does not look like what the plan says is
+        there). The context of each region is what it was drawn on: `before` with the step's
+        earlier regions pasted (exact while the step's regions keep apart, as the sampler keeps them).
+        None without `before` or regions."""
+        if before is None or not history:
+            return None
+        regions = self._conditions(prompt, history[:-1], history[-1])
+        if not regions:
+            return None
+        after, context = self._canvas_array(canvas), self._canvas_array(before)
+        margin = PASTE_MARGIN if self.config.keep_context else None
+        crops, contexts, coords = [], [], []
+        for region, _ in regions:
+            crops.append(to_float(crop(after, region)))
+            contexts.append(to_float(crop(context, region)))
+            coords.append(coord_planes(region, crops[-1].shape[-1], self.model.config.canvas_px))
+            context = paste(context, region, crop(after, region), margin)
+        m = self.config.check_draws
+        x, ctx, xy = (torch.from_numpy(np.stack(a)).repeat_interleave(m, 0).to(self.device)
+                      for a in (crops, contexts, coords))
+        noise = torch.randn(x.shape, generator=generator).to(self.device)
+        times = ((torch.arange(m) + 0.5) / m).repeat(len(regions)).to(self.device)
+        conds = torch.stack([c for _, c in regions]).repeat_interleave(m, 0)
+        null = self.model.null_cond.expand_as(conds)
+        two = lambda a: torch.cat([a, a])
+        with torch.no_grad():
+            v = self.model.velocity(two(FLOW.add_noise(x, noise, times)), two(times), two(ctx), two(xy),
+                                    torch.cat([conds, null]))
+        self.usage["flow_steps"] += v.shape[0]
+        err = ((v - two(FLOW.velocity_target(x, noise))) ** 2).mean((1, 2, 3)).view(2, len(regions), m).mean(-1)
+        return float(torch.log(err[0] / err[1]).max())
 
     def _inspect_session(self, prompt: str, history: list[Plan], canvas: Image.Image) -> TextSession:
         session = self._session(prompt, history)

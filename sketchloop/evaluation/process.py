@@ -94,11 +94,11 @@ def flag_rates(steps: list[dict], flagged) -> dict[str, float]:
     return {"recall_plan": share("plan"), "recall_image": share("image"), "false_alarms": share("consistent")}
 
 
-def doubt_auc(steps: list[dict]) -> float | None:
-    """How often the inspector's doubt ranks a wrong step above a right one (ties count half;
-    0.5: no better than chance); None without both kinds."""
-    wrong = [s["doubt"] for s in steps if s["kind"] != "consistent"]
-    right = [s["doubt"] for s in steps if s["kind"] == "consistent"]
+def doubt_auc(steps: list[dict], key: str = "doubt", kind: str | None = None) -> float | None:
+    """How often the inspector's doubt (`step[key]`) ranks a wrong step (of `kind`, or of either
+    kind) above a right one (ties count half; 0.5: no better than chance); None without both."""
+    wrong = [s[key] for s in steps if s["kind"] != "consistent" and kind in (None, s["kind"])]
+    right = [s[key] for s in steps if s["kind"] == "consistent"]
     if not wrong or not right:
         return None
     return sum((w > c) + 0.5 * (w == c) for w in wrong for c in right) / (len(wrong) * len(right))

@@ -150,13 +150,14 @@ def model_generator(mode: str, size: int = DEFAULT_SIZE, checkpoint=None, flow_s
                     max_refines: int = DEFAULT_MAX_REFINES, separate: bool = True,
                     device: str | None = None, min_size: int | None = None,
                     copy_phrases: bool = True, inspect_threshold: float | None = None,
-                    inspect: bool = True, relate_regions: bool | None = None,
+                    self_check: bool = True, inspect: bool = True, relate_regions: bool | None = None,
                     leave_room: bool | None = None, keep_context: bool | None = None) -> LoopGenerator:
     """The unified model (the shipped checkpoint unless `checkpoint`) in `mode` staged or single;
     `separate`: the planner's regions of one step are sampled apart; `min_size`: the smallest
     region size it writes (models/grammar.py; None: SamplingConfig's default); `copy_phrases`:
     the plans' noun phrases name the prompt's objects (models/grammar.py PhraseGrammar);
-    `inspect_threshold`: the inspector's verdict by a threshold on its doubt (SamplingConfig);
+    `inspect_threshold`: the inspector's verdict by a threshold on its doubt; `self_check`: by the
+    model's own likelihoods of the step (SamplingConfig);
     `inspect=False`: plan and sketch only, no inspection (staged); `relate_regions`: an `add`'s
     regions meet the relations its `<ins>` states; `leave_room`: and leave room for every object
     of the prompt still to come (recorded as `ROOM_FOR`); `keep_context`: a drawn crop is pasted back
@@ -166,7 +167,7 @@ def model_generator(mode: str, size: int = DEFAULT_SIZE, checkpoint=None, flow_s
     from ..models.unified import checkpoint_sha256
 
     config = SamplingConfig(flow_steps=flow_steps, guidance=guidance, temperature=temperature, separate=separate,
-                            copy_phrases=copy_phrases, inspect_threshold=inspect_threshold,
+                            copy_phrases=copy_phrases, inspect_threshold=inspect_threshold, self_check=self_check,
                             **({} if min_size is None else {"min_size": min_size}),
                             **({} if relate_regions is None else {"relate_regions": relate_regions}),
                             **({} if leave_room is None else {"leave_room": leave_room}),
@@ -178,6 +179,8 @@ def model_generator(mode: str, size: int = DEFAULT_SIZE, checkpoint=None, flow_s
     if mode == "staged":
         model.update({"temperature": temperature, "regions_apart": separate, "min_size": config.min_size,
                       "copy_phrases": copy_phrases, "inspect_threshold": inspect_threshold,
+                      "self_check": {"plan": config.plan_check, "image": config.image_check,
+                                     "draws": config.check_draws} if self_check else False,
                       "max_words": config.max_words, "relate_regions": config.relate_regions,
                       "leave_room": ROOM_FOR if config.relate_regions and config.leave_room else False,
                       "keep_context": config.keep_context})

@@ -30,8 +30,10 @@ class Sketcher(Protocol):
 
 
 class Inspector(Protocol):
-    def inspect(self, prompt: str, history: list[Plan], canvas: Image.Image, seed: int) -> Critique:
-        """Check the last plan against the prompt and the canvas against the last plan."""
+    def inspect(self, prompt: str, history: list[Plan], canvas: Image.Image, seed: int,
+                before: Image.Image | None = None) -> Critique:
+        """Check the last plan against the prompt and the canvas against the last plan (`before`:
+        the canvas that step was drawn on, for an inspector that compares the two)."""
 
 
 class Refiner(Protocol):
