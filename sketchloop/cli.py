@@ -246,6 +246,8 @@ def generate(prompt: str = typer.Argument(..., help="e.g. 'a photo of a red circ
              keep_context: Optional[bool] = typer.Option(None, "--keep-context/--paste-crop", help=_KEEP),
              free_plans: bool = typer.Option(False, "--free-plans", help="the planner's noun phrases and relations are "
                                                                          "its own (off: copied from the prompt's)"),
+             self_check: bool = typer.Option(True, "--self-check/--text-verdict", help="the inspector's verdict from "
+                                             "the model's own likelihoods of the step (off: its inspection's first word)"),
              oracle: bool = typer.Option(False, "--oracle", help="play every role with ShapesWorld's teachers "
                                                                  "(an upper bound, not a model)"),
              planner: Optional[str] = typer.Option(None, help="openai:MODEL: a chat model plans (default: the "
@@ -287,7 +289,7 @@ def generate(prompt: str = typer.Argument(..., help="e.g. 'a photo of a red circ
                               guidance=1.0 if guidance is None else guidance, max_iters=max_iters,
                               max_refines=max_refines, separate=not allow_overlap, min_size=min_size,
                               copy_phrases=not free_plans, relate_regions=relate_regions,
-                              leave_room=leave_room, keep_context=keep_context)
+                              leave_room=leave_room, keep_context=keep_context, self_check=self_check)
         if planner or inspector or sketcher or refiner:
             from .backends.diffusers_editor import DiffusersSettings
 
