@@ -254,3 +254,26 @@ def test_inspector_rates_and_the_doubt_ranking():
     assert doubt_auc([s for s in steps if s["kind"] == "consistent"]) is None
     assert doubt_auc(steps, kind="image") == pytest.approx(1.5 / 4)  # the wrong sketches alone
     assert doubt_auc([{**s, "image_doubt": -s["doubt"]} for s in steps], "image_doubt", "plan") == 0.0
+
+
+def test_own_inspect_examples_skip_a_random_scene_whose_text_is_ambiguous(monkeypatch):
+    """A random scene with two groups alike ("four blue circles ... three blue circles right of the
+    blue circles") does not parse back; the self-sampled inspect build draws another scene
+    instead of failing (it stopped a data build once)."""
+    import sketchloop.data.inspections as inspections
+    from sketchloop.backends.wiring import make_teachers
+    from sketchloop.data.trajectories import Rejections
+    from sketchloop.world.scene import ObjectGroup, Relation, SceneGraph
+
+    ambiguous = SceneGraph((ObjectGroup("square", "black", 1), ObjectGroup("circle", "blue", 4),
+                            ObjectGroup("circle", "blue", 3)), (Relation(0, "left of", 1), Relation(2, "right of", 1)))
+    fine = SceneGraph((ObjectGroup("circle", "red", 1),), ())
+    scenes = iter([ambiguous, fine, fine, fine])
+    monkeypatch.setattr(inspections, "heldout_free_scene", lambda rng: next(scenes))
+    torch.manual_seed(0)
+    tok = WordTokenizer()
+    roles = UnifiedRoles(UnifiedModel(UnifiedConfig(vocab_size=len(tok), n_layer=1, n_embd=32)).eval(), tok,
+                         SamplingConfig(flow_steps=2))
+    row = inspections.make_inspect_own(np.random.default_rng(0), roles, make_teachers(None), Rejections(),
+                                       target="consistent", tries=3)
+    assert "blue circles" not in row["prompt"]

@@ -154,7 +154,10 @@ def make_inspect_own(rng: np.random.Generator, model: Any, teachers: Teachers, r
     fallback = None
     for _ in range(tries):
         text = prompt or heldout_free_scene(rng).to_text()
-        graph = parse_prompt(text)  # as the prompt reads: the judge words its conflicts in that order
+        try:
+            graph = parse_prompt(text)  # as the prompt reads: the judge words its conflicts in that order
+        except PromptError:  # a random scene whose text names two groups alike ("the blue circles"): another
+            continue
         stop = int(rng.integers(len(graph.groups)))
         history: list[Plan] = []
         sketches: list[Image.Image] = []
