@@ -7,12 +7,16 @@ hold few conflicts once it plans and draws well (`scripts/inspector_threshold.py
 them); this set holds a third of each kind, on prompts no data build holds.
 
     python scripts/inspector_benchmark.py [--checkpoint CKPT] [--benchmark shapes-complex-val]
-        [--every 1] [--inspect-threshold T] [--out rows.json]
+        [--every 1] [--inspect-threshold T] [--controls] [--out rows.json]
     python scripts/inspector_benchmark.py --data INSPECT_DATASET [--checkpoint CKPT]
 
 `--data`: score the inspector on the examples of an inspect dataset instead (`sketchloop
 data build --kind inspect --checkpoint ...` with a seed no training build used: fresh
 examples of the training distribution).
+
+`--controls`: also a right plan per prompt worded as the wrong plans are (its group with all
+its relations, the scene in canonical order: `make_inspect_own(target="rephrased")`), kept
+out of the rates; the share the plan check flags shows whether it judges content or wording.
 
 Prints, for the inspector as the loop runs it (its sampled verdict, or `--inspect-threshold`)
 and for thresholds on its doubt: recall on wrong plans, recall on wrong sketches, false
@@ -36,6 +40,7 @@ from sketchloop.data.schema import read_dataset
 from sketchloop.data.trajectories import Rejections
 from sketchloop.evaluation.benchmark import load_benchmark
 from sketchloop.evaluation.process import doubt_auc, flag_rates
+from sketchloop.models.plan_check import FEATURES
 from sketchloop.loop.roles import Plan
 from sketchloop.trajectory import text_verdict
 from sketchloop.teachers import blank_canvas
@@ -68,10 +73,12 @@ def score(roles: UnifiedRoles, row: dict, source: str, index: int, seed: int) ->
     consistent, kind = text_verdict([s["text"] for s in row["steps"] if s["type"] == "inspect"][-1])
     said = roles.inspect(row["prompt"], plans, canvas, seed, before)
     plan_doubt, image_doubt = roles.checks(row["prompt"], plans, canvas, before, seed)
+    read = roles.plan_features(roles._session(row["prompt"], plans))  # the untrained score: the largest gap
+    surprise = float(read[-1][:, FEATURES.index("gap")].max()) if read is not None else None
     meta = json.loads(row["meta"])
     return {"benchmark": source, "index": index, "target": meta.get("target"), "source": meta.get("source"),
             "kind": "consistent" if consistent else kind, "doubt": roles.doubt(row["prompt"], plans, canvas),
-            "plan_doubt": plan_doubt, "image_doubt": image_doubt,
+            "plan_doubt": plan_doubt, "plan_surprise": surprise, "image_doubt": image_doubt,
             "said": "consistent" if said.consistent else said.target, "text": said.text}
 
 
@@ -89,6 +96,8 @@ def main() -> None:
     ap.add_argument("--text-verdict", action="store_true", help="the inspection's own first word decides (no self-check)")
     ap.add_argument("--plan-check", type=float, help="self-check: the plan doubt that makes a plan conflict")
     ap.add_argument("--image-check", type=float, help="self-check: the image doubt that makes an image conflict")
+    ap.add_argument("--controls", action="store_true",
+                    help="also right plans worded as the wrong plans are: does the plan check judge content, not wording?")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--data", type=Path, help="an inspect dataset's examples instead of steps built on benchmarks")
     ap.add_argument("--out", type=Path)
@@ -103,21 +112,28 @@ def main() -> None:
             tqdm(read_dataset(args.data).to_pylist(), desc=args.data.name, file=sys.stderr))]
     for bench in [] if args.data else args.benchmark or ["shapes-complex-val"]:
         for i, meta in enumerate(tqdm(load_benchmark(bench)[::args.every], desc=bench, file=sys.stderr)):
-            for k, target in enumerate(OWN_TARGETS):
+            for k, target in enumerate(OWN_TARGETS + (("rephrased",) if args.controls else ())):
                 rng = np.random.default_rng([args.seed, i, k])
                 row = make_inspect_own(rng, roles, teachers, rejections, target=target, prompt=meta["prompt"])
-                if json.loads(row["meta"])["source"] == "teacher":  # the model found no step of its own here
-                    continue
+                source = json.loads(row["meta"])["source"]
+                if source == "teacher" or (target == "rephrased" and source != "rephrased-plan"):
+                    continue  # the model found no such step of its own here
                 rows.append(score(roles, row, bench, i, int(rng.integers(2**31))))
     if args.out:
         args.out.write_text(json.dumps(rows, indent=0))
+    controls = [r for r in rows if r["target"] == "rephrased" and r["kind"] == "consistent"]
+    rows = [r for r in rows if r["target"] != "rephrased"]
+    if controls:
+        print(f"control: {len(controls)} right plans worded as the wrong ones are; plan check flags "
+              f"{np.mean([r['plan_doubt'] >= roles.plan_threshold for r in controls]):.3f}, the inspector "
+              f"{np.mean([r['said'] != 'consistent' for r in controls]):.3f}")
     kinds = {k: sum(r["kind"] == k for r in rows) for k in ("consistent", "plan", "image")}
     print(f"{len(rows)} steps: {kinds}")
     as_run = rates(rows, lambda r: r["said"] != "consistent")
     named = [r for r in rows if r["kind"] != "consistent" and r["said"] != "consistent"]
     print("as the loop runs it:", as_run,
           f"kind named right in {sum(r['said'] == r['kind'] for r in named)} of {len(named)} flagged conflicts")
-    for key, kind in (("doubt", None), ("plan_doubt", "plan"), ("image_doubt", "image")):
+    for key, kind in (("doubt", None), ("plan_doubt", "plan"), ("plan_surprise", "plan"), ("image_doubt", "image")):
         auc = doubt_auc([r for r in rows if r[key] is not None], key, kind)
         if auc is not None:
             print(f"AUC of {key}, wrong {kind or 'steps'} above right steps: {auc:.3f}")

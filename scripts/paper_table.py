@@ -327,13 +327,30 @@ def write_table(rows: list[Row], per_stage: dict, runs: Path) -> str:
     return "\n".join(lines)
 
 
+def _label_points(ax, names: dict[tuple[float, float], list[str]]) -> None:
+    """Each spot's row ids beside it; a label that would overlap one already placed moves down
+    (in axes fractions) and points at its spot with a thin line."""
+    ax.autoscale_view()
+    (x0, x1), (y0, y1) = ax.get_xlim(), ax.get_ylim()
+    placed: list[tuple[float, float, float]] = []  # left, right, height of each label
+    for (x, y), ids in sorted(names.items(), key=lambda kv: (-kv[0][1], kv[0][0])):
+        text = " = ".join(ids)
+        fx, fy, width = (x - x0) / (x1 - x0) + 0.012, (y - y0) / (y1 - y0) + 0.015, 0.014 * len(text)
+        while any(fx < right and left < fx + width and abs(fy - py) < 0.045 for left, right, py in placed):
+            fy -= 0.045
+        placed.append((fx, fx + width, fy))
+        moved = abs(fy - (y - y0) / (y1 - y0) - 0.015) > 1e-9
+        ax.annotate(text, (x, y), xytext=(fx, fy), textcoords="axes fraction", fontsize=7,
+                    arrowprops={"arrowstyle": "-", "lw": 0.5, "color": "0.5"} if moved else None)
+
+
 def plot(rows: list[Row]) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, 3, figsize=(15, 4.6))
+    fig, axes = plt.subplots(1, 3, figsize=(15, 6.4))
     markers = {"baseline": "s", "process": "o", "ablation": "^"}
     for ax, bench in zip(axes, BENCHMARKS):
         names: dict[tuple[float, float], list[str]] = {}  # rows on one spot share one label
@@ -346,16 +363,15 @@ def plot(rows: list[Row]) -> None:
             ax.scatter(x, y, marker=markers[row.group], s=60, facecolors="none" if i % 2 else color,
                        edgecolors=color, linewidths=1.5, label=row.label)
             names.setdefault((round(x), round(y, 2)), []).append(row.id)
-        for (x, y), ids in names.items():
-            ax.annotate(" = ".join(ids), (x, y), textcoords="offset points", xytext=(6, 4), fontsize=7)
+        ax.set_ylim(0, 1.08)
+        _label_points(ax, names)
         ax.set_title(bench)
         ax.set_xlabel("flow steps per final image")
         ax.set_ylabel("accuracy (GenEval rules)")
-        ax.set_ylim(0, 1.08)
         ax.grid(alpha=0.3)
     handles, labels = axes[0].get_legend_handles_labels()
-    fig.legend(handles, labels, loc="lower center", ncol=4, fontsize=8)
-    fig.tight_layout(rect=(0, 0.16, 1, 1))
+    fig.legend(handles, labels, loc="lower center", ncol=3, fontsize=8, frameon=False)
+    fig.tight_layout(rect=(0, 0.3, 1, 1))
     fig.savefig(OUT / "accuracy-vs-flow-steps.png", dpi=110)
     plt.close(fig)
 

@@ -48,9 +48,15 @@ sketchloop train --stage joint --data "$W/traj" --data "$W/inspect" --init "$W/s
 # blue diamond" was often drawn as a diamond).
 sketchloop train --stage joint --data "$W/traj" --data "$W/inspect" --init "$W/s3" --out "$W/s4" \
     --steps 800 --lr 5e-4 --bag phrase; stamp joint-object
-# Ship the EMA weights (not the optimizer state).
+# The plan check (models/plan_check.py): a small head over the final planner's own surprise at a plan, trained on
+# its own plans from random scenes (right ones, ones made wrong, right ones worded as the wrong ones are); its
+# threshold chosen on shapes-complex-val with the image check's false alarms (README, "The self-check").
+python scripts/train_plan_check.py --checkpoint "$W/s4" --examples "${PLAN_CHECK_EXAMPLES:-6000}" \
+    --work "$W/plan-check" --workers 2; stamp plan-check
+# Ship the EMA weights (not the optimizer state) and the plan check.
 [ "${SHIP:-1}" = 0 ] && { echo "trained $W/s4 (not shipped: SHIP=0)"; exit 0; }
 dest=sketchloop/checkpoints/shapes-unified
 mkdir -p "$dest"
-cp "$W/s4/model.safetensors" "$W/s4/config.json" "$W/s4/tokenizer.json" "$dest/"
+cp "$W/s4/model.safetensors" "$W/s4/config.json" "$W/s4/tokenizer.json" "$W/s4/plan_check.safetensors" \
+    "$W/s4/plan_check.json" "$dest/"
 echo "shipped $dest"

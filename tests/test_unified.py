@@ -889,7 +889,7 @@ def test_the_image_check_reads_each_region_where_and_as_the_sketcher_drew_it(mon
     velocity = model.velocity
     monkeypatch.setattr(model, "velocity", lambda x, t, context, coords, cond: read.append((context, cond))
                         or velocity(x, t, context, coords, cond))
-    assert roles._image_doubt(prompt, history, second, first, torch.Generator().manual_seed(0)) is not None
+    assert roles.checks(prompt, history, second, first)[1] is not None
     contexts, conds = read[0]
     assert len(drawn) == 2 and contexts.shape[0] == 2 * 2 * 2
     for j, (context, cond) in enumerate(drawn):

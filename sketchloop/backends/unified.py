@@ -28,14 +28,19 @@ from ..models.grammar import Placement, PhraseGrammar, RegionGrammar, region_wor
 from ..models.regions import PASTE_MARGIN, Region, coord_planes, crop, parse_regions, paste, to_float, to_uint8
 from ..models.sampling import TextSession, euler_sample
 from ..models.tokenizer import WordTokenizer
+from ..models.plan_check import FEATURES, PlanCheck
 from ..models.unified import UnifiedModel, phrase_mask
+from ..world.vocab import COLORS, COUNT_WORDS, PLURALS, RELATIONS, SHAPES
 from ..trajectory import CANVAS, END, LOOK, OBJECT_ENDS, STEP_STARTS, history_text, plan_text, single_text, text_verdict
 
 SHIPPED_CHECKPOINT = Path(__file__).resolve().parent.parent / "checkpoints" / "shapes-unified"
 
 
-PLAN_CHECK = 17.0  # nats; both chosen on shapes-complex-val (scripts/inspector_benchmark.py, README)
+PLAN_CHECK = 17.0  # nats, for a checkpoint without a trained plan check (models/plan_check.py)
 IMAGE_CHECK = 0.0  # log flow error ratio
+# the kinds of word a plan check compares a written word with (a colour with colours, ...)
+WORD_CATEGORIES = (COLORS, SHAPES + tuple(PLURALS.values()), ("a", "an", *COUNT_WORDS),
+                   tuple(sorted({w for r in RELATIONS for w in r.split() if w != "of"})))
 
 
 @dataclass(frozen=True)
@@ -62,7 +67,10 @@ class SamplingConfig:
         its image expert explains worse under the step's condition than unconditionally (log flow
         error ratio at least `image_check`) is an image conflict; the inspection's text is sampled
         after the verdict. Off: the inspection's own first word (or `inspect_threshold`) decides.
-        Thresholds chosen on shapes-complex-val (README).
+        Thresholds chosen on shapes-complex-val (README). A checkpoint with a trained plan check
+        (models/plan_check.py) scores the plan with it, against its own threshold unless
+        `plan_check` is given; without one the plan's score is its largest surprise, against
+        PLAN_CHECK.
     check_draws: noisy versions of each region the image check scores (each costs two flow calls,
         counted as flow steps).
     relate_regions: an `add`'s regions meet the relations its own `<ins>` states to objects the
@@ -88,7 +96,7 @@ class SamplingConfig:
     copy_phrases: bool = True
     inspect_threshold: float | None = None
     self_check: bool = True
-    plan_check: float = PLAN_CHECK
+    plan_check: float | None = None
     image_check: float = IMAGE_CHECK
     check_draws: int = 1
     relate_regions: bool = True
@@ -120,8 +128,10 @@ def _generator(seed: int) -> torch.Generator:
 class UnifiedRoles:
     """Planner, Sketcher, Inspector and Refiner backed by one UnifiedModel."""
 
-    def __init__(self, model: UnifiedModel, tokenizer: WordTokenizer, config: SamplingConfig | None = None):
+    def __init__(self, model: UnifiedModel, tokenizer: WordTokenizer, config: SamplingConfig | None = None,
+                 plan_check: PlanCheck | None = None):
         self.model, self.tok = model, tokenizer
+        self.plan_check = plan_check.to(next(model.parameters()).device) if plan_check is not None else None
         self.device = next(model.parameters()).device
         self.config = config or SamplingConfig()
         self.grammar = RegionGrammar(tokenizer, self.config.separate, min_size=self.config.min_size)
@@ -131,17 +141,31 @@ class UnifiedRoles:
         self._object_ends = torch.tensor([t(w) for w in OBJECT_ENDS], device=self.device)
         region_ids = set(self.grammar.x + self.grammar.y + self.grammar.s)
         self._words = [i for i, w in enumerate(tokenizer.vocab) if not w.startswith("<") and i not in region_ids]
+        self._choices = torch.tensor(self._words + [t("</ins>"), t("</des>")], device=self.device)
+        category = torch.full((len(tokenizer.vocab),), -1, dtype=torch.long)
+        for k, words in enumerate(WORD_CATEGORIES):
+            for w in words:
+                if w in tokenizer.index:
+                    category[t(w)] = k
+        self._category = category.to(self.device)
 
     def fork(self) -> "UnifiedRoles":
         """The same model and settings with usage counters of its own (one per trajectory, so
         that concurrent runs count their own compute; the weights are shared, read-only)."""
-        return UnifiedRoles(self.model, self.tok, self.config)
+        return UnifiedRoles(self.model, self.tok, self.config, self.plan_check)
 
     @classmethod
     def from_pretrained(cls, checkpoint: Path | None = None, config: SamplingConfig | None = None,
                         device: str | None = None) -> "UnifiedRoles":
         model, tok = UnifiedModel.from_pretrained(checkpoint or SHIPPED_CHECKPOINT)
-        return cls(model.to(resolve_device(device)), tok, config)
+        return cls(model.to(resolve_device(device)), tok, config, PlanCheck.from_pretrained(checkpoint or SHIPPED_CHECKPOINT))
+
+    @property
+    def plan_threshold(self) -> float:
+        """The plan score at which the self-check finds a plan conflict (SamplingConfig.plan_check)."""
+        if self.config.plan_check is not None:
+            return self.config.plan_check
+        return self.plan_check.config.threshold if self.plan_check is not None else PLAN_CHECK
 
     # ------------------------------------------------------------------ helpers
     def _session(self, prompt: str, history: list[Plan]) -> TextSession:
@@ -320,8 +344,8 @@ class UnifiedRoles:
         verdict = None
         if self.config.self_check:
             plan_doubt = self._plan_doubt(session)
-            image_doubt = self._image_doubt(prompt, history, canvas, before, generator)
-            verdict = ("inconsistent plan" if plan_doubt >= self.config.plan_check else
+            image_doubt = self._image_doubt(self._step_conditions(session), canvas, before, generator)
+            verdict = ("inconsistent plan" if plan_doubt is not None and plan_doubt >= self.plan_threshold else
                        "inconsistent image" if image_doubt is not None and image_doubt >= self.config.image_check
                        else "consistent")
         elif self.config.inspect_threshold is not None:  # the verdict word by a threshold on the text's doubt
@@ -338,46 +362,81 @@ class UnifiedRoles:
         return Critique(False, text, self._text(session, "</refine>", generator), target=target)
 
     def checks(self, prompt: str, history: list[Plan], canvas: Image.Image, before: Image.Image | None,
-               seed: int = 0) -> tuple[float, float | None]:
+               seed: int = 0) -> tuple[float | None, float | None]:
         """How strongly the model's own likelihoods doubt the last step: (plan doubt, image doubt),
-        the quantities `self_check` compares with `plan_check` and `image_check` (None: no image
-        check without `before`)."""
+        the quantities `self_check` compares with `plan_threshold` and `image_check` (None: no
+        plan, or no image check without `before`)."""
         session = self._session(prompt, history)
-        return self._plan_doubt(session), self._image_doubt(prompt, history, canvas, before, _generator(seed))
+        return self._plan_doubt(session), self._image_doubt(self._step_conditions(session), canvas, before,
+                                                            _generator(seed))
 
-    def _plan_doubt(self, session: TextSession) -> float:
-        """The last plan's most surprising word: the largest gap, in nats, between the likeliest word the
-        planner could write at a position of its `<ins> ... </ins> <des> ... </des>` and the word there
-        (0 for a plan of the planner's likeliest words; 0 without a plan). Read from the hidden states
-        the session already holds: a plan that contradicts the prompt holds a word the planner,
-        trained to copy the prompt, would not write."""
-        ids = session.ids
-        t = self.tok.token_id
+    def _step_conditions(self, session: TextSession) -> list[tuple[Region, torch.Tensor]]:
+        """The regions of the session's last step (its `<img> R </img>`), each with the image
+        expert's condition where the sketcher read it (`_conditions`: after the region's last
+        token), read from the session's hidden states. Empty without a step or regions."""
+        ids, t = session.ids, self.tok.token_id
+        opens = [i for i, x in enumerate(ids) if x == t("<img>")]
+        if not opens:
+            return []
+        start = opens[-1]
+        end = next((i for i in range(start, len(ids)) if ids[i] == t("</img>")), len(ids))
+        regions = parse_regions(self.tok.decode(ids[start + 1:end]))
+        return [(r, self._condition(session, start + 3 * (j + 1))) for j, r in enumerate(regions)]
+
+    def plan_features(self, session: TextSession) -> tuple[torch.Tensor, ...] | None:
+        """What the planner thought at each word of the session's last plan (`<ins> ... </des>`,
+        the forced `<des>` left out): the word, the word before it, the part (0 `<ins>`, 1 from
+        `</ins>`) and models/plan_check.py FEATURES: 1, the gap in nats between the likeliest word it could
+        write there and the word written, the same gap among words of the written word's kind
+        (colours, shapes, counts, relations; 0 for other words), the entropy of its choice.
+        Read from the hidden states the session already holds. None without a plan."""
+        ids, t = session.ids, self.tok.token_id
         starts = [i for i, x in enumerate(ids) if x == t("<ins>")]
         if not starts:
-            return 0.0
+            return None
         start = starts[-1]
         end = next(i for i in range(start, len(ids)) if ids[i] == t("</des>"))
-        choices = torch.tensor(self._words + [t("</ins>"), t("</des>")], device=self.device)
         with torch.no_grad():
             logp = torch.log_softmax(self.model.logits(torch.stack(session.hidden[start:end])), -1)
         said = torch.tensor(ids[start + 1:end + 1], device=self.device)
-        gaps = logp[:, choices].max(-1).values - logp.gather(1, said[:, None])[:, 0]
-        return float(gaps[said != t("<des>")].max())  # `<des>` follows `</ins>` without a choice
+        keep = said != t("<des>")  # `<des>` follows `</ins>` without a choice
+        logp, said, previous = logp[keep], said[keep], torch.tensor(ids[start:end], device=self.device)[keep]
+        choices = logp[:, self._choices]
+        own = logp.gather(1, said[:, None])[:, 0]
+        kind = self._category[said]
+        same = self._category[self._choices][None, :] == kind[:, None]
+        kind_best = choices.masked_fill(~same, float("-inf")).max(-1).values
+        p = torch.softmax(choices, -1)
+        features = torch.stack([torch.ones_like(own), choices.max(-1).values - own,
+                                torch.where(kind >= 0, kind_best - own, torch.zeros_like(own)),
+                                -(p * torch.log(p.clamp_min(1e-12))).sum(-1)], -1)
+        parts = torch.cumsum((said == t("</ins>")).long(), 0).clamp(max=1)
+        return said, previous, parts, features
 
-    def _image_doubt(self, prompt: str, history: list[Plan], canvas: Image.Image, before: Image.Image | None,
-                     generator: torch.Generator) -> float | None:
+    def _plan_doubt(self, session: TextSession) -> float | None:
+        """The last plan's score: the trained plan check's (models/plan_check.py), or without
+        one the planner's largest surprise (the largest gap of `plan_features`). A plan that
+        contradicts the prompt holds a word the planner, trained to copy the prompt, would not
+        write. None without a plan."""
+        read = self.plan_features(session)
+        if read is None:
+            return None
+        if self.plan_check is None:
+            return float(read[-1][:, FEATURES.index("gap")].max())
+        with torch.no_grad():
+            return float(self.plan_check(*(x[None] for x in read), torch.ones_like(read[0], dtype=torch.bool)[None])[0])
+
+    def _image_doubt(self, regions: list[tuple[Region, torch.Tensor]], canvas: Image.Image,
+                     before: Image.Image | None, generator: torch.Generator) -> float | None:
         """How much worse the image expert explains what the last step drew than it explains it
         with no condition: for each region, the flow error on `check_draws` noisy versions of its
         crop under the step's condition over the error under the null condition (paired noise),
         the log of the largest ratio (> 0: some region does not look like what the plan says is
         there). The context of each region is what it was drawn on: `before` with the step's
         earlier regions pasted (exact while the step's regions keep apart, as the sampler keeps them).
-        None without `before` or regions."""
-        if before is None or not history:
-            return None
-        regions = self._conditions(prompt, history[:-1], history[-1])
-        if not regions:
+        `regions`: the step's, with their conditions (`_step_conditions`). None without `before`
+        or regions."""
+        if before is None or not regions:
             return None
         after, context = self._canvas_array(canvas), self._canvas_array(before)
         margin = PASTE_MARGIN if self.config.keep_context else None

@@ -145,7 +145,9 @@ def make_inspect_own(rng: np.random.Generator, model: Any, teachers: Teachers, r
     consistent step; a plan conflict (the model's own mistake when it makes one there, else
     its plan for that step perturbed, then sketched by the model); an image conflict (its
     own, else the model's sketch of a perturbed plan kept under the true one, or nothing
-    drawn). `model`: the embedded model's roles (backends/unified.py UnifiedRoles). A model
+    drawn). `target="rephrased"` (never drawn by default): a right plan worded as a perturbed
+    plan is (`_rephrased_plan`), the control that a plan check judges content, not wording.
+    `model`: the embedded model's roles (backends/unified.py UnifiedRoles). A model
     that finds no such step in `tries` rollouts (an untrained one) gives its first conflict
     of any kind, else a consistent teacher example (meta.source says which). `prompt`: this
     prompt in every rollout instead of a random held-out scene (scripts/inspector_benchmark.py
@@ -188,6 +190,8 @@ def make_inspect_own(rng: np.random.Generator, model: Any, teachers: Teachers, r
                 found = (plan, sketch, teachers.judge.inspect_step(graph, plan.des, sketch), "model")
             elif target == "plan":
                 found = _wrong_plan(rng, model, teachers, graph, history, plan, before)
+            elif target == "rephrased":
+                found = _rephrased_plan(rng, model, teachers, graph, history, plan, before)
             else:
                 found = _wrong_image(rng, model, teachers, graph, history, plan, before)
         if found is not None:
@@ -238,6 +242,22 @@ def _wrong_plan(rng: np.random.Generator, model: Any, teachers: Teachers, graph,
         sketch = model.sketch(graph.to_text(), history + [wrong_plan], before, int(rng.integers(2**31)))
         return wrong_plan, sketch, verdict.about("plan"), f"perturbed-plan:{kind}"
     return None
+
+
+def _rephrased_plan(rng: np.random.Generator, model: Any, teachers: Teachers, graph, history: list[Plan],
+                    plan: Plan, before: Image.Image):
+    """The model's plan for this step worded as `_wrong_plan` words a perturbed one (the step's
+    group with all its relations in `_where`'s order, the scene in its canonical order), its
+    content unchanged; grounded and sketched by the model. None when the judge finds a conflict."""
+    described = parse_prompt(plan.des)
+    drawn = parse_prompt(history[-1].des).groups if history else ()
+    new = [i for i, g in enumerate(described.groups) if g not in drawn]
+    g = new[0] if new else len(described.groups) - 1
+    ins = f"add {described.groups[g].noun_phrase()}{_where(described, g)}" if plan.ins.startswith("add ") else plan.ins
+    said = model.ground(graph.to_text(), history + [Plan(ins, scene_text(described.to_text()))], int(rng.integers(2**31)))
+    sketch = model.sketch(graph.to_text(), history + [said], before, int(rng.integers(2**31)))
+    verdict = teachers.judge.inspect_step(graph, said.des, sketch)
+    return (said, sketch, verdict, "rephrased-plan") if verdict.consistent else None
 
 
 def _wrong_image(rng: np.random.Generator, model: Any, teachers: Teachers, graph, history: list[Plan], plan: Plan,

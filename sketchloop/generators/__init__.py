@@ -179,7 +179,9 @@ def model_generator(mode: str, size: int = DEFAULT_SIZE, checkpoint=None, flow_s
     if mode == "staged":
         model.update({"temperature": temperature, "regions_apart": separate, "min_size": config.min_size,
                       "copy_phrases": copy_phrases, "inspect_threshold": inspect_threshold,
-                      "self_check": {"plan": config.plan_check, "image": config.image_check,
+                      "self_check": {"plan": roles.inspector.plan_threshold,
+                                     "plan_check": "trained" if roles.inspector.plan_check else "surprise",
+                                     "image": config.image_check,
                                      "draws": config.check_draws} if self_check else False,
                       "max_words": config.max_words, "relate_regions": config.relate_regions,
                       "leave_room": ROOM_FOR if config.relate_regions and config.leave_room else False,

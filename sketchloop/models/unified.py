@@ -232,12 +232,14 @@ CHECKPOINT_FILES = ("config.json", "model.safetensors", "tokenizer.json")
 
 
 def checkpoint_sha256(directory: Path) -> str:
-    """The identity of a checkpoint: SHA-256 over its three files (any change to any of them
-    changes it). Missing files hash as empty: loading reports them."""
+    """The identity of a checkpoint: SHA-256 over its three files and its plan check's, when it
+    has one (any change to any of them changes it). Missing files hash as empty: loading reports them."""
     import hashlib
 
+    from .plan_check import CONFIG_FILE, WEIGHTS_FILE
+
     digest = hashlib.sha256()
-    for name in CHECKPOINT_FILES:
+    for name in CHECKPOINT_FILES + tuple(f for f in (WEIGHTS_FILE, CONFIG_FILE) if (Path(directory) / f).is_file()):
         digest.update(name.encode())
         path = Path(directory) / name
         if path.is_file():

@@ -1,0 +1,197 @@
+"""Train a checkpoint's plan check (sketchloop/models/plan_check.py) on the model's own plans,
+choose its threshold on a validation set, and save it beside the checkpoint.
+
+    python scripts/train_plan_check.py [--checkpoint CKPT] [--examples 3000] [--work DIR]
+        [--workers 2] [--val-benchmark shapes-complex-val] [--val-every 1] [--false-alarms 0.05] [--out CKPT]
+
+1. Training examples (DIR/examples.jsonl, resumable): `make_inspect_own` steps on random
+   scenes held out of every benchmark: the model's own plans at its inference settings, made
+   wrong (`plan`), right (`consistent`, `image`: a wrong sketch of a right plan) and right but
+   worded as the wrong ones are (`rephrased`), so that wording alone cannot tell them apart.
+   Labelled by the exact judge; positives are plan conflicts.
+2. Validation steps (DIR/val.jsonl): `scripts/inspector_benchmark.py`'s steps on the
+   validation benchmark's prompts (the same seeds), with the image check's doubt, plus a
+   `rephrased` control per prompt.
+3. The head fitted for each weight decay in L2S; kept: the one finding most wrong plans on
+   the validation steps at its threshold, the lowest score at which the right validation steps
+   flagged by either check (this plan score, or the image doubt at `image_check`) stay at
+   most `--false-alarms`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from multiprocessing import get_context
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from inspector_benchmark import inspected_step
+from sketchloop.backends.unified import SHIPPED_CHECKPOINT, SamplingConfig, UnifiedRoles
+from sketchloop.backends.wiring import make_teachers
+from sketchloop.data.inspections import OWN_TARGETS, make_inspect_own
+from sketchloop.data.trajectories import Rejections
+from sketchloop.evaluation.benchmark import load_benchmark
+from sketchloop.loop.roles import Plan
+from sketchloop.models.plan_check import PlanCheck, PlanCheckConfig
+from sketchloop.trajectory import text_verdict
+
+TRAIN_TARGETS = ("plan", "consistent", "plan", "rephrased", "plan", "image")  # half of them plan conflicts
+L2S = (3e-3, 1e-2)
+EPOCHS, LR = 300, 0.01
+
+_roles: UnifiedRoles | None = None
+_teachers = None
+
+
+def _init(checkpoint: str | None) -> None:
+    global _roles, _teachers
+    torch.set_num_threads(1)
+    _roles = UnifiedRoles.from_pretrained(Path(checkpoint) if checkpoint else None, SamplingConfig())
+    _roles.plan_check = None  # the examples do not depend on a head being trained
+    _teachers = make_teachers(None)
+
+
+def _step(task: tuple) -> dict | None:
+    """One step: ("train", index, seed) on a random scene, or ("val", i, k, prompt, seed) as
+    scripts/inspector_benchmark.py builds it (k = 3: the rephrased control)."""
+    if task[0] == "train":
+        _, index, seed = task
+        target, prompt, rng = TRAIN_TARGETS[index % len(TRAIN_TARGETS)], None, np.random.default_rng([seed, index])
+    else:
+        _, index, k, prompt, seed = task
+        target, rng = (OWN_TARGETS + ("rephrased",))[k], np.random.default_rng([seed, index, k])
+    row = make_inspect_own(rng, _roles, _teachers, Rejections(), target=target, prompt=prompt)
+    meta = json.loads(row["meta"])
+    if meta["source"] == "teacher" or (target == "rephrased" and meta["source"] != "rephrased-plan"):
+        return None  # the model found no such step of its own here
+    plans, canvas, before = inspected_step(row)
+    consistent, kind = text_verdict([s["text"] for s in row["steps"] if s["type"] == "inspect"][-1])
+    out = {"task": list(task[:3]), "target": target, "source": meta["source"], "prompt": row["prompt"],
+           "kind": "consistent" if consistent else kind, "plans": [[p.ins, p.des, p.regions] for p in plans]}
+    if task[0] == "val":
+        out["image_doubt"] = _roles.checks(row["prompt"], plans, canvas, before, int(rng.integers(2**31)))[1]
+    return out
+
+
+def build(path: Path, tasks: list[tuple], workers: int, checkpoint: Path | None) -> list[dict]:
+    """The steps of `tasks`, appended to `path` as they come (a rerun builds only the missing ones)."""
+    done = {}
+    if path.is_file():
+        for line in path.read_text().splitlines():
+            if line.strip():
+                rec = json.loads(line)
+                done[tuple(rec["task"])] = rec
+    todo = [t for t in tasks if tuple(t[:3]) not in done]
+    if todo:
+        with get_context("fork").Pool(workers, _init, (str(checkpoint) if checkpoint else None,)) as pool, \
+                path.open("a") as f:
+            for task, rec in zip(todo, tqdm(pool.imap(_step, todo, chunksize=4), total=len(todo), desc=path.stem,
+                                            file=sys.stderr)):
+                rec = rec or {"task": list(task[:3]), "skipped": True}
+                f.write(json.dumps(rec) + "\n")
+                f.flush()
+                done[tuple(task[:3])] = rec
+    return [done[tuple(t[:3])] for t in tasks if not done[tuple(t[:3])].get("skipped")]
+
+
+def features(roles: UnifiedRoles, steps: list[dict]) -> tuple[torch.Tensor, ...]:
+    """Padded (words, previous words, parts, features, mask) of each step's last plan, as the
+    self-check reads it."""
+    read = [roles.plan_features(roles._session(s["prompt"], [Plan(*p) for p in s["plans"]])) for s in steps]
+    n, length = len(read), max(len(r[0]) for r in read)
+    words, previous, parts = (torch.zeros(n, length, dtype=torch.long) for _ in range(3))
+    feats, mask = torch.zeros(n, length, read[0][-1].shape[-1]), torch.zeros(n, length, dtype=torch.bool)
+    for i, (w, b, p, x) in enumerate(read):
+        k = len(w)
+        words[i, :k], previous[i, :k], parts[i, :k], feats[i, :k], mask[i, :k] = w, b, p, x, True
+    return words, previous, parts, feats, mask
+
+
+def fit(config: PlanCheckConfig, data: tuple[torch.Tensor, ...], labels: torch.Tensor, l2: float) -> PlanCheck:
+    """The head fitted to `labels` (1: a plan conflict) by full-batch Adam with weight decay `l2`."""
+    torch.manual_seed(0)
+    head = PlanCheck(config)
+    opt = torch.optim.Adam(head.parameters(), LR, weight_decay=l2)
+    for _ in tqdm(range(EPOCHS), desc=f"fit (l2 {l2:g})", file=sys.stderr, leave=False):
+        opt.zero_grad()
+        torch.nn.functional.binary_cross_entropy_with_logits(head(*data), labels).backward()
+        opt.step()
+    return head.eval()
+
+
+def threshold(scores: np.ndarray, steps: list[dict], image_check: float, false_alarms: float) -> float:
+    """The lowest plan score at which at most `false_alarms` of the right steps are flagged by
+    either check."""
+    right = [i for i, s in enumerate(steps) if s["kind"] == "consistent" and s["target"] != "rephrased"]
+    image = np.array([steps[i]["image_doubt"] is not None and steps[i]["image_doubt"] >= image_check for i in right])
+    plan = scores[right]
+    for t in sorted(set(plan.tolist())) + [float(plan.max()) + 1e-3]:
+        if np.mean(image | (plan >= t)) <= false_alarms:
+            return float(t)
+    return float(plan.max()) + 1e-3
+
+
+def rates(scores: np.ndarray, steps: list[dict], t: float, image_check: float) -> dict:
+    flag = [s >= t or (st.get("image_doubt") is not None and st["image_doubt"] >= image_check)
+            for s, st in zip(scores, steps)]
+    share = lambda keep: round(float(np.mean([f for f, st in zip(flag, steps) if keep(st)] or [np.nan])), 3)
+    return {"recall_plan": share(lambda s: s["kind"] == "plan"), "recall_image": share(lambda s: s["kind"] == "image"),
+            "false_alarms": share(lambda s: s["kind"] == "consistent" and s["target"] != "rephrased"),
+            "rephrased_flagged": share(lambda s: s["target"] == "rephrased" and s["kind"] == "consistent")}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--checkpoint", type=Path)
+    ap.add_argument("--examples", type=int, default=3000)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--work", type=Path, default=Path("runs/plan-check"))
+    ap.add_argument("--workers", type=int, default=min(2, os.cpu_count() or 1))
+    ap.add_argument("--val-benchmark", default="shapes-complex-val")
+    ap.add_argument("--val-every", type=int, default=1, help="every Nth validation prompt (a quick run)")
+    ap.add_argument("--false-alarms", type=float, default=0.05)
+    ap.add_argument("--out", type=Path, help="where to save the head (default: the checkpoint's folder)")
+    args = ap.parse_args()
+    args.work.mkdir(parents=True, exist_ok=True)
+    train = build(args.work / "examples.jsonl", [("train", i, args.seed) for i in range(args.examples)],
+                  args.workers, args.checkpoint)
+    val = build(args.work / "val.jsonl", [("val", i, k, m["prompt"], 0) for i, m in
+                                          enumerate(load_benchmark(args.val_benchmark)[::args.val_every]) for k in range(4)],
+                args.workers, args.checkpoint)
+    _init(str(args.checkpoint) if args.checkpoint else None)
+    torch.set_num_threads(args.workers)  # the fits run here, alone
+    roles = _roles
+    image_check = roles.config.image_check
+    print(f"training steps: {len(train)} ({sum(s['kind'] == 'plan' for s in train)} plan conflicts); "
+          f"validation steps: {len(val)}", file=sys.stderr)
+    data, val_data = features(roles, train), features(roles, val)
+    labels = torch.tensor([s["kind"] == "plan" for s in train], dtype=torch.float)
+    config = PlanCheckConfig(vocab_size=len(roles.tok.vocab))
+    best = None
+    for l2 in L2S:
+        head = fit(config, data, labels, l2)
+        with torch.no_grad():
+            scores = head(*val_data).numpy()
+        t = threshold(scores, val, image_check, args.false_alarms)
+        r = rates(scores, val, t, image_check)
+        print(f"l2 {l2:g}: threshold {t:.3f} on {args.val_benchmark}: {json.dumps(r)}")
+        if best is None or r["recall_plan"] > best[3]["recall_plan"]:
+            best = (l2, head, t, r)
+    l2, head, t, r = best
+    head.config.threshold = t
+    head.config.trained_on = {"script": "scripts/train_plan_check.py", "examples": len(train), "seed": args.seed,
+                              "l2": l2, "validation": args.val_benchmark, "false_alarms_at_most": args.false_alarms,
+                              "validation_rates": r}
+    out = args.out or args.checkpoint or SHIPPED_CHECKPOINT
+    head.save_pretrained(out)
+    print(f"saved the plan check to {out} (l2 {l2:g}, threshold {t:.3f})")
+
+
+if __name__ == "__main__":
+    main()
