@@ -21,7 +21,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from ..errors import SketchloopError
+from ..errors import SketchloopError, first_line
 
 FEATURES = ("bias", "gap", "category_gap", "entropy")
 WEIGHTS_FILE, CONFIG_FILE = "plan_check.safetensors", "plan_check.json"
@@ -93,6 +93,6 @@ class PlanCheck(nn.Module):
             head.load_state_dict(load_file(str(directory / WEIGHTS_FILE)))
         except Exception as exc:  # corrupt or mismatched files: one clear line
             raise SketchloopError(f"plan check in {directory} is corrupt or incompatible "
-                                  f"({str(exc).splitlines()[0][:160]}); retrain it with "
+                                  f"({first_line(exc)[:160]}); retrain it with "
                                   f"scripts/train_plan_check.py or delete {CONFIG_FILE}") from None
         return head.eval()
