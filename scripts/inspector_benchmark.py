@@ -33,14 +33,13 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from sketchloop.backends.unified import SamplingConfig, UnifiedRoles
+from sketchloop.backends.unified import SamplingConfig, UnifiedRoles, largest_gap
 from sketchloop.backends.wiring import make_teachers
 from sketchloop.data.inspections import OWN_TARGETS, make_inspect_own
 from sketchloop.data.schema import read_dataset
 from sketchloop.data.trajectories import Rejections
 from sketchloop.evaluation.benchmark import load_benchmark
 from sketchloop.evaluation.process import doubt_auc, flag_rates
-from sketchloop.models.plan_check import FEATURES
 from sketchloop.loop.roles import Plan
 from sketchloop.trajectory import text_verdict
 from sketchloop.teachers import blank_canvas
@@ -74,7 +73,7 @@ def score(roles: UnifiedRoles, row: dict, source: str, index: int, seed: int) ->
     said = roles.inspect(row["prompt"], plans, canvas, seed, before)
     plan_doubt, image_doubt = roles.checks(row["prompt"], plans, canvas, before, seed)
     read = roles.plan_features(roles._session(row["prompt"], plans))  # the untrained score: the largest gap
-    surprise = float(read[-1][:, FEATURES.index("gap")].max()) if read is not None else None
+    surprise = largest_gap(read) if read is not None else None
     meta = json.loads(row["meta"])
     return {"benchmark": source, "index": index, "target": meta.get("target"), "source": meta.get("source"),
             "kind": "consistent" if consistent else kind, "doubt": roles.doubt(row["prompt"], plans, canvas),

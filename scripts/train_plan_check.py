@@ -53,7 +53,6 @@ def _init(checkpoint: str | None) -> None:
     global _roles, _teachers
     torch.set_num_threads(1)
     _roles = UnifiedRoles.from_pretrained(Path(checkpoint) if checkpoint else None, SamplingConfig())
-    _roles.plan_check = None  # the examples do not depend on a head being trained
     _teachers = make_teachers(None)
 
 

@@ -118,6 +118,12 @@ def resolve_device(device: str | None) -> torch.device:
     return dev
 
 
+def largest_gap(read: tuple[torch.Tensor, ...]) -> float:
+    """The planner's largest surprise over a plan (`UnifiedRoles.plan_features`): the plan's
+    score without a trained plan check."""
+    return float(read[-1][:, FEATURES.index("gap")].max())
+
+
 STEP_RESERVE = 100  # tokens one more plan (with its regions) and its inspection take, besides the canvas
 
 
@@ -131,8 +137,8 @@ class UnifiedRoles:
     def __init__(self, model: UnifiedModel, tokenizer: WordTokenizer, config: SamplingConfig | None = None,
                  plan_check: PlanCheck | None = None):
         self.model, self.tok = model, tokenizer
-        self.plan_check = plan_check.to(next(model.parameters()).device) if plan_check is not None else None
         self.device = next(model.parameters()).device
+        self.plan_check = plan_check.to(self.device) if plan_check is not None else None
         self.config = config or SamplingConfig()
         self.grammar = RegionGrammar(tokenizer, self.config.separate, min_size=self.config.min_size)
         self.usage = {"flow_steps": 0, "text_tokens": 0}
@@ -422,7 +428,7 @@ class UnifiedRoles:
         if read is None:
             return None
         if self.plan_check is None:
-            return float(read[-1][:, FEATURES.index("gap")].max())
+            return largest_gap(read)
         with torch.no_grad():
             return float(self.plan_check(*(x[None] for x in read), torch.ones_like(read[0], dtype=torch.bool)[None])[0])
 

@@ -233,15 +233,20 @@ def _wrong_plan(rng: np.random.Generator, model: Any, teachers: Teachers, graph,
         verdict = teachers.judge.critique(wrong, graph, False)
         if verdict.consistent:
             continue
-        if not plan.ins.startswith("add "):  # an edit step: say the wrong scene, keep its instruction
-            ins = plan.ins
-        else:
-            g = _changed_group(described, wrong)
-            ins = f"add {wrong.groups[g].noun_phrase()}{_where(wrong, g)}"
-        wrong_plan = model.ground(graph.to_text(), history + [Plan(ins, scene_text(wrong.to_text()))], int(rng.integers(2**31)))
-        sketch = model.sketch(graph.to_text(), history + [wrong_plan], before, int(rng.integers(2**31)))
+        wrong_plan, sketch = _said_and_drawn(rng, model, graph, history, plan, wrong, _changed_group(described, wrong),
+                                             before)
         return wrong_plan, sketch, verdict.about("plan"), f"perturbed-plan:{kind}"
     return None
+
+
+def _said_and_drawn(rng: np.random.Generator, model: Any, graph, history: list[Plan], plan: Plan, scene: SceneGraph,
+                    g: int, before: Image.Image) -> tuple[Plan, Image.Image]:
+    """`plan`'s step said as a perturbed plan is said (an `add` names group `g` of `scene` with
+    all its relations; an edit step keeps its instruction; the `<des>` is `scene` in canonical
+    order), grounded and sketched by the model on `before`."""
+    ins = f"add {scene.groups[g].noun_phrase()}{_where(scene, g)}" if plan.ins.startswith("add ") else plan.ins
+    said = model.ground(graph.to_text(), history + [Plan(ins, scene_text(scene.to_text()))], int(rng.integers(2**31)))
+    return said, model.sketch(graph.to_text(), history + [said], before, int(rng.integers(2**31)))
 
 
 def _rephrased_plan(rng: np.random.Generator, model: Any, teachers: Teachers, graph, history: list[Plan],
@@ -252,10 +257,8 @@ def _rephrased_plan(rng: np.random.Generator, model: Any, teachers: Teachers, gr
     described = parse_prompt(plan.des)
     drawn = parse_prompt(history[-1].des).groups if history else ()
     new = [i for i, g in enumerate(described.groups) if g not in drawn]
-    g = new[0] if new else len(described.groups) - 1
-    ins = f"add {described.groups[g].noun_phrase()}{_where(described, g)}" if plan.ins.startswith("add ") else plan.ins
-    said = model.ground(graph.to_text(), history + [Plan(ins, scene_text(described.to_text()))], int(rng.integers(2**31)))
-    sketch = model.sketch(graph.to_text(), history + [said], before, int(rng.integers(2**31)))
+    said, sketch = _said_and_drawn(rng, model, graph, history, plan, described, new[0] if new else len(described.groups) - 1,
+                                   before)
     verdict = teachers.judge.inspect_step(graph, said.des, sketch)
     return (said, sketch, verdict, "rephrased-plan") if verdict.consistent else None
 
