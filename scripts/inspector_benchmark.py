@@ -81,6 +81,21 @@ def score(roles: UnifiedRoles, row: dict, source: str, index: int, seed: int) ->
             "said": "consistent" if said.consistent else said.target, "text": said.text}
 
 
+def benchmark_steps(roles: UnifiedRoles, bench: str, every: int = 1, seed: int = 0, controls: bool = False):
+    """(prompt index, inspect example, seed for the inspector) of each kind of step on every
+    `every`th prompt of `bench` (seeded by prompt and kind), skipping kinds the model makes no
+    step of its own for."""
+    teachers, rejections = make_teachers(None), Rejections()
+    for i, meta in enumerate(tqdm(load_benchmark(bench)[::every], desc=bench, file=sys.stderr)):
+        for k, target in enumerate(OWN_TARGETS + (("rephrased",) if controls else ())):
+            rng = np.random.default_rng([seed, i, k])
+            row = make_inspect_own(rng, roles, teachers, rejections, target=target, prompt=meta["prompt"])
+            source = json.loads(row["meta"])["source"]
+            if source == "teacher" or (target == "rephrased" and source != "rephrased-plan"):
+                continue  # the model found no such step of its own here
+            yield i, row, int(rng.integers(2**31))
+
+
 def rates(rows: list[dict], flagged) -> str:
     """Recall per conflict kind and false alarms of `flagged`, as JSON to 3 decimals."""
     return json.dumps({k: round(v, 3) for k, v in flag_rates(rows, flagged).items()})
@@ -104,20 +119,13 @@ def main() -> None:
     checks = {k: v for k, v in (("plan_check", args.plan_check), ("image_check", args.image_check)) if v is not None}
     roles = UnifiedRoles.from_pretrained(args.checkpoint, SamplingConfig(
         inspect_threshold=args.inspect_threshold, self_check=not args.text_verdict, **checks))
-    teachers, rejections = make_teachers(None), Rejections()
     rows = []
     if args.data:
         rows = [score(roles, row, "data", i, 0) for i, row in enumerate(
             tqdm(read_dataset(args.data).to_pylist(), desc=args.data.name, file=sys.stderr))]
     for bench in [] if args.data else args.benchmark or ["shapes-complex-val"]:
-        for i, meta in enumerate(tqdm(load_benchmark(bench)[::args.every], desc=bench, file=sys.stderr)):
-            for k, target in enumerate(OWN_TARGETS + (("rephrased",) if args.controls else ())):
-                rng = np.random.default_rng([args.seed, i, k])
-                row = make_inspect_own(rng, roles, teachers, rejections, target=target, prompt=meta["prompt"])
-                source = json.loads(row["meta"])["source"]
-                if source == "teacher" or (target == "rephrased" and source != "rephrased-plan"):
-                    continue  # the model found no such step of its own here
-                rows.append(score(roles, row, bench, i, int(rng.integers(2**31))))
+        rows += [score(roles, row, bench, i, seed)
+                 for i, row, seed in benchmark_steps(roles, bench, args.every, args.seed, args.controls)]
     if args.out:
         args.out.write_text(json.dumps(rows, indent=0))
     controls = [r for r in rows if r["target"] == "rephrased" and r["kind"] == "consistent"]

@@ -49,10 +49,11 @@ sketchloop train --stage joint --data "$W/traj" --data "$W/inspect" --init "$W/s
 sketchloop train --stage joint --data "$W/traj" --data "$W/inspect" --init "$W/s3" --out "$W/s4" \
     --steps 800 --lr 5e-4 --bag phrase; stamp joint-object
 # The plan check (models/plan_check.py): a small head over the final planner's own surprise at a plan, trained on
-# its own plans from random scenes (right ones, ones made wrong, right ones worded as the wrong ones are); its
-# threshold chosen on shapes-complex-val with the image check's false alarms (README, "The self-check").
-python scripts/train_plan_check.py --checkpoint "$W/s4" --examples "${PLAN_CHECK_EXAMPLES:-6000}" \
-    --work "$W/plan-check" --workers 2; stamp plan-check
+# its own plans from random scenes, half of them long compositions (right ones, ones made wrong, right ones worded
+# as the wrong ones are); its threshold and the image check's chosen together on three rollouts of each
+# shapes-complex-val prompt, right steps flagged at most 0.04 (README, "The self-check").
+python scripts/train_plan_check.py --checkpoint "$W/s4" --examples "${PLAN_CHECK_EXAMPLES:-3000}" \
+    --long-examples "${PLAN_CHECK_LONG_EXAMPLES:-3000}" --work "$W/plan-check" --workers 2; stamp plan-check
 # Ship the EMA weights (not the optimizer state) and the plan check.
 [ "${SHIP:-1}" = 0 ] && { echo "trained $W/s4 (not shipped: SHIP=0)"; exit 0; }
 dest=sketchloop/checkpoints/shapes-unified

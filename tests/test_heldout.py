@@ -4,6 +4,7 @@ appears in any data build; the held-out benchmarks are what they say."""
 import json
 
 import numpy as np
+import pytest
 
 from sketchloop.data.build import build
 from sketchloop.data.schema import read_dataset
@@ -62,3 +63,19 @@ def test_no_data_build_holds_a_benchmark_scene_or_a_heldout_pair(tmp_path, monke
     assert not {scene_key(SceneGraph.from_json(r["scene"])) for r in read_dataset(tmp_path / "forced").to_pylist()} \
         & heldout_keys()
     assert json.loads((tmp_path / "forced" / "build.json").read_text())["params"]["n"] == 5
+
+
+def test_long_compositions_only_are_still_held_out(monkeypatch):
+    """`heldout_free_scene(rng, composite_share=1.0)` (the plan check's long training steps) draws
+    only long compositions, and still never a benchmark's scene."""
+    import sketchloop.data.trajectories as trajectories
+
+    monkeypatch.setattr(trajectories, "random_scene", lambda *a, **k: pytest.fail("a general scene was drawn"))
+    proposals = [parse_prompt(m["prompt"]) for m in load_benchmark("shapes-complex")[:3]]
+    real = trajectories.random_composite_scene
+    monkeypatch.setattr(trajectories, "random_composite_scene",
+                        lambda rng, **kw: proposals.pop(0) if proposals else real(rng, **kw))
+    rng = np.random.default_rng(0)
+    drawn = [trajectories.heldout_free_scene(rng, composite_share=1.0) for _ in range(5)]
+    assert not proposals and not {scene_key(g) for g in drawn} & heldout_keys()
+    assert all(len(g.relations) >= len(g.groups) - 1 for g in drawn)  # every later group related

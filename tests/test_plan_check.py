@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from sketchloop.backends.unified import PLAN_CHECK, SamplingConfig, UnifiedRoles
+from sketchloop.backends.unified import IMAGE_CHECK, PLAN_CHECK, SamplingConfig, UnifiedRoles
 from sketchloop.errors import SketchloopError
 from sketchloop.loop.roles import Plan
 from sketchloop.models.plan_check import CONFIG_FILE, FEATURES, WEIGHTS_FILE, PlanCheck, PlanCheckConfig
@@ -48,9 +48,10 @@ def test_plan_features_read_each_word_of_the_last_plan(tiny):
     assert roles.plan_features(roles._session(PROMPT, [])) is None
 
 
-def test_without_a_head_the_plan_score_is_the_largest_gap_and_a_head_sets_the_threshold(tiny):
-    """Without a head the plan's score is its largest gap, against PLAN_CHECK; with one, its
-    score against its own threshold unless `plan_check` is given."""
+def test_without_a_head_the_plan_score_is_the_largest_gap_and_a_head_sets_the_thresholds(tiny):
+    """Without a head the plan's score is its largest gap, against PLAN_CHECK (the image doubt
+    against IMAGE_CHECK); with one, its score against its own threshold unless `plan_check` is
+    given, and the image doubt against the image threshold chosen with it unless `image_check` is."""
     from sketchloop.teachers import blank_canvas
 
     model, tok = tiny
@@ -71,6 +72,11 @@ def test_without_a_head_the_plan_score_is_the_largest_gap_and_a_head_sets_the_th
     lenient = UnifiedRoles(model, tok, SamplingConfig(plan_check=score + 1, image_check=float("inf")), head)
     assert lenient.plan_threshold == score + 1
     assert lenient.inspect(PROMPT, HISTORY, canvas, seed=0).text.startswith("consistent")
+    assert bare.image_threshold == IMAGE_CHECK and lenient.image_threshold == float("inf")  # given: it decides
+    head.config.image_threshold = float("-inf")  # chosen with the plan threshold, saved with the head
+    picky = UnifiedRoles(model, tok, SamplingConfig(plan_check=score + 1), head)
+    assert picky.image_threshold == float("-inf")
+    assert picky.inspect(PROMPT, HISTORY, canvas, seed=0, before=canvas).text.startswith("inconsistent image")
 
 
 def test_a_head_scores_a_plan_by_its_positions_and_ignores_padding():
@@ -95,7 +101,8 @@ def test_a_plan_check_round_trips_and_joins_the_checkpoint_identity(tiny, tmp_pa
     model.save_pretrained(tmp_path, tok)
     before = checkpoint_sha256(tmp_path)
     assert UnifiedRoles.from_pretrained(tmp_path).plan_check is None
-    head = PlanCheck(PlanCheckConfig(vocab_size=len(tok.vocab), threshold=1.5, trained_on={"examples": 3}))
+    head = PlanCheck(PlanCheckConfig(vocab_size=len(tok.vocab), threshold=1.5, image_threshold=0.25,
+                                     trained_on={"examples": 3}))
     head.save_pretrained(tmp_path)
     loaded = UnifiedRoles.from_pretrained(tmp_path).plan_check
     assert all(torch.equal(a, b) for a, b in zip(loaded.state_dict().values(), head.state_dict().values()))
@@ -135,3 +142,21 @@ def test_the_trainer_learns_which_surprise_counts_and_keeps_false_alarms_under_t
     plan = np.arange(20, dtype=float)
     assert threshold(plan, steps, image_check=0.0, false_alarms=0.1) == 18.0  # step 18 by the image, 19 by the plan
     assert threshold(plan, steps, image_check=0.0, false_alarms=0.0) > 19.0
+
+
+def test_the_two_thresholds_are_chosen_together_under_one_false_alarm_bound():
+    """Raising the image threshold past a right step's doubt frees room under the bound for the
+    plan check, when that finds more of the conflict kind found least."""
+    from train_plan_check import thresholds
+
+    right = [{"kind": "consistent", "target": "consistent", "image_doubt": d} for d in [0.5] + [-1.0] * 9]
+    wrong_plans = [{"kind": "plan", "target": "plan", "image_doubt": -1.0} for _ in range(4)]
+    wrong_images = [{"kind": "image", "target": "image", "image_doubt": 2.0} for _ in range(4)]
+    steps = right + wrong_plans + wrong_images
+    scores = np.array([0.0] + [float(i) for i in range(1, 10)] + [9.0] * 4 + [0.0] * 4)
+    plan, image, r = thresholds(scores, steps, false_alarms=0.1, image_default=0.0)
+    assert image > 0.5 and plan == 9.0  # the image check passes the right step it doubted; the plan check flags one
+    assert (r["recall_plan"], r["recall_image"], r["false_alarms"]) == (1.0, 1.0, 0.1)
+    plan, image, r = thresholds(scores, steps, false_alarms=0.0, image_default=0.0)
+    assert image > 0.5 and plan > 9.0  # no pair flags no right step and finds the wrong plans: kept under the bound
+    assert (r["recall_plan"], r["recall_image"], r["false_alarms"]) == (0.0, 1.0, 0.0)

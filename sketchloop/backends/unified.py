@@ -37,7 +37,7 @@ SHIPPED_CHECKPOINT = Path(__file__).resolve().parent.parent / "checkpoints" / "s
 
 
 PLAN_CHECK = 17.0  # nats, for a checkpoint without a trained plan check (models/plan_check.py)
-IMAGE_CHECK = 0.0  # log flow error ratio
+IMAGE_CHECK = 0.0  # log flow error ratio, for a checkpoint without a trained plan check
 # the kinds of word a plan check compares a written word with (a colour with colours, ...)
 WORD_CATEGORIES = (COLORS, SHAPES + tuple(PLURALS.values()), ("a", "an", *COUNT_WORDS),
                    tuple(sorted({w for r in RELATIONS for w in r.split() if w != "of"})))
@@ -69,8 +69,9 @@ class SamplingConfig:
         after the verdict. Off: the inspection's own first word (or `inspect_threshold`) decides.
         Thresholds chosen on shapes-complex-val (README). A checkpoint with a trained plan check
         (models/plan_check.py) scores the plan with it, against its own threshold unless
-        `plan_check` is given; without one the plan's score is its largest surprise, against
-        PLAN_CHECK.
+        `plan_check` is given, and the image against the image threshold chosen with it unless
+        `image_check` is given; without one the plan's score is its largest surprise, against
+        PLAN_CHECK, and the image's against IMAGE_CHECK.
     check_draws: noisy versions of each region the image check scores (each costs two flow calls,
         counted as flow steps).
     relate_regions: an `add`'s regions meet the relations its own `<ins>` states to objects the
@@ -97,7 +98,7 @@ class SamplingConfig:
     inspect_threshold: float | None = None
     self_check: bool = True
     plan_check: float | None = None
-    image_check: float = IMAGE_CHECK
+    image_check: float | None = None
     check_draws: int = 1
     relate_regions: bool = True
     leave_room: bool = True
@@ -172,6 +173,14 @@ class UnifiedRoles:
         if self.config.plan_check is not None:
             return self.config.plan_check
         return self.plan_check.config.threshold if self.plan_check is not None else PLAN_CHECK
+
+    @property
+    def image_threshold(self) -> float:
+        """The image doubt at which the self-check finds an image conflict (SamplingConfig.image_check)."""
+        if self.config.image_check is not None:
+            return self.config.image_check
+        chosen = self.plan_check.config.image_threshold if self.plan_check is not None else None
+        return IMAGE_CHECK if chosen is None else chosen
 
     # ------------------------------------------------------------------ helpers
     def _session(self, prompt: str, history: list[Plan]) -> TextSession:
@@ -352,7 +361,7 @@ class UnifiedRoles:
             plan_doubt = self._plan_doubt(session)
             image_doubt = self._image_doubt(self._step_conditions(session), canvas, before, generator)
             verdict = ("inconsistent plan" if plan_doubt is not None and plan_doubt >= self.plan_threshold else
-                       "inconsistent image" if image_doubt is not None and image_doubt >= self.config.image_check
+                       "inconsistent image" if image_doubt is not None and image_doubt >= self.image_threshold
                        else "consistent")
         elif self.config.inspect_threshold is not None:  # the verdict word by a threshold on the text's doubt
             verdict = "inconsistent" if self._doubt(session) >= self.config.inspect_threshold else "consistent"
@@ -370,7 +379,7 @@ class UnifiedRoles:
     def checks(self, prompt: str, history: list[Plan], canvas: Image.Image, before: Image.Image | None,
                seed: int = 0) -> tuple[float | None, float | None]:
         """How strongly the model's own likelihoods doubt the last step: (plan doubt, image doubt),
-        the quantities `self_check` compares with `plan_threshold` and `image_check` (None: no
+        the quantities `self_check` compares with `plan_threshold` and `image_threshold` (None: no
         plan, or no image check without `before`)."""
         session = self._session(prompt, history)
         return self._plan_doubt(session), self._image_doubt(self._step_conditions(session), canvas, before,

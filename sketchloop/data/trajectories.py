@@ -35,13 +35,14 @@ COMPOSITE_SHARE = 0.45
 MAX_OPEN_DROPS = 20  # open-world teachers: trajectories the judge may reject in a row before the build stops
 
 
-def heldout_free_scene(rng: np.random.Generator) -> SceneGraph:
-    """A random ShapesWorld scene of the data mix (above) that no shipped benchmark holds and with no held-out
-    colour-shape pair (evaluation/heldout.py): benchmarks measure composition, not memory."""
+def heldout_free_scene(rng: np.random.Generator, composite_share: float = COMPOSITE_SHARE) -> SceneGraph:
+    """A random ShapesWorld scene of the data mix (above; `composite_share` of them long compositions)
+    that no shipped benchmark holds and with no held-out colour-shape pair (evaluation/heldout.py):
+    benchmarks measure composition, not memory."""
     from ..evaluation.heldout import data_allows
 
     while True:
-        if rng.random() < COMPOSITE_SHARE:
+        if rng.random() < composite_share:
             graph = random_composite_scene(rng)
         else:
             graph = random_scene(rng, group_weights=GROUP_WEIGHTS)

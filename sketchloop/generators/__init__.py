@@ -181,7 +181,7 @@ def model_generator(mode: str, size: int = DEFAULT_SIZE, checkpoint=None, flow_s
                       "copy_phrases": copy_phrases, "inspect_threshold": inspect_threshold,
                       "self_check": {"plan": roles.inspector.plan_threshold,
                                      "plan_check": "trained" if roles.inspector.plan_check else "surprise",
-                                     "image": config.image_check,
+                                     "image": roles.inspector.image_threshold,
                                      "draws": config.check_draws} if self_check else False,
                       "max_words": config.max_words, "relate_regions": config.relate_regions,
                       "leave_room": ROOM_FOR if config.relate_regions and config.leave_room else False,

@@ -83,8 +83,8 @@ def _timed(role: Any, fn, *args):
     return result, f1 - f0, t1 - t0, time.perf_counter() - start
 
 
-# The one default. Corrections stay off: the self-check (sessions 27-28) finds most wrong sketches and plans
-# on a balanced shapes-complex-val set at about 5% false alarms, but the loop's own steps hold few conflicts a
+# The one default. Corrections stay off: the self-check (sessions 27-29) finds most wrong sketches and plans
+# on a balanced shapes-complex-val set at 4-5% false alarms, but the loop's own steps hold few conflicts a
 # redraw can fix (4 in 100 trajectories, mostly relations and earlier objects; on them its false alarms are
 # 12%, redraws included), so 2 per step gave 0.965 against 0.9675 for 107 flow steps against 84 (session 27,
 # README "The self-check").

@@ -9,7 +9,8 @@ position (`FEATURES`), the word written there, the word before it and the part (
 `<des>`), and its neighbours. It reads no prompt and no scene: the words of the plan itself
 and the planner's likelihoods of them. Trained by `scripts/train_plan_check.py` on the model's own plans
 (right ones, ones made wrong, right ones reworded as the wrong ones are) from random scenes;
-its threshold is chosen on a validation set and stored with it.
+its threshold, and the image check's beside it, are chosen together on a validation set and
+stored with it.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ WEIGHTS_FILE, CONFIG_FILE = "plan_check.safetensors", "plan_check.json"
 class PlanCheckConfig:
     vocab_size: int
     threshold: float = 0.0  # a plan whose score reaches it is a plan conflict
+    image_threshold: float | None = None  # the image check's, chosen with `threshold` (None: its default)
     features: tuple[str, ...] = FEATURES
     n_embd: int = 16  # the written word, the word before it and the part, each
     hidden: int = 32
