@@ -153,14 +153,14 @@ def thresholds(scores: np.ndarray, steps: list[dict], false_alarms: float,
     and just above each right step's image doubt), the one whose plan threshold (`threshold`) finds
     most of the conflict kind found least (then most of both), the right steps flagged by either
     check staying at most `false_alarms`."""
-    right = [s["image_doubt"] for s in steps if s["kind"] == "consistent" and s["target"] != "rephrased"
-             and s["image_doubt"] is not None]
+    right = [i for i, s in enumerate(steps) if s["kind"] == "consistent" and s["target"] != "rephrased"]
+    doubts = np.array([np.nan if steps[i]["image_doubt"] is None else steps[i]["image_doubt"] for i in right])
     best = None
-    for image in sorted({image_default, *(float(np.nextafter(d, np.inf)) for d in right)}):
+    for image in sorted({image_default, *(float(np.nextafter(d, np.inf)) for d in doubts[~np.isnan(doubts)])}):
         plan = threshold(scores, steps, image, false_alarms)
-        r = rates(scores, steps, plan, image)
-        if r["false_alarms"] > false_alarms:  # the image check alone flags too many
+        if np.mean((doubts >= image) | (scores[right] >= plan)) > false_alarms:  # the image check alone flags too many
             continue
+        r = rates(scores, steps, plan, image)
         key = (min(r["recall_plan"], r["recall_image"]), r["recall_plan"] + r["recall_image"])
         if best is None or key > best[0]:
             best = (key, plan, image, r)
