@@ -81,19 +81,28 @@ def score(roles: UnifiedRoles, row: dict, source: str, index: int, seed: int) ->
             "said": "consistent" if said.consistent else said.target, "text": said.text}
 
 
+def own_step(roles: UnifiedRoles, teachers, rng: np.random.Generator, target: str, prompt: str | None = None) -> dict | None:
+    """`make_inspect_own`'s example of `target` (on `prompt`, else a random held-out scene), or
+    None when the model made no such step of its own (a teacher's example, or a reworded plan
+    that fell back to another kind)."""
+    row = make_inspect_own(rng, roles, teachers, Rejections(), target=target, prompt=prompt)
+    source = json.loads(row["meta"])["source"]
+    if source == "teacher" or (target == "rephrased" and source != "rephrased-plan"):
+        return None
+    return row
+
+
 def benchmark_steps(roles: UnifiedRoles, bench: str, every: int = 1, seed: int = 0, controls: bool = False):
     """(prompt index, inspect example, seed for the inspector) of each kind of step on every
     `every`th prompt of `bench` (seeded by prompt and kind), skipping kinds the model makes no
     step of its own for."""
-    teachers, rejections = make_teachers(None), Rejections()
+    teachers = make_teachers(None)
     for i, meta in enumerate(tqdm(load_benchmark(bench)[::every], desc=bench, file=sys.stderr)):
         for k, target in enumerate(OWN_TARGETS + (("rephrased",) if controls else ())):
             rng = np.random.default_rng([seed, i, k])
-            row = make_inspect_own(rng, roles, teachers, rejections, target=target, prompt=meta["prompt"])
-            source = json.loads(row["meta"])["source"]
-            if source == "teacher" or (target == "rephrased" and source != "rephrased-plan"):
-                continue  # the model found no such step of its own here
-            yield i, row, int(rng.integers(2**31))
+            row = own_step(roles, teachers, rng, target, meta["prompt"])
+            if row is not None:
+                yield i, row, int(rng.integers(2**31))
 
 
 def rates(rows: list[dict], flagged) -> str:

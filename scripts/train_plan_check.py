@@ -33,12 +33,13 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from inspector_benchmark import inspected_step
+from inspector_benchmark import inspected_step, own_step
 from sketchloop.backends.unified import IMAGE_CHECK, SHIPPED_CHECKPOINT, SamplingConfig, UnifiedRoles
 from sketchloop.backends.wiring import make_teachers
-from sketchloop.data.inspections import OWN_TARGETS, make_inspect_own
-from sketchloop.data.trajectories import Rejections, heldout_free_scene
+from sketchloop.data.inspections import OWN_TARGETS
+from sketchloop.data.trajectories import heldout_free_scene
 from sketchloop.evaluation.benchmark import load_benchmark
+from sketchloop.evaluation.process import flag_rates
 from sketchloop.loop.roles import Plan
 from sketchloop.models.plan_check import PlanCheck, PlanCheckConfig
 from sketchloop.trajectory import text_verdict
@@ -76,13 +77,12 @@ def _step(task: tuple) -> dict | None:
     else:
         _, index, seed, k, prompt = task
         target, rng = (OWN_TARGETS + ("rephrased",))[k], np.random.default_rng([seed, index, k])
-    row = make_inspect_own(rng, _roles, _teachers, Rejections(), target=target, prompt=prompt)
-    meta = json.loads(row["meta"])
-    if meta["source"] == "teacher" or (target == "rephrased" and meta["source"] != "rephrased-plan"):
+    row = own_step(_roles, _teachers, rng, target, prompt)
+    if row is None:
         return None  # the model found no such step of its own here
     plans, canvas, before = inspected_step(row)
     consistent, kind = text_verdict([s["text"] for s in row["steps"] if s["type"] == "inspect"][-1])
-    out = {"task": list(_key(task)), "target": target, "source": meta["source"], "prompt": row["prompt"],
+    out = {"task": list(_key(task)), "target": target, "source": json.loads(row["meta"])["source"], "prompt": row["prompt"],
            "kind": "consistent" if consistent else kind, "plans": [[p.ins, p.des, p.regions] for p in plans]}
     if task[0] == "val":
         out["image_doubt"] = _roles.checks(row["prompt"], plans, canvas, before, int(rng.integers(2**31)))[1]
@@ -135,12 +135,21 @@ def fit(config: PlanCheckConfig, data: tuple[torch.Tensor, ...], labels: torch.T
     return head.eval()
 
 
+def _right(step: dict) -> bool:
+    """A right step that counts as one (the reworded controls are kept apart)."""
+    return step["kind"] == "consistent" and step["target"] != "rephrased"
+
+
+def _image_flags(steps: list[dict], image_check: float) -> np.ndarray:
+    """Which steps the image check flags at `image_check` (none without an image doubt)."""
+    return np.array([s["image_doubt"] is not None and s["image_doubt"] >= image_check for s in steps])
+
+
 def threshold(scores: np.ndarray, steps: list[dict], image_check: float, false_alarms: float) -> float:
     """The lowest plan score at which at most `false_alarms` of the right steps are flagged by
     either check."""
-    right = [i for i, s in enumerate(steps) if s["kind"] == "consistent" and s["target"] != "rephrased"]
-    image = np.array([steps[i]["image_doubt"] is not None and steps[i]["image_doubt"] >= image_check for i in right])
-    plan = scores[right]
+    right = [i for i, s in enumerate(steps) if _right(s)]
+    image, plan = _image_flags([steps[i] for i in right], image_check), scores[right]
     for t in sorted(set(plan.tolist())) + [float(plan.max()) + 1e-3]:
         if np.mean(image | (plan >= t)) <= false_alarms:
             return float(t)
@@ -153,13 +162,13 @@ def thresholds(scores: np.ndarray, steps: list[dict], false_alarms: float,
     and just above each right step's image doubt), the one whose plan threshold (`threshold`) finds
     most of the conflict kind found least (then most of both), the right steps flagged by either
     check staying at most `false_alarms`."""
-    right = [i for i, s in enumerate(steps) if s["kind"] == "consistent" and s["target"] != "rephrased"]
-    doubts = np.array([np.nan if steps[i]["image_doubt"] is None else steps[i]["image_doubt"] for i in right])
+    right = [s for s in steps if _right(s)]
+    doubts = [s["image_doubt"] for s in right if s["image_doubt"] is not None]
     best = None
-    for image in sorted({image_default, *(float(np.nextafter(d, np.inf)) for d in doubts[~np.isnan(doubts)])}):
-        plan = threshold(scores, steps, image, false_alarms)
-        if np.mean((doubts >= image) | (scores[right] >= plan)) > false_alarms:  # the image check alone flags too many
+    for image in sorted({image_default, *(float(np.nextafter(d, np.inf)) for d in doubts)}):
+        if np.mean(_image_flags(right, image)) > false_alarms:  # the image check alone flags too many
             continue
+        plan = threshold(scores, steps, image, false_alarms)
         r = rates(scores, steps, plan, image)
         key = (min(r["recall_plan"], r["recall_image"]), r["recall_plan"] + r["recall_image"])
         if best is None or key > best[0]:
@@ -168,12 +177,13 @@ def thresholds(scores: np.ndarray, steps: list[dict], false_alarms: float,
 
 
 def rates(scores: np.ndarray, steps: list[dict], t: float, image_check: float) -> dict:
-    flag = [s >= t or (st.get("image_doubt") is not None and st["image_doubt"] >= image_check)
-            for s, st in zip(scores, steps)]
-    share = lambda keep: round(float(np.mean([f for f, st in zip(flag, steps) if keep(st)] or [np.nan])), 3)
-    return {"recall_plan": share(lambda s: s["kind"] == "plan"), "recall_image": share(lambda s: s["kind"] == "image"),
-            "false_alarms": share(lambda s: s["kind"] == "consistent" and s["target"] != "rephrased"),
-            "rephrased_flagged": share(lambda s: s["target"] == "rephrased" and s["kind"] == "consistent")}
+    """`flag_rates` of the two checks at (plan `t`, `image_check`), and the share of reworded
+    right plans (the controls) flagged, to 3 decimals."""
+    flags = (scores >= t) | _image_flags(steps, image_check)
+    judged = [{"kind": s["kind"], "flagged": f} for s, f in zip(steps, flags) if s["target"] != "rephrased"]
+    controls = [f for s, f in zip(steps, flags) if s["target"] == "rephrased"]
+    out = {**flag_rates(judged, lambda s: s["flagged"]), "rephrased_flagged": np.mean(controls) if controls else np.nan}
+    return {k: round(float(v), 3) for k, v in out.items()}
 
 
 def main() -> None:

@@ -155,6 +155,7 @@ class UnifiedRoles:
                 if w in tokenizer.index:
                     category[t(w)] = k
         self._category = category.to(self.device)
+        self._choice_category = self._category[self._choices]
 
     def fork(self) -> "UnifiedRoles":
         """The same model and settings with usage counters of its own (one per trajectory, so
@@ -419,7 +420,7 @@ class UnifiedRoles:
         choices = logp[:, self._choices]
         own = logp.gather(1, said[:, None])[:, 0]
         kind = self._category[said]
-        same = self._category[self._choices][None, :] == kind[:, None]
+        same = self._choice_category[None, :] == kind[:, None]
         kind_best = choices.masked_fill(~same, float("-inf")).max(-1).values
         p = torch.softmax(choices, -1)
         features = torch.stack([torch.ones_like(own), choices.max(-1).values - own,
