@@ -82,11 +82,18 @@ ROWS = [
     Row("loop", "full loop (default: inspect, no corrections)", "process",
         "the shipped checkpoint and loop as `sketchloop generate` runs it (session 26: the recipe, "
         "`bash scripts/train_shipped.sh`, with each region's image condition its own object's words from the "
-        "first stage; session 27: the inspector's verdict by the model's self-check, two flow calls per region)",
+        "first stage; session 27: the inspector's verdict by the model's self-check, two flow calls per region; "
+        "session 30: every plan adds, no edit steps)",
         ["--generator", "staged"],
         files=measured("r0"),
         paper="staged fine-tune: 0.83 at 131 flow steps; both kinds of inspect supervision: count 0.75 / "
               "position 0.72 / colour attr 0.69", per_stage_file="docs/results-process.json"),
+    Row("loop-edits", "full loop, the planner's edit steps allowed (session 29's default)", "process",
+        "the shipped checkpoint and loop with `--edit-steps`: a plan may change, move or remove what earlier "
+        "steps drew, as the training trajectories' detours do (`build --edit-ops 0.25`); its planner never reads "
+        "the canvas, so such an edit is never asked for by what was drawn (measured in session 29)",
+        ["--generator", "staged", "--edit-steps"],
+        files=measured("s29"), per_stage_file="docs/results-process-s29.json"),
     Row("loop-check-r2", "full loop, up to 2 corrections per step by the self-check", "process",
         "the shipped checkpoint and loop with `--max-refines 2`: a step the self-check flags is planned again "
         "(a plan conflict) or its regions redrawn with new noise on the canvas before it (an image conflict)",
@@ -110,33 +117,33 @@ ROWS = [
     Row("loop-no-room", "full loop, session 22's sampling (`--no-room --paste-crop`)", "process",
         "the checkpoint shipped in session 22 and its loop without the room an `add` leaves for the objects still to come and "
         "with whole crops pasted back (the default of session 22, measured then)",
-        ["--generator", "staged", "--no-room", "--paste-crop"],
+        ["--generator", "staged", "--no-room", "--paste-crop", "--edit-steps"],
         files=measured("no-room"),
         per_stage_file="docs/results-process-no-room.json"),
     Row("loop-r2", "full loop, up to 2 corrections per step", "process",
         "the checkpoint shipped in session 22; `--max-refines 2` (a re-plan or a redraw when the inspector finds a conflict; "
         "measured before the look-ahead and the region-box paste: `--no-room --paste-crop`)",
-        ["--generator", "staged", "--max-refines", "2", "--no-room", "--paste-crop"],
+        ["--generator", "staged", "--max-refines", "2", "--no-room", "--paste-crop", "--edit-steps"],
         files=measured("r2", "shapes-geneval", "shapes-complex"), per_stage=True),
     Row("loop-free", "stage-3 checkpoint, full loop, regions free", "process",
         "the checkpoint shipped before session 22 (the recipe's third stage: before the image condition "
         "read the added object's words only) and the loop before region relations (`--free-regions`; "
         "whole crops pasted, `--paste-crop`)",
-        ["--generator", "staged", "--checkpoint", "{runs}/recipe/s3", "--free-regions", "--paste-crop"],
+        ["--generator", "staged", "--checkpoint", "{runs}/recipe/s3", "--free-regions", "--paste-crop", "--edit-steps"],
         files=measured("free-regions"),
         per_stage_file="docs/results-process-free-regions.json"),
     Row("loop-r2-free", "stage-3 checkpoint, 2 corrections, regions free", "process",
         "the stage-3 checkpoint above with `--max-refines 2`: the recipe's inspect supervision (both kinds, "
         "self-sampled) as the ablations below run it, each of them a stage-3 checkpoint of its own",
         ["--generator", "staged", "--checkpoint", "{runs}/recipe/s3", "--max-refines", "2", "--free-regions",
-         "--paste-crop"],
+         "--paste-crop", "--edit-steps"],
         files=measured("r2-free-regions", "shapes-geneval", "shapes-complex"), per_stage=True),
     Row("best-of-2", "best-of-2 plan + sketch, own inspector chooses", "process",
         "2 samples of the plan + sketch row with the checkpoint shipped in session 22, its inspector keeping the one it doubts least: about the "
         "flow steps of the loop with 2 corrections (the paper's PARM comparison at equal compute; measured before "
         "the look-ahead and the region-box paste: `--no-room --paste-crop`)",
         ["--generator", "staged", "--best-of", "2", "--no-room",
-         "--paste-crop"], paper="PARM best-of-20: 0.77 at 1000 flow steps"),
+         "--paste-crop", "--edit-steps"], paper="PARM best-of-20: 0.77 at 1000 flow steps"),
     Row("inspector-only", "inspector only: best-of-4 text-to-image", "process",
         "4 images of the text-to-image baseline, the stage-3 checkpoint's inspector (the one shipped when this "
         "was measured; reading the prompt and the canvas, no plan) keeping the one it doubts least; no planner",
@@ -147,29 +154,30 @@ ROWS = [
         "the shipped recipe from its stage-1 checkpoint, with the inspect data left out (1,000 plan-sketch + "
         "800 joint steps on trajectories only); loop with 2 corrections, regions free, whole crops pasted",
         ["--generator", "staged", "--checkpoint", "{runs}/none-s3", "--max-refines", "2", "--free-regions",
-         "--paste-crop"],
+         "--paste-crop", "--edit-steps"],
         paper="none: count 0.61 / position 0.66 / colour attr 0.62", per_stage=True),
     Row("abl-none-ps", "ablation: no inspect supervision, plan + sketch", "ablation",
         "the no-inspect-supervision checkpoint above, drawn without inspection (so without corrections): how "
         "well its extra 1,000 + 800 steps on trajectories draw, apart from what its untrained inspector triggers",
-        ["--generator", "staged", "--checkpoint", "{runs}/none-s3", "--no-inspect", "--free-regions", "--paste-crop"]),
+        ["--generator", "staged", "--checkpoint", "{runs}/none-s3", "--no-inspect", "--free-regions", "--paste-crop",
+         "--edit-steps"]),
     Row("abl-plan", "ablation: plan conflicts only", "ablation",
         "the shipped recipe's inspect data without its image conflicts (2,246 of 3,000 examples), same steps; "
         "loop with 2 corrections, regions free, whole crops pasted",
         ["--generator", "staged", "--checkpoint", "{runs}/plan-s3", "--max-refines", "2", "--free-regions",
-         "--paste-crop"],
+         "--paste-crop", "--edit-steps"],
         paper="(not in the paper)", per_stage=True),
     Row("abl-image", "ablation: image conflicts only", "ablation",
         "the shipped recipe's inspect data without its plan conflicts (2,262 of 3,000), same steps; loop with 2 "
         "corrections, regions free, whole crops pasted",
         ["--generator", "staged", "--checkpoint", "{runs}/image-s3", "--max-refines", "2", "--free-regions",
-         "--paste-crop"],
+         "--paste-crop", "--edit-steps"],
         paper="(not in the paper)", per_stage=True),
     Row("abl-symbolic", "ablation: symbolic critiques", "ablation",
         "3,000 inspect examples from perturbed teacher trajectories judged on the scene graph (plan conflicts "
         "only) instead of the model's own, same steps; loop with 2 corrections, regions free, whole crops pasted",
         ["--generator", "staged", "--checkpoint", "{runs}/sym-s3", "--max-refines", "2", "--free-regions",
-         "--paste-crop"],
+         "--paste-crop", "--edit-steps"],
         paper="symbolic: position 0.70 / colour attr 0.67 (self-sampled 0.72 / 0.69)",
         per_stage=True),
     Row("abl-edit0", "ablation: instruction diversity (`--edit-ops 0`)", "ablation",
@@ -243,7 +251,7 @@ def run_per_stage(row: Row, runs: Path) -> dict:
         cmd += ["--checkpoint", args[args.index("--checkpoint") + 1]]
     if "--max-refines" in args:
         cmd += ["--max-refines", args[args.index("--max-refines") + 1]]
-    cmd += [a for a in args if a in ("--free-regions", "--no-room", "--paste-crop")]
+    cmd += [a for a in args if a in ("--free-regions", "--no-room", "--paste-crop", "--edit-steps")]
     print("$", " ".join(cmd), flush=True)
     subprocess.run(cmd, check=True)
     return json.loads(out.read_text())
@@ -269,8 +277,10 @@ def write_table(rows: list[Row], per_stage: dict, runs: Path) -> str:
              "inside generation. Seconds compare only among rows measured in one session: the machine's speed "
              "varied (session 22 ran the same checkpoint, settings and prompts 2.1x slower than session 21; its "
              "rows: the shipped checkpoint's, best-of-2, single mode and the symbolic critiques). Sampling "
-             "changed between sessions: the full loop and plan + sketch were measured in session 26, the "
-             "one-shot row in session 25, with the same sampler (an `add`'s regions leave a spot for every object still to come; session 24: plans "
+             "changed between sessions: the full loop, its corrections, plan + sketch and the `--edit-ops 0` "
+             "ablation were measured in session 30 (every plan adds), the full loop with the planner's edit steps in session 29, the one-shot row "
+             "in session 25, otherwise with the same sampler (an `add`'s regions leave a spot for every object "
+             "still to come; session 24: plans "
              "whose `<ins>` and `<des>` agree, regions inside the canvas and clear of earlier ones, an `add`'s "
              "later objects read their own words); every other row with the sampler of its session (22, 23 or "
              "24), the switches it names being that session's.", "",

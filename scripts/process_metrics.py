@@ -2,7 +2,7 @@
 prompt, does the inspector see the conflicts, does a refine fix without breaking?
 
     python scripts/process_metrics.py [--checkpoint CKPT] [--benchmark shapes-complex]
-        [--benchmark shapes-geneval] [--every 1] [--max-refines N] [--text-verdict] [--inspect-threshold T] [--free-plans] [--out metrics.json]
+        [--benchmark shapes-geneval] [--every 1] [--max-refines N] [--text-verdict] [--inspect-threshold T] [--free-plans] [--edit-steps] [--out metrics.json]
 
 The loop runs with the model alone (no scorer inside it); afterwards every recorded step
 is judged by the exact ShapesWorld judge (sketchloop/evaluation/process.py says what
@@ -40,13 +40,16 @@ def main() -> None:
                                                           "still to come")
     ap.add_argument("--paste-crop", action="store_true", help="a drawn crop is pasted back whole (not only over "
                                                              "its region's box)")
+    ap.add_argument("--edit-steps", action="store_true", help="a plan may change, move or remove what is drawn "
+                                                             "(off: every plan adds)")
     ap.add_argument("--out", type=Path)
     args = ap.parse_args()
     kw = {} if args.max_refines is None else {"max_refines": args.max_refines}
     kw.update(inspect_threshold=args.inspect_threshold, self_check=not args.text_verdict)
     gen = model_generator("staged", checkpoint=args.checkpoint, copy_phrases=not args.free_plans,
                           relate_regions=not args.free_regions,
-                          leave_room=not args.no_room, keep_context=not args.paste_crop, **kw)
+                          leave_room=not args.no_room, keep_context=not args.paste_crop,
+                          edit_steps=args.edit_steps, **kw)
     judge = DetectorJudge()
     results = {}
     for bench in args.benchmark or ["shapes-complex", "shapes-geneval"]:

@@ -30,6 +30,8 @@ _RELATE = "an add's regions meet the relations its own <ins> states (default: on
 _ROOM = ("with --relate-regions, an add's regions also leave room for every object of the prompt still to come, "
          "with its count and relations (default: on; README)")
 _KEEP = "paste a drawn crop back only over its region's box (the rest keeps the canvas) or whole (default: box; README)"
+_EDITS = ("let a plan change, move or remove what earlier steps drew, as the training trajectories' detours do "
+          "(default: every plan adds; a wrong step is corrected only after its inspection; README)")
 
 
 @app.command()
@@ -104,6 +106,7 @@ def eval_command(
     relate_regions: Optional[bool] = typer.Option(None, "--relate-regions/--free-regions", help="staged: " + _RELATE),
     leave_room: Optional[bool] = typer.Option(None, "--leave-room/--no-room", help="staged: " + _ROOM),
     keep_context: Optional[bool] = typer.Option(None, "--keep-context/--paste-crop", help="staged: " + _KEEP),
+    edit_steps: Optional[bool] = typer.Option(None, "--edit-steps/--add-only", help="staged: " + _EDITS),
     inspect_threshold: Optional[float] = typer.Option(None, help="staged: the inspector finds a conflict when its "
                                                                  "P(inconsistent) reaches this (default: sampled; "
                                                                  "scripts/inspector_threshold.py)"),
@@ -157,7 +160,7 @@ def eval_command(
                       "min_size": min_size, "copy_phrases": not free_plans,
                       "inspect_threshold": inspect_threshold, "self_check": self_check,
                       "relate_regions": relate_regions,
-                      "leave_room": leave_room, "keep_context": keep_context} \
+                      "leave_room": leave_room, "keep_context": keep_context, "edit_steps": edit_steps} \
             if generator in ("staged", "single") else \
             {"checkpoint": checkpoint, "flow_steps": steps, "guidance": guidance, "device": device} \
             if generator == "t2i" else \
@@ -244,6 +247,7 @@ def generate(prompt: str = typer.Argument(..., help="e.g. 'a photo of a red circ
              relate_regions: Optional[bool] = typer.Option(None, "--relate-regions/--free-regions", help=_RELATE),
              leave_room: Optional[bool] = typer.Option(None, "--leave-room/--no-room", help=_ROOM),
              keep_context: Optional[bool] = typer.Option(None, "--keep-context/--paste-crop", help=_KEEP),
+             edit_steps: Optional[bool] = typer.Option(None, "--edit-steps/--add-only", help=_EDITS),
              free_plans: bool = typer.Option(False, "--free-plans", help="the planner's noun phrases and relations are "
                                                                          "its own (off: copied from the prompt's)"),
              self_check: bool = typer.Option(True, "--self-check/--text-verdict", help="the inspector's verdict from "
@@ -289,7 +293,8 @@ def generate(prompt: str = typer.Argument(..., help="e.g. 'a photo of a red circ
                               guidance=1.0 if guidance is None else guidance, max_iters=max_iters,
                               max_refines=max_refines, separate=not allow_overlap, min_size=min_size,
                               copy_phrases=not free_plans, relate_regions=relate_regions,
-                              leave_room=leave_room, keep_context=keep_context, self_check=self_check)
+                              leave_room=leave_room, keep_context=keep_context, self_check=self_check,
+                              edit_steps=edit_steps)
         if planner or inspector or sketcher or refiner:
             from .backends.diffusers_editor import DiffusersSettings
 

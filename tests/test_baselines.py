@@ -130,7 +130,10 @@ def test_the_sampling_switches_are_recorded_with_the_results():
     assert old.record["leave_room"] is False and old.record["keep_context"] is False
     free = get_generator("staged", relate_regions=False)
     assert free.record["leave_room"] is False  # no room is left without the relations it serves
-    assert len({json.dumps(g.record, sort_keys=True) for g in (default, old, free)}) == 3
+    assert default.record["edit_steps"] is False
+    edits = get_generator("staged", edit_steps=True)
+    assert edits.record["edit_steps"] is True
+    assert len({json.dumps(g.record, sort_keys=True) for g in (default, old, free, edits)}) == 4
 
 
 def test_best_of_n_keeps_the_candidate_its_inspector_doubts_least():

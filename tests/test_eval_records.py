@@ -57,6 +57,10 @@ def test_changed_settings_regenerate_in_the_same_folder(tmp_path):
     d = json.loads((tmp_path / "d.json").read_text())
     assert d["generated"] == 0 and d["reused"] == len(lines) and f"reused {len(lines)}" in r.stderr
     assert d["overall"] == c["overall"] and d["compute"] == c["compute"]
+    # --edit-steps reaches the sampler's record: another configuration, generated again
+    r = cli(*common, "--steps", "2", "--edit-steps", "--limit", "1", "--out", str(tmp_path / "e.json"))
+    e = json.loads((tmp_path / "e.json").read_text())
+    assert e["made_by"]["edit_steps"] is True and a["made_by"]["edit_steps"] is False and e["generated"] == 1
 
 
 def test_default_image_folder_is_per_configuration(tmp_path):

@@ -151,7 +151,8 @@ def model_generator(mode: str, size: int = DEFAULT_SIZE, checkpoint=None, flow_s
                     device: str | None = None, min_size: int | None = None,
                     copy_phrases: bool = True, inspect_threshold: float | None = None,
                     self_check: bool = True, inspect: bool = True, relate_regions: bool | None = None,
-                    leave_room: bool | None = None, keep_context: bool | None = None) -> LoopGenerator:
+                    leave_room: bool | None = None, keep_context: bool | None = None,
+                    edit_steps: bool | None = None) -> LoopGenerator:
     """The unified model (the shipped checkpoint unless `checkpoint`) in `mode` staged or single;
     `separate`: the planner's regions of one step are sampled apart; `min_size`: the smallest
     region size it writes (models/grammar.py; None: SamplingConfig's default); `copy_phrases`:
@@ -161,7 +162,8 @@ def model_generator(mode: str, size: int = DEFAULT_SIZE, checkpoint=None, flow_s
     `inspect=False`: plan and sketch only, no inspection (staged); `relate_regions`: an `add`'s
     regions meet the relations its `<ins>` states; `leave_room`: and leave room for every object
     of the prompt still to come (recorded as `ROOM_FOR`); `keep_context`: a drawn crop is pasted back
-    only over its region's box (SamplingConfig; None: its defaults)."""
+    only over its region's box; `edit_steps`: a plan may change, move or remove what is drawn
+    (SamplingConfig; None: its defaults)."""
     from ..backends.unified import SHIPPED_CHECKPOINT, SamplingConfig
     from ..backends.wiring import model_roles
     from ..models.unified import checkpoint_sha256
@@ -171,7 +173,8 @@ def model_generator(mode: str, size: int = DEFAULT_SIZE, checkpoint=None, flow_s
                             **({} if min_size is None else {"min_size": min_size}),
                             **({} if relate_regions is None else {"relate_regions": relate_regions}),
                             **({} if leave_room is None else {"leave_room": leave_room}),
-                            **({} if keep_context is None else {"keep_context": keep_context}))
+                            **({} if keep_context is None else {"keep_context": keep_context}),
+                            **({} if edit_steps is None else {"edit_steps": edit_steps}))
     roles = model_roles(checkpoint, config, device)
     model = {"checkpoint": str(checkpoint or "shipped"),
              "checkpoint_sha256": checkpoint_sha256(checkpoint or SHIPPED_CHECKPOINT),
@@ -185,7 +188,7 @@ def model_generator(mode: str, size: int = DEFAULT_SIZE, checkpoint=None, flow_s
                                      "draws": config.check_draws} if self_check else False,
                       "max_words": config.max_words, "relate_regions": config.relate_regions,
                       "leave_room": ROOM_FOR if config.relate_regions and config.leave_room else False,
-                      "keep_context": config.keep_context})
+                      "keep_context": config.keep_context, "edit_steps": config.edit_steps})
     return LoopGenerator(mode, lambda: roles, mode, size, max_iters, max_refines=max_refines, roles_record=model,
                          inspect=inspect)
 

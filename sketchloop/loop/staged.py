@@ -84,10 +84,10 @@ def _timed(role: Any, fn, *args):
 
 
 # The one default. Corrections stay off: the self-check (sessions 27-29) finds most wrong sketches and plans
-# on a balanced shapes-complex-val set at 4-5% false alarms, but the loop's own steps hold few conflicts a
-# redraw can fix (4 in 100 trajectories, mostly relations and earlier objects; on them its false alarms are
-# 12%, redraws included), so 2 per step gave 0.965 against 0.9675 for 107 flow steps against 84 (session 27,
-# README "The self-check").
+# on a balanced set at 4-5% false alarms, but the loop's own steps hold few conflicts a redraw can fix (mostly
+# objects of one group drawn touching, and relations, which the self-check cannot see), so 2 per step gave
+# 0.965 against 0.9675 on shapes-complex-val for 107 flow steps against 84 (session 27), and on the test
+# benchmarks in session 30 the same verdict on every image at more flow steps (README "The self-check").
 DEFAULT_MAX_REFINES = 0
 
 
