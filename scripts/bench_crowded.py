@@ -37,8 +37,10 @@ for max_objects in (6, 8):
         laid += 1
         sizes.append(min(o.size for o in layout.objects))
         recovered += scene_recovered(layout, detector.detect(render(layout, args.size)), detector.threshold, args.size)
-    print(f"up to {max_objects} objects: laid out {laid}/{args.n} ({100 * laid / args.n:.1f}%), detector recovered "
-          f"{recovered}/{laid} at {args.size} px; smallest object median {np.median(sizes):.3f}, "
-          f"{1000 * (time.time() - t) / args.n:.0f} ms per graph")
+    print(
+        f"up to {max_objects} objects: laid out {laid}/{args.n} ({100 * laid / args.n:.1f}%), detector recovered "
+        f"{recovered}/{laid} at {args.size} px; smallest object median {np.median(sizes):.3f}, "
+        f"{1000 * (time.time() - t) / args.n:.0f} ms per graph"
+    )
     for text in refused[:3]:
         print("  refused:", text)

@@ -19,8 +19,10 @@ args = parser.parse_args()
 
 t = time.time()
 head = check_detector(args.n, seed=0)
-print(f"headline: {head.recovered}/{head.n} = {head.accuracy:.4f} scenes recovered exactly "
-      f"(64 px, blur U(0,1) px, noise U(0,0.06)); {1000 * (time.time() - t) / args.n:.1f} ms/image")
+print(
+    f"headline: {head.recovered}/{head.n} = {head.accuracy:.4f} scenes recovered exactly "
+    f"(64 px, blur U(0,1) px, noise U(0,0.06)); {1000 * (time.time() - t) / args.n:.1f} ms/image"
+)
 print("\nnoise curve (blur fixed at 0.5 px, noise fixed):")
 for noise in (0.0, 0.03, 0.06, 0.1, 0.15, 0.2, 0.3):
     r = check_detector(args.curve_n, seed=1, max_blur=0.5, max_noise=noise, fixed=True)
@@ -38,4 +40,6 @@ print("\nobject size (every object drawn at this side where it was placed, 64 px
 for object_size in (0.094, 0.125, 0.156, 0.1875, 0.25):
     clean = check_detector(args.curve_n, seed=5, max_blur=0.0, max_noise=0.0, object_size=object_size)
     degraded = check_detector(args.curve_n, seed=5, object_size=object_size)
-    print(f"  {object_size:.3f} ({object_size * 64:.0f} px): clean {clean.accuracy:.3f}, degraded {degraded.accuracy:.3f}")
+    print(
+        f"  {object_size:.3f} ({object_size * 64:.0f} px): clean {clean.accuracy:.3f}, degraded {degraded.accuracy:.3f}"
+    )

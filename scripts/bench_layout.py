@@ -32,5 +32,7 @@ for i, g in enumerate(graphs):
     except (LayoutError, PromptError):
         fails += 1
 elapsed = time.time() - t
-print(f"{args.n - fails}/{args.n} layoutable graphs laid out again with a fresh seed "
-      f"({100 * (args.n - fails) / args.n:.1f}%), {1000 * elapsed / args.n:.1f} ms per layout")
+print(
+    f"{args.n - fails}/{args.n} layoutable graphs laid out again with a fresh seed "
+    f"({100 * (args.n - fails) / args.n:.1f}%), {1000 * elapsed / args.n:.1f} ms per layout"
+)

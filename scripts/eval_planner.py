@@ -10,10 +10,11 @@ described. Prints the share right per GenEval task and overall (mean of task sha
 import argparse
 from pathlib import Path
 
-from sketchloop.world.critique import inspect_description
+from sketchloop.backends.unified import UnifiedRoles
 from sketchloop.errors import PromptError
 from sketchloop.evaluation.benchmark import load_benchmark
-from sketchloop.backends.unified import SamplingConfig, UnifiedRoles
+from sketchloop.models.sampling import SamplingConfig
+from sketchloop.world.critique import inspect_description
 from sketchloop.world.instructions import Scene, apply, parse_instruction
 from sketchloop.world.parser import parse_prompt
 from sketchloop.world.scene import scene_key

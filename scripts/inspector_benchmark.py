@@ -2,12 +2,12 @@
 prompt a right step, a wrong plan and a wrong sketch, made as the inspect data are made
 (`data/inspections.py` `make_inspect_own`: the model's own plans at its inference settings
 and its own sketches; a conflict is the model's own where it makes one, else its plan or its
-sketch made wrong), and labelled by the exact judge outside the loop. The loop's own steps
-hold few conflicts once it plans and draws well (`scripts/inspector_threshold.py` counts
-them); this set holds a third of each kind, on prompts no data build holds.
+sketch made wrong), and labelled by the exact judge outside the loop
+(sketchloop/data/inspect_steps.py). The loop's own steps hold few conflicts once it plans
+and draws well; this set holds a third of each kind, on prompts no data build holds.
 
     python scripts/inspector_benchmark.py [--checkpoint CKPT] [--benchmark shapes-complex-val]
-        [--every 1] [--inspect-threshold T] [--controls] [--out rows.json]
+        [--every 1] [--text-verdict] [--controls] [--out rows.json]
     python scripts/inspector_benchmark.py --data INSPECT_DATASET [--checkpoint CKPT]
 
 `--data`: score the inspector on the examples of an inspect dataset instead (`sketchloop
@@ -18,8 +18,8 @@ examples of the training distribution).
 its relations, the scene in canonical order: `make_inspect_own(target="rephrased")`), kept
 out of the rates; the share the plan check flags shows whether it judges content or wording.
 
-Prints, for the inspector as the loop runs it (its sampled verdict, or `--inspect-threshold`)
-and for thresholds on its doubt: recall on wrong plans, recall on wrong sketches, false
+Prints, for the inspector as the loop runs it and for thresholds on its doubts: recall on wrong
+plans, recall on wrong sketches, false
 alarms, and how often the inspection's text names the kind of conflict the judge found.
 """
 
@@ -33,76 +33,13 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from sketchloop.backends.unified import SamplingConfig, UnifiedRoles, largest_gap
-from sketchloop.backends.wiring import make_teachers
-from sketchloop.data.inspections import OWN_TARGETS, make_inspect_own
+from sketchloop.backends.unified import UnifiedRoles
+from sketchloop.data.inspect_steps import benchmark_steps, score
 from sketchloop.data.schema import read_dataset
-from sketchloop.data.trajectories import Rejections
-from sketchloop.evaluation.benchmark import load_benchmark
 from sketchloop.evaluation.process import doubt_auc, flag_rates
-from sketchloop.loop.roles import Plan
-from sketchloop.trajectory import text_verdict
-from sketchloop.teachers import blank_canvas
-from sketchloop.training.sequences import decode_png
-from PIL import Image
+from sketchloop.models.sampling import SamplingConfig
 
 THRESHOLDS = (0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.98)
-
-
-def inspected_step(row: dict) -> tuple[list[Plan], Image.Image, Image.Image]:
-    """The plan history of an inspect example (each sketch row names its regions), the canvas
-    its inspection reads and the canvas its last step was drawn on."""
-    plans, ins, des, images = [], "", "", []
-    for step in row["steps"]:
-        if step["type"] == "ins":
-            ins = step["text"]
-        elif step["type"] == "des":
-            des = step["text"]
-        elif step["type"] == "sketch":
-            plans.append(Plan(ins, des, step["text"]))
-            images.append(Image.fromarray(decode_png(row["images"][step["image"]])))
-    before = images[-2] if len(images) > 1 else blank_canvas(images[-1].size[0]).image
-    return plans, images[-1], before
-
-
-def score(roles: UnifiedRoles, row: dict, source: str, index: int, seed: int) -> dict:
-    """The inspector on one inspect example: the judge's verdict (the example's label), the
-    inspector's doubt and what its inspection (as the loop samples it) says."""
-    plans, canvas, before = inspected_step(row)
-    consistent, kind = text_verdict([s["text"] for s in row["steps"] if s["type"] == "inspect"][-1])
-    said = roles.inspect(row["prompt"], plans, canvas, seed, before)
-    plan_doubt, image_doubt = roles.checks(row["prompt"], plans, canvas, before, seed)
-    read = roles.plan_features(roles._session(row["prompt"], plans))  # the untrained score: the largest gap
-    surprise = largest_gap(read) if read is not None else None
-    meta = json.loads(row["meta"])
-    return {"benchmark": source, "index": index, "target": meta.get("target"), "source": meta.get("source"),
-            "kind": "consistent" if consistent else kind, "doubt": roles.doubt(row["prompt"], plans, canvas),
-            "plan_doubt": plan_doubt, "plan_surprise": surprise, "image_doubt": image_doubt,
-            "said": "consistent" if said.consistent else said.target, "text": said.text}
-
-
-def own_step(roles: UnifiedRoles, teachers, rng: np.random.Generator, target: str, prompt: str | None = None) -> dict | None:
-    """`make_inspect_own`'s example of `target` (on `prompt`, else a random held-out scene), or
-    None when the model made no such step of its own (a teacher's example, or a reworded plan
-    that fell back to another kind)."""
-    row = make_inspect_own(rng, roles, teachers, Rejections(), target=target, prompt=prompt)
-    source = json.loads(row["meta"])["source"]
-    if source == "teacher" or (target == "rephrased" and source != "rephrased-plan"):
-        return None
-    return row
-
-
-def benchmark_steps(roles: UnifiedRoles, bench: str, every: int = 1, seed: int = 0, controls: bool = False):
-    """(prompt index, inspect example, seed for the inspector) of each kind of step on every
-    `every`th prompt of `bench` (seeded by prompt and kind), skipping kinds the model makes no
-    step of its own for."""
-    teachers = make_teachers(None)
-    for i, meta in enumerate(tqdm(load_benchmark(bench)[::every], desc=bench, file=sys.stderr)):
-        for k, target in enumerate(OWN_TARGETS + (("rephrased",) if controls else ())):
-            rng = np.random.default_rng([seed, i, k])
-            row = own_step(roles, teachers, rng, target, meta["prompt"])
-            if row is not None:
-                yield i, row, int(rng.integers(2**31))
 
 
 def rates(rows: list[dict], flagged) -> str:
@@ -115,40 +52,52 @@ def main() -> None:
     ap.add_argument("--checkpoint", type=Path)
     ap.add_argument("--benchmark", action="append")
     ap.add_argument("--every", type=int, default=1)
-    ap.add_argument("--inspect-threshold", type=float, default=None)
-    ap.add_argument("--text-verdict", action="store_true", help="the inspection's own first word decides (no self-check)")
+    ap.add_argument(
+        "--text-verdict", action="store_true", help="the inspection's own first word decides (no self-check)"
+    )
     ap.add_argument("--plan-check", type=float, help="self-check: the plan doubt that makes a plan conflict")
     ap.add_argument("--image-check", type=float, help="self-check: the image doubt that makes an image conflict")
-    ap.add_argument("--controls", action="store_true",
-                    help="also right plans worded as the wrong plans are: does the plan check judge content, not wording?")
+    ap.add_argument(
+        "--controls",
+        action="store_true",
+        help="also right plans worded as the wrong plans are: does the plan check judge content, not wording?",
+    )
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--data", type=Path, help="an inspect dataset's examples instead of steps built on benchmarks")
     ap.add_argument("--out", type=Path)
     args = ap.parse_args()
     checks = {k: v for k, v in (("plan_check", args.plan_check), ("image_check", args.image_check)) if v is not None}
-    roles = UnifiedRoles.from_pretrained(args.checkpoint, SamplingConfig(
-        inspect_threshold=args.inspect_threshold, self_check=not args.text_verdict, **checks))
+    roles = UnifiedRoles.from_pretrained(args.checkpoint, SamplingConfig(self_check=not args.text_verdict, **checks))
     rows = []
     if args.data:
-        rows = [score(roles, row, "data", i, 0) for i, row in enumerate(
-            tqdm(read_dataset(args.data).to_pylist(), desc=args.data.name, file=sys.stderr))]
+        rows = [
+            score(roles, row, "data", i, 0)
+            for i, row in enumerate(tqdm(read_dataset(args.data).to_pylist(), desc=args.data.name, file=sys.stderr))
+        ]
     for bench in [] if args.data else args.benchmark or ["shapes-complex-val"]:
-        rows += [score(roles, row, bench, i, seed)
-                 for i, row, seed in benchmark_steps(roles, bench, args.every, args.seed, args.controls)]
+        rows += [
+            score(roles, row, bench, i, seed)
+            for i, row, seed in benchmark_steps(roles, bench, args.every, args.seed, args.controls)
+        ]
     if args.out:
         args.out.write_text(json.dumps(rows, indent=0))
     controls = [r for r in rows if r["target"] == "rephrased" and r["kind"] == "consistent"]
     rows = [r for r in rows if r["target"] != "rephrased"]
     if controls:
-        print(f"control: {len(controls)} right plans worded as the wrong ones are; plan check flags "
-              f"{np.mean([r['plan_doubt'] >= roles.plan_threshold for r in controls]):.3f}, the inspector "
-              f"{np.mean([r['said'] != 'consistent' for r in controls]):.3f}")
+        print(
+            f"control: {len(controls)} right plans worded as the wrong ones are; plan check flags "
+            f"{np.mean([r['plan_doubt'] >= roles.plan_threshold for r in controls]):.3f}, the inspector "
+            f"{np.mean([r['said'] != 'consistent' for r in controls]):.3f}"
+        )
     kinds = {k: sum(r["kind"] == k for r in rows) for k in ("consistent", "plan", "image")}
     print(f"{len(rows)} steps: {kinds}")
     as_run = rates(rows, lambda r: r["said"] != "consistent")
     named = [r for r in rows if r["kind"] != "consistent" and r["said"] != "consistent"]
-    print("as the loop runs it:", as_run,
-          f"kind named right in {sum(r['said'] == r['kind'] for r in named)} of {len(named)} flagged conflicts")
+    print(
+        "as the loop runs it:",
+        as_run,
+        f"kind named right in {sum(r['said'] == r['kind'] for r in named)} of {len(named)} flagged conflicts",
+    )
     for key, kind in (("doubt", None), ("plan_doubt", "plan"), ("plan_surprise", "plan"), ("image_doubt", "image")):
         auc = doubt_auc([r for r in rows if r[key] is not None], key, kind)
         if auc is not None:
@@ -160,8 +109,10 @@ def main() -> None:
         for q in (0.9, 0.95, 0.98, 1.0):  # thresholds at quantiles of the right steps' doubts
             t = right[min(len(right) - 1, int(q * len(right)))] if right else 0.0
             t = t + 1e-6 if q == 1.0 else t
-            print(f"{key} {t:.3f} (right steps' {q:.2f} quantile):",
-                  rates(rows, lambda r, t=t, key=key: r[key] is not None and r[key] >= t))
+            print(
+                f"{key} {t:.3f} (right steps' {q:.2f} quantile):",
+                rates(rows, lambda r, t=t, key=key: r[key] is not None and r[key] >= t),
+            )
 
 
 if __name__ == "__main__":

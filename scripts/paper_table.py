@@ -23,7 +23,7 @@ import argparse
 import json
 import subprocess
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -37,156 +37,177 @@ GENEVAL_TASKS = ("single_object", "two_object", "counting", "colors", "position"
 class Row:
     id: str
     label: str
-    group: str           # baseline, process, ablation
-    holds: str           # what it holds equal with the shipped loop, and what it changes
-    args: list[str]      # `sketchloop eval` arguments (besides benchmark, seeds, workers, files)
-    paper: str = ""      # the paper's matching row
-    files: dict[str, str] = field(default_factory=dict)  # result files measured before (relative to ROOT)
+    group: str  # baseline, process, ablation
+    holds: str  # what it holds equal with the shipped loop, and what it changes
+    args: list[str]  # `sketchloop eval` arguments (besides benchmark, seeds, workers, files)
+    paper: str = ""  # the paper's matching row
     per_stage: bool = False  # also measure its per-stage metrics (process_metrics.py)
-    per_stage_file: str = ""  # its per-stage metrics, measured before (relative to ROOT)
-
-
-def measured(suffix: str, *benches: str) -> dict[str, str]:
-    """A row's result files measured before: docs/results-BENCHMARK-SUFFIX.json (all benchmarks unless named)."""
-    return {b: f"docs/results-{b}-{suffix}.json" for b in benches or BENCHMARKS}
+    frozen: str = ""  # the git commit that measured it, for a row whose code or weights this version no
+    # longer has: shown, never re-run (`git checkout COMMIT` reruns it)
 
 
 ROWS = [
-    Row("t2i", "text-to-image (cross-attention)", "baseline",
+    Row(
+        "t2i",
+        "text-to-image (cross-attention)",
+        "baseline",
         "same parameter count (1.37M), the same 32K training scenes (their final images and prompts), 7,800 "
-        "steps (the shipped recipe's first three stages, 4,000 + 2,000 + 1,000 + 800; its fourth stage, added "
-        "later, trains the shipped model 800 steps more: 9% fewer steps here) of 8 whole canvases (32.8K pixels a "
-        "step; the unified model's 32 crops and 2 canvases are 26.6K); 16 Euler steps per image",
+        "steps (the shipped recipe's first three stages; its fourth stage trains the shipped model 800 steps more: "
+        "9% fewer steps here) of 8 whole canvases (32.8K pixels a step; the unified model's 32 crops and 2 canvases "
+        "are 26.6K); 16 Euler steps per image",
         ["--generator", "t2i", "--checkpoint", "{runs}/t2i"],
-        paper="BAGEL-7B single pass: 0.77"),
-    Row("one-shot", "one-shot layout (one plan, one image)", "baseline",
+        paper="BAGEL-7B single pass: 0.77",
+    ),
+    Row(
+        "one-shot",
+        "one-shot layout (one plan, one image)",
+        "baseline",
         "the same architecture, the same 32K scenes and final images rewritten as one step each (`sketchloop data "
         "one-step`: one `<ins>`/`<des>` naming the whole scene, one `<img>` with every region), the recipe's "
-        "4,000 + 2,000 + 1,000 + 800 + 800 steps and rates (62 min); drawn in one pass, no inspection; its "
-        "regions, in text order, meet the relations its plan states to the objects before them and leave room "
-        "for those after (the loop's region grammar, within one step), and each region's image condition reads "
-        "its own object's words from the first step of training (`--bag phrase`; trained with the whole step's "
-        "words, the same for every region of a one-shot scene, its image expert had learned to ignore the "
-        "condition: 0.250 / 0.023 / 0.033 even after a fifth stage with its own object's words)",
+        "4,000 + 2,000 + 1,000 + 800 + 800 steps and rates; drawn in one pass, no inspection; its regions, in text "
+        "order, meet the relations its plan states to the objects before them and leave room for those after (the "
+        "loop's region grammar, within one step), and each region's image condition reads its own object's words",
         ["--generator", "staged", "--checkpoint", "{runs}/one-step-s4", "--no-inspect"],
-        paper="(the paper's single pass is the nearest: 0.77)"),
-    Row("single", "single mode (same checkpoint)", "baseline",
-        "the checkpoint shipped in session 22 drawing the whole canvas in one flow from the prompt (trained on 2 whole canvases "
-        "a step only: not an equal-budget baseline, kept for continuity)",
-        ["--generator", "single"],
-        files=measured("single", "shapes-geneval", "shapes-complex")),
-    Row("plan-sketch", "plan + sketch, no inspection (= planner only)", "process",
+        paper="(the paper's single pass is the nearest: 0.77)",
+    ),
+    Row(
+        "plan-sketch",
+        "plan + sketch, no inspection (= planner only)",
+        "process",
         "the shipped checkpoint; the inspect step skipped. Its planner never reads the canvas, so this is "
         "also the paper's planner-only baseline: a prompt rewritten into steps, drawn without feedback",
-        ["--generator", "staged", "--no-inspect"], paper="planner alone (GPT-4o rewrites): 0.60"),
-    Row("loop", "full loop (default: inspect, no corrections)", "process",
-        "the shipped checkpoint and loop as `sketchloop generate` runs it (session 26: the recipe, "
-        "`bash scripts/train_shipped.sh`, with each region's image condition its own object's words from the "
-        "first stage; session 27: the inspector's verdict by the model's self-check, two flow calls per region; "
-        "session 30: every plan adds, no edit steps)",
+        ["--generator", "staged", "--no-inspect"],
+        paper="planner alone (GPT-4o rewrites): 0.60",
+    ),
+    Row(
+        "loop",
+        "full loop (default: inspect, no corrections)",
+        "process",
+        "the shipped checkpoint and loop as `sketchloop generate` runs it: every plan adds, the inspector's verdict "
+        "by the model's self-check (two flow calls per region), no corrections",
         ["--generator", "staged"],
-        files=measured("r0"),
         paper="staged fine-tune: 0.83 at 131 flow steps; both kinds of inspect supervision: count 0.75 / "
-              "position 0.72 / colour attr 0.69", per_stage_file="docs/results-process.json"),
-    Row("loop-edits", "full loop, the planner's edit steps allowed (session 29's default)", "process",
-        "the shipped checkpoint and loop with `--edit-steps`: a plan may change, move or remove what earlier "
-        "steps drew, as the training trajectories' detours do (`build --edit-ops 0.25`); its planner never reads "
-        "the canvas, so such an edit is never asked for by what was drawn (measured in session 29)",
-        ["--generator", "staged", "--edit-steps"],
-        files=measured("s29"), per_stage_file="docs/results-process-s29.json"),
-    Row("loop-check-r2", "full loop, up to 2 corrections per step by the self-check", "process",
+        "position 0.72 / colour attr 0.69",
+        per_stage=True,
+    ),
+    Row(
+        "loop-check-r2",
+        "full loop, up to 2 corrections per step by the self-check",
+        "process",
         "the shipped checkpoint and loop with `--max-refines 2`: a step the self-check flags is planned again "
         "(a plan conflict) or its regions redrawn with new noise on the canvas before it (an image conflict)",
         ["--generator", "staged", "--max-refines", "2"],
-        files=measured("check-r2"), per_stage_file="docs/results-process-check-r2.json"),
-    Row("loop-s25", "full loop, the weights of session 25", "process",
-        "the checkpoint shipped in session 25 (the recipe's image condition read the whole step's words until its "
-        "fourth stage; its files at git commit 9878787) with the same sampler, measured then",
-        ["--generator", "staged", "--checkpoint", "{runs}/recipe-s25/s4"],
-        files=measured("s25"), per_stage_file="docs/results-process-s25.json"),
-    Row("loop-s24", "full loop, session 24's sampling", "process",
-        "the shipped weights and loop of session 24 (its look-ahead kept one spot for each object related to the "
-        "added one), measured then; `--no-room` turns today's look-ahead off altogether",
-        ["--generator", "staged"],
-        files=measured("s24"), per_stage_file="docs/results-process-s24.json"),
-    Row("loop-s23", "full loop, session 23's sampling", "process",
-        "the shipped weights and loop of session 23 (its config's `bag` \"object\", before session 24's planning "
-        "rules), measured then; no switch of today's sampler reproduces it",
-        ["--generator", "staged"],
-        files=measured("s23"), per_stage_file="docs/results-process-s23.json"),
-    Row("loop-no-room", "full loop, session 22's sampling (`--no-room --paste-crop`)", "process",
-        "the checkpoint shipped in session 22 and its loop without the room an `add` leaves for the objects still to come and "
-        "with whole crops pasted back (the default of session 22, measured then)",
-        ["--generator", "staged", "--no-room", "--paste-crop", "--edit-steps"],
-        files=measured("no-room"),
-        per_stage_file="docs/results-process-no-room.json"),
-    Row("loop-r2", "full loop, up to 2 corrections per step", "process",
-        "the checkpoint shipped in session 22; `--max-refines 2` (a re-plan or a redraw when the inspector finds a conflict; "
-        "measured before the look-ahead and the region-box paste: `--no-room --paste-crop`)",
-        ["--generator", "staged", "--max-refines", "2", "--no-room", "--paste-crop", "--edit-steps"],
-        files=measured("r2", "shapes-geneval", "shapes-complex"), per_stage=True),
-    Row("loop-free", "stage-3 checkpoint, full loop, regions free", "process",
-        "the checkpoint shipped before session 22 (the recipe's third stage: before the image condition "
-        "read the added object's words only) and the loop before region relations (`--free-regions`; "
-        "whole crops pasted, `--paste-crop`)",
-        ["--generator", "staged", "--checkpoint", "{runs}/recipe/s3", "--free-regions", "--paste-crop", "--edit-steps"],
-        files=measured("free-regions"),
-        per_stage_file="docs/results-process-free-regions.json"),
-    Row("loop-r2-free", "stage-3 checkpoint, 2 corrections, regions free", "process",
-        "the stage-3 checkpoint above with `--max-refines 2`: the recipe's inspect supervision (both kinds, "
-        "self-sampled) as the ablations below run it, each of them a stage-3 checkpoint of its own",
-        ["--generator", "staged", "--checkpoint", "{runs}/recipe/s3", "--max-refines", "2", "--free-regions",
-         "--paste-crop", "--edit-steps"],
-        files=measured("r2-free-regions", "shapes-geneval", "shapes-complex"), per_stage=True),
-    Row("best-of-2", "best-of-2 plan + sketch, own inspector chooses", "process",
-        "2 samples of the plan + sketch row with the checkpoint shipped in session 22, its inspector keeping the one it doubts least: about the "
-        "flow steps of the loop with 2 corrections (the paper's PARM comparison at equal compute; measured before "
-        "the look-ahead and the region-box paste: `--no-room --paste-crop`)",
-        ["--generator", "staged", "--best-of", "2", "--no-room",
-         "--paste-crop", "--edit-steps"], paper="PARM best-of-20: 0.77 at 1000 flow steps"),
-    Row("inspector-only", "inspector only: best-of-4 text-to-image", "process",
-        "4 images of the text-to-image baseline, the stage-3 checkpoint's inspector (the one shipped when this "
-        "was measured; reading the prompt and the canvas, no plan) keeping the one it doubts least; no planner",
-        ["--generator", "t2i", "--checkpoint", "{runs}/t2i", "--best-of", "4", "--inspector-checkpoint",
-         "{runs}/recipe/s3"],
-        paper="inspector alone: 0.80"),
-    Row("abl-none", "ablation: no inspect supervision", "ablation",
-        "the shipped recipe from its stage-1 checkpoint, with the inspect data left out (1,000 plan-sketch + "
-        "800 joint steps on trajectories only); loop with 2 corrections, regions free, whole crops pasted",
-        ["--generator", "staged", "--checkpoint", "{runs}/none-s3", "--max-refines", "2", "--free-regions",
-         "--paste-crop", "--edit-steps"],
-        paper="none: count 0.61 / position 0.66 / colour attr 0.62", per_stage=True),
-    Row("abl-none-ps", "ablation: no inspect supervision, plan + sketch", "ablation",
-        "the no-inspect-supervision checkpoint above, drawn without inspection (so without corrections): how "
-        "well its extra 1,000 + 800 steps on trajectories draw, apart from what its untrained inspector triggers",
-        ["--generator", "staged", "--checkpoint", "{runs}/none-s3", "--no-inspect", "--free-regions", "--paste-crop",
-         "--edit-steps"]),
-    Row("abl-plan", "ablation: plan conflicts only", "ablation",
-        "the shipped recipe's inspect data without its image conflicts (2,246 of 3,000 examples), same steps; "
-        "loop with 2 corrections, regions free, whole crops pasted",
-        ["--generator", "staged", "--checkpoint", "{runs}/plan-s3", "--max-refines", "2", "--free-regions",
-         "--paste-crop", "--edit-steps"],
-        paper="(not in the paper)", per_stage=True),
-    Row("abl-image", "ablation: image conflicts only", "ablation",
-        "the shipped recipe's inspect data without its plan conflicts (2,262 of 3,000), same steps; loop with 2 "
-        "corrections, regions free, whole crops pasted",
-        ["--generator", "staged", "--checkpoint", "{runs}/image-s3", "--max-refines", "2", "--free-regions",
-         "--paste-crop", "--edit-steps"],
-        paper="(not in the paper)", per_stage=True),
-    Row("abl-symbolic", "ablation: symbolic critiques", "ablation",
-        "3,000 inspect examples from perturbed teacher trajectories judged on the scene graph (plan conflicts "
-        "only) instead of the model's own, same steps; loop with 2 corrections, regions free, whole crops pasted",
-        ["--generator", "staged", "--checkpoint", "{runs}/sym-s3", "--max-refines", "2", "--free-regions",
-         "--paste-crop", "--edit-steps"],
-        paper="symbolic: position 0.70 / colour attr 0.67 (self-sampled 0.72 / 0.69)",
-        per_stage=True),
-    Row("abl-edit0", "ablation: instruction diversity (`--edit-ops 0`)", "ablation",
+        per_stage=True,
+    ),
+    Row(
+        "best-of-2",
+        "best-of-2 plan + sketch, own inspector chooses",
+        "process",
+        "2 samples of the plan + sketch row, the inspector keeping the one it doubts least: about the flow steps of "
+        "the loop with 2 corrections (the paper's PARM comparison at equal compute); an earlier checkpoint and "
+        "sampler (regions without the look-ahead, whole crops pasted back)",
+        ["--generator", "staged", "--best-of", "2"],
+        paper="PARM best-of-20: 0.77 at 1000 flow steps",
+        frozen="58bcad2",
+    ),
+    Row(
+        "inspector-only",
+        "inspector only: best-of-4 text-to-image",
+        "process",
+        "4 images of the text-to-image baseline, an earlier stage-3 checkpoint's inspector (reading the prompt and "
+        "the canvas, no plan) keeping the one it doubts least; no planner",
+        ["--generator", "t2i", "--checkpoint", "{runs}/t2i", "--best-of", "4"],
+        paper="inspector alone: 0.80",
+        frozen="19fe257",
+    ),
+    Row(
+        "loop-edits",
+        "ablation: the planner's edit steps allowed",
+        "ablation",
+        "the shipped checkpoint and loop with `--edit-steps`: a plan may change, move or remove what earlier "
+        "steps drew, as the training trajectories' detours do (`build --edit-ops 0.25`); its planner never reads "
+        "the canvas, so such an edit is never asked for by what was drawn",
+        ["--generator", "staged", "--edit-steps"],
+        per_stage=True,
+    ),
+    Row(
+        "abl-edit0",
+        "ablation: instruction diversity (`--edit-ops 0`)",
+        "ablation",
         "the shipped recipe on trajectories built with `--edit-ops 0` (every group added, none moved, recoloured "
         "or removed), `EDIT_OPS=0 SHIP=0 bash scripts/train_shipped.sh RUNS/edit0`; the default loop",
         ["--generator", "staged", "--checkpoint", "{runs}/edit0/s4"],
         paper="additive-only: position 0.58 / colour attr 0.50 (with modify/swap/remove 0.67 / 0.62)",
-        per_stage=True),
+        per_stage=True,
+    ),
+    Row(
+        "abl-both",
+        "ablation reference: both kinds of inspect supervision",
+        "ablation",
+        "an earlier recipe's stage-3 checkpoint (self-sampled inspect data with plan and image conflicts), the "
+        "text inspector's verdict, up to 2 corrections, regions free, whole crops pasted back: the reference the "
+        "four inspect-supervision ablations below change one thing of",
+        ["--generator", "staged", "--checkpoint", "{runs}/recipe/s3", "--max-refines", "2", "--free-regions"],
+        paper="text- and image-side inspect supervision: count 0.75 / position 0.72 / colour attr 0.69",
+        frozen="58bcad2",
+    ),
+    Row(
+        "abl-none",
+        "ablation: no inspect supervision",
+        "ablation",
+        "the reference's recipe from its stage-1 checkpoint, with the inspect data left out (1,000 plan-sketch + "
+        "800 joint steps on trajectories only); the reference's loop",
+        ["--generator", "staged", "--checkpoint", "{runs}/none-s3", "--max-refines", "2"],
+        paper="none: count 0.61 / position 0.66 / colour attr 0.62",
+        frozen="19fe257",
+    ),
+    Row(
+        "abl-none-ps",
+        "ablation: no inspect supervision, plan + sketch",
+        "ablation",
+        "the no-inspect-supervision checkpoint above, drawn without inspection (so without corrections): how "
+        "well its extra 1,000 + 800 steps on trajectories draw, apart from what its untrained inspector triggers",
+        ["--generator", "staged", "--checkpoint", "{runs}/none-s3", "--no-inspect"],
+        frozen="842a520",
+    ),
+    Row(
+        "abl-plan",
+        "ablation: plan conflicts only",
+        "ablation",
+        "the reference's inspect data without its image conflicts (2,246 of 3,000 examples), same steps and loop",
+        ["--generator", "staged", "--checkpoint", "{runs}/plan-s3", "--max-refines", "2"],
+        paper="(not in the paper)",
+        frozen="19fe257",
+    ),
+    Row(
+        "abl-image",
+        "ablation: image conflicts only",
+        "ablation",
+        "the reference's inspect data without its plan conflicts (2,262 of 3,000), same steps and loop",
+        ["--generator", "staged", "--checkpoint", "{runs}/image-s3", "--max-refines", "2"],
+        paper="(not in the paper)",
+        frozen="19fe257",
+    ),
+    Row(
+        "abl-symbolic",
+        "ablation: symbolic critiques",
+        "ablation",
+        "3,000 inspect examples from perturbed teacher trajectories judged on the scene graph (plan conflicts "
+        "only) instead of the model's own, same steps and loop",
+        ["--generator", "staged", "--checkpoint", "{runs}/sym-s3", "--max-refines", "2", "--free-regions"],
+        paper="symbolic: position 0.70 / colour attr 0.67 (self-sampled 0.72 / 0.69)",
+        frozen="58bcad2",
+    ),
 ]
+
+# per-stage settings (process_metrics.py --set) of the eval flags rows use
+FLAG_SETTINGS = {
+    "--edit-steps": "edit_steps=true",
+    "--free-regions": "relate_regions=false",
+    "--free-plans": "copy_phrases=false",
+    "--allow-overlap": "separate=false",
+    "--text-verdict": "self_check=false",
+}
 
 NOT_YET: list[tuple[str, str]] = []  # rows scripted but not measured yet: (row, how to measure it)
 
@@ -216,7 +237,7 @@ def trained_weights(row: Row) -> str | None:
 
 
 def result_path(row: Row, bench: str) -> Path:
-    return ROOT / row.files[bench] if bench in row.files else OUT / f"{row.id}-{bench}.json"
+    return OUT / f"{row.id}-{bench}.json"
 
 
 def missing_checkpoint(row: Row, runs: Path) -> Path | None:
@@ -233,8 +254,21 @@ def missing_checkpoint(row: Row, runs: Path) -> Path | None:
 def run_row(row: Row, bench: str, runs: Path, workers: int, images: Path) -> None:
     """`sketchloop eval` for one row and benchmark, into its result file."""
     args = [a.replace("{runs}", str(runs)) for a in row.args]
-    cmd = ["sketchloop", "eval", "--benchmark", bench, *args, "--images-per-prompt", "1", "--workers", str(workers),
-           "--out", str(result_path(row, bench)), "--images-out", str(images / f"{row.id}-{bench}")]
+    cmd = [
+        "sketchloop",
+        "eval",
+        "--benchmark",
+        bench,
+        *args,
+        "--images-per-prompt",
+        "1",
+        "--workers",
+        str(workers),
+        "--out",
+        str(result_path(row, bench)),
+        "--images-out",
+        str(images / f"{row.id}-{bench}"),
+    ]
     print("$", " ".join(cmd), flush=True)
     subprocess.run(cmd, check=True)
 
@@ -245,13 +279,25 @@ def run_per_stage(row: Row, runs: Path) -> dict:
     import tempfile
 
     out = Path(tempfile.mkdtemp()) / "per-stage.json"
-    cmd = [sys.executable, str(ROOT / "scripts" / "process_metrics.py"), "--every", "3",
-           "--benchmark", "shapes-complex", "--benchmark", "shapes-geneval", "--out", str(out)]
+    cmd = [
+        sys.executable,
+        str(ROOT / "scripts" / "process_metrics.py"),
+        "--every",
+        "3",
+        "--benchmark",
+        "shapes-complex",
+        "--benchmark",
+        "shapes-geneval",
+        "--out",
+        str(out),
+    ]
     if "--checkpoint" in args:
         cmd += ["--checkpoint", args[args.index("--checkpoint") + 1]]
     if "--max-refines" in args:
         cmd += ["--max-refines", args[args.index("--max-refines") + 1]]
-    cmd += [a for a in args if a in ("--free-regions", "--no-room", "--paste-crop", "--edit-steps")]
+    for flag, setting in FLAG_SETTINGS.items():
+        if flag in args:
+            cmd += ["--set", setting]
     print("$", " ".join(cmd), flush=True)
     subprocess.run(cmd, check=True)
     return json.loads(out.read_text())
@@ -268,71 +314,93 @@ def fmt(x: float | None, digits: int = 3) -> str:
 
 def write_table(rows: list[Row], per_stage: dict, runs: Path) -> str:
     results = {(r.id, b): load(r, b) for r in rows for b in BENCHMARKS}
-    lines = ["# The paper's table in ShapesWorld", "",
-             "Written by `python scripts/paper_table.py` from the result files in `docs/paper/` (each made by the "
-             "`sketchloop eval` command in the last section). Every row: the same held-out benchmarks "
-             "(`shapes-geneval` 553 prompts, `shapes-complex` 300, `shapes-generalise` 150; no scene of theirs in "
-             "any training data), one image per prompt with the same seeds, GenEval's rules with ShapesWorld's "
-             "detector, compute per final image on this 2-core CPU (2 worker processes). No row runs a scorer "
-             "inside generation. Seconds compare only among rows measured in one session: the machine's speed "
-             "varied (session 22 ran the same checkpoint, settings and prompts 2.1x slower than session 21; its "
-             "rows: the shipped checkpoint's, best-of-2, single mode and the symbolic critiques). Sampling "
-             "changed between sessions: the full loop, its corrections, plan + sketch and the `--edit-ops 0` "
-             "ablation were measured in session 30 (every plan adds), the full loop with the planner's edit steps in session 29, the one-shot row "
-             "in session 25, otherwise with the same sampler (an `add`'s regions leave a spot for every object "
-             "still to come; session 24: plans "
-             "whose `<ins>` and `<des>` agree, regions inside the canvas and clear of earlier ones, an `add`'s "
-             "later objects read their own words); every other row with the sampler of its session (22, 23 or "
-             "24), the switches it names being that session's.", "",
-             "## Ours", "",
-             "| row | geneval | position | colour attr | counting | complex | generalise | flow steps (geneval / "
-             "complex) | images (complex) | text tokens (complex) | s/image (complex) | the paper's matching row "
-             "(GenEval) |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    lines = [
+        "# The paper's table in ShapesWorld",
+        "",
+        "Written by `python scripts/paper_table.py` from the result files in `docs/paper/` (each made by the "
+        "`sketchloop eval` command in the last section). Every row: the same held-out benchmarks "
+        "(`shapes-geneval` 553 prompts, `shapes-complex` 300, `shapes-generalise` 150; no scene of theirs in "
+        "any training data), one image per prompt with the same seeds, GenEval's rules with ShapesWorld's "
+        "detector, compute per final image on this 2-core CPU (2 worker processes). No row runs a scorer "
+        "inside generation. The machine's speed varied by up to 2.1x between runs, so seconds compare only "
+        "among rows measured together; flow steps compare everywhere. A row marked *frozen* was measured at "
+        "the git commit it names, with that commit's sampler and weights (a switch or checkpoint this version "
+        "no longer has); its numbers stay as measured, and `git checkout COMMIT` reruns its command.",
+        "",
+        "## Ours",
+        "",
+        "| row | geneval | position | colour attr | counting | complex | generalise | flow steps (geneval / "
+        "complex) | images (complex) | text tokens (complex) | s/image (complex) | the paper's matching row "
+        "(GenEval) |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
     left_out = []
     for row in rows:
         g, c, s = (results[(row.id, b)] for b in BENCHMARKS)
         if g is None and c is None:
-            why = f"its checkpoint {missing_checkpoint(row, runs)} is not trained (yet)" if missing_checkpoint(row, runs) \
+            why = (
+                f"its checkpoint {missing_checkpoint(row, runs)} is not trained (yet)"
+                if missing_checkpoint(row, runs)
                 else "not evaluated yet (--run)"
+            )
             left_out.append(f"{row.label}: {why}")
             continue
         gt = g["tasks"] if g else {}
         cc = c["compute"] if c else {}
-        lines.append(f"| {row.label} | **{fmt(g and g['overall'])}** | {fmt(gt.get('position'))} | "
-                     f"{fmt(gt.get('color_attr'))} | {fmt(gt.get('counting'))} | **{fmt(c and c['overall'])}** | "
-                     f"{fmt(s and s['overall'])} | {fmt(g and g['compute'].get('flow_steps'), 1)} / "
-                     f"{fmt(cc.get('flow_steps'), 1)} | {fmt(cc.get('images'), 2)} | {fmt(cc.get('text_tokens'), 0)} | "
-                     f"{fmt(cc.get('seconds'), 2)} | {row.paper or '–'} |")
+        label = f"{row.label} (*frozen at {row.frozen}*)" if row.frozen else row.label
+        lines.append(
+            f"| {label} | **{fmt(g and g['overall'])}** | {fmt(gt.get('position'))} | "
+            f"{fmt(gt.get('color_attr'))} | {fmt(gt.get('counting'))} | **{fmt(c and c['overall'])}** | "
+            f"{fmt(s and s['overall'])} | {fmt(g and g['compute'].get('flow_steps'), 1)} / "
+            f"{fmt(cc.get('flow_steps'), 1)} | {fmt(cc.get('images'), 2)} | {fmt(cc.get('text_tokens'), 0)} | "
+            f"{fmt(cc.get('seconds'), 2)} | {row.paper or '–'} |"
+        )
     lines += ["", "What each row holds equal with the shipped loop, and what it changes:", ""]
     lines += [f"- **{r.label}**: {r.holds}." for r in rows]
     if left_out:
         lines += ["", "Rows not in the table yet: " + "; ".join(left_out) + "."]
     if NOT_YET:
         lines += ["", "Not measured yet: " + "; ".join(f"{a} ({b})" for a, b in NOT_YET) + "."]
-    lines += ["", "## The paper's numbers (for the shape of the comparison, not the values)", "", PAPER,
-              "## Per stage (outside the loop, every 3rd prompt; `scripts/process_metrics.py`)", "",
-              "| row | benchmark | plan accuracy (each step's `<des>`) | last `<des>` = prompt | sketch fidelity | "
-              "recall, plan conflicts | recall, image conflicts | false alarms | precision | fixed (wrong -> right) | "
-              "broken (right -> wrong) | inspections per image |", "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    lines += [
+        "",
+        "## The paper's numbers (for the shape of the comparison, not the values)",
+        "",
+        PAPER,
+        "## Per stage (outside the loop, every 3rd prompt; `scripts/process_metrics.py`)",
+        "",
+        "| row | benchmark | plan accuracy (each step's `<des>`) | last `<des>` = prompt | sketch fidelity | "
+        "recall, plan conflicts | recall, image conflicts | false alarms | precision | fixed (wrong -> right) | "
+        "broken (right -> wrong) | inspections per image |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
     for row in rows:
         for bench, m in per_stage.get(row.id, {}).items():
             plan_acc = 1 - m["plan_conflicts"] / m["inspections"] if m["inspections"] else None
             fixed = f"{fmt(m['fix_rate'], 2)} of {m['refined_wrong']}" if m["refined_wrong"] else "–"
             broken = f"{fmt(m['break_rate'], 2)} of {m['refined_right']}" if m["refined_right"] else "–"
-            lines.append(f"| {row.label} | {bench} | {fmt(plan_acc, 2)} | {fmt(m['plan_copy_rate'], 2)} | "
-                         f"{fmt(m['sketch_fidelity'], 2)} | {fmt(m['recall_plan_conflicts'], 2)} | "
-                         f"{fmt(m['recall_image_conflicts'], 2)} | {fmt(m['false_alarm_rate'], 2)} | "
-                         f"{fmt(m['inspector_precision'], 2)} | {fixed} | {broken} | "
-                         f"{fmt(m['inspections'] / m['trajectories'], 2)} |")
-    lines += ["", "## Commands", "", "```bash", "bash scripts/train_paper_rows.sh runs/paper   # the rows' own "
-              "weights (resumable)"]
+            lines.append(
+                f"| {row.label} | {bench} | {fmt(plan_acc, 2)} | {fmt(m['plan_copy_rate'], 2)} | "
+                f"{fmt(m['sketch_fidelity'], 2)} | {fmt(m['recall_plan_conflicts'], 2)} | "
+                f"{fmt(m['recall_image_conflicts'], 2)} | {fmt(m['false_alarm_rate'], 2)} | "
+                f"{fmt(m['inspector_precision'], 2)} | {fixed} | {broken} | "
+                f"{fmt(m['inspections'] / m['trajectories'], 2)} |"
+            )
+    lines += [
+        "",
+        "## Commands",
+        "",
+        "```bash",
+        "bash scripts/train_paper_rows.sh runs/paper   # the rows' own weights (resumable)",
+    ]
     for row in rows:
         for bench in BENCHMARKS:
             if results[(row.id, bench)] is not None:
                 args = " ".join(a.replace("{runs}", "runs/paper") for a in row.args)
-                lines.append(f"sketchloop eval --benchmark {bench} {args} --images-per-prompt 1 --workers 2 "
-                             f"--out {result_path(row, bench).relative_to(ROOT)}")
+                lines.append(
+                    (f"# at commit {row.frozen}: " if row.frozen else "")
+                    + f"sketchloop eval --benchmark {bench} {args} --images-per-prompt 1 --workers 2 "
+                    f"--out {result_path(row, bench).relative_to(ROOT)}"
+                )
     lines += ["python scripts/paper_table.py", "```", ""]
     return "\n".join(lines)
 
@@ -350,8 +418,14 @@ def _label_points(ax, names: dict[tuple[float, float], list[str]]) -> None:
             fy -= 0.045
         placed.append((fx, fx + width, fy))
         moved = abs(fy - (y - y0) / (y1 - y0) - 0.015) > 1e-9
-        ax.annotate(text, (x, y), xytext=(fx, fy), textcoords="axes fraction", fontsize=7,
-                    arrowprops={"arrowstyle": "-", "lw": 0.5, "color": "0.5"} if moved else None)
+        ax.annotate(
+            text,
+            (x, y),
+            xytext=(fx, fy),
+            textcoords="axes fraction",
+            fontsize=7,
+            arrowprops={"arrowstyle": "-", "lw": 0.5, "color": "0.5"} if moved else None,
+        )
 
 
 def plot(rows: list[Row]) -> None:
@@ -370,8 +444,16 @@ def plot(rows: list[Row]) -> None:
                 continue
             x, y = r["compute"]["flow_steps"], r["overall"]
             color = plt.cm.tab20(i % 20)
-            ax.scatter(x, y, marker=markers[row.group], s=60, facecolors="none" if i % 2 else color,
-                       edgecolors=color, linewidths=1.5, label=row.label)
+            ax.scatter(
+                x,
+                y,
+                marker=markers[row.group],
+                s=60,
+                facecolors="none" if i % 2 else color,
+                edgecolors=color,
+                linewidths=1.5,
+                label=row.label,
+            )
             names.setdefault((round(x), round(y, 2)), []).append(row.id)
         ax.set_ylim(0, 1.08)
         _label_points(ax, names)
@@ -390,8 +472,13 @@ def plot(rows: list[Row]) -> None:
     width = 0.8 / max(1, len(shown))
     for i, row in enumerate(shown):
         tasks = load(row, "shapes-geneval")["tasks"]
-        ax.bar([t + i * width for t in range(len(GENEVAL_TASKS))], [tasks[t] for t in GENEVAL_TASKS], width,
-               label=row.label, color=plt.cm.tab20(i % 20))
+        ax.bar(
+            [t + i * width for t in range(len(GENEVAL_TASKS))],
+            [tasks[t] for t in GENEVAL_TASKS],
+            width,
+            label=row.label,
+            color=plt.cm.tab20(i % 20),
+        )
     ax.set_xticks([t + 0.4 - width / 2 for t in range(len(GENEVAL_TASKS))], GENEVAL_TASKS)
     ax.set_ylabel("accuracy")
     ax.set_ylim(0, 1.05)
@@ -418,14 +505,17 @@ def main() -> None:
     OUT.mkdir(parents=True, exist_ok=True)
     stages_file = OUT / "per-stage.json"
     per_stage = json.loads(stages_file.read_text()) if stages_file.is_file() else {}
-    for row in ROWS:
-        if row.per_stage_file and (ROOT / row.per_stage_file).is_file():
-            per_stage[row.id] = json.loads((ROOT / row.per_stage_file).read_text())
     if args.run:
         for row in rows:
+            if row.frozen:
+                print(f"skip {row.id}: frozen at commit {row.frozen}", flush=True)
+                continue
             if missing_checkpoint(row, args.runs):
-                print(f"skip {row.id}: {missing_checkpoint(row, args.runs)} not trained "
-                      f"(bash scripts/train_paper_rows.sh {args.runs})", flush=True)
+                print(
+                    f"skip {row.id}: {missing_checkpoint(row, args.runs)} not trained "
+                    f"(bash scripts/train_paper_rows.sh {args.runs})",
+                    flush=True,
+                )
                 continue
             for bench in args.benchmark or BENCHMARKS:
                 if not result_path(row, bench).is_file():

@@ -2,7 +2,7 @@
 prompt, does the inspector see the conflicts, does a refine fix without breaking?
 
     python scripts/process_metrics.py [--checkpoint CKPT] [--benchmark shapes-complex]
-        [--benchmark shapes-geneval] [--every 1] [--max-refines N] [--text-verdict] [--inspect-threshold T] [--free-plans] [--edit-steps] [--out metrics.json]
+        [--benchmark shapes-geneval] [--every 1] [--max-refines N] [--set edit_steps=true ...] [--out metrics.json]
 
 The loop runs with the model alone (no scorer inside it); afterwards every recorded step
 is judged by the exact ShapesWorld judge (sketchloop/evaluation/process.py says what
@@ -23,6 +23,8 @@ from sketchloop.backends.shapes import DetectorJudge
 from sketchloop.evaluation.benchmark import load_benchmark
 from sketchloop.evaluation.process import measure, summary
 from sketchloop.generators import model_generator
+from sketchloop.loop.staged import DEFAULT_MAX_REFINES
+from sketchloop.models.sampling import parse_settings
 
 
 def main() -> None:
@@ -30,31 +32,25 @@ def main() -> None:
     ap.add_argument("--checkpoint", type=Path)
     ap.add_argument("--benchmark", action="append")
     ap.add_argument("--every", type=int, default=1, help="every N-th prompt of each benchmark")
-    ap.add_argument("--max-refines", type=int, default=None, help="default: the loop's default")
-    ap.add_argument("--inspect-threshold", type=float, default=None,
-                    help="the inspector's verdict by a threshold on its doubt (default: sampled)")
-    ap.add_argument("--text-verdict", action="store_true", help="the inspection's first word decides (no self-check)")
-    ap.add_argument("--free-plans", action="store_true", help="the planner's phrases its own (not copied)")
-    ap.add_argument("--free-regions", action="store_true", help="an add's regions not held to its <ins>'s relations")
-    ap.add_argument("--no-room", action="store_true", help="an add's regions need not leave room for the objects "
-                                                          "still to come")
-    ap.add_argument("--paste-crop", action="store_true", help="a drawn crop is pasted back whole (not only over "
-                                                             "its region's box)")
-    ap.add_argument("--edit-steps", action="store_true", help="a plan may change, move or remove what is drawn "
-                                                             "(off: every plan adds)")
+    ap.add_argument("--max-refines", type=int, default=DEFAULT_MAX_REFINES)
+    ap.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="a sampling setting other than the checkpoint's sampling.json (SamplingConfig field, "
+        "e.g. edit_steps=true, copy_phrases=false); repeatable",
+    )
     ap.add_argument("--out", type=Path)
     args = ap.parse_args()
-    kw = {} if args.max_refines is None else {"max_refines": args.max_refines}
-    kw.update(inspect_threshold=args.inspect_threshold, self_check=not args.text_verdict)
-    gen = model_generator("staged", checkpoint=args.checkpoint, copy_phrases=not args.free_plans,
-                          relate_regions=not args.free_regions,
-                          leave_room=not args.no_room, keep_context=not args.paste_crop,
-                          edit_steps=args.edit_steps, **kw)
+    gen = model_generator(
+        "staged", checkpoint=args.checkpoint, max_refines=args.max_refines, **parse_settings(args.set)
+    )
     judge = DetectorJudge()
     results = {}
     for bench in args.benchmark or ["shapes-complex", "shapes-geneval"]:
         counts: Counter = Counter()
-        for i, meta in enumerate(tqdm(load_benchmark(bench)[::args.every], desc=bench, file=sys.stderr)):
+        for i, meta in enumerate(tqdm(load_benchmark(bench)[:: args.every], desc=bench, file=sys.stderr)):
             measure(gen.run(meta["prompt"], seed=i), judge, counts)
         results[bench] = summary(counts)
         print(bench, json.dumps(results[bench]))

@@ -12,9 +12,16 @@ import sys
 
 GENEVAL = ["single_object", "two_object", "counting", "colors", "position", "color_attr"]
 rows = [json.load(open(path)) for path in sys.argv[1:]]
-tasks = GENEVAL if all(set(GENEVAL) <= set(r["tasks"]) for r in rows) else \
-    list(dict.fromkeys(t for r in rows for t in r["tasks"]))
-print("| generator | benchmark | " + " | ".join(tasks) + " | overall | failed | flow steps | images | text tokens | s/image |")
+tasks = (
+    GENEVAL
+    if all(set(GENEVAL) <= set(r["tasks"]) for r in rows)
+    else list(dict.fromkeys(t for r in rows for t in r["tasks"]))
+)
+print(
+    "| generator | benchmark | "
+    + " | ".join(tasks)
+    + " | overall | failed | flow steps | images | text tokens | s/image |"
+)
 print("|---" * (len(tasks) + 8) + "|")
 for r in rows:
     name = r.get("generator") or r.get("images_dir")
@@ -22,6 +29,8 @@ for r in rows:
         name += " (ORACLE)"
     c = r.get("compute", {})
     cells = [f"{r['tasks'][t]:.3f}" if t in r["tasks"] else "-" for t in tasks]
-    print(f"| {name} | {r.get('benchmark') or '-'} | " + " | ".join(cells) + f" | **{r['overall']:.3f}** | "
-          f"{r.get('n_failed', 0)} | {c.get('flow_steps', 0):.1f} | {c.get('images', 0):.2f} | "
-          f"{c.get('text_tokens', 0):.0f} | {c.get('seconds', 0):.3f} |")
+    print(
+        f"| {name} | {r.get('benchmark') or '-'} | " + " | ".join(cells) + f" | **{r['overall']:.3f}** | "
+        f"{r.get('n_failed', 0)} | {c.get('flow_steps', 0):.1f} | {c.get('images', 0):.2f} | "
+        f"{c.get('text_tokens', 0):.0f} | {c.get('seconds', 0):.3f} |"
+    )

@@ -37,23 +37,20 @@ sketchloop train --stage joint --data "$R/traj" --data "$W/sym" --init "$W/sym-s
 # One-shot layout: the same trajectories as one step each (one plan naming the whole scene, one image with every
 # region), trained from scratch with the recipe's steps and rates (stage 1 and its second pass, then the 1,000 + 800).
 [ -d "$W/one-step/data" ] || sketchloop data one-step "$R/traj" --out "$W/one-step"
-sketchloop train --stage plan-sketch --data "$W/one-step" --out "$W/one-step-s1" --steps 4000 --batch-size 24 --save-every 500 \
-    --bag phrase
+sketchloop train --stage plan-sketch --data "$W/one-step" --out "$W/one-step-s1" --steps 4000 --batch-size 24 --save-every 500
 sketchloop train --stage plan-sketch --data "$W/one-step" --init "$W/one-step-s1" --out "$W/one-step-s1b" --steps 2000 \
     --batch-size 24 --lr 1e-3 --save-every 500
 sketchloop train --stage plan-sketch --data "$W/one-step" --init "$W/one-step-s1b" --out "$W/one-step-s2" --steps 1000 \
     --lr 1e-3 --save-every 500
 sketchloop train --stage joint --data "$W/one-step" --init "$W/one-step-s2" --out "$W/one-step-s3" --steps 800 --lr 5e-4 \
     --save-every 400
-# ... and the shipped recipe's fourth stage. Every stage reads each region's own object (--bag phrase, from the first:
-# a one-shot step names the whole scene, and with the whole step's words every region's condition was the same, so
-# the image expert learned to ignore it: 0.25 on shapes-geneval, a triangle asked for and a pink cross drawn)
+# ... and the shipped recipe's fourth stage. Every stage reads each region's own object (a one-shot step names the
+# whole scene: read whole, every region's condition was the same, and the image expert learned to ignore it).
 sketchloop train --stage joint --data "$W/one-step" --init "$W/one-step-s3" --out "$W/one-step-s4" --steps 800 --lr 5e-4 \
     --save-every 400; stamp one-step
 # The text-to-image baseline: same parameter count, the same scenes' final images, the recipe's first three
 # stages' 7,800 steps (the shipped model's fourth stage adds 800 more).
 sketchloop train --stage t2i --data "$R/traj" --out "$W/t2i" --steps 7800 --batch-size 8 --save-every 500; stamp t2i
 # The paper's instruction-diversity ablation: the shipped recipe on additive-only trajectories (--edit-ops 0),
-# about 104 min. (The recipe with each region's own words from its first stage, trained here in session 25 as
-# BAG=phrase, is the shipped recipe since session 26.)
+# about 104 min.
 EDIT_OPS=0 SHIP=0 bash "$(dirname "$0")/train_shipped.sh" "$W/edit0"; stamp edit-ops-0

@@ -9,12 +9,13 @@ it (`scene`); judges answer with a `trajectory.Critique`.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol, cast
 
 import numpy as np
 from PIL import Image
 
-from .trajectory import Critique, Plan
+from .errors import SketchloopError
+from .format import Critique, Plan
 from .world.layout import Layout
 from .world.render import DEFAULT_SIZE, render
 from .world.scene import SceneGraph
@@ -33,13 +34,18 @@ def blank_canvas(size: int = DEFAULT_SIZE) -> Canvas:
 
 
 class Decomposer(Protocol):
-    def decompose(self, prompt: str) -> SceneGraph:
-        """The prompt's scene graph."""
+    def decompose(self, prompt: str) -> Any:
+        """The prompt's scene: a SceneGraph in ShapesWorld, an open-vocabulary scene with real teachers."""
 
 
 class StepWriter(Protocol):
-    def write_steps(self, graph: SceneGraph, rng: np.random.Generator, edit_ops: float) -> list[Plan]:
-        """The graph as incremental plans (each with `op` and `scene`), in a logical order."""
+    def write_steps(self, graph: Any, rng: np.random.Generator, edit_ops: float) -> list[Plan]:
+        """The scene as incremental plans (each with `op` and `scene`), in a logical order."""
+
+
+class FlawWriter(StepWriter, Protocol):
+    def flaw(self, graph: Any, steps: list[Plan], k: int) -> Plan:
+        """Plan `k` rewritten so that it contradicts the prompt in one way (for negatives)."""
 
 
 class Editor(Protocol):
@@ -58,6 +64,11 @@ class Judge(Protocol):
         """Image side, explained: what the image gets wrong about `scene`, with a fix."""
 
 
+class ExactJudge(Judge, Protocol):
+    def inspect_step(self, prompt: SceneGraph, des: str, image: Image.Image) -> Critique:
+        """A step as an exact inspector sees it: its `<des>` against the prompt, then the image against it."""
+
+
 @dataclass
 class Teachers:
     """The teachers a pipeline uses (backends/shapes.py `shapes_teachers`, or real models
@@ -73,3 +84,17 @@ class Teachers:
     @property
     def open_world(self) -> bool:
         return self.decomposer is not None
+
+    @property
+    def exact_judge(self) -> ExactJudge:
+        """The judge, when it inspects steps exactly (ShapesWorld's): self-sampled inspect data need one."""
+        if not hasattr(self.judge, "inspect_step"):
+            raise SketchloopError("self-sampled inspect data need ShapesWorld's exact judge, not a chat judge")
+        return cast(ExactJudge, self.judge)
+
+    @property
+    def flaw_writer(self) -> FlawWriter:
+        """The step writer, when it can also rewrite a plan wrong (a chat teacher's)."""
+        if not hasattr(self.writer, "flaw"):
+            raise SketchloopError("open-world inspect and refine data need a teacher that rewrites plans wrong")
+        return cast(FlawWriter, self.writer)

@@ -10,11 +10,10 @@ from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parent.parent / "sketchloop"
 
-# Lower layers never import higher ones (README, "Layout"). evaluation.geneval holds
-# GenEval's rules over detections (world only), so the ShapesWorld judge may use them.
+# Lower layers never import higher ones (CONTRIBUTING.md, "Layout"); no exception is listed.
 LAYERS = [
     {"errors", "io"},
-    {"world", "trajectory", "teachers", "evaluation.geneval"},
+    {"world", "format", "teachers"},
     {"models"},
     {"loop", "backends", "pages"},
     {"generators", "data", "training", "evaluation", "web"},
@@ -58,8 +57,12 @@ def _imports() -> dict[str, set[str]]:
                     target = node.module or ""
                 if target.startswith("sketchloop"):
                     names = [f"{target}.{a.name}" for a in node.names]
-                    found |= {n for n in names if (PACKAGE.parent / (n.replace(".", "/") + ".py")).is_file()
-                              or (PACKAGE.parent / n.replace(".", "/")).is_dir()} or {target}
+                    found |= {
+                        n
+                        for n in names
+                        if (PACKAGE.parent / (n.replace(".", "/") + ".py")).is_file()
+                        or (PACKAGE.parent / n.replace(".", "/")).is_dir()
+                    } or {target}
             elif isinstance(node, ast.Import):
                 found |= {a.name for a in node.names if a.name.startswith("sketchloop")}
         graph[module] = found
@@ -95,21 +98,50 @@ def test_no_import_cycle_between_units():
     assert not cycles, cycles
 
 
+def test_no_import_cycle_between_modules():
+    """No module reaches itself through the modules it imports (lazy imports too), a package's
+    `__init__` re-exporting its own modules aside."""
+    imports = _imports()
+    graph = {
+        m: {t for t in ts if t in imports and t != m and not m.startswith(t + ".") and not t.startswith(m + ".")}
+        for m, ts in imports.items()
+    }
+    reach: dict[str, set[str]] = {}
+    for module in graph:  # everything each module reaches
+        seen, todo = set(), list(graph[module])
+        while todo:
+            nxt = todo.pop()
+            if nxt not in seen:
+                seen.add(nxt)
+                todo.extend(graph.get(nxt, ()))
+        reach[module] = seen
+    cycles = sorted(f"{a} <-> {b}" for a in graph for b in graph[a] if a in reach[b])
+    assert not cycles, cycles
+
+
 def test_the_trajectory_format_is_written_in_one_module():
-    """Tagged texts (`<ins> {...} </ins>`, ...) are built only by trajectory.py, and only it
+    """Tagged texts (`<ins> {...} </ins>`, ...) are built only by format.py, and only it
     strips GenEval's "a photo of " prefix."""
     offenders = []
     for path in PACKAGE.rglob("*.py"):
-        if path.name == "trajectory.py":
+        if path.relative_to(PACKAGE) == Path("format.py"):
             continue
         for node in ast.walk(ast.parse(path.read_text())):
             if isinstance(node, ast.JoinedStr):
                 for part, following in zip(node.values, node.values[1:]):
-                    if (isinstance(part, ast.Constant) and isinstance(following, ast.FormattedValue)
-                            and re.search(r"<(ins|des|inspect|refine|prompt)> $", part.value)):
+                    if (
+                        isinstance(part, ast.Constant)
+                        and isinstance(following, ast.FormattedValue)
+                        and re.search(r"<(ins|des|inspect|refine|prompt)> $", part.value)
+                    ):
                         offenders.append(f"{path.relative_to(PACKAGE)}:{node.lineno} builds a tagged text")
-            if (isinstance(node, ast.Call) and getattr(node.func, "attr", "") == "removeprefix" and node.args
-                    and isinstance(node.args[0], ast.Constant) and str(node.args[0].value).startswith("a photo")):
+            if (
+                isinstance(node, ast.Call)
+                and getattr(node.func, "attr", "") == "removeprefix"
+                and node.args
+                and isinstance(node.args[0], ast.Constant)
+                and str(node.args[0].value).startswith("a photo")
+            ):
                 offenders.append(f"{path.relative_to(PACKAGE)}:{node.lineno} strips the prompt prefix")
     assert not offenders, offenders
 
@@ -118,7 +150,7 @@ SCORER_FREE = textwrap.dedent("""
     import sys
     import sketchloop.world.parser as parser, sketchloop.world.layout as layout, sketchloop.world.render as render
     import sketchloop.world.detect as detect, sketchloop.world.critique as critique
-    import sketchloop.evaluation.geneval as geneval, sketchloop.backends.shapes as shapes
+    import sketchloop.world.judge as judge, sketchloop.backends.shapes as shapes
 
     def forbidden(name):
         def call(*args, **kwargs):
@@ -127,8 +159,9 @@ SCORER_FREE = textwrap.dedent("""
 
     originals = {"parse_prompt": parser.parse_prompt, "tokenize": parser.tokenize}
     for module, names in [(parser, ["parse_prompt", "tokenize"]), (layout, ["sample_layout", "place_object"]),
-                          (render, ["render", "draw_shape"]), (critique, ["inspect_description", "describe_detections"]),
-                          (geneval, ["score_image"])]:
+                          (render, ["render", "draw_shape"]),
+                          (critique, ["inspect_description", "describe_detections"]),
+                          (judge, ["score_image"])]:
         for name in names:
             setattr(module, name, forbidden(f"{module.__name__}.{name}"))
     detect.ShapesDetector.detect = forbidden("ShapesDetector.detect")
@@ -156,11 +189,35 @@ SCORER_FREE = textwrap.dedent("""
 
 def test_model_inference_calls_no_scorer_component(tmp_path):
     for args in (["--max-refines", "2", "--seed", "1"], ["--mode", "single"]):
-        r = subprocess.run([sys.executable, "-c", SCORER_FREE, "generate", "a photo of a red circle above a blue square",
-                            "--out", str(tmp_path / args[-1]), *args], capture_output=True, text=True)
+        r = subprocess.run(
+            [
+                sys.executable,
+                "-c",
+                SCORER_FREE,
+                "generate",
+                "a photo of a red circle above a blue square",
+                "--out",
+                str(tmp_path / args[-1]),
+                *args,
+            ],
+            capture_output=True,
+            text=True,
+        )
         assert r.returncode == 0, r.stderr[-2000:]
         assert (tmp_path / args[-1] / "final.png").is_file()
     # the same harness catches a scorer call: the oracle uses all of them
-    r = subprocess.run([sys.executable, "-c", SCORER_FREE, "generate", "a photo of a red circle", "--oracle",
-                        "--out", str(tmp_path / "oracle")], capture_output=True, text=True)
+    r = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            SCORER_FREE,
+            "generate",
+            "a photo of a red circle",
+            "--oracle",
+            "--out",
+            str(tmp_path / "oracle"),
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert r.returncode != 0 and "called the scorer component" in r.stderr

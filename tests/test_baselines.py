@@ -4,6 +4,7 @@ the inspect-data subsets of the supervision ablation."""
 
 import json
 import sys
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -122,18 +123,24 @@ def test_plan_and_sketch_without_inspection_draws_the_same_picture():
 
 
 def test_the_sampling_switches_are_recorded_with_the_results():
-    """`--no-room`, `--paste-crop`, `--free-regions` reach the sampler and the results' record,
-    so two result files made with different switches never pass for one another."""
+    """The checkpoint's sampling.json and the switches that change it reach the sampler and the
+    results' record, so two result files made with different switches never pass for one another."""
+    from sketchloop.backends.unified import SHIPPED_CHECKPOINT
+    from sketchloop.models.sampling import SamplingConfig
+
     default = get_generator("staged")
-    assert default.record["relate_regions"] and default.record["leave_room"] and default.record["keep_context"]
-    old = get_generator("staged", leave_room=False, keep_context=False)
-    assert old.record["leave_room"] is False and old.record["keep_context"] is False
+    shipped = SamplingConfig.from_pretrained(SHIPPED_CHECKPOINT)
+    assert default.record["sampling"] == asdict(shipped)
+    assert default.roles_factory().planner.config == shipped
+    assert shipped.relate_regions and shipped.copy_phrases and not shipped.edit_steps
     free = get_generator("staged", relate_regions=False)
-    assert free.record["leave_room"] is False  # no room is left without the relations it serves
-    assert default.record["edit_steps"] is False
+    assert free.record["sampling"]["relate_regions"] is False
+    assert free.roles_factory().planner.config.relate_regions is False
     edits = get_generator("staged", edit_steps=True)
-    assert edits.record["edit_steps"] is True
-    assert len({json.dumps(g.record, sort_keys=True) for g in (default, old, free, edits)}) == 4
+    assert edits.record["sampling"]["edit_steps"] is True
+    unset = get_generator("staged", edit_steps=None)  # None keeps the checkpoint's setting
+    assert unset.record == default.record
+    assert len({json.dumps(g.record, sort_keys=True) for g in (default, free, edits)}) == 3
 
 
 def test_best_of_n_keeps_the_candidate_its_inspector_doubts_least():
@@ -179,8 +186,8 @@ def test_one_step_trajectories_plan_and_draw_the_whole_scene_at_once(trajectorie
     """The one-shot layout baseline's data: per trajectory one `<ins>`/`<des>` naming the whole
     scene (text the phrase grammar accepts), one image (the final one) whose regions follow the
     text's order, and `<end>`; the same scenes as the source."""
-    from sketchloop.models.grammar import PhraseGrammar
     from sketchloop.models.regions import changed_regions
+    from sketchloop.models.rules.phrase_grammar import PhraseGrammar
     from sketchloop.training.sequences import encode_row
     from sketchloop.world.layout import Layout
     from sketchloop.world.scene import SceneGraph
@@ -214,7 +221,9 @@ def test_paper_table_writes_the_table_and_plots(tmp_path, monkeypatch):
     both plots are PNGs."""
     import importlib.util
 
-    spec = importlib.util.spec_from_file_location("paper_table", Path(__file__).parent.parent / "scripts" / "paper_table.py")
+    spec = importlib.util.spec_from_file_location(
+        "paper_table", Path(__file__).parent.parent / "scripts" / "paper_table.py"
+    )
     table = importlib.util.module_from_spec(spec)
     monkeypatch.setitem(sys.modules, "paper_table", table)  # dataclasses look their module up
     spec.loader.exec_module(table)
@@ -226,12 +235,17 @@ def test_paper_table_writes_the_table_and_plots(tmp_path, monkeypatch):
     untrained = table.Row("y", "row y", "baseline", "holds", ["--generator", "t2i", "--checkpoint", "{runs}/t2i"])
     tasks = {t: 0.5 for t in table.GENEVAL_TASKS}
     for bench, overall in zip(table.BENCHMARKS, (0.9, 0.4, 0.7)):
-        result = {"overall": overall, "tasks": tasks if bench == "shapes-geneval" else {"complex": overall},
-                  "compute": {"flow_steps": 30.0, "images": 2.0, "text_tokens": 40.0, "seconds": 0.1}}
+        result = {
+            "overall": overall,
+            "tasks": tasks if bench == "shapes-geneval" else {"complex": overall},
+            "compute": {"flow_steps": 30.0, "images": 2.0, "text_tokens": 40.0, "seconds": 0.1},
+        }
         (tmp_path / "docs" / "paper" / f"x-{bench}.json").write_text(json.dumps(result))
     monkeypatch.setattr(table, "ROWS", [row, untrained])
     text = table.write_table([row, untrained], {}, tmp_path / "runs")
-    assert "| row x | **0.900** | 0.500 | 0.500 | 0.500 | **0.400** | 0.700 | 30.0 / 30.0 | 2.00 | 40 | 0.10 | – |" in text
+    assert (
+        "| row x | **0.900** | 0.500 | 0.500 | 0.500 | **0.400** | 0.700 | 30.0 / 30.0 | 2.00 | 40 | 0.10 | – |" in text
+    )
     assert "row y: its checkpoint" in text and "not trained" in text
     table.plot([row, untrained])
     for name in ("accuracy-vs-flow-steps.png", "geneval-tasks.png"):

@@ -17,8 +17,9 @@ def client(url, **kw):
 
 
 def test_planner_steps_and_ends(server_factory):
-    srv = server_factory([("json", {"done": False, "ins": "add a red circle", "des": "a red circle"}),
-                          ("json", {"done": True})])
+    srv = server_factory(
+        [("json", {"done": False, "ins": "add a red circle", "des": "a red circle"}), ("json", {"done": True})]
+    )
     planner = ChatPlanner(client(srv.url))
     step = planner.plan("a photo of a red circle", [])
     assert step == Plan("add a red circle", "a red circle")
@@ -48,8 +49,9 @@ def test_malformed_json_is_repaired_once_then_a_clear_error(server_factory):
 
 
 def test_rate_limits_and_dropped_connections_are_retried(server_factory):
-    srv = server_factory([("status", 429), ("drop",), ("status", 503),
-                          ("json", {"done": False, "ins": "add a star", "des": "a star"})])
+    srv = server_factory(
+        [("status", 429), ("drop",), ("status", 503), ("json", {"done": False, "ins": "add a star", "des": "a star"})]
+    )
     assert ChatPlanner(client(srv.url)).plan("a photo of a star", []).ins == "add a star"
     assert len(srv.requests) == 4
 
@@ -92,12 +94,33 @@ def test_generate_with_a_chat_planner_and_the_embedded_sketcher(server_factory, 
 
     tok = WordTokenizer()
     UnifiedModel(UnifiedConfig(vocab_size=len(tok), n_layer=1, n_embd=32, unet_channels=(8, 8, 8))).save_pretrained(
-        tmp_path / "ckpt", tok)
-    srv = server_factory([("json", {"done": False, "ins": "add a red circle", "des": "a red circle"}),
-                          ("json", {"done": True})])
-    r = subprocess.run([sys.executable, "-m", "sketchloop.cli", "generate", "a photo of a red circle",
-                        "--planner", "openai:test-model", "--base-url", srv.url, "--checkpoint", str(tmp_path / "ckpt"),
-                        "--steps", "2", "--out", str(tmp_path / "out")], capture_output=True, text=True, timeout=120)
+        tmp_path / "ckpt", tok
+    )
+    srv = server_factory(
+        [("json", {"done": False, "ins": "add a red circle", "des": "a red circle"}), ("json", {"done": True})]
+    )
+    r = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "sketchloop.cli",
+            "generate",
+            "a photo of a red circle",
+            "--planner",
+            "openai:test-model",
+            "--base-url",
+            srv.url,
+            "--checkpoint",
+            str(tmp_path / "ckpt"),
+            "--steps",
+            "2",
+            "--out",
+            str(tmp_path / "out"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert r.returncode == 0, r.stderr[-2000:]
     record = json.loads((tmp_path / "out" / "trajectory.json").read_text())
     assert record["ended"] and record["steps"][0]["text"].startswith("<ins> add a red circle </ins>")
@@ -108,8 +131,10 @@ def test_without_the_chat_extra_the_command_says_what_to_install():
     import subprocess
     import sys
 
-    code = ("import sys; sys.modules['openai'] = None; "
-            "sys.argv = ['sketchloop', 'generate', 'a photo of a circle', '--planner', 'openai:m']; "
-            "from sketchloop.cli import main; main()")
+    code = (
+        "import sys; sys.modules['openai'] = None; "
+        "sys.argv = ['sketchloop', 'generate', 'a photo of a circle', '--planner', 'openai:m']; "
+        "from sketchloop.cli import main; main()"
+    )
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert r.returncode == 2 and "sketchloop[chat]" in r.stderr and "Traceback" not in r.stderr

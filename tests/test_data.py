@@ -7,12 +7,12 @@ import pyarrow.parquet as pq
 import pytest
 from PIL import Image
 
+from sketchloop.backends.shapes import DetectorJudge, LayoutEditor, ShapesStepWriter
 from sketchloop.data.build import build
 from sketchloop.data.schema import read_dataset, shard_path
-from sketchloop.backends.shapes import DetectorJudge, LayoutEditor, ShapesStepWriter
 from sketchloop.teachers import blank_canvas
-from sketchloop.world.scene import SceneGraph
 from sketchloop.world.parser import parse_prompt
+from sketchloop.world.scene import SceneGraph
 
 
 @pytest.fixture(scope="module")
@@ -82,8 +82,11 @@ def test_card_schema_and_cli(dataset, tmp_path):
     names = pq.read_schema(f).names
     assert names == ["id", "kind", "prompt", "scene", "steps", "images", "layouts", "label", "meta"]
     page = tmp_path / "t.html"
-    r = subprocess.run([sys.executable, "-m", "sketchloop.cli", "data", "show", str(out), "--index", "2",
-                        "--out", str(page)], capture_output=True, text=True)
+    r = subprocess.run(
+        [sys.executable, "-m", "sketchloop.cli", "data", "show", str(out), "--index", "2", "--out", str(page)],
+        capture_output=True,
+        text=True,
+    )
     assert r.returncode == 0, r.stderr
     assert page.read_text().count("<img") == len(read_dataset(out).slice(2, 1).to_pylist()[0]["images"])
     for args, needle in [

@@ -12,20 +12,21 @@ from PIL import Image
 pytest.importorskip("diffusers")
 pytest.importorskip("transformers")
 
-from sketchloop.backends.diffusers_editor import (DiffusersEditor, DiffusersSettings, load_pipeline,  # noqa: E402
-                                                  parse_pipeline_spec)
+from tiny_pipelines import small_qwen_condition_images, tiny_flux_kontext, tiny_qwen_image_edit  # noqa: E402
+
+from sketchloop.backends.diffusers_editor import DiffusersEditor, DiffusersSettings, load_pipeline, parse_pipeline_spec  # noqa: E402
 from sketchloop.errors import SketchloopError  # noqa: E402
 from sketchloop.generators import LoopGenerator, model_generator  # noqa: E402
 from sketchloop.loop.roles import Critique, Plan  # noqa: E402
-from tiny_pipelines import small_qwen_condition_images, tiny_flux_kontext, tiny_qwen_image_edit  # noqa: E402
 
 PROMPT = "a photo of a red circle above a blue square"
 SETTINGS = DiffusersSettings(steps=2, size=32, guidance=2.5)
 
 
 def _cli(*args, cwd=None):
-    return subprocess.run([sys.executable, "-m", "sketchloop.cli", *args], capture_output=True, text=True, cwd=cwd,
-                          timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "sketchloop.cli", *args], capture_output=True, text=True, cwd=cwd, timeout=300
+    )
 
 
 @pytest.fixture(scope="module")
@@ -61,8 +62,12 @@ def test_a_text_to_image_pipeline_draws_the_first_step():
     blank = Image.new("RGB", (64, 64), (250, 250, 250))
     first = editor.sketch(PROMPT, [Plan("add a blue square", "a blue square")], blank, 0)
     assert calls == ["a blue square"] and first.getpixel((0, 0)) == (200, 10, 10)
-    editor.sketch(PROMPT, [Plan("add a blue square", "a blue square"),
-                           Plan("add a red circle above the blue square", "...")], first, 1)
+    editor.sketch(
+        PROMPT,
+        [Plan("add a blue square", "a blue square"), Plan("add a red circle above the blue square", "...")],
+        first,
+        1,
+    )
     assert calls == ["a blue square"]  # later steps edit the canvas
 
 
@@ -79,8 +84,20 @@ def test_qwen_image_edit_runs_the_staged_loop(monkeypatch):
 
 
 def test_generate_with_a_flux_kontext_sketcher_writes_the_usual_files(flux_dir, tmp_path):
-    r = _cli("generate", PROMPT, "--sketcher", f"diffusers:{flux_dir}", "--image-size", "32", "--steps", "2",
-             "--max-iters", "3", "--out", str(tmp_path / "out"))
+    r = _cli(
+        "generate",
+        PROMPT,
+        "--sketcher",
+        f"diffusers:{flux_dir}",
+        "--image-size",
+        "32",
+        "--steps",
+        "2",
+        "--max-iters",
+        "3",
+        "--out",
+        str(tmp_path / "out"),
+    )
     assert r.returncode == 0, r.stderr[-2000:]
     out = tmp_path / "out"
     record = json.loads((out / "trajectory.json").read_text())
@@ -104,19 +121,41 @@ def test_bad_pipelines_are_one_line_errors(tmp_path, monkeypatch):
 
 
 def test_every_role_a_real_model_chat_plans_and_inspects_flux_draws_and_refines(flux_dir, server_factory, tmp_path):
-    srv = server_factory([
-        ("json", {"done": False, "ins": "add a wooden chair", "des": "a wooden chair"}),
-        ("json", {"consistent": False, "critique": "the chair is missing", "fix": "add a wooden chair"}),
-        ("json", {"consistent": True, "critique": "a wooden chair"}),
-        ("json", {"done": True}),
-    ])
-    r = _cli("generate", "a photo of a wooden chair", "--planner", "openai:vlm", "--inspector", "openai:vlm",
-             "--sketcher", f"diffusers:{flux_dir}", "--refiner", f"diffusers:{flux_dir}", "--base-url", srv.url,
-             "--image-size", "32", "--steps", "2", "--max-refines", "1", "--out", str(tmp_path / "out"))
+    srv = server_factory(
+        [
+            ("json", {"done": False, "ins": "add a wooden chair", "des": "a wooden chair"}),
+            ("json", {"consistent": False, "critique": "the chair is missing", "fix": "add a wooden chair"}),
+            ("json", {"consistent": True, "critique": "a wooden chair"}),
+            ("json", {"done": True}),
+        ]
+    )
+    r = _cli(
+        "generate",
+        "a photo of a wooden chair",
+        "--planner",
+        "openai:vlm",
+        "--inspector",
+        "openai:vlm",
+        "--sketcher",
+        f"diffusers:{flux_dir}",
+        "--refiner",
+        f"diffusers:{flux_dir}",
+        "--base-url",
+        srv.url,
+        "--image-size",
+        "32",
+        "--steps",
+        "2",
+        "--max-refines",
+        "1",
+        "--out",
+        str(tmp_path / "out"),
+    )
     assert r.returncode == 0, r.stderr[-2000:]
     record = json.loads((tmp_path / "out" / "trajectory.json").read_text())
     assert [s["type"] for s in record["steps"]] == ["plan", "sketch", "inspect", "refine", "inspect", "end"]
     assert record["steps"][3]["text"] == "add a wooden chair" and record["steps"][3]["flow_steps"] == 2
     assert record["ended"] and record["flow_steps"] == 4 and record["text_tokens"] == 4 * 7
     assert len(srv.requests) == 4 and srv.requests[1]["messages"][0]["content"][1]["image_url"]["url"].startswith(
-        "data:image/png;base64,")
+        "data:image/png;base64,"
+    )

@@ -70,8 +70,19 @@ def test_oracle_on_compositional_prompts(tmp_path):
     bench = tmp_path / "composite.jsonl"
     bench.write_text("".join(json.dumps(m) + "\n" for m in lines))
     res = tmp_path / "res.json"
-    r = cli("eval", "--benchmark", str(bench), "--generator", "oracle", "--images-per-prompt", "2",
-            "--images-out", str(tmp_path / "imgs"), "--out", str(res))
+    r = cli(
+        "eval",
+        "--benchmark",
+        str(bench),
+        "--generator",
+        "oracle",
+        "--images-per-prompt",
+        "2",
+        "--images-out",
+        str(tmp_path / "imgs"),
+        "--out",
+        str(res),
+    )
     assert r.returncode == 0, r.stderr
     results = json.loads(res.read_text())
     assert results["overall"] >= 0.99 and results["oracle"] is True
@@ -81,8 +92,21 @@ def test_oracle_on_compositional_prompts(tmp_path):
 
 def test_eval_cli_writes_geneval_layout_and_scores_folders(tmp_path):
     imgs = tmp_path / "imgs"
-    r = cli("eval", "--benchmark", "shapes-geneval", "--generator", "oracle", "--limit", "5",
-            "--images-per-prompt", "3", "--images-out", str(imgs), "--out", str(tmp_path / "a.json"))
+    r = cli(
+        "eval",
+        "--benchmark",
+        "shapes-geneval",
+        "--generator",
+        "oracle",
+        "--limit",
+        "5",
+        "--images-per-prompt",
+        "3",
+        "--images-out",
+        str(imgs),
+        "--out",
+        str(tmp_path / "a.json"),
+    )
     assert r.returncode == 0, r.stderr
     assert sorted(p.name for p in imgs.iterdir() if p.is_dir()) == [f"{i:05d}" for i in range(5)]
     assert "a photo of" in (imgs / "index.html").read_text()  # the gallery of every scored image
@@ -114,35 +138,45 @@ def test_render_and_detect_cli(tmp_path):
     assert circle["box"][3] < square["box"][1] + 5
 
 
-@pytest.mark.parametrize("args,needle", [
-    (["render", "", "--out", "x.png"], "empty"),
-    (["render", "a photo of a hexagon", "--out", "x.png"], "unknown word 'hexagon'"),
-    (["render", "a circle above a square and the square above the circle", "--out", "x.png"], "contradiction"),
-    (["render", "four circles and four stars and a square", "--out", "x.png"], "do not fit"),
-    (["render", "a circle", "--out", "x.jpg"], "PNG"),
-    (["detect", "missing.png"], "does not exist"),
-    (["detect", "corrupt.png"], "cannot read image"),
-    (["eval", "--benchmark", "shapes-geneval"], "exactly one of"),
-    (["eval", "--benchmark", "nope.jsonl", "--generator", "oracle"], "neither a shipped benchmark"),
-    (["eval", "--benchmark", "bad.jsonl", "--generator", "oracle"], "bad.jsonl:2: not valid JSON"),
-    (["eval", "--benchmark", "shapes-geneval", "--generator", "dalle"], "unknown generator 'dalle'"),
-    (["eval", "--images", "emptydir"], "no prompt folders"),
-    (["eval", "--benchmark", "unparseable.jsonl", "--generator", "oracle"], "unknown word 'dog'"),
-    (["eval", "--benchmark", "shapes-geneval", "--generator", "t2i"], "needs --checkpoint"),
-    (["eval", "--benchmark", "shapes-geneval", "--generator", "single", "--no-inspect"], "option of --generator staged"),
-    (["eval", "--benchmark", "shapes-geneval", "--generator", "oracle", "--best-of", "2"], "--best-of chooses"),
-    (["eval", "--benchmark", "shapes-geneval", "--generator", "staged", "--best-of", "0"], "at least 1"),
-    (["train", "--stage", "t2i", "--data", "emptydir", "--out", "o"], "holds no dataset shards"),
-    (["data", "subset", "emptydir", "--out", "o", "--target", "plan"], "holds no dataset shards"),
-    (["data", "one-step", "missing", "--out", "o"], "does not exist"),
-    (["data", "one-step", "emptydir", "--out", "o"], "holds no dataset shards"),
-    (["train", "--stage", "joint", "--data", "emptydir", "--out", "o", "--bag", "words"], "--bag words: use step"),
-])
+@pytest.mark.parametrize(
+    "args,needle",
+    [
+        (["render", "", "--out", "x.png"], "empty"),
+        (["render", "a photo of a hexagon", "--out", "x.png"], "unknown word 'hexagon'"),
+        (["render", "a circle above a square and the square above the circle", "--out", "x.png"], "contradiction"),
+        (["render", "four circles and four stars and a square", "--out", "x.png"], "do not fit"),
+        (["render", "a circle", "--out", "x.jpg"], "PNG"),
+        (["detect", "missing.png"], "does not exist"),
+        (["detect", "corrupt.png"], "cannot read image"),
+        (["eval", "--benchmark", "shapes-geneval"], "exactly one of"),
+        (["eval", "--benchmark", "nope.jsonl", "--generator", "oracle"], "neither a shipped benchmark"),
+        (["eval", "--benchmark", "bad.jsonl", "--generator", "oracle"], "bad.jsonl:2: not valid JSON"),
+        (["eval", "--benchmark", "shapes-geneval", "--generator", "dalle"], "unknown generator 'dalle'"),
+        (["eval", "--images", "emptydir"], "no prompt folders"),
+        (["eval", "--benchmark", "unparseable.jsonl", "--generator", "oracle"], "unknown word 'dog'"),
+        (["eval", "--benchmark", "shapes-geneval", "--generator", "t2i"], "needs --checkpoint"),
+        (
+            ["eval", "--benchmark", "shapes-geneval", "--generator", "single", "--no-inspect"],
+            "option of --generator staged",
+        ),
+        (["eval", "--benchmark", "shapes-geneval", "--generator", "oracle", "--best-of", "2"], "--best-of chooses"),
+        (["eval", "--benchmark", "shapes-geneval", "--generator", "staged", "--best-of", "0"], "at least 1"),
+        (["train", "--stage", "t2i", "--data", "emptydir", "--out", "o"], "holds no dataset shards"),
+        (["data", "subset", "emptydir", "--out", "o", "--target", "plan"], "holds no dataset shards"),
+        (["data", "one-step", "missing", "--out", "o"], "does not exist"),
+        (["data", "one-step", "emptydir", "--out", "o"], "holds no dataset shards"),
+        (
+            ["eval", "--benchmark", "shapes-geneval", "--generator", "staged", "--steps", "0"],
+            "--steps must be at least 1",
+        ),
+    ],
+)
 def test_bad_input_gets_one_clear_line(tmp_path, args, needle):
     (tmp_path / "corrupt.png").write_bytes(b"not a png")
     (tmp_path / "bad.jsonl").write_text('{"tag": "colors", "include": [], "prompt": "a red circle"}\n{oops\n')
     (tmp_path / "unparseable.jsonl").write_text(
-        '{"tag": "single_object", "include": [{"class": "dog", "count": 1}], "prompt": "a photo of a dog"}\n')
+        '{"tag": "single_object", "include": [{"class": "dog", "count": 1}], "prompt": "a photo of a dog"}\n'
+    )
     (tmp_path / "emptydir").mkdir()
     r = cli(*args, cwd=tmp_path)
     assert r.returncode == 2, (r.stdout, r.stderr)

@@ -33,8 +33,18 @@ def small_benchmark(tmp_path, step=97):
 def test_changed_settings_regenerate_in_the_same_folder(tmp_path):
     bench, lines = small_benchmark(tmp_path)
     imgs = tmp_path / "imgs"
-    common = ["eval", "--benchmark", str(bench), "--generator", "staged", "--images-per-prompt", "1",
-              "--images-out", str(imgs), "--text-verdict"]  # flow steps: drawing only (no self-check calls)
+    common = [
+        "eval",
+        "--benchmark",
+        str(bench),
+        "--generator",
+        "staged",
+        "--images-per-prompt",
+        "1",
+        "--images-out",
+        str(imgs),
+        "--text-verdict",
+    ]  # flow steps: drawing only (no self-check calls)
     r = cli(*common, "--steps", "4", "--out", str(tmp_path / "a.json"))
     assert r.returncode == 0, r.stderr
     a = json.loads((tmp_path / "a.json").read_text())
@@ -44,7 +54,7 @@ def test_changed_settings_regenerate_in_the_same_folder(tmp_path):
     assert r.returncode == 0, r.stderr
     b = json.loads((tmp_path / "b.json").read_text())
     assert b["generated"] == len(lines) and b["reused"] == 0, "another --steps must not reuse images"
-    assert b["made_by"]["flow_steps"] == 2 and a["made_by"]["flow_steps"] == 4
+    assert b["made_by"]["sampling"]["flow_steps"] == 2 and a["made_by"]["sampling"]["flow_steps"] == 4
     assert b["made_by"]["checkpoint_sha256"] == a["made_by"]["checkpoint_sha256"]
     assert b["compute"]["flow_steps"] == pytest.approx(a["compute"]["flow_steps"] / 2)
     assert any(p.read_bytes() != pngs_a[p.name] for p in imgs.rglob("*.png"))
@@ -60,14 +70,25 @@ def test_changed_settings_regenerate_in_the_same_folder(tmp_path):
     # --edit-steps reaches the sampler's record: another configuration, generated again
     r = cli(*common, "--steps", "2", "--edit-steps", "--limit", "1", "--out", str(tmp_path / "e.json"))
     e = json.loads((tmp_path / "e.json").read_text())
-    assert e["made_by"]["edit_steps"] is True and a["made_by"]["edit_steps"] is False and e["generated"] == 1
+    assert e["made_by"]["sampling"]["edit_steps"] is True and a["made_by"]["sampling"]["edit_steps"] is False
+    assert e["generated"] == 1
 
 
 def test_default_image_folder_is_per_configuration(tmp_path):
     bench, lines = small_benchmark(tmp_path, step=200)
     for steps in ("2", "3"):
-        r = cli("eval", "--benchmark", str(bench), "--generator", "single", "--images-per-prompt", "1",
-                "--steps", steps, cwd=tmp_path)
+        r = cli(
+            "eval",
+            "--benchmark",
+            str(bench),
+            "--generator",
+            "single",
+            "--images-per-prompt",
+            "1",
+            "--steps",
+            steps,
+            cwd=tmp_path,
+        )
         assert r.returncode == 0, r.stderr
     folders = sorted(p.name for p in (tmp_path / "sketchloop-eval").iterdir())
     assert len(folders) == 2 and all(f.startswith("b-single-") for f in folders)
@@ -126,8 +147,9 @@ def test_a_failing_sample_is_recorded_scored_wrong_and_the_run_goes_on(tmp_path)
     gen.calls = 0
     again = generate_images(prompts, gen, tmp_path, 2, progress=False)
     assert gen.calls == 0 and again.failed == 2
-    retried = generate_images(prompts, Flaky("nothing matches", RuntimeError()), tmp_path, 2, progress=False,
-                              retry_failed=True)
+    retried = generate_images(
+        prompts, Flaky("nothing matches", RuntimeError()), tmp_path, 2, progress=False, retry_failed=True
+    )
     assert retried.generated == 2 and retried.failed == 0
     assert evaluate(tmp_path, ShapesDetector(), prompts, progress=False)["n_failed"] == 0
 
@@ -135,8 +157,7 @@ def test_a_failing_sample_is_recorded_scored_wrong_and_the_run_goes_on(tmp_path)
 def test_a_prompt_error_still_stops_the_run_with_one_line():
     prompts = [{"tag": "single_object", "include": [{"class": "dog", "count": 1}], "prompt": "a photo of a dog"}]
     with pytest.raises(PromptError):
-        generate_images(prompts, OracleGenerator(), __import__("pathlib").Path("/tmp/never-written"), 1,
-                        progress=False)
+        generate_images(prompts, OracleGenerator(), __import__("pathlib").Path("/tmp/never-written"), 1, progress=False)
 
 
 def test_an_interrupted_run_resumes(tmp_path):
@@ -151,13 +172,33 @@ def test_an_interrupted_run_resumes(tmp_path):
 def test_folders_past_the_benchmark_are_left_out_and_said(tmp_path):
     bench, lines = small_benchmark(tmp_path, step=50)
     imgs = tmp_path / "imgs"
-    r = cli("eval", "--benchmark", str(bench), "--generator", "oracle", "--images-per-prompt", "1",
-            "--images-out", str(imgs))
+    r = cli(
+        "eval",
+        "--benchmark",
+        str(bench),
+        "--generator",
+        "oracle",
+        "--images-per-prompt",
+        "1",
+        "--images-out",
+        str(imgs),
+    )
     assert r.returncode == 0, r.stderr
     short = tmp_path / "short.jsonl"
     short.write_text("".join(json.dumps(m) + "\n" for m in lines[:3]))
-    r = cli("eval", "--benchmark", str(short), "--generator", "oracle", "--images-per-prompt", "1",
-            "--images-out", str(imgs), "--out", str(tmp_path / "s.json"))
+    r = cli(
+        "eval",
+        "--benchmark",
+        str(short),
+        "--generator",
+        "oracle",
+        "--images-per-prompt",
+        "1",
+        "--images-out",
+        str(imgs),
+        "--out",
+        str(tmp_path / "s.json"),
+    )
     assert r.returncode == 0, r.stderr
     s = json.loads((tmp_path / "s.json").read_text())
     assert s["n_prompts"] == 3 and s["n_ignored_folders"] == len(lines) - 3 and s["reused"] == 3
@@ -167,8 +208,19 @@ def test_folders_past_the_benchmark_are_left_out_and_said(tmp_path):
 def test_pages_keep_trajectories_and_the_gallery_links_them(tmp_path):
     bench, lines = small_benchmark(tmp_path, step=150)
     imgs = tmp_path / "imgs"
-    args = ["eval", "--benchmark", str(bench), "--generator", "staged", "--images-per-prompt", "2",
-            "--images-out", str(imgs), "--steps", "2"]
+    args = [
+        "eval",
+        "--benchmark",
+        str(bench),
+        "--generator",
+        "staged",
+        "--images-per-prompt",
+        "2",
+        "--images-out",
+        str(imgs),
+        "--steps",
+        "2",
+    ]
     assert cli(*args).returncode == 0
     assert not (imgs / "00000" / "trajectories").exists()
     r = cli(*args, "--pages", "2", "--out", str(tmp_path / "p.json"))

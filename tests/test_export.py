@@ -24,12 +24,30 @@ def exported(tmp_path_factory):
     for kind, n in (("trajectories", 10), ("inspect", 10), ("refine", 14)):
         build(kind, n, root / kind, seed=4, shard_size=n, progress=False)
     out = root / "bagel"
-    r = subprocess.run([sys.executable, "-m", "sketchloop.cli", "data", "export", str(root / "trajectories"),
-                        str(root / "inspect"), str(root / "refine"), "--format", "bagel", "--out", str(out)],
-                       capture_output=True, text=True)
+    r = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "sketchloop.cli",
+            "data",
+            "export",
+            str(root / "trajectories"),
+            str(root / "inspect"),
+            str(root / "refine"),
+            "--format",
+            "bagel",
+            "--out",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert r.returncode == 0, r.stderr
-    rows = {row["id"]: row for kind in ("trajectories", "inspect", "refine")
-            for row in read_dataset(root / kind).to_pylist()}
+    rows = {
+        row["id"]: row
+        for kind in ("trajectories", "inspect", "refine")
+        for row in read_dataset(root / kind).to_pylist()
+    }
     return out, rows
 
 
@@ -46,8 +64,11 @@ def test_dataset_info_and_config(exported):
     out, rows = exported
     info = json.loads((out / "dataset_info.json").read_text())
     assert set(info) == {"t2i_pretrain", "unified_edit", "vlm_sft", "interleaved"}
-    t2i, edit, vlm = info["t2i_pretrain"]["sketchloop_t2i"], info["unified_edit"]["sketchloop_edit"], \
-        info["vlm_sft"]["sketchloop_vlm"]
+    t2i, edit, vlm = (
+        info["t2i_pretrain"]["sketchloop_t2i"],
+        info["unified_edit"]["sketchloop_edit"],
+        info["vlm_sft"]["sketchloop_vlm"],
+    )
     assert set(t2i) == {"data_dir", "num_files", "num_total_samples"} and t2i["num_total_samples"] == 10
     assert set(edit) == {"data_dir", "num_files", "num_total_samples", "parquet_info_path"}
     assert set(vlm) == {"data_dir", "jsonl_path", "num_total_samples"} and vlm["num_total_samples"] == 34
@@ -101,8 +122,11 @@ def test_edit_rows_read_as_bagel_reads_them(exported):
                 first = np.asarray(Image.open(io.BytesIO(row["image_list"][0])).convert("RGB"))
                 if row["image_list"][0] not in dataset_images:  # the blank canvas a first step edits
                     assert (first == BACKGROUND).all()
-    assert n == entry["num_total_samples"] == 10 + sum(
-        1 for r in rows.values() if r["kind"] == "refine" and r["label"] == "inconsistent")
+    assert (
+        n
+        == entry["num_total_samples"]
+        == 10 + sum(1 for r in rows.values() if r["kind"] == "refine" and r["label"] == "inconsistent")
+    )
 
 
 def test_vlm_lines_match_their_images(exported):
@@ -147,16 +171,34 @@ def test_path_prefix_and_refusals(exported, tmp_path):
     out, _ = exported
     src = tmp_path / "d"
     build("trajectories", 3, src, seed=1, shard_size=3, progress=False)
-    r = subprocess.run([sys.executable, "-m", "sketchloop.cli", "data", "export", str(src), "--out",
-                        str(tmp_path / "e"), "--path-prefix", "/mnt/data/sl"], capture_output=True, text=True)
+    r = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "sketchloop.cli",
+            "data",
+            "export",
+            str(src),
+            "--out",
+            str(tmp_path / "e"),
+            "--path-prefix",
+            "/mnt/data/sl",
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert r.returncode == 0, r.stderr
     info = json.loads((tmp_path / "e" / "dataset_info.json").read_text())
     assert info["t2i_pretrain"]["sketchloop_t2i"]["data_dir"] == "/mnt/data/sl/t2i/data"
     assert list(json.loads((tmp_path / "e" / "edit" / "parquet_info.json").read_text())) == [
-        "/mnt/data/sl/edit/data/edit-00000.parquet"]
-    for args, needle in [([str(src), "--out", str(tmp_path / "e")], "not empty"),
-                         ([str(tmp_path / "none"), "--out", str(tmp_path / "f")], "does not exist"),
-                         ([str(src), "--out", str(tmp_path / "g"), "--format", "llava"], "--format 'llava'")]:
-        r = subprocess.run([sys.executable, "-m", "sketchloop.cli", "data", "export", *args],
-                           capture_output=True, text=True)
+        "/mnt/data/sl/edit/data/edit-00000.parquet"
+    ]
+    for args, needle in [
+        ([str(src), "--out", str(tmp_path / "e")], "not empty"),
+        ([str(tmp_path / "none"), "--out", str(tmp_path / "f")], "does not exist"),
+        ([str(src), "--out", str(tmp_path / "g"), "--format", "llava"], "--format 'llava'"),
+    ]:
+        r = subprocess.run(
+            [sys.executable, "-m", "sketchloop.cli", "data", "export", *args], capture_output=True, text=True
+        )
         assert r.returncode == 2 and needle in r.stderr and "Traceback" not in r.stderr

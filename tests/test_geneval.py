@@ -15,8 +15,9 @@ def det(shape, color, x, y, conf=0.95, size=10):
 def test_counting_is_exact_through_exclude():
     meta = parse_prompt("a photo of two stars").to_geneval()
     assert score_image([det("star", "red", 0, 0), det("star", "blue", 20, 0)], meta, 0.3, 0.9)[0]
-    ok, reason = score_image([det("star", "red", 0, 0), det("star", "red", 20, 0), det("star", "red", 40, 0)],
-                             meta, 0.3, 0.9)
+    ok, reason = score_image(
+        [det("star", "red", 0, 0), det("star", "red", 20, 0), det("star", "red", 40, 0)], meta, 0.3, 0.9
+    )
     assert not ok and "expected star<3, found 3" in reason
     # counting uses the counting threshold: a 0.8-confidence star does not count
     assert not score_image([det("star", "red", 0, 0), det("star", "red", 20, 0, conf=0.8)], meta, 0.3, 0.9)[0]

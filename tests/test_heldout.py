@@ -24,21 +24,32 @@ def test_scene_keys_ignore_phrasing():
 def test_the_heldout_benchmarks_are_what_they_say():
     complex_, val, gen = (load_benchmark(n) for n in ("shapes-complex", "shapes-complex-val", "shapes-generalise"))
     assert (len(complex_), len(val), len(gen)) == (300, 100, 150)
-    keys = {name: {scene_key(parse_prompt(m["prompt"])) for m in load_benchmark(name)}
-            for name in ("shapes-geneval", "shapes-complex", "shapes-complex-val", "shapes-generalise")}
+    keys = {
+        name: {scene_key(parse_prompt(m["prompt"])) for m in load_benchmark(name)}
+        for name in ("shapes-geneval", "shapes-complex", "shapes-complex-val", "shapes-generalise")
+    }
     names = list(keys)
-    assert all(not keys[a] & keys[b] for i, a in enumerate(names) for b in names[i + 1:])  # disjoint
+    assert all(not keys[a] & keys[b] for i, a in enumerate(names) for b in names[i + 1 :])  # disjoint
     for m in complex_ + val:
         g = parse_prompt(m["prompt"])
         assert 3 <= len(g.groups) <= 5 and 2 <= len(g.relations) <= 4 and all(x.color for x in g.groups)
         assert not any((x.color, x.shape) in HELDOUT_PAIRS for x in g.groups)
         assert scene_key(SceneGraph.from_geneval(m)) == scene_key(g)  # the metadata and the prompt agree
     several = sum(1 for m in complex_ if max(np.bincount([r.object for r in parse_prompt(m["prompt"]).relations])) > 1)
-    chains = sum(1 for m in complex_ if any(r.subject in {q.object for q in parse_prompt(m["prompt"]).relations}
-                                             for r in parse_prompt(m["prompt"]).relations))
+    chains = sum(
+        1
+        for m in complex_
+        if any(
+            r.subject in {q.object for q in parse_prompt(m["prompt"]).relations}
+            for r in parse_prompt(m["prompt"]).relations
+        )
+    )
     assert several > 50 and chains > 50 and sum(any(x["count"] > 1 for x in m["include"]) for m in complex_) > 30
-    assert all(any((x.color, x.shape) in HELDOUT_PAIRS for x in parse_prompt(m["prompt"]).groups) and
-               parse_prompt(m["prompt"]).relations for m in gen)
+    assert all(
+        any((x.color, x.shape) in HELDOUT_PAIRS for x in parse_prompt(m["prompt"]).groups)
+        and parse_prompt(m["prompt"]).relations
+        for m in gen
+    )
 
 
 def test_no_data_build_holds_a_benchmark_scene_or_a_heldout_pair(tmp_path, monkeypatch):
@@ -56,12 +67,15 @@ def test_no_data_build_holds_a_benchmark_scene_or_a_heldout_pair(tmp_path, monke
     proposals = [parse_prompt(m["prompt"]) for m in load_benchmark("shapes-geneval")[:20]]
     for sampler in ("random_scene", "random_composite_scene"):  # both halves of the scene mix
         real = getattr(trajectories, sampler)
-        monkeypatch.setattr(trajectories, sampler,
-                            lambda rng, real=real, **kw: proposals.pop(0) if proposals else real(rng, **kw))
+        monkeypatch.setattr(
+            trajectories, sampler, lambda rng, real=real, **kw: proposals.pop(0) if proposals else real(rng, **kw)
+        )
     build("trajectories", 5, tmp_path / "forced", seed=1, shard_size=5, progress=False)
     assert not proposals  # all 20 were proposed
-    assert not {scene_key(SceneGraph.from_json(r["scene"])) for r in read_dataset(tmp_path / "forced").to_pylist()} \
+    assert (
+        not {scene_key(SceneGraph.from_json(r["scene"])) for r in read_dataset(tmp_path / "forced").to_pylist()}
         & heldout_keys()
+    )
     assert json.loads((tmp_path / "forced" / "build.json").read_text())["params"]["n"] == 5
 
 
@@ -73,8 +87,9 @@ def test_long_compositions_only_are_still_held_out(monkeypatch):
     monkeypatch.setattr(trajectories, "random_scene", lambda *a, **k: pytest.fail("a general scene was drawn"))
     proposals = [parse_prompt(m["prompt"]) for m in load_benchmark("shapes-complex")[:3]]
     real = trajectories.random_composite_scene
-    monkeypatch.setattr(trajectories, "random_composite_scene",
-                        lambda rng, **kw: proposals.pop(0) if proposals else real(rng, **kw))
+    monkeypatch.setattr(
+        trajectories, "random_composite_scene", lambda rng, **kw: proposals.pop(0) if proposals else real(rng, **kw)
+    )
     rng = np.random.default_rng(0)
     drawn = [trajectories.heldout_free_scene(rng, composite_share=1.0) for _ in range(5)]
     assert not proposals and not {scene_key(g) for g in drawn} & heldout_keys()

@@ -6,21 +6,22 @@ import pytest
 import torch
 from PIL import Image
 
-from sketchloop.world.critique import inspect_description
-from sketchloop.data.build import build
-from sketchloop.training.sequences import encode_row
-from sketchloop.data.schema import read_dataset
 from sketchloop.backends.shapes import DetectorJudge, ShapesStepWriter
+from sketchloop.backends.unified import UnifiedRoles
+from sketchloop.data.build import build
+from sketchloop.data.schema import read_dataset
 from sketchloop.errors import PromptError, SketchloopError
-from sketchloop.backends.unified import SamplingConfig, UnifiedRoles
-from sketchloop.models.unified import UnifiedConfig, UnifiedModel
-from sketchloop.models.tokenizer import WordTokenizer
+from sketchloop.format import scene_text
 from sketchloop.models.regions import parse_regions
+from sketchloop.models.sampling import SamplingConfig
+from sketchloop.models.tokenizer import WordTokenizer
+from sketchloop.models.unified import UnifiedConfig, UnifiedModel
+from sketchloop.training.sequences import encode_row
+from sketchloop.world.critique import inspect_description
 from sketchloop.world.instructions import Scene, apply, instruction_text, parse_instruction
 from sketchloop.world.parser import parse_prompt
-from sketchloop.world.scene import scene_key
-from sketchloop.trajectory import scene_text
 from sketchloop.world.sample import random_scene
+from sketchloop.world.scene import scene_key
 
 
 def test_not_drawn_yet_versus_drawn_wrong():
@@ -56,12 +57,15 @@ def test_instructions_round_trip_the_step_writer():
         assert steps[-1].des == scene_text(graph.to_text())  # the last description is the prompt, word for word
 
 
-@pytest.mark.parametrize("text,needle", [
-    ("paint a circle", "unknown word 'paint'"),
-    ("remove the star", "no star on the canvas"),
-    ("add the circle", "needs a new object"),
-    ("move the circle", "expected a relation"),
-])
+@pytest.mark.parametrize(
+    "text,needle",
+    [
+        ("paint a circle", "unknown word 'paint'"),
+        ("remove the star", "no star on the canvas"),
+        ("add the circle", "needs a new object"),
+        ("move the circle", "expected a relation"),
+    ],
+)
 def test_bad_instructions(text, needle):
     scene = apply(Scene(), {"op": "add", "group": 0, "shape": "circle", "color": "red", "count": 1, "relations": []})
     with pytest.raises(PromptError, match=needle):
@@ -138,8 +142,9 @@ def test_own_inspect_with_a_random_model(tmp_path):
     tok = WordTokenizer()
     UnifiedModel(UnifiedConfig(vocab_size=len(tok), n_layer=1, n_embd=32)).save_pretrained(tmp_path / "ckpt", tok)
     # two worker processes after the parent loaded torch: the pool must not hang (it did with fork)
-    summary = build("inspect", 12, tmp_path / "ds", seed=1, shard_size=6, workers=2,
-                    checkpoint=tmp_path / "ckpt", progress=False)
+    summary = build(
+        "inspect", 12, tmp_path / "ds", seed=1, shard_size=6, workers=2, checkpoint=tmp_path / "ckpt", progress=False
+    )
     rows = read_dataset(tmp_path / "ds").to_pylist()
     own = [r for r in rows if json.loads(r["meta"])["source"] != "teacher"]
     assert own, summary["sources"]
@@ -155,7 +160,8 @@ def test_own_inspect_with_a_random_model(tmp_path):
         text = _last(r["steps"], "inspect")["text"]
         assert r["label"] == "inconsistent" and text.startswith(("inconsistent plan", "inconsistent image"))
         assert [s for s in r["steps"] if s["type"] == "sketch"] and all(
-            s["text"] == "" or parse_regions(s["text"]) for s in r["steps"] if s["type"] == "sketch")
+            s["text"] == "" or parse_regions(s["text"]) for s in r["steps"] if s["type"] == "sketch"
+        )
 
 
 def test_free_plans_need_a_checkpoint(tmp_path):
@@ -172,8 +178,11 @@ def test_own_inspect_of_the_shipped_model_has_all_three_kinds():
 
     model, teachers, judge = UnifiedRoles.from_pretrained(), shapes_teachers(), DetectorJudge()
     rng = np.random.default_rng(3)
-    for target, start in (("consistent", "consistent"), ("plan", "inconsistent plan:"),
-                          ("image", "inconsistent image:")):
+    for target, start in (
+        ("consistent", "consistent"),
+        ("plan", "inconsistent plan:"),
+        ("image", "inconsistent image:"),
+    ):
         for _ in range(2):
             row = make_inspect_own(rng, model, teachers, Rejections(), target=target)
             text = _last(row["steps"], "inspect")["text"]
@@ -191,8 +200,13 @@ def test_checkpoint_round_trip_and_corruption(tmp_path):
     ids = torch.tensor([tok.encode("<bos> <prompt> a red circle </prompt>")])
     assert torch.allclose(model.eval().hidden(ids), loaded.hidden(ids))
     # the loaded model plans exactly as the saved one (a random model: long, odd plans, but equal ones)
-    plans = [[UnifiedRoles(m, tok2, SamplingConfig(temperature=1.0)).plan("a photo of a red circle", [], seed)
-              for seed in range(6)] for m in (model, loaded)]
+    plans = [
+        [
+            UnifiedRoles(m, tok2, SamplingConfig(temperature=1.0)).plan("a photo of a red circle", [], seed)
+            for seed in range(6)
+        ]
+        for m in (model, loaded)
+    ]
     assert plans[0] == plans[1] and any(p is not None and p.ins for p in plans[0])
     (tmp_path / "ok" / "model.safetensors").write_bytes(b"garbage")
     with pytest.raises(SketchloopError, match="corrupt"):
@@ -208,26 +222,24 @@ def test_checkpoint_round_trip_and_corruption(tmp_path):
 def test_own_inspect_examples_on_a_given_prompt_measure_the_inspector_there():
     """scripts/inspector_benchmark.py: a benchmark's prompt in every rollout, each kind asked
     for, and the inspected step read back as the loop would hand it to the inspector."""
-    import sys
-    from pathlib import Path
 
     from sketchloop.backends.wiring import make_teachers
+    from sketchloop.data.inspect_steps import inspected_step, score
     from sketchloop.data.inspections import make_inspect_own
     from sketchloop.data.trajectories import Rejections
 
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "scripts"))
-    from inspector_benchmark import inspected_step, score
-
     torch.manual_seed(0)
     tok = WordTokenizer()
-    roles = UnifiedRoles(UnifiedModel(UnifiedConfig(vocab_size=len(tok), n_layer=1, n_embd=32)).eval(), tok,
-                         SamplingConfig(flow_steps=2))
+    roles = UnifiedRoles(
+        UnifiedModel(UnifiedConfig(vocab_size=len(tok), n_layer=1, n_embd=32)).eval(), tok, SamplingConfig(flow_steps=2)
+    )
     prompt = "a photo of a red circle left of a blue square"
     teachers, judge = make_teachers(None), DetectorJudge()
     own = 0
     for k, target in enumerate(("consistent", "plan", "image")):
-        row = make_inspect_own(np.random.default_rng(k), roles, teachers, Rejections(), target=target, prompt=prompt,
-                               tries=3)
+        row = make_inspect_own(
+            np.random.default_rng(k), roles, teachers, Rejections(), target=target, prompt=prompt, tries=3
+        )
         if json.loads(row["meta"])["source"] == "teacher":  # an untrained model may find no step of its own
             continue
         own += 1
@@ -245,10 +257,18 @@ def test_own_inspect_examples_on_a_given_prompt_measure_the_inspector_there():
 def test_inspector_rates_and_the_doubt_ranking():
     from sketchloop.evaluation.process import doubt_auc, flag_rates
 
-    steps = [{"kind": "consistent", "doubt": 0.2}, {"kind": "consistent", "doubt": 0.7},
-             {"kind": "plan", "doubt": 0.9}, {"kind": "image", "doubt": 0.7}, {"kind": "image", "doubt": 0.1}]
-    assert flag_rates(steps, lambda s: s["doubt"] >= 0.5) == {"recall_plan": 1.0, "recall_image": 0.5,
-                                                              "false_alarms": 0.5}
+    steps = [
+        {"kind": "consistent", "doubt": 0.2},
+        {"kind": "consistent", "doubt": 0.7},
+        {"kind": "plan", "doubt": 0.9},
+        {"kind": "image", "doubt": 0.7},
+        {"kind": "image", "doubt": 0.1},
+    ]
+    assert flag_rates(steps, lambda s: s["doubt"] >= 0.5) == {
+        "recall_plan": 1.0,
+        "recall_image": 0.5,
+        "false_alarms": 0.5,
+    }
     # wrong above right: 0.9 beats both, 0.7 beats 0.2 and ties 0.7, 0.1 beats neither -> 3.5 of 6
     assert doubt_auc(steps) == pytest.approx(3.5 / 6)
     assert doubt_auc([s for s in steps if s["kind"] == "consistent"]) is None
@@ -265,15 +285,19 @@ def test_own_inspect_examples_skip_a_random_scene_whose_text_is_ambiguous(monkey
     from sketchloop.data.trajectories import Rejections
     from sketchloop.world.scene import ObjectGroup, Relation, SceneGraph
 
-    ambiguous = SceneGraph((ObjectGroup("square", "black", 1), ObjectGroup("circle", "blue", 4),
-                            ObjectGroup("circle", "blue", 3)), (Relation(0, "left of", 1), Relation(2, "right of", 1)))
+    ambiguous = SceneGraph(
+        (ObjectGroup("square", "black", 1), ObjectGroup("circle", "blue", 4), ObjectGroup("circle", "blue", 3)),
+        (Relation(0, "left of", 1), Relation(2, "right of", 1)),
+    )
     fine = SceneGraph((ObjectGroup("circle", "red", 1),), ())
     scenes = iter([ambiguous, fine, fine, fine])
     monkeypatch.setattr(inspections, "heldout_free_scene", lambda rng: next(scenes))
     torch.manual_seed(0)
     tok = WordTokenizer()
-    roles = UnifiedRoles(UnifiedModel(UnifiedConfig(vocab_size=len(tok), n_layer=1, n_embd=32)).eval(), tok,
-                         SamplingConfig(flow_steps=2))
-    row = inspections.make_inspect_own(np.random.default_rng(0), roles, make_teachers(None), Rejections(),
-                                       target="consistent", tries=3)
+    roles = UnifiedRoles(
+        UnifiedModel(UnifiedConfig(vocab_size=len(tok), n_layer=1, n_embd=32)).eval(), tok, SamplingConfig(flow_steps=2)
+    )
+    row = inspections.make_inspect_own(
+        np.random.default_rng(0), roles, make_teachers(None), Rejections(), target="consistent", tries=3
+    )
     assert "blue circles" not in row["prompt"]

@@ -2,7 +2,15 @@ import numpy as np
 import pytest
 
 from sketchloop import LayoutError, parse_prompt
-from sketchloop.world.layout import GRID, SIZE_STEPS, Layout, PlacedObject, place_object, relative_position, sample_layout
+from sketchloop.world.layout import (
+    GRID,
+    SIZE_STEPS,
+    Layout,
+    PlacedObject,
+    place_object,
+    relative_position,
+    sample_layout,
+)
 from sketchloop.world.render import render
 from sketchloop.world.sample import random_scene_layout
 
@@ -12,7 +20,8 @@ def test_layouts_satisfy_relations_with_geneval_rule():
     for _ in range(150):
         g, layout = random_scene_layout(rng)
         assert sorted((o.group, o.shape) for o in layout.objects) == sorted(
-            (i, grp.shape) for i, grp in enumerate(g.groups) for _ in range(grp.count))
+            (i, grp.shape) for i, grp in enumerate(g.groups) for _ in range(grp.count)
+        )
         for o in layout.objects:
             grp = g.groups[o.group]
             assert grp.color in (None, o.color)
@@ -42,8 +51,10 @@ def test_relative_position_is_genevals_rule():
 
 
 def test_infeasible_layout_is_a_clear_error():
-    g = parse_prompt("a circle left of a square, the square left of a star, the star left of a triangle, "
-                     "the triangle left of a diamond")
+    g = parse_prompt(
+        "a circle left of a square, the square left of a star, the star left of a triangle, "
+        "the triangle left of a diamond"
+    )
     with pytest.raises(LayoutError, match="do not fit"):
         sample_layout(g, 0, attempts=5)
 
@@ -83,8 +94,8 @@ def test_edits_leave_the_rest_of_the_canvas_unchanged(edit):
     after = np.asarray(render(edited))
     outside = np.ones(before.shape[:2], dtype=bool)
     for o in changed:
-        x0, y0, x1, y1 = (np.array(o.box) * 64)
-        outside[int(y0) - 1:int(np.ceil(y1)) + 1, int(x0) - 1:int(np.ceil(x1)) + 1] = False
+        x0, y0, x1, y1 = np.array(o.box) * 64
+        outside[int(y0) - 1 : int(np.ceil(y1)) + 1, int(x0) - 1 : int(np.ceil(x1)) + 1] = False
     assert np.array_equal(before[outside], after[outside])
     assert not np.array_equal(before, after)
 
@@ -126,10 +137,15 @@ def test_four_in_a_row_renders_and_an_impossible_scene_says_why(tmp_path):
     import subprocess
     import sys
 
-    row = ("a photo of a red circle left of a blue square, a green star right of the blue square and a yellow cross "
-           "right of the green star")
-    r = subprocess.run([sys.executable, "-m", "sketchloop.cli", "render", row, "--out", str(tmp_path / "row.png")],
-                       capture_output=True, text=True)
+    row = (
+        "a photo of a red circle left of a blue square, a green star right of the blue square and a yellow cross "
+        "right of the green star"
+    )
+    r = subprocess.run(
+        [sys.executable, "-m", "sketchloop.cli", "render", row, "--out", str(tmp_path / "row.png")],
+        capture_output=True,
+        text=True,
+    )
     assert r.returncode == 0, r.stderr
     from sketchloop.errors import LayoutError
     from sketchloop.world.layout import sample_layout

@@ -6,14 +6,13 @@ from PIL import Image
 
 from sketchloop.backends.oracle import OracleCanvas, OracleInspector, OraclePlanner
 from sketchloop.backends.shapes import DetectorJudge
-from sketchloop.teachers import blank_canvas
 from sketchloop.evaluation.benchmark import load_benchmark
 from sketchloop.evaluation.run import evaluate, generate_images
 from sketchloop.generators import get_generator
-from sketchloop.loop.roles import Critique, Plan
-from sketchloop.loop.roles import Roles
+from sketchloop.loop.roles import Critique, Plan, Roles
 from sketchloop.loop.staged import run_staged
 from sketchloop.pages.trajectory import save_trajectory
+from sketchloop.teachers import blank_canvas
 from sketchloop.world.detect import ShapesDetector
 from sketchloop.world.parser import parse_prompt
 
@@ -33,8 +32,9 @@ class ForgetfulSketcher(OracleCanvas):
 def test_staged_loop_inspects_and_refines():
     sketcher = ForgetfulSketcher()
     prompt = "a photo of a red circle above a blue square"
-    traj = run_staged(prompt, Roles(OraclePlanner(), sketcher, OracleInspector(), sketcher), blank_canvas().image,
-                      max_refines=2)
+    traj = run_staged(
+        prompt, Roles(OraclePlanner(), sketcher, OracleInspector(), sketcher), blank_canvas().image, max_refines=2
+    )
     types = [s.type for s in traj.steps]
     assert types.count("refine") == 2 and types[-1] == "end" and traj.ended
     assert DetectorJudge().judge(traj.final, parse_prompt(prompt)).consistent
@@ -58,8 +58,15 @@ def test_cap_is_reported(tmp_path):
     assert not traj.ended and [s.type for s in traj.steps].count("plan") == 3
     save_trajectory(traj, tmp_path)
     assert "ITERATION CAP" in (tmp_path / "index.html").read_text()
-    r = cli("generate", "a photo of two stars and a circle left of a square", "--oracle", "--max-iters", "1",
-            "--out", str(tmp_path / "g"))
+    r = cli(
+        "generate",
+        "a photo of two stars and a circle left of a square",
+        "--oracle",
+        "--max-iters",
+        "1",
+        "--out",
+        str(tmp_path / "g"),
+    )
     assert r.returncode == 0 and "reached --max-iters 1" in r.stderr
 
 
@@ -75,14 +82,16 @@ def test_generate_writes_final_trajectory_and_page(tmp_path):
     assert DetectorJudge().judge(Image.open(tmp_path / "final.png"), parse_prompt(record["prompt"])).consistent
     page = (tmp_path / "index.html").read_text()
     assert "final.png" in page and "&lt;ins&gt; add a blue square" in page
-    for args, needle in [(["generate", "a hexagon", "--oracle"], "unknown word"),
-                         (["generate", "a hexagon"], "unknown word"),
-                         (["generate", "  "], "prompt is empty"),
-                         # refused as `render` refuses them, not drawn: a contradiction, an overfull scene
-                         (["generate", "a red circle left of a star and the star left of the red circle"], "contradiction"),
-                         (["generate", "four red circles, four blue squares and a star"], "do not fit the canvas"),
-                         (["generate", "a circle", "--checkpoint", "nowhere"], "does not exist"),
-                         (["generate", "a circle", "--oracle", "--mode", "twice"], "--mode")]:
+    for args, needle in [
+        (["generate", "a hexagon", "--oracle"], "unknown word"),
+        (["generate", "a hexagon"], "unknown word"),
+        (["generate", "  "], "prompt is empty"),
+        # refused as `render` refuses them, not drawn: a contradiction, an overfull scene
+        (["generate", "a red circle left of a star and the star left of the red circle"], "contradiction"),
+        (["generate", "four red circles, four blue squares and a star"], "do not fit the canvas"),
+        (["generate", "a circle", "--checkpoint", "nowhere"], "does not exist"),
+        (["generate", "a circle", "--oracle", "--mode", "twice"], "--mode"),
+    ]:
         r = cli(*args, cwd=tmp_path)
         assert r.returncode == 2 and needle in r.stderr and "Traceback" not in r.stderr
 
@@ -104,17 +113,27 @@ class AlwaysUnhappy:
 def test_the_page_says_when_an_inconsistent_inspection_was_not_refined(tmp_path):
     c = OracleCanvas()
     for limit, note in [(0, "refinement is off, --max-refines 0"), (1, "1 refines per step reached")]:
-        traj = run_staged("a photo of a star", Roles(OraclePlanner(), c, AlwaysUnhappy(), c), blank_canvas().image,
-                          max_refines=limit)
+        traj = run_staged(
+            "a photo of a star", Roles(OraclePlanner(), c, AlwaysUnhappy(), c), blank_canvas().image, max_refines=limit
+        )
         save_trajectory(traj, tmp_path / str(limit))
         page = (tmp_path / str(limit) / "index.html").read_text()
-        assert note in page and json.loads((tmp_path / str(limit) / "trajectory.json").read_text())["max_refines"] == limit
+        assert (
+            note in page and json.loads((tmp_path / str(limit) / "trajectory.json").read_text())["max_refines"] == limit
+        )
 
 
 def test_oracle_generate_honours_max_refines(tmp_path):
     for limit in ("0", "3"):
-        r = cli("generate", "a photo of a red circle above a blue square", "--oracle", "--max-refines", limit,
-                "--out", str(tmp_path / limit))
+        r = cli(
+            "generate",
+            "a photo of a red circle above a blue square",
+            "--oracle",
+            "--max-refines",
+            limit,
+            "--out",
+            str(tmp_path / limit),
+        )
         assert r.returncode == 0, r.stderr
         assert json.loads((tmp_path / limit / "trajectory.json").read_text())["max_refines"] == int(limit)
 
@@ -158,11 +177,26 @@ def test_a_wrong_plan_is_planned_again_and_a_wrong_image_redrawn_from_the_canvas
     blank.info["name"] = "blank"
     traj = run_staged("a photo of a star", Roles(roles, roles, roles, roles), blank, max_refines=2)
     assert roles.calls == [
-        ("plan", 0), ("sketch", "add plan 1", "blank"),
-        ("plan", 0), ("sketch", "add plan 2", "blank"),          # a new plan, drawn on the canvas before the step
-        ("plan", 1), ("sketch", "add plan 3", "add plan 2"),     # the history holds the plan that replaced the wrong one
-        ("refine", "add plan 3", "add plan 3", "add plan 2"),    # the refiner gets the canvas before the step
+        ("plan", 0),
+        ("sketch", "add plan 1", "blank"),
+        ("plan", 0),
+        ("sketch", "add plan 2", "blank"),  # a new plan, drawn on the canvas before the step
+        ("plan", 1),
+        ("sketch", "add plan 3", "add plan 2"),  # the history holds the plan that replaced the wrong one
+        ("refine", "add plan 3", "add plan 3", "add plan 2"),  # the refiner gets the canvas before the step
     ]
-    assert [s.type for s in traj.steps] == ["plan", "sketch", "inspect", "plan", "sketch", "inspect",
-                                            "plan", "sketch", "inspect", "refine", "inspect", "end"]
+    assert [s.type for s in traj.steps] == [
+        "plan",
+        "sketch",
+        "inspect",
+        "plan",
+        "sketch",
+        "inspect",
+        "plan",
+        "sketch",
+        "inspect",
+        "refine",
+        "inspect",
+        "end",
+    ]
     assert traj.final.info["name"] == "refined add plan 3"

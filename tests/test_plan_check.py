@@ -1,24 +1,23 @@
 """The plan check: the planner's surprise at each word of a plan, and the head that weighs it."""
 
-import sys
-from pathlib import Path
-
 import numpy as np
 import pytest
 import torch
 
-from sketchloop.backends.unified import IMAGE_CHECK, PLAN_CHECK, SamplingConfig, UnifiedRoles
+from sketchloop.backends.unified import IMAGE_CHECK, PLAN_CHECK, UnifiedRoles
 from sketchloop.errors import SketchloopError
 from sketchloop.loop.roles import Plan
 from sketchloop.models.plan_check import CONFIG_FILE, FEATURES, WEIGHTS_FILE, PlanCheck, PlanCheckConfig
+from sketchloop.models.sampling import SamplingConfig
 from sketchloop.models.tokenizer import WordTokenizer
 from sketchloop.models.unified import UnifiedConfig, UnifiedModel, checkpoint_sha256
 
 TINY = UnifiedConfig(vocab_size=len(WordTokenizer()), n_layer=1, n_head=2, n_embd=32, unet_channels=(8, 8, 8))
 PROMPT = "a photo of a red circle left of two blue squares"
-HISTORY = [Plan("add a red circle", "a red circle", "x2 y4 s6"),
-           Plan("add two blue squares right of the red circle",
-                "a red circle left of two blue squares", "x7 y3 s6 x7 y8 s6")]
+HISTORY = [
+    Plan("add a red circle", "a red circle", "x2 y4 s6"),
+    Plan("add two blue squares right of the red circle", "a red circle left of two blue squares", "x7 y3 s6 x7 y8 s6"),
+]
 
 
 @pytest.fixture(scope="module")
@@ -34,8 +33,9 @@ def test_plan_features_read_each_word_of_the_last_plan(tiny):
     model, tok = tiny
     roles = UnifiedRoles(model, tok)
     words, previous, parts, features = roles.plan_features(roles._session(PROMPT, HISTORY))
-    said = tok.encode("add two blue squares right of the red circle </ins> a red circle left of two blue "
-                      "squares </des>")
+    said = tok.encode(
+        "add two blue squares right of the red circle </ins> a red circle left of two blue squares </des>"
+    )
     assert words.tolist() == said and features.shape == (len(said), len(FEATURES))
     assert previous.tolist() == tok.encode("<ins>") + said[:9] + tok.encode("<des>") + said[10:-1]
     gap, kind_gap = features[:, FEATURES.index("gap")], features[:, FEATURES.index("category_gap")]
@@ -101,8 +101,9 @@ def test_a_plan_check_round_trips_and_joins_the_checkpoint_identity(tiny, tmp_pa
     model.save_pretrained(tmp_path, tok)
     before = checkpoint_sha256(tmp_path)
     assert UnifiedRoles.from_pretrained(tmp_path).plan_check is None
-    head = PlanCheck(PlanCheckConfig(vocab_size=len(tok.vocab), threshold=1.5, image_threshold=0.25,
-                                     trained_on={"examples": 3}))
+    head = PlanCheck(
+        PlanCheckConfig(vocab_size=len(tok.vocab), threshold=1.5, image_threshold=0.25, trained_on={"examples": 3})
+    )
     head.save_pretrained(tmp_path)
     loaded = UnifiedRoles.from_pretrained(tmp_path).plan_check
     assert all(torch.equal(a, b) for a, b in zip(loaded.state_dict().values(), head.state_dict().values()))
@@ -120,8 +121,7 @@ def test_a_plan_check_round_trips_and_joins_the_checkpoint_identity(tiny, tmp_pa
 def test_the_trainer_learns_which_surprise_counts_and_keeps_false_alarms_under_the_bound():
     """`fit` learns that a gap after one word is benign and after another is not; `threshold`
     is the lowest score at which at most the bound of right steps are flagged by either check."""
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "scripts"))
-    from train_plan_check import fit, threshold
+    from sketchloop.training.plan_check import fit, threshold
 
     rng = np.random.default_rng(0)
     n, length = 300, 6
@@ -147,7 +147,7 @@ def test_the_trainer_learns_which_surprise_counts_and_keeps_false_alarms_under_t
 def test_the_two_thresholds_are_chosen_together_under_one_false_alarm_bound():
     """Raising the image threshold past a right step's doubt frees room under the bound for the
     plan check, when that finds more of the conflict kind found least."""
-    from train_plan_check import thresholds
+    from sketchloop.training.plan_check import thresholds
 
     right = [{"kind": "consistent", "target": "consistent", "image_doubt": d} for d in [0.5] + [-1.0] * 9]
     wrong_plans = [{"kind": "plan", "target": "plan", "image_doubt": -1.0} for _ in range(4)]

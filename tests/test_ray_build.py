@@ -11,9 +11,10 @@ ray = pytest.importorskip("ray")
 pytest.importorskip("diffusers")
 pytest.importorskip("openai")
 
+from test_teacher_build import flux_dir, outage_then_resume  # noqa: E402,F401 - flux_dir: the fixture
+
 from sketchloop.data.build import build  # noqa: E402
 from sketchloop.data.schema import read_dataset, shard_path  # noqa: E402
-from test_teacher_build import flux_dir, outage_then_resume  # noqa: E402,F401 - flux_dir: the fixture
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -49,8 +50,28 @@ def test_a_chat_teacher_outage_on_ray_resumes_mid_shard(server_factory, flux_dir
 
 
 def test_ray_options_fail_clearly(tmp_path):
-    for args, needle in [(["--engine", "spark"], "--engine 'spark'"), (["--address", "10.0.0.1:6379"], "--engine ray"),
-                         (["--engine", "ray", "--address", "127.0.0.1:1"], "cannot start on the Ray cluster")]:
-        r = subprocess.run([sys.executable, "-m", "sketchloop.cli", "data", "build", "--kind", "trajectories", "--n",
-                            "2", "--out", str(tmp_path / "x"), *args], capture_output=True, text=True, timeout=120)
+    for args, needle in [
+        (["--engine", "spark"], "--engine 'spark'"),
+        (["--address", "10.0.0.1:6379"], "--engine ray"),
+        (["--engine", "ray", "--address", "127.0.0.1:1"], "cannot start on the Ray cluster"),
+    ]:
+        r = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "sketchloop.cli",
+                "data",
+                "build",
+                "--kind",
+                "trajectories",
+                "--n",
+                "2",
+                "--out",
+                str(tmp_path / "x"),
+                *args,
+            ],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
         assert r.returncode == 2 and needle in r.stderr and "Traceback" not in r.stderr, r.stderr[-1500:]

@@ -5,16 +5,22 @@ from sketchloop import ObjectGroup, PromptError, Relation, SceneGraph, parse_pro
 from sketchloop.world.sample import random_scene
 
 
-@pytest.mark.parametrize("prompt,groups,relations", [
-    ("a photo of a red circle", [("circle", "red", 1)], []),
-    ("a photo of a circle and a star", [("circle", None, 1), ("star", None, 1)], []),
-    ("a photo of three stars", [("star", None, 3)], []),
-    ("a photo of a star right of a circle", [("star", None, 1), ("circle", None, 1)], [(0, "right of", 1)]),
-    ("a photo of a red circle and a blue square", [("circle", "red", 1), ("square", "blue", 1)], []),
-    ("a photo of an orange cross", [("cross", "orange", 1)], []),
-    ("two white diamonds beneath a black triangle.", [("diamond", "white", 2), ("triangle", "black", 1)],
-     [(0, "below", 1)]),
-])
+@pytest.mark.parametrize(
+    "prompt,groups,relations",
+    [
+        ("a photo of a red circle", [("circle", "red", 1)], []),
+        ("a photo of a circle and a star", [("circle", None, 1), ("star", None, 1)], []),
+        ("a photo of three stars", [("star", None, 3)], []),
+        ("a photo of a star right of a circle", [("star", None, 1), ("circle", None, 1)], [(0, "right of", 1)]),
+        ("a photo of a red circle and a blue square", [("circle", "red", 1), ("square", "blue", 1)], []),
+        ("a photo of an orange cross", [("cross", "orange", 1)], []),
+        (
+            "two white diamonds beneath a black triangle.",
+            [("diamond", "white", 2), ("triangle", "black", 1)],
+            [(0, "below", 1)],
+        ),
+    ],
+)
 def test_geneval_phrasings(prompt, groups, relations):
     g = parse_prompt(prompt)
     assert [(x.shape, x.color, x.count) for x in g.groups] == groups
@@ -34,20 +40,23 @@ def test_references_and_composition():
     assert parse_prompt("a circle, a star, and a square").n_objects == 3
 
 
-@pytest.mark.parametrize("prompt,needle", [
-    ("", "empty"),
-    ("   ", "empty"),
-    ("a photo of a hexagon", "unknown word 'hexagon'"),
-    ("a photo of a circle above a square and the square above the circle", "contradiction"),
-    ("a circle left of a star, the star left of a square and the square left of the circle", "contradiction"),
-    ("a circle above the circle", "cannot be above itself"),
-    ("the circle above a square", "refers to no earlier"),
-    ("four circles, four squares and a star", "do not fit"),
-    ("a photo of two circle", "needs 'circles'"),
-    ("a red circle and a blue circle above the circle", "ambiguous"),
-    ("a photo of a red", "expected a shape"),
-    ("a circle a square", "',' or 'and'"),
-])
+@pytest.mark.parametrize(
+    "prompt,needle",
+    [
+        ("", "empty"),
+        ("   ", "empty"),
+        ("a photo of a hexagon", "unknown word 'hexagon'"),
+        ("a photo of a circle above a square and the square above the circle", "contradiction"),
+        ("a circle left of a star, the star left of a square and the square left of the circle", "contradiction"),
+        ("a circle above the circle", "cannot be above itself"),
+        ("the circle above a square", "refers to no earlier"),
+        ("four circles, four squares and a star", "do not fit"),
+        ("a photo of two circle", "needs 'circles'"),
+        ("a red circle and a blue circle above the circle", "ambiguous"),
+        ("a photo of a red", "expected a shape"),
+        ("a circle a square", "',' or 'and'"),
+    ],
+)
 def test_bad_prompts_raise_one_line(prompt, needle):
     with pytest.raises(PromptError) as err:
         parse_prompt(prompt)
@@ -86,8 +95,10 @@ def test_geneval_metadata_matches_geneval_format():
         "prompt": "a photo of a star right of a circle",
     }
     assert parse_prompt("a photo of two crosses").to_geneval() == {
-        "tag": "counting", "include": [{"class": "cross", "count": 2}],
-        "exclude": [{"class": "cross", "count": 3}], "prompt": "a photo of two crosses",
+        "tag": "counting",
+        "include": [{"class": "cross", "count": 2}],
+        "exclude": [{"class": "cross", "count": 3}],
+        "prompt": "a photo of two crosses",
     }
 
 

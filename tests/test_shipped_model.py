@@ -9,24 +9,23 @@ import numpy as np
 import pytest
 
 from sketchloop.backends.shapes import DetectorJudge
-from sketchloop.backends.unified import SamplingConfig, UnifiedRoles
+from sketchloop.backends.unified import UnifiedRoles
 from sketchloop.evaluation.benchmark import load_benchmark
 from sketchloop.evaluation.process import measure, summary
 from sketchloop.evaluation.run import evaluate, generate_images, image_seed
+from sketchloop.format import Plan
 from sketchloop.generators import model_generator
 from sketchloop.loop.staged import call_seed
 from sketchloop.models.regions import parse_regions
+from sketchloop.models.sampling import SamplingConfig
 from sketchloop.models.tokenizer import WordTokenizer
-from sketchloop.trajectory import Plan
 from sketchloop.world.detect import ShapesDetector
 from sketchloop.world.sample import random_composite_scene
 
 # Measured on these subsets with the shipped checkpoint and the default loop (seed = prompt
-# index, 1 image each; session 30, every plan adds): shapes-geneval 29/30 = 0.967 (the same
-# in session 26, 30/30 in session 25), shapes-complex 23/24 = 0.958 (22/24 in session 26 with
-# the planner's edit steps, 24/24 and 18/24 before), shapes-generalise 24/24 = 1.000 (24/24,
-# 21/24), last <des> copies the prompt 23/24 = 0.958 (23/24, 23/24). Floors: two images
-# below, room for sampling noise across machines.
+# index, 1 image each): shapes-geneval 29/30 = 0.967, shapes-complex 23/24 = 0.958,
+# shapes-generalise 24/24 = 1.000, last <des> copies the prompt 23/24 = 0.958. Floors: two
+# images below, room for sampling noise across machines.
 FLOORS = {"shapes-geneval": 0.89, "shapes-complex": 0.87, "shapes-generalise": 0.91, "copy": 0.87}
 
 
@@ -66,8 +65,10 @@ def test_the_planner_adds_unless_edits_are_asked_for():
     seed) it writes "remove the purple diamond" as its third step. The default loop's planner
     adds; `edit_steps` gives the detours back."""
     prompt = load_benchmark("shapes-complex")[30]["prompt"]
-    history = [Plan("add a purple diamond", "a purple diamond", "x7 y8 s6"),
-               Plan("add a green square", "a purple diamond and a green square", "x13 y12 s7")]
+    history = [
+        Plan("add a purple diamond", "a purple diamond", "x7 y8 s6"),
+        Plan("add a green square", "a purple diamond and a green square", "x13 y12 s7"),
+    ]
     seed = call_seed(image_seed(0, 30, 0), "plan", 2)
     edits = UnifiedRoles.from_pretrained(None, SamplingConfig(edit_steps=True)).plan(prompt, history, seed)
     assert edits.ins == "remove the purple diamond"
@@ -76,7 +77,7 @@ def test_the_planner_adds_unless_edits_are_asked_for():
 
 
 def test_the_longest_five_group_prompt_of_a_random_sample_completes(generator):
-    """The model's context holds a 5-group scene with its inspections to the end (issue 16)."""
+    """The model's context holds a 5-group scene with its inspections to the end."""
     rng = np.random.default_rng(0)
     tok = WordTokenizer()
     prompts = [random_composite_scene(rng, group_weights=(0, 0, 0, 0, 1)).to_text() for _ in range(200)]
@@ -99,8 +100,13 @@ def test_the_shipped_self_check_tells_wrong_steps_from_right_ones():
     assert roles.plan_check is not None  # shipped beside the weights (scripts/train_plan_check.py)
     blank = blank_canvas().image
     miscoloured_flagged = 0
-    for seed, (prompt, other) in enumerate([("a photo of a red circle", "green"), ("a photo of a blue square", "yellow"),
-                                            ("a photo of two yellow stars", "purple")]):
+    for seed, (prompt, other) in enumerate(
+        [
+            ("a photo of a red circle", "green"),
+            ("a photo of a blue square", "yellow"),
+            ("a photo of two yellow stars", "purple"),
+        ]
+    ):
         colour = prompt.split()[-2]
         plan = roles.plan(prompt, [], seed)
         drawn = roles.sketch(prompt, [plan], blank, seed)
@@ -127,7 +133,7 @@ def test_a_rephrased_plan_is_the_models_right_plan_worded_as_a_wrong_one_is():
     from sketchloop.backends.wiring import make_teachers
     from sketchloop.data.inspections import make_inspect_own
     from sketchloop.data.trajectories import Rejections
-    from sketchloop.trajectory import scene_text
+    from sketchloop.format import scene_text
     from sketchloop.world.parser import parse_prompt
     from sketchloop.world.scene import scene_key
 
@@ -135,23 +141,27 @@ def test_a_rephrased_plan_is_the_models_right_plan_worded_as_a_wrong_one_is():
     prompt = "a photo of a red circle left of a blue square, a green star above the blue square and two white crosses"
     found = 0
     for seed in range(4):
-        rows = {t: make_inspect_own(np.random.default_rng(seed), roles, teachers, Rejections(), target=t, prompt=prompt)
-                for t in ("consistent", "rephrased")}
+        rows = {
+            t: make_inspect_own(np.random.default_rng(seed), roles, teachers, Rejections(), target=t, prompt=prompt)
+            for t in ("consistent", "rephrased")
+        }
         if json.loads(rows["rephrased"]["meta"])["source"] != "rephrased-plan":
             continue
         found += 1
         assert rows["rephrased"]["label"] == "consistent"
-        own, said = ([s["text"] for s in rows[t]["steps"] if s["type"] == "des"][-1] for t in ("consistent", "rephrased"))
+        own, said = (
+            [s["text"] for s in rows[t]["steps"] if s["type"] == "des"][-1] for t in ("consistent", "rephrased")
+        )
         assert said == scene_text(parse_prompt(said).to_text())
         assert scene_key(parse_prompt(said)) == scene_key(parse_prompt(own))
     assert found >= 2
 
 
-# Measured on this subset with the shipped checkpoint and its plan check (session 29; every
-# 20th shapes-complex prompt and every 37th shapes-geneval prompt, 90 steps, a third of each
+# Measured on this subset with the shipped checkpoint and its plan check (every 20th
+# shapes-complex prompt and every 37th shapes-geneval prompt, 90 steps, a third of each
 # kind, built as scripts/inspector_benchmark.py builds them): wrong plans found 29/30,
 # wrong sketches 29/30, right steps flagged 0/30, the kind named right in every flagged
-# conflict (on 855 steps: 0.986 / 0.93 / 0.025, README "The self-check"). Floors: two misses
+# conflict (on 855 steps: 0.986 / 0.933 / 0.025, docs/results.md). Floors: two misses
 # more of each kind, one false alarm.
 INSPECTOR_FLOORS = {"recall_plan": 0.9, "recall_image": 0.9, "false_alarms": 1 / 30}
 
@@ -159,18 +169,17 @@ INSPECTOR_FLOORS = {"recall_plan": 0.9, "recall_image": 0.9, "false_alarms": 1 /
 def test_the_shipped_inspector_keeps_its_recall_and_false_alarms():
     """The loop's inspector (the self-check with the shipped plan check) on a balanced subset of
     held-out steps finds wrong plans and wrong sketches, passes right steps, and names the kind."""
-    import sys
-    from pathlib import Path
 
     from sketchloop.backends.unified import UnifiedRoles
+    from sketchloop.data.inspect_steps import benchmark_steps, score
     from sketchloop.evaluation.process import flag_rates
 
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "scripts"))
-    from inspector_benchmark import benchmark_steps, score
-
     roles = UnifiedRoles.from_pretrained()
-    rows = [score(roles, row, bench, i, seed) for bench, every in (("shapes-complex", 20), ("shapes-geneval", 37))
-            for i, row, seed in benchmark_steps(roles, bench, every)]
+    rows = [
+        score(roles, row, bench, i, seed)
+        for bench, every in (("shapes-complex", 20), ("shapes-geneval", 37))
+        for i, row, seed in benchmark_steps(roles, bench, every)
+    ]
     assert Counter(r["kind"] for r in rows) == {"consistent": 30, "plan": 30, "image": 30}
     measured = flag_rates(rows, lambda r: r["said"] != "consistent")
     assert measured["recall_plan"] >= INSPECTOR_FLOORS["recall_plan"], measured

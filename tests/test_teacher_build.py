@@ -14,20 +14,30 @@ from PIL import Image
 pytest.importorskip("diffusers")
 pytest.importorskip("openai")
 
+from tiny_pipelines import tiny_flux_kontext  # noqa: E402
+
 from sketchloop.data.build import build  # noqa: E402
 from sketchloop.data.schema import read_dataset  # noqa: E402
 from sketchloop.errors import SketchloopError  # noqa: E402
-from tiny_pipelines import tiny_flux_kontext  # noqa: E402
 
-SCENE = {"objects": [{"name": "circle", "count": 1, "attributes": ["red"]},
-                     {"name": "square", "count": 1, "attributes": ["blue"]}],
-         "relations": [{"subject": 0, "relation": "above", "object": 1}]}
-STEPS = {"steps": [{"op": "add", "ins": "add a blue square", "des": "a blue square"},
-                   {"op": "add", "ins": "add a red circle above the blue square",
-                    "des": "a red circle above a blue square"}]}
+SCENE = {
+    "objects": [
+        {"name": "circle", "count": 1, "attributes": ["red"]},
+        {"name": "square", "count": 1, "attributes": ["blue"]},
+    ],
+    "relations": [{"subject": 0, "relation": "above", "object": 1}],
+}
+STEPS = {
+    "steps": [
+        {"op": "add", "ins": "add a blue square", "des": "a blue square"},
+        {"op": "add", "ins": "add a red circle above the blue square", "des": "a red circle above a blue square"},
+    ]
+}
 FLAW = {"op": "add", "ins": "add a green circle above the blue square", "des": "a green circle above a blue square"}
-PROBLEM = {"not_drawn_yet": [], "problems": [{"critique": "the circle should be red, not green",
-                                              "fix": "change the green circle to red"}]}
+PROBLEM = {
+    "not_drawn_yet": [],
+    "problems": [{"critique": "the circle should be red, not green", "fix": "change the green circle to red"}],
+}
 
 
 class Teacher:
@@ -65,19 +75,56 @@ def flux_dir(tmp_path_factory):
 
 
 def spec(url, flux_dir, **extra):
-    return {"model": "teacher", "base_url": url, "editor": f"diffusers:{flux_dir}", "first_step": None,
-            "templates": None, "prompts_file": None, "image": {"size": 32, "steps": 2}, "prompts": None,
-            "client": {"backoff": 0.01, "max_retries": 2, "timeout": 10}, **extra}
+    return {
+        "model": "teacher",
+        "base_url": url,
+        "editor": f"diffusers:{flux_dir}",
+        "first_step": None,
+        "templates": None,
+        "prompts_file": None,
+        "image": {"size": 32, "steps": 2},
+        "prompts": None,
+        "client": {"backoff": 0.01, "max_retries": 2, "timeout": 10},
+        **extra,
+    }
 
 
 def test_trajectories_from_a_prompt_file_through_the_cli(server_factory, flux_dir, tmp_path):
     srv = server_factory(Teacher())
     prompts = tmp_path / "prompts.txt"
     prompts.write_text("a photo of a red circle above a blue square\n")
-    r = subprocess.run([sys.executable, "-m", "sketchloop.cli", "data", "build", "--kind", "trajectories", "--n", "2",
-                        "--out", str(tmp_path / "d"), "--teacher", "openai:teacher", "--base-url", srv.url,
-                        "--editor", f"diffusers:{flux_dir}", "--prompts", str(prompts), "--image-size", "32",
-                        "--steps", "2", "--edit-ops", "0"], capture_output=True, text=True, timeout=300)
+    r = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "sketchloop.cli",
+            "data",
+            "build",
+            "--kind",
+            "trajectories",
+            "--n",
+            "2",
+            "--out",
+            str(tmp_path / "d"),
+            "--teacher",
+            "openai:teacher",
+            "--base-url",
+            srv.url,
+            "--editor",
+            f"diffusers:{flux_dir}",
+            "--prompts",
+            str(prompts),
+            "--image-size",
+            "32",
+            "--steps",
+            "2",
+            "--edit-ops",
+            "0",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert r.returncode == 0, r.stderr[-2000:]
     rows = read_dataset(tmp_path / "d").to_pylist()
     assert len(rows) == 2
@@ -156,14 +203,32 @@ def test_shapesworld_builds_resume_mid_shard_too(tmp_path, monkeypatch):
 
 
 def test_teacher_and_editor_go_together(tmp_path):
-    r = subprocess.run([sys.executable, "-m", "sketchloop.cli", "data", "build", "--kind", "trajectories", "--n", "1",
-                        "--out", str(tmp_path / "d"), "--teacher", "openai:x"], capture_output=True, text=True)
+    r = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "sketchloop.cli",
+            "data",
+            "build",
+            "--kind",
+            "trajectories",
+            "--n",
+            "1",
+            "--out",
+            str(tmp_path / "d"),
+            "--teacher",
+            "openai:x",
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert r.returncode == 2 and "go together" in r.stderr and "Traceback" not in r.stderr
 
 
 def test_a_build_with_qwen_image_edit_drawing(server_factory, tmp_path, monkeypatch):
-    import sketchloop.backends.diffusers_editor as editor_module
     from tiny_pipelines import small_qwen_condition_images, tiny_qwen_image_edit
+
+    import sketchloop.backends.diffusers_editor as editor_module
 
     small_qwen_condition_images(monkeypatch)
     pipe = tiny_qwen_image_edit()  # built in memory (its test processor cannot be saved and loaded)
@@ -184,8 +249,12 @@ def test_open_world_datasets_export_to_bagel(server_factory, flux_dir, tmp_path)
     counts = export_bagel([tmp_path / k for k in ("trajectories", "inspect", "refine")], tmp_path / "bagel")
     assert counts["t2i_pretrain"] == 3 and counts["vlm_sft"] == 9 and counts["interleaved"] == 9
     info = json.loads((tmp_path / "bagel" / "dataset_info.json").read_text())
-    images = {b for k in ("trajectories", "inspect", "refine") for r in read_dataset(tmp_path / k).to_pylist()
-              for b in r["images"]}
+    images = {
+        b
+        for k in ("trajectories", "inspect", "refine")
+        for r in read_dataset(tmp_path / k).to_pylist()
+        for b in r["images"]
+    }
     edit = pq.read_table(info["unified_edit"]["sketchloop_edit"]["data_dir"] + "/edit-00000.parquet").to_pylist()
     assert all(img in images for row in edit for img in row["image_list"][1:])
     vlm = info["vlm_sft"]["sketchloop_vlm"]

@@ -6,15 +6,13 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from sketchloop.backends.unified import UnifiedRoles
 from sketchloop.data.build import build
 from sketchloop.errors import SketchloopError
-from sketchloop.backends.unified import SamplingConfig, UnifiedRoles
+from sketchloop.models.sampling import SamplingConfig
 from sketchloop.models.tokenizer import WordTokenizer
-from sketchloop.loop.roles import Plan
 from sketchloop.models.unified import UnifiedConfig, UnifiedModel
 from sketchloop.training.trainer import TrainConfig, lr_at, train
-from sketchloop.world.layout import Layout
-from sketchloop.world.render import render
 
 SMALL = UnifiedConfig(vocab_size=len(WordTokenizer()), n_layer=1, n_head=2, n_embd=32, unet_channels=(8, 8, 8))
 
@@ -36,8 +34,13 @@ def test_schedule_warms_up_then_decays():
 
 def test_loss_falls_and_checkpoint_loads(data, tmp_path):
     cfg = TrainConfig(steps=40, batch_size=8, lr=3e-3, warmup=5, save_every=20, max_flows=8, single_per_step=2)
-    first = train([data], tmp_path / "a", TrainConfig(steps=1, batch_size=8, max_flows=8, single_per_step=2),
-                  model_config=SMALL, progress=False)
+    first = train(
+        [data],
+        tmp_path / "a",
+        TrainConfig(steps=1, batch_size=8, max_flows=8, single_per_step=2),
+        model_config=SMALL,
+        progress=False,
+    )
     result = train([data], tmp_path / "b", cfg, model_config=SMALL, progress=False)
     assert result["ce"] < first["ce"] - 0.5  # text cross-entropy
     assert result["crop"] < first["crop"] and result["full"] > 0  # flow-matching MSE on crops, whole canvases
@@ -47,7 +50,9 @@ def test_loss_falls_and_checkpoint_loads(data, tmp_path):
     # trained on trajectories, the model opens a plan after the prompt, and greedy planning writes one
     after_prompt = tok.encode("<bos> <prompt> a photo of a red circle </prompt>")
     assert int(model.logits(model.hidden(torch.tensor([after_prompt])))[0, -1].argmax()) == tok.token_id("<ins>")
-    step = UnifiedRoles(model, tok, SamplingConfig(flow_steps=2, temperature=0.0)).plan("a photo of a red circle", [], 0)
+    step = UnifiedRoles(model, tok, SamplingConfig(flow_steps=2, temperature=0.0)).plan(
+        "a photo of a red circle", [], 0
+    )
     assert step is not None and step.ins and step.des
     assert (tmp_path / "b" / "trainer" / "state.json").is_file()
 
@@ -57,23 +62,41 @@ def test_later_stages_train_from_the_previous_checkpoint(data, tmp_path):
     build("inspect", 12, inspect, seed=0, shard_size=12, progress=False)
     build("refine", 12, refine, seed=0, shard_size=12, progress=False)
     small = dict(batch_size=4, max_flows=4, single_per_step=1, warmup=1, save_every=100)
-    train([data], tmp_path / "s1", TrainConfig(stage="plan-sketch", steps=2, **small), model_config=SMALL,
-          progress=False)
-    r = train([inspect], tmp_path / "s2", TrainConfig(stage="inspect", steps=2, **small), init=tmp_path / "s1",
-              progress=False)
+    train(
+        [data], tmp_path / "s1", TrainConfig(stage="plan-sketch", steps=2, **small), model_config=SMALL, progress=False
+    )
+    r = train(
+        [inspect], tmp_path / "s2", TrainConfig(stage="inspect", steps=2, **small), init=tmp_path / "s1", progress=False
+    )
     assert "crop" not in r and r["examples"] == 12  # text only: inspections read the canvas, draw nothing
-    r = train([refine], tmp_path / "s3", TrainConfig(stage="refine", steps=2, **small), init=tmp_path / "s2",
-              progress=False)
+    r = train(
+        [refine], tmp_path / "s3", TrainConfig(stage="refine", steps=2, **small), init=tmp_path / "s2", progress=False
+    )
     assert r["examples"] == 12
-    r = train([data, inspect, refine], tmp_path / "s4", TrainConfig(stage="joint", steps=2, **small),
-              init=tmp_path / "s3", progress=False, bag="object")
+    r = train(
+        [data, inspect, refine],
+        tmp_path / "s4",
+        TrainConfig(stage="joint", steps=2, **small),
+        init=tmp_path / "s3",
+        progress=False,
+    )
     assert r["examples"] == 40 + 12 + 12 and r["single_examples"] == 40
-    # --bag changes what the image condition averages from here on; the checkpoint says so
-    assert UnifiedModel.from_pretrained(tmp_path / "s3")[0].config.bag == "step"
-    assert UnifiedModel.from_pretrained(tmp_path / "s4")[0].config.bag == "object"
-    with pytest.raises(SketchloopError, match="--bag words"):
-        train([data], tmp_path / "s5", TrainConfig(stage="joint", steps=2, **small), init=tmp_path / "s4",
-              progress=False, bag="words")
+    UnifiedModel.from_pretrained(tmp_path / "s4")
+
+
+def test_a_checkpoint_of_retired_settings_is_refused_in_one_line(tmp_path):
+    """A checkpoint trained with settings this version no longer has (an image condition that read
+    the whole step's words, `bag` "step") is refused, not read another way."""
+    import json
+
+    UnifiedModel(SMALL).save_pretrained(tmp_path / "ok", WordTokenizer())
+    config = json.loads((tmp_path / "ok" / "config.json").read_text())
+    UnifiedModel.from_pretrained(tmp_path / "ok")
+    (tmp_path / "ok" / "config.json").write_text(json.dumps({**config, "bag": "phrase", "look_grid": 0}))
+    UnifiedModel.from_pretrained(tmp_path / "ok")  # the values this version reads the same way
+    (tmp_path / "ok" / "config.json").write_text(json.dumps({**config, "bag": "step"}))
+    with pytest.raises(SketchloopError, match="no longer has"):
+        UnifiedModel.from_pretrained(tmp_path / "ok")
 
 
 def test_resumed_training_equals_uninterrupted(data, tmp_path):
@@ -122,40 +145,35 @@ def test_unknown_stage_and_wrong_data(data, tmp_path):
 
 def test_torchrun_two_processes_on_cpu(data, tmp_path):
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    r = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-                        "-m", "sketchloop.cli", "train", "--stage", "plan-sketch", "--data", str(data),
-                        "--out", str(tmp_path / "ddp"), "--steps", "4", "--batch-size", "4", "--save-every", "2"],
-                       capture_output=True, text=True, env=env, timeout=300)
+    r = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--standalone",
+            "--nproc_per_node",
+            "2",
+            "-m",
+            "sketchloop.cli",
+            "train",
+            "--stage",
+            "plan-sketch",
+            "--data",
+            str(data),
+            "--out",
+            str(tmp_path / "ddp"),
+            "--steps",
+            "4",
+            "--batch-size",
+            "4",
+            "--save-every",
+            "2",
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
     assert r.returncode == 0, r.stderr[-2000:]
     assert "checkpoint" in r.stderr and (tmp_path / "ddp" / "model.safetensors").is_file()
     UnifiedModel.from_pretrained(tmp_path / "ddp")
-
-
-def test_a_model_without_looks_grows_them_for_its_inspect_stage(data, tmp_path):
-    """--look-grid on a checkpoint trained without looks: the tokenizer gains `<look>` at its end
-    (every old id kept), the embeddings grow, and the inspector then reads each region's crop."""
-    inspect = tmp_path / "inspect"
-    build("inspect", 12, inspect, seed=0, shard_size=12, progress=False)
-    old_tok = WordTokenizer(WordTokenizer().vocab[:-1])  # a vocabulary from before the <look> tag
-    assert "<look>" not in old_tok.index
-    UnifiedModel(UnifiedConfig(**{**SMALL.__dict__, "vocab_size": len(old_tok)})).save_pretrained(tmp_path / "s1",
-                                                                                                 old_tok)
-    small = dict(batch_size=4, max_flows=4, single_per_step=1, warmup=1, save_every=100)
-    train([inspect], tmp_path / "s2", TrainConfig(stage="inspect", steps=2, **small), init=tmp_path / "s1",
-          progress=False, look_grid=2)
-    model, tok = UnifiedModel.from_pretrained(tmp_path / "s2")
-    assert tok.vocab == old_tok.vocab + ["<look>"] and model.config.vocab_size == len(tok)
-    assert model.config.look_grid == 2 and model.look_pos.shape == (4, SMALL.n_embd)
-    roles = UnifiedRoles(model, tok, SamplingConfig(flow_steps=2))
-    plan = Plan("add a red circle", "a red circle", "x3 y4 s6 x10 y10 s6")
-    session = roles._inspect_session("a photo of a red circle", [plan], render(Layout(), 64))
-    assert session.ids.count(tok.token_id("<look>")) == 2 * 4  # two regions, 2 x 2 tokens each
-    critique = roles.inspect("a photo of a red circle", [plan], render(Layout(), 64), seed=0)
-    assert critique.text
-    # the next stage keeps the looks; asking again for another grid is refused
-    train([inspect], tmp_path / "s3", TrainConfig(stage="inspect", steps=1, **small), init=tmp_path / "s2",
-          progress=False)
-    assert UnifiedModel.from_pretrained(tmp_path / "s3")[0].config.look_grid == 2
-    with pytest.raises(SketchloopError, match="already looks"):
-        train([inspect], tmp_path / "s4", TrainConfig(stage="inspect", steps=1, **small), init=tmp_path / "s3",
-              progress=False, look_grid=3)

@@ -35,8 +35,9 @@ def free_port() -> int:
 class Server:
     def __init__(self, demo: Demo):
         self.port = free_port()
-        self.server = uvicorn.Server(uvicorn.Config(create_app(demo), host="127.0.0.1", port=self.port,
-                                                    log_level="warning"))
+        self.server = uvicorn.Server(
+            uvicorn.Config(create_app(demo), host="127.0.0.1", port=self.port, log_level="warning")
+        )
         self.thread = threading.Thread(target=self.server.run, daemon=True)
         self.thread.start()
         deadline = time.time() + 20
@@ -109,9 +110,16 @@ def test_a_stream_shows_each_step_then_the_final_image(server):
 
 
 def test_eight_streams_at_once_do_not_mix(server):
-    prompts = [PROMPT, "a photo of three stars", "a photo of a green cross left of a yellow diamond",
-               "a photo of a purple triangle", "a photo of two circles", "a photo of an orange square",
-               "a photo of a white star below a black circle", "a photo of four diamonds"]
+    prompts = [
+        PROMPT,
+        "a photo of three stars",
+        "a photo of a green cross left of a yellow diamond",
+        "a photo of a purple triangle",
+        "a photo of two circles",
+        "a photo of an orange square",
+        "a photo of a white star below a black circle",
+        "a photo of four diamonds",
+    ]
     results: dict[int, list[dict]] = {}
 
     def run(k: int) -> None:
@@ -131,16 +139,18 @@ def test_eight_streams_at_once_do_not_mix(server):
 
 
 def test_bad_requests_are_refused_with_the_cli_message(server):
-    for params, needle in [({"prompt": "a photo of a hexagon"}, "unknown word 'hexagon'"),
-                           ({"prompt": "  "}, "the prompt is empty"),
-                           ({"prompt": "a circle " * 40}, "at most 64"),
-                           ({"prompt": PROMPT, "mode": "twice"}, "mode 'twice'"),
-                           ({"prompt": "a circle above a square and the square above the circle", "mode": "oracle"},
-                            "contradiction")]:
+    for params, needle in [
+        ({"prompt": "a photo of a hexagon"}, "unknown word 'hexagon'"),
+        ({"prompt": "  "}, "the prompt is empty"),
+        ({"prompt": "a circle " * 40}, "at most 64"),
+        ({"prompt": PROMPT, "mode": "twice"}, "mode 'twice'"),
+        ({"prompt": "a circle above a square and the square above the circle", "mode": "oracle"}, "contradiction"),
+    ]:
         status, body = server.get("/api/generate?" + urllib.parse.urlencode(params))
         assert status == 400 and needle in json.loads(body)["error"], body
-    r = subprocess.run([sys.executable, "-m", "sketchloop.cli", "generate", "a photo of a hexagon"],
-                       capture_output=True, text=True)
+    r = subprocess.run(
+        [sys.executable, "-m", "sketchloop.cli", "generate", "a photo of a hexagon"], capture_output=True, text=True
+    )
     status, body = server.get("/api/generate?" + urllib.parse.urlencode({"prompt": "a photo of a hexagon"}))
     assert json.loads(body)["error"] in r.stderr
 
@@ -169,8 +179,11 @@ def test_a_client_that_leaves_stops_its_run_and_errors_arrive_as_events():
     demo = Demo(roles.with_roles(sketcher=SlowSketcher(roles.sketcher)), "slow oracle", model_plans=False)
     s = Server(demo)
     try:
-        events = s.events(prompt="a photo of two stars, a circle left of a square and a cross above the square",
-                          mode="staged", max_iters=16)
+        events = s.events(
+            prompt="a photo of two stars, a circle left of a square and a cross above the square",
+            mode="staged",
+            max_iters=16,
+        )
         assert next(events)["type"] == "start" and next(events)["type"] == "plan"
         events.close()  # the client leaves mid-run
         deadline = time.time() + 10
@@ -189,8 +202,12 @@ def test_a_client_that_leaves_stops_its_run_and_errors_arrive_as_events():
 
 def test_serve_binds_this_machine_only_by_default(tmp_path):
     port = free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "sketchloop.cli", "serve", "--port", str(port)],
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "sketchloop.cli", "serve", "--port", str(port)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     try:
         deadline = time.time() + 60
         while time.time() < deadline:

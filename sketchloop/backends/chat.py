@@ -54,12 +54,16 @@ class ChatSettings:
     api_key: str | None = None
     timeout: float = 60.0
     max_retries: int = 4
-    backoff: float = 1.0          # seconds before the first retry; doubles each time
+    backoff: float = 1.0  # seconds before the first retry; doubles each time
     prompts_dir: Path | None = None
 
     def resolved_base_url(self) -> str:
-        return (self.base_url or os.environ.get("SKETCHLOOP_BASE_URL") or os.environ.get("OPENAI_BASE_URL")
-                or "https://api.openai.com/v1")
+        return (
+            self.base_url
+            or os.environ.get("SKETCHLOOP_BASE_URL")
+            or os.environ.get("OPENAI_BASE_URL")
+            or "https://api.openai.com/v1"
+        )
 
 
 def data_url(image: Image.Image) -> str:
@@ -82,8 +86,12 @@ class ChatClient:
             raise SketchloopError("chat backends need the chat extra: pip install 'sketchloop[chat]'") from None
         self.settings = settings
         self.base_url = settings.resolved_base_url()
-        self.client = OpenAI(base_url=self.base_url, api_key=settings.api_key or os.environ.get("OPENAI_API_KEY")
-                             or "not-needed", timeout=settings.timeout, max_retries=0)
+        self.client = OpenAI(
+            base_url=self.base_url,
+            api_key=settings.api_key or os.environ.get("OPENAI_API_KEY") or "not-needed",
+            timeout=settings.timeout,
+            max_retries=0,
+        )
         self.usage = {"text_tokens": 0}
 
     def template(self, name: str) -> str:
@@ -99,29 +107,37 @@ class ChatClient:
         content: list[dict] = [{"type": "text", "text": text}]
         content += [{"type": "image_url", "image_url": {"url": data_url(im)}} for im in images]
         messages: list[dict] = [{"role": "user", "content": content}]
-        response_format = {"type": "json_schema", "json_schema": {
-            "name": schema.__name__, "schema": schema.model_json_schema(), "strict": False}}
+        response_format = {
+            "type": "json_schema",
+            "json_schema": {"name": schema.__name__, "schema": schema.model_json_schema(), "strict": False},
+        }
         repaired, failures, last = False, 0, ""
         while True:
             try:
-                resp = self.client.chat.completions.create(model=self.settings.model, messages=messages,
-                                                           response_format=response_format)
+                resp = self.client.chat.completions.create(  # type: ignore[call-overload]  # plain dicts
+                    model=self.settings.model, messages=messages, response_format=response_format
+                )
             except (openai.RateLimitError, openai.InternalServerError, openai.APIConnectionError) as exc:
                 failures += 1
                 last = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
                 if failures > self.settings.max_retries:
-                    raise SketchloopError(f"{self.base_url} failed {failures} times ({last}); check that the "
-                                          f"server is running and --base-url is right, then re-run") from None
+                    raise SketchloopError(
+                        f"{self.base_url} failed {failures} times ({last}); check that the "
+                        f"server is running and --base-url is right, then re-run"
+                    ) from None
                 time.sleep(self.settings.backoff * 2 ** (failures - 1))
                 continue
             except openai.NotFoundError:
-                raise SketchloopError(f"model {self.settings.model!r} is unknown to {self.base_url}; "
-                                      f"check the model name the server serves") from None
+                raise SketchloopError(
+                    f"model {self.settings.model!r} is unknown to {self.base_url}; "
+                    f"check the model name the server serves"
+                ) from None
             except openai.AuthenticationError:
                 raise SketchloopError(f"{self.base_url} refused the API key; set OPENAI_API_KEY") from None
             except openai.APIStatusError as exc:
-                raise SketchloopError(f"{self.base_url} answered HTTP {exc.status_code}: "
-                                      f"{str(exc).splitlines()[0][:200]}") from None
+                raise SketchloopError(
+                    f"{self.base_url} answered HTTP {exc.status_code}: {str(exc).splitlines()[0][:200]}"
+                ) from None
             if resp.usage is not None:
                 self.usage["text_tokens"] += resp.usage.completion_tokens or 0
             answer = (resp.choices[0].message.content or "") if resp.choices else ""
@@ -129,21 +145,28 @@ class ChatClient:
                 return schema.model_validate_json(_strip_fences(answer))
             except ValidationError as exc:
                 if repaired:
-                    raise SketchloopError(f"model {self.settings.model!r} answered invalid JSON twice "
-                                          f"({exc.errors()[0]['msg']}); try another model or a stricter "
-                                          f"prompt template") from None
+                    raise SketchloopError(
+                        f"model {self.settings.model!r} answered invalid JSON twice "
+                        f"({exc.errors()[0]['msg']}); try another model or a stricter "
+                        f"prompt template"
+                    ) from None
                 repaired = True
-                messages += [{"role": "assistant", "content": answer},
-                             {"role": "user", "content": f"That was not valid JSON for the schema "
-                                                         f"({exc.errors()[0]['msg']}). Answer again with "
-                                                         f"the JSON object only."}]
+                messages += [
+                    {"role": "assistant", "content": answer},
+                    {
+                        "role": "user",
+                        "content": f"That was not valid JSON for the schema "
+                        f"({exc.errors()[0]['msg']}). Answer again with "
+                        f"the JSON object only.",
+                    },
+                ]
 
 
 def _strip_fences(text: str) -> str:
     text = text.strip()
     if text.startswith("```"):
         text = text.strip("`")
-        text = text[text.find("{"):] if "{" in text else text
+        text = text[text.find("{") :] if "{" in text else text
     return text
 
 
@@ -172,8 +195,9 @@ class ChatPlanner(_ChatRole):
 class ChatInspector(_ChatRole):
     """An Inspector: the canvas as an image, a verdict, a critique and a fix."""
 
-    def inspect(self, prompt: str, history: list[Plan], canvas: Image.Image, seed: int = 0,
-                before: Image.Image | None = None) -> Critique:
+    def inspect(
+        self, prompt: str, history: list[Plan], canvas: Image.Image, seed: int = 0, before: Image.Image | None = None
+    ) -> Critique:
         text = self.client.template("inspector").format(prompt=prompt, history=history_lines(history))
         answer = self.client.ask(text, InspectAnswer, (canvas,))
         verdict = "consistent" if answer.consistent else "inconsistent"
@@ -184,5 +208,7 @@ def parse_role_spec(spec: str) -> tuple[str, str]:
     """'openai:MODEL' -> ('openai', 'MODEL')."""
     kind, _, name = spec.partition(":")
     if kind != "openai" or not name:
-        raise SketchloopError(f"role {spec!r}: use openai:MODEL (e.g. openai:gpt-4o or openai:Qwen/Qwen2.5-VL-7B-Instruct)")
+        raise SketchloopError(
+            f"role {spec!r}: use openai:MODEL (e.g. openai:gpt-4o or openai:Qwen/Qwen2.5-VL-7B-Instruct)"
+        )
     return kind, name

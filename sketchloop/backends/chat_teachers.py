@@ -14,8 +14,8 @@ import numpy as np
 from PIL import Image
 from pydantic import BaseModel, Field
 
-from ..trajectory import Critique, Plan, Problem
 from ..errors import SketchloopError
+from ..format import Critique, Plan, Problem
 from .chat import ChatClient
 
 
@@ -44,8 +44,10 @@ class OpenScene(BaseModel):
     relations: list[OpenRelation] = Field(default_factory=list)
 
     def to_text(self) -> str:
-        return self.prompt or "; ".join([", ".join(o.phrase() for o in self.objects)] + [
-            f"{self.objects[r.subject].name} {r.relation} {self.objects[r.object].name}" for r in self.relations])
+        return self.prompt or "; ".join(
+            [", ".join(o.phrase() for o in self.objects)]
+            + [f"{self.objects[r.subject].name} {r.relation} {self.objects[r.object].name}" for r in self.relations]
+        )
 
     def to_json(self) -> str:
         return self.model_dump_json()
@@ -97,7 +99,9 @@ class InspectionAnswer(BaseModel):
 
 
 def _inspection(answer: InspectionAnswer) -> Critique:
-    return Critique.from_problems([Problem("teacher", p.critique, p.fix) for p in answer.problems], list(answer.not_drawn_yet))
+    return Critique.from_problems(
+        [Problem("teacher", p.critique, p.fix) for p in answer.problems], list(answer.not_drawn_yet)
+    )
 
 
 # ---------------------------------------------------------------- the teachers
@@ -124,10 +128,15 @@ class ChatStepWriter:
     def write_steps(self, graph: OpenScene, rng: np.random.Generator, edit_ops: float = 0.25) -> list[Plan]:
         edit = bool(rng.random() < edit_ops)
         text = self.client.template("step_writer").format(
-            prompt=graph.to_text(), scene=graph.model_dump_json(exclude={"prompt"}),
-            edit=("Include exactly one correction: draw one object wrong first (wrong colour, wrong place, or an "
-                  "extra object), then fix it with a modify, move, swap or remove step." if edit else
-                  "Only add objects; every step is an 'add'."))
+            prompt=graph.to_text(),
+            scene=graph.model_dump_json(exclude={"prompt"}),
+            edit=(
+                "Include exactly one correction: draw one object wrong first (wrong colour, wrong place, or an "
+                "extra object), then fix it with a modify, move, swap or remove step."
+                if edit
+                else "Only add objects; every step is an 'add'."
+            ),
+        )
         answer = self.client.ask(text, StepsAnswer)
         return [Plan(s.ins, s.des, op={"op": s.op}, scene=Described(s.des)) for s in answer.steps]
 
@@ -152,9 +161,12 @@ class ChatJudge:
 
     def critique(self, described, prompt, final: bool = False) -> Critique:
         text = self.client.template("critique").format(
-            prompt=_text(prompt), description=_text(described),
-            final="This is the final picture: anything missing is a problem." if final else
-            "More steps follow: objects not drawn yet are not problems.")
+            prompt=_text(prompt),
+            description=_text(described),
+            final="This is the final picture: anything missing is a problem."
+            if final
+            else "More steps follow: objects not drawn yet are not problems.",
+        )
         return _inspection(self.client.ask(text, InspectionAnswer))
 
     def analyse(self, image: Image.Image, scene) -> Critique:

@@ -22,25 +22,27 @@ import numpy as np
 from PIL import Image
 
 from ..errors import SketchloopError
+from ..format import scene_text
 from ..loop.roles import Critique, Plan
-from ..trajectory import scene_text
 
 
 @dataclass
 class DiffusersSettings:
-    device: str | None = None      # default: cuda when available, else cpu
-    dtype: str | None = None       # default: bfloat16 on cuda, float32 on cpu
-    steps: int = 28                # num_inference_steps per image
+    device: str | None = None  # default: cuda when available, else cpu
+    dtype: str | None = None  # default: bfloat16 on cuda, float32 on cpu
+    steps: int = 28  # num_inference_steps per image
     guidance: float | None = None  # None: the pipeline's default
-    size: int = 1024               # side of the images the pipeline writes (rounded to a multiple of 16)
+    size: int = 1024  # side of the images the pipeline writes (rounded to a multiple of 16)
 
 
 def parse_pipeline_spec(spec: str) -> str:
     """'diffusers:REPO_OR_PATH' -> 'REPO_OR_PATH'."""
     kind, _, name = spec.partition(":")
     if kind != "diffusers" or not name:
-        raise SketchloopError(f"{spec!r}: use diffusers:REPO_OR_PATH (e.g. diffusers:black-forest-labs/FLUX.1-Kontext-dev "
-                              f"or diffusers:./my-pipeline)")
+        raise SketchloopError(
+            f"{spec!r}: use diffusers:REPO_OR_PATH (e.g. diffusers:black-forest-labs/FLUX.1-Kontext-dev "
+            f"or diffusers:./my-pipeline)"
+        )
     return name
 
 
@@ -60,16 +62,22 @@ def load_pipeline(name: str, settings: DiffusersSettings):
     try:
         import diffusers
     except ImportError:
-        raise SketchloopError("diffusers backends need the diffusers extra: pip install 'sketchloop[diffusers]'") from None
+        raise SketchloopError(
+            "diffusers backends need the diffusers extra: pip install 'sketchloop[diffusers]'"
+        ) from None
     device, dtype = _torch_setup(settings)
     try:
         pipe = diffusers.DiffusionPipeline.from_pretrained(name, **{_dtype_argument(diffusers): dtype})
     except ImportError as exc:
-        raise SketchloopError(f"pipeline {name!r} needs a package that is not installed ({str(exc).splitlines()[0]}); "
-                              f"pip install 'sketchloop[diffusers]'") from None
+        raise SketchloopError(
+            f"pipeline {name!r} needs a package that is not installed ({str(exc).splitlines()[0]}); "
+            f"pip install 'sketchloop[diffusers]'"
+        ) from None
     except (OSError, ValueError, EnvironmentError) as exc:
-        raise SketchloopError(f"cannot load diffusers pipeline {name!r} ({str(exc).splitlines()[0][:160]}); give a "
-                              f"folder written by save_pretrained or a hub id that is cached or reachable") from None
+        raise SketchloopError(
+            f"cannot load diffusers pipeline {name!r} ({str(exc).splitlines()[0][:160]}); give a "
+            f"folder written by save_pretrained or a hub id that is cached or reachable"
+        ) from None
     return pipe.to(device)
 
 
@@ -95,8 +103,9 @@ class DiffusersEditor:
         self.usage = {"flow_steps": 0, "images": 0}
 
     @classmethod
-    def from_spec(cls, spec: str, settings: DiffusersSettings | None = None,
-                  first_step: str | None = None) -> "DiffusersEditor":
+    def from_spec(
+        cls, spec: str, settings: DiffusersSettings | None = None, first_step: str | None = None
+    ) -> "DiffusersEditor":
         settings = settings or DiffusersSettings()
         first = load_pipeline(parse_pipeline_spec(first_step), settings) if first_step else None
         return cls(load_pipeline(parse_pipeline_spec(spec), settings), settings, first)
@@ -107,18 +116,27 @@ class DiffusersEditor:
 
         side = max(16, self.settings.size // 16 * 16)
         params = inspect.signature(pipe.__call__).parameters
-        kwargs: dict[str, Any] = {"prompt": prompt, "num_inference_steps": self.settings.steps,
-                                  "generator": torch.Generator("cpu").manual_seed(int(seed) % 2**63)}
-        for key, value in (("height", side), ("width", side), ("max_area", side * side), ("_auto_resize", False),
-                           ("output_type", "pil")):
+        kwargs: dict[str, Any] = {
+            "prompt": prompt,
+            "num_inference_steps": self.settings.steps,
+            "generator": torch.Generator("cpu").manual_seed(int(seed) % 2**63),
+        }
+        for key, value in (
+            ("height", side),
+            ("width", side),
+            ("max_area", side * side),
+            ("_auto_resize", False),
+            ("output_type", "pil"),
+        ):
             if key in params:
                 kwargs[key] = value
         if image is not None:
-            kwargs["image"] = image.convert("RGB").resize((side, side), Image.BICUBIC)
+            kwargs["image"] = image.convert("RGB").resize((side, side), Image.Resampling.BICUBIC)
         if self.settings.guidance is not None:
             # Qwen-Image(-Edit) guides by true CFG; FLUX (Kontext) by its distilled guidance_scale
-            if "true_cfg_scale" in params and (type(pipe).__name__.startswith("QwenImage")
-                                               or "guidance_scale" not in params):
+            if "true_cfg_scale" in params and (
+                type(pipe).__name__.startswith("QwenImage") or "guidance_scale" not in params
+            ):
                 kwargs["true_cfg_scale"] = self.settings.guidance
                 kwargs["negative_prompt"] = " "  # true CFG runs only with a negative prompt
             elif "guidance_scale" in params:
@@ -143,8 +161,15 @@ class DiffusersEditor:
         step = history[-1]
         return self._edit(canvas, step.ins, step.des, seed, first=len(history) == 1)
 
-    def refine(self, prompt: str, history: list[Plan], canvas: Image.Image, critique: Critique,
-               seed: int, before: Image.Image | None = None) -> Image.Image:
+    def refine(
+        self,
+        prompt: str,
+        history: list[Plan],
+        canvas: Image.Image,
+        critique: Critique,
+        seed: int,
+        before: Image.Image | None = None,
+    ) -> Image.Image:
         """`canvas` edited by the critique's `<refine>` command (`before` is not needed)."""
         return self._call(self.pipe, critique.refine, canvas, seed)
 
@@ -154,4 +179,3 @@ class DiffusersEditor:
 
         first = canvas.layout is not None and not canvas.layout.objects  # the blank canvas a build starts from
         return Canvas(self._edit(canvas.image, step.ins, step.des, int(rng.integers(2**31)), first), None)
-

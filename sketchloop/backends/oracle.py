@@ -15,14 +15,14 @@ from dataclasses import asdict
 import numpy as np
 from PIL import Image
 
-from ..teachers import blank_canvas
-from .shapes import DetectorJudge, LayoutEditor, ShapesStepWriter
 from ..errors import PromptError
 from ..loop.roles import Critique, Plan
+from ..teachers import blank_canvas
 from ..world.instructions import Scene, apply, parse_instruction
 from ..world.layout import sample_layout
 from ..world.parser import parse_prompt
 from ..world.render import DEFAULT_SIZE, render
+from .shapes import DetectorJudge, LayoutEditor, ShapesStepWriter
 
 
 class OraclePlanner:
@@ -90,8 +90,15 @@ class OracleCanvas:
         self._prompt, self._depth = prompt, len(history)
         return self._carry_out(history[-1].ins, seed)
 
-    def refine(self, prompt: str, history: list[Plan], canvas: Image.Image, critique: Critique,
-               seed: int, before: Image.Image | None = None) -> Image.Image:
+    def refine(
+        self,
+        prompt: str,
+        history: list[Plan],
+        canvas: Image.Image,
+        critique: Critique,
+        seed: int,
+        before: Image.Image | None = None,
+    ) -> Image.Image:
         """`canvas` edited by the critique's `<refine>` command (`before` is not needed)."""
         return self._carry_out(critique.refine, seed)
 
@@ -102,6 +109,7 @@ class OracleInspector:
     def __init__(self):
         self.judge = DetectorJudge()
 
-    def inspect(self, prompt: str, history: list[Plan], canvas: Image.Image, seed: int = 0,
-                before: Image.Image | None = None) -> Critique:
+    def inspect(
+        self, prompt: str, history: list[Plan], canvas: Image.Image, seed: int = 0, before: Image.Image | None = None
+    ) -> Critique:
         return self.judge.inspect_step(parse_prompt(prompt), history[-1].des, canvas)

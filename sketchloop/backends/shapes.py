@@ -13,15 +13,30 @@ import numpy as np
 from PIL import Image
 
 from ..errors import PromptError
-from ..evaluation.geneval import score_image
+from ..format import Critique, Plan, scene_text
 from ..teachers import Canvas, Teachers
-from ..trajectory import Critique, Plan, scene_text
 from ..world.critique import describe_detections, inspect_description
 from ..world.detect import Detector, ShapesDetector
-from ..world.layout import MIN_SIZE, OBJECT_SIZE, SIZE_JITTER, Layout, PlacedObject, place_object, sample_layout
+from ..world.judge import score_image
+from ..world.layout import (
+    MIN_SIZE,
+    OBJECT_SIZE,
+    SIZE_JITTER,
+    Layout,
+    PlacedObject,
+    place_object,
+    sample_layout,
+)
 from ..world.parser import parse_prompt
 from ..world.render import DEFAULT_SIZE, render
-from ..world.scene import MAX_GROUPS, MAX_OBJECTS, ObjectGroup, Relation, SceneGraph, geneval_order
+from ..world.scene import (
+    MAX_GROUPS,
+    MAX_OBJECTS,
+    ObjectGroup,
+    Relation,
+    SceneGraph,
+    geneval_order,
+)
 from ..world.vocab import COLORS, INVERSE_RELATION, RELATIONS, SHAPES
 
 
@@ -43,8 +58,11 @@ def _describe(groups: list[ObjectGroup], present: list[int], relations: list[Rel
     last one is the prompt's scene, word for word), so the planner copies, never reorders."""
     present = sorted(present)
     index = {g: k for k, g in enumerate(present)}
-    rels = [Relation(index[r.subject], r.relation, index[r.object]) for r in relations
-            if r.subject in index and r.object in index]
+    rels = [
+        Relation(index[r.subject], r.relation, index[r.object])
+        for r in relations
+        if r.subject in index and r.object in index
+    ]
     return SceneGraph(tuple(groups[g] for g in present), tuple(rels))
 
 
@@ -80,8 +98,13 @@ class ShapesStepWriter:
                 if rels:
                     options.append("move")
                     j = rels[0][1]
-                    if (g == order[-1] and len(rels) == 1 and group.count == 1 and groups[j].count == 1
-                            and sum(j in (r.subject, r.object) for r in relations) == 1):
+                    if (
+                        g == order[-1]
+                        and len(rels) == 1
+                        and group.count == 1
+                        and groups[j].count == 1
+                        and sum(j in (r.subject, r.object) for r in relations) == 1
+                    ):
                         options.append("swap")
                 if graph.n_objects < MAX_OBJECTS and len(groups) < MAX_GROUPS:  # room for a distractor
                     options.append("remove")
@@ -91,14 +114,27 @@ class ShapesStepWriter:
                 # where the group goes first: on the wrong side of its targets, clear of everything drawn
                 drawn = tuple(o for o in plan.objects if o.group in present)
                 for attempt in range(4):  # the opposite side first, then the other two sides
-                    wrong_rels = [(INVERSE_RELATION[rel] if attempt == 0 else
-                                   [r for r in RELATIONS if r not in (rel, INVERSE_RELATION[rel])][attempt % 2], j)
-                                  for rel, j in rels]
+                    wrong_rels = [
+                        (
+                            INVERSE_RELATION[rel]
+                            if attempt == 0
+                            else [r for r in RELATIONS if r not in (rel, INVERSE_RELATION[rel])][attempt % 2],
+                            j,
+                        )
+                        for rel, j in rels
+                    ]
                     need = {(g, j): [rel] for rel, j in wrong_rels}
                     wrong_spots = []
                     for t in targets[g]:
-                        spot = _place_shrinking(rng, t["shape"], t["color"],
-                                                drawn + tuple(PlacedObject(**w) for w in wrong_spots), g, need, size=t["size"])
+                        spot = _place_shrinking(
+                            rng,
+                            t["shape"],
+                            t["color"],
+                            drawn + tuple(PlacedObject(**w) for w in wrong_spots),
+                            g,
+                            need,
+                            size=t["size"],
+                        )
                         if spot is None:
                             break
                         wrong_spots.append(asdict(spot))
@@ -113,59 +149,121 @@ class ShapesStepWriter:
                 taken = {x.color for x in groups if x.shape == group.shape}  # keep 'the ...' unambiguous
                 choices = [c for c in COLORS if c not in taken]
                 wrong = choices[int(rng.integers(len(choices)))]
-                drawn = ObjectGroup(group.shape, wrong, group.count)
+                miscoloured = ObjectGroup(group.shape, wrong, group.count)
                 tmp = groups.copy()
-                tmp[g] = drawn
+                tmp[g] = miscoloured
                 wrong_targets = [{**t, "color": wrong} for t in targets[g]]
-                steps.append(Plan(f"add {drawn.noun_phrase()}{where}", "", op=_add_op(g, drawn, rels, wrong_targets),
-                                  scene=_describe(tmp, present + [g], relations)))
-                steps.append(Plan(f"change {drawn.noun_phrase(definite=True)} to {group.color}", "",
-                                  op={"op": "recolor", "group": g, "color": group.color},
-                                  scene=_describe(groups, present + [g], relations)))
+                steps.append(
+                    Plan(
+                        f"add {miscoloured.noun_phrase()}{where}",
+                        "",
+                        op=_add_op(g, miscoloured, rels, wrong_targets),
+                        scene=_describe(tmp, present + [g], relations),
+                    )
+                )
+                steps.append(
+                    Plan(
+                        f"change {miscoloured.noun_phrase(definite=True)} to {group.color}",
+                        "",
+                        op={"op": "recolor", "group": g, "color": group.color},
+                        scene=_describe(groups, present + [g], relations),
+                    )
+                )
             elif op in ("move", "swap"):
                 flipped = wrong_rels
                 wrong_where = " " + relation_phrase(flipped, groups)
-                tmp_rel = [r for r in relations if not ({r.subject, r.object} <= set(present + [g])
-                                                        and g in (r.subject, r.object))]
+                tmp_rel = [
+                    r
+                    for r in relations
+                    if not ({r.subject, r.object} <= set(present + [g]) and g in (r.subject, r.object))
+                ]
                 tmp_rel += [Relation(g, rel, j) for rel, j in flipped]
-                steps.append(Plan(f"add {group.noun_phrase()}{wrong_where}", "", op=_add_op(g, group, flipped, wrong_spots),
-                                  scene=_describe(groups, present + [g], tmp_rel)))
+                steps.append(
+                    Plan(
+                        f"add {group.noun_phrase()}{wrong_where}",
+                        "",
+                        op=_add_op(g, group, flipped, wrong_spots),
+                        scene=_describe(groups, present + [g], tmp_rel),
+                    )
+                )
                 if op == "swap":
                     j = rels[0][1]
                     text = f"swap {group.noun_phrase(definite=True)} and {groups[j].noun_phrase(definite=True)}"
-                    steps.append(Plan(text, "", op={"op": "swap", "group": g, "other": j},
-                                      scene=_describe(groups, present + [g], relations)))
+                    steps.append(
+                        Plan(
+                            text,
+                            "",
+                            op={"op": "swap", "group": g, "other": j},
+                            scene=_describe(groups, present + [g], relations),
+                        )
+                    )
                 else:
                     text = f"move {group.noun_phrase(definite=True)}{where}"
-                    steps.append(Plan(text, "", op={"op": "move", "group": g, "relations": [list(r) for r in rels],
-                                                 "targets": targets[g]},
-                                      scene=_describe(groups, present + [g], relations)))
+                    steps.append(
+                        Plan(
+                            text,
+                            "",
+                            op={"op": "move", "group": g, "relations": [list(r) for r in rels], "targets": targets[g]},
+                            scene=_describe(groups, present + [g], relations),
+                        )
+                    )
             elif op == "remove":
                 used = {x.shape for x in groups}
                 shapes = [s for s in SHAPES if s not in used] or list(SHAPES)
                 extra = ObjectGroup(shapes[int(rng.integers(len(shapes)))], COLORS[int(rng.integers(len(COLORS)))])
                 d = len(groups) + len(steps)  # a group id no scene group uses
                 ext_groups = groups + [extra] * (d - len(groups) + 1)
-                steps.append(Plan(f"add {extra.noun_phrase()}", "", op={**_add_op(d, extra, []), "avoid": targets[g]},
-                                  scene=_describe(ext_groups, present + [d], relations)))
-                steps.append(Plan(f"add {group.noun_phrase()}{where}", "", op=_add_op(g, group, rels, targets[g]),
-                                  scene=_describe(ext_groups, present + [d, g], relations)))
-                steps.append(Plan(f"remove {extra.noun_phrase(definite=True)}", "", op={"op": "remove", "group": d},
-                                  scene=_describe(groups, present + [g], relations)))
+                steps.append(
+                    Plan(
+                        f"add {extra.noun_phrase()}",
+                        "",
+                        op={**_add_op(d, extra, []), "avoid": targets[g]},
+                        scene=_describe(ext_groups, present + [d], relations),
+                    )
+                )
+                steps.append(
+                    Plan(
+                        f"add {group.noun_phrase()}{where}",
+                        "",
+                        op=_add_op(g, group, rels, targets[g]),
+                        scene=_describe(ext_groups, present + [d, g], relations),
+                    )
+                )
+                steps.append(
+                    Plan(
+                        f"remove {extra.noun_phrase(definite=True)}",
+                        "",
+                        op={"op": "remove", "group": d},
+                        scene=_describe(groups, present + [g], relations),
+                    )
+                )
             else:
-                steps.append(Plan(f"add {group.noun_phrase()}{where}", "", op=_add_op(g, group, rels, targets[g]),
-                                  scene=_describe(groups, present + [g], relations)))
+                steps.append(
+                    Plan(
+                        f"add {group.noun_phrase()}{where}",
+                        "",
+                        op=_add_op(g, group, rels, targets[g]),
+                        scene=_describe(groups, present + [g], relations),
+                    )
+                )
             present.append(g)
         for step in steps:
             step.des = scene_text(step.scene.to_text())
         return steps
 
 
-def _add_op(group_id: int, group: ObjectGroup, rels: list[tuple[str, int]],
-            targets: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+def _add_op(
+    group_id: int, group: ObjectGroup, rels: list[tuple[str, int]], targets: list[dict[str, Any]] | None = None
+) -> dict[str, Any]:
     """An `add` edit; with `targets` the exact objects to draw, else any spot meeting `relations`."""
-    op = {"op": "add", "group": group_id, "shape": group.shape, "color": group.color,
-          "count": group.count, "relations": [list(r) for r in rels]}
+    op = {
+        "op": "add",
+        "group": group_id,
+        "shape": group.shape,
+        "color": group.color,
+        "count": group.count,
+        "relations": [list(r) for r in rels],
+    }
     if targets is not None:
         op["targets"] = targets
     return op
@@ -180,7 +278,7 @@ class LayoutEditor:
 
     def edit(self, canvas: Canvas, step: Plan, rng: np.random.Generator) -> Canvas | None:
         layout = canvas.layout if canvas.layout is not None else Layout()
-        op = step.op
+        op = step.edit
         kind = op["op"]
         if kind == "add" and "targets" in op:
             new = Layout(layout.objects + tuple(PlacedObject(**t) for t in op["targets"]))
@@ -195,16 +293,19 @@ class LayoutEditor:
                 objs.append(obj)
             new = Layout(tuple(objs))
         elif kind == "recolor":
-            new = Layout(tuple(PlacedObject(o.shape, op["color"], o.x, o.y, o.size, o.group)
-                               if o.group == op["group"] else o for o in layout.objects))
+            new = Layout(
+                tuple(
+                    PlacedObject(o.shape, op["color"], o.x, o.y, o.size, o.group) if o.group == op["group"] else o
+                    for o in layout.objects
+                )
+            )
         elif kind == "remove":
             new = Layout(tuple(o for o in layout.objects if o.group != op["group"]))
         elif kind == "move" and "targets" in op:
             keep = tuple(o for o in layout.objects if o.group != op["group"])
             new = Layout(keep + tuple(PlacedObject(**t) for t in op["targets"]))
         elif kind == "move":
-            keep = [o for o in layout.objects if o.group != op["group"]]
-            objs = list(keep)
+            objs = [o for o in layout.objects if o.group != op["group"]]
             for o in (o for o in layout.objects if o.group == op["group"]):
                 moved = _place_shrinking(rng, o.shape, o.color, tuple(objs), o.group, _need(op), size=o.size)
                 if moved is None:
@@ -214,16 +315,24 @@ class LayoutEditor:
         elif kind == "swap":
             a = next(o for o in layout.objects if o.group == op["group"])
             b = next(o for o in layout.objects if o.group == op["other"])
-            new = Layout(tuple(PlacedObject(o.shape, o.color, b.x, b.y, o.size, o.group) if o is a else
-                               PlacedObject(o.shape, o.color, a.x, a.y, o.size, o.group) if o is b else o
-                               for o in layout.objects))
+            new = Layout(
+                tuple(
+                    PlacedObject(o.shape, o.color, b.x, b.y, o.size, o.group)
+                    if o is a
+                    else PlacedObject(o.shape, o.color, a.x, a.y, o.size, o.group)
+                    if o is b
+                    else o
+                    for o in layout.objects
+                )
+            )
         else:
             raise ValueError(f"unknown edit op {kind!r}")
         return Canvas(render(new, self.size), new)
 
 
-def _place_shrinking(rng: np.random.Generator, shape: str, color: str, placed, group: int, need,
-                     size: float | None = None) -> PlacedObject | None:
+def _place_shrinking(
+    rng: np.random.Generator, shape: str, color: str, placed, group: int, need, size: float | None = None
+) -> PlacedObject | None:
     """A free spot meeting `need`, trying smaller sizes (down to MIN_SIZE) when the canvas is crowded."""
     base = size if size is not None else OBJECT_SIZE * float(rng.uniform(1 - SIZE_JITTER, 1 + SIZE_JITTER))
     for scale in (1.0, 0.85, 0.72):
@@ -249,8 +358,9 @@ class DetectorJudge:
 
     def judge(self, image: Image.Image, scene: SceneGraph) -> Critique:
         detections = [d for d in self.detector.detect(image) if d.confidence >= self.detector.threshold]
-        ok, reason = score_image(detections, scene.to_geneval("composite"), self.detector.threshold,
-                                 self.detector.counting_threshold)
+        ok, reason = score_image(
+            detections, scene.to_geneval("composite"), self.detector.threshold, self.detector.counting_threshold
+        )
         if ok and len(detections) != scene.n_objects:
             ok, reason = False, f"expected {scene.n_objects} objects, found {len(detections)}"
         return Critique(ok, reason, details={"detections": [d.to_dict() for d in detections]})

@@ -1,20 +1,18 @@
 """The unified model in the loop's four roles (one object plays them all: one model).
 
 Every call rebuilds the trajectory's text from the prompt and the plan history (with each
-step's regions, trajectory.py), so the roles mix freely with other backends' roles, and
+step's regions, format.py), so the roles mix freely with other backends' roles, and
 every call samples from its own seed: no state carries from one call to the next.
 - plan: `<ins>` or `<end>`, the instruction, `<des>`, then `<img>` and the regions, under
-  the region grammar (models/grammar.py);
+  the region grammar (models/rules/);
 - sketch / refine: for each region, the hidden state at its last token conditions the
   Euler flow sampler on a crop of the current canvas; the crop is pasted back;
-- inspect: the canvas is read as patch tokens (and, with the model's `look_grid`, the crop of
-  each region the step painted as `<look>` tokens), then `<inspect> ... </inspect>` and, when
-  the model finds a conflict, `<refine> ... </refine>`.
+- inspect: the canvas is read as patch tokens, then `<inspect> ... </inspect>` and, when the
+  model finds a conflict, `<refine> ... </refine>`.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -22,16 +20,37 @@ import torch
 from PIL import Image
 
 from ..errors import SketchloopError
+from ..format import (
+    CANVAS,
+    END,
+    OBJECT_ENDS,
+    STEP_STARTS,
+    history_text,
+    plan_text,
+    single_text,
+    text_verdict,
+)
 from ..loop.roles import Critique, Plan
 from ..models.flow import FLOW
-from ..models.grammar import Placement, PhraseGrammar, RegionGrammar, region_words
-from ..models.regions import PASTE_MARGIN, Region, coord_planes, crop, parse_regions, paste, to_float, to_uint8
-from ..models.sampling import TextSession, euler_sample
-from ..models.tokenizer import WordTokenizer
+from ..models.phrases import region_words
 from ..models.plan_check import FEATURES, PlanCheck
+from ..models.regions import (
+    PASTE_MARGIN,
+    Region,
+    coord_planes,
+    crop,
+    parse_regions,
+    paste,
+    to_float,
+    to_uint8,
+)
+from ..models.rules.lookahead import Placement
+from ..models.rules.phrase_grammar import PhraseGrammar
+from ..models.rules.region_grammar import RegionGrammar
+from ..models.sampling import SamplingConfig, TextSession, euler_sample
+from ..models.tokenizer import WordTokenizer
 from ..models.unified import UnifiedModel, phrase_mask
 from ..world.vocab import COLORS, COUNT_WORDS, PLURALS, RELATIONS, SHAPES
-from ..trajectory import CANVAS, END, LOOK, OBJECT_ENDS, STEP_STARTS, history_text, plan_text, single_text, text_verdict
 
 SHIPPED_CHECKPOINT = Path(__file__).resolve().parent.parent / "checkpoints" / "shapes-unified"
 
@@ -39,76 +58,12 @@ SHIPPED_CHECKPOINT = Path(__file__).resolve().parent.parent / "checkpoints" / "s
 PLAN_CHECK = 17.0  # nats, for a checkpoint without a trained plan check (models/plan_check.py)
 IMAGE_CHECK = 0.0  # log flow error ratio, for a checkpoint without a trained plan check
 # the kinds of word a plan check compares a written word with (a colour with colours, ...)
-WORD_CATEGORIES = (COLORS, SHAPES + tuple(PLURALS.values()), ("a", "an", *COUNT_WORDS),
-                   tuple(sorted({w for r in RELATIONS for w in r.split() if w != "of"})))
-
-
-@dataclass(frozen=True)
-class SamplingConfig:
-    """How the embedded model samples.
-
-    flow_steps: Euler steps per region drawn (each one model call on a 24 px crop).
-    guidance: classifier-free guidance scale for the flow (1 = off: one call per step).
-    temperature: text sampling temperature for plans, regions and inspections.
-    max_words: most tokens (words and punctuation) of one `<ins>`, `<des>`, `<inspect>` or
-        `<refine>` text (a 5-group `<des>` runs to about 50; 32 cut long scenes short).
-    separate: keep the regions of one step apart (the region grammar's `separate`).
-    min_size: the smallest region size token the planner may write (s6 = 12 px; 4: any), unless
-        nothing larger fits: its 8-10 px sketches read badly (chosen on shapes-complex-val:
-        sketch fidelity 0.64 at any size, 0.86 from s6, the same from s7; README).
-    copy_phrases: the noun phrases of plans name the prompt's objects (models/grammar.py
-        PhraseGrammar; chosen on shapes-complex-val, README).
-    inspect_threshold: the inspector finds a conflict when P("inconsistent") of the two verdict
-        words reaches it (None: the verdict word is sampled like the rest of the text). Unused
-        while `self_check` decides the verdict.
-    self_check: the inspector's verdict comes from the model's own likelihoods of the step
-        (`UnifiedRoles.checks`): a plan with a word its planner finds unlikely given what came before
-        (`plan_check` nats or more below that position's likeliest word) is a plan conflict; a region
-        its image expert explains worse under the step's condition than unconditionally (log flow
-        error ratio at least `image_check`) is an image conflict; the inspection's text is sampled
-        after the verdict. Off: the inspection's own first word (or `inspect_threshold`) decides.
-        Thresholds chosen on shapes-complex-val (README). A checkpoint with a trained plan check
-        (models/plan_check.py) scores the plan with it, against its own threshold unless
-        `plan_check` is given, and the image against the image threshold chosen with it unless
-        `image_check` is given; without one the plan's score is its largest surprise, against
-        PLAN_CHECK, and the image's against IMAGE_CHECK.
-    check_draws: noisy versions of each region the image check scores (each costs two flow calls,
-        counted as flow steps).
-    relate_regions: an `add`'s regions meet the relations its own `<ins>` states to objects the
-        model drew before (models/grammar.py `Placement.relations`), while some region fits (chosen
-        on shapes-complex-val: 0.445 without, 0.495 with; README).
-    leave_room: with `relate_regions`, an `add`'s regions also leave room for every object of
-        the prompt still to come, with its count and relations (models/grammar.py
-        `Placement.rest`), while some region does (chosen on shapes-complex-val: 0.547 without,
-        0.583 for the objects related to the new one alone; with session 24's rules 0.695 for
-        those, 0.9025 for all of them; README).
-    keep_context: only a region's box (widened by PASTE_MARGIN pixels) of the crop the flow drew
-        is pasted back, the rest of the crop keeps the canvas (an edit changes nothing outside
-        the regions its plan names; chosen on shapes-complex-val: 0.583 with the whole crop,
-        0.605 with the box; README); off: the whole crop is pasted.
-    edit_steps: a plan's `<ins>` may change, move or remove what earlier steps drew (the
-        detours of the training trajectories, `build --edit-ops`); off: every plan adds, and a
-        wrong step is corrected by the loop after its inspection (a new plan or a redraw), never
-        by an edit nobody asked for (chosen on shapes-complex-val: 0.9675 with edits, 0.9775
-        without; of its 400 trajectories 6 held an edit and 2 of those were right; README).
-    """
-
-    flow_steps: int = 16
-    guidance: float = 1.0
-    temperature: float = 0.3
-    max_words: int = 80
-    separate: bool = True
-    min_size: int = 6
-    copy_phrases: bool = True
-    inspect_threshold: float | None = None
-    self_check: bool = True
-    plan_check: float | None = None
-    image_check: float | None = None
-    check_draws: int = 1
-    relate_regions: bool = True
-    leave_room: bool = True
-    keep_context: bool = True
-    edit_steps: bool = False
+WORD_CATEGORIES = (
+    COLORS,
+    SHAPES + tuple(PLURALS.values()),
+    ("a", "an", *COUNT_WORDS),
+    tuple(sorted({w for r in RELATIONS for w in r.split() if w != "of"})),
+)
 
 
 def resolve_device(device: str | None) -> torch.device:
@@ -120,8 +75,9 @@ def resolve_device(device: str | None) -> torch.device:
     except RuntimeError:
         raise SketchloopError(f"--device {device!r}: use cpu, cuda or cuda:N") from None
     if dev.type == "cuda" and (not torch.cuda.is_available() or (dev.index or 0) >= torch.cuda.device_count()):
-        raise SketchloopError(f"--device {device}: no such CUDA device here "
-                              f"({torch.cuda.device_count()} visible); use --device cpu")
+        raise SketchloopError(
+            f"--device {device}: no such CUDA device here ({torch.cuda.device_count()} visible); use --device cpu"
+        )
     return dev
 
 
@@ -141,8 +97,13 @@ def _generator(seed: int) -> torch.Generator:
 class UnifiedRoles:
     """Planner, Sketcher, Inspector and Refiner backed by one UnifiedModel."""
 
-    def __init__(self, model: UnifiedModel, tokenizer: WordTokenizer, config: SamplingConfig | None = None,
-                 plan_check: PlanCheck | None = None):
+    def __init__(
+        self,
+        model: UnifiedModel,
+        tokenizer: WordTokenizer,
+        config: SamplingConfig | None = None,
+        plan_check: PlanCheck | None = None,
+    ):
         self.model, self.tok = model, tokenizer
         self.device = next(model.parameters()).device
         self.plan_check = plan_check.to(self.device) if plan_check is not None else None
@@ -169,10 +130,17 @@ class UnifiedRoles:
         return UnifiedRoles(self.model, self.tok, self.config, self.plan_check)
 
     @classmethod
-    def from_pretrained(cls, checkpoint: Path | None = None, config: SamplingConfig | None = None,
-                        device: str | None = None) -> "UnifiedRoles":
-        model, tok = UnifiedModel.from_pretrained(checkpoint or SHIPPED_CHECKPOINT)
-        return cls(model.to(resolve_device(device)), tok, config, PlanCheck.from_pretrained(checkpoint or SHIPPED_CHECKPOINT))
+    def from_pretrained(
+        cls, checkpoint: Path | None = None, config: SamplingConfig | None = None, device: str | None = None
+    ) -> "UnifiedRoles":
+        directory = checkpoint or SHIPPED_CHECKPOINT
+        model, tok = UnifiedModel.from_pretrained(directory)
+        return cls(
+            model.to(resolve_device(device)),
+            tok,
+            config or SamplingConfig.from_pretrained(directory),
+            PlanCheck.from_pretrained(directory),
+        )
 
     @property
     def plan_threshold(self) -> float:
@@ -191,31 +159,35 @@ class UnifiedRoles:
 
     # ------------------------------------------------------------------ helpers
     def _session(self, prompt: str, history: list[Plan]) -> TextSession:
-        session = TextSession(self.model, self.tok.token_id(CANVAS), self.tok.index.get(LOOK))
+        session = TextSession(self.model, self.tok.token_id(CANVAS))
         session.feed(self.tok.encode(history_text(prompt, history)))
         return session
 
-    def _read_canvas(self, session: TextSession, canvas: Image.Image, regions: list[Region] = ()) -> None:
-        """The canvas as patch tokens, then (a model with looks) each of `regions`' crops."""
-        cfg = self.model.config
+    def _read_canvas(self, session: TextSession, canvas: Image.Image) -> None:
+        """The canvas as patch tokens."""
         array = self._canvas_array(canvas)
-        session.feed([self.tok.token_id(CANVAS)] * cfg.canvas_tokens,
-                     torch.from_numpy(to_float(array))[None].to(self.device))
-        regions = list(regions)[:cfg.max_looks] if cfg.look_grid else []
-        if regions:
-            looks = torch.from_numpy(np.stack([to_float(crop(array, r)) for r in regions])).to(self.device)
-            session.feed([self.tok.token_id(LOOK)] * (cfg.look_tokens * len(regions)), looks=looks)
+        session.feed(
+            [self.tok.token_id(CANVAS)] * self.model.config.canvas_tokens,
+            torch.from_numpy(to_float(array))[None].to(self.device),
+        )
 
     def _room(self, session: TextSession, most: int, reserve: int) -> int:
         """How many tokens a text may take: at most `most`, leaving `reserve` of the context."""
         return max(1, min(most, self.model.config.block_size - len(session.ids) - reserve))
 
-    def _text(self, session: TextSession, close: str, generator: torch.Generator, reserve: int = 4,
-              phrases: PhraseGrammar | None = None, first: str | None = None) -> str:
+    def _text(
+        self,
+        session: TextSession,
+        close: str,
+        generator: torch.Generator,
+        reserve: int = 4,
+        phrases: PhraseGrammar | None = None,
+        first: str | None = None,
+    ) -> str:
         """Sample words up to the closing tag `close`; the words without it. A text stops where
         the context would keep less than `reserve` tokens (a plan leaves room for the canvas
         and its inspection, an inspection for its closing tags: cut, never a failure).
-        `phrases`: its noun phrases copy the prompt's (models/grammar.py); `first`: its first word."""
+        `phrases`: its noun phrases copy the prompt's (models/rules/phrase_grammar.py); `first`: its first word."""
         t = self.tok.token_id
         words = self._words + [t(close)]
         room = self._room(session, self.config.max_words, reserve)
@@ -227,22 +199,27 @@ class UnifiedRoles:
         self.usage["text_tokens"] += len(out)
         return self.tok.decode([i for i in out if i != t(close)])
 
-    def _regions(self, session: TextSession, generator: torch.Generator, prompt: str, ins: str,
-                 history: list[Plan]) -> list[tuple[Region, torch.Tensor]]:
+    def _regions(
+        self, session: TextSession, generator: torch.Generator, prompt: str, ins: str, history: list[Plan]
+    ) -> list[tuple[Region, torch.Tensor]]:
         """Sample the regions after `<img>` under the region grammar; each with its condition.
         An `add` of N objects writes N regions, clear of where earlier steps drew, each where the
         relations its `<ins>` states hold and leaving room for the objects still to come
-        (models/grammar.py `Placement`)."""
+        (models/rules/lookahead.py `Placement`)."""
         start = len(session.ids)
         placement = Placement(self.tok, prompt, ins, [(p.ins, p.regions) for p in history])
         occupied = self._occupied(history) if ins.startswith("add ") else ()
-        relate, room = self.config.relate_regions, self.config.relate_regions and self.config.leave_room
+        relate = self.config.relate_regions
 
         def allowed(prefix: list[int]) -> list[int]:
-            written = parse_regions(self.tok.decode(prefix[:len(prefix) - len(prefix) % 3]))
-            return self.grammar.allowed(prefix, occupied, count=placement.count,
-                                        relations=placement.relations(written) if relate else (),
-                                        rest=placement.rest(written) if room else None)
+            written = parse_regions(self.tok.decode(prefix[: len(prefix) - len(prefix) % 3]))
+            return self.grammar.allowed(
+                prefix,
+                occupied,
+                count=placement.count,
+                relations=placement.relations(written) if relate else (),
+                rest=placement.rest(written) if relate else None,
+            )
 
         most = self._room(session, self.grammar.max_tokens, self._plan_reserve)
         out = session.sample(most, {self.grammar.end}, generator, self.config.temperature, allowed)
@@ -253,20 +230,21 @@ class UnifiedRoles:
     def _condition(self, session: TextSession, position: int) -> torch.Tensor:
         """The image expert's condition at `position` of the session (see UnifiedModel.condition)."""
         with torch.no_grad():
-            states = torch.stack(session.hidden[:position + 1])[None]
-            ids = torch.tensor([session.ids[:position + 1]], device=self.device)
+            states = torch.stack(session.hidden[: position + 1])[None]
+            ids = torch.tensor([session.ids[: position + 1]], device=self.device)
             zero, pos = torch.tensor([0], device=self.device), torch.tensor([position], device=self.device)
-            phrases = None
-            if self.model.config.bag == "phrase":
-                words = [self.tok.vocab[i] for i in session.ids[:position + 1]]
-                phrases = phrase_mask([region_words(words, position)], ids.shape[1]).to(self.device)
+            words = [self.tok.vocab[i] for i in session.ids[: position + 1]]
+            phrases = phrase_mask([region_words(words, position)], ids.shape[1]).to(self.device)
             return self.model.condition(states, ids, zero, pos, self._starts, self._object_ends, phrases)[0]
 
-    def _flow(self, context: np.ndarray, region: Region | None, cond: torch.Tensor,
-              generator: torch.Generator) -> np.ndarray:
+    def _flow(
+        self, context: np.ndarray, region: Region | None, cond: torch.Tensor, generator: torch.Generator
+    ) -> np.ndarray:
         """One flow sample drawn on `context` (a crop of `region`, or the whole canvas for None)."""
         x = torch.from_numpy(to_float(context))[None].to(self.device)
-        coords = torch.from_numpy(coord_planes(region, context.shape[0], self.model.config.canvas_px))[None].to(self.device)
+        coords = torch.from_numpy(coord_planes(region, context.shape[0], self.model.config.canvas_px))[None].to(
+            self.device
+        )
         steps = self.config.flow_steps
         out = euler_sample(self.model, x, coords, cond[None], steps, generator, self.config.guidance)
         self.usage["flow_steps"] += steps
@@ -274,19 +252,19 @@ class UnifiedRoles:
 
     def _canvas_array(self, canvas: Image.Image) -> np.ndarray:
         px = self.model.config.canvas_px
-        return np.asarray(canvas.convert("RGB").resize((px, px), Image.BILINEAR))
+        return np.asarray(canvas.convert("RGB").resize((px, px), Image.Resampling.BILINEAR))
 
     def _image(self, array: np.ndarray, size: tuple[int, int]) -> Image.Image:
         image = Image.fromarray(array)
-        return image if image.size == size else image.resize(size, Image.NEAREST)
+        return image if image.size == size else image.resize(size, Image.Resampling.NEAREST)
 
-    def _draw(self, canvas: Image.Image, regions: list[tuple[Region, torch.Tensor]],
-              generator: torch.Generator) -> Image.Image:
+    def _draw(
+        self, canvas: Image.Image, regions: list[tuple[Region, torch.Tensor]], generator: torch.Generator
+    ) -> Image.Image:
         """Each region's crop drawn by the flow sampler on the current canvas and pasted back."""
         array = self._canvas_array(canvas)
         for region, cond in regions:
-            array = paste(array, region, self._flow(crop(array, region), region, cond, generator),
-                          PASTE_MARGIN if self.config.keep_context else None)
+            array = paste(array, region, self._flow(crop(array, region), region, cond, generator), PASTE_MARGIN)
         return self._image(array, canvas.size)
 
     # ------------------------------------------------------------------ roles
@@ -298,7 +276,7 @@ class UnifiedRoles:
         t = self.tok.token_id
         generator = _generator(seed)
         session = self._session(prompt, history)
-        if len(session.ids) + self.model.config.read_tokens + STEP_RESERVE > self.model.config.block_size:
+        if len(session.ids) + self.model.config.canvas_tokens + STEP_RESERVE > self.model.config.block_size:
             return None
         drawn = history[-1].des if history else ""
         described = PhraseGrammar(self.tok, prompt) if self.config.copy_phrases else None
@@ -308,20 +286,30 @@ class UnifiedRoles:
         self.usage["text_tokens"] += 1
         if first[0] == t(END):
             return None
-        ins = self._text(session, "</ins>", generator, self._plan_reserve,
-                         PhraseGrammar(self.tok, prompt, description=False, drawn=drawn) if described else None,
-                         first=None if self.config.edit_steps else "add")
+        ins = self._text(
+            session,
+            "</ins>",
+            generator,
+            self._plan_reserve,
+            PhraseGrammar(self.tok, prompt, description=False, drawn=drawn) if described else None,
+            first=None if self.config.edit_steps else "add",
+        )
         session.feed([t("<des>")])
-        des = self._text(session, "</des>", generator, self._plan_reserve,
-                         PhraseGrammar(self.tok, prompt, drawn=drawn, adds=ins) if described else None)
+        des = self._text(
+            session,
+            "</des>",
+            generator,
+            self._plan_reserve,
+            PhraseGrammar(self.tok, prompt, drawn=drawn, adds=ins) if described else None,
+        )
         session.feed([t("<img>")])
         regions = [r for r, _ in self._regions(session, generator, prompt, ins, history)]
         return Plan(ins, des, " ".join(r.text for r in regions))
 
     @property
     def _plan_reserve(self) -> int:
-        """What a plan leaves of the context: the canvas (and its looks) and a short inspection of it."""
-        return self.model.config.read_tokens + 16
+        """What a plan leaves of the context: the canvas and a short inspection of it."""
+        return self.model.config.canvas_tokens + 16
 
     def _occupied(self, history: list[Plan]) -> tuple[Region, ...]:
         """Where earlier steps drew: an `add` keeps clear of it (objects never overlap)."""
@@ -356,8 +344,9 @@ class UnifiedRoles:
             conds.append((region, self._condition(session, len(session.ids) - 1)))
         return conds
 
-    def inspect(self, prompt: str, history: list[Plan], canvas: Image.Image, seed: int,
-                before: Image.Image | None = None) -> Critique:
+    def inspect(
+        self, prompt: str, history: list[Plan], canvas: Image.Image, seed: int, before: Image.Image | None = None
+    ) -> Critique:
         """`<canvas> <inspect> T </inspect>`, and `<refine> C </refine>` when T finds a conflict;
         the verdict and where the conflict is (plan or image) are read from T itself. With
         `self_check` (the default) T's first words are the verdict of `checks` (the image check
@@ -369,11 +358,13 @@ class UnifiedRoles:
         if self.config.self_check:
             plan_doubt = self._plan_doubt(session)
             image_doubt = self._image_doubt(self._step_conditions(session), canvas, before, generator)
-            verdict = ("inconsistent plan" if plan_doubt is not None and plan_doubt >= self.plan_threshold else
-                       "inconsistent image" if image_doubt is not None and image_doubt >= self.image_threshold
-                       else "consistent")
-        elif self.config.inspect_threshold is not None:  # the verdict word by a threshold on the text's doubt
-            verdict = "inconsistent" if self._doubt(session) >= self.config.inspect_threshold else "consistent"
+            verdict = (
+                "inconsistent plan"
+                if plan_doubt is not None and plan_doubt >= self.plan_threshold
+                else "inconsistent image"
+                if image_doubt is not None and image_doubt >= self.image_threshold
+                else "consistent"
+            )
         if verdict is None:
             text = self._text(session, "</inspect>", generator)
         else:
@@ -385,14 +376,16 @@ class UnifiedRoles:
         session.feed([t("<refine>")])
         return Critique(False, text, self._text(session, "</refine>", generator), target=target)
 
-    def checks(self, prompt: str, history: list[Plan], canvas: Image.Image, before: Image.Image | None,
-               seed: int = 0) -> tuple[float | None, float | None]:
+    def checks(
+        self, prompt: str, history: list[Plan], canvas: Image.Image, before: Image.Image | None, seed: int = 0
+    ) -> tuple[float | None, float | None]:
         """How strongly the model's own likelihoods doubt the last step: (plan doubt, image doubt),
         the quantities `self_check` compares with `plan_threshold` and `image_threshold` (None: no
         plan, or no image check without `before`)."""
         session = self._session(prompt, history)
-        return self._plan_doubt(session), self._image_doubt(self._step_conditions(session), canvas, before,
-                                                            _generator(seed))
+        return self._plan_doubt(session), self._image_doubt(
+            self._step_conditions(session), canvas, before, _generator(seed)
+        )
 
     def _step_conditions(self, session: TextSession) -> list[tuple[Region, torch.Tensor]]:
         """The regions of the session's last step (its `<img> R </img>`), each with the image
@@ -404,7 +397,7 @@ class UnifiedRoles:
             return []
         start = opens[-1]
         end = next((i for i in range(start, len(ids)) if ids[i] == t("</img>")), len(ids))
-        regions = parse_regions(self.tok.decode(ids[start + 1:end]))
+        regions = parse_regions(self.tok.decode(ids[start + 1 : end]))
         return [(r, self._condition(session, start + 3 * (j + 1))) for j, r in enumerate(regions)]
 
     def plan_features(self, session: TextSession) -> tuple[torch.Tensor, ...] | None:
@@ -422,7 +415,7 @@ class UnifiedRoles:
         end = next(i for i in range(start, len(ids)) if ids[i] == t("</des>"))
         with torch.no_grad():
             logp = torch.log_softmax(self.model.logits(torch.stack(session.hidden[start:end])), -1)
-        said = torch.tensor(ids[start + 1:end + 1], device=self.device)
+        said = torch.tensor(ids[start + 1 : end + 1], device=self.device)
         keep = said != t("<des>")  # `<des>` follows `</ins>` without a choice
         logp, said, previous = logp[keep], said[keep], torch.tensor(ids[start:end], device=self.device)[keep]
         choices = logp[:, self._choices]
@@ -431,9 +424,15 @@ class UnifiedRoles:
         same = self._choice_category[None, :] == kind[:, None]
         kind_best = choices.masked_fill(~same, float("-inf")).max(-1).values
         p = torch.softmax(choices, -1)
-        features = torch.stack([torch.ones_like(own), choices.max(-1).values - own,
-                                torch.where(kind >= 0, kind_best - own, torch.zeros_like(own)),
-                                -(p * torch.log(p.clamp_min(1e-12))).sum(-1)], -1)
+        features = torch.stack(
+            [
+                torch.ones_like(own),
+                choices.max(-1).values - own,
+                torch.where(kind >= 0, kind_best - own, torch.zeros_like(own)),
+                -(p * torch.log(p.clamp_min(1e-12))).sum(-1),
+            ],
+            -1,
+        )
         parts = torch.cumsum((said == t("</ins>")).long(), 0).clamp(max=1)
         return said, previous, parts, features
 
@@ -450,8 +449,13 @@ class UnifiedRoles:
         with torch.no_grad():
             return float(self.plan_check(*(x[None] for x in read), torch.ones_like(read[0], dtype=torch.bool)[None])[0])
 
-    def _image_doubt(self, regions: list[tuple[Region, torch.Tensor]], canvas: Image.Image,
-                     before: Image.Image | None, generator: torch.Generator) -> float | None:
+    def _image_doubt(
+        self,
+        regions: list[tuple[Region, torch.Tensor]],
+        canvas: Image.Image,
+        before: Image.Image | None,
+        generator: torch.Generator,
+    ) -> float | None:
         """How much worse the image expert explains what the last step drew than it explains it
         with no condition: for each region, the flow error on `check_draws` noisy versions of its
         crop under the step's condition over the error under the null condition (paired noise),
@@ -463,48 +467,60 @@ class UnifiedRoles:
         if before is None or not regions:
             return None
         after, context = self._canvas_array(canvas), self._canvas_array(before)
-        margin = PASTE_MARGIN if self.config.keep_context else None
         crops, contexts, coords = [], [], []
         for region, _ in regions:
             crops.append(to_float(crop(after, region)))
             contexts.append(to_float(crop(context, region)))
             coords.append(coord_planes(region, crops[-1].shape[-1], self.model.config.canvas_px))
-            context = paste(context, region, crop(after, region), margin)
+            context = paste(context, region, crop(after, region), PASTE_MARGIN)
         m = self.config.check_draws
-        x, ctx, xy = (torch.from_numpy(np.stack(a)).repeat_interleave(m, 0).to(self.device)
-                      for a in (crops, contexts, coords))
+        x, ctx, xy = (
+            torch.from_numpy(np.stack(a)).repeat_interleave(m, 0).to(self.device) for a in (crops, contexts, coords)
+        )
         noise = torch.randn(x.shape, generator=generator).to(self.device)
         times = ((torch.arange(m) + 0.5) / m).repeat(len(regions)).to(self.device)
         conds = torch.stack([c for _, c in regions]).repeat_interleave(m, 0)
         null = self.model.null_cond.expand_as(conds)
-        two = lambda a: torch.cat([a, a])
+
+        def two(a: torch.Tensor) -> torch.Tensor:
+            return torch.cat([a, a])
+
         with torch.no_grad():
-            v = self.model.velocity(two(FLOW.add_noise(x, noise, times)), two(times), two(ctx), two(xy),
-                                    torch.cat([conds, null]))
+            v = self.model.velocity(
+                two(FLOW.add_noise(x, noise, times)), two(times), two(ctx), two(xy), torch.cat([conds, null])
+            )
         self.usage["flow_steps"] += v.shape[0]
         err = ((v - two(FLOW.velocity_target(x, noise))) ** 2).mean((1, 2, 3)).view(2, len(regions), m).mean(-1)
         return float(torch.log(err[0] / err[1]).max())
 
     def _inspect_session(self, prompt: str, history: list[Plan], canvas: Image.Image) -> TextSession:
         session = self._session(prompt, history)
-        self._read_canvas(session, canvas, parse_regions(history[-1].regions) if history else [])
+        self._read_canvas(session, canvas)
         session.feed([self.tok.token_id("<inspect>")])
         return session
 
     def _doubt(self, session: TextSession) -> float:
         """P(the inspection's first word is "inconsistent"), of the two verdict words."""
+        assert session.last is not None
         with torch.no_grad():
             logits = self.model.logits(session.last).cpu()
         pair = logits[[self.tok.token_id("consistent"), self.tok.token_id("inconsistent")]]
         return float(torch.softmax(pair, -1)[1])
 
     def doubt(self, prompt: str, history: list[Plan], canvas: Image.Image) -> float:
-        """How strongly the inspector doubts the step (for choosing `inspect_threshold` on a
-        validation set: scripts/inspector_threshold.py)."""
+        """How strongly the inspection's text doubts the step: P("inconsistent") of its first word
+        (best-of-N keeps the candidate it doubts least)."""
         return self._doubt(self._inspect_session(prompt, history, canvas))
 
-    def refine(self, prompt: str, history: list[Plan], canvas: Image.Image, critique: Critique,
-               seed: int, before: Image.Image | None = None) -> Image.Image:
+    def refine(
+        self,
+        prompt: str,
+        history: list[Plan],
+        canvas: Image.Image,
+        critique: Critique,
+        seed: int,
+        before: Image.Image | None = None,
+    ) -> Image.Image:
         """The last step drawn again on `before`, the canvas before it (its regions kept, new
         noise), so a refine repaints only that step's regions and the plan history stays true
         to the picture; without `before`, the regions are redrawn on `canvas`."""

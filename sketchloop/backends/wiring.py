@@ -8,7 +8,9 @@ from pathlib import Path
 from typing import Any
 
 from ..loop.roles import Roles
+from ..models.sampling import SamplingConfig
 from ..world.render import DEFAULT_SIZE
+
 
 def make_teachers(teacher: dict[str, Any] | None):
     """ShapesWorld's exact teachers, or (given `teacher`: model, base_url, templates, editor,
@@ -23,13 +25,24 @@ def make_teachers(teacher: dict[str, Any] | None):
     from .chat_teachers import ChatDecomposer, ChatJudge, ChatStepWriter
     from .diffusers_editor import DiffusersEditor, DiffusersSettings
 
-    client = ChatClient(ChatSettings(model=teacher["model"], base_url=teacher.get("base_url"),
-                                     prompts_dir=Path(teacher["templates"]) if teacher.get("templates") else None,
-                                     **teacher.get("client", {})))  # timeout, max_retries, backoff
-    editor = DiffusersEditor.from_spec(teacher["editor"], DiffusersSettings(**teacher.get("image", {})),
-                                       teacher.get("first_step"))
-    return Teachers(writer=ChatStepWriter(client), editor=editor, judge=ChatJudge(client),
-                    decomposer=ChatDecomposer(client), prompts=teacher.get("prompts"))
+    client = ChatClient(
+        ChatSettings(
+            model=teacher["model"],
+            base_url=teacher.get("base_url"),
+            prompts_dir=Path(teacher["templates"]) if teacher.get("templates") else None,
+            **teacher.get("client", {}),
+        )
+    )  # timeout, max_retries, backoff
+    editor = DiffusersEditor.from_spec(
+        teacher["editor"], DiffusersSettings(**teacher.get("image", {})), teacher.get("first_step")
+    )
+    return Teachers(
+        writer=ChatStepWriter(client),
+        editor=editor,
+        judge=ChatJudge(client),
+        decomposer=ChatDecomposer(client),
+        prompts=teacher.get("prompts"),
+    )
 
 
 def oracle_roles(size: int = DEFAULT_SIZE) -> Roles:
@@ -41,21 +54,35 @@ def oracle_roles(size: int = DEFAULT_SIZE) -> Roles:
     return Roles(OraclePlanner(), canvas, OracleInspector(), canvas)
 
 
-def model_roles(checkpoint: Path | None = None, config=None, device: str | None = None) -> Roles:
-    """The embedded unified model (the shipped checkpoint unless `checkpoint`) in every role."""
+def model_roles(
+    checkpoint: Path | None = None, config: SamplingConfig | None = None, device: str | None = None
+) -> Roles:
+    """The embedded unified model (the shipped checkpoint unless `checkpoint`) in every role,
+    sampling with `config` (default: the checkpoint's sampling.json)."""
     from .unified import UnifiedRoles
 
     model = UnifiedRoles.from_pretrained(checkpoint, config, device)
     return Roles(model, model, model, model)
 
 
-def with_named_roles(roles: Roles, specs: dict[str, str | None], base_url: str | None = None,
-                     templates: Path | None = None, image_settings=None,
-                     first_step: str | None = None) -> Roles:
+def with_named_roles(
+    roles: Roles,
+    specs: dict[str, str | None],
+    base_url: str | None = None,
+    templates: Path | None = None,
+    image_settings=None,
+    first_step: str | None = None,
+) -> Roles:
     """`roles` with those named in `specs` played by OpenAI-compatible chat models
     (planner, inspector: `openai:MODEL`) or diffusers editing pipelines (sketcher, refiner:
     `diffusers:REPO_OR_PATH`); one pipeline serves both when named twice."""
-    from .chat import ChatClient, ChatInspector, ChatPlanner, ChatSettings, parse_role_spec
+    from .chat import (
+        ChatClient,
+        ChatInspector,
+        ChatPlanner,
+        ChatSettings,
+        parse_role_spec,
+    )
     from .diffusers_editor import DiffusersEditor
 
     chosen: dict[str, Any] = {}
@@ -70,7 +97,8 @@ def with_named_roles(roles: Roles, specs: dict[str, str | None], base_url: str |
             chosen[role] = chat_role(ChatClient(ChatSettings(model=model, base_url=base_url, prompts_dir=templates)))
         else:
             if spec not in editors:
-                editors[spec] = DiffusersEditor.from_spec(spec, image_settings,
-                                                          first_step if role == "sketcher" else None)
+                editors[spec] = DiffusersEditor.from_spec(
+                    spec, image_settings, first_step if role == "sketcher" else None
+                )
             chosen[role] = editors[spec]
     return roles.with_roles(**chosen)

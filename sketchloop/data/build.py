@@ -10,88 +10,35 @@ from __future__ import annotations
 
 import json
 import multiprocessing
-import shutil
 import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 from tqdm import tqdm
 
 from ..errors import SketchloopError
 from ..io import atomic_write_text
 from .card import write_card
-from .schema import KINDS, read_partial, shard_path, write_table
+from .schema import KINDS, shard_path, write_table
+from .shards import make_shard
 
 
-def make_shard(kind: str, seed: int, shard: int, n_examples: int, edit_ops: float, out: str,
-               n_shards: int, checkpoint: str | None = None, teacher: dict[str, Any] | None = None,
-               free_plans: bool = False, teachers=None) -> dict[str, Any]:
-    """Build one shard and write it atomically; returns its statistics. `teachers`: ones
-    already made from `teacher` (a worker that builds many shards loads its editor once);
-    `free_plans`: the checkpoint plans without the phrase grammar (models/grammar.py).
-
-    Every finished example is kept at once (with the random state after it) under
-    `data/.partial/`, so a build stopped mid-shard (a server outage, Ctrl-C) resumes at the
-    next example and ends with the same shard as an uninterrupted run."""
-    from .inspections import make_inspect_own, make_inspect_symbolic
-    from .refine import make_refine
-    from ..backends.wiring import make_teachers
-    from ..evaluation.heldout import row_allows
-    from .trajectories import Rejections, make_trajectory
-
-    rng = np.random.default_rng([seed, KINDS.index(kind), shard])
-    teachers = teachers if teachers is not None else make_teachers(teacher)
-    rejections = Rejections()
-    planner = None
-    if checkpoint is not None:
-        import torch
-
-        from ..backends.unified import SamplingConfig, UnifiedRoles
-
-        torch.set_num_threads(1)  # one process per core already
-        # the model as the loop runs it: its own plans and sketches at the inference settings
-        planner = UnifiedRoles.from_pretrained(Path(checkpoint), SamplingConfig(copy_phrases=not free_plans))
-    partial = Path(out) / "data" / ".partial" / f"{kind}-{shard:05d}"
-    rows, state = read_partial(partial)
-    if state is not None:
-        rng.bit_generator.state = state["rng"]
-        rejections = Rejections(**state["rejections"])
-    for i in range(len(rows), n_examples):
-        while True:  # ShapesWorld rows never hold a benchmark's scene or a held-out pair, even mid-trajectory
-            if kind == "trajectories":
-                row = make_trajectory(rng, teachers, edit_ops, rejections)
-            elif kind == "inspect" and planner is not None:
-                row = make_inspect_own(rng, planner, teachers, rejections)
-            elif kind == "inspect" and teachers.open_world:
-                from .open_world import make_inspect_open
-
-                row = make_inspect_open(rng, teachers, rejections, edit_ops)
-            elif kind == "inspect":
-                row = make_inspect_symbolic(rng, teachers, rejections, edit_ops)
-            elif teachers.open_world:
-                from .open_world import make_refine_open
-
-                row = make_refine_open(rng, teachers, rejections, edit_ops)
-            else:
-                row = make_refine(rng, teachers, rejections, edit_ops)
-            if teachers.open_world or row_allows(row):
-                break
-            rejections.heldout_rows += 1
-        rows.append({"id": f"{kind}-{shard:05d}-{i:05d}", "kind": kind, **row})
-        write_table(partial / f"{i:05d}.parquet", [rows[-1]], {"rng": rng.bit_generator.state,
-                                                                "rejections": vars(rejections)})
-    write_table(shard_path(Path(out), kind, shard, n_shards), rows)
-    shutil.rmtree(partial, ignore_errors=True)
-    return {"shard": shard, "examples": n_examples, "steps_redrawn": rejections.steps_redrawn,
-            "trajectories_dropped": rejections.trajectories_dropped, "heldout_rows": rejections.heldout_rows}
-
-
-def build(kind: str, n: int, out: Path, seed: int = 0, workers: int = 1, edit_ops: float = 0.25,
-          shard_size: int = 500, checkpoint: Path | None = None, progress: bool = True,
-          teacher: dict[str, Any] | None = None, engine: str = "local", address: str | None = None,
-          free_plans: bool = False) -> dict[str, Any]:
+def build(
+    kind: str,
+    n: int,
+    out: Path,
+    seed: int = 0,
+    workers: int = 1,
+    edit_ops: float = 0.25,
+    shard_size: int = 500,
+    checkpoint: Path | None = None,
+    progress: bool = True,
+    teacher: dict[str, Any] | None = None,
+    engine: str = "local",
+    address: str | None = None,
+    free_plans: bool = False,
+) -> dict[str, Any]:
     """Build (or resume) a dataset of `n` examples in `out`; returns the card's statistics.
 
     `engine` "local" runs shards in `workers` processes; "ray" runs them on Ray actors (a
@@ -110,8 +57,9 @@ def build(kind: str, n: int, out: Path, seed: int = 0, workers: int = 1, edit_op
     if not 0.0 <= edit_ops <= 1.0:
         raise SketchloopError(f"--edit-ops {edit_ops}: give a share between 0 and 1")
     if checkpoint is not None and kind != "inspect":
-        raise SketchloopError(f"--checkpoint drives self-sampled plans for --kind inspect; for {kind} the "
-                              f"teachers make every example")
+        raise SketchloopError(
+            f"--checkpoint drives self-sampled plans for --kind inspect; for {kind} the teachers make every example"
+        )
     if checkpoint is not None:
         from ..models.unified import UnifiedModel
 
@@ -119,29 +67,39 @@ def build(kind: str, n: int, out: Path, seed: int = 0, workers: int = 1, edit_op
     if checkpoint is not None and teacher is not None:
         raise SketchloopError("--checkpoint (self-sampled plans judged by ShapesWorld) and --teacher do not mix")
     if free_plans and checkpoint is None:
-        raise SketchloopError("--free-plans is how a --checkpoint plans its self-sampled inspect data; give --checkpoint")
-    params = {"kind": kind, "n": n, "seed": seed, "edit_ops": edit_ops, "shard_size": shard_size,
-              "checkpoint": str(checkpoint) if checkpoint else None}
+        raise SketchloopError(
+            "--free-plans is how a --checkpoint plans its self-sampled inspect data; give --checkpoint"
+        )
+    params = {
+        "kind": kind,
+        "n": n,
+        "seed": seed,
+        "edit_ops": edit_ops,
+        "shard_size": shard_size,
+        "checkpoint": str(checkpoint) if checkpoint else None,
+    }
     if free_plans:
         params["free_plans"] = True
     if teacher is not None:
         # what defines the data; where it runs (server URL, retries, device) may change on resume
-        params["teacher"] = {k: v for k, v in teacher.items() if k not in ("prompts", "base_url", "client")}
-        params["teacher"]["image"] = {k: v for k, v in teacher.get("image", {}).items() if k != "device"}
+        described = {k: v for k, v in teacher.items() if k not in ("prompts", "base_url", "client")}
+        described["image"] = {k: v for k, v in teacher.get("image", {}).items() if k != "device"}
+        params["teacher"] = described
     out.mkdir(parents=True, exist_ok=True)
     build_file = out / "build.json"
     if build_file.is_file():
         previous = json.loads(build_file.read_text())
         if previous.get("params") != params:
-            raise SketchloopError(f"{out} holds a build with other parameters ({previous.get('params')}); "
-                                  f"use another --out or the same parameters to resume")
+            raise SketchloopError(
+                f"{out} holds a build with other parameters ({previous.get('params')}); "
+                f"use another --out or the same parameters to resume"
+            )
         stats = previous.get("shards", {})
     else:
         stats = {}
     n_shards = (n + shard_size - 1) // shard_size
     sizes = [min(shard_size, n - k * shard_size) for k in range(n_shards)]
-    todo = [k for k in range(n_shards)
-            if not (shard_path(out, kind, k, n_shards).is_file() and str(k) in stats)]
+    todo = [k for k in range(n_shards) if not (shard_path(out, kind, k, n_shards).is_file() and str(k) in stats)]
 
     def record(result: dict[str, Any]) -> None:
         stats[str(result["shard"])] = result
@@ -149,10 +107,22 @@ def build(kind: str, n: int, out: Path, seed: int = 0, workers: int = 1, edit_op
 
     _write_json(build_file, {"params": params, "shards": stats})
     start = time.time()
-    bar = tqdm(total=n, initial=n - sum(sizes[k] for k in todo), desc=f"build {kind}", unit="ex",
-               disable=not progress)
-    args = [(kind, seed, k, sizes[k], edit_ops, str(out), n_shards, str(checkpoint) if checkpoint else None, teacher,
-             free_plans) for k in todo]
+    bar = tqdm(total=n, initial=n - sum(sizes[k] for k in todo), desc=f"build {kind}", unit="ex", disable=not progress)
+    args = [
+        (
+            kind,
+            seed,
+            k,
+            sizes[k],
+            edit_ops,
+            str(out),
+            n_shards,
+            str(checkpoint) if checkpoint else None,
+            teacher,
+            free_plans,
+        )
+        for k in todo
+    ]
     if engine == "ray":
         from .ray_engine import build_shards
 
@@ -184,7 +154,7 @@ def _write_json(path: Path, obj: Any) -> None:
 def inspect_target(row: dict[str, Any]) -> str:
     """What an inspect example teaches: consistent, or a conflict of the plan or of the image
     (read from its inspection text, the label itself)."""
-    from ..trajectory import text_verdict
+    from ..format import text_verdict
 
     text = next(s["text"] for s in reversed(row["steps"]) if s["type"] == "inspect")
     consistent, target = text_verdict(text)
@@ -201,7 +171,9 @@ def subset(source: Path, out: Path, targets: list[str]) -> int:
         raise SketchloopError(f"--target {', '.join(unknown)}: choose consistent, plan or image")
     rows = [r for r in read_dataset(source).to_pylist() if r["kind"] == "inspect"]
     if not rows:
-        raise SketchloopError(f"{source} holds no inspect examples; build them with 'sketchloop data build --kind inspect'")
+        raise SketchloopError(
+            f"{source} holds no inspect examples; build them with 'sketchloop data build --kind inspect'"
+        )
     _check_new(out)
     kept = [r for r in rows if inspect_target(r) in targets]
     if not kept:
@@ -236,13 +208,21 @@ def one_step_row(row: dict[str, Any]) -> dict[str, Any]:
     layout = Layout.from_dict(json.loads(row["layouts"][final]))
     rank = {g: k for k, g in enumerate(SceneGraph.from_json(row["scene"]).mention_order())}
     layout = Layout(tuple(sorted(layout.objects, key=lambda o: rank[o.group])))
-    steps = [{"type": "ins", "text": f"add {des}", "image": -1, "op": json.dumps({"op": "add", "scene": True})},
-             {"type": "des", "text": des, "image": -1, "op": ""},
-             {"type": "sketch", "text": "", "image": 0, "op": ""},
-             {"type": "end", "text": "", "image": -1, "op": ""}]
+    steps = [
+        {"type": "ins", "text": f"add {des}", "image": -1, "op": json.dumps({"op": "add", "scene": True})},
+        {"type": "des", "text": des, "image": -1, "op": ""},
+        {"type": "sketch", "text": "", "image": 0, "op": ""},
+        {"type": "end", "text": "", "image": -1, "op": ""},
+    ]
     meta = {**json.loads(row["meta"] or "{}"), "one_step_of": row["id"]}
-    return {**row, "id": f"{row['id']}-one-step", "steps": steps, "images": [row["images"][final]],
-            "layouts": [json.dumps(layout.to_dict(), sort_keys=True)], "meta": json.dumps(meta, sort_keys=True)}
+    return {
+        **row,
+        "id": f"{row['id']}-one-step",
+        "steps": steps,
+        "images": [row["images"][final]],
+        "layouts": [json.dumps(layout.to_dict(), sort_keys=True)],
+        "meta": json.dumps(meta, sort_keys=True),
+    }
 
 
 def one_step(source: Path, out: Path, shard_size: int = 2000) -> int:
@@ -253,9 +233,11 @@ def one_step(source: Path, out: Path, shard_size: int = 2000) -> int:
     _check_new(out)
     rows = [one_step_row(r) for r in read_dataset(source).to_pylist() if r["kind"] == "trajectories"]
     if not rows:
-        raise SketchloopError(f"{source} holds no trajectories; build them with 'sketchloop data build --kind trajectories'")
+        raise SketchloopError(
+            f"{source} holds no trajectories; build them with 'sketchloop data build --kind trajectories'"
+        )
     n_shards = (len(rows) + shard_size - 1) // shard_size
     for k in range(n_shards):
-        write_table(shard_path(out, "trajectories", k, n_shards), rows[k * shard_size:(k + 1) * shard_size])
+        write_table(shard_path(out, "trajectories", k, n_shards), rows[k * shard_size : (k + 1) * shard_size])
     _write_derived(out, source, {"kind": "trajectories", "one_step_of": str(source)}, len(rows))
     return len(rows)

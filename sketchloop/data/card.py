@@ -13,18 +13,19 @@ from .schema import read_dataset
 
 KIND_NOTES = {
     "trajectories": "Every kept step's image passed the judge against the step's `<des>`, and every final "
-                    "image passed it against the whole prompt. `images per example` = intermediate images.",
+    "image passed it against the whole prompt. `images per example` = intermediate images.",
     "inspect": "Each example ends as the loop's inspector reads a step (`<img> R </img>`, the canvas, "
-               "`<inspect>`): its plan against the prompt and, self-sampled, its image against its `<des>`; "
-               "a conflict says where it is (`inconsistent plan:` / `inconsistent image:`) and adds a "
-               "`<refine>` corrective instruction. Labels are the judge's.",
+    "`<inspect>`): its plan against the prompt and, self-sampled, its image against its `<des>`; "
+    "a conflict says where it is (`inconsistent plan:` / `inconsistent image:`) and adds a "
+    "`<refine>` corrective instruction. Labels are the judge's.",
     "refine": "Each example ends in an image judged against its `<ins>`: positive with a reason, or negative "
-              "with the judge's error analysis (`<inspect>`), a `<refine>` fix and the corrected image.",
+    "with the judge's error analysis (`<inspect>`), a `<refine>` fix and the corrected image.",
 }
 
 
-def write_card(out: Path, params: dict[str, Any], shard_stats: dict[str, Any],
-               examples_per_second: float | None) -> dict[str, Any]:
+def write_card(
+    out: Path, params: dict[str, Any], shard_stats: dict[str, Any], examples_per_second: float | None
+) -> dict[str, Any]:
     """Write README.md (the dataset card) and contact_sheet.png; returns the statistics."""
     from ..pages.dataset import contact_sheet
 
@@ -74,12 +75,19 @@ def write_card(out: Path, params: dict[str, Any], shard_stats: dict[str, Any],
         f"Built by `sketchloop data build --kind {params['kind']} --n {params['n']} --seed {params['seed']} "
         f"--edit-ops {params['edit_ops']}"
         + (f" --checkpoint {params['checkpoint']}" if params.get("checkpoint") else "")
-        + (f" --teacher openai:{params['teacher']['model']} --editor {params['teacher']['editor']}"
-           if params.get("teacher") else "") + "`"
-        + (f" with real teachers: {params['teacher']['model']} as decomposer, step writer and judge, "
-           f"{params['teacher']['editor']} as editor (prompts: "
-           f"{params['teacher'].get('prompts_file') or 'ShapesWorld random scenes'}). " if params.get("teacher") else
-           " with ShapesWorld's exact teachers (parser, step writer, layout editor + renderer, detector judge). ")
+        + (
+            f" --teacher openai:{params['teacher']['model']} --editor {params['teacher']['editor']}"
+            if params.get("teacher")
+            else ""
+        )
+        + "`"
+        + (
+            f" with real teachers: {params['teacher']['model']} as decomposer, step writer and judge, "
+            f"{params['teacher']['editor']} as editor (prompts: "
+            f"{params['teacher'].get('prompts_file') or 'ShapesWorld random scenes'}). "
+            if params.get("teacher")
+            else " with ShapesWorld's exact teachers (parser, step writer, layout editor + renderer, detector judge). "
+        )
         + "Schema: see `sketchloop/data/schema.py`; load with "
         "`datasets.load_dataset('parquet', data_files='data/*.parquet')` or `pyarrow.parquet.read_table`.",
         "",

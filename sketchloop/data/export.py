@@ -5,7 +5,7 @@ both worlds. What goes where:
 | our rows | BAGEL kind | what |
 |---|---|---|
 | trajectories | `t2i_pretrain` | the final image, captions `{"prompt", "description"}` (JSON string) |
-| trajectories | `unified_edit` | `image_list` = blank canvas + each step's canvas, `instruction_list` = `[[<ins>]]` per transition |
+| trajectories | `unified_edit` | blank canvas + each step's canvas, `[[<ins>]]` per transition |
 | refine (negative) | `unified_edit` | `[flawed, corrected]` with `[[<refine> command]]` |
 | trajectories | `vlm_sft` | one multi-turn, multi-image conversation: canvas -> next `<ins>`/`<des>`, ... -> `<end>` |
 | inspect | `vlm_sft` | prompt, plan history, last canvas -> `<inspect>` (+ `<refine>`) |
@@ -42,8 +42,8 @@ import pyarrow.parquet as pq
 from PIL import Image
 
 from ..errors import SketchloopError
+from ..format import END, INSPECT, REFINE, plan_text, scene_text, tagged
 from ..io import atomic_write_bytes, atomic_write_text, png_bytes
-from ..trajectory import END, INSPECT, REFINE, plan_text, scene_text, tagged
 from ..world.vocab import BACKGROUND
 from .schema import read_dataset
 
@@ -53,16 +53,24 @@ ROWS_PER_GROUP = 100
 T2I_SCHEMA = pa.schema([("image", pa.binary()), ("captions", pa.string())])
 EDIT_SCHEMA = pa.schema([("image_list", pa.list_(pa.binary())), ("instruction_list", pa.list_(pa.list_(pa.string())))])
 ELEMENT = pa.struct([("type", pa.string()), ("text", pa.string()), ("image", pa.binary()), ("loss", pa.bool_())])
-INTERLEAVED_SCHEMA = pa.schema([("id", pa.string()), ("kind", pa.string()), ("prompt", pa.string()),
-                                ("elements", pa.list_(ELEMENT))])
+INTERLEAVED_SCHEMA = pa.schema(
+    [("id", pa.string()), ("kind", pa.string()), ("prompt", pa.string()), ("elements", pa.list_(ELEMENT))]
+)
 
-HUMAN_PLAN_FIRST = "<image>\nPrompt: {prompt}\nThis is the blank canvas. Plan the first step: <ins> the change, <des> the whole scene after it."
+HUMAN_PLAN_FIRST = (
+    "<image>\nPrompt: {prompt}\nThis is the blank canvas. Plan the first step: <ins> the change, "
+    "<des> the whole scene after it."
+)
 HUMAN_PLAN_NEXT = "<image>\nThe canvas after that step. Plan the next step, or answer <end> when the picture is done."
-HUMAN_INSPECT = ("<image>\nPrompt: {prompt}\nPlan so far:\n{history}\nThis is the canvas. Inspect the last step: is its "
-                 "description consistent with the prompt, and does the canvas show it? Answer <inspect> and, for a "
-                 "conflict, a <refine> command.")
-HUMAN_REFINE = ("<image>\nPrompt: {prompt}\nInstruction: {ins}\nDoes this image do what the instruction says? Answer "
-                "<inspect> and, when it does not, a <refine> command that fixes it.")
+HUMAN_INSPECT = (
+    "<image>\nPrompt: {prompt}\nPlan so far:\n{history}\nThis is the canvas. Inspect the last step: is its "
+    "description consistent with the prompt, and does the canvas show it? Answer <inspect> and, for a "
+    "conflict, a <refine> command."
+)
+HUMAN_REFINE = (
+    "<image>\nPrompt: {prompt}\nInstruction: {ins}\nDoes this image do what the instruction says? Answer "
+    "<inspect> and, when it does not, a <refine> command that fixes it."
+)
 
 
 def _blank_png(image: bytes) -> tuple[bytes, str]:
@@ -74,8 +82,10 @@ def _blank_png(image: bytes) -> tuple[bytes, str]:
 
 def _walk(row: dict[str, Any]) -> list[dict[str, Any]]:
     """The row's steps as (type, text, image bytes) in order."""
-    return [{"type": s["type"], "text": s["text"], "image": row["images"][s["image"]] if s["image"] >= 0 else None}
-            for s in row["steps"]]
+    return [
+        {"type": s["type"], "text": s["text"], "image": row["images"][s["image"]] if s["image"] >= 0 else None}
+        for s in row["steps"]
+    ]
 
 
 def _plans(steps: list[dict[str, Any]]) -> list[tuple[str, str]]:
@@ -141,8 +151,9 @@ class _Writer:
         self.rows = []
 
 
-def export_bagel(datasets: Iterable[Path], out: Path, path_prefix: str | None = None,
-                 name: str = "sketchloop") -> dict[str, Any]:
+def export_bagel(
+    datasets: Iterable[Path], out: Path, path_prefix: str | None = None, name: str = "sketchloop"
+) -> dict[str, Any]:
     """Write the BAGEL export of `datasets` into `out`; returns the counts per kind."""
     datasets = [Path(d) for d in datasets]
     if not datasets:
@@ -169,16 +180,26 @@ def export_bagel(datasets: Iterable[Path], out: Path, path_prefix: str | None = 
             sources[(folder.name, row["kind"])] += 1
             steps = _walk(row)
             images = [s["image"] for s in steps if s["type"] == "sketch"]
-            inter.add({"id": row["id"], "kind": row["kind"], "prompt": row["prompt"],
-                       "elements": interleaved_elements(row)})
+            inter.add(
+                {"id": row["id"], "kind": row["kind"], "prompt": row["prompt"], "elements": interleaved_elements(row)}
+            )
             blank, blank_name = _blank_png(images[0]) if images else (None, "")
             if blank is not None and blank_name not in blanks:
                 save_image(blank, blank_name)
                 blanks.add(blank_name)
             if row["kind"] == "trajectories":
                 plans = _plans(steps)
-                t2i.add({"image": images[-1], "captions": json.dumps(
-                    {"prompt": row["prompt"], "description": scene_text(row["prompt"]) if not plans else plans[-1][1]})})
+                t2i.add(
+                    {
+                        "image": images[-1],
+                        "captions": json.dumps(
+                            {
+                                "prompt": row["prompt"],
+                                "description": scene_text(row["prompt"]) if not plans else plans[-1][1],
+                            }
+                        ),
+                    }
+                )
                 edit.add({"image_list": [blank] + images, "instruction_list": [[ins] for ins, _ in plans]})
                 files = [blank_name] + [save_image(img, f"{row['id']}-{k}.png") for k, img in enumerate(images)]
                 turns = []
@@ -190,17 +211,35 @@ def export_bagel(datasets: Iterable[Path], out: Path, path_prefix: str | None = 
             elif row["kind"] == "inspect":
                 history = "\n".join(plan_text(i, d) for i, d in _plans(steps)) or "(nothing yet)"
                 file = save_image(images[-1], f"{row['id']}-last.png") if images else blank_name
-                lines.append(json.dumps({"id": row["id"], "image": file, "conversations": [
-                    {"from": "human", "value": HUMAN_INSPECT.format(prompt=row["prompt"], history=history)},
-                    {"from": "gpt", "value": _answer(steps)}]}))
+                lines.append(
+                    json.dumps(
+                        {
+                            "id": row["id"],
+                            "image": file,
+                            "conversations": [
+                                {"from": "human", "value": HUMAN_INSPECT.format(prompt=row["prompt"], history=history)},
+                                {"from": "gpt", "value": _answer(steps)},
+                            ],
+                        }
+                    )
+                )
             elif row["kind"] == "refine":
                 ins = _plans(steps)[-1][0]
                 refine = [s["text"] for s in steps if s["type"] == "refine"]
                 judged = next(k for k, s in enumerate(steps) if s["type"] == "inspect") - 1
                 file = save_image(steps[judged]["image"], f"{row['id']}-judged.png")
-                lines.append(json.dumps({"id": row["id"], "image": file, "conversations": [
-                    {"from": "human", "value": HUMAN_REFINE.format(prompt=row["prompt"], ins=ins)},
-                    {"from": "gpt", "value": _answer(steps)}]}))
+                lines.append(
+                    json.dumps(
+                        {
+                            "id": row["id"],
+                            "image": file,
+                            "conversations": [
+                                {"from": "human", "value": HUMAN_REFINE.format(prompt=row["prompt"], ins=ins)},
+                                {"from": "gpt", "value": _answer(steps)},
+                            ],
+                        }
+                    )
+                )
                 if refine:  # the corrective edit: flawed -> corrected
                     edit.add({"image_list": [steps[judged]["image"], images[-1]], "instruction_list": [[refine[-1]]]})
     for writer in (t2i, edit, inter):
@@ -211,30 +250,52 @@ def export_bagel(datasets: Iterable[Path], out: Path, path_prefix: str | None = 
         return f"{prefix}/{path.relative_to(out).as_posix()}"
 
     def parquet_info(writer: _Writer) -> Path:
-        info = {rel(f): {"num_row_groups": pq.ParquetFile(f).num_row_groups, "num_rows": pq.ParquetFile(f).metadata.num_rows}
-                for f in writer.files}
+        info = {
+            rel(f): {
+                "num_row_groups": pq.ParquetFile(f).num_row_groups,
+                "num_rows": pq.ParquetFile(f).metadata.num_rows,
+            }
+            for f in writer.files
+        }
         path = writer.folder / "parquet_info.json"
         atomic_write_text(path, json.dumps(info, indent=1))
         return path
 
     info: dict[str, dict[str, Any]] = {"t2i_pretrain": {}, "unified_edit": {}, "vlm_sft": {}, "interleaved": {}}
     if t2i.count:
-        info["t2i_pretrain"][f"{name}_t2i"] = {"data_dir": rel(out / "t2i" / "data"), "num_files": len(t2i.files),
-                                               "num_total_samples": t2i.count}
+        info["t2i_pretrain"][f"{name}_t2i"] = {
+            "data_dir": rel(out / "t2i" / "data"),
+            "num_files": len(t2i.files),
+            "num_total_samples": t2i.count,
+        }
     if edit.count:
-        info["unified_edit"][f"{name}_edit"] = {"data_dir": rel(out / "edit" / "data"), "num_files": len(edit.files),
-                                                "num_total_samples": edit.count,
-                                                "parquet_info_path": rel(parquet_info(edit))}
-    info["vlm_sft"][f"{name}_vlm"] = {"data_dir": rel(images_dir), "jsonl_path": rel(out / "vlm" / f"{name}.jsonl"),
-                                      "num_total_samples": len(lines)}
-    info["interleaved"][f"{name}_interleaved"] = {"data_dir": rel(out / "interleaved" / "data"),
-                                                  "num_files": len(inter.files), "num_total_samples": inter.count,
-                                                  "parquet_info_path": rel(parquet_info(inter))}
+        info["unified_edit"][f"{name}_edit"] = {
+            "data_dir": rel(out / "edit" / "data"),
+            "num_files": len(edit.files),
+            "num_total_samples": edit.count,
+            "parquet_info_path": rel(parquet_info(edit)),
+        }
+    info["vlm_sft"][f"{name}_vlm"] = {
+        "data_dir": rel(images_dir),
+        "jsonl_path": rel(out / "vlm" / f"{name}.jsonl"),
+        "num_total_samples": len(lines),
+    }
+    info["interleaved"][f"{name}_interleaved"] = {
+        "data_dir": rel(out / "interleaved" / "data"),
+        "num_files": len(inter.files),
+        "num_total_samples": inter.count,
+        "parquet_info_path": rel(parquet_info(inter)),
+    }
     info = {k: v for k, v in info.items() if v}
     atomic_write_text(out / "dataset_info.json", json.dumps(info, indent=1))
     atomic_write_text(out / "dataset_config.yaml", _yaml(info))
-    counts = {"t2i_pretrain": t2i.count, "unified_edit": edit.count, "vlm_sft": len(lines),
-              "interleaved": inter.count, "images": len(list(images_dir.iterdir()))}
+    counts = {
+        "t2i_pretrain": t2i.count,
+        "unified_edit": edit.count,
+        "vlm_sft": len(lines),
+        "interleaved": inter.count,
+        "images": len(list(images_dir.iterdir())),
+    }
     atomic_write_text(out / "README.md", _card(datasets, sources, counts, prefix))
     return counts
 
@@ -251,8 +312,15 @@ def _yaml(info: dict[str, dict[str, Any]]) -> str:
         names = list(entries)
         lines = [f"{kind}:", "  dataset_names:"] + [f"  - {n}" for n in names]
         if kind == "vlm_sft":
-            lines += ["  image_transform_args:", "    image_stride: 14", "    max_image_size: 980",
-                      "    min_image_size: 378", "  is_mandatory: true", "  shuffle_lines: true", "  shuffle_seed: 0"]
+            lines += [
+                "  image_transform_args:",
+                "    image_stride: 14",
+                "    max_image_size: 980",
+                "    min_image_size: 378",
+                "  is_mandatory: true",
+                "  shuffle_lines: true",
+                "  shuffle_seed: 0",
+            ]
             used = [entries[n]["num_total_samples"] for n in names]
         else:
             lines += vae + (["  vit_image_transform_args:"] + vit if kind == "unified_edit" else [])
@@ -268,19 +336,19 @@ def _card(datasets: list[Path], sources: Counter, counts: dict[str, int], prefix
     rows = "\n".join(f"| {folder} | {kind} | {n} |" for (folder, kind), n in sorted(sources.items()))
     return f"""# sketchloop export for BAGEL
 
-From {', '.join(str(d) for d in datasets)}; paths start with `{prefix}`.
+From {", ".join(str(d) for d in datasets)}; paths start with `{prefix}`.
 
 | dataset | kind | rows |
 |---|---|---|
 {rows}
 
-What went where: trajectories -> `t2i_pretrain` (final image + prompt: {counts['t2i_pretrain']} rows),
+What went where: trajectories -> `t2i_pretrain` (final image + prompt: {counts["t2i_pretrain"]} rows),
 `unified_edit` (blank canvas + each step's canvas with its `<ins>`; refine negatives add
-flawed -> corrected with the `<refine>` command: {counts['unified_edit']} rows) and `vlm_sft`
+flawed -> corrected with the `<refine>` command: {counts["unified_edit"]} rows) and `vlm_sft`
 (plan conversations); inspect and refine rows -> `vlm_sft` (`<inspect>` answers, with
-`<refine>` for conflicts; {counts['vlm_sft']} lines in all, {counts['images']} image files);
-every row -> `interleaved` ({counts['interleaved']} rows, text and images in trajectory
-order with their loss; see sketchloop's README for the dataset class that reads them).
+`<refine>` for conflicts; {counts["vlm_sft"]} lines in all, {counts["images"]} image files);
+every row -> `interleaved` ({counts["interleaved"]} rows, text and images in trajectory
+order with their loss; see sketchloop's docs/data.md for the dataset class that reads them).
 
 Merge `dataset_info.json` into BAGEL's `data/dataset_info.py` (`DATASET_INFO`) and pass
 `dataset_config.yaml` as `--dataset_config_file`.

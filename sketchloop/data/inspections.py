@@ -19,15 +19,23 @@ import numpy as np
 from PIL import Image
 
 from ..errors import PromptError
+from ..format import Plan, scene_text
+from ..teachers import Teachers, blank_canvas
 from ..world.instructions import Scene, apply, instruction_text
 from ..world.parser import parse_prompt
 from ..world.render import DEFAULT_SIZE
 from ..world.scene import MAX_OBJECTS, ObjectGroup, Relation, SceneGraph
 from ..world.vocab import COLORS, INVERSE_RELATION, RELATIONS, SHAPES
-from ..teachers import Teachers, blank_canvas
-from ..trajectory import Plan, scene_text
-from .trajectories import (Rejections, _json, heldout_free_scene, draw_trajectory, example, image_row, plan_rows,
-                           text_row)
+from .trajectories import (
+    Rejections,
+    _json,
+    draw_trajectory,
+    example,
+    heldout_free_scene,
+    image_row,
+    plan_rows,
+    text_row,
+)
 
 INCONSISTENT_SHARE = 0.55  # the paper: about 6.9K consistent, 8.3K inconsistent
 PERTURBATIONS = ("wrong_color", "wrong_count", "wrong_relation", "extra_object")
@@ -37,7 +45,7 @@ def _scenes(steps: list[Plan]) -> list[Scene]:
     """The scene before each step and after the last (writer ops carry group ids)."""
     scenes = [Scene()]
     for step in steps:
-        scenes.append(apply(scenes[-1], step.op))
+        scenes.append(apply(scenes[-1], step.edit))
     return scenes
 
 
@@ -52,30 +60,41 @@ def _perturb(op: dict[str, Any], kind: str, scene: Scene, graph, rng: np.random.
         new["color"] = choices[int(rng.integers(len(choices)))]
     elif kind == "wrong_count":
         room = MAX_OBJECTS - sum(g.count for g in scene.groups.values())
-        choices = [n for n in range(1, min(4, room) + 1) if n != op["count"]]
-        if not choices:
+        counts = [n for n in range(1, min(4, room) + 1) if n != op["count"]]
+        if not counts:
             return None
-        new["count"] = choices[int(rng.integers(len(choices)))]
+        new["count"] = counts[int(rng.integers(len(counts)))]
     elif kind == "wrong_relation":
         if not op["relations"]:
             return None
         # the opposite side most of the time, another side when that has no room
-        others = {rel: [INVERSE_RELATION[rel]] * 3 + [r for r in RELATIONS if r not in (rel, INVERSE_RELATION[rel])]
-                  for rel, _ in op["relations"]}
+        others = {
+            rel: [INVERSE_RELATION[rel]] * 3 + [r for r in RELATIONS if r not in (rel, INVERSE_RELATION[rel])]
+            for rel, _ in op["relations"]
+        }
         new["relations"] = [[others[rel][int(rng.integers(len(others[rel])))], j] for rel, j in op["relations"]]
     elif kind == "extra_object":
         used = {g.shape for g in graph.groups} | {g.shape for g in scene.groups.values()}
         shapes = [s for s in SHAPES if s not in used]
         if not shapes or sum(g.count for g in scene.groups.values()) >= MAX_OBJECTS:
             return None
-        new.update(shape=shapes[int(rng.integers(len(shapes)))], color=COLORS[int(rng.integers(len(COLORS)))],
-                   count=1, relations=[])
+        new.update(
+            shape=shapes[int(rng.integers(len(shapes)))],
+            color=COLORS[int(rng.integers(len(COLORS)))],
+            count=1,
+            relations=[],
+        )
     return new
 
 
-def make_inspect_symbolic(rng: np.random.Generator, teachers: Teachers, rejections: Rejections,
-                          edit_ops: float = 0.25, size: int = DEFAULT_SIZE,
-                          inconsistent: bool | None = None) -> dict[str, Any]:
+def make_inspect_symbolic(
+    rng: np.random.Generator,
+    teachers: Teachers,
+    rejections: Rejections,
+    edit_ops: float = 0.25,
+    size: int = DEFAULT_SIZE,
+    inconsistent: bool | None = None,
+) -> dict[str, Any]:
     """One inspect example from a (possibly perturbed) teacher trajectory."""
     if inconsistent is None:
         inconsistent = bool(rng.random() < INCONSISTENT_SHARE)
@@ -97,15 +116,20 @@ def make_inspect_symbolic(rng: np.random.Generator, teachers: Teachers, rejectio
         else:
             kind = PERTURBATIONS[int(rng.integers(len(PERTURBATIONS)))]
             meta["perturbation"] = kind
-            adds = [k for k, s in enumerate(steps) if s.op["op"] == "add" and s.op["group"] < len(graph.groups)
-                    and (kind != "wrong_relation" or s.op["relations"])
-                    and (kind != "wrong_color" or s.op["color"])]
+            adds = [
+                k
+                for k, s in enumerate(steps)
+                if s.edit["op"] == "add"
+                and s.edit["group"] < len(graph.groups)
+                and (kind != "wrong_relation" or s.edit["relations"])
+                and (kind != "wrong_color" or s.edit["color"])
+            ]
             if not adds:
                 continue
             k = adds[int(rng.integers(len(adds)))]
             canvas = None
             for _attempt in range(4):  # a perturbed object may find no room: perturb again
-                op = _perturb(steps[k].op, kind, scenes[k], graph, rng)
+                op = _perturb(steps[k].edit, kind, scenes[k], graph, rng)
                 if op is None:
                     break
                 after = apply(scenes[k], op)
@@ -133,9 +157,17 @@ OWN_SHARES = (0.5, 0.25, 0.25)  # balanced: as many consistent steps as conflict
 IMAGE_FLAWS = ("wrong_color", "wrong_shape", "wrong_relation", "missing_object")
 
 
-def make_inspect_own(rng: np.random.Generator, model: Any, teachers: Teachers, rejections: Rejections,
-                     size: int = DEFAULT_SIZE, max_steps: int = 8, target: str | None = None,
-                     tries: int = 12, prompt: str | None = None) -> dict[str, Any]:
+def make_inspect_own(
+    rng: np.random.Generator,
+    model: Any,
+    teachers: Teachers,
+    rejections: Rejections,
+    size: int = DEFAULT_SIZE,
+    max_steps: int = 8,
+    target: str | None = None,
+    tries: int = 12,
+    prompt: str | None = None,
+) -> dict[str, Any]:
     """One inspect example in the exact form the loop's inspector meets: the model's own plans
     (at its inference settings) and its own sketches of them, up to a step, then
     `<img> R </img> <canvas> <inspect> T </inspect> [<refine> C </refine>]`, labelled by the
@@ -170,7 +202,7 @@ def make_inspect_own(rng: np.random.Generator, model: Any, teachers: Teachers, r
             if plan is None:
                 break
             sketch = model.sketch(text, history + [plan], canvas, int(rng.integers(2**31)))
-            verdict = teachers.judge.inspect_step(graph, plan.des, sketch)
+            verdict = teachers.exact_judge.inspect_step(graph, plan.des, sketch)
             if not verdict.consistent:
                 if verdict.target == target:
                     found = (plan, sketch, verdict, "model")
@@ -187,7 +219,7 @@ def make_inspect_own(rng: np.random.Generator, model: Any, teachers: Teachers, r
             *history, plan = history
             sketch = sketches.pop()
             if target == "consistent":
-                found = (plan, sketch, teachers.judge.inspect_step(graph, plan.des, sketch), "model")
+                found = (plan, sketch, teachers.exact_judge.inspect_step(graph, plan.des, sketch), "model")
             elif target == "plan":
                 found = _wrong_plan(rng, model, teachers, graph, history, plan, before)
             elif target == "rephrased":
@@ -219,8 +251,15 @@ def _own_row(graph, history: list[Plan], sketches: list[Image.Image], found: tup
     return example(graph, rows, images, [""] * len(images), label, meta)
 
 
-def _wrong_plan(rng: np.random.Generator, model: Any, teachers: Teachers, graph, history: list[Plan], plan: Plan,
-                before: Image.Image):
+def _wrong_plan(
+    rng: np.random.Generator,
+    model: Any,
+    teachers: Teachers,
+    graph,
+    history: list[Plan],
+    plan: Plan,
+    before: Image.Image,
+):
     """The model's plan for this step made wrong (one group's colour, count or relation, or an
     object the prompt does not ask for), grounded and sketched by the model."""
     described = parse_prompt(plan.des)
@@ -233,14 +272,23 @@ def _wrong_plan(rng: np.random.Generator, model: Any, teachers: Teachers, graph,
         verdict = teachers.judge.critique(wrong, graph, False)
         if verdict.consistent:
             continue
-        wrong_plan, sketch = _said_and_drawn(rng, model, graph, history, plan, wrong, _changed_group(described, wrong),
-                                             before)
+        wrong_plan, sketch = _said_and_drawn(
+            rng, model, graph, history, plan, wrong, _changed_group(described, wrong), before
+        )
         return wrong_plan, sketch, verdict.about("plan"), f"perturbed-plan:{kind}"
     return None
 
 
-def _said_and_drawn(rng: np.random.Generator, model: Any, graph, history: list[Plan], plan: Plan, scene: SceneGraph,
-                    g: int, before: Image.Image) -> tuple[Plan, Image.Image]:
+def _said_and_drawn(
+    rng: np.random.Generator,
+    model: Any,
+    graph,
+    history: list[Plan],
+    plan: Plan,
+    scene: SceneGraph,
+    g: int,
+    before: Image.Image,
+) -> tuple[Plan, Image.Image]:
     """`plan`'s step said as a perturbed plan is said (an `add` names group `g` of `scene` with
     all its relations; an edit step keeps its instruction; the `<des>` is `scene` in canonical
     order), grounded and sketched by the model on `before`."""
@@ -249,22 +297,37 @@ def _said_and_drawn(rng: np.random.Generator, model: Any, graph, history: list[P
     return said, model.sketch(graph.to_text(), history + [said], before, int(rng.integers(2**31)))
 
 
-def _rephrased_plan(rng: np.random.Generator, model: Any, teachers: Teachers, graph, history: list[Plan],
-                    plan: Plan, before: Image.Image):
+def _rephrased_plan(
+    rng: np.random.Generator,
+    model: Any,
+    teachers: Teachers,
+    graph,
+    history: list[Plan],
+    plan: Plan,
+    before: Image.Image,
+):
     """The model's plan for this step worded as `_wrong_plan` words a perturbed one (the step's
     group with all its relations in `_where`'s order, the scene in its canonical order), its
     content unchanged; grounded and sketched by the model. None when the judge finds a conflict."""
     described = parse_prompt(plan.des)
     drawn = parse_prompt(history[-1].des).groups if history else ()
     new = [i for i, g in enumerate(described.groups) if g not in drawn]
-    said, sketch = _said_and_drawn(rng, model, graph, history, plan, described, new[0] if new else len(described.groups) - 1,
-                                   before)
-    verdict = teachers.judge.inspect_step(graph, said.des, sketch)
+    said, sketch = _said_and_drawn(
+        rng, model, graph, history, plan, described, new[0] if new else len(described.groups) - 1, before
+    )
+    verdict = teachers.exact_judge.inspect_step(graph, said.des, sketch)
     return (said, sketch, verdict, "rephrased-plan") if verdict.consistent else None
 
 
-def _wrong_image(rng: np.random.Generator, model: Any, teachers: Teachers, graph, history: list[Plan], plan: Plan,
-                 before: Image.Image):
+def _wrong_image(
+    rng: np.random.Generator,
+    model: Any,
+    teachers: Teachers,
+    graph,
+    history: list[Plan],
+    plan: Plan,
+    before: Image.Image,
+):
     """The right plan for this step, under a wrong picture: the model's sketch of a perturbed
     plan (its colour or shape, drawn in the plan's regions; a relation, drawn where the model
     puts the wrong one), or nothing drawn."""
@@ -283,7 +346,7 @@ def _wrong_image(rng: np.random.Generator, model: Any, teachers: Teachers, graph
             drawn = Plan(f"add {wrong.groups[g].noun_phrase()}{_where(wrong, g)}", scene_text(wrong.to_text()), regions)
             drawn = model.ground(prompt, history + [drawn], int(rng.integers(2**31)))
             sketch = model.sketch(prompt, history + [drawn], before, int(rng.integers(2**31)))
-        verdict = teachers.judge.inspect_step(graph, plan.des, sketch)
+        verdict = teachers.exact_judge.inspect_step(graph, plan.des, sketch)
         if not verdict.consistent and verdict.target == "image":
             return plan, sketch, verdict, f"perturbed-image:{kind}"
     return None
@@ -309,10 +372,10 @@ def _perturb_graph(scene: SceneGraph, kind: str, rng: np.random.Generator) -> Sc
         groups[g] = ObjectGroup(choices[int(rng.integers(len(choices)))], group.color, group.count)
     elif kind == "wrong_count":
         room = MAX_OBJECTS - scene.n_objects + group.count
-        choices = [n for n in range(1, min(4, room) + 1) if n != group.count]
-        if not choices:
+        counts = [n for n in range(1, min(4, room) + 1) if n != group.count]
+        if not counts:
             return None
-        groups[g] = ObjectGroup(group.shape, group.color, choices[int(rng.integers(len(choices)))])
+        groups[g] = ObjectGroup(group.shape, group.color, counts[int(rng.integers(len(counts)))])
     elif kind == "wrong_relation":
         mine = [i for i, r in enumerate(relations) if g in (r.subject, r.object)]
         if not mine:
@@ -345,8 +408,9 @@ def _where(scene: SceneGraph, g: int) -> str:
     """` left of the red circle and above the star`: group `g`'s relations, as an `add` says them."""
     from ..backends.shapes import relation_phrase
 
-    rels = [(r.relation, r.object) for r in scene.relations if r.subject == g] + \
-           [(INVERSE_RELATION[r.relation], r.subject) for r in scene.relations if r.object == g]
+    rels = [(r.relation, r.object) for r in scene.relations if r.subject == g] + [
+        (INVERSE_RELATION[r.relation], r.subject) for r in scene.relations if r.object == g
+    ]
     return " " + relation_phrase(rels, list(scene.groups)) if rels else ""
 
 

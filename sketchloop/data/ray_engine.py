@@ -35,15 +35,28 @@ class ShardBuilder:
 
         torch.set_num_threads(1)  # one actor per core already
         self.teacher = teacher
-        self.teachers = None
+        self.teachers: Any = None
 
     def build(self, args: tuple) -> dict[str, Any]:
         from ..backends.wiring import make_teachers
-        from .build import make_shard
+        from .shards import make_shard
 
         if self.teachers is None:
             self.teachers = make_teachers(self.teacher)
-        return make_shard(*args, teachers=self.teachers)
+        kind, seed, shard, n_examples, edit_ops, out, n_shards, checkpoint, teacher, free_plans = args
+        return make_shard(
+            kind,
+            seed,
+            shard,
+            n_examples,
+            edit_ops,
+            out,
+            n_shards,
+            checkpoint,
+            teacher,
+            free_plans,
+            teachers=self.teachers,
+        )
 
 
 def _check_reachable(address: str | None, timeout: float = 5.0) -> None:
@@ -57,12 +70,15 @@ def _check_reachable(address: str | None, timeout: float = 5.0) -> None:
         with socket.create_connection((host, int(port)), timeout=timeout):
             return
     except (OSError, ValueError) as exc:
-        raise SketchloopError(f"cannot start on the Ray cluster at {address} ({exc}); start the head with "
-                              f"'ray start --head' and pass its address, or leave --address out") from None
+        raise SketchloopError(
+            f"cannot start on the Ray cluster at {address} ({exc}); start the head with "
+            f"'ray start --head' and pass its address, or leave --address out"
+        ) from None
 
 
-def build_shards(args: list[tuple], teacher: dict[str, Any] | None, workers: int,
-                 address: str | None) -> Iterator[dict[str, Any]]:
+def build_shards(
+    args: list[tuple], teacher: dict[str, Any] | None, workers: int, address: str | None
+) -> Iterator[dict[str, Any]]:
     """Build the shards `args` (make_shard's arguments) on Ray; yields each shard's
     statistics as it finishes. `workers` > 1 sets the number of actors; else one per GPU
     (a GPU editor) or per CPU of the cluster."""
@@ -76,11 +92,13 @@ def build_shards(args: list[tuple], teacher: dict[str, Any] | None, workers: int
         except Exception as exc:  # noqa: BLE001 - an unreachable cluster: one clear line
             line = first_line(exc)
             where = f"the Ray cluster at {address}" if address else "a local Ray"
-            raise SketchloopError(f"cannot start on {where} ({line[:160]}); start the head with 'ray start --head' "
-                                  f"and pass its address, or leave --address out") from None
+            raise SketchloopError(
+                f"cannot start on {where} ({line[:160]}); start the head with 'ray start --head' "
+                f"and pass its address, or leave --address out"
+            ) from None
     resources = ray.cluster_resources()
     gpu = _uses_gpu(teacher) and resources.get("GPU", 0) >= 1
-    if _uses_gpu(teacher) and not gpu and (teacher.get("image") or {}).get("device") == "cuda":
+    if _uses_gpu(teacher) and not gpu and ((teacher or {}).get("image") or {}).get("device") == "cuda":
         raise SketchloopError("the editor is set to --device cuda but the Ray cluster has no GPU")
     available = int(resources.get("GPU" if gpu else "CPU", 1))
     n_actors = max(1, min(len(args), workers if workers > 1 else available))

@@ -15,16 +15,30 @@ from typing import Any
 
 import numpy as np
 
+from ..format import Critique, Plan
 from ..loop.roles import Sketcher
+from ..teachers import Canvas, Teachers, blank_canvas
 from ..world.layout import Layout, place_object
 from ..world.render import DEFAULT_SIZE, render
 from ..world.vocab import COLORS, INVERSE_RELATION, RELATIONS, SHAPES
-from ..teachers import Canvas, Teachers, blank_canvas
-from ..trajectory import Critique, Plan
-from .trajectories import Rejections, draw_trajectory, example, image_row, plan_rows, text_row
+from .trajectories import (
+    Rejections,
+    draw_trajectory,
+    example,
+    image_row,
+    plan_rows,
+    text_row,
+)
 
 POSITIVE_SHARE = 0.45
 FLAWS = ("wrong_color", "wrong_position", "wrong_shape", "missing_object", "extra_object")
+
+
+def _layout(canvas: Canvas) -> Layout:
+    """The layout of an exact teacher's canvas."""
+    if canvas.layout is None:
+        raise ValueError("an exact teacher's canvas without a layout")
+    return canvas.layout
 
 
 def _flaw(layout: Layout, op: dict[str, Any], kind: str, rng: np.random.Generator) -> Layout | None:
@@ -38,7 +52,7 @@ def _flaw(layout: Layout, op: dict[str, Any], kind: str, rng: np.random.Generato
         return layout.recolor(i, [c for c in COLORS if c != obj.color][int(rng.integers(len(COLORS) - 1))])
     if kind == "wrong_shape":
         shape = [s for s in SHAPES if s != obj.shape][int(rng.integers(len(SHAPES) - 1))]
-        return Layout(layout.objects[:i] + (replace(obj, shape=shape),) + layout.objects[i + 1:])
+        return Layout(layout.objects[:i] + (replace(obj, shape=shape),) + layout.objects[i + 1 :])
     if kind == "missing_object":
         return layout.remove(i)
     if kind == "wrong_position":
@@ -47,8 +61,9 @@ def _flaw(layout: Layout, op: dict[str, Any], kind: str, rng: np.random.Generato
             return None
         rest = layout.remove(i).objects
         for wrong in ([INVERSE_RELATION[rel] for rel, _ in rels],) + tuple(
-                [[r for r in RELATIONS if r not in (rel, INVERSE_RELATION[rel])][int(rng.integers(2))] for rel, _ in rels]
-                for _ in range(3)):  # the opposite side, else another side that has room
+            [[r for r in RELATIONS if r not in (rel, INVERSE_RELATION[rel])][int(rng.integers(2))] for rel, _ in rels]
+            for _ in range(3)
+        ):  # the opposite side, else another side that has room
             need = {(obj.group, j): [w] for w, (_rel, j) in zip(wrong, rels)}
             moved = place_object(rng, obj.shape, obj.color, rest, obj.group, need, size=obj.size, candidates=800)
             if moved is not None:
@@ -59,23 +74,38 @@ def _flaw(layout: Layout, op: dict[str, Any], kind: str, rng: np.random.Generato
         shapes = [s for s in SHAPES if s not in used]
         if not shapes:
             return None
-        extra = place_object(rng, shapes[int(rng.integers(len(shapes)))], COLORS[int(rng.integers(len(COLORS)))],
-                             layout.objects, group=10_000)
+        extra = place_object(
+            rng,
+            shapes[int(rng.integers(len(shapes)))],
+            COLORS[int(rng.integers(len(COLORS)))],
+            layout.objects,
+            group=10_000,
+        )
         return None if extra is None else layout.add(extra)
     raise ValueError(kind)
 
 
-def make_refine(rng: np.random.Generator, teachers: Teachers, rejections: Rejections, edit_ops: float = 0.25,
-                size: int = DEFAULT_SIZE, sketcher: Sketcher | None = None, positive: bool | None = None) -> dict[str, Any]:
+def make_refine(
+    rng: np.random.Generator,
+    teachers: Teachers,
+    rejections: Rejections,
+    edit_ops: float = 0.25,
+    size: int = DEFAULT_SIZE,
+    sketcher: Sketcher | None = None,
+    positive: bool | None = None,
+) -> dict[str, Any]:
     """One refine example (see the module docstring)."""
     if positive is None:
         positive = bool(rng.random() < POSITIVE_SHARE)
     while True:
         graph, steps, canvases = draw_trajectory(rng, teachers, edit_ops, rejections, size)
         kind = FLAWS[int(rng.integers(len(FLAWS)))]
-        usable = [k for k, s in enumerate(steps)
-                  if any(o.group == s.op["group"] for o in canvases[k].layout.objects)
-                  and (kind != "wrong_position" or s.op.get("relations"))]
+        usable = [
+            k
+            for k, s in enumerate(steps)
+            if any(o.group == s.edit["group"] for o in _layout(canvases[k]).objects)
+            and (kind != "wrong_position" or s.edit.get("relations"))
+        ]
         if not usable:
             continue
         k = usable[int(rng.integers(len(usable)))]
@@ -100,7 +130,7 @@ def make_refine(rng: np.random.Generator, teachers: Teachers, rejections: Reject
                 if not teachers.judge.judge(sketch, step.scene).consistent:
                     flawed, meta = sketch, {"source": "model"}
             if flawed is None:
-                flawed_layout = _flaw(canvas.layout, step.op, kind, rng)
+                flawed_layout = _flaw(_layout(canvas), step.edit, kind, rng)
                 if flawed_layout is None:
                     continue
                 flawed, meta = render(flawed_layout, size), {"source": "perturbed", "flaw": kind}
@@ -115,14 +145,20 @@ def make_refine(rng: np.random.Generator, teachers: Teachers, rejections: Reject
         return example(graph, rows, images, layouts, label, {**meta, "step": k})
 
 
-def judged_rows(step: Plan, correct: Canvas, flawed: Canvas | None, review: Critique, images: list[bytes],
-                layouts: list[str]) -> list[dict[str, Any]]:
+def judged_rows(
+    step: Plan, correct: Canvas, flawed: Canvas | None, review: Critique, images: list[bytes], layouts: list[str]
+) -> list[dict[str, Any]]:
     """The end of a refine example, after the step's `<ins>`/`<des>`: the correct image and a
     short reason (positive, `flawed` None), or the flawed image, the judge's analysis, the
     `<refine>` fix and the correct image."""
     if flawed is None:
-        return [image_row(correct.image, correct.layout, images, layouts),
-                text_row("inspect", f"consistent: the image shows {step.des}, as '{step.ins}' asks")]
-    return [image_row(flawed.image, flawed.layout, images, layouts),
-            text_row("inspect", review.about("image").text), text_row("refine", review.refine),
-            image_row(correct.image, correct.layout, images, layouts)]
+        return [
+            image_row(correct.image, correct.layout, images, layouts),
+            text_row("inspect", f"consistent: the image shows {step.des}, as '{step.ins}' asks"),
+        ]
+    return [
+        image_row(flawed.image, flawed.layout, images, layouts),
+        text_row("inspect", review.about("image").text),
+        text_row("refine", review.refine),
+        image_row(correct.image, correct.layout, images, layouts),
+    ]

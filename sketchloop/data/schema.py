@@ -9,7 +9,7 @@ Hugging Face `datasets`):
 | kind    | string               | trajectories, inspect or refine                              |
 | prompt  | string               | the full prompt                                              |
 | scene   | string               | its scene graph as JSON (sketchloop.SceneGraph.from_json)   |
-| steps   | list<struct>         | ordered steps: type, text, image (index into images or -1), op (structured edit as JSON, or "") |
+| steps   | list<struct>         | type, text, image (index into images or -1), op (edit JSON or "") |
 | images  | list<binary>         | PNG bytes, referenced by the steps                           |
 | layouts | list<string>         | ShapesWorld layout JSON of each image ("" when unknown)      |
 | label   | string               | inspect/refine: consistent or inconsistent; "" otherwise    |
@@ -24,29 +24,38 @@ build itself is data/build.py.
 
 from __future__ import annotations
 
+import io
 import json
 import os
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
+from PIL import Image
 
 from ..errors import SketchloopError
 
 KINDS = ("trajectories", "inspect", "refine")
-SCHEMA = pa.schema([
-    ("id", pa.string()),
-    ("kind", pa.string()),
-    ("prompt", pa.string()),
-    ("scene", pa.string()),
-    ("steps", pa.list_(pa.struct([("type", pa.string()), ("text", pa.string()),
-                                  ("image", pa.int32()), ("op", pa.string())]))),
-    ("images", pa.list_(pa.binary())),
-    ("layouts", pa.list_(pa.string())),
-    ("label", pa.string()),
-    ("meta", pa.string()),
-])
+SCHEMA = pa.schema(
+    [
+        ("id", pa.string()),
+        ("kind", pa.string()),
+        ("prompt", pa.string()),
+        ("scene", pa.string()),
+        (
+            "steps",
+            pa.list_(
+                pa.struct([("type", pa.string()), ("text", pa.string()), ("image", pa.int32()), ("op", pa.string())])
+            ),
+        ),
+        ("images", pa.list_(pa.binary())),
+        ("layouts", pa.list_(pa.string())),
+        ("label", pa.string()),
+        ("meta", pa.string()),
+    ]
+)
 
 
 def shard_path(out: Path, kind: str, shard: int, n_shards: int) -> Path:
@@ -81,3 +90,8 @@ def read_dataset(out: Path) -> pa.Table:
     if not files:
         raise SketchloopError(f"{out} holds no dataset shards (data/*.parquet); build one with 'sketchloop data build'")
     return pa.concat_tables(pq.read_table(f) for f in files)
+
+
+def decode_png(data: bytes) -> np.ndarray:
+    """A row's PNG image as an H x W x 3 uint8 array."""
+    return np.asarray(Image.open(io.BytesIO(data)).convert("RGB"))

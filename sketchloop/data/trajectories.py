@@ -15,20 +15,19 @@ from typing import Any
 import numpy as np
 
 from ..errors import LayoutError, SketchloopError
+from ..format import Plan
 from ..io import png_bytes
+from ..teachers import Canvas, Teachers, blank_canvas
 from ..world.render import DEFAULT_SIZE
 from ..world.sample import random_composite_scene, random_scene
 from ..world.scene import SceneGraph
-from ..teachers import Canvas, Teachers, blank_canvas
-from ..trajectory import Plan
-
 
 # The scene mix. Number of groups 1..5 of the general scenes (random colours, counts and
 # relations): weighted towards richer scenes than GenEval's, so trajectories average 3-5
 # intermediate images like the paper's. COMPOSITE_SHARE of the scenes are long coloured
 # compositions with several relations (world/sample.py random_composite_scene): without
 # them the planner rarely practises binding colours over long prompts and cannot copy
-# them (measured on shapes-complex-val, README); without the general ones it forgets
+# them (measured on shapes-complex-val, docs/design.md); without the general ones it forgets
 # simple scenes.
 GROUP_WEIGHTS = [0.15, 0.25, 0.2, 0.2, 0.2]
 COMPOSITE_SHARE = 0.45
@@ -56,8 +55,11 @@ def draw_scene(rng: np.random.Generator, teachers: Teachers):
     into an open-vocabulary graph."""
     if teachers.decomposer is None:
         return heldout_free_scene(rng)
-    prompt = teachers.prompts[int(rng.integers(len(teachers.prompts)))] if teachers.prompts else \
-        heldout_free_scene(rng).to_text()
+    prompt = (
+        teachers.prompts[int(rng.integers(len(teachers.prompts)))]
+        if teachers.prompts
+        else heldout_free_scene(rng).to_text()
+    )
     return teachers.decomposer.decompose(prompt)
 
 
@@ -68,14 +70,22 @@ class Rejections:
     heldout_rows: int = 0  # examples drawn again: they named a held-out colour-shape pair
 
 
-def draw_trajectory(rng: np.random.Generator, teachers: Teachers, edit_ops: float, rejections: Rejections,
-                    size: int = DEFAULT_SIZE, retries: int = 3) -> tuple[SceneGraph, list[Plan], list[Canvas]]:
+def draw_trajectory(
+    rng: np.random.Generator,
+    teachers: Teachers,
+    edit_ops: float,
+    rejections: Rejections,
+    size: int = DEFAULT_SIZE,
+    retries: int = 3,
+) -> tuple[SceneGraph, list[Plan], list[Canvas]]:
     """A judged teacher trajectory: the scene, its steps, and the canvas after each step."""
     drops = 0
     while True:
         if teachers.open_world and drops >= MAX_OPEN_DROPS:
-            raise SketchloopError(f"the judge rejected {drops} teacher trajectories in a row; check the editor "
-                                  f"(--editor), the teacher model (--teacher) and the prompt templates")
+            raise SketchloopError(
+                f"the judge rejected {drops} teacher trajectories in a row; check the editor "
+                f"(--editor), the teacher model (--teacher) and the prompt templates"
+            )
         drops += 1
         graph = draw_scene(rng, teachers)
         try:
@@ -100,7 +110,9 @@ def draw_trajectory(rng: np.random.Generator, teachers: Teachers, edit_ops: floa
         rejections.trajectories_dropped += 1
 
 
-def plan_rows(steps: list[Plan], canvases: list[Canvas], images: list[bytes], layouts: list[str]) -> list[dict[str, Any]]:
+def plan_rows(
+    steps: list[Plan], canvases: list[Canvas], images: list[bytes], layouts: list[str]
+) -> list[dict[str, Any]]:
     """ins / des / sketch rows for the given steps, appending their images."""
     rows = []
     for step, canvas in zip(steps, canvases):
@@ -124,21 +136,30 @@ def image_row(image, layout, images: list[bytes], layouts: list[str]) -> dict[st
     return {"type": "sketch", "text": "", "image": len(images) - 1, "op": ""}
 
 
-def make_trajectory(rng: np.random.Generator, teachers: Teachers, edit_ops: float, rejections: Rejections,
-                    size: int = DEFAULT_SIZE) -> dict[str, Any]:
+def make_trajectory(
+    rng: np.random.Generator, teachers: Teachers, edit_ops: float, rejections: Rejections, size: int = DEFAULT_SIZE
+) -> dict[str, Any]:
     """One trajectory example (the shared row schema, see data/schema.py)."""
     graph, steps, canvases = draw_trajectory(rng, teachers, edit_ops, rejections, size)
     images: list[bytes] = []
     layouts: list[str] = []
     rows = plan_rows(steps, canvases, images, layouts) + [text_row("end")]
-    return example(graph, rows, images, layouts, "", {"edit_ops": [s.op["op"] for s in steps]})
+    return example(graph, rows, images, layouts, "", {"edit_ops": [s.edit["op"] for s in steps]})
 
 
-def example(graph, rows: list[dict[str, Any]], images: list[bytes], layouts: list[str], label: str,
-            meta: dict[str, Any]) -> dict[str, Any]:
+def example(
+    graph, rows: list[dict[str, Any]], images: list[bytes], layouts: list[str], label: str, meta: dict[str, Any]
+) -> dict[str, Any]:
     """One example in the shared row schema (data/schema.py), without its id and kind."""
-    return {"prompt": graph.to_text(), "scene": graph.to_json(), "steps": rows, "images": images,
-            "layouts": layouts, "label": label, "meta": _json(meta)}
+    return {
+        "prompt": graph.to_text(),
+        "scene": graph.to_json(),
+        "steps": rows,
+        "images": images,
+        "layouts": layouts,
+        "label": label,
+        "meta": _json(meta),
+    }
 
 
 def _json(obj: Any) -> str:

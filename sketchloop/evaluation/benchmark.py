@@ -19,8 +19,9 @@ def benchmark_path(name_or_path: str) -> Path:
         return Path(str(resources.files("sketchloop") / "benchmarks" / f"{name_or_path}.jsonl"))
     path = Path(name_or_path)
     if not path.is_file():
-        raise SketchloopError(f"benchmark {name_or_path!r} is neither a shipped benchmark "
-                              f"({', '.join(SHIPPED)}) nor a JSONL file")
+        raise SketchloopError(
+            f"benchmark {name_or_path!r} is neither a shipped benchmark ({', '.join(SHIPPED)}) nor a JSONL file"
+        )
     return path
 
 
@@ -30,8 +31,12 @@ def parse_metadata_line(line: str, where: str) -> dict[str, Any]:
         meta = json.loads(line)
     except json.JSONDecodeError as exc:
         raise SketchloopError(f"{where}: not valid JSON ({exc.msg})") from None
-    if not isinstance(meta, dict) or not isinstance(meta.get("prompt"), str) \
-            or not isinstance(meta.get("include"), list) or "tag" not in meta:
+    if (
+        not isinstance(meta, dict)
+        or not isinstance(meta.get("prompt"), str)
+        or not isinstance(meta.get("include"), list)
+        or "tag" not in meta
+    ):
         raise SketchloopError(f"{where}: a GenEval metadata line needs 'tag', 'include' (a list) and 'prompt'")
     for req in meta["include"] + meta.get("exclude", []):
         if not isinstance(req, dict) or "class" not in req or not isinstance(req.get("count", 1), int):
@@ -51,8 +56,14 @@ def load_benchmark(name_or_path: str) -> list[dict[str, Any]]:
 
 
 # GenEval's task sizes, in its order.
-GENEVAL_TASK_SIZES = {"single_object": 80, "two_object": 99, "counting": 80,
-                      "colors": 94, "position": 100, "color_attr": 100}
+GENEVAL_TASK_SIZES = {
+    "single_object": 80,
+    "two_object": 99,
+    "counting": 80,
+    "colors": 94,
+    "position": 100,
+    "color_attr": 100,
+}
 
 
 def make_shapes_geneval(seed: int = 2604) -> list[dict[str, Any]]:
@@ -76,10 +87,14 @@ def make_shapes_geneval(seed: int = 2604) -> list[dict[str, Any]]:
         "counting": [SceneGraph((ObjectGroup(s, None, n),)) for n in range(2, MAX_COUNT + 1) for s in SHAPES],
         "colors": [SceneGraph((ObjectGroup(s, c),)) for s in SHAPES for c in COLORS],
         # GenEval's position prompts read "a photo of a A <rel> a B"; the target B comes first.
-        "position": [SceneGraph((ObjectGroup(b), ObjectGroup(a)), (Relation(1, r, 0),))
-                     for a, b in pairs for r in RELATIONS],
-        "color_attr": [SceneGraph((ObjectGroup(a, ca), ObjectGroup(b, cb)))
-                       for a, b in pairs for ca, cb in itertools.permutations(COLORS, 2)],
+        "position": [
+            SceneGraph((ObjectGroup(b), ObjectGroup(a)), (Relation(1, r, 0),)) for a, b in pairs for r in RELATIONS
+        ],
+        "color_attr": [
+            SceneGraph((ObjectGroup(a, ca), ObjectGroup(b, cb)))
+            for a, b in pairs
+            for ca, cb in itertools.permutations(COLORS, 2)
+        ],
     }
     lines = []
     for tag, size in GENEVAL_TASK_SIZES.items():

@@ -21,8 +21,7 @@ def scene_recovered(layout: Layout, detections, threshold: float, size: int, min
     unused = list(dets)
     for obj in layout.objects:
         box = np.array(obj.box) * size
-        best = max((d for d in unused if (d.shape, d.color) == (obj.shape, obj.color)),
-                   key=lambda d: _iou(box, d.box))
+        best = max((d for d in unused if (d.shape, d.color) == (obj.shape, obj.color)), key=lambda d: _iou(box, d.box))
         if _iou(box, best.box) < min_iou:
             return False
         unused.remove(best)
@@ -47,9 +46,16 @@ class DetectorCheck:
         return self.recovered / self.n
 
 
-def check_detector(n: int, seed: int = 0, max_blur: float = 1.0, max_noise: float = 0.06,
-                   size: int = 64, detector: Detector | None = None, fixed: bool = False,
-                   object_size: float | None = None) -> DetectorCheck:
+def check_detector(
+    n: int,
+    seed: int = 0,
+    max_blur: float = 1.0,
+    max_noise: float = 0.06,
+    size: int = 64,
+    detector: Detector | None = None,
+    fixed: bool = False,
+    object_size: float | None = None,
+) -> DetectorCheck:
     """Render `n` random scenes, degrade each (blur, noise drawn up to the maxima, or exactly
     the maxima with `fixed`), and count the images whose scene the detector recovers.
     `object_size`: every object drawn at this side (a share of the canvas) where it was placed

@@ -1,16 +1,5 @@
-"""GenEval's scoring rules (djghosh13/geneval), with the detector as a plug-in.
-
-`score_image` follows GenEval's `evaluate` step by step: for every include group the
-`count` most confident detections of its class must exist, carry its colour and stand
-in its position to every object of the target group; no exclude may hold. Task score =
-mean over its images; overall = mean of the task scores.
-
-Two extensions, which never change a GenEval prompt's verdict:
-- `position` may hold several [relation, target] pairs (a group related to several).
-- When several include groups share a class (only in compositional prompts, never in
-  GenEval's), that class's detections are shared out among them: coloured groups take
-  the most confident detections of their colour first, uncoloured groups the rest.
-"""
+"""GenEval's protocol over a run: per-image verdicts (`score_image`, GenEval's rules over
+detections, world/judge.py) summarised per task and overall."""
 
 from __future__ import annotations
 
@@ -18,89 +7,9 @@ from typing import Any
 
 import numpy as np
 
-from ..world.detect import Detection
-from ..world.layout import relative_position
-from ..world.scene import position_pairs
-from ..world.vocab import COLORS
+from ..world.judge import score_image
 
-MAX_OBJECTS_PER_CLASS = 16  # GenEval's MAX_OBJECTS
-
-
-def _by_class(detections: list[Detection], threshold: float) -> dict[str, list[Detection]]:
-    objects: dict[str, list[Detection]] = {}
-    for det in sorted(detections, key=lambda d: -d.confidence):
-        if det.confidence >= threshold and len(objects.setdefault(det.shape, [])) < MAX_OBJECTS_PER_CLASS:
-            objects[det.shape].append(det)
-    return objects
-
-
-def _found_objects(include: list[dict[str, Any]], objects: dict[str, list[Detection]]) -> list[list[Detection]]:
-    """The detections each include group is judged on (GenEval: the class's top `count`)."""
-    classes = [req["class"] for req in include]
-    found: list[list[Detection] | None] = [None] * len(include)
-    claimed: set[int] = set()
-    shared = [i for i, c in enumerate(classes) if classes.count(c) > 1]
-    for i, req in enumerate(include):
-        if i not in shared:
-            found[i] = objects.get(req["class"], [])[: req["count"]]
-    for i in sorted(shared, key=lambda i: "color" not in include[i]):
-        req = include[i]
-        pool = [d for d in objects.get(req["class"], [])
-                if id(d) not in claimed and ("color" not in req or d.color == req["color"])]
-        found[i] = pool[: req["count"]]
-        claimed.update(id(d) for d in found[i])
-    return found  # type: ignore[return-value]
-
-
-def score_image(detections: list[Detection], metadata: dict[str, Any], threshold: float = 0.3,
-                counting_threshold: float = 0.9) -> tuple[bool, str]:
-    """GenEval's verdict on one image: (correct, reasons it is not)."""
-    cutoff = counting_threshold if metadata.get("tag") == "counting" else threshold
-    objects = _by_class(detections, cutoff)
-    correct = True
-    reasons: list[str] = []
-    include = metadata.get("include", [])
-    found_all = _found_objects(include, objects)
-    matched_groups: list[list[Detection] | None] = []
-    for req, found in zip(include, found_all):
-        classname, count = req["class"], req["count"]
-        matched = True
-        if len(found) < count:
-            correct = matched = False
-            reasons.append(f"expected {classname}>={count}, found {len(found)}")
-        else:
-            if "color" in req:
-                colors = [d.color for d in found]
-                if colors.count(req["color"]) < count:
-                    correct = matched = False
-                    reasons.append(
-                        f"expected {req['color']} {classname}>={count}, found "
-                        f"{colors.count(req['color'])} {req['color']}; and "
-                        + ", ".join(f"{colors.count(c)} {c}" for c in COLORS if c in colors))
-            for expected_rel, target_group in position_pairs(req):
-                if not matched:
-                    break
-                if target_group >= len(matched_groups) or matched_groups[target_group] is None:
-                    correct = matched = False
-                    reasons.append(f"no target for {classname} to be {expected_rel}")
-                    break
-                for obj in found:
-                    for target in matched_groups[target_group]:
-                        true_rels = relative_position(obj.box, target.box)
-                        if expected_rel not in true_rels:
-                            correct = matched = False
-                            reasons.append(f"expected {classname} {expected_rel} target, found "
-                                           f"{' and '.join(sorted(true_rels)) or 'no relation to'} target")
-                            break
-                    if not matched:
-                        break
-        matched_groups.append(found if matched else None)
-    for req in metadata.get("exclude", []):
-        n = len(objects.get(req["class"], []))
-        if n >= req["count"]:
-            correct = False
-            reasons.append(f"expected {req['class']}<{req['count']}, found {n}")
-    return correct, "\n".join(reasons)
+__all__ = ["score_image", "summarize"]
 
 
 def summarize(records: list[dict[str, Any]]) -> dict[str, Any]:

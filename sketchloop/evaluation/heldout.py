@@ -23,8 +23,16 @@ import numpy as np
 from ..world.scene import ObjectGroup, Relation, SceneGraph, scene_key
 from ..world.vocab import COLORS, RELATIONS, SHAPES
 
-HELDOUT_PAIRS = frozenset({("red", "star"), ("blue", "cross"), ("green", "triangle"), ("yellow", "circle"),
-                           ("purple", "square"), ("white", "diamond")})
+HELDOUT_PAIRS = frozenset(
+    {
+        ("red", "star"),
+        ("blue", "cross"),
+        ("green", "triangle"),
+        ("yellow", "circle"),
+        ("purple", "square"),
+        ("white", "diamond"),
+    }
+)
 SHAPES_WORLD_BENCHMARKS = ("shapes-geneval", "shapes-complex", "shapes-complex-val", "shapes-generalise")
 
 
@@ -38,8 +46,9 @@ def heldout_keys() -> frozenset[str]:
     from ..world.parser import parse_prompt
     from .benchmark import load_benchmark
 
-    return frozenset(scene_key(parse_prompt(m["prompt"])) for name in SHAPES_WORLD_BENCHMARKS
-                     for m in load_benchmark(name))
+    return frozenset(
+        scene_key(parse_prompt(m["prompt"])) for name in SHAPES_WORLD_BENCHMARKS for m in load_benchmark(name)
+    )
 
 
 def _pair_pattern():
@@ -57,8 +66,11 @@ PAIR_PATTERN = _pair_pattern()
 def row_allows(row: dict[str, Any]) -> bool:
     """Whether a dataset row may be kept: its scene is allowed, and no text of it (a
     distractor, a wrong colour, a critique) names a held-out colour-shape pair."""
-    return data_allows(SceneGraph.from_json(row["scene"])) and not any(
-        PAIR_PATTERN.search(step["text"]) for step in row["steps"]) and not PAIR_PATTERN.search(row["prompt"])
+    return (
+        data_allows(SceneGraph.from_json(row["scene"]))
+        and not any(PAIR_PATTERN.search(step["text"]) for step in row["steps"])
+        and not PAIR_PATTERN.search(row["prompt"])
+    )
 
 
 def data_allows(graph: SceneGraph) -> bool:
@@ -100,8 +112,15 @@ def _relations(rng: np.random.Generator, n: int, n_relations: int) -> list[Relat
     return relations
 
 
-def _make(rng: np.random.Generator, n: int, tag: str, groups: tuple[int, int], relations: tuple[int, int],
-          heldout: bool, taken: set[str]) -> list[dict[str, Any]]:
+def _make(
+    rng: np.random.Generator,
+    n: int,
+    tag: str,
+    groups: tuple[int, int],
+    relations: tuple[int, int],
+    heldout: bool,
+    taken: set[str],
+) -> list[dict[str, Any]]:
     from ..errors import LayoutError, PromptError
     from ..world.layout import sample_layout
     from ..world.scene import MAX_OBJECTS
@@ -119,8 +138,12 @@ def _make(rng: np.random.Generator, n: int, tag: str, groups: tuple[int, int], r
             continue
         n_rel = min(int(rng.integers(relations[0], relations[1] + 1)), k * (k - 1) // 2)
         order = [int(i) for i in rng.permutation(k)]  # the held-out group is not always the anchor
-        graph = SceneGraph(tuple(gs[i] for i in order), tuple(
-            Relation(order.index(r.subject), r.relation, order.index(r.object)) for r in _relations(rng, k, n_rel)))
+        graph = SceneGraph(
+            tuple(gs[i] for i in order),
+            tuple(
+                Relation(order.index(r.subject), r.relation, order.index(r.object)) for r in _relations(rng, k, n_rel)
+            ),
+        )
         try:
             graph.validate()
             for seed in range(8):  # drawable for any seed, not just by luck: the oracle must score 1.0

@@ -11,7 +11,7 @@ How this differs from GenEval's own scorer (Mask2Former + CLIP ViT-L/14, open_cl
   16 per class, as GenEval;
 - colour is read from the box crop (OWLv2 gives no mask; GenEval greys the background
   out with the instance mask), with GenEval's three templates averaged.
-Agreement with GenEval's Mask2Former numbers is unmeasured here (README has the command).
+Agreement with GenEval's Mask2Former numbers is unmeasured here (docs/shapesworld.md has the command).
 """
 
 from __future__ import annotations
@@ -39,10 +39,10 @@ def coco_classes() -> list[str]:
 
 @dataclass
 class PhotoDetectorSettings:
-    threshold: float = 0.3           # GenEval's THRESHOLD
+    threshold: float = 0.3  # GenEval's THRESHOLD
     counting_threshold: float = 0.9  # GenEval's COUNTING_THRESHOLD
-    max_objects: int = 16            # per class, GenEval's MAX_OBJECTS
-    merge_iou: float = 0.5           # boxes of one class overlapping this much are one object
+    max_objects: int = 16  # per class, GenEval's MAX_OBJECTS
+    merge_iou: float = 0.5  # boxes of one class overlapping this much are one object
     device: str | None = None
 
 
@@ -71,8 +71,16 @@ def merge_boxes(boxes: np.ndarray, scores: np.ndarray, iou: float, keep: int) ->
 class OpenVocabDetector:
     """A `world.detect.Detector` for real photos: OWLv2 boxes, CLIP colours."""
 
-    def __init__(self, detector, detector_processor, clip, clip_processor, name: str,
-                 settings: PhotoDetectorSettings | None = None, classes: list[str] | None = None):
+    def __init__(
+        self,
+        detector,
+        detector_processor,
+        clip,
+        clip_processor,
+        name: str,
+        settings: PhotoDetectorSettings | None = None,
+        classes: list[str] | None = None,
+    ):
         import torch
 
         self.settings = settings or PhotoDetectorSettings()
@@ -85,26 +93,42 @@ class OpenVocabDetector:
         self._colour_text: dict[str, Any] = {}
 
     @classmethod
-    def from_spec(cls, spec: str, clip: str = DEFAULT_CLIP,
-                  settings: PhotoDetectorSettings | None = None) -> "OpenVocabDetector":
+    def from_spec(
+        cls, spec: str, clip: str = DEFAULT_CLIP, settings: PhotoDetectorSettings | None = None
+    ) -> "OpenVocabDetector":
         """`owlv2:MODEL_ID_OR_PATH` (e.g. owlv2:google/owlv2-base-patch16-ensemble) and a CLIP model."""
         kind, _, model_id = spec.partition(":")
         if kind != "owlv2" or not model_id:
-            raise SketchloopError(f"--detector {spec!r}: use shapes (ShapesWorld) or owlv2:MODEL_ID_OR_PATH "
-                                  f"(e.g. owlv2:google/owlv2-base-patch16-ensemble)")
+            raise SketchloopError(
+                f"--detector {spec!r}: use shapes (ShapesWorld) or owlv2:MODEL_ID_OR_PATH "
+                f"(e.g. owlv2:google/owlv2-base-patch16-ensemble)"
+            )
         try:
-            from transformers import CLIPModel, CLIPProcessor, Owlv2ForObjectDetection, Owlv2Processor
+            from transformers import (
+                CLIPModel,
+                CLIPProcessor,
+                Owlv2ForObjectDetection,
+                Owlv2Processor,
+            )
         except ImportError:
-            raise SketchloopError("real-photo detection needs transformers: pip install 'sketchloop[diffusers]'") from None
-        loaded = []
-        for name, loaders in ((model_id, (Owlv2ForObjectDetection, Owlv2Processor)), (clip, (CLIPModel, CLIPProcessor))):
+            raise SketchloopError(
+                "real-photo detection needs transformers: pip install 'sketchloop[diffusers]'"
+            ) from None
+        loaded: list[Any] = []
+        for name, loaders in (
+            (model_id, (Owlv2ForObjectDetection, Owlv2Processor)),
+            (clip, (CLIPModel, CLIPProcessor)),
+        ):
             try:
                 loaded += [loaders[0].from_pretrained(name), loaders[1].from_pretrained(name)]
             except Exception as exc:  # noqa: BLE001 - a missing or broken model: one clear line
                 line = first_line(exc)
-                raise SketchloopError(f"cannot load {name!r} ({line[:160]}); give a model id the hub serves or a "
-                                      f"local folder saved with save_pretrained") from None
-        return cls(*loaded, name=spec, settings=settings)
+                raise SketchloopError(
+                    f"cannot load {name!r} ({line[:160]}); give a model id the hub serves or a "
+                    f"local folder saved with save_pretrained"
+                ) from None
+        detector, detector_processor, clip_model, clip_processor = loaded
+        return cls(detector, detector_processor, clip_model, clip_processor, name=spec, settings=settings)
 
     # -------------------------------------------------------------- boxes
     def _boxes(self, image: Image.Image) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -115,10 +139,10 @@ class OpenVocabDetector:
         inputs = self.processor(text=[queries], images=image, return_tensors="pt").to(self.device)
         with torch.no_grad():
             out = self.model(**inputs)
-        logits = out.logits[0].float().sigmoid()              # patches x queries
+        logits = out.logits[0].float().sigmoid()  # patches x queries
         scores, labels = logits.max(-1)
-        cx, cy, w, h = out.pred_boxes[0].float().unbind(-1)   # normalised to the padded square input
-        side = max(image.size)                                 # OWLv2 pads to a square at the bottom right
+        cx, cy, w, h = out.pred_boxes[0].float().unbind(-1)  # normalised to the padded square input
+        side = max(image.size)  # OWLv2 pads to a square at the bottom right
         boxes = torch.stack([(cx - w / 2), (cy - h / 2), (cx + w / 2), (cy + h / 2)], -1) * side
         boxes[:, 0::2] = boxes[:, 0::2].clamp(0, image.size[0])
         boxes[:, 1::2] = boxes[:, 1::2].clamp(0, image.size[1])
@@ -156,10 +180,11 @@ class OpenVocabDetector:
         for c in np.unique(labels):
             mine = np.flatnonzero(labels == c)
             for k in merge_boxes(boxes[mine], scores[mine], self.settings.merge_iou, self.settings.max_objects):
-                box = tuple(float(v) for v in boxes[mine][k])
-                if box[2] - box[0] < 1 or box[3] - box[1] < 1:
+                x0, y0, x1, y1 = (float(v) for v in boxes[mine][k])
+                if x1 - x0 < 1 or y1 - y0 < 1:
                     continue
+                box = (x0, y0, x1, y1)
                 cls = self.classes[int(c)]
-                found.append(Detection(cls, self.colour(image.crop(tuple(round(v) for v in box)), cls), box,
-                                       float(scores[mine][k])))
+                crop = image.crop((round(x0), round(y0), round(x1), round(y1)))
+                found.append(Detection(cls, self.colour(crop, cls), box, float(scores[mine][k])))
         return sorted(found, key=lambda d: -d.confidence)

@@ -19,11 +19,19 @@ from collections import Counter
 
 from ..backends.shapes import DetectorJudge
 from ..errors import PromptError
-from ..trajectory import text_verdict
+from ..format import text_verdict
 from ..world.parser import parse_prompt
 from ..world.scene import scene_key
 
 DES = re.compile(r"<des> (.*?) </des>")
+
+
+def _des(plan_text: str) -> str:
+    """The `<des>` of a plan step's text."""
+    found = DES.search(plan_text)
+    if found is None:
+        raise ValueError(f"a plan step without a <des>: {plan_text!r}")
+    return found.group(1)
 
 
 def copies(des: str, prompt_key: str) -> bool:
@@ -38,15 +46,15 @@ def measure(traj, judge: DetectorJudge, counts: Counter) -> None:
     graph = parse_prompt(traj.prompt)
     des, image = "", None
     last_right: bool | None = None  # the judge's verdict at the last inspection
-    pending: bool | None = None     # a correction is under way; was the step right before it?
+    pending: bool | None = None  # a correction is under way; was the step right before it?
     for step in traj.steps:
         if step.type in ("plan", "refine") and step.attempt > 0:  # a correction of the step just inspected
             pending = last_right
         if step.type == "plan":
-            des = DES.search(step.text).group(1)
+            des = _des(step.text)
         if step.type in ("sketch", "refine"):
             image = step.image
-        if step.type == "inspect":
+        if step.type == "inspect" and image is not None:
             truth = judge.inspect_step(graph, des, image)
             if pending is not None:
                 counts["refined_right" if pending else "refined_wrong"] += 1
@@ -58,7 +66,7 @@ def measure(traj, judge: DetectorJudge, counts: Counter) -> None:
             counts[f"{kind}_steps"] += 1
             counts[f"{kind}_flagged"] += not says_ok
             last_right = truth.consistent
-    plans = [DES.search(s.text).group(1) for s in traj.steps if s.type == "plan"]
+    plans = [_des(s.text) for s in traj.steps if s.type == "plan"]
     counts["trajectories"] += 1
     counts["copied"] += bool(plans) and copies(plans[-1], scene_key(graph))
 
@@ -72,21 +80,28 @@ def summary(counts: Counter) -> dict:
         "trajectories": counts["trajectories"],
         "plan_copy_rate": rate("copied", "trajectories"),
         "inspections": counts["consistent_steps"] + counts["plan_steps"] + counts["image_steps"],
-        "plan_conflicts": counts["plan_steps"], "image_conflicts": counts["image_steps"],
+        "plan_conflicts": counts["plan_steps"],
+        "image_conflicts": counts["image_steps"],
         "sketch_fidelity": round(counts["consistent_steps"] / (counts["consistent_steps"] + counts["image_steps"]), 4)
-        if counts["consistent_steps"] + counts["image_steps"] else None,
-        "inspector_precision": round((counts["plan_flagged"] + counts["image_flagged"]) / flagged, 4) if flagged else None,
+        if counts["consistent_steps"] + counts["image_steps"]
+        else None,
+        "inspector_precision": round((counts["plan_flagged"] + counts["image_flagged"]) / flagged, 4)
+        if flagged
+        else None,
         "recall_plan_conflicts": rate("plan_flagged", "plan_steps"),
         "recall_image_conflicts": rate("image_flagged", "image_steps"),
         "false_alarm_rate": rate("consistent_flagged", "consistent_steps"),
-        "refined_wrong": counts["refined_wrong"], "refined_right": counts["refined_right"],
-        "fix_rate": rate("fixed", "refined_wrong"), "break_rate": rate("broken", "refined_right"),
+        "refined_wrong": counts["refined_wrong"],
+        "refined_right": counts["refined_right"],
+        "fix_rate": rate("fixed", "refined_wrong"),
+        "break_rate": rate("broken", "refined_right"),
     }
 
 
 def flag_rates(steps: list[dict], flagged) -> dict[str, float]:
     """Of judged steps (each with "kind": consistent, plan or image), the share `flagged(step)`
     calls a conflict: recall on wrong plans and on wrong sketches, false alarms on right steps."""
+
     def share(kind: str) -> float:
         chosen = [s for s in steps if s["kind"] == kind]
         return sum(map(flagged, chosen)) / max(1, len(chosen))

@@ -46,7 +46,7 @@ class Generation:
 
     samples: dict[tuple[int, int], dict[str, Any]] = field(default_factory=dict)
     generated: int = 0  # made by this run (failures included)
-    reused: int = 0     # found on disk with a matching record
+    reused: int = 0  # found on disk with a matching record
 
     @property
     def failed(self) -> int:
@@ -71,9 +71,17 @@ def _error_text(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {first_line(exc)}" if str(exc).strip() else type(exc).__name__
 
 
-def generate_images(prompts: list[dict[str, Any]], generator: Generator, out_dir: Path,
-                    images_per_prompt: int = 4, seed: int = 0, progress: bool = True,
-                    indices: list[int] | None = None, retry_failed: bool = False, pages: int = 0) -> Generation:
+def generate_images(
+    prompts: list[dict[str, Any]],
+    generator: Generator,
+    out_dir: Path,
+    images_per_prompt: int = 4,
+    seed: int = 0,
+    progress: bool = True,
+    indices: list[int] | None = None,
+    retry_failed: bool = False,
+    pages: int = 0,
+) -> Generation:
     """Write every prompt's images in GenEval's layout (only prompts `indices` if given).
 
     For the first `pages` prompts, a generator that runs the loop also leaves each sample's
@@ -84,8 +92,12 @@ def generate_images(prompts: list[dict[str, Any]], generator: Generator, out_dir
     made_by = dict(generator.record)
     result = Generation()
     todo = range(len(prompts)) if indices is None else indices
-    bar = tqdm(total=len(todo) * images_per_prompt, desc=f"generate ({getattr(generator, 'name', '')})",
-               unit="img", disable=not progress)
+    bar = tqdm(
+        total=len(todo) * images_per_prompt,
+        desc=f"generate ({getattr(generator, 'name', '')})",
+        unit="img",
+        disable=not progress,
+    )
     for i in todo:
         meta = prompts[i]
         folder = out_dir / f"{i:05d}"
@@ -98,12 +110,18 @@ def generate_images(prompts: list[dict[str, Any]], generator: Generator, out_dir
             path = folder / "samples" / f"{j:04d}.png"
             record_path = path.with_suffix(".json")
             wanted = {**made_by, "seed": image_seed(seed, i, j)}
-            record = _read_record(record_path) if same else None
+            record: dict[str, Any] | None = _read_record(record_path) if same else None
             page = folder / "trajectories" / f"{j:04d}" if i < pages and hasattr(generator, "run") else None
-            usable = record is not None and record["made_by"] == wanted and (
-                path.is_file() and (page is None or (page / "index.html").is_file())
-                if not record.get("failed") else not retry_failed)
-            if usable:
+            usable = (
+                record is not None
+                and record["made_by"] == wanted
+                and (
+                    path.is_file() and (page is None or (page / "index.html").is_file())
+                    if not record.get("failed")
+                    else not retry_failed
+                )
+            )
+            if usable and record is not None:
                 result.reused += 1
             else:
                 record = _generate_one(generator, meta["prompt"], wanted, path, page)
@@ -114,8 +132,9 @@ def generate_images(prompts: list[dict[str, Any]], generator: Generator, out_dir
     return result
 
 
-def _generate_one(generator: Generator, prompt: str, made_by: dict[str, Any], path: Path,
-                  page: Path | None = None) -> dict[str, Any]:
+def _generate_one(
+    generator: Generator, prompt: str, made_by: dict[str, Any], path: Path, page: Path | None = None
+) -> dict[str, Any]:
     """Generate one sample and write it with its record (and its trajectory page in `page`);
     a failure is written as a record."""
     record_path = path.with_suffix(".json")
@@ -124,8 +143,13 @@ def _generate_one(generator: Generator, prompt: str, made_by: dict[str, Any], pa
     except PromptError:
         raise  # the benchmark itself is wrong: one clear line, not a thousand failed samples
     except Exception as exc:  # noqa: BLE001 - any backend failure is this sample's, the run goes on
-        record = {"made_by": made_by, "stats": {}, "failed": True, "error": _error_text(exc),
-                  "traceback": traceback.format_exc(limit=8)}
+        record = {
+            "made_by": made_by,
+            "stats": {},
+            "failed": True,
+            "error": _error_text(exc),
+            "traceback": traceback.format_exc(limit=8),
+        }
         path.unlink(missing_ok=True)
         atomic_write_text(record_path, json.dumps(record))
         return record
@@ -139,8 +163,9 @@ def _generate_one(generator: Generator, prompt: str, made_by: dict[str, Any], pa
     return record
 
 
-def _generate_share(prompts, name, kwargs, out_dir, images_per_prompt, seed, indices, progress,
-                    retry_failed, pages, worker) -> Generation:
+def _generate_share(
+    prompts, name, kwargs, out_dir, images_per_prompt, seed, indices, progress, retry_failed, pages, worker
+) -> Generation:
     import torch
 
     from ..generators import get_generator
@@ -148,13 +173,31 @@ def _generate_share(prompts, name, kwargs, out_dir, images_per_prompt, seed, ind
     torch.set_num_threads(1)  # one process per core
     if kwargs.get("device") == "cuda" and torch.cuda.is_available():  # one GPU per worker, round robin
         kwargs = {**kwargs, "device": f"cuda:{worker % torch.cuda.device_count()}"}
-    return generate_images(prompts, get_generator(name, **kwargs), out_dir, images_per_prompt, seed, progress,
-                           indices, retry_failed=retry_failed, pages=pages)
+    return generate_images(
+        prompts,
+        get_generator(name, **kwargs),
+        out_dir,
+        images_per_prompt,
+        seed,
+        progress,
+        indices,
+        retry_failed=retry_failed,
+        pages=pages,
+    )
 
 
-def generate_images_parallel(prompts: list[dict[str, Any]], name: str, kwargs: dict[str, Any], out_dir: Path,
-                             images_per_prompt: int = 4, seed: int = 0, workers: int = 2,
-                             progress: bool = True, retry_failed: bool = False, pages: int = 0) -> Generation:
+def generate_images_parallel(
+    prompts: list[dict[str, Any]],
+    name: str,
+    kwargs: dict[str, Any],
+    out_dir: Path,
+    images_per_prompt: int = 4,
+    seed: int = 0,
+    workers: int = 2,
+    progress: bool = True,
+    retry_failed: bool = False,
+    pages: int = 0,
+) -> Generation:
     """`generate_images` with the generator `name` built in each of `workers` processes,
     prompts dealt round-robin; the same images and records as one process (seeds are per image).
     With `kwargs["device"] == "cuda"`, worker w runs on GPU w modulo the GPUs visible."""
@@ -163,9 +206,23 @@ def generate_images_parallel(prompts: list[dict[str, Any]], name: str, kwargs: d
 
     result = Generation()
     with ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn")) as pool:
-        futures = [pool.submit(_generate_share, prompts, name, kwargs, out_dir, images_per_prompt, seed,
-                               list(range(w, len(prompts), workers)), progress and w == 0, retry_failed, pages, w)
-                   for w in range(workers)]
+        futures = [
+            pool.submit(
+                _generate_share,
+                prompts,
+                name,
+                kwargs,
+                out_dir,
+                images_per_prompt,
+                seed,
+                list(range(w, len(prompts), workers)),
+                progress and w == 0,
+                retry_failed,
+                pages,
+                w,
+            )
+            for w in range(workers)
+        ]
         for f in futures:
             result.merge(f.result())
     return result
@@ -175,8 +232,8 @@ def generate_images_parallel(prompts: list[dict[str, Any]], name: str, kwargs: d
 class PromptFolder:
     index: int
     meta: dict[str, Any]
-    images: list[Path]                 # the PNG samples
-    failed: dict[int | str, str]       # sample -> error, for samples whose generation failed
+    images: list[Path]  # the PNG samples
+    failed: dict[int | str, str]  # sample -> error, for samples whose generation failed
 
 
 def read_folder(images_dir: Path, limit: int | None = None) -> list[PromptFolder]:
@@ -185,8 +242,10 @@ def read_folder(images_dir: Path, limit: int | None = None) -> list[PromptFolder
         raise SketchloopError(f"image folder {images_dir} does not exist")
     folders = sorted(p for p in images_dir.iterdir() if p.is_dir() and p.name.isdigit())
     if not folders:
-        raise SketchloopError(f"{images_dir} holds no prompt folders; expected GenEval's layout "
-                              f"NNNNN/metadata.jsonl and NNNNN/samples/NNNN.png")
+        raise SketchloopError(
+            f"{images_dir} holds no prompt folders; expected GenEval's layout "
+            f"NNNNN/metadata.jsonl and NNNNN/samples/NNNN.png"
+        )
     out = []
     for folder in folders[:limit] if limit else folders:
         meta_path = folder / "metadata.jsonl"
@@ -212,9 +271,14 @@ def _sample_key(path: Path) -> int | str:
     return int(path.stem) if path.stem.isdigit() else path.stem
 
 
-def evaluate(images_dir: Path, detector: Detector, benchmark: list[dict[str, Any]] | None = None,
-             limit: int | None = None, generation: Generation | None = None,
-             progress: bool = True) -> dict[str, Any]:
+def evaluate(
+    images_dir: Path,
+    detector: Detector,
+    benchmark: list[dict[str, Any]] | None = None,
+    limit: int | None = None,
+    generation: Generation | None = None,
+    progress: bool = True,
+) -> dict[str, Any]:
     """Score a GenEval image folder; with `benchmark`, check the folder holds its prompts
     (prompt folders past the benchmark's end are left out and counted in `n_ignored_folders`).
 
@@ -227,8 +291,10 @@ def evaluate(images_dir: Path, detector: Detector, benchmark: list[dict[str, Any
         entries = [e for e in entries if e.index < len(benchmark)]
         for e in entries:
             if benchmark[e.index]["prompt"] != e.meta["prompt"]:
-                raise SketchloopError(f"{images_dir}/{e.index:05d} holds prompt {e.meta['prompt']!r} but the "
-                                      f"benchmark's prompt {e.index} is {benchmark[e.index]['prompt']!r}")
+                raise SketchloopError(
+                    f"{images_dir}/{e.index:05d} holds prompt {e.meta['prompt']!r} but the "
+                    f"benchmark's prompt {e.index} is {benchmark[e.index]['prompt']!r}"
+                )
     records = []
     total = sum(len(e.images) for e in entries)
     bar = tqdm(total=total, desc=f"score ({detector.name} detector)", unit="img", disable=not progress)
@@ -242,14 +308,31 @@ def evaluate(images_dir: Path, detector: Detector, benchmark: list[dict[str, Any
             except (UnidentifiedImageError, OSError) as exc:
                 raise SketchloopError(f"cannot read image {path}: {exc}") from None
             correct, reason = score_image(detections, e.meta, detector.threshold, detector.counting_threshold)
-            scored.append({**base, "sample": _sample_key(path), "filename": str(path.relative_to(images_dir)),
-                           "correct": correct, "reason": reason, "failed": False,
-                           "detections": [d.to_dict() for d in detections]})
+            scored.append(
+                {
+                    **base,
+                    "sample": _sample_key(path),
+                    "filename": str(path.relative_to(images_dir)),
+                    "correct": correct,
+                    "reason": reason,
+                    "failed": False,
+                    "detections": [d.to_dict() for d in detections],
+                }
+            )
             bar.update(1)
         for sample, error in e.failed.items():
-            scored.append({**base, "sample": sample, "filename": "", "correct": False,
-                           "reason": f"generation failed: {error}", "failed": True, "error": error,
-                           "detections": []})
+            scored.append(
+                {
+                    **base,
+                    "sample": sample,
+                    "filename": "",
+                    "correct": False,
+                    "reason": f"generation failed: {error}",
+                    "failed": True,
+                    "error": error,
+                    "detections": [],
+                }
+            )
         for record in sorted(scored, key=lambda r: str(r["sample"]).zfill(8)):
             sample_record = generation.samples.get((e.index, record["sample"])) if generation else None
             if sample_record:
@@ -260,8 +343,9 @@ def evaluate(images_dir: Path, detector: Detector, benchmark: list[dict[str, Any
     results["n_prompts"] = len(entries)
     results["n_images"] = len(records)
     results["n_failed"] = sum(1 for r in records if r["failed"])
-    results["failed_by_task"] = {tag: sum(1 for r in records if r["failed"] and r["tag"] == tag)
-                                 for tag in results["tasks"]}
+    results["failed_by_task"] = {
+        tag: sum(1 for r in records if r["failed"] and r["tag"] == tag) for tag in results["tasks"]
+    }
     results["failures"] = dict(Counter(r["error"] for r in records if r["failed"]).most_common())
     if ignored:
         results["n_ignored_folders"] = ignored
@@ -275,6 +359,10 @@ def evaluate(images_dir: Path, detector: Detector, benchmark: list[dict[str, Any
 
 def _mean_numeric_stats(records: list[dict[str, Any]]) -> dict[str, float]:
     """Mean per image of every numeric cost a generator reported (flow steps, seconds...)."""
-    keys = {k for r in records for k, v in r.items()
-            if isinstance(v, (int, float)) and not isinstance(v, bool) and k not in ("index", "sample")}
+    keys = {
+        k
+        for r in records
+        for k, v in r.items()
+        if isinstance(v, (int, float)) and not isinstance(v, bool) and k not in ("index", "sample")
+    }
     return {k: float(np.mean([r[k] for r in records if k in r])) for k in sorted(keys)}

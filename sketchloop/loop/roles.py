@@ -10,11 +10,11 @@ loop reads the difference around each call.
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from typing import Protocol
+from typing import Any, Protocol
 
 from PIL import Image
 
-from ..trajectory import Critique, Plan
+from ..format import Critique, Plan
 
 __all__ = ["Critique", "Inspector", "Plan", "Planner", "Refiner", "Roles", "Sketcher"]
 
@@ -30,15 +30,23 @@ class Sketcher(Protocol):
 
 
 class Inspector(Protocol):
-    def inspect(self, prompt: str, history: list[Plan], canvas: Image.Image, seed: int,
-                before: Image.Image | None = None) -> Critique:
+    def inspect(
+        self, prompt: str, history: list[Plan], canvas: Image.Image, seed: int, before: Image.Image | None = None
+    ) -> Critique:
         """Check the last plan against the prompt and the canvas against the last plan (`before`:
         the canvas that step was drawn on, for an inspector that compares the two)."""
 
 
 class Refiner(Protocol):
-    def refine(self, prompt: str, history: list[Plan], canvas: Image.Image, critique: Critique,
-               seed: int, before: Image.Image | None = None) -> Image.Image:
+    def refine(
+        self,
+        prompt: str,
+        history: list[Plan],
+        canvas: Image.Image,
+        critique: Critique,
+        seed: int,
+        before: Image.Image | None = None,
+    ) -> Image.Image:
         """The canvas corrected as the critique says: `canvas` edited by its `<refine>` command,
         or the last step drawn again on `before` (the canvas before that step)."""
 
@@ -52,14 +60,14 @@ class Roles:
     inspector: Inspector
     refiner: Refiner
 
-    def with_roles(self, **roles: object) -> "Roles":
+    def with_roles(self, **roles: Any) -> "Roles":
         """These roles with some replaced (`planner=...`, ...); None keeps a role."""
         return replace(self, **{k: v for k, v in roles.items() if v is not None})
 
     def fork(self) -> "Roles":
         """Roles for one trajectory: each object that can `fork` (own counters, shared weights)
         is forked once; the others are shared."""
-        forked = {id(r): r.fork() if hasattr(r, "fork") else r for r in self.distinct()}
+        forked: dict[int, Any] = {id(r): r.fork() if hasattr(r, "fork") else r for r in self.distinct()}
         return Roles(*(forked[id(r)] for r in (self.planner, self.sketcher, self.inspector, self.refiner)))
 
     def distinct(self) -> list[object]:

@@ -13,7 +13,7 @@ from typing import Any, Callable
 import numpy as np
 from PIL import Image
 
-from ..trajectory import image_text, plan_text
+from ..format import image_text, plan_text
 from .roles import Plan, Roles, Sketcher
 
 
@@ -61,13 +61,24 @@ class Trajectory:
         return sum(s.seconds for s in self.steps)
 
     def stats(self) -> dict[str, Any]:
-        return {"flow_steps": self.flow_steps, "text_tokens": self.text_tokens, "seconds": round(self.seconds, 4),
-                "images": sum(1 for s in self.steps if s.image is not None), "ended": self.ended}
+        return {
+            "flow_steps": self.flow_steps,
+            "text_tokens": self.text_tokens,
+            "seconds": round(self.seconds, 4),
+            "images": sum(1 for s in self.steps if s.image is not None),
+            "ended": self.ended,
+        }
 
     def to_dict(self) -> dict[str, Any]:
         """The trajectory as JSON-able data (step images by file name, once saved)."""
-        return {"prompt": self.prompt, "mode": self.mode, "ended": self.ended, **self.stats(), **self.meta,
-                "steps": [{k: v for k, v in asdict(s).items() if k != "image"} for s in self.steps]}
+        return {
+            "prompt": self.prompt,
+            "mode": self.mode,
+            "ended": self.ended,
+            **self.stats(),
+            **self.meta,
+            "steps": [{k: v for k, v in asdict(s).items() if k != "image"} for s in self.steps],
+        }
 
 
 def _usage(role: Any) -> tuple[int, int]:
@@ -83,11 +94,9 @@ def _timed(role: Any, fn, *args):
     return result, f1 - f0, t1 - t0, time.perf_counter() - start
 
 
-# The one default. Corrections stay off: the self-check (sessions 27-29) finds most wrong sketches and plans
-# on a balanced set at 4-5% false alarms, but the loop's own steps hold few conflicts a redraw can fix (mostly
-# objects of one group drawn touching, and relations, which the self-check cannot see), so 2 per step gave
-# 0.965 against 0.9675 on shapes-complex-val for 107 flow steps against 84 (session 27), and on the test
-# benchmarks in session 30 the same verdict on every image at more flow steps (README "The self-check").
+# Corrections stay off by default: the loop's own wrong steps are mostly objects of one group drawn
+# touching and broken relations, which the self-check cannot see, so two corrections per step gave the
+# same verdict on shapes-complex-val at more flow steps (docs/design.md, "Corrections").
 DEFAULT_MAX_REFINES = 0
 
 
@@ -99,14 +108,22 @@ def call_seed(seed: int, role: str, iteration: int, attempt: int = 0) -> int:
 ROLE_CODES = {"plan": 1, "sketch": 2, "inspect": 3, "refine": 4}
 
 
-def run_staged(prompt: str, roles: Roles, blank: Image.Image, seed: int = 0, max_iters: int = 8,
-               max_refines: int = DEFAULT_MAX_REFINES, on_step: Callable[[Step], None] | None = None,
-               inspect: bool = True) -> Trajectory:
+def run_staged(
+    prompt: str,
+    roles: Roles,
+    blank: Image.Image,
+    seed: int = 0,
+    max_iters: int = 8,
+    max_refines: int = DEFAULT_MAX_REFINES,
+    on_step: Callable[[Step], None] | None = None,
+    inspect: bool = True,
+) -> Trajectory:
     """Plan, sketch, inspect and refine until the planner ends the trajectory or `max_iters` plans;
     `on_step` sees each step as it is recorded. `inspect=False`: plan and sketch only (no
     inspection, so no correction either: the ablation of the report)."""
-    traj = Trajectory(prompt, "staged", meta={"max_refines": max_refines} if inspect else {"inspect": False},
-                      on_step=on_step)
+    traj = Trajectory(
+        prompt, "staged", meta={"max_refines": max_refines} if inspect else {"inspect": False}, on_step=on_step
+    )
     canvas = blank
     history: list[Plan] = []
     for it in range(max_iters):
@@ -118,8 +135,15 @@ def run_staged(prompt: str, roles: Roles, blank: Image.Image, seed: int = 0, max
         image = _sketch(traj, roles, prompt, history, (plan, f, t, s), canvas, call_seed(seed, "sketch", it))
         planned = history + [plan]
         for r in range(max_refines + 1 if inspect else 0):
-            critique, f, t, s = _timed(roles.inspector, roles.inspector.inspect, prompt, planned, image,
-                                       call_seed(seed, "inspect", it, r), canvas)
+            critique, f, t, s = _timed(
+                roles.inspector,
+                roles.inspector.inspect,
+                prompt,
+                planned,
+                image,
+                call_seed(seed, "inspect", it, r),
+                canvas,
+            )
             traj.add(Step("inspect", critique.text, None, "", f, t, s))
             if critique.consistent or r == max_refines:
                 break
@@ -127,11 +151,21 @@ def run_staged(prompt: str, roles: Roles, blank: Image.Image, seed: int = 0, max
                 again = _timed(roles.planner, roles.planner.plan, prompt, history, call_seed(seed, "plan", it, r + 1))
                 if again[0] is None:  # the planner would rather end here: keep the step it had
                     break
-                image = _sketch(traj, roles, prompt, history, again, canvas, call_seed(seed, "sketch", it, r + 1), r + 1)
+                image = _sketch(
+                    traj, roles, prompt, history, again, canvas, call_seed(seed, "sketch", it, r + 1), r + 1
+                )
                 planned = history + [again[0]]
             else:  # a wrong image: the refiner corrects it (the plan stands)
-                image, f, t, s = _timed(roles.refiner, roles.refiner.refine, prompt, planned, image, critique,
-                                        call_seed(seed, "refine", it, r), canvas)
+                image, f, t, s = _timed(
+                    roles.refiner,
+                    roles.refiner.refine,
+                    prompt,
+                    planned,
+                    image,
+                    critique,
+                    call_seed(seed, "refine", it, r),
+                    canvas,
+                )
                 traj.add(Step("refine", critique.refine, image, "", f, t, s, r + 1))
         canvas = image
         history = planned
@@ -139,8 +173,16 @@ def run_staged(prompt: str, roles: Roles, blank: Image.Image, seed: int = 0, max
     return traj
 
 
-def _sketch(traj: Trajectory, roles: Roles, prompt: str, history: list[Plan], timed_plan: tuple,
-            canvas: Image.Image, seed: int, attempt: int = 0) -> Image.Image:
+def _sketch(
+    traj: Trajectory,
+    roles: Roles,
+    prompt: str,
+    history: list[Plan],
+    timed_plan: tuple,
+    canvas: Image.Image,
+    seed: int,
+    attempt: int = 0,
+) -> Image.Image:
     """Record a plan (with what planning it cost), then the sketcher's image of it on `canvas`."""
     plan, f, t, s = timed_plan
     text = plan_text(plan.ins, plan.des) + (f" {image_text(plan.regions)}" if plan.regions else "")
@@ -150,8 +192,9 @@ def _sketch(traj: Trajectory, roles: Roles, prompt: str, history: list[Plan], ti
     return image
 
 
-def run_single(prompt: str, sketcher: Sketcher, blank: Image.Image, seed: int = 0,
-               on_step: Callable[[Step], None] | None = None) -> Trajectory:
+def run_single(
+    prompt: str, sketcher: Sketcher, blank: Image.Image, seed: int = 0, on_step: Callable[[Step], None] | None = None
+) -> Trajectory:
     """One image straight from the prompt: the sketcher with an empty history (the baseline)."""
     traj = Trajectory(prompt, "single", on_step=on_step)
     image, f, t, s = _timed(sketcher, sketcher.sketch, prompt, [], blank, seed)

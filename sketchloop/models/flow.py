@@ -33,8 +33,9 @@ class FlowMatching:
         return x + velocity / steps
 
     @torch.no_grad()
-    def sample(self, velocity: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], noise: torch.Tensor,
-               steps: int) -> torch.Tensor:
+    def sample(
+        self, velocity: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], noise: torch.Tensor, steps: int
+    ) -> torch.Tensor:
         """Integrate `velocity(x, t)` from `noise` to data in `steps` Euler steps, clamped to [-1, 1]."""
         x = noise
         for t in self.timesteps(steps):

@@ -49,22 +49,37 @@ class PlanCheck(nn.Module):
         super().__init__()
         self.config = config
         d, h = config.n_embd, config.hidden
-        self.word, self.previous, self.part = nn.Embedding(config.vocab_size, d), nn.Embedding(config.vocab_size, d), \
-            nn.Embedding(2, d)
+        self.word, self.previous, self.part = (
+            nn.Embedding(config.vocab_size, d),
+            nn.Embedding(config.vocab_size, d),
+            nn.Embedding(2, d),
+        )
         self.inp = nn.Linear(3 * d + len(config.features), h)
         self.mix = nn.Conv1d(h, h, config.kernel, padding=config.kernel // 2)
         self.out = nn.Linear(2 * h, 1)
 
-    def position_scores(self, words: torch.Tensor, previous: torch.Tensor, parts: torch.Tensor,
-                        features: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    def position_scores(
+        self,
+        words: torch.Tensor,
+        previous: torch.Tensor,
+        parts: torch.Tensor,
+        features: torch.Tensor,
+        mask: torch.Tensor,
+    ) -> torch.Tensor:
         """Each position's score (B, L): words, previous, parts, mask (B, L); features (B, L, F)."""
         x = torch.cat([self.word(words), self.previous(previous), self.part(parts), features], -1)
         a = torch.relu(self.inp(x)) * mask[..., None]
         mixed = self.mix(a.transpose(1, 2)).transpose(1, 2)
         return self.out(torch.relu(torch.cat([a, mixed], -1)))[..., 0].masked_fill(~mask, float("-inf"))
 
-    def forward(self, words: torch.Tensor, previous: torch.Tensor, parts: torch.Tensor, features: torch.Tensor,
-                mask: torch.Tensor) -> torch.Tensor:
+    def forward(
+        self,
+        words: torch.Tensor,
+        previous: torch.Tensor,
+        parts: torch.Tensor,
+        features: torch.Tensor,
+        mask: torch.Tensor,
+    ) -> torch.Tensor:
         """Each plan's score (B,); `mask` (B, L) marks real positions."""
         return torch.logsumexp(self.position_scores(words, previous, parts, features, mask), -1)
 
@@ -94,7 +109,9 @@ class PlanCheck(nn.Module):
             head = cls(PlanCheckConfig(**{**raw, "features": tuple(raw["features"])}))
             head.load_state_dict(load_file(str(directory / WEIGHTS_FILE)))
         except Exception as exc:  # corrupt or mismatched files: one clear line
-            raise SketchloopError(f"plan check in {directory} is corrupt or incompatible "
-                                  f"({first_line(exc)[:160]}); retrain it with "
-                                  f"scripts/train_plan_check.py or delete {CONFIG_FILE}") from None
+            raise SketchloopError(
+                f"plan check in {directory} is corrupt or incompatible "
+                f"({first_line(exc)[:160]}); retrain it with "
+                f"scripts/train_plan_check.py or delete {CONFIG_FILE}"
+            ) from None
         return head.eval()

@@ -19,8 +19,7 @@ from ..world.vocab import BACKGROUND
 
 CROP = 0.375  # crop side as a share of the canvas: the largest object plus a margin
 SIZE_TOKENS = tuple(range(4, 11))
-REGION_WORDS = ([f"x{i}" for i in range(GRID)] + [f"y{i}" for i in range(GRID)]
-                + [f"s{i}" for i in SIZE_TOKENS])
+REGION_WORDS = [f"x{i}" for i in range(GRID)] + [f"y{i}" for i in range(GRID)] + [f"s{i}" for i in SIZE_TOKENS]
 _REGION = re.compile(r"x(\d+) y(\d+) s(\d+)")
 
 
@@ -66,12 +65,15 @@ def free_sizes(gx: int, gy: int, placed: list[Region], gap: float = REGION_GAP) 
     """The size tokens a region centred on lattice point (gx, gy) can take without coming
     within `gap` of any region in `placed`."""
     clear = spaced([Region(gx, gy, s) for s in SIZE_TOKENS], list(placed), gap).all(axis=1)
-    return [s for s, ok in zip(SIZE_TOKENS, clear) if ok]
+    return [s for s, ok in zip(SIZE_TOKENS, np.atleast_1d(clear).tolist()) if ok]
 
 
 def region_of(obj: PlacedObject) -> Region:
-    return Region(int(np.clip(np.floor(obj.x * GRID), 0, GRID - 1)), int(np.clip(np.floor(obj.y * GRID), 0, GRID - 1)),
-                  int(np.clip(round(obj.size * SIZE_STEPS), SIZE_TOKENS[0], SIZE_TOKENS[-1])))
+    return Region(
+        int(np.clip(np.floor(obj.x * GRID), 0, GRID - 1)),
+        int(np.clip(np.floor(obj.y * GRID), 0, GRID - 1)),
+        int(np.clip(round(obj.size * SIZE_STEPS), SIZE_TOKENS[0], SIZE_TOKENS[-1])),
+    )
 
 
 def regions_text(regions: list[Region]) -> str:
@@ -80,15 +82,20 @@ def regions_text(regions: list[Region]) -> str:
 
 def parse_regions(text: str) -> list[Region]:
     """The regions named in `text` (`x3 y12 s8 x9 y2 s7`); malformed groups are skipped."""
-    return [Region(int(a), int(b), int(c)) for a, b, c in _REGION.findall(text)
-            if int(a) < GRID and int(b) < GRID and int(c) in SIZE_TOKENS]
+    return [
+        Region(int(a), int(b), int(c))
+        for a, b, c in _REGION.findall(text)
+        if int(a) < GRID and int(b) < GRID and int(c) in SIZE_TOKENS
+    ]
 
 
 def changed_regions(before: Layout, after: Layout) -> list[Region]:
     """The regions an edit from `before` to `after` paints: where objects went away, then
     where objects appeared (a recolour or reshape is one region)."""
+
     def key(o: PlacedObject):
         return (o.shape, o.color, round(o.x, 3), round(o.y, 3), round(o.size, 3))
+
     old, new = {key(o) for o in before.objects}, {key(o) for o in after.objects}
     gone = [region_of(o) for o in before.objects if key(o) not in new]
     came = [region_of(o) for o in after.objects if key(o) not in old]
@@ -116,7 +123,7 @@ def crop(canvas: np.ndarray, region: Region) -> np.ndarray:
     out = np.empty((side, side, 3), dtype=canvas.dtype)
     out[:] = BACKGROUND
     x0, y0, x1, y1 = max(left, 0), max(top, 0), min(left + side, n), min(top + side, n)
-    out[y0 - top:y1 - top, x0 - left:x1 - left] = canvas[y0:y1, x0:x1]
+    out[y0 - top : y1 - top, x0 - left : x1 - left] = canvas[y0:y1, x0:x1]
     return out
 
 
@@ -132,7 +139,7 @@ def paste(canvas: np.ndarray, region: Region, patch: np.ndarray, margin: int | N
         bx0, by0, bx1, by1 = region.box
         x0, y0 = max(x0, int(np.floor(bx0 * n)) - margin), max(y0, int(np.floor(by0 * n)) - margin)
         x1, y1 = min(x1, int(np.ceil(bx1 * n)) + margin), min(y1, int(np.ceil(by1 * n)) + margin)
-    out[y0:y1, x0:x1] = patch[y0 - top:y1 - top, x0 - left:x1 - left]
+    out[y0:y1, x0:x1] = patch[y0 - top : y1 - top, x0 - left : x1 - left]
     return out
 
 
@@ -147,7 +154,9 @@ def coord_planes(region: Region | None, side: int, canvas_px: int) -> np.ndarray
     idx = np.arange(side) * step + step / 2
     xs = (left + idx) / canvas_px * 2 - 1
     ys = (top + idx) / canvas_px * 2 - 1
-    return np.stack([np.broadcast_to(xs[None, :], (side, side)), np.broadcast_to(ys[:, None], (side, side))]).astype(np.float32)
+    return np.stack([np.broadcast_to(xs[None, :], (side, side)), np.broadcast_to(ys[:, None], (side, side))]).astype(
+        np.float32
+    )
 
 
 def to_float(image: np.ndarray) -> np.ndarray:

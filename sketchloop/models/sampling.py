@@ -1,25 +1,103 @@
-"""Sampling from the unified model, kept apart from the network: token sampling with a
-key/value cache and grammar masks, and an Euler flow sampler with optional
-classifier-free guidance."""
+"""Sampling from the unified model, kept apart from the network: the sampling settings
+(`SamplingConfig`, saved beside a checkpoint as sampling.json, as diffusers saves a
+scheduler config), token sampling with a key/value cache and grammar masks, and an Euler
+flow sampler with optional classifier-free guidance."""
 
 from __future__ import annotations
 
+import json
 import math
-from typing import Callable
+from dataclasses import asdict, dataclass, fields, replace
+from pathlib import Path
+from typing import Any, Callable
 
 import torch
 import torch.nn.functional as F
 
+from ..errors import SketchloopError, first_line
 from .flow import FLOW
 from .unified import KVCache, UnifiedModel
+
+SAMPLING_FILE = "sampling.json"
+
+
+@dataclass(frozen=True)
+class SamplingConfig:
+    """How the embedded model samples (docs/design.md, "Sampling", says why each default).
+
+    flow_steps: Euler steps per region drawn (each one model call on a 24 px crop).
+    guidance: classifier-free guidance scale for the flow (1 = off: one call per step).
+    temperature: text sampling temperature for plans, regions and inspections.
+    max_words: most tokens of one `<ins>`, `<des>`, `<inspect>` or `<refine>` text.
+    separate: the regions of one step keep apart (the region grammar's `separate`).
+    min_size: the smallest region size token the planner may write while a larger one fits.
+    copy_phrases: the noun phrases and relations of plans are the prompt's (PhraseGrammar).
+    relate_regions: an `add`'s regions meet the relations its own `<ins>` states and leave
+        room for every object of the prompt still to come (the region grammar's `Placement`).
+    edit_steps: a plan's `<ins>` may change, move or remove what earlier steps drew; off:
+        every plan adds, and a wrong step is corrected only after its inspection.
+    self_check: the inspector's verdict comes from the model's own likelihoods of the step
+        (the plan check and the image check); off: the inspection's first word decides.
+    plan_check, image_check: the self-check's thresholds (None: the checkpoint's trained plan
+        check's, models/plan_check.py).
+    check_draws: noisy versions of each region the image check scores (two flow calls each).
+    """
+
+    flow_steps: int = 16
+    guidance: float = 1.0
+    temperature: float = 0.3
+    max_words: int = 80
+    separate: bool = True
+    min_size: int = 6
+    copy_phrases: bool = True
+    relate_regions: bool = True
+    edit_steps: bool = False
+    self_check: bool = True
+    plan_check: float | None = None
+    image_check: float | None = None
+    check_draws: int = 1
+
+    def __post_init__(self) -> None:
+        if self.flow_steps < 1:
+            raise SketchloopError(f"flow_steps {self.flow_steps}: use at least 1 flow step")
+        if not 4 <= self.min_size <= 10:
+            raise SketchloopError(f"min_size {self.min_size}: region sizes are s4 to s10")
+
+    def replace(self, **changes: Any) -> "SamplingConfig":
+        """The same settings with `changes` (None values keep the setting)."""
+        unknown = set(changes) - {f.name for f in fields(self)}
+        if unknown:
+            raise TypeError(f"SamplingConfig has no setting {', '.join(sorted(unknown))}")
+        return replace(self, **{k: v for k, v in changes.items() if v is not None})
+
+    @classmethod
+    def from_pretrained(cls, directory: Path | None) -> "SamplingConfig":
+        """The settings saved beside a checkpoint (its sampling.json), or the defaults without one."""
+        path = Path(directory) / SAMPLING_FILE if directory is not None else None
+        if path is None or not path.is_file():
+            return cls()
+        try:
+            raw = json.loads(path.read_text())
+            return cls(**raw)
+        except (ValueError, TypeError) as exc:
+            raise SketchloopError(
+                f"{path} is not a sampling config ({first_line(exc)[:160]}); fix or delete "
+                f"it to sample with the defaults"
+            ) from None
+
+    def save_pretrained(self, directory: Path) -> None:
+        """Write sampling.json into `directory` (atomically)."""
+        from ..io import atomic_write_text
+
+        atomic_write_text(Path(directory) / SAMPLING_FILE, json.dumps(asdict(self), indent=1) + "\n")
 
 
 class TextSession:
     """A growing token sequence and its cache: `feed` reads tokens (and canvases), `sample`
     writes new ones."""
 
-    def __init__(self, model: UnifiedModel, canvas_id: int, look_id: int | None = None):
-        self.model, self.canvas_id, self.look_id = model, canvas_id, look_id
+    def __init__(self, model: UnifiedModel, canvas_id: int):
+        self.model, self.canvas_id = model, canvas_id
         self.device = next(model.parameters()).device
         self.cache = KVCache()
         self.ids: list[int] = []
@@ -27,25 +105,29 @@ class TextSession:
         self.hidden: list[torch.Tensor] = []  # hidden states of every position read
 
     @torch.no_grad()
-    def feed(self, ids: list[int], canvases: torch.Tensor | None = None,
-             looks: torch.Tensor | None = None) -> torch.Tensor:
-        """Read `ids` (with `canvases` for their `<canvas>` slots, region crops `looks` for their
-        `<look>` slots); their hidden states."""
+    def feed(self, ids: list[int], canvases: torch.Tensor | None = None) -> torch.Tensor:
+        """Read `ids` (with `canvases` for their `<canvas>` slots); their hidden states."""
         if not ids:
             return torch.empty(0, self.model.config.n_embd)
         x = torch.tensor([ids], device=self.device)
-        h = self.model.hidden(x, canvases, x == self.canvas_id, cache=self.cache, looks=looks,
-                              look_slots=None if self.look_id is None else x == self.look_id)[0]
+        h = self.model.hidden(x, canvases, x == self.canvas_id, cache=self.cache)[0]
         self.ids.extend(ids)
         self.hidden.extend(h)
         self.last = h[-1]
         return h
 
     @torch.no_grad()
-    def sample(self, max_new: int, stop: set[int], generator: torch.Generator, temperature: float = 1.0,
-               allowed: Callable[[list[int]], list[int] | None] | None = None) -> list[int]:
+    def sample(
+        self,
+        max_new: int,
+        stop: set[int],
+        generator: torch.Generator,
+        temperature: float = 1.0,
+        allowed: Callable[[list[int]], list[int] | None] | None = None,
+    ) -> list[int]:
         """Up to `max_new` tokens, ending after one in `stop`; `allowed(out)` may restrict the next."""
         out: list[int] = []
+        assert self.last is not None, "feed the session before sampling from it"
         for _ in range(max_new):
             logits = (self.model.logits(self.last) / max(temperature, 1e-6)).cpu()  # sampled with a CPU generator
             keep = allowed(out) if allowed else None
@@ -65,8 +147,15 @@ class TextSession:
 
 
 @torch.no_grad()
-def euler_sample(model: UnifiedModel, context: torch.Tensor, coords: torch.Tensor, cond: torch.Tensor,
-                 steps: int, generator: torch.Generator, guidance: float = 1.0) -> torch.Tensor:
+def euler_sample(
+    model: UnifiedModel,
+    context: torch.Tensor,
+    coords: torch.Tensor,
+    cond: torch.Tensor,
+    steps: int,
+    generator: torch.Generator,
+    guidance: float = 1.0,
+) -> torch.Tensor:
     """Integrate the flow from noise (t=0) to an image (t=1) in `steps` Euler steps (models/flow.py).
     `guidance` > 1 mixes conditional and unconditional velocities (classifier-free guidance)."""
 
@@ -79,3 +168,19 @@ def euler_sample(model: UnifiedModel, context: torch.Tensor, coords: torch.Tenso
 
     noise = torch.randn(context.shape, generator=generator).to(context.device)  # drawn on the CPU: the same anywhere
     return FLOW.sample(velocity, noise, steps)
+
+
+def parse_settings(pairs: list[str]) -> dict[str, Any]:
+    """SamplingConfig settings from NAME=VALUE strings (`edit_steps=true`, `flow_steps=8`), each
+    value read as JSON; one clear line for an unknown name or a value that is no JSON."""
+    names = {f.name for f in fields(SamplingConfig)}
+    settings = {}
+    for pair in pairs:
+        name, _, value = pair.partition("=")
+        if name not in names:
+            raise SketchloopError(f"{pair!r}: no sampling setting {name!r}; settings: {', '.join(sorted(names))}")
+        try:
+            settings[name] = json.loads(value)
+        except ValueError:
+            raise SketchloopError(f"{pair!r}: give the value as JSON (true, false, 8, 0.5, null)") from None
+    return settings

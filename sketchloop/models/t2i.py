@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, fields
 from pathlib import Path
+from typing import Any
 
 import torch
 import torch.nn as nn
@@ -29,13 +30,13 @@ MODEL_TYPE = "sketchloop-t2i"
 @dataclass
 class TextToImageConfig:
     vocab_size: int = 124
-    max_prompt: int = 72           # prompt tokens read (ShapesWorld's longest prompts have about 45 words)
-    n_layer: int = 2               # the prompt encoder
+    max_prompt: int = 72  # prompt tokens read (ShapesWorld's longest prompts have about 45 words)
+    n_layer: int = 2  # the prompt encoder
     n_head: int = 4
     n_embd: int = 128
     canvas_px: int = 64
     unet_channels: tuple[int, int, int] = (32, 64, 80)  # 1.37M parameters in all: the unified model's
-    cond_dropout: float = 0.1      # share of training images drawn without the prompt (for CFG)
+    cond_dropout: float = 0.1  # share of training images drawn without the prompt (for CFG)
 
 
 class _CrossAttention(nn.Module):
@@ -65,8 +66,9 @@ class TextToImageModel(nn.Module):
         d, (c1, c2, c3) = config.n_embd, config.unet_channels
         self.tok = nn.Embedding(config.vocab_size, d)
         self.pos = nn.Embedding(config.max_prompt, d)
-        layer = nn.TransformerEncoderLayer(d, config.n_head, 4 * d, dropout=0.0, activation="gelu",
-                                           batch_first=True, norm_first=True)
+        layer = nn.TransformerEncoderLayer(
+            d, config.n_head, 4 * d, dropout=0.0, activation="gelu", batch_first=True, norm_first=True
+        )
         self.encoder = nn.TransformerEncoder(layer, config.n_layer, enable_nested_tensor=False)
         self.ln = nn.LayerNorm(d)
         self.null_text = nn.Parameter(torch.zeros(1, d))  # the "no prompt" of classifier-free guidance
@@ -83,10 +85,11 @@ class TextToImageModel(nn.Module):
         self.up1, self.dec1 = nn.Conv2d(c2, c1, 3, padding=1), _ResBlock(2 * c1, c1, d)
         self.out_norm, self.out = nn.GroupNorm(8, c1), nn.Conv2d(c1, 3, 3, padding=1)
         nn.init.zeros_(self.out.weight)
-        nn.init.zeros_(self.out.bias)
+        nn.init.zeros_(self.out.bias)  # type: ignore[arg-type]  # a Conv2d made with a bias
 
-    def encode(self, ids: torch.Tensor, pad_id: int, drop: torch.Tensor | None = None
-               ) -> tuple[torch.Tensor, torch.Tensor]:
+    def encode(
+        self, ids: torch.Tensor, pad_id: int, drop: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """(token states (B, T, D), mask (B, T) of the tokens to attend to); rows where `drop`
         is True read only the null text (no prompt)."""
         ids = ids[:, : self.config.max_prompt]
@@ -117,8 +120,9 @@ class TextToImageModel(nn.Module):
         return self.out(F.silu(self.out_norm(h)))
 
     @torch.no_grad()
-    def sample(self, ids: torch.Tensor, pad_id: int, steps: int, generator: torch.Generator,
-               guidance: float = 1.0) -> torch.Tensor:
+    def sample(
+        self, ids: torch.Tensor, pad_id: int, steps: int, generator: torch.Generator, guidance: float = 1.0
+    ) -> torch.Tensor:
         """Images in [-1, 1] (B, 3, H, W) for prompt token ids (B, T), in `steps` Euler steps;
         `guidance` > 1: classifier-free guidance against the null text."""
         text, mask = self.encode(ids, pad_id)
@@ -151,17 +155,21 @@ class TextToImageModel(nn.Module):
         directory = Path(directory)
         missing = [f for f in CHECKPOINT_FILES if not (directory / f).is_file()]
         if not directory.is_dir() or missing:
-            raise SketchloopError(f"{directory} is not a text-to-image checkpoint ({', '.join(missing) or 'no folder'} "
-                                  f"missing); train one with 'sketchloop train --stage t2i'")
+            raise SketchloopError(
+                f"{directory} is not a text-to-image checkpoint ({', '.join(missing) or 'no folder'} "
+                f"missing); train one with 'sketchloop train --stage t2i'"
+            )
         try:
             raw = json.loads((directory / "config.json").read_text())
             if raw.get("model_type") != MODEL_TYPE:
                 raise ValueError(f"model_type is {raw.get('model_type')!r}, not {MODEL_TYPE!r}")
             known = {f.name for f in fields(TextToImageConfig)}
-            model = cls(TextToImageConfig(**{k: tuple(v) if isinstance(v, list) else v
-                                             for k, v in raw.items() if k in known}))
+            settings: dict[str, Any] = {k: tuple(v) if isinstance(v, list) else v for k, v in raw.items() if k in known}
+            model = cls(TextToImageConfig(**settings))
             model.load_state_dict(load_file(str(directory / "model.safetensors")))
         except Exception as exc:  # corrupt or mismatched files: one clear line
-            raise SketchloopError(f"checkpoint {directory} is corrupt or incompatible ({first_line(exc)[:160]}); "
-                                  f"retrain it with 'sketchloop train --stage t2i'") from None
+            raise SketchloopError(
+                f"checkpoint {directory} is corrupt or incompatible ({first_line(exc)[:160]}); "
+                f"retrain it with 'sketchloop train --stage t2i'"
+            ) from None
         return model.eval(), WordTokenizer.load(directory / "tokenizer.json")

@@ -8,32 +8,73 @@ import re
 from pathlib import Path
 
 from ..errors import SketchloopError
-from ..trajectory import LOOK, TAGS
+from ..format import TAGS
 from ..world.instructions import VERBS
 from ..world.vocab import COLORS, COUNT_WORDS, PLURALS, RELATION_PHRASES, SHAPES
 from .regions import REGION_WORDS
 
 SPECIAL = ["<pad>", "<bos>", "<eos>", "<unk>"]
-WORDS = sorted(
-    {"a", "an", "the", "photo", "of", "and", ",", "to", "not", "is", "are", "should", "be", "in", "prompt",
-     "consistent", "inconsistent", "so", "far", "yet", "drawn", "missing", "still", "scene", "matches", ";", ":",
-     "plan", "image", "asks", "for", "has", "description", "does", "say", "cannot", "read", "shows", "as"}
-    | set(COLORS) | set(SHAPES) | set(PLURALS.values()) | set(COUNT_WORDS) | set(VERBS)
-    | {w for p in RELATION_PHRASES for w in p.split()}) + REGION_WORDS
-LATER_TAGS = [LOOK]  # tags added after the first checkpoints: at the end, so a grown vocabulary keeps every id
+WORDS = (
+    sorted(
+        {
+            "a",
+            "an",
+            "the",
+            "photo",
+            "of",
+            "and",
+            ",",
+            "to",
+            "not",
+            "is",
+            "are",
+            "should",
+            "be",
+            "in",
+            "prompt",
+            "consistent",
+            "inconsistent",
+            "so",
+            "far",
+            "yet",
+            "drawn",
+            "missing",
+            "still",
+            "scene",
+            "matches",
+            ";",
+            ":",
+            "plan",
+            "image",
+            "asks",
+            "for",
+            "has",
+            "description",
+            "does",
+            "say",
+            "cannot",
+            "read",
+            "shows",
+            "as",
+        }
+        | set(COLORS)
+        | set(SHAPES)
+        | set(PLURALS.values())
+        | set(COUNT_WORDS)
+        | set(VERBS)
+        | {w for p in RELATION_PHRASES for w in p.split()}
+    )
+    + REGION_WORDS
+)
 
 
 class WordTokenizer:
     def __init__(self, vocab: list[str] | None = None):
-        self.vocab = vocab or SPECIAL + TAGS + WORDS + LATER_TAGS
+        self.vocab = vocab or SPECIAL + TAGS + WORDS
         self.index = {w: i for i, w in enumerate(self.vocab)}
 
     def __len__(self) -> int:
         return len(self.vocab)
-
-    def grown(self, words: list[str]) -> "WordTokenizer":
-        """This vocabulary with the `words` it lacks appended (every existing id kept)."""
-        return WordTokenizer(self.vocab + [w for w in words if w not in self.index])
 
     @property
     def pad_id(self) -> int:

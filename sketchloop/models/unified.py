@@ -6,10 +6,6 @@ canvases, and an image expert that draws by flow matching, conditioned on it.
   inspections, `<refine>` commands and `<end>`.
 - Reading images: a `<canvas>` block of 64 placeholder tokens takes the patch embeddings
   of the current canvas (a 3-layer strided conv), so inspection attends to the pixels.
-  With `look_grid`, each region the inspected step painted is looked at closely too: a
-  `<look>` block of look_grid**2 tokens per region takes the same encoder's embeddings of
-  the region's crop (the one the image expert drew), so the inspector compares the words
-  of a step with what was drawn where they say, without finding the region on the canvas.
 - Drawing: the image expert is a small UNet over a crop around each region (regions.py).
   It predicts the flow-matching velocity from the noisy crop, the current canvas crop and
   the crop's canvas coordinates, modulated (FiLM) by a condition read from the sequence
@@ -19,7 +15,7 @@ canvases, and an image expert that draws by flow matching, conditioned on it.
   the sequence but never enters it).
   Single mode uses the same expert on the whole canvas from the `<full>` token.
 
-Why this shape (measured, README): placement is decided in text as lattice tokens, where
+Why this shape (measured, docs/design.md): placement is decided in text as lattice tokens, where
 a small transformer learns relations cheaply; pixels are drawn locally, so the expert only
 has to learn what a shape of a colour looks like, at 24x24 instead of 64x64.
 
@@ -30,8 +26,11 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import asdict, dataclass, fields, replace
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, fields
+from functools import partial
 from pathlib import Path
+from typing import Any
 
 import torch
 import torch.nn as nn
@@ -49,28 +48,13 @@ class UnifiedConfig:
     n_head: int = 4
     n_embd: int = 128
     canvas_px: int = 64
-    canvas_grid: int = 8          # the canvas is read as canvas_grid**2 patch tokens
+    canvas_grid: int = 8  # the canvas is read as canvas_grid**2 patch tokens
     unet_channels: tuple[int, int, int] = (24, 32, 48)
-    cond_dropout: float = 0.1     # share of flow examples trained without the text condition (for CFG)
-    look_grid: int = 0            # each inspected region's crop read as look_grid**2 `<look>` tokens (0: none)
-    max_looks: int = 4            # at most this many regions of a step are looked at (the first ones)
-    bag: str = "step"             # the words the condition averages: the whole step's; "object": an
-                                  # `<ins>`'s words before its first relation word (the object it adds);
-                                  # "phrase": "object", and a later object of an add reads "<ins> add" and
-                                  # its own noun phrase alone (grammar.region_words)
+    cond_dropout: float = 0.1  # share of flow examples trained without the text condition (for CFG)
 
     @property
     def canvas_tokens(self) -> int:
-        return self.canvas_grid ** 2
-
-    @property
-    def look_tokens(self) -> int:
-        return self.look_grid ** 2
-
-    @property
-    def read_tokens(self) -> int:
-        """The most tokens an inspection's reading takes: the canvas and its looks."""
-        return self.canvas_tokens + self.max_looks * self.look_tokens
+        return self.canvas_grid**2
 
 
 class _Block(nn.Module):
@@ -79,7 +63,9 @@ class _Block(nn.Module):
         self.ln1, self.ln2 = nn.LayerNorm(cfg.n_embd), nn.LayerNorm(cfg.n_embd)
         self.qkv = nn.Linear(cfg.n_embd, 3 * cfg.n_embd)
         self.proj = nn.Linear(cfg.n_embd, cfg.n_embd)
-        self.mlp = nn.Sequential(nn.Linear(cfg.n_embd, 4 * cfg.n_embd), nn.GELU(), nn.Linear(4 * cfg.n_embd, cfg.n_embd))
+        self.mlp = nn.Sequential(
+            nn.Linear(cfg.n_embd, 4 * cfg.n_embd), nn.GELU(), nn.Linear(4 * cfg.n_embd, cfg.n_embd)
+        )
         self.n_head = cfg.n_head
 
     def forward(self, x: torch.Tensor, cache: "KVCache | None" = None, layer: int = 0) -> torch.Tensor:
@@ -107,7 +93,7 @@ class _Block(nn.Module):
 class KVCache:
     """Keys and values of the positions already read, per layer (for sampling)."""
 
-    def __init__(self):
+    def __init__(self) -> None:
         self.k: list[torch.Tensor] = []
         self.v: list[torch.Tensor] = []
         self.length = 0
@@ -175,8 +161,14 @@ class _Reader(nn.Module):
         self.ln_q, self.ln_kv, self.ln_word, self.ln_bag = (nn.LayerNorm(d) for _ in range(4))
         self.q, self.kv, self.proj = nn.Linear(d, d), nn.Linear(d, 2 * d), nn.Linear(d, d)
 
-    def forward(self, query: torch.Tensor, states: torch.Tensor, words: torch.Tensor,
-                span: torch.Tensor, bag_span: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(
+        self,
+        query: torch.Tensor,
+        states: torch.Tensor,
+        words: torch.Tensor,
+        span: torch.Tensor,
+        bag_span: torch.Tensor | None = None,
+    ) -> torch.Tensor:
         n, t, d = states.shape
         h = self.n_head
         weights = (span if bag_span is None else bag_span).to(words.dtype)[..., None]
@@ -205,10 +197,11 @@ class _FlowUNet(nn.Module):
         self.up1, self.dec1 = nn.Conv2d(c2, c1, 3, padding=1), _ResBlock(2 * c1, c1, d)
         self.out_norm, self.out = nn.GroupNorm(8, c1), nn.Conv2d(c1, 3, 3, padding=1)
         nn.init.zeros_(self.out.weight)
-        nn.init.zeros_(self.out.bias)
+        nn.init.zeros_(self.out.bias)  # type: ignore[arg-type]  # a Conv2d made with a bias
 
-    def forward(self, x_t: torch.Tensor, t: torch.Tensor, context: torch.Tensor, coords: torch.Tensor,
-                cond: torch.Tensor) -> torch.Tensor:
+    def forward(
+        self, x_t: torch.Tensor, t: torch.Tensor, context: torch.Tensor, coords: torch.Tensor, cond: torch.Tensor
+    ) -> torch.Tensor:
         c = F.silu(self.time(_timestep_embedding(t, cond.shape[-1])) + self.cond(cond))
         h1 = self.down1(self.stem(torch.cat([x_t, context, coords], dim=1)), c)
         h2 = self.down2(self.pool1(h1), c)
@@ -218,9 +211,9 @@ class _FlowUNet(nn.Module):
         return self.out(F.silu(self.out_norm(h)))
 
 
-def phrase_mask(rows: list[list[int] | None], length: int) -> torch.Tensor:
-    """(N, length) bool: True at each row's positions (`grammar.region_words`); a None row is all
-    False (the condition falls back to the "object" words)."""
+def phrase_mask(rows: Sequence[Sequence[int] | None], length: int) -> torch.Tensor:
+    """(N, length) bool: True at each row's positions (`phrases.region_words`); a None row is all
+    False (the condition reads the step's first object)."""
     mask = torch.zeros(len(rows), length, dtype=torch.bool)
     for n, positions in enumerate(rows):
         if positions:
@@ -229,6 +222,8 @@ def phrase_mask(rows: list[list[int] | None], length: int) -> torch.Tensor:
 
 
 CHECKPOINT_FILES = ("config.json", "model.safetensors", "tokenizer.json")
+# config keys of earlier versions, with the one value this version reads the same way
+RETIRED = {"bag": "phrase", "look_grid": 0, "max_looks": 4}
 
 
 def checkpoint_sha256(directory: Path) -> str:
@@ -244,12 +239,12 @@ def checkpoint_sha256(directory: Path) -> str:
         path = Path(directory) / name
         if path.is_file():
             with path.open("rb") as f:
-                for block in iter(lambda: f.read(1 << 20), b""):
+                for block in iter(partial(f.read, 1 << 20), b""):
                     digest.update(block)
     return digest.hexdigest()
 
 
-def write_checkpoint(directory: Path, model: nn.Module, model_type: str, tokenizer: WordTokenizer) -> None:
+def write_checkpoint(directory: Path, model: Any, model_type: str, tokenizer: WordTokenizer) -> None:
     """A model's checkpoint folder: model.safetensors, config.json (`model_type` and its config
     dataclass) and tokenizer.json, each written atomically."""
     from safetensors.torch import save_file
@@ -261,8 +256,9 @@ def write_checkpoint(directory: Path, model: nn.Module, model_type: str, tokeniz
     tmp = directory / "model.safetensors.tmp"
     save_file({k: v.detach().contiguous() for k, v in model.state_dict().items()}, str(tmp))
     tmp.replace(directory / "model.safetensors")
-    atomic_write_text(directory / "config.json", json.dumps({"model_type": model_type, **asdict(model.config)},
-                                                            indent=1))
+    atomic_write_text(
+        directory / "config.json", json.dumps({"model_type": model_type, **asdict(model.config)}, indent=1)
+    )
     atomic_write_text(directory / "tokenizer.json", json.dumps({"vocab": tokenizer.vocab}))
 
 
@@ -279,41 +275,8 @@ class UnifiedModel(nn.Module):
         self.reader = _Reader(config)
         self.flow = _FlowUNet(config)
         self.null_cond = nn.Parameter(torch.zeros(config.n_embd))
-        if config.look_grid:
-            self.add_looks(config.look_grid, config.max_looks)
         for m in (self.tok, self.pos, self.head, *self.blocks):
             m.apply(self._init)
-
-    def add_looks(self, grid: int, max_looks: int | None = None) -> None:
-        """Give a model trained without looks its `<look>` read (new position embeddings; the
-        canvas encoder is shared)."""
-        self.config = replace(self.config, look_grid=grid, max_looks=max_looks or self.config.max_looks)
-        self.look_pos = nn.Parameter(torch.zeros(self.config.look_tokens, self.config.n_embd,
-                                                 device=self.null_cond.device))
-
-    def resize_vocab(self, size: int) -> None:
-        """Grow the token embedding and the output head to `size` (a tokenizer grown with new tags;
-        the new rows initialised as at the start, every existing row kept)."""
-        old = self.tok.weight.shape[0]
-        if size <= old:
-            return
-        tok, head = nn.Embedding(size, self.config.n_embd), nn.Linear(self.config.n_embd, size, bias=False)
-        for m in (tok, head):
-            self._init(m)
-            m.to(self.tok.weight.device)
-        with torch.no_grad():
-            tok.weight[:old] = self.tok.weight
-            head.weight[:old] = self.head.weight
-        self.tok, self.head = tok, head
-        self.config = replace(self.config, vocab_size=size)
-
-    def look(self, crops: torch.Tensor) -> torch.Tensor:
-        """Region crops (L, 3, S, S) in [-1, 1] -> (L, look_tokens, C): the canvas encoder's patch
-        embeddings of each crop scaled to the canvas size, pooled to look_grid x look_grid."""
-        px = self.config.canvas_px
-        x = F.interpolate(crops, size=(px, px), mode="bilinear", align_corners=False)
-        x = F.adaptive_avg_pool2d(self.canvas.net(x), self.config.look_grid)
-        return x.flatten(2).transpose(1, 2) + self.look_pos
 
     @staticmethod
     def _init(m: nn.Module) -> None:
@@ -322,27 +285,27 @@ class UnifiedModel(nn.Module):
         if isinstance(m, nn.Linear) and m.bias is not None:
             nn.init.zeros_(m.bias)
 
-    def hidden(self, ids: torch.Tensor, canvases: torch.Tensor | None = None,
-               canvas_slots: torch.Tensor | None = None, cache: KVCache | None = None,
-               looks: torch.Tensor | None = None, look_slots: torch.Tensor | None = None) -> torch.Tensor:
+    def hidden(
+        self,
+        ids: torch.Tensor,
+        canvases: torch.Tensor | None = None,
+        canvas_slots: torch.Tensor | None = None,
+        cache: KVCache | None = None,
+    ) -> torch.Tensor:
         """Final hidden states (B, T, C). `canvases` (M, 3, H, W) in [-1, 1] fill the
-        `canvas_slots` (B, T bool, M * canvas_tokens True, in order) with patch embeddings;
-        region crops `looks` (L, 3, S, S) fill `look_slots` (L * look_tokens True) likewise.
+        `canvas_slots` (B, T bool, M * canvas_tokens True, in order) with patch embeddings.
         With a `cache`, `ids` continue the positions it holds, and it is extended."""
         start = cache.length if cache is not None else 0
         t = ids.shape[1]
         if start + t > self.config.block_size:
-            raise SketchloopError(f"the trajectory reached {start + t} tokens, past the model's "
-                                  f"{self.config.block_size}; use a shorter prompt or fewer --max-iters")
+            raise SketchloopError(
+                f"the trajectory reached {start + t} tokens, past the model's "
+                f"{self.config.block_size}; use a shorter prompt or fewer --max-iters"
+            )
         x = self.tok(ids)
         if canvases is not None and len(canvases):
             x = x.clone()
             x[canvas_slots] = self.canvas(canvases).reshape(-1, x.shape[-1]).to(x.dtype)
-        if looks is not None and len(looks):
-            if not self.config.look_grid:
-                raise SketchloopError("this model has no <look> read (UnifiedConfig.look_grid is 0)")
-            x = x.clone()
-            x[look_slots] = self.look(looks).reshape(-1, x.shape[-1]).to(x.dtype)
         x = x + self.pos(torch.arange(start, start + t, device=ids.device))
         for i, block in enumerate(self.blocks):
             x = block(x, cache, i)
@@ -353,39 +316,46 @@ class UnifiedModel(nn.Module):
     def logits(self, hidden: torch.Tensor) -> torch.Tensor:
         return self.head(hidden)
 
-    def condition(self, hidden: torch.Tensor, ids: torch.Tensor, rows: torch.Tensor, positions: torch.Tensor,
-                  step_starts: torch.Tensor, object_ends: torch.Tensor | None = None,
-                  phrases: torch.Tensor | None = None) -> torch.Tensor:
+    def condition(
+        self,
+        hidden: torch.Tensor,
+        ids: torch.Tensor,
+        rows: torch.Tensor,
+        positions: torch.Tensor,
+        step_starts: torch.Tensor,
+        object_ends: torch.Tensor | None = None,
+        phrases: torch.Tensor | None = None,
+    ) -> torch.Tensor:
         """The image expert's condition for each (row, position) of `hidden` (B, T, C) over
         token `ids` (B, T): a read of the step that ends there; a step starts at the last
         token of `step_starts` (ids of `<ins>`, `<refine>`, `<prompt>`, `<ins>` first) before it.
-        With `config.bag` "object", the mean of words of an `<ins>` step stops at its first token
-        of `object_ends` (`</ins>` or a relation word): "add a red cross left of the blue diamond"
-        averages "add a red cross", not the diamond's words too. With "phrase", a row of `phrases`
-        (N, T bool, the positions `grammar.region_words` gives; all False: the "object" read) is
-        what both the mean and the attention (its query still the region token) read: the second region of
+        Given `object_ends` (`</ins>` and the relation words), the mean of words of an `<ins>`
+        step stops at the first of them: "add a red cross left of the blue diamond" averages
+        "add a red cross", not the diamond's words too. A row of `phrases` (N, T bool, the
+        positions `phrases.region_words` gives; all False: the first object's read) is what both
+        the mean and the attention (its query still the region token) read: the second region of
         "add a red cross left of a blue diamond" reads "<ins> add a blue diamond" alone, as if the
-        add named only the diamond (the attention dominates the condition: reading the whole step
-        it drew a second cross there)."""
+        add named only the diamond (reading the whole step, the attention drew a second cross)."""
         ids = ids[rows]
         idx = torch.arange(ids.shape[1], device=ids.device)[None, :]
         before = idx <= positions[:, None]
         starts = torch.where(torch.isin(ids, step_starts) & before, idx, torch.zeros_like(idx)).amax(1)
         span = before & (idx >= starts[:, None])
         bag_span = None
-        if self.config.bag in ("object", "phrase") and object_ends is not None:
+        if object_ends is not None:
             adds = ids.gather(1, starts[:, None]) == step_starts[0]
             ends = torch.isin(ids, object_ends) & (idx > starts[:, None])
             first = torch.where(ends, idx, torch.full_like(idx, ids.shape[1])).amin(1)
             bag_span = span & ((idx < first[:, None]) | ~adds)
-        if self.config.bag == "phrase" and phrases is not None and bag_span is not None:
+        if phrases is not None and bag_span is not None:
             later = phrases.any(1, keepdim=True)  # a later object of an add: read its words alone
             bag_span = torch.where(later, phrases & span, bag_span)
             span = torch.where(later, phrases & span, span)
         return self.reader(hidden[rows, positions], hidden[rows], self.tok(ids), span, bag_span)
 
-    def velocity(self, x_t: torch.Tensor, t: torch.Tensor, context: torch.Tensor, coords: torch.Tensor,
-                 cond: torch.Tensor | None) -> torch.Tensor:
+    def velocity(
+        self, x_t: torch.Tensor, t: torch.Tensor, context: torch.Tensor, coords: torch.Tensor, cond: torch.Tensor | None
+    ) -> torch.Tensor:
         """Flow velocity for crops (N, 3, S, S); `cond` (N, C) from `condition`, None = unconditional."""
         if cond is None:
             cond = self.null_cond.expand(x_t.shape[0], -1)
@@ -402,8 +372,10 @@ class UnifiedModel(nn.Module):
 
         directory = Path(directory)
         if not directory.is_dir():
-            raise SketchloopError(f"checkpoint {directory} does not exist; pass a folder written by "
-                                  f"'sketchloop train' (or leave --checkpoint out for the shipped one)")
+            raise SketchloopError(
+                f"checkpoint {directory} does not exist; pass a folder written by "
+                f"'sketchloop train' (or leave --checkpoint out for the shipped one)"
+            )
         missing = [f for f in CHECKPOINT_FILES if not (directory / f).is_file()]
         if missing:
             raise SketchloopError(f"{directory} is not a sketchloop checkpoint: {', '.join(missing)} missing")
@@ -411,20 +383,27 @@ class UnifiedModel(nn.Module):
             raw = json.loads((directory / "config.json").read_text())
             if raw.get("model_type") != "sketchloop-unified":
                 raise ValueError(f"model_type is {raw.get('model_type')!r}, not 'sketchloop-unified'")
+            retired = {k: raw.pop(k) for k in RETIRED if k in raw}
+            if any(retired.get(k, default) != default for k, default in RETIRED.items()):
+                raise ValueError(
+                    f"it was trained with settings this version no longer has ({retired}); read it with sketchloop 0.1"
+                )
             known = {f.name for f in fields(UnifiedConfig)}
             raw = {k: tuple(v) if isinstance(v, list) else v for k, v in raw.items() if k in known}
             model = cls(UnifiedConfig(**raw))
             model.load_state_dict(load_file(str(directory / "model.safetensors")))
         except Exception as exc:  # corrupt or mismatched files: one clear line
             line = first_line(exc)
-            raise SketchloopError(f"checkpoint {directory} is corrupt or incompatible ({line[:160]}); "
-                                  f"retrain it or point --checkpoint at another folder") from None
+            raise SketchloopError(
+                f"checkpoint {directory} is corrupt or incompatible ({line[:160]}); "
+                f"retrain it or point --checkpoint at another folder"
+            ) from None
         return model.eval(), WordTokenizer.load(directory / "tokenizer.json")
 
     def num_parameters(self) -> dict[str, int]:
-        parts = {"text": [self.tok, self.pos, self.blocks, self.ln, self.head], "canvas": [self.canvas],
-                 "flow": [self.reader, self.flow]}
-        counts = {k: sum(p.numel() for m in ms for p in m.parameters()) for k, ms in parts.items()}
-        if self.config.look_grid:
-            counts["canvas"] += self.look_pos.numel()
-        return counts
+        parts: dict[str, list[nn.Module]] = {
+            "text": [self.tok, self.pos, self.blocks, self.ln, self.head],
+            "canvas": [self.canvas],
+            "flow": [self.reader, self.flow],
+        }
+        return {k: sum(p.numel() for m in ms for p in m.parameters()) for k, ms in parts.items()}

@@ -11,8 +11,8 @@ from typing import Any
 import pyarrow as pa
 from PIL import Image, ImageDraw
 
+from ..format import scene_text
 from ..io import save_png
-from ..trajectory import scene_text
 
 CELL = 96
 
@@ -25,7 +25,7 @@ def contact_sheet(table: pa.Table, path: Path, rows: int = 6, max_images: int = 
     for r in range(n):
         example = table.slice(r, 1).to_pylist()[0]
         for c, png in enumerate(example["images"][:max_images]):
-            img = Image.open(io.BytesIO(png)).convert("RGB").resize((CELL - 4, CELL - 4), Image.NEAREST)
+            img = Image.open(io.BytesIO(png)).convert("RGB").resize((CELL - 4, CELL - 4), Image.Resampling.NEAREST)
             sheet.paste(img, (c * CELL + 2, r * (CELL + 14) + 2))
         caption = scene_text(example["prompt"])
         if example.get("label"):
@@ -36,16 +36,21 @@ def contact_sheet(table: pa.Table, path: Path, rows: int = 6, max_images: int = 
 
 def _img_tag(png: bytes, label: str = "") -> str:
     data = base64.b64encode(png).decode()
-    return (f'<img src="data:image/png;base64,{data}" width="192" height="192" '
-            f'style="image-rendering:pixelated" alt="{html.escape(label)}">')
+    return (
+        f'<img src="data:image/png;base64,{data}" width="192" height="192" '
+        f'style="image-rendering:pixelated" alt="{html.escape(label)}">'
+    )
 
 
 def example_html(example: dict[str, Any]) -> str:
     """A page that reads like the trajectory: prompt, then each step's text and image."""
-    parts = [f"<h1>{html.escape(example['prompt'])}</h1>",
-             f"<p class=meta>{html.escape(example['id'])} · kind {html.escape(example['kind'])}"
-             + (f" · label {html.escape(example['label'])}" if example.get("label") else "") + "</p>",
-             "<ol>"]
+    parts = [
+        f"<h1>{html.escape(example['prompt'])}</h1>",
+        f"<p class=meta>{html.escape(example['id'])} · kind {html.escape(example['kind'])}"
+        + (f" · label {html.escape(example['label'])}" if example.get("label") else "")
+        + "</p>",
+        "<ol>",
+    ]
     item: list[str] = []
     for step in example["steps"]:
         kind, text = step["type"], step["text"]
@@ -60,8 +65,12 @@ def example_html(example: dict[str, Any]) -> str:
     if item:
         parts.append("<li>" + "".join(item) + "</li>")
     parts.append("</ol>")
-    style = ("body{font-family:sans-serif;max-width:900px;margin:2em auto} li{margin:1em 0;padding:.5em;"
-             "border-left:4px solid #ccc} .ins{color:#1a5} .des{color:#555} .inspect{color:#a50} "
-             ".refine{color:#b12} .meta{color:#888} img{display:block;margin-top:.4em;border:1px solid #999}")
-    return (f"<!doctype html><html><head><meta charset=utf-8><title>{html.escape(example['prompt'])}</title>"
-            f"<style>{style}</style></head><body>{''.join(parts)}</body></html>")
+    style = (
+        "body{font-family:sans-serif;max-width:900px;margin:2em auto} li{margin:1em 0;padding:.5em;"
+        "border-left:4px solid #ccc} .ins{color:#1a5} .des{color:#555} .inspect{color:#a50} "
+        ".refine{color:#b12} .meta{color:#888} img{display:block;margin-top:.4em;border:1px solid #999}"
+    )
+    return (
+        f"<!doctype html><html><head><meta charset=utf-8><title>{html.escape(example['prompt'])}</title>"
+        f"<style>{style}</style></head><body>{''.join(parts)}</body></html>"
+    )

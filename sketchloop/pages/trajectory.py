@@ -29,10 +29,16 @@ def trajectory_html(traj: Trajectory) -> str:
     """A page that reads like the trajectory: each step's text beside its image."""
     rows = []
     for i, step in enumerate(traj.steps):
-        img = (f'<img src="{html.escape(step.image_file)}" width="192" height="192" '
-               f'style="image-rendering:pixelated">' if step.image_file else "")
-        cost = f"{step.seconds:.2f} s" + (f", {step.flow_steps} flow steps" if step.flow_steps else "") \
+        img = (
+            f'<img src="{html.escape(step.image_file)}" width="192" height="192" style="image-rendering:pixelated">'
+            if step.image_file
+            else ""
+        )
+        cost = (
+            f"{step.seconds:.2f} s"
+            + (f", {step.flow_steps} flow steps" if step.flow_steps else "")
             + (f", {step.text_tokens} tokens" if step.text_tokens else "")
+        )
         label = {"end": "the planner ends the trajectory"}.get(step.type, step.text)
         following = traj.steps[i + 1] if i + 1 < len(traj.steps) else None
         acted_on = following is not None and following.attempt > 0  # a redraw or a new plan followed
@@ -40,19 +46,32 @@ def trajectory_html(traj: Trajectory) -> str:
             label = f"planned again (correction {step.attempt}): {label}"
         if step.type == "inspect" and not step.text.startswith("consistent") and not acted_on:
             limit = traj.meta.get("max_refines")
-            label += (" (not refined: refinement is off, --max-refines 0)" if limit == 0 else
-                      f" (not refined: {limit} refines per step reached)" if limit is not None else "")
-        rows.append(f"<tr class={step.type}><td>{i}</td><td><b>{step.type}</b></td>"
-                    f"<td>{html.escape(label)}{img}</td><td class=cost>{cost}</td></tr>")
+            label += (
+                " (not refined: refinement is off, --max-refines 0)"
+                if limit == 0
+                else f" (not refined: {limit} refines per step reached)"
+                if limit is not None
+                else ""
+            )
+        rows.append(
+            f"<tr class={step.type}><td>{i}</td><td><b>{step.type}</b></td>"
+            f"<td>{html.escape(label)}{img}</td><td class=cost>{cost}</td></tr>"
+        )
     status = "ended by the planner" if traj.ended else "STOPPED AT THE ITERATION CAP (the planner did not end it)"
-    final = '<img src="final.png" width="256" height="256" style="image-rendering:pixelated">' \
-        if traj.final is not None else ""
+    final = (
+        '<img src="final.png" width="256" height="256" style="image-rendering:pixelated">'
+        if traj.final is not None
+        else ""
+    )
     meta = "".join(f" · {html.escape(str(k))}: {html.escape(str(v))}" for k, v in traj.meta.items())
-    return ("<!doctype html><html><head><meta charset=utf-8><title>" + html.escape(traj.prompt) +
-            "</title><style>body{font-family:sans-serif;max-width:960px;margin:2em auto} td{padding:.4em;"
-            "vertical-align:top;border-bottom:1px solid #ddd} .cost{color:#888;white-space:nowrap} "
-            "img{display:block;margin-top:.3em;border:1px solid #999} .inspect td{color:#a50} "
-            ".refine td{color:#b12} .plan td{color:#164}</style></head><body>"
-            f"<h1>{html.escape(traj.prompt)}</h1><p>{traj.mode} mode · {status} · {traj.flow_steps} flow steps · "
-            f"{traj.text_tokens} text tokens · {traj.seconds:.2f} s{meta}</p>{final}"
-            f"<table>{''.join(rows)}</table></body></html>")
+    return (
+        "<!doctype html><html><head><meta charset=utf-8><title>"
+        + html.escape(traj.prompt)
+        + "</title><style>body{font-family:sans-serif;max-width:960px;margin:2em auto} td{padding:.4em;"
+        "vertical-align:top;border-bottom:1px solid #ddd} .cost{color:#888;white-space:nowrap} "
+        "img{display:block;margin-top:.3em;border:1px solid #999} .inspect td{color:#a50} "
+        ".refine td{color:#b12} .plan td{color:#164}</style></head><body>"
+        f"<h1>{html.escape(traj.prompt)}</h1><p>{traj.mode} mode · {status} · {traj.flow_steps} flow steps · "
+        f"{traj.text_tokens} text tokens · {traj.seconds:.2f} s{meta}</p>{final}"
+        f"<table>{''.join(rows)}</table></body></html>"
+    )

@@ -1,16 +1,16 @@
 """Training examples for the unified model, from the data pipelines' parquet datasets.
 
-Every dataset row becomes one token sequence in the trajectory format (trajectory.py):
+Every dataset row becomes one token sequence in the trajectory format (format.py):
 
     <bos> <prompt> P </prompt> <ins> I </ins> <des> D </des> <img> x3 y12 s8 </img> ... <end>
-          [<canvas> x 64] [<look> x 16 per region] <inspect> T </inspect> [<refine> C </refine> <img> REGIONS </img>] <eos>
+          [<canvas> x 64] <inspect> T </inspect> [<refine> C </refine> <img> REGIONS </img>] <eos>
 
 `<img> ... </img>` names the regions the image step paints (the objects that went away
-and came, from the row's layouts; a model's own sketch row carries its regions as text); each region's last token conditions one flow example
+and came, from the row's layouts; a model's own sketch row carries its regions as text); each
+region's last token conditions one flow example
 (the crop of the next image, drawn on the current canvas). `<canvas>` placeholders take
-the patch embeddings of the canvas being inspected; with looks (a model's `look_grid`),
-`<look>` placeholders take those of the crop of each region the inspected step painted,
-as the inspector reads them at inference (backends/unified.py `_read_canvas`).
+the patch embeddings of the canvas being inspected, as the inspector reads them at
+inference (backends/unified.py `_read_canvas`).
 
 What the loss covers, per kind:
 - trajectories: every token after `</prompt>` and every region (plan + sketch);
@@ -22,24 +22,30 @@ Single mode: `<bos> <prompt> P </prompt> <img> <full>` draws the final image in 
 
 from __future__ import annotations
 
-import io
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image
 from tqdm import tqdm
 
-from ..data.schema import read_dataset
+from ..data.schema import decode_png, read_dataset
 from ..errors import SketchloopError
-from ..models.regions import (PASTE_MARGIN, Region, changed_regions, coord_planes, crop, parse_regions, paste,
-                              to_float)
-from ..models.grammar import region_words
+from ..format import CANVAS, END, EOS, INSPECT, prompt_text, single_text, tagged
+from ..models.phrases import region_words
+from ..models.regions import (
+    PASTE_MARGIN,
+    Region,
+    changed_regions,
+    coord_planes,
+    crop,
+    parse_regions,
+    paste,
+    to_float,
+)
 from ..models.tokenizer import WordTokenizer
 from ..models.unified import phrase_mask
-from ..trajectory import CANVAS, END, EOS, INSPECT, LOOK, prompt_text, single_text, tagged
 from ..world.layout import Layout
 from ..world.vocab import BACKGROUND
 
@@ -56,7 +62,7 @@ class FlowItem:
     after: np.ndarray
     region: Region | None
     earlier: tuple[Region, ...] = ()
-    phrase: tuple[int, ...] | None = None  # the words its condition averages under bag "phrase" (region_words)
+    phrase: tuple[int, ...] | None = None  # the words its condition reads (phrases.region_words)
 
     def arrays(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(context, target, coords) as float arrays: 3 x S x S in [-1, 1] and 2 x S x S."""
@@ -64,7 +70,7 @@ class FlowItem:
             n = self.after.shape[0]
             return to_float(self.before), to_float(self.after), coord_planes(None, n, n)
         canvas = self.before
-        for r in self.earlier:  # as the sampler pastes them (SamplingConfig.keep_context): their boxes only
+        for r in self.earlier:  # as the sampler pastes them: their boxes only
             canvas = paste(canvas, r, crop(self.after, r), PASTE_MARGIN)
         context, target = crop(canvas, self.region), crop(self.after, self.region)
         return to_float(context), to_float(target), coord_planes(self.region, context.shape[0], canvas.shape[0])
@@ -76,7 +82,6 @@ class Example:
     target: list[bool]
     canvases: list[np.ndarray] = field(default_factory=list)
     flows: list[FlowItem] = field(default_factory=list)
-    looks: list[np.ndarray] = field(default_factory=list)  # region crops for the `<look>` slots, in order
 
 
 def blank_array(px: int) -> np.ndarray:
@@ -85,14 +90,8 @@ def blank_array(px: int) -> np.ndarray:
     return out
 
 
-def decode_png(data: bytes) -> np.ndarray:
-    return np.asarray(Image.open(io.BytesIO(data)).convert("RGB"))
-
-
-def encode_row(row: dict, tok: WordTokenizer, canvas_tokens: int, look_tokens: int = 0,
-               max_looks: int = 0) -> Example:
-    """One dataset row as a training sequence (see the module docstring); an inspection reads
-    `look_tokens` per region for the first `max_looks` regions of the step it inspects."""
+def encode_row(row: dict, tok: WordTokenizer, canvas_tokens: int) -> Example:
+    """One dataset row as a training sequence (see the module docstring)."""
     images = [decode_png(b) for b in row["images"]]
     layouts = [Layout.from_dict(json.loads(s)) if s else None for s in row["layouts"]]
     px = images[0].shape[0] if images else 64
@@ -113,7 +112,6 @@ def encode_row(row: dict, tok: WordTokenizer, canvas_tokens: int, look_tokens: i
 
     add(prompt_text(row["prompt"]), False)
     canvas, layout = blank_array(px), Layout()
-    painted: list[Region] = []  # the regions of the last image step
     for step in row["steps"]:
         kind, text = step["type"], step["text"]
         if kind in ("ins", "des", "refine"):
@@ -124,25 +122,32 @@ def encode_row(row: dict, tok: WordTokenizer, canvas_tokens: int, look_tokens: i
         elif kind == "sketch":
             after, after_layout = images[step["image"]], layouts[step["image"]]
             # a model's own sketch names its regions; a teacher's image has a layout to diff
-            regions = parse_regions(step["text"]) if step["text"] or after_layout is None else \
-                changed_regions(layout, after_layout)
+            regions = (
+                parse_regions(step["text"])
+                if step["text"] or after_layout is None
+                else changed_regions(layout, after_layout)
+            )
             add("<img>", learning)
             for j, region in enumerate(regions):
                 add(region.text, learning)
                 if learning:
                     phrase = region_words(words, len(words) - 1)
-                    ex.flows.append(FlowItem(len(ex.ids) - 1, canvas, after, region, tuple(regions[:j]),
-                                             tuple(phrase) if phrase else None))
+                    ex.flows.append(
+                        FlowItem(
+                            len(ex.ids) - 1,
+                            canvas,
+                            after,
+                            region,
+                            tuple(regions[:j]),
+                            tuple(phrase) if phrase else None,
+                        )
+                    )
             add("</img>", learning)
-            painted = regions
             canvas, layout = after, (after_layout if after_layout is not None else layout)
         elif kind == "inspect":
             learning = True
             slots(CANVAS, canvas_tokens)
             ex.canvases.append(canvas)
-            for region in painted[:max_looks] if look_tokens else []:
-                slots(LOOK, look_tokens)
-                ex.looks.append(crop(canvas, region))
             add(tagged(INSPECT, text), True)
     add(EOS, learning)
     return ex
@@ -155,21 +160,28 @@ def single_example(row: dict, tok: WordTokenizer) -> Example:
     return Example(ids, [False] * len(ids), [], [FlowItem(len(ids) - 2, blank_array(final.shape[0]), final, None)])
 
 
-def load_examples(data_dirs: list[Path], kinds: set[str], tok: WordTokenizer, block_size: int,
-                  canvas_tokens: int, progress: bool = True, look_tokens: int = 0,
-                  max_looks: int = 0) -> tuple[list[Example], list[Example]]:
+def load_examples(
+    data_dirs: list[Path],
+    kinds: set[str],
+    tok: WordTokenizer,
+    block_size: int,
+    canvas_tokens: int,
+    progress: bool = True,
+) -> tuple[list[Example], list[Example]]:
     """(sequence examples, single-mode examples) of the rows of `kinds` in `data_dirs`."""
     examples, singles = [], []
     for data_dir in data_dirs:
         table = read_dataset(Path(data_dir))
         found = set(table.column("kind").to_pylist())
         if not found & kinds:
-            raise SketchloopError(f"{data_dir} holds {', '.join(sorted(found))} examples; this stage trains on "
-                                  f"{', '.join(sorted(kinds))} (sketchloop data build --kind ...)")
+            raise SketchloopError(
+                f"{data_dir} holds {', '.join(sorted(found))} examples; this stage trains on "
+                f"{', '.join(sorted(kinds))} (sketchloop data build --kind ...)"
+            )
         for row in tqdm(table.to_pylist(), desc=f"read {Path(data_dir).name}", disable=not progress, leave=False):
             if row["kind"] not in kinds:
                 continue
-            ex = encode_row(row, tok, canvas_tokens, look_tokens, max_looks)
+            ex = encode_row(row, tok, canvas_tokens)
             if len(ex.ids) <= block_size:
                 examples.append(ex)
             if row["kind"] == "trajectories":
@@ -181,24 +193,21 @@ def load_examples(data_dirs: list[Path], kinds: set[str], tok: WordTokenizer, bl
 
 def collate(examples: list[Example], pad_id: int, max_flows: int, rng: np.random.Generator) -> dict:
     """Tensors for one step: inputs, next-token targets (-100: no loss), the canvases read
-    (their slots are the `<canvas>` ids of the inputs, in order), the region crops looked at
-    (the `<look>` ids likewise), and up to `max_flows` crop flow examples plus every whole-canvas one."""
+    (their slots are the `<canvas>` ids of the inputs, in order), and up to `max_flows` crop flow
+    examples plus every whole-canvas one."""
     length = max(len(e.ids) for e in examples) - 1
     ids = torch.full((len(examples), length), pad_id, dtype=torch.long)
     targets = torch.full((len(examples), length), -100, dtype=torch.long)
-    canvases, looks = [], []
+    canvases = []
     for i, e in enumerate(examples):
         seq = torch.tensor(e.ids)
-        ids[i, :len(e.ids) - 1] = seq[:-1]
+        ids[i, : len(e.ids) - 1] = seq[:-1]
         learn = torch.tensor(e.target[1:])
-        targets[i, :len(e.ids) - 1] = torch.where(learn, seq[1:], torch.full_like(seq[1:], -100))
+        targets[i, : len(e.ids) - 1] = torch.where(learn, seq[1:], torch.full_like(seq[1:], -100))
         canvases.extend(e.canvases)
-        looks.extend(e.looks)
     out: dict = {"ids": ids, "targets": targets}
     if canvases:
         out["canvases"] = torch.from_numpy(np.stack([to_float(c) for c in canvases]))
-    if looks:
-        out["looks"] = torch.from_numpy(np.stack([to_float(c) for c in looks]))
     crops = [(i, f) for i, e in enumerate(examples) for f in e.flows if f.region is not None]
     fulls = [(i, f) for i, e in enumerate(examples) for f in e.flows if f.region is None]
     if len(crops) > max_flows:
@@ -207,9 +216,12 @@ def collate(examples: list[Example], pad_id: int, max_flows: int, rng: np.random
         if not items:
             continue
         arrays = [f.arrays() for _, f in items]
-        out[name] = {"row": torch.tensor([i for i, _ in items]), "pos": torch.tensor([f.pos for _, f in items]),
-                     "context": torch.from_numpy(np.stack([a[0] for a in arrays])),
-                     "target": torch.from_numpy(np.stack([a[1] for a in arrays])),
-                     "coords": torch.from_numpy(np.stack([a[2] for a in arrays])),
-                     "phrases": phrase_mask([f.phrase for _, f in items], length)}
+        out[name] = {
+            "row": torch.tensor([i for i, _ in items]),
+            "pos": torch.tensor([f.pos for _, f in items]),
+            "context": torch.from_numpy(np.stack([a[0] for a in arrays])),
+            "target": torch.from_numpy(np.stack([a[1] for a in arrays])),
+            "coords": torch.from_numpy(np.stack([a[2] for a in arrays])),
+            "phrases": phrase_mask([f.phrase for _, f in items], length),
+        }
     return out

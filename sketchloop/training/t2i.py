@@ -14,17 +14,18 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
+from ..data.schema import decode_png
 from ..errors import SketchloopError
 from ..models.flow import FLOW
 from ..models.regions import to_float
 from ..models.t2i import TextToImageConfig, TextToImageModel
 from ..models.tokenizer import WordTokenizer
-from .sequences import decode_png
 from .trainer import TrainConfig, _load_state, _save_state, lr_at, optimizer_step
 
 
-def load_pairs(data_dirs: list[Path], tok: WordTokenizer, max_prompt: int,
-               progress: bool = True) -> tuple[list[list[int]], np.ndarray]:
+def load_pairs(
+    data_dirs: list[Path], tok: WordTokenizer, max_prompt: int, progress: bool = True
+) -> tuple[list[list[int]], np.ndarray]:
     """(prompt token ids, final images (N, H, W, 3) uint8) of the trajectories in `data_dirs`."""
     from ..data.schema import read_dataset
 
@@ -33,8 +34,10 @@ def load_pairs(data_dirs: list[Path], tok: WordTokenizer, max_prompt: int,
         table = read_dataset(Path(data_dir))
         rows = [r for r in table.select(["kind", "prompt", "images"]).to_pylist() if r["kind"] == "trajectories"]
         if not rows:
-            raise SketchloopError(f"{data_dir} holds no trajectories; the text-to-image baseline trains on their "
-                                  f"final images (sketchloop data build --kind trajectories)")
+            raise SketchloopError(
+                f"{data_dir} holds no trajectories; the text-to-image baseline trains on their "
+                f"final images (sketchloop data build --kind trajectories)"
+            )
         for row in tqdm(rows, desc=f"read {Path(data_dir).name}", disable=not progress, leave=False):
             prompts.append(tok.encode(row["prompt"])[:max_prompt])
             images.append(decode_png(row["images"][-1]))
@@ -45,12 +48,13 @@ def _batch(prompts: list[list[int]], pad_id: int, picks: np.ndarray) -> torch.Te
     length = max(len(prompts[i]) for i in picks)
     ids = torch.full((len(picks), length), pad_id, dtype=torch.long)
     for row, i in enumerate(picks):
-        ids[row, :len(prompts[i])] = torch.tensor(prompts[i])
+        ids[row, : len(prompts[i])] = torch.tensor(prompts[i])
     return ids
 
 
-def train_t2i(data: list[Path], out: Path, cfg: TrainConfig, model_config: TextToImageConfig | None = None,
-              progress: bool = True) -> dict:
+def train_t2i(
+    data: list[Path], out: Path, cfg: TrainConfig, model_config: TextToImageConfig | None = None, progress: bool = True
+) -> dict:
     """Train (or resume training of) the text-to-image baseline; returns the final step and loss."""
     state_file = out / "trainer" / "state.json"
     done = json.loads(state_file.read_text())["step"] if state_file.is_file() else 0
@@ -88,5 +92,10 @@ def train_t2i(data: list[Path], out: Path, cfg: TrainConfig, model_config: TextT
         if (step + 1) % cfg.save_every == 0 or step + 1 == cfg.steps:
             _save_state(out, model, ema, opt, step + 1, cfg, tokenizer)
     bar.close()
-    return {"step": cfg.steps, "loss": loss_value, "seconds": time.time() - t0, "examples": len(prompts),
-            "parameters": model.num_parameters()}
+    return {
+        "step": cfg.steps,
+        "loss": loss_value,
+        "seconds": time.time() - t0,
+        "examples": len(prompts),
+        "parameters": model.num_parameters(),
+    }

@@ -14,8 +14,9 @@ import json
 import math
 import os
 import time
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -24,10 +25,10 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from ..errors import SketchloopError
+from ..format import OBJECT_ENDS, STEP_STARTS
 from ..models.flow import FLOW
 from ..models.tokenizer import WordTokenizer
 from ..models.unified import UnifiedConfig, UnifiedModel
-from ..trajectory import LOOK, OBJECT_ENDS, STEP_STARTS
 from .sequences import collate, load_examples
 
 # The rows each stage trains on (data pipelines 1, 2 and 3; joint = all three).
@@ -44,9 +45,9 @@ class TrainConfig:
     stage: str = "plan-sketch"
     steps: int = 2000
     batch_size: int = 24
-    single_per_step: int = 2   # whole-canvas (single-mode) flow examples per step, when trajectories are in
-    max_flows: int = 32        # crop flow examples per step (sampled from the batch's regions)
-    text_weight: float = 1.0   # lambda
+    single_per_step: int = 2  # whole-canvas (single-mode) flow examples per step, when trajectories are in
+    max_flows: int = 32  # crop flow examples per step (sampled from the batch's regions)
+    text_weight: float = 1.0  # lambda
     lr: float = 2e-3
     warmup: int = 100
     min_lr_ratio: float = 0.1
@@ -64,23 +65,31 @@ def lr_at(step: int, cfg: TrainConfig) -> float:
     return cfg.lr * (cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress)))
 
 
-def _save_state(out: Path, model: torch.nn.Module, ema: dict, opt: torch.optim.Optimizer, step: int,
-                cfg: TrainConfig, tokenizer: WordTokenizer) -> None:
+def _save_state(
+    out: Path,
+    model: torch.nn.Module,
+    ema: dict,
+    opt: torch.optim.Optimizer,
+    step: int,
+    cfg: TrainConfig,
+    tokenizer: WordTokenizer,
+) -> None:
     """The EMA weights as a checkpoint in `out` (any model with a config and save_pretrained),
     and the raw weights, optimizer state and step in `out/trainer` to resume from."""
     from safetensors.torch import save_file
 
     trainer_dir = out / "trainer"
     trainer_dir.mkdir(parents=True, exist_ok=True)
-    ema_model = type(model)(model.config)
+    ema_model: Any = type(model)(model.config)
     ema_model.load_state_dict(ema)
     ema_model.save_pretrained(out, tokenizer)
     save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(trainer_dir / "raw.safetensors.tmp"))
     opt_state = opt.state_dict()
     tensors = {f"{i}.{k}": v for i, s in opt_state["state"].items() for k, v in s.items()}
     save_file(tensors, str(trainer_dir / "optim.safetensors.tmp"))
-    (trainer_dir / "state.json.tmp").write_text(json.dumps(
-        {"step": step, "train": asdict(cfg), "param_groups": opt_state["param_groups"]}))
+    (trainer_dir / "state.json.tmp").write_text(
+        json.dumps({"step": step, "train": asdict(cfg), "param_groups": opt_state["param_groups"]})
+    )
     for name in ("raw.safetensors", "optim.safetensors", "state.json"):  # state.json last: it marks completeness
         os.replace(trainer_dir / f"{name}.tmp", trainer_dir / name)
 
@@ -101,8 +110,9 @@ def _load_state(out: Path, model: torch.nn.Module, opt: torch.optim.Optimizer) -
     return int(state["step"]), ema
 
 
-def optimizer_step(model: torch.nn.Module, opt: torch.optim.Optimizer, loss: torch.Tensor, ema: dict, step: int,
-                   cfg: TrainConfig) -> None:
+def optimizer_step(
+    model: torch.nn.Module, opt: torch.optim.Optimizer, loss: torch.Tensor, ema: dict, step: int, cfg: TrainConfig
+) -> None:
     """Backward, clip the gradient norm to 1, step, and move the EMA weights (decay warming up)."""
     opt.zero_grad(set_to_none=True)
     loss.backward()
@@ -120,16 +130,16 @@ def optimizer_step(model: torch.nn.Module, opt: torch.optim.Optimizer, loss: tor
 class _Loss(torch.nn.Module):
     """The training objective as a module, so that DistributedDataParallel syncs it."""
 
-    def __init__(self, model: UnifiedModel, canvas_id: int, text_weight: float, step_starts: list[int],
-                 object_ends: list[int], look_id: int = -1):
+    def __init__(
+        self, model: UnifiedModel, canvas_id: int, text_weight: float, step_starts: list[int], object_ends: list[int]
+    ):
         super().__init__()
-        self.model, self.canvas_id, self.look_id, self.text_weight = model, canvas_id, look_id, text_weight
+        self.model, self.canvas_id, self.text_weight = model, canvas_id, text_weight
         self.step_starts, self.object_ends = torch.tensor(step_starts), torch.tensor(object_ends)
 
     def forward(self, batch: dict) -> tuple[torch.Tensor, dict[str, float]]:
         ids = batch["ids"]
-        hidden = self.model.hidden(ids, batch.get("canvases"), ids == self.canvas_id, looks=batch.get("looks"),
-                                   look_slots=ids == self.look_id)
+        hidden = self.model.hidden(ids, batch.get("canvases"), ids == self.canvas_id)
         logits = self.model.logits(hidden)
         ce = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), batch["targets"].reshape(-1), ignore_index=-100)
         loss, parts = self.text_weight * ce, {"ce": ce.item()}
@@ -139,15 +149,17 @@ class _Loss(torch.nn.Module):
                 continue
             fb = batch[name]
             target = fb["target"]
-            cond = self.model.condition(hidden, ids, fb["row"], fb["pos"], self.step_starts, self.object_ends,
-                                        fb.get("phrases"))
+            cond = self.model.condition(
+                hidden, ids, fb["row"], fb["pos"], self.step_starts, self.object_ends, fb.get("phrases")
+            )
             keep = (torch.rand(len(cond), 1, device=cond.device) >= drop).to(cond.dtype)
             cond = keep * cond + (1 - keep) * self.model.null_cond
             noise = torch.randn_like(target)
             t = FLOW.sample_times(len(target), target.device)
             x_t = FLOW.add_noise(target, noise, t)
-            mse = F.mse_loss(self.model.velocity(x_t, t, fb["context"], fb["coords"], cond),
-                             FLOW.velocity_target(target, noise))
+            mse = F.mse_loss(
+                self.model.velocity(x_t, t, fb["context"], fb["coords"], cond), FLOW.velocity_target(target, noise)
+            )
             loss, parts[name] = loss + mse, mse.item()
         # Parameters a stage does not use still take part, so that every rank reduces the same set.
         loss = loss + 0.0 * sum(p.sum() for p in self.model.parameters())
@@ -168,17 +180,17 @@ def _to(batch: dict, device: torch.device) -> dict:
     return {k: (_to(v, device) if isinstance(v, dict) else v.to(device)) for k, v in batch.items()}
 
 
-def train(data: list[Path], out: Path, cfg: TrainConfig, init: Path | None = None,
-          model_config: UnifiedConfig | None = None, progress: bool = True, bag: str | None = None,
-          look_grid: int | None = None) -> dict:
-    """Train (or resume training of) the unified model; returns the final step and losses.
-    `bag`: set the model's `config.bag` (the words its image condition averages; UnifiedConfig).
-    `look_grid`: give a model without looks its `<look>` read (UnifiedConfig.look_grid; the
-    tokenizer and the embeddings grow by the `<look>` tag)."""
+def train(
+    data: list[Path],
+    out: Path,
+    cfg: TrainConfig,
+    init: Path | None = None,
+    model_config: UnifiedConfig | None = None,
+    progress: bool = True,
+) -> dict:
+    """Train (or resume training of) the unified model; returns the final step and losses."""
     if cfg.stage not in STAGES:
         raise SketchloopError(f"--stage {cfg.stage!r}: choose one of {', '.join(STAGES)}")
-    if bag not in (None, "step", "object", "phrase"):
-        raise SketchloopError(f"--bag {bag}: use step, object or phrase")
     world = int(os.environ.get("WORLD_SIZE", "1"))
     rank = int(os.environ.get("RANK", "0"))
     device = torch.device(f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}" if torch.cuda.is_available() else "cpu")
@@ -194,31 +206,28 @@ def train(data: list[Path], out: Path, cfg: TrainConfig, init: Path | None = Non
     else:
         tokenizer = WordTokenizer()
         model = UnifiedModel(model_config or UnifiedConfig(vocab_size=len(tokenizer)))
-    if bag is not None:
-        model.config = replace(model.config, bag=bag)
-    if look_grid is not None and look_grid < 0:
-        raise SketchloopError(f"--look-grid {look_grid}: use 0 (no looks) or a positive grid side")
-    if look_grid and model.config.look_grid != look_grid:
-        if model.config.look_grid:
-            raise SketchloopError(f"{init} already looks at regions with a {model.config.look_grid} grid; "
-                                  f"leave --look-grid out")
-        tokenizer = tokenizer.grown([LOOK])
-        model.resize_vocab(len(tokenizer))
-        model.add_looks(look_grid)
     model.train().to(device)
-    examples, singles = load_examples([Path(d) for d in data], STAGES[cfg.stage], tokenizer,
-                                      model.config.block_size, model.config.canvas_tokens,
-                                      progress=progress and rank == 0, look_tokens=model.config.look_tokens,
-                                      max_looks=model.config.max_looks)
+    examples, singles = load_examples(
+        [Path(d) for d in data],
+        STAGES[cfg.stage],
+        tokenizer,
+        model.config.block_size,
+        model.config.canvas_tokens,
+        progress=progress and rank == 0,
+    )
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, betas=(0.9, 0.98))
     ema = {k: v.detach().clone() for k, v in model.state_dict().items()}
     start = 0
     if state_file.is_file():
         start, ema = _load_state(out, model, opt)
     by_length = np.argsort([len(e.ids) for e in examples], kind="stable")
-    objective = _Loss(model, tokenizer.token_id("<canvas>"), cfg.text_weight,
-                      [tokenizer.token_id(t) for t in STEP_STARTS], [tokenizer.token_id(t) for t in OBJECT_ENDS],
-                      tokenizer.index.get(LOOK, -1))
+    objective = _Loss(
+        model,
+        tokenizer.token_id("<canvas>"),
+        cfg.text_weight,
+        [tokenizer.token_id(t) for t in STEP_STARTS],
+        [tokenizer.token_id(t) for t in OBJECT_ENDS],
+    )
     wrapped = torch.nn.parallel.DistributedDataParallel(objective) if world > 1 else objective
     bar = tqdm(total=cfg.steps, initial=start, desc=f"train {cfg.stage}", disable=not progress or rank != 0)
     loss_value, parts, t0 = float("nan"), {}, time.time()
@@ -241,5 +250,12 @@ def train(data: list[Path], out: Path, cfg: TrainConfig, init: Path | None = Non
     bar.close()
     if world > 1:
         dist.barrier()
-    return {"step": cfg.steps, "loss": loss_value, **parts, "seconds": time.time() - t0, "world_size": world,
-            "examples": len(examples), "single_examples": len(singles)}
+    return {
+        "step": cfg.steps,
+        "loss": loss_value,
+        **parts,
+        "seconds": time.time() - t0,
+        "world_size": world,
+        "examples": len(examples),
+        "single_examples": len(singles),
+    }

@@ -61,9 +61,16 @@ _IMG = re.compile(r"<img> (.*?) </img>")
 
 def step_event(step: Step, index: int) -> dict[str, Any]:
     """One step as a JSON event; a plan's regions become boxes (x0, y0, x1, y1 in [0, 1])."""
-    event: dict[str, Any] = {"type": step.type, "index": index, "text": step.text, "flow_steps": step.flow_steps,
-                             "text_tokens": step.text_tokens, "seconds": round(step.seconds, 4),
-                             "image": _data_url(step.image) if step.image is not None else None, "boxes": []}
+    event: dict[str, Any] = {
+        "type": step.type,
+        "index": index,
+        "text": step.text,
+        "flow_steps": step.flow_steps,
+        "text_tokens": step.text_tokens,
+        "seconds": round(step.seconds, 4),
+        "image": _data_url(step.image) if step.image is not None else None,
+        "boxes": [],
+    }
     found = _IMG.search(step.text) if step.type == "plan" else None
     if found:
         for r in parse_regions(found.group(1)):
@@ -102,23 +109,37 @@ def create_app(demo: Demo) -> FastAPI:
     @app.get("/", response_class=HTMLResponse)
     def page() -> str:
         page = (resources.files("sketchloop") / "web" / "index.html").read_text(encoding="utf-8")
-        return page.replace('id="max_refines" type="number" value="0"',
-                            f'id="max_refines" type="number" value="{DEFAULT_MAX_REFINES}"')
+        return page.replace(
+            'id="max_refines" type="number" value="0"', f'id="max_refines" type="number" value="{DEFAULT_MAX_REFINES}"'
+        )
 
     @app.get("/api/health")
     def health() -> dict[str, Any]:
-        return {"status": "ok", "roles": demo.describe, "modes": list(MODES), "active": demo.active,
-                "finished": demo.finished, "cancelled": demo.cancelled}
+        return {
+            "status": "ok",
+            "roles": demo.describe,
+            "modes": list(MODES),
+            "active": demo.active,
+            "finished": demo.finished,
+            "cancelled": demo.cancelled,
+        }
 
     @app.get("/api/generate")
-    async def generate(request: Request, prompt: str = Query(""), seed: int = 0, mode: str = "staged",
-                       max_iters: int = 8, max_refines: int = DEFAULT_MAX_REFINES):
+    async def generate(
+        request: Request,
+        prompt: str = Query(""),
+        seed: int = 0,
+        mode: str = "staged",
+        max_iters: int = 8,
+        max_refines: int = DEFAULT_MAX_REFINES,
+    ):
         try:
             if mode not in MODES:
                 raise SketchloopError(f"mode {mode!r}: use {', '.join(MODES)}")
             if not 1 <= max_iters <= MAX_ITERS_LIMIT or not 0 <= max_refines <= MAX_REFINES_LIMIT:
-                raise SketchloopError(f"max_iters must be 1 to {MAX_ITERS_LIMIT} and max_refines 0 to "
-                                      f"{MAX_REFINES_LIMIT}")
+                raise SketchloopError(
+                    f"max_iters must be 1 to {MAX_ITERS_LIMIT} and max_refines 0 to {MAX_REFINES_LIMIT}"
+                )
             check_prompt(prompt, oracle=mode == "oracle", model_reads_it=demo.model_plans)
             gen = demo.generator(mode, max_iters, max_refines)
         except SketchloopError as exc:
@@ -143,12 +164,26 @@ def create_app(demo: Demo) -> FastAPI:
             with counters:
                 demo.active += 1
             try:
-                emit({"type": "start", "prompt": prompt, "seed": seed, "mode": mode, "roles":
-                      "ORACLE (ShapesWorld's teachers)" if mode == "oracle" else demo.describe})
+                emit(
+                    {
+                        "type": "start",
+                        "prompt": prompt,
+                        "seed": seed,
+                        "mode": mode,
+                        "roles": "ORACLE (ShapesWorld's teachers)" if mode == "oracle" else demo.describe,
+                    }
+                )
                 with exclusive if demo.exclusive and mode != "oracle" else nullcontext():
                     traj = gen.run(prompt, seed, on_step)
-                emit({"type": "final", "image": _data_url(traj.final), "ended": traj.ended, "prompt": prompt,
-                      "totals": {k: v for k, v in traj.stats().items() if k != "ended"}})
+                emit(
+                    {
+                        "type": "final",
+                        "image": _data_url(traj.final),
+                        "ended": traj.ended,
+                        "prompt": prompt,
+                        "totals": {k: v for k, v in traj.stats().items() if k != "ended"},
+                    }
+                )
                 with counters:
                     demo.finished += 1
             except Cancelled:
@@ -180,8 +215,9 @@ def create_app(demo: Demo) -> FastAPI:
             finally:
                 stop.set()  # the client went away (or the stream ended): stop the run if it still goes
 
-        return StreamingResponse(events(), media_type="text/event-stream",
-                                 headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+        return StreamingResponse(
+            events(), media_type="text/event-stream", headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+        )
 
     app.state.demo = demo
     return app

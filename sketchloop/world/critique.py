@@ -7,7 +7,7 @@ contradicts the prompt is "drawn wrong", with a critique and a corrective instru
 
 from __future__ import annotations
 
-from ..trajectory import Critique, Problem
+from ..format import Critique, Problem
 from .scene import ObjectGroup, SceneGraph
 
 
@@ -36,19 +36,21 @@ def inspect_description(described: SceneGraph, prompt: SceneGraph, final: bool =
         if colour:
             t = colour[0]
             want = prompt.groups[t].color
-            problems.append(Problem("wrong_color", f"{_np(d)} should be {want}, not {d.color}",
-                                           f"change {_np(d)} to {want}"))
+            problems.append(
+                Problem("wrong_color", f"{_np(d)} should be {want}, not {d.color}", f"change {_np(d)} to {want}")
+            )
             match[i] = t
             free.discard(t)
         elif same_shape:
             t = same_shape[0]
-            want = prompt.groups[t]
-            if d.count < want.count and want.color in (None, d.color):
-                fix = f"add {ObjectGroup(d.shape, d.color, want.count - d.count).noun_phrase()}"
+            group = prompt.groups[t]
+            if d.count < group.count and group.color in (None, d.color):
+                fix = f"add {ObjectGroup(d.shape, d.color, group.count - d.count).noun_phrase()}"
             else:
                 fix = f"remove {_np(d)}"
-            problems.append(Problem(
-                "wrong_count", f"the prompt asks for {_np(want, False)}, the scene has {_np(d, False)}", fix))
+            problems.append(
+                Problem("wrong_count", f"the prompt asks for {_np(group, False)}, the scene has {_np(d, False)}", fix)
+            )
             free.discard(t)
         else:
             problems.append(Problem("extra_object", f"{_np(d)} is not in the prompt", f"remove {_np(d)}"))
@@ -64,16 +66,17 @@ def inspect_description(described: SceneGraph, prompt: SceneGraph, final: bool =
             continue
         kind = "wrong_relation" if stated else "missing_relation"
         found = f", not {' and '.join(sorted(stated))}" if stated else ", and the description does not say so"
-        problems.append(Problem(kind, f"{subj} should be {r.relation} {obj}{found}",
-                                       f"move {subj} {r.relation} {obj}"))
+        problems.append(Problem(kind, f"{subj} should be {r.relation} {obj}{found}", f"move {subj} {r.relation} {obj}"))
     for t in sorted(free):
         g = prompt.groups[t]
         if final:
-            anchor = next(((r.relation, back[r.object]) for r in prompt.relations
-                           if r.subject == t and r.object in back), None)
+            anchor = next(
+                ((r.relation, back[r.object]) for r in prompt.relations if r.subject == t and r.object in back), None
+            )
             where = f" {anchor[0]} {_np(described.groups[anchor[1]])}" if anchor else ""
-            problems.append(Problem("missing_object", f"{_np(g, False)} is still missing",
-                                           f"add {_np(g, False)}{where}"))
+            problems.append(
+                Problem("missing_object", f"{_np(g, False)} is still missing", f"add {_np(g, False)}{where}")
+            )
         else:
             not_drawn_yet.append(_np(g, False))
     return Critique.from_problems(problems, not_drawn_yet)

@@ -77,13 +77,13 @@ def _unit_moments(shape: str) -> tuple[float, float, float, float]:
     return cx, cy, vx, vy
 
 
-def _template(shape: str, box: tuple[float, float, float, float], shape_hw: tuple[int, int],
-              blur: float) -> np.ndarray:
+def _template(shape: str, box: tuple[float, float, float, float], shape_hw: tuple[int, int], blur: float) -> np.ndarray:
     """Coverage of `shape` filling `box` (window pixel coordinates), blurred by `blur`."""
     s = SUPERSAMPLE
     img = Image.new("L", (shape_hw[1] * s, shape_hw[0] * s), 0)
-    draw_shape(ImageDraw.Draw(img), shape, tuple(v * s for v in box), 255)
-    m = np.asarray(img.resize((shape_hw[1], shape_hw[0]), Image.BOX), dtype=np.float32) / 255.0
+    x0, y0, x1, y1 = box
+    draw_shape(ImageDraw.Draw(img), shape, (x0 * s, y0 * s, x1 * s, y1 * s), 255)
+    m = np.asarray(img.resize((shape_hw[1], shape_hw[0]), Image.Resampling.BOX), dtype=np.float32) / 255.0
     return ndimage.gaussian_filter(m, blur) if blur > 0 else m
 
 
@@ -93,8 +93,14 @@ class ShapesDetector:
     name = "shapes"
     extra_blurs = (0.0, 0.6, 1.0)
 
-    def __init__(self, fg_threshold: float = 45.0, min_area_fraction: float = 0.003,
-                 smooth_sigma: float = 0.7, threshold: float = 0.5, counting_threshold: float = 0.5):
+    def __init__(
+        self,
+        fg_threshold: float = 45.0,
+        min_area_fraction: float = 0.003,
+        smooth_sigma: float = 0.7,
+        threshold: float = 0.5,
+        counting_threshold: float = 0.5,
+    ):
         self.fg_threshold = fg_threshold
         self.min_area_fraction = min_area_fraction
         self.smooth_sigma = smooth_sigma
@@ -154,7 +160,7 @@ class ShapesDetector:
         for shape in SHAPES:
             cx, cy, vx, vy = _unit_moments(shape)
             for extra in self.extra_blurs:
-                blur2 = self.smooth_sigma ** 2 + extra ** 2
+                blur2 = self.smooth_sigma**2 + extra**2
                 if var_x <= blur2 or var_y <= blur2:
                     continue
                 bw, bh = np.sqrt((var_x - blur2) / vx), np.sqrt((var_y - blur2) / vy)

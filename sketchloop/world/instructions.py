@@ -20,7 +20,16 @@ from typing import Any
 from ..errors import PromptError
 from .parser import KNOWN_WORDS, RELATION_TOKENS, tokenize
 from .scene import ObjectGroup, Relation, SceneGraph
-from .vocab import COLORS, COUNT_WORDS, INVERSE_RELATION, PLURALS, RELATION_PHRASES, SHAPES, SINGULARS, vocabulary_summary
+from .vocab import (
+    COLORS,
+    COUNT_WORDS,
+    INVERSE_RELATION,
+    PLURALS,
+    RELATION_PHRASES,
+    SHAPES,
+    SINGULARS,
+    vocabulary_summary,
+)
 
 VERBS = ("add", "change", "move", "swap", "remove")
 _WORDS = KNOWN_WORDS | set(VERBS) | {"to"}
@@ -37,8 +46,10 @@ class Scene:
         """As a scene graph, groups in id order."""
         ids = sorted(self.groups)
         index = {g: k for k, g in enumerate(ids)}
-        return SceneGraph(tuple(self.groups[g] for g in ids),
-                          tuple(Relation(index[r.subject], r.relation, index[r.object]) for r in self.relations))
+        return SceneGraph(
+            tuple(self.groups[g] for g in ids),
+            tuple(Relation(index[r.subject], r.relation, index[r.object]) for r in self.relations),
+        )
 
     def copy(self) -> "Scene":
         return Scene(dict(self.groups), list(self.relations))
@@ -51,14 +62,21 @@ def parse_instruction(text: str, scene: Scene) -> dict[str, Any]:
         raise PromptError("the instruction is empty")
     for word in tokens:
         if word not in _WORDS:
-            raise PromptError(f"unknown word {word!r} in instruction {text!r}; known: "
-                              f"{', '.join(VERBS)}; {vocabulary_summary()}")
+            raise PromptError(
+                f"unknown word {word!r} in instruction {text!r}; known: {', '.join(VERBS)}; {vocabulary_summary()}"
+            )
     r = _Reader(tokens, text, scene)
     verb = r.take()
     if verb == "add":
         group = r.new_np()
-        op: dict[str, Any] = {"op": "add", "group": max(scene.groups, default=-1) + 1, "shape": group.shape,
-                              "color": group.color, "count": group.count, "relations": r.placement(optional=True)}
+        op: dict[str, Any] = {
+            "op": "add",
+            "group": max(scene.groups, default=-1) + 1,
+            "shape": group.shape,
+            "color": group.color,
+            "count": group.count,
+            "relations": r.placement(optional=True),
+        }
     elif verb == "change":
         gid = r.ref_np()
         r.expect("to")
@@ -78,7 +96,7 @@ def parse_instruction(text: str, scene: Scene) -> dict[str, Any]:
     else:
         raise PromptError(f"instruction {text!r} must start with one of: {', '.join(VERBS)}")
     if r.pos != len(tokens):
-        raise PromptError(f"in instruction {text!r}: unexpected '{' '.join(tokens[r.pos:])}' at the end")
+        raise PromptError(f"in instruction {text!r}: unexpected '{' '.join(tokens[r.pos :])}' at the end")
     return op
 
 
@@ -101,8 +119,10 @@ def apply(scene: Scene, op: dict[str, Any]) -> Scene:
         new.relations += [Relation(g, rel, j) for rel, j in op["relations"]]
     elif kind == "swap":
         other = op["other"]
-        new.relations = [Relation(r.subject, INVERSE_RELATION[r.relation], r.object)
-                         if {r.subject, r.object} == {g, other} else r for r in new.relations]
+        new.relations = [
+            Relation(r.subject, INVERSE_RELATION[r.relation], r.object) if {r.subject, r.object} == {g, other} else r
+            for r in new.relations
+        ]
     return new
 
 
@@ -154,9 +174,14 @@ class _Reader:
 
     def ref_np(self) -> int:
         definite, count, color, shape, is_plural = self._np()
-        candidates = [g for g, grp in self.scene.groups.items()
-                      if grp.shape == shape and (grp.count > 1) == is_plural
-                      and (color is None or grp.color == color) and (count is None or grp.count == count)]
+        candidates = [
+            g
+            for g, grp in self.scene.groups.items()
+            if grp.shape == shape
+            and (grp.count > 1) == is_plural
+            and (color is None or grp.color == color)
+            and (count is None or grp.count == count)
+        ]
         exact = [g for g in candidates if self.scene.groups[g].color == color]
         if len(candidates) == 1:
             return candidates[0]
@@ -168,11 +193,11 @@ class _Reader:
         raise PromptError(f"in instruction {self.text!r}: 'the {name}' is ambiguous")
 
     def placement(self, optional: bool) -> list[list[Any]]:
-        rels = []
+        rels: list[list[Any]] = []
         while True:
             rel = None
             for phrase in RELATION_TOKENS:
-                if tuple(self.tokens[self.pos: self.pos + len(phrase)]) == phrase:
+                if tuple(self.tokens[self.pos : self.pos + len(phrase)]) == phrase:
                     self.pos += len(phrase)
                     rel = RELATION_PHRASES[" ".join(phrase)]
                     break
@@ -192,6 +217,7 @@ __all__ = ["INVERSE_RELATION", "Scene", "apply", "parse_instruction"]
 
 def instruction_text(op: dict[str, Any], scene: Scene) -> str:
     """The English instruction for a structured edit on `scene` (parse_instruction's inverse)."""
+
     def ref(g: int) -> str:
         return scene.groups[g].noun_phrase(definite=True)
 

@@ -5,7 +5,7 @@ any resolution. Every object is a square box of side `size`; boxes keep a gap be
 them so that a detector can tell objects apart, and every relation of the graph holds
 under GenEval's position rule with a safety margin (see `relation_holds`).
 
-Defaults (measured with scripts/bench_detector.py and scripts/bench_layout.py, README):
+Defaults (measured with scripts/bench_detector.py and scripts/bench_layout.py, docs/shapesworld.md):
 objects are about a quarter of the canvas wide (0.25, jittered by +-15%), which keeps a
 star's five points and a cross's arms legible at the default 64 px; crowded scenes shrink
 their objects as they need, down to MIN_SIZE (0.125, 8 px: the smallest side the detector
@@ -25,18 +25,20 @@ from .vocab import COLORS, RELATIONS, SHAPES
 
 OBJECT_SIZE = 0.25
 SIZE_JITTER = 0.15
-MIN_SIZE = 0.125     # 8 px at 64 px: the smallest side the detector recovers exactly on clean renders (README)
-SHRINK_EVERY = 3     # failed attempts before objects shrink (and before groups aim at their tree cells)
+MIN_SIZE = (
+    0.125  # 8 px at 64 px: the smallest side the detector recovers exactly on clean renders (docs/shapesworld.md)
+)
+SHRINK_EVERY = 3  # failed attempts before objects shrink (and before groups aim at their tree cells)
 SHRINK = 0.85
 GAP = 0.05
 MARGIN = 0.03
 POSITION_THRESHOLD = 0.1  # GenEval's box-dimension shrink factor
-RELATION_MARGIN = 0.6     # the layout asks for 0.6 where GenEval's rule asks for 0.5
+RELATION_MARGIN = 0.6  # the layout asks for 0.6 where GenEval's rule asks for 0.5
 # Centres sit on a GRID x GRID lattice and sides are multiples of 1/SIZE_STEPS (never below
 # MIN_SIZE_STEPS), so that a plan can name a placement exactly in a few tokens (x3 y12 s8).
 GRID = 16
 SIZE_STEPS = 32
-MIN_SIZE_STEPS = 4   # = MIN_SIZE on the size lattice (the region token s4)
+MIN_SIZE_STEPS = 4  # = MIN_SIZE on the size lattice (the region token s4)
 
 
 def snap_size(size: float) -> float:
@@ -84,7 +86,7 @@ class Layout:
         return Layout(self.objects + (obj,))
 
     def remove(self, index: int) -> "Layout":
-        return Layout(self.objects[:index] + self.objects[index + 1:])
+        return Layout(self.objects[:index] + self.objects[index + 1 :])
 
     def move(self, index: int, x: float, y: float) -> "Layout":
         return self._replace(index, replace(self.objects[index], x=x, y=y))
@@ -122,16 +124,16 @@ def _relations(boxes_a, box_b, threshold: float, cutoff: float) -> dict[str, np.
     return {"left of": dx < -cutoff, "right of": dx > cutoff, "above": dy < -cutoff, "below": dy > cutoff}
 
 
-def relation_mask(boxes_a, relation: str, box_b, threshold: float = POSITION_THRESHOLD,
-                  cutoff: float = RELATION_MARGIN) -> np.ndarray:
+def relation_mask(
+    boxes_a, relation: str, box_b, threshold: float = POSITION_THRESHOLD, cutoff: float = RELATION_MARGIN
+) -> np.ndarray:
     """Whether `A relation B` holds for each box A (rows x0, y0, x1, y1), by GenEval's rule with the
     layout's margin (`relation_holds` for many boxes at once); boxes of shape (n, 1, 4) against
     `box_b` of shape (m, 4) give every pair, (n, m)."""
     return _relations(boxes_a, box_b, threshold, cutoff)[relation]
 
 
-def relative_position(box_a, box_b, threshold: float = POSITION_THRESHOLD,
-                      cutoff: float = 0.5) -> set[str]:
+def relative_position(box_a, box_b, threshold: float = POSITION_THRESHOLD, cutoff: float = 0.5) -> set[str]:
     """GenEval's relations of box A to box B (boxes x0, y0, x1, y1; y grows downwards)."""
     return {rel for rel, holds in _relations(box_a, box_b, threshold, cutoff).items() if holds[0]}
 
@@ -142,8 +144,7 @@ def relation_holds(a: PlacedObject, relation: str, b: PlacedObject) -> bool:
 
 
 def _separated(a: PlacedObject, b: PlacedObject, gap: float = GAP) -> bool:
-    return (abs(a.x - b.x) >= (a.size + b.size) / 2 + gap
-            or abs(a.y - b.y) >= (a.size + b.size) / 2 + gap)
+    return abs(a.x - b.x) >= (a.size + b.size) / 2 + gap or abs(a.y - b.y) >= (a.size + b.size) / 2 + gap
 
 
 # ------------------------------------------------------------------------ sampling
@@ -157,12 +158,16 @@ def _constraints(graph: SceneGraph) -> dict[tuple[int, int], list[str]]:
     return need
 
 
-def fits(obj: PlacedObject, placed: list[PlacedObject] | tuple[PlacedObject, ...],
-         need: dict[tuple[int, int], list[str]] | None = None) -> bool:
+def fits(
+    obj: PlacedObject,
+    placed: list[PlacedObject] | tuple[PlacedObject, ...],
+    need: dict[tuple[int, int], list[str]] | None = None,
+) -> bool:
     """Whether `obj` sits inside the canvas, clear of `placed`, and meets the relations."""
     h = obj.size / 2
-    if not (h + MARGIN - 1e-9 <= obj.x <= 1 - h - MARGIN + 1e-9
-            and h + MARGIN - 1e-9 <= obj.y <= 1 - h - MARGIN + 1e-9):
+    if not (
+        h + MARGIN - 1e-9 <= obj.x <= 1 - h - MARGIN + 1e-9 and h + MARGIN - 1e-9 <= obj.y <= 1 - h - MARGIN + 1e-9
+    ):
         return False
     for other in placed:
         if not _separated(obj, other):
@@ -191,10 +196,18 @@ def _feasible(xy: np.ndarray, size: float, group: int, placed, need) -> np.ndarr
     return ok
 
 
-def place_object(rng: np.random.Generator, shape: str, color: str, placed: tuple[PlacedObject, ...],
-                 group: int = -1, need: dict[tuple[int, int], list[str]] | None = None,
-                 size: float | None = None, candidates: int = 400,
-                 target: tuple[float, float] | None = None, nearest: bool = False) -> PlacedObject | None:
+def place_object(
+    rng: np.random.Generator,
+    shape: str,
+    color: str,
+    placed: tuple[PlacedObject, ...],
+    group: int = -1,
+    need: dict[tuple[int, int], list[str]] | None = None,
+    size: float | None = None,
+    candidates: int = 400,
+    target: tuple[float, float] | None = None,
+    nearest: bool = False,
+) -> PlacedObject | None:
     """A new object at a random free spot that meets `need`, or None if there is none;
     with a `target`, more candidates are drawn around it (see `_grid_targets`), and with
     `nearest` the free spot nearest to it is taken."""
@@ -240,8 +253,7 @@ def _lean(group: int, need) -> tuple[int, int]:
     return int(np.sign(dx)), int(np.sign(dy))
 
 
-def sample_layout(graph: SceneGraph, seed: int | np.random.Generator = 0,
-                  attempts: int = 100) -> Layout:
+def sample_layout(graph: SceneGraph, seed: int | np.random.Generator = 0, attempts: int = 100) -> Layout:
     """Concrete placements satisfying `graph`, deterministic for a seed.
 
     Objects are placed one at a time, each at a spot drawn uniformly from the random
@@ -255,9 +267,11 @@ def sample_layout(graph: SceneGraph, seed: int | np.random.Generator = 0,
     rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
     need = _constraints(graph)
     order = _placement_order(graph)
-    items = [(gi, graph.groups[gi].shape, graph.groups[gi].color) for gi in order
-             for _ in range(graph.groups[gi].count)]
-    items = [(gi, shape, color or COLORS[int(rng.integers(len(COLORS)))]) for gi, shape, color in items]
+    items = [
+        (gi, graph.groups[gi].shape, graph.groups[gi].color or COLORS[int(rng.integers(len(COLORS)))])
+        for gi in order
+        for _ in range(graph.groups[gi].count)
+    ]
     scale = 1.0
     targets: dict[int, tuple[float, float]] = {}
     for attempt in range(1, attempts + 1):
@@ -266,8 +280,9 @@ def sample_layout(graph: SceneGraph, seed: int | np.random.Generator = 0,
             targets = _grid_targets(graph)
         for gi, shape, color in items:
             size = max(MIN_SIZE, scale * OBJECT_SIZE * float(rng.uniform(1 - SIZE_JITTER, 1 + SIZE_JITTER)))
-            obj = place_object(rng, shape, color, tuple(placed), gi, need, size=size, target=targets.get(gi),
-                               nearest=attempt % 2 == 0)
+            obj = place_object(
+                rng, shape, color, tuple(placed), gi, need, size=size, target=targets.get(gi), nearest=attempt % 2 == 0
+            )
             if obj is None:
                 break
             placed.append(obj)
@@ -275,9 +290,11 @@ def sample_layout(graph: SceneGraph, seed: int | np.random.Generator = 0,
             return Layout(tuple(sorted(placed, key=lambda o: o.group)))
         if attempt % SHRINK_EVERY == 0:
             scale *= SHRINK
-    raise LayoutError(f"could not lay out {graph.to_text()!r}: its objects and relations do not fit the canvas, "
-                      f"even with objects shrunk to {MIN_SIZE:g} of its side (the smallest the detector reads); "
-                      f"use fewer objects or relations")
+    raise LayoutError(
+        f"could not lay out {graph.to_text()!r}: its objects and relations do not fit the canvas, "
+        f"even with objects shrunk to {MIN_SIZE:g} of its side (the smallest the detector reads); "
+        f"use fewer objects or relations"
+    )
 
 
 _STEP = {"left of": (-1, 0), "right of": (1, 0), "above": (0, -1), "below": (0, 1)}
@@ -308,9 +325,13 @@ def _grid_targets(graph: SceneGraph) -> dict[int, tuple[float, float]]:
     xs, ys = [c[0] for c in cells.values()], [c[1] for c in cells.values()]
     span = max(max(xs) - min(xs), max(ys) - min(ys), 1)
     cell = 1 / (span + 1)
-    return {g: ((x - min(xs) + 0.5) * cell + (1 - (max(xs) - min(xs) + 1) * cell) / 2,
-                (y - min(ys) + 0.5) * cell + (1 - (max(ys) - min(ys) + 1) * cell) / 2)
-            for g, (x, y) in cells.items()}
+    return {
+        g: (
+            (x - min(xs) + 0.5) * cell + (1 - (max(xs) - min(xs) + 1) * cell) / 2,
+            (y - min(ys) + 0.5) * cell + (1 - (max(ys) - min(ys) + 1) * cell) / 2,
+        )
+        for g, (x, y) in cells.items()
+    }
 
 
 def _placement_order(graph: SceneGraph) -> list[int]:
@@ -340,6 +361,16 @@ def random_object(rng: np.random.Generator) -> tuple[str, str]:
 
 
 __all__ = [
-    "GRID", "Layout", "PlacedObject", "RELATIONS", "SIZE_STEPS", "fits", "place_object", "random_object",
-    "relation_holds", "relation_mask", "relative_position", "sample_layout",
+    "GRID",
+    "Layout",
+    "PlacedObject",
+    "RELATIONS",
+    "SIZE_STEPS",
+    "fits",
+    "place_object",
+    "random_object",
+    "relation_holds",
+    "relation_mask",
+    "relative_position",
+    "sample_layout",
 ]

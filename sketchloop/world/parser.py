@@ -14,13 +14,25 @@ import re
 
 from ..errors import PromptError
 from .scene import ObjectGroup, Relation, SceneGraph
-from .vocab import COLORS, COUNT_WORDS, MAX_COUNT, PLURALS, RELATION_PHRASES, SHAPES, SINGULARS, vocabulary_summary
+from .vocab import (
+    COLORS,
+    COUNT_WORDS,
+    MAX_COUNT,
+    PLURALS,
+    RELATION_PHRASES,
+    SHAPES,
+    SINGULARS,
+    vocabulary_summary,
+)
 
 _PREFIX = ("a", "photo", "of")
 RELATION_TOKENS = sorted((tuple(p.split()) for p in RELATION_PHRASES), key=len, reverse=True)
 KNOWN_WORDS = (
     {"a", "an", "the", "photo", "of", "and", ","}
-    | set(COUNT_WORDS) | set(COLORS) | set(SHAPES) | set(SINGULARS)
+    | set(COUNT_WORDS)
+    | set(COLORS)
+    | set(SHAPES)
+    | set(SINGULARS)
     | {w for phrase in RELATION_PHRASES for w in phrase.split()}
     | {str(n) for n in range(1, MAX_COUNT + 1)}
 )
@@ -57,10 +69,14 @@ class _Parser:
     # ------------------------------------------------------------ grammar
     def parse(self) -> SceneGraph:
         if not self.tokens:
-            raise PromptError("the prompt is empty; describe a scene, e.g. 'a photo of a red circle above a blue square'")
+            raise PromptError(
+                "the prompt is empty; describe a scene, e.g. 'a photo of a red circle above a blue square'"
+            )
         for word in self.tokens:
             if word not in KNOWN_WORDS:
-                raise PromptError(f"unknown word {word!r} in prompt {self.prompt!r}; ShapesWorld knows {vocabulary_summary()}")
+                raise PromptError(
+                    f"unknown word {word!r} in prompt {self.prompt!r}; ShapesWorld knows {vocabulary_summary()}"
+                )
         if tuple(self.tokens[:3]) == _PREFIX:
             self.pos = 3
         self.clause()
@@ -89,7 +105,7 @@ class _Parser:
 
     def relation(self) -> str | None:
         for phrase in RELATION_TOKENS:
-            if tuple(self.tokens[self.pos: self.pos + len(phrase)]) == phrase:
+            if tuple(self.tokens[self.pos : self.pos + len(phrase)]) == phrase:
                 self.pos += len(phrase)
                 return RELATION_PHRASES[" ".join(phrase)]
         return None
@@ -136,20 +152,27 @@ class _Parser:
 
     def refer(self, shape: str, color: str | None, count: int | None, is_plural: bool) -> int:
         """Resolve 'the ...' to the earlier group it names."""
-        phrase = " ".join(t for t in ["the", str(count) if count else "", color or "",
-                                      PLURALS[shape] if is_plural else shape] if t)
-        candidates = [i for i, g in enumerate(self.groups)
-                      if g.shape == shape and (g.count > 1) == is_plural
-                      and (count is None or g.count == count)
-                      and (color is None or g.color == color)]
+        phrase = " ".join(
+            t for t in ["the", str(count) if count else "", color or "", PLURALS[shape] if is_plural else shape] if t
+        )
+        candidates = [
+            i
+            for i, g in enumerate(self.groups)
+            if g.shape == shape
+            and (g.count > 1) == is_plural
+            and (count is None or g.count == count)
+            and (color is None or g.color == color)
+        ]
         exact = [i for i in candidates if self.groups[i].color == color]
         if len(candidates) == 1:
             return candidates[0]
         if len(exact) == 1:
             return exact[0]
         if not candidates:
-            raise PromptError(f"in prompt {self.prompt!r}: '{phrase}' refers to no earlier object; "
-                              f"introduce it first, e.g. '{'two' if is_plural else 'a'} {PLURALS[shape] if is_plural else shape}'")
+            raise PromptError(
+                f"in prompt {self.prompt!r}: '{phrase}' refers to no earlier object; "
+                f"introduce it first, e.g. '{'two' if is_plural else 'a'} {PLURALS[shape] if is_plural else shape}'"
+            )
         raise PromptError(f"in prompt {self.prompt!r}: '{phrase}' is ambiguous; name its colour")
 
 

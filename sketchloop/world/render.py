@@ -8,7 +8,7 @@ Default canvas: 64 px on mid-grey (128, 128, 128). Mid-grey is the one backgroun
 which all ten GenEval colours, black and white included, stand out; 64 px gives
 objects of about 16 px, where a star's points and a cross's arms are legible at a
 glance, while 32 px was too small for six shapes and cost grows with pixels (the
-numbers are in the README, from scripts/bench_detector.py).
+numbers are in docs/shapesworld.md, from scripts/bench_detector.py).
 """
 
 from __future__ import annotations
@@ -56,8 +56,7 @@ def _unit_polygon(shape: str) -> tuple[tuple[float, float], ...] | None:
     raise ValueError(f"unknown shape {shape!r}")
 
 
-def draw_shape(draw: ImageDraw.ImageDraw, shape: str, box: tuple[float, float, float, float],
-               fill) -> None:
+def draw_shape(draw: ImageDraw.ImageDraw, shape: str, box: tuple[float, float, float, float], fill) -> None:
     """Draw `shape` filling `box` (pixel coordinates, x0, y0, x1, y1)."""
     x0, y0, x1, y1 = box
     poly = _unit_polygon(shape)
@@ -73,12 +72,11 @@ def shape_mask(shape: str, width: int, height: int, pad: int = 0) -> np.ndarray:
     W, H = (width + 2 * pad) * s, (height + 2 * pad) * s
     img = Image.new("L", (W, H), 0)
     draw_shape(ImageDraw.Draw(img), shape, (pad * s, pad * s, (pad + width) * s, (pad + height) * s), 255)
-    img = img.resize((width + 2 * pad, height + 2 * pad), Image.BOX)
+    img = img.resize((width + 2 * pad, height + 2 * pad), Image.Resampling.BOX)
     return np.asarray(img, dtype=np.float32) / 255.0
 
 
-def render(layout: Layout, size: int = DEFAULT_SIZE,
-           background: tuple[int, int, int] = BACKGROUND) -> Image.Image:
+def render(layout: Layout, size: int = DEFAULT_SIZE, background: tuple[int, int, int] = BACKGROUND) -> Image.Image:
     """Render a layout as a size x size RGB image."""
     if size < 16:
         raise ValueError(f"canvas size {size} is too small; use at least 16 px")
@@ -88,7 +86,7 @@ def render(layout: Layout, size: int = DEFAULT_SIZE,
     for obj in layout.objects:
         x0, y0, x1, y1 = obj.box
         draw_shape(draw, obj.shape, (x0 * s, y0 * s, x1 * s, y1 * s), PALETTE[obj.color])
-    return img.resize((size, size), Image.BOX)
+    return img.resize((size, size), Image.Resampling.BOX)
 
 
 def blank_image(size: int = DEFAULT_SIZE) -> Image.Image:

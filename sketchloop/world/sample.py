@@ -15,8 +15,15 @@ def random_scene(rng: np.random.Generator, **kwargs) -> SceneGraph:
     return random_scene_layout(rng, **kwargs)[0]
 
 
-def random_scene_layout(rng: np.random.Generator, max_groups: int = MAX_GROUPS, max_objects: int = MAX_OBJECTS,
-                 color_prob: float = 0.6, relation_prob: float = 0.5, count_prob: float = 0.3, group_weights: list[float] | None = None) -> tuple[SceneGraph, Layout]:
+def random_scene_layout(
+    rng: np.random.Generator,
+    max_groups: int = MAX_GROUPS,
+    max_objects: int = MAX_OBJECTS,
+    color_prob: float = 0.6,
+    relation_prob: float = 0.5,
+    count_prob: float = 0.3,
+    group_weights: list[float] | None = None,
+) -> tuple[SceneGraph, Layout]:
     """A random valid scene graph and a layout of it: 1..max_groups distinct groups, counts, colours, relations.
 
     Groups are distinct as noun phrases (so the English round-trips); relations link a
@@ -40,8 +47,9 @@ def random_scene_layout(rng: np.random.Generator, max_groups: int = MAX_GROUPS, 
             shape = SHAPES[int(rng.integers(len(SHAPES)))]
             color = COLORS[int(rng.integers(len(COLORS)))] if rng.random() < color_prob else None
             group = ObjectGroup(shape, color, count)
-            if group in groups or any(g.shape == shape and g.color is None or color is None and g.shape == shape
-                                      for g in groups):
+            if group in groups or any(
+                g.shape == shape and g.color is None or color is None and g.shape == shape for g in groups
+            ):
                 continue  # keep 'the <shape>' references unambiguous
             groups.append(group)
             budget -= count
@@ -58,8 +66,9 @@ def random_scene_layout(rng: np.random.Generator, max_groups: int = MAX_GROUPS, 
         return graph, layout
 
 
-def random_tree_scene(rng: np.random.Generator, n_groups: tuple[int, int] = (4, 5), max_objects: int = 6,
-                      count_prob: float = 0.4) -> SceneGraph:
+def random_tree_scene(
+    rng: np.random.Generator, n_groups: tuple[int, int] = (4, 5), max_objects: int = 6, count_prob: float = 0.4
+) -> SceneGraph:
     """A crowded, consistent scene graph: `n_groups` (a range) coloured groups, each after the
     first related to one earlier group (a tree: chains and several relations to one
     anchor, never a cycle or a contradiction), counts up to 3 within `max_objects`."""
@@ -74,13 +83,19 @@ def random_tree_scene(rng: np.random.Generator, n_groups: tuple[int, int] = (4, 
             budget -= count
         if len({(g.shape, g.color) for g in groups}) < n or len({g.shape for g in groups}) < n:
             continue  # one group per shape keeps 'the <shape>' references unambiguous
-        relations = [Relation(i, RELATIONS[int(rng.integers(len(RELATIONS)))], int(rng.integers(0, i)))
-                     for i in range(1, n)]
+        relations = [
+            Relation(i, RELATIONS[int(rng.integers(len(RELATIONS)))], int(rng.integers(0, i))) for i in range(1, n)
+        ]
         return SceneGraph(tuple(groups), tuple(relations))
 
 
-def random_composite_scene(rng: np.random.Generator, group_weights: tuple[float, ...] = (0.0, 0.1, 0.4, 0.3, 0.2),
-                           color_prob: float = 0.9, count_prob: float = 0.2, max_objects: int = MAX_OBJECTS) -> SceneGraph:
+def random_composite_scene(
+    rng: np.random.Generator,
+    group_weights: tuple[float, ...] = (0.0, 0.1, 0.4, 0.3, 0.2),
+    color_prob: float = 0.9,
+    count_prob: float = 0.2,
+    max_objects: int = MAX_OBJECTS,
+) -> SceneGraph:
     """A long composition of the kind GenEval never asks for: mostly 3-5 groups, nearly all
     coloured, every group after the first related to an earlier one (several to one anchor,
     or chains), plus up to two extra relations between groups already related; group order
@@ -91,17 +106,25 @@ def random_composite_scene(rng: np.random.Generator, group_weights: tuple[float,
         counts = [int(rng.integers(2, MAX_COUNT + 1)) if rng.random() < count_prob else 1 for _ in range(n)]
         if sum(counts) > max_objects:
             continue
-        groups = [ObjectGroup(shape, COLORS[int(rng.integers(len(COLORS)))] if rng.random() < color_prob else None, c)
-                  for shape, c in zip(shapes, counts)]
-        relations = [Relation(i, RELATIONS[int(rng.integers(len(RELATIONS)))],
-                              0 if rng.random() < 0.5 else int(rng.integers(0, i))) for i in range(1, n)]
+        groups = [
+            ObjectGroup(shape, COLORS[int(rng.integers(len(COLORS)))] if rng.random() < color_prob else None, c)
+            for shape, c in zip(shapes, counts)
+        ]
+        relations = [
+            Relation(
+                i, RELATIONS[int(rng.integers(len(RELATIONS)))], 0 if rng.random() < 0.5 else int(rng.integers(0, i))
+            )
+            for i in range(1, n)
+        ]
         for _ in range(int(rng.integers(0, 3)) if n > 2 else 0):
             i, j = sorted(int(v) for v in rng.choice(n, 2, replace=False))
             if all({r.subject, r.object} != {i, j} for r in relations):
                 relations.append(Relation(j, RELATIONS[int(rng.integers(len(RELATIONS)))], i))
         order = [int(i) for i in rng.permutation(n)]
-        graph = SceneGraph(tuple(groups[i] for i in order),
-                           tuple(Relation(order.index(r.subject), r.relation, order.index(r.object)) for r in relations))
+        graph = SceneGraph(
+            tuple(groups[i] for i in order),
+            tuple(Relation(order.index(r.subject), r.relation, order.index(r.object)) for r in relations),
+        )
         try:
             graph.validate()
             sample_layout(graph, rng, attempts=20)

@@ -95,23 +95,23 @@ class SceneGraph:
         if len(self.groups) > MAX_GROUPS:
             raise PromptError(f"{len(self.groups)} object groups; at most {MAX_GROUPS} are supported")
         if self.n_objects > MAX_OBJECTS:
-            raise PromptError(
-                f"{self.n_objects} objects do not fit the canvas; at most {MAX_OBJECTS} are supported"
-            )
+            raise PromptError(f"{self.n_objects} objects do not fit the canvas; at most {MAX_OBJECTS} are supported")
         for r in self.relations:
             if not (0 <= r.subject < len(self.groups) and 0 <= r.object < len(self.groups)):
                 raise PromptError(f"relation {r} refers to a group that does not exist")
             if r.subject == r.object:
                 raise PromptError(
-                    f"contradiction: {self.groups[r.subject].noun_phrase(True)} cannot be "
-                    f"{r.relation} itself"
+                    f"contradiction: {self.groups[r.subject].noun_phrase(True)} cannot be {r.relation} itself"
                 )
-        for axis, (before, after) in {"horizontal": ("left of", "right of"),
-                                      "vertical": ("above", "below")}.items():
-            cycle = _find_cycle(len(self.groups), [
-                (r.subject, r.object) if r.relation == before else (r.object, r.subject)
-                for r in self.relations if r.relation in (before, after)
-            ])
+        for axis, (before, after) in {"horizontal": ("left of", "right of"), "vertical": ("above", "below")}.items():
+            cycle = _find_cycle(
+                len(self.groups),
+                [
+                    (r.subject, r.object) if r.relation == before else (r.object, r.subject)
+                    for r in self.relations
+                    if r.relation in (before, after)
+                ],
+            )
             if cycle:
                 names = " -> ".join(self.groups[i].noun_phrase(True) for i in cycle)
                 raise PromptError(f"contradiction: the {axis} relations form a cycle ({names})")
@@ -127,10 +127,10 @@ class SceneGraph:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "SceneGraph":
         try:
-            groups = [ObjectGroup(g["shape"], g.get("color"), int(g.get("count", 1)))
-                      for g in data["groups"]]
-            relations = [Relation(int(r["subject"]), r["relation"], int(r["object"]))
-                         for r in data.get("relations", [])]
+            groups = [ObjectGroup(g["shape"], g.get("color"), int(g.get("count", 1))) for g in data["groups"]]
+            relations = [
+                Relation(int(r["subject"]), r["relation"], int(r["object"])) for r in data.get("relations", [])
+            ]
         except (KeyError, TypeError, ValueError) as exc:
             raise PromptError(f"malformed scene graph JSON: {exc!r}") from None
         return cls(tuple(groups), tuple(relations))
@@ -301,9 +301,11 @@ def geneval_order(n: int, relations: tuple[Relation, ...]) -> list[int]:
     remaining = list(range(n))
     order: list[int] = []
     while remaining:
-        ready = [i for i in remaining
-                 if not any(r.subject == i and r.object in remaining and r.object != i
-                            for r in relations)]
+        ready = [
+            i
+            for i in remaining
+            if not any(r.subject == i and r.object in remaining and r.object != i for r in relations)
+        ]
         pick = ready[0] if ready else remaining[0]
         order.append(pick)
         remaining.remove(pick)
@@ -323,7 +325,7 @@ def _find_cycle(n: int, edges: list[tuple[int, int]]) -> list[int] | None:
         stack.append(u)
         for v in adjacency[u]:
             if state[v] == 1:
-                return stack[stack.index(v):] + [v]
+                return stack[stack.index(v) :] + [v]
             if state[v] == 0 and (found := visit(v)):
                 return found
         stack.pop()

@@ -20,7 +20,16 @@ SINGULARS: dict[str, str] = {plural: shape for shape, plural in PLURALS.items()}
 # GenEval's colour names, with the RGB values ShapesWorld paints them in. The values
 # are far apart from each other and from the mid-grey background (see world/render.py).
 COLORS: tuple[str, ...] = (
-    "red", "orange", "yellow", "green", "blue", "purple", "pink", "brown", "black", "white",
+    "red",
+    "orange",
+    "yellow",
+    "green",
+    "blue",
+    "purple",
+    "pink",
+    "brown",
+    "black",
+    "white",
 )
 PALETTE: dict[str, tuple[int, int, int]] = {
     "red": (220, 30, 30),

@@ -1,0 +1,73 @@
+"""`sketchloop train`: the unified model's stages, or the text-to-image baseline."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from ..errors import SketchloopError
+from .common import console
+
+
+def train(
+    stage: str = typer.Option(
+        ...,
+        help="plan-sketch, inspect, refine or joint (the unified model), or t2i "
+        "(the text-to-image baseline, models/t2i.py, on the trajectories' "
+        "final images)",
+    ),
+    data: list[Path] = typer.Option(..., help="dataset folder(s) from 'sketchloop data build' (repeatable)"),
+    out: Path = typer.Option(..., help="checkpoint folder (re-run to resume)"),
+    init: Optional[Path] = typer.Option(None, help="start from this checkpoint (the previous stage)"),
+    steps: int = typer.Option(2000),
+    batch_size: int = typer.Option(24),
+    lr: float = typer.Option(2e-3),
+    text_weight: float = typer.Option(1.0, help="lambda: weight of the text cross-entropy"),
+    seed: int = typer.Option(0),
+    save_every: int = typer.Option(250),
+) -> None:
+    """Train the unified model: lambda * text CE + flow-matching MSE (AdamW, cosine, EMA; resumable; torchrun)."""
+    import os
+
+    from ..training.trainer import TrainConfig
+    from ..training.trainer import train as run_training
+
+    if steps < 1 or batch_size < 1 or lr <= 0:
+        raise SketchloopError("--steps, --batch-size and --lr must be positive")
+    cfg = TrainConfig(
+        stage=stage,
+        steps=steps,
+        batch_size=batch_size,
+        lr=lr,
+        seed=seed,
+        save_every=save_every,
+        text_weight=text_weight,
+    )
+    if stage == "t2i":
+        from ..training.t2i import train_t2i
+
+        if init is not None:
+            raise SketchloopError("--stage t2i trains the text-to-image baseline from scratch; leave --init out")
+        result = train_t2i(data, out, cfg)
+        console.print(
+            f"checkpoint {out} at step {result['step']}"
+            + (
+                f", final flow loss {result['loss']:.4f}, {result['seconds'] / 60:.1f} min"
+                if result.get("loss") is not None
+                else " (already done)"
+            )
+        )
+        return
+    result = run_training(data, out, cfg, init=init)
+    if int(os.environ.get("RANK", "0")) == 0:
+        losses = ", ".join(f"{k} {result[k]:.3f}" for k in ("ce", "crop", "full") if k in result)
+        console.print(
+            f"checkpoint {out} at step {result['step']}"
+            + (
+                f", final loss {result['loss']:.3f} ({losses}), {result['seconds'] / 60:.1f} min"
+                if result.get("loss") is not None
+                else " (already done)"
+            )
+        )
