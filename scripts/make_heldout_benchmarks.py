@@ -1,5 +1,6 @@
 """Regenerate the held-out benchmarks (sketchloop/evaluation/heldout.py) with their fixed seed:
-sketchloop/benchmarks/shapes-complex.jsonl, shapes-complex-val.jsonl, shapes-generalise.jsonl."""
+sketchloop/benchmarks/shapes-complex.jsonl, shapes-complex-val.jsonl, shapes-generalise.jsonl,
+shapes-trees.jsonl, shapes-trees-val.jsonl, shapes-phrasing.jsonl, shapes-phrasing-val.jsonl."""
 
 import json
 from pathlib import Path

@@ -2,6 +2,7 @@
 appears in any data build; the held-out benchmarks are what they say."""
 
 import json
+import re
 
 import numpy as np
 import pytest
@@ -9,9 +10,10 @@ import pytest
 from sketchloop.data.build import build
 from sketchloop.data.schema import read_dataset
 from sketchloop.evaluation.benchmark import load_benchmark
-from sketchloop.evaluation.heldout import HELDOUT_PAIRS, data_allows, heldout_keys
+from sketchloop.evaluation.heldout import HELDOUT_PAIRS, SHAPES_WORLD_BENCHMARKS, data_allows, heldout_keys
 from sketchloop.world.parser import parse_prompt
 from sketchloop.world.scene import SceneGraph, scene_key
+from sketchloop.world.vocab import PLURALS, SHAPES
 
 
 def test_scene_keys_ignore_phrasing():
@@ -25,8 +27,7 @@ def test_the_heldout_benchmarks_are_what_they_say():
     complex_, val, gen = (load_benchmark(n) for n in ("shapes-complex", "shapes-complex-val", "shapes-generalise"))
     assert (len(complex_), len(val), len(gen)) == (300, 100, 150)
     keys = {
-        name: {scene_key(parse_prompt(m["prompt"])) for m in load_benchmark(name)}
-        for name in ("shapes-geneval", "shapes-complex", "shapes-complex-val", "shapes-generalise")
+        name: {scene_key(parse_prompt(m["prompt"])) for m in load_benchmark(name)} for name in SHAPES_WORLD_BENCHMARKS
     }
     names = list(keys)
     assert all(not keys[a] & keys[b] for i, a in enumerate(names) for b in names[i + 1 :])  # disjoint
@@ -50,6 +51,49 @@ def test_the_heldout_benchmarks_are_what_they_say():
         and parse_prompt(m["prompt"]).relations
         for m in gen
     )
+
+
+def test_the_trees_and_phrasing_benchmarks_are_what_they_say():
+    """4-5 coloured groups in a tree, many counted, and 2-4 related groups as people write them:
+    synonyms, relations stated either way round, bare back-references, "a photo of" or not;
+    every prompt parses to its metadata's scene."""
+    from sketchloop.world.vocab import RELATION_PHRASES
+
+    trees, trees_val, people, people_val = (
+        load_benchmark(n) for n in ("shapes-trees", "shapes-trees-val", "shapes-phrasing", "shapes-phrasing-val")
+    )
+    assert (len(trees), len(trees_val), len(people), len(people_val)) == (300, 100, 200, 100)
+    for m in trees + trees_val:
+        g = parse_prompt(m["prompt"])
+        assert 4 <= len(g.groups) <= 5 and len(g.relations) == len(g.groups) - 1 and all(x.color for x in g.groups)
+        assert scene_key(SceneGraph.from_geneval(m)) == scene_key(g)
+    assert sum(any(x["count"] > 1 for x in m["include"]) for m in trees) > 150
+    for m in people + people_val:
+        g = parse_prompt(m["prompt"])
+        assert 2 <= len(g.groups) <= 4 and g.relations and scene_key(SceneGraph.from_geneval(m)) == scene_key(g)
+    prompts = [m["prompt"] for m in people]
+    synonyms = [p for p in RELATION_PHRASES if p != RELATION_PHRASES[p]]
+    assert sum(any(f" {s} " in p for s in synonyms) for p in prompts) > 100
+    assert 60 < sum(p.startswith("a photo of") for p in prompts) < 140
+    nouns = "|".join([*SHAPES, *PLURALS.values()])
+    assert sum(bool(re.search(rf"\bthe ({nouns})\b", p)) for p in prompts) > 50  # "the square": no colour
+
+
+def test_a_phrasing_always_parses_back_to_its_scene():
+    from sketchloop.world.phrasing import phrase
+    from sketchloop.world.sample import random_composite_scene
+
+    rng = np.random.default_rng(0)
+    texts = set()
+    for m in load_benchmark("shapes-complex-val")[:30]:
+        graph = parse_prompt(m["prompt"])
+        for _ in range(3):
+            text = phrase(graph, rng, prefix=0.5, synonyms=1.0, bare=1.0, digits=0.5)
+            assert scene_key(parse_prompt(text)) == scene_key(graph), text
+            texts.add(text)
+    assert len(texts) > 80  # three different wordings of nearly every scene
+    graph = random_composite_scene(rng)
+    assert scene_key(parse_prompt(phrase(graph, rng))) == scene_key(graph)
 
 
 def test_no_data_build_holds_a_benchmark_scene_or_a_heldout_pair(tmp_path, monkeypatch):

@@ -90,3 +90,57 @@ def test_the_switches_are_on_the_command_line_and_the_lost_ones_are_gone():
         assert flag in r.stdout
     for gone in ("--no-room", "--paste-crop", "--min-size", "--inspect-threshold"):
         assert gone not in r.stdout
+
+
+def test_the_model_alone_reads_no_rule_and_no_world():
+    """`guided=False` (`--model-only`): plans and regions come from the learned model under the
+    output's syntax alone. A trace of every Python call made while generating finds no decode
+    rule (models/rules/) and no part of the world (parser, scene graphs, layout and its relation
+    geometry, renderer, detector, judge, critique), the blank canvas aside."""
+    import sys as _sys
+    from pathlib import Path
+
+    import sketchloop
+
+    package = Path(sketchloop.__file__).parent
+    forbidden = [package / "models" / "rules", package / "world"]
+    allowed = {("render.py", "blank_image")}
+    gen = model_generator("staged", guided=False, max_iters=3)
+    assert gen.record["sampling"]["guided"] is False
+    reached = set()
+
+    def profile(frame, event, arg):
+        if event == "call":
+            path = Path(frame.f_code.co_filename)
+            if any(path.is_relative_to(f) for f in forbidden) and (path.name, frame.f_code.co_name) not in allowed:
+                reached.add(f"{path.relative_to(package)}:{frame.f_code.co_name}")
+
+    _sys.setprofile(profile)
+    try:
+        traj = gen.run("a photo of two red circles left of a blue square", 0)
+    finally:
+        _sys.setprofile(None)
+    assert traj.final is not None and any(s.type == "plan" for s in traj.steps)
+    assert not reached, sorted(reached)
+    # the same harness sees the rules on the guided path
+    guided = model_generator("staged", max_iters=3)
+    _sys.setprofile(profile)
+    try:
+        guided.run("a photo of two red circles left of a blue square", 0)
+    finally:
+        _sys.setprofile(None)
+    assert any(r.startswith("models/rules/") for r in reached) and any(r.startswith("world/layout") for r in reached)
+
+
+def test_the_region_syntax_allows_well_formed_triples_and_nothing_more():
+    from sketchloop.models.sampling import RegionSyntax
+
+    tok = WordTokenizer()
+    syntax = RegionSyntax(tok, max_regions=2)
+    words = lambda ids: {tok.vocab[i] for i in ids}  # noqa: E731
+    assert words(syntax.allowed([])) == {f"x{i}" for i in range(16)}  # at least one region
+    one = tok.encode("x3")
+    assert words(syntax.allowed(one)) == {f"y{i}" for i in range(16)}
+    assert words(syntax.allowed(tok.encode("x3 y4"))) == {f"s{i}" for i in range(4, 11)}
+    assert "</img>" in words(syntax.allowed(tok.encode("x3 y4 s6")))
+    assert words(syntax.allowed(tok.encode("x3 y4 s6 x1 y1 s4"))) == {"</img>"}  # at most max_regions

@@ -13,6 +13,7 @@ every call samples from its own seed: no state carries from one call to the next
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -47,7 +48,7 @@ from ..models.regions import (
 from ..models.rules.lookahead import Placement
 from ..models.rules.phrase_grammar import PhraseGrammar
 from ..models.rules.region_grammar import RegionGrammar
-from ..models.sampling import SamplingConfig, TextSession, euler_sample
+from ..models.sampling import RegionSyntax, SamplingConfig, TextSession, euler_sample
 from ..models.tokenizer import WordTokenizer
 from ..models.unified import UnifiedModel, phrase_mask
 from ..world.vocab import COLORS, COUNT_WORDS, PLURALS, RELATIONS, SHAPES
@@ -108,12 +109,17 @@ class UnifiedRoles:
         self.device = next(model.parameters()).device
         self.plan_check = plan_check.to(self.device) if plan_check is not None else None
         self.config = config or SamplingConfig()
-        self.grammar = RegionGrammar(tokenizer, self.config.separate, min_size=self.config.min_size)
+        self.syntax = RegionSyntax(tokenizer)
+        self.grammar = (  # the region grammar, guided only (models/rules/)
+            RegionGrammar(tokenizer, self.config.separate, min_size=self.config.min_size)
+            if self.config.guided
+            else None
+        )
         self.usage = {"flow_steps": 0, "text_tokens": 0}
         t = tokenizer.token_id
         self._starts = torch.tensor([t(w) for w in STEP_STARTS], device=self.device)
         self._object_ends = torch.tensor([t(w) for w in OBJECT_ENDS], device=self.device)
-        region_ids = set(self.grammar.x + self.grammar.y + self.grammar.s)
+        region_ids = set(self.syntax.x + self.syntax.y + self.syntax.s)
         self._words = [i for i, w in enumerate(tokenizer.vocab) if not w.startswith("<") and i not in region_ids]
         self._choices = torch.tensor(self._words + [t("</ins>"), t("</des>")], device=self.device)
         category = torch.full((len(tokenizer.vocab),), -1, dtype=torch.long)
@@ -202,18 +208,21 @@ class UnifiedRoles:
     def _regions(
         self, session: TextSession, generator: torch.Generator, prompt: str, ins: str, history: list[Plan]
     ) -> list[tuple[Region, torch.Tensor]]:
-        """Sample the regions after `<img>` under the region grammar; each with its condition.
-        An `add` of N objects writes N regions, clear of where earlier steps drew, each where the
-        relations its `<ins>` states hold and leaving room for the objects still to come
-        (models/rules/lookahead.py `Placement`)."""
+        """Sample the regions after `<img>`; each with its condition. Guided, under the region
+        grammar: an `add` of N objects writes N regions, clear of where earlier steps drew, each
+        where the relations its `<ins>` states hold and leaving room for the objects still to
+        come (models/rules/lookahead.py `Placement`); else under the regions' syntax alone."""
         start = len(session.ids)
+        grammar = self.grammar
+        if grammar is None:
+            return self._sample_regions(session, generator, start, self.syntax.allowed)
         placement = Placement(self.tok, prompt, ins, [(p.ins, p.regions) for p in history])
         occupied = self._occupied(history) if ins.startswith("add ") else ()
         relate = self.config.relate_regions
 
         def allowed(prefix: list[int]) -> list[int]:
             written = parse_regions(self.tok.decode(prefix[: len(prefix) - len(prefix) % 3]))
-            return self.grammar.allowed(
+            return grammar.allowed(
                 prefix,
                 occupied,
                 count=placement.count,
@@ -221,10 +230,15 @@ class UnifiedRoles:
                 rest=placement.rest(written) if relate else None,
             )
 
-        most = self._room(session, self.grammar.max_tokens, self._plan_reserve)
-        out = session.sample(most, {self.grammar.end}, generator, self.config.temperature, allowed)
+        return self._sample_regions(session, generator, start, allowed)
+
+    def _sample_regions(
+        self, session: TextSession, generator: torch.Generator, start: int, allowed: Callable[[list[int]], list[int]]
+    ) -> list[tuple[Region, torch.Tensor]]:
+        most = self._room(session, self.syntax.max_tokens, self._plan_reserve)
+        out = session.sample(most, {self.syntax.end}, generator, self.config.temperature, allowed)
         self.usage["text_tokens"] += len(out)
-        regions = parse_regions(self.tok.decode([i for i in out if i != self.grammar.end]))
+        regions = parse_regions(self.tok.decode([i for i in out if i != self.syntax.end]))
         return [(r, self._condition(session, start + 3 * j + 2)) for j, r in enumerate(regions)]
 
     def _condition(self, session: TextSession, position: int) -> torch.Tensor:
@@ -270,7 +284,7 @@ class UnifiedRoles:
     # ------------------------------------------------------------------ roles
     def plan(self, prompt: str, history: list[Plan], seed: int) -> Plan | None:
         """The next step, or None when the model ends the trajectory, when its last `<des>` is
-        the whole prompt (with `copy_phrases`: the training plans end there), or when its
+        the whole prompt (guided, with `copy_phrases`: the training plans end there), or when its
         context could not hold another step and its inspection (STEP_RESERVE tokens): a
         planner that keeps adding and removing ends there instead of failing."""
         t = self.tok.token_id
@@ -279,7 +293,8 @@ class UnifiedRoles:
         if len(session.ids) + self.model.config.canvas_tokens + STEP_RESERVE > self.model.config.block_size:
             return None
         drawn = history[-1].des if history else ""
-        described = PhraseGrammar(self.tok, prompt) if self.config.copy_phrases else None
+        guided = self.config.guided
+        described = PhraseGrammar(self.tok, prompt) if guided and self.config.copy_phrases else None
         if described and drawn and described.complete(drawn):
             return None  # the last <des> is the whole prompt: the training plans end there
         first = session.sample(1, set(), generator, self.config.temperature, lambda _: [t("<ins>"), t(END)])
@@ -292,7 +307,7 @@ class UnifiedRoles:
             generator,
             self._plan_reserve,
             PhraseGrammar(self.tok, prompt, description=False, drawn=drawn) if described else None,
-            first=None if self.config.edit_steps else "add",
+            first=None if self.config.edit_steps or not guided else "add",
         )
         session.feed([t("<des>")])
         des = self._text(

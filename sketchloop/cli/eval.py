@@ -50,6 +50,7 @@ def eval_command(
     relate_regions: o.RelateRegions = None,
     edit_steps: o.EditSteps = None,
     self_check: o.SelfCheck = None,
+    guided: o.Guided = None,
     no_inspect: bool = typer.Option(
         False, "--no-inspect", help="staged: plan and sketch only (no inspection, so no correction)"
     ),
@@ -95,7 +96,9 @@ def eval_command(
         raise SketchloopError("give exactly one of --generator NAME or --images DIR")
     if images_per_prompt < 1 or (limit is not None and limit < 1):
         raise SketchloopError("--images-per-prompt and --limit must be at least 1")
-    settings = o.sampling_settings(steps, guidance, separate, copy_phrases, relate_regions, edit_steps, self_check)
+    settings = o.sampling_settings(
+        steps, guidance, separate, copy_phrases, relate_regions, edit_steps, self_check, guided
+    )
     prompts = load_benchmark(benchmark) if benchmark else None
     if prompts is not None and limit:
         prompts = prompts[:limit]

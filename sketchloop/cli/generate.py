@@ -27,6 +27,7 @@ def generate(
     relate_regions: o.RelateRegions = None,
     edit_steps: o.EditSteps = None,
     self_check: o.SelfCheck = None,
+    guided: o.Guided = None,
     oracle: bool = typer.Option(
         False, "--oracle", help="play every role with ShapesWorld's teachers (an upper bound, not a model)"
     ),
@@ -49,7 +50,9 @@ def generate(
         raise SketchloopError(f"--mode {mode!r}: use staged or single")
     if max_iters < 1:
         raise SketchloopError("--max-iters must be at least 1")
-    settings = o.sampling_settings(steps, guidance, separate, copy_phrases, relate_regions, edit_steps, self_check)
+    settings = o.sampling_settings(
+        steps, guidance, separate, copy_phrases, relate_regions, edit_steps, self_check, guided
+    )
     o.check_first_step(first_step, sketcher)
     generators.check_prompt(prompt, oracle=oracle, model_reads_it=not planner)
     if refiner and max_refines == 0:

@@ -53,6 +53,14 @@ EditSteps = Annotated[
         "--edit-steps/--add-only", help="a plan may change, move or remove what earlier steps drew, or every plan adds"
     ),
 ]
+Guided = Annotated[
+    Optional[bool],
+    typer.Option(
+        "--guided/--model-only",
+        help="the decode rules constrain plans and regions with the world's vocabulary and geometry (the four "
+        "switches above), or the learned model writes them alone, under the output's syntax only",
+    ),
+]
 SelfCheck = Annotated[
     Optional[bool],
     typer.Option(
@@ -113,6 +121,7 @@ def sampling_settings(
     relate_regions: bool | None = None,
     edit_steps: bool | None = None,
     self_check: bool | None = None,
+    guided: bool | None = None,
 ) -> dict[str, Any]:
     """The SamplingConfig fields the options set (None: the checkpoint's sampling.json decides)."""
     if steps is not None and steps < 1:
@@ -125,6 +134,7 @@ def sampling_settings(
         "relate_regions": relate_regions,
         "edit_steps": edit_steps,
         "self_check": self_check,
+        "guided": guided,
     }
 
 

@@ -20,6 +20,7 @@ def serve(
     relate_regions: o.RelateRegions = None,
     edit_steps: o.EditSteps = None,
     self_check: o.SelfCheck = None,
+    guided: o.Guided = None,
     planner: o.Planner = None,
     inspector: o.Inspector = None,
     sketcher: o.Sketcher = None,
@@ -42,7 +43,9 @@ def serve(
         raise SketchloopError("the web demo needs the web extra: pip install 'sketchloop[web]'") from None
     if not 0 <= port <= 65535:
         raise SketchloopError(f"--port {port}: give a port from 0 to 65535")
-    settings = o.sampling_settings(steps, guidance, separate, copy_phrases, relate_regions, edit_steps, self_check)
+    settings = o.sampling_settings(
+        steps, guidance, separate, copy_phrases, relate_regions, edit_steps, self_check, guided
+    )
     o.check_first_step(first_step, sketcher)
     roles = model_generator("staged", checkpoint=checkpoint, device=device, **settings).roles_factory()
     specs = {"planner": planner, "sketcher": sketcher, "inspector": inspector, "refiner": refiner}

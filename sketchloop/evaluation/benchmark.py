@@ -10,7 +10,17 @@ from typing import Any
 from ..errors import SketchloopError
 
 # geneval: GenEval's own 553 prompts (MIT, GENEVAL_LICENSE.md); the held-out ShapesWorld ones: heldout.py
-SHIPPED = ("shapes-geneval", "shapes-complex", "shapes-complex-val", "shapes-generalise", "geneval")
+SHIPPED = (
+    "shapes-geneval",
+    "shapes-complex",
+    "shapes-complex-val",
+    "shapes-generalise",
+    "shapes-trees",
+    "shapes-trees-val",
+    "shapes-phrasing",
+    "shapes-phrasing-val",
+    "geneval",
+)
 
 
 def benchmark_path(name_or_path: str) -> Path:

@@ -7,6 +7,12 @@
 - `shapes-generalise` (150 prompts, tag `generalise`): 2-4 groups with relations, each
   scene holding at least one of `HELDOUT_PAIRS`, colour-shape pairs that no training
   scene contains anywhere (systematic generalisation: seen words, unseen combinations).
+- `shapes-trees` (300 prompts, tag `trees`) and `shapes-trees-val` (100): 4-5 coloured
+  groups related in a tree (chains and several relations to one anchor), many counted,
+  each worded in a random phrasing the parser accepts (world/phrasing.py).
+- `shapes-phrasing` (200 prompts, tag `phrasing`) and `shapes-phrasing-val` (100): 2-4
+  related groups worded as people write: relation synonyms, relations stated either way
+  round, bare back-references ("the square" for the one square), "a photo of" or not.
 
 Data builds reject a ShapesWorld scene whose `scene_key` is any shipped benchmark's
 (`shapes-geneval` and the three above) or that holds a held-out pair (`data_allows`).
@@ -33,7 +39,16 @@ HELDOUT_PAIRS = frozenset(
         ("white", "diamond"),
     }
 )
-SHAPES_WORLD_BENCHMARKS = ("shapes-geneval", "shapes-complex", "shapes-complex-val", "shapes-generalise")
+SHAPES_WORLD_BENCHMARKS = (
+    "shapes-geneval",
+    "shapes-complex",
+    "shapes-complex-val",
+    "shapes-generalise",
+    "shapes-trees",
+    "shapes-trees-val",
+    "shapes-phrasing",
+    "shapes-phrasing-val",
+)
 
 
 def holds_heldout_pair(graph: SceneGraph) -> bool:
@@ -120,7 +135,11 @@ def _make(
     relations: tuple[int, int],
     heldout: bool,
     taken: set[str],
+    count_prob: float = 0.2,
+    worded: dict[str, float] | None = None,
 ) -> list[dict[str, Any]]:
+    """`n` benchmark lines of scenes not in `taken` (which grows); `worded`: each prompt in a
+    random phrasing with these `world.phrasing.phrase` probabilities (else the canonical text)."""
     from ..errors import LayoutError, PromptError
     from ..world.layout import sample_layout
     from ..world.scene import MAX_OBJECTS
@@ -131,7 +150,7 @@ def _make(
         used: set[str] = set()
         gs = []
         for i in range(k):
-            g = _group(rng, used, True if heldout and i == 0 else (None if heldout else False), 0.2)
+            g = _group(rng, used, True if heldout and i == 0 else (None if heldout else False), count_prob)
             used.add(g.shape)
             gs.append(g)
         if sum(g.count for g in gs) > MAX_OBJECTS:
@@ -153,14 +172,31 @@ def _make(
         key = scene_key(graph)
         if key in taken:
             continue
+        line = graph.to_geneval(tag)
+        if worded is not None:
+            from ..world.parser import parse_prompt
+            from ..world.phrasing import phrase
+
+            line["prompt"] = phrase(graph, rng, **worded)
+            try:  # the wording orders the groups its own way; the layout must fit that order too
+                for seed in range(8):
+                    sample_layout(parse_prompt(line["prompt"]), seed)
+            except LayoutError:
+                continue
         taken.add(key)
-        lines.append(graph.to_geneval(tag))
+        lines.append(line)
     return lines
 
 
+# how `shapes-phrasing` and `shapes-trees` are worded (counts as words: the model has no digit tokens)
+PEOPLE = {"prefix": 0.5, "synonyms": 0.7, "bare": 0.7, "digits": 0.0}
+TREES = {"prefix": 0.5, "synonyms": 0.5, "bare": 0.5, "digits": 0.0}
+
+
 def make_heldout_benchmarks(seed: int = 2605) -> dict[str, list[dict[str, Any]]]:
-    """shapes-complex, shapes-complex-val and shapes-generalise, disjoint from each other and
-    from shapes-geneval (see the module docstring)."""
+    """The held-out benchmarks, disjoint from each other and from shapes-geneval (see the
+    module docstring). Later benchmarks draw from random streams of their own, so adding one
+    never changes the earlier ones."""
     from ..world.parser import parse_prompt
     from .benchmark import load_benchmark
 
@@ -170,4 +206,17 @@ def make_heldout_benchmarks(seed: int = 2605) -> dict[str, list[dict[str, Any]]]
         "shapes-complex": _make(rng, 300, "complex", (3, 5), (2, 4), False, taken),
         "shapes-complex-val": _make(rng, 100, "complex", (3, 5), (2, 4), False, taken),
         "shapes-generalise": _make(rng, 150, "generalise", (2, 4), (1, 3), True, taken),
+        **_trees_and_phrasing(seed, taken),
+    }
+
+
+def _trees_and_phrasing(seed: int, taken: set[str]) -> dict[str, list[dict[str, Any]]]:
+    trees = np.random.default_rng([seed, 1])
+    people = np.random.default_rng([seed, 2])
+    return {
+        # relations (0, 0): the tree's own k - 1 relations and no more
+        "shapes-trees": _make(trees, 300, "trees", (4, 5), (0, 0), False, taken, 0.4, TREES),
+        "shapes-trees-val": _make(trees, 100, "trees", (4, 5), (0, 0), False, taken, 0.4, TREES),
+        "shapes-phrasing": _make(people, 200, "phrasing", (2, 4), (1, 3), False, taken, 0.3, PEOPLE),
+        "shapes-phrasing-val": _make(people, 100, "phrasing", (2, 4), (1, 3), False, taken, 0.3, PEOPLE),
     }

@@ -49,6 +49,7 @@ class Region:
 
 
 PASTE_MARGIN = 1  # pixels around a region's box pasted with it (a shape's anti-aliased rim)
+MAX_REGIONS = 8  # the most regions one image step may paint (the output's syntax)
 REGION_GAP = 0.03  # the least gap between two regions of one step when sampling keeps them apart
 
 

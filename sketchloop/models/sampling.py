@@ -16,6 +16,8 @@ import torch.nn.functional as F
 
 from ..errors import SketchloopError, first_line
 from .flow import FLOW
+from .regions import MAX_REGIONS, REGION_WORDS
+from .tokenizer import WordTokenizer
 from .unified import KVCache, UnifiedModel
 
 SAMPLING_FILE = "sampling.json"
@@ -38,6 +40,11 @@ class SamplingConfig:
         every plan adds, and a wrong step is corrected only after its inspection.
     self_check: the inspector's verdict comes from the model's own likelihoods of the step
         (the plan check and the image check); off: the inspection's first word decides.
+    guided: the decode rules (models/rules/) constrain plans and regions as `copy_phrases`,
+        `relate_regions`, `separate`, `min_size` and `edit_steps` say; off: the learned model
+        alone, under the output's syntax only (`RegionSyntax`: well-formed region triples,
+        at most MAX_REGIONS): nothing reads the prompt's content or the world's geometry,
+        and the plan ends where the model writes `<end>`.
     plan_check, image_check: the self-check's thresholds (None: the checkpoint's trained plan
         check's, models/plan_check.py).
     check_draws: noisy versions of each region the image check scores (two flow calls each).
@@ -53,6 +60,7 @@ class SamplingConfig:
     relate_regions: bool = True
     edit_steps: bool = False
     self_check: bool = True
+    guided: bool = True
     plan_check: float | None = None
     image_check: float | None = None
     check_draws: int = 1
@@ -90,6 +98,35 @@ class SamplingConfig:
         from ..io import atomic_write_text
 
         atomic_write_text(Path(directory) / SAMPLING_FILE, json.dumps(asdict(self), indent=1) + "\n")
+
+
+class RegionSyntax:
+    """The syntax of an image step's regions, and nothing more: `x y s` triples of region
+    words, at least one and at most `max_regions`, then `</img>` (`allowed(out)`: the token
+    ids that may follow the region tokens `out`). The guided sampler's region grammar
+    (models/rules/region_grammar.py) narrows this with the world's geometry."""
+
+    def __init__(self, tokenizer: WordTokenizer, max_regions: int = MAX_REGIONS):
+        t = tokenizer.token_id
+        self.max_regions = max_regions
+        self.x = [t(w) for w in REGION_WORDS if w[0] == "x"]
+        self.y = [t(w) for w in REGION_WORDS if w[0] == "y"]
+        self.s = [t(w) for w in REGION_WORDS if w[0] == "s"]
+        self.end = t("</img>")
+
+    @property
+    def max_tokens(self) -> int:
+        return 3 * self.max_regions + 1
+
+    def allowed(self, out: list[int]) -> list[int]:
+        k = len(out) % 3
+        if k == 1:
+            return self.y
+        if k == 2:
+            return self.s
+        if len(out) >= 3 * self.max_regions:
+            return [self.end]
+        return self.x + ([self.end] if out else [])
 
 
 class TextSession:

@@ -32,12 +32,11 @@ from functools import lru_cache
 import numpy as np
 
 from ...world.layout import GRID
-from ..regions import REGION_GAP, REGION_WORDS, SIZE_TOKENS, Region, parse_regions
+from ..regions import MAX_REGIONS, REGION_GAP, REGION_WORDS, SIZE_TOKENS, Region, parse_regions
 from ..tokenizer import WordTokenizer
 from .lattice import inside, lattice, lattice_index, related_mask, spaced_table
 from .lookahead import Rest, completable
 
-MAX_REGIONS = 8
 OCCUPIED_GAP = REGION_GAP  # the least gap between an `add`'s region and the regions earlier steps drew
 
 
