@@ -30,6 +30,11 @@ def data_build(
     free_plans: bool = typer.Option(
         False, "--free-plans", help="with --checkpoint: the model plans in its own phrases (no phrase grammar)"
     ),
+    wording: float = typer.Option(
+        0.0,
+        help="trajectories: the share of prompts worded as people write them (synonyms, relations either way "
+        "round, bare back-references, 'a photo of' or not; the plans stay canonical)",
+    ),
     teacher: Optional[str] = typer.Option(
         None, help="openai:MODEL: a chat/vision model decomposes prompts, writes steps and judges (with --editor)"
     ),
@@ -103,6 +108,7 @@ def data_build(
         engine=engine,
         address=address,
         free_plans=free_plans,
+        wording=wording,
     )
     rate = summary["examples_per_second"]
     console.print(

@@ -38,6 +38,7 @@ def build(
     engine: str = "local",
     address: str | None = None,
     free_plans: bool = False,
+    wording: float = 0.0,
 ) -> dict[str, Any]:
     """Build (or resume) a dataset of `n` examples in `out`; returns the card's statistics.
 
@@ -45,7 +46,8 @@ def build(
     cluster at `address`, or a local Ray), with the same shards, card and resume semantics.
 
     `teacher` switches from ShapesWorld's exact teachers to real models (see `make_teachers`);
-    `free_plans`: a checkpoint's self-sampled plans without the phrase grammar."""
+    `free_plans`: a checkpoint's self-sampled plans without the phrase grammar; `wording`: the
+    share of ShapesWorld trajectories whose prompt is worded as people write it."""
     if kind not in KINDS:
         raise SketchloopError(f"unknown data kind {kind!r}; available: {', '.join(KINDS)}")
     if engine not in ("local", "ray"):
@@ -80,6 +82,10 @@ def build(
     }
     if free_plans:
         params["free_plans"] = True
+    if wording:
+        if kind != "trajectories" or teacher is not None or not 0.0 <= wording <= 1.0:
+            raise SketchloopError("--wording is the share (0 to 1) of ShapesWorld trajectories worded as people write")
+        params["wording"] = wording
     if teacher is not None:
         # what defines the data; where it runs (server URL, retries, device) may change on resume
         described = {k: v for k, v in teacher.items() if k not in ("prompts", "base_url", "client")}
@@ -120,6 +126,7 @@ def build(
             str(checkpoint) if checkpoint else None,
             teacher,
             free_plans,
+            wording,
         )
         for k in todo
     ]

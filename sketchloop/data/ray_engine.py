@@ -43,7 +43,7 @@ class ShardBuilder:
 
         if self.teachers is None:
             self.teachers = make_teachers(self.teacher)
-        kind, seed, shard, n_examples, edit_ops, out, n_shards, checkpoint, teacher, free_plans = args
+        kind, seed, shard, n_examples, edit_ops, out, n_shards, checkpoint, teacher, free_plans, wording = args
         return make_shard(
             kind,
             seed,
@@ -55,6 +55,7 @@ class ShardBuilder:
             checkpoint,
             teacher,
             free_plans,
+            wording,
             teachers=self.teachers,
         )
 

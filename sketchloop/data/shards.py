@@ -25,6 +25,7 @@ def make_shard(
     checkpoint: str | None = None,
     teacher: dict[str, Any] | None = None,
     free_plans: bool = False,
+    wording: float = 0.0,
     teachers: Teachers | None = None,
 ) -> dict[str, Any]:
     """Build one shard and write it atomically; returns its statistics. `teachers`: ones
@@ -61,7 +62,7 @@ def make_shard(
     for i in range(len(rows), n_examples):
         while True:  # ShapesWorld rows never hold a benchmark's scene or a held-out pair, even mid-trajectory
             if kind == "trajectories":
-                row = make_trajectory(rng, teachers, edit_ops, rejections)
+                row = make_trajectory(rng, teachers, edit_ops, rejections, wording=wording)
             elif kind == "inspect" and planner is not None:
                 row = make_inspect_own(rng, planner, teachers, rejections)
             elif kind == "inspect" and teachers.open_world:

@@ -137,14 +137,29 @@ def image_row(image, layout, images: list[bytes], layouts: list[str]) -> dict[st
 
 
 def make_trajectory(
-    rng: np.random.Generator, teachers: Teachers, edit_ops: float, rejections: Rejections, size: int = DEFAULT_SIZE
+    rng: np.random.Generator,
+    teachers: Teachers,
+    edit_ops: float,
+    rejections: Rejections,
+    size: int = DEFAULT_SIZE,
+    wording: float = 0.0,
 ) -> dict[str, Any]:
-    """One trajectory example (the shared row schema, see data/schema.py)."""
+    """One trajectory example (the shared row schema, see data/schema.py). With probability
+    `wording` a ShapesWorld prompt is worded as people write it (world/phrasing.py: synonyms,
+    relations either way round, bare back-references, "a photo of" or not) instead of
+    canonically; the plans' `<des>` stay canonical, so the planner learns to read any wording."""
     graph, steps, canvases = draw_trajectory(rng, teachers, edit_ops, rejections, size)
     images: list[bytes] = []
     layouts: list[str] = []
     rows = plan_rows(steps, canvases, images, layouts) + [text_row("end")]
-    return example(graph, rows, images, layouts, "", {"edit_ops": [s.edit["op"] for s in steps]})
+    meta: dict[str, Any] = {"edit_ops": [s.edit["op"] for s in steps]}
+    row = example(graph, rows, images, layouts, "", meta)
+    if wording > 0 and isinstance(graph, SceneGraph) and rng.random() < wording:
+        from ..world.phrasing import phrase
+
+        row["prompt"] = phrase(graph, rng, digits=0.0)  # counts as words: the model has no digit tokens
+        row["meta"] = _json({**meta, "worded": True})
+    return row
 
 
 def example(
