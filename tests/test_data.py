@@ -106,7 +106,6 @@ def test_worded_trajectories_read_any_wording_and_plan_canonically(tmp_path):
     import re
 
     from sketchloop.errors import SketchloopError
-
     from sketchloop.world.parser import parse_prompt
     from sketchloop.world.scene import SceneGraph, scene_key
 
