@@ -61,19 +61,16 @@ def generate(
             "give --max-refines 1 or more",
             highlight=False,
         )
+    specs = o.role_specs(planner, inspector, sketcher, refiner)
     if oracle:
         gen = generators.oracle_generator(mode, max_iters=max_iters, max_refines=max_refines, name="oracle")
     else:
         gen = generators.model_generator(
             mode, checkpoint=checkpoint, max_iters=max_iters, max_refines=max_refines, device=device, **settings
         )
-        specs = {"planner": planner, "sketcher": sketcher, "inspector": inspector, "refiner": refiner}
         roles = o.named_roles(
             gen.roles_factory(),
-            planner,
-            inspector,
-            sketcher,
-            refiner,
+            specs,
             first_step,
             image_size,
             steps,
@@ -87,11 +84,7 @@ def generate(
             gen = gen.with_roles(roles, {k: v for k, v in specs.items() if v})
     traj = gen.run(prompt, seed)
     traj.meta["oracle"] = oracle
-    traj.meta["roles"] = (
-        "ORACLE (ShapesWorld's teachers)"
-        if oracle
-        else o.roles_text(checkpoint, planner=planner, sketcher=sketcher, inspector=inspector, refiner=refiner)
-    )
+    traj.meta["roles"] = "ORACLE (ShapesWorld's teachers)" if oracle else o.roles_text(checkpoint, **specs)
     save_trajectory(traj, out)
     console.print(
         f"wrote {out}/final.png, trajectory.json and index.html ({traj.mode}, {traj.meta['roles']}, "

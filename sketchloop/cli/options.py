@@ -138,12 +138,16 @@ def sampling_settings(
     }
 
 
+def role_specs(
+    planner: str | None, inspector: str | None, sketcher: str | None, refiner: str | None
+) -> dict[str, str | None]:
+    """The real model each role names (None: the embedded model plays it)."""
+    return {"planner": planner, "sketcher": sketcher, "inspector": inspector, "refiner": refiner}
+
+
 def named_roles(
     roles: Roles,
-    planner: str | None,
-    inspector: str | None,
-    sketcher: str | None,
-    refiner: str | None,
+    specs: dict[str, str | None],
     first_step: str | None,
     image_size: int,
     steps: int | None,
@@ -153,8 +157,7 @@ def named_roles(
     base_url: str | None,
     templates: Path | None,
 ) -> Roles:
-    """`roles` with the real models the options name in their roles (none named: `roles`)."""
-    specs = {"planner": planner, "sketcher": sketcher, "inspector": inspector, "refiner": refiner}
+    """`roles` with the real models `specs` names in their roles (none named: `roles`)."""
     if not any(specs.values()):
         return roles
     from ..backends.diffusers_editor import DiffusersSettings

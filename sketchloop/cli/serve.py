@@ -48,13 +48,10 @@ def serve(
     )
     o.check_first_step(first_step, sketcher)
     roles = model_generator("staged", checkpoint=checkpoint, device=device, **settings).roles_factory()
-    specs = {"planner": planner, "sketcher": sketcher, "inspector": inspector, "refiner": refiner}
+    specs = o.role_specs(planner, inspector, sketcher, refiner)
     roles = o.named_roles(
         roles,
-        planner,
-        inspector,
-        sketcher,
-        refiner,
+        specs,
         first_step,
         image_size,
         steps,

@@ -127,6 +127,20 @@ def _relations(rng: np.random.Generator, n: int, n_relations: int) -> list[Relat
     return relations
 
 
+def _drawable(graph: SceneGraph) -> bool:
+    """Valid and laid out for any seed, not just by luck: the oracle must score 1.0."""
+    from ..errors import LayoutError, PromptError
+    from ..world.layout import sample_layout
+
+    try:
+        graph.validate()
+        for seed in range(8):
+            sample_layout(graph, seed)
+    except (PromptError, LayoutError):
+        return False
+    return True
+
+
 def _make(
     rng: np.random.Generator,
     n: int,
@@ -140,8 +154,6 @@ def _make(
 ) -> list[dict[str, Any]]:
     """`n` benchmark lines of scenes not in `taken` (which grows); `worded`: each prompt in a
     random phrasing with these `world.phrasing.phrase` probabilities (else the canonical text)."""
-    from ..errors import LayoutError, PromptError
-    from ..world.layout import sample_layout
     from ..world.scene import MAX_OBJECTS
 
     lines: list[dict[str, Any]] = []
@@ -163,11 +175,7 @@ def _make(
                 Relation(order.index(r.subject), r.relation, order.index(r.object)) for r in _relations(rng, k, n_rel)
             ),
         )
-        try:
-            graph.validate()
-            for seed in range(8):  # drawable for any seed, not just by luck: the oracle must score 1.0
-                sample_layout(graph, seed)
-        except (PromptError, LayoutError):
+        if not _drawable(graph):
             continue
         key = scene_key(graph)
         if key in taken:
@@ -178,10 +186,7 @@ def _make(
             from ..world.phrasing import phrase
 
             line["prompt"] = phrase(graph, rng, **worded)
-            try:  # the wording orders the groups its own way; the layout must fit that order too
-                for seed in range(8):
-                    sample_layout(parse_prompt(line["prompt"]), seed)
-            except LayoutError:
+            if not _drawable(parse_prompt(line["prompt"])):  # the wording orders the groups its own way
                 continue
         taken.add(key)
         lines.append(line)

@@ -32,7 +32,8 @@ from functools import lru_cache
 import numpy as np
 
 from ...world.layout import GRID
-from ..regions import MAX_REGIONS, REGION_GAP, REGION_WORDS, SIZE_TOKENS, Region, parse_regions
+from ..regions import MAX_REGIONS, REGION_GAP, SIZE_TOKENS, Region, parse_regions
+from ..sampling import RegionSyntax
 from ..tokenizer import WordTokenizer
 from .lattice import inside, lattice, lattice_index, related_mask, spaced_table
 from .lookahead import Rest, completable
@@ -40,8 +41,9 @@ from .lookahead import Rest, completable
 OCCUPIED_GAP = REGION_GAP  # the least gap between an `add`'s region and the regions earlier steps drew
 
 
-class RegionGrammar:
-    """`allowed(out)`: the token ids that may follow `out`, the region tokens written so far."""
+class RegionGrammar(RegionSyntax):
+    """`allowed(out)`: the token ids that may follow `out`, the region tokens written so far:
+    the regions' syntax (RegionSyntax), narrowed by the rules above."""
 
     def __init__(
         self,
@@ -50,16 +52,8 @@ class RegionGrammar:
         max_regions: int = MAX_REGIONS,
         min_size: int = SIZE_TOKENS[0],
     ):
-        t = tokenizer.token_id
-        self.tok, self.separate, self.max_regions, self.min_size = tokenizer, separate, max_regions, min_size
-        self.x = [t(w) for w in REGION_WORDS if w[0] == "x"]
-        self.y = [t(w) for w in REGION_WORDS if w[0] == "y"]
-        self.s = [t(f"s{i}") for i in SIZE_TOKENS]
-        self.end = t("</img>")
-
-    @property
-    def max_tokens(self) -> int:
-        return 3 * self.max_regions + 1
+        super().__init__(tokenizer, max_regions)
+        self.tok, self.separate, self.min_size = tokenizer, separate, min_size
 
     def allowed(
         self,
