@@ -44,6 +44,14 @@ class Row:
     per_stage: bool = False  # also measure its per-stage metrics (process_metrics.py)
     frozen: str = ""  # the git commit that measured it, for a row whose code or weights this version no
     # longer has: shown, never re-run (`git checkout COMMIT` reruns it)
+    guided: bool = False  # decoded under the world's rules (`--guided`, or a frozen row measured when that was the
+    # default): labelled GUIDED, never the learned model alone
+
+    @property
+    def title(self) -> str:
+        """The label as every table shows it: GUIDED and frozen rows say so."""
+        label = f"{self.label} (GUIDED: the world's decode rules)" if self.guided else self.label
+        return f"{label} (*frozen at {self.frozen}*)" if self.frozen else label
 
 
 ROWS = [
@@ -51,7 +59,8 @@ ROWS = [
         "t2i",
         "text-to-image (cross-attention)",
         "baseline",
-        "same parameter count (1.37M), the same 32K training scenes (their final images and prompts), 7,800 "
+        "the parameter count of the unified model before its pointer (1.37M; 1.44M with it), the same 32K "
+        "training scenes (their final images and prompts), 7,800 "
         "steps (the shipped recipe's first three stages; its fourth stage trains the shipped model 800 steps more: "
         "9% fewer steps here) of 8 whole canvases (32.8K pixels a step; the unified model's 32 crops and 2 canvases "
         "are 26.6K); 16 Euler steps per image",
@@ -69,12 +78,15 @@ ROWS = [
         "loop's region grammar, within one step), and each region's image condition reads its own object's words",
         ["--generator", "staged", "--checkpoint", "{runs}/one-step-s4", "--no-inspect"],
         paper="(the paper's single pass is the nearest: 0.77)",
+        frozen="d16b90c",
+        guided=True,
     ),
     Row(
         "plan-sketch",
         "plan + sketch, no inspection (= planner only)",
         "process",
-        "the shipped checkpoint; the inspect step skipped. Its planner never reads the canvas, so this is "
+        "the shipped checkpoint, the learned model alone; the inspect step skipped. Its planner never reads the "
+        "canvas, so this is "
         "also the paper's planner-only baseline: a prompt rewritten into steps, drawn without feedback",
         ["--generator", "staged", "--no-inspect"],
         paper="planner alone (GPT-4o rewrites): 0.60",
@@ -83,8 +95,9 @@ ROWS = [
         "loop",
         "full loop (default: inspect, no corrections)",
         "process",
-        "the shipped checkpoint and loop as `sketchloop generate` runs it: every plan adds, the inspector's verdict "
-        "by the model's self-check (two flow calls per region), no corrections",
+        "the shipped checkpoint and loop as `sketchloop generate` runs it: the learned model alone (plans and "
+        "regions under the output's syntax only, greedy), the inspector's verdict by the model's self-check (two "
+        "flow calls per region), no corrections, so its images are the plan + sketch row's",
         ["--generator", "staged"],
         paper="staged fine-tune: 0.83 at 131 flow steps; both kinds of inspect supervision: count 0.75 / "
         "position 0.72 / colour attr 0.69",
@@ -94,10 +107,32 @@ ROWS = [
         "loop-check-r2",
         "full loop, up to 2 corrections per step by the self-check",
         "process",
-        "the shipped checkpoint and loop with `--max-refines 2`: a step the self-check flags is planned again "
+        "the shipped checkpoint and loop (the model alone) with `--max-refines 2`: a step the self-check flags is "
+        "planned again "
         "(a plan conflict) or its regions redrawn with new noise on the canvas before it (an image conflict)",
         ["--generator", "staged", "--max-refines", "2"],
         per_stage=True,
+    ),
+    Row(
+        "loop-guided",
+        "full loop under the world's decode rules",
+        "process",
+        "the shipped checkpoint and loop with `--guided`: the phrase grammar copies the prompt's noun phrases and "
+        "relations and ends the plan, the region grammar places regions where the world's relation geometry holds "
+        'and leaves room for what is still to come, every plan adds (docs/design.md, "Decode rules"); the rules '
+        "read the prompt's words, so this row is not the learned model alone",
+        ["--generator", "staged", "--guided"],
+        guided=True,
+    ),
+    Row(
+        "best-of-2-model",
+        "best-of-2 plan + sketch, own inspector chooses (the model alone)",
+        "process",
+        "2 samples of the plan + sketch row (the learned model alone; each sample its own seed), the inspector "
+        "keeping the one it doubts least: about the flow steps of the loop with 2 corrections (the paper's PARM "
+        "comparison at equal compute)",
+        ["--generator", "staged", "--best-of", "2"],
+        paper="PARM best-of-20: 0.77 at 1000 flow steps",
     ),
     Row(
         "best-of-2",
@@ -109,6 +144,7 @@ ROWS = [
         ["--generator", "staged", "--best-of", "2"],
         paper="PARM best-of-20: 0.77 at 1000 flow steps",
         frozen="58bcad2",
+        guided=True,
     ),
     Row(
         "inspector-only",
@@ -129,6 +165,8 @@ ROWS = [
         "the canvas, so such an edit is never asked for by what was drawn",
         ["--generator", "staged", "--edit-steps"],
         per_stage=True,
+        frozen="d16b90c",
+        guided=True,
     ),
     Row(
         "abl-edit0",
@@ -139,6 +177,8 @@ ROWS = [
         ["--generator", "staged", "--checkpoint", "{runs}/edit0/s4"],
         paper="additive-only: position 0.58 / colour attr 0.50 (with modify/swap/remove 0.67 / 0.62)",
         per_stage=True,
+        frozen="d16b90c",
+        guided=True,
     ),
     Row(
         "abl-both",
@@ -150,6 +190,7 @@ ROWS = [
         ["--generator", "staged", "--checkpoint", "{runs}/recipe/s3", "--max-refines", "2", "--free-regions"],
         paper="text- and image-side inspect supervision: count 0.75 / position 0.72 / colour attr 0.69",
         frozen="58bcad2",
+        guided=True,
     ),
     Row(
         "abl-none",
@@ -160,6 +201,7 @@ ROWS = [
         ["--generator", "staged", "--checkpoint", "{runs}/none-s3", "--max-refines", "2"],
         paper="none: count 0.61 / position 0.66 / colour attr 0.62",
         frozen="19fe257",
+        guided=True,
     ),
     Row(
         "abl-none-ps",
@@ -169,6 +211,7 @@ ROWS = [
         "well its extra 1,000 + 800 steps on trajectories draw, apart from what its untrained inspector triggers",
         ["--generator", "staged", "--checkpoint", "{runs}/none-s3", "--no-inspect"],
         frozen="842a520",
+        guided=True,
     ),
     Row(
         "abl-plan",
@@ -178,6 +221,7 @@ ROWS = [
         ["--generator", "staged", "--checkpoint", "{runs}/plan-s3", "--max-refines", "2"],
         paper="(not in the paper)",
         frozen="19fe257",
+        guided=True,
     ),
     Row(
         "abl-image",
@@ -187,6 +231,7 @@ ROWS = [
         ["--generator", "staged", "--checkpoint", "{runs}/image-s3", "--max-refines", "2"],
         paper="(not in the paper)",
         frozen="19fe257",
+        guided=True,
     ),
     Row(
         "abl-symbolic",
@@ -197,6 +242,7 @@ ROWS = [
         ["--generator", "staged", "--checkpoint", "{runs}/sym-s3", "--max-refines", "2", "--free-regions"],
         paper="symbolic: position 0.70 / colour attr 0.67 (self-sampled 0.72 / 0.69)",
         frozen="58bcad2",
+        guided=True,
     ),
 ]
 
@@ -347,16 +393,15 @@ def write_table(rows: list[Row], per_stage: dict, runs: Path) -> str:
             continue
         gt = g["tasks"] if g else {}
         cc = c["compute"] if c else {}
-        label = f"{row.label} (*frozen at {row.frozen}*)" if row.frozen else row.label
         lines.append(
-            f"| {label} | **{fmt(g and g['overall'])}** | {fmt(gt.get('position'))} | "
+            f"| {row.title} | **{fmt(g and g['overall'])}** | {fmt(gt.get('position'))} | "
             f"{fmt(gt.get('color_attr'))} | {fmt(gt.get('counting'))} | **{fmt(c and c['overall'])}** | "
             f"{fmt(s and s['overall'])} | {fmt(g and g['compute'].get('flow_steps'), 1)} / "
             f"{fmt(cc.get('flow_steps'), 1)} | {fmt(cc.get('images'), 2)} | {fmt(cc.get('text_tokens'), 0)} | "
             f"{fmt(cc.get('seconds'), 2)} | {row.paper or '–'} |"
         )
     lines += ["", "What each row holds equal with the shipped loop, and what it changes:", ""]
-    lines += [f"- **{r.label}**: {r.holds}." for r in rows]
+    lines += [f"- **{r.title}**: {r.holds}." for r in rows]
     if left_out:
         lines += ["", "Rows not in the table yet: " + "; ".join(left_out) + "."]
     if NOT_YET:
@@ -379,7 +424,7 @@ def write_table(rows: list[Row], per_stage: dict, runs: Path) -> str:
             fixed = f"{fmt(m['fix_rate'], 2)} of {m['refined_wrong']}" if m["refined_wrong"] else "–"
             broken = f"{fmt(m['break_rate'], 2)} of {m['refined_right']}" if m["refined_right"] else "–"
             lines.append(
-                f"| {row.label} | {bench} | {fmt(plan_acc, 2)} | {fmt(m['plan_copy_rate'], 2)} | "
+                f"| {row.title} | {bench} | {fmt(plan_acc, 2)} | {fmt(m['plan_copy_rate'], 2)} | "
                 f"{fmt(m['sketch_fidelity'], 2)} | {fmt(m['recall_plan_conflicts'], 2)} | "
                 f"{fmt(m['recall_image_conflicts'], 2)} | {fmt(m['false_alarm_rate'], 2)} | "
                 f"{fmt(m['inspector_precision'], 2)} | {fixed} | {broken} | "

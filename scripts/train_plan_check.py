@@ -59,7 +59,9 @@ _teachers = None
 def _init(checkpoint: str | None) -> None:
     global _roles, _teachers
     torch.set_num_threads(1)
-    _roles = UnifiedRoles.from_pretrained(Path(checkpoint) if checkpoint else None, SamplingConfig())
+    directory = Path(checkpoint) if checkpoint else SHIPPED_CHECKPOINT
+    # the model as the loop runs it: the checkpoint's sampling.json, else the defaults
+    _roles = UnifiedRoles.from_pretrained(directory, SamplingConfig.from_pretrained(directory))
     _teachers = make_teachers(None)
 
 

@@ -164,9 +164,9 @@ def test_own_inspect_with_a_random_model(tmp_path):
         )
 
 
-def test_free_plans_need_a_checkpoint(tmp_path):
-    with pytest.raises(SketchloopError, match="--free-plans"):
-        build("inspect", 4, tmp_path / "ds", free_plans=True, progress=False)
+def test_sampling_settings_need_a_checkpoint(tmp_path):
+    with pytest.raises(SketchloopError, match="--set"):
+        build("inspect", 4, tmp_path / "ds", sampling={"guided": True}, progress=False)
 
 
 def test_own_inspect_of_the_shipped_model_has_all_three_kinds():
@@ -231,7 +231,9 @@ def test_own_inspect_examples_on_a_given_prompt_measure_the_inspector_there():
     torch.manual_seed(0)
     tok = WordTokenizer()
     roles = UnifiedRoles(
-        UnifiedModel(UnifiedConfig(vocab_size=len(tok), n_layer=1, n_embd=32)).eval(), tok, SamplingConfig(flow_steps=2)
+        UnifiedModel(UnifiedConfig(vocab_size=len(tok), n_layer=1, n_embd=32)).eval(),
+        tok,
+        SamplingConfig(flow_steps=2, temperature=1.0),  # an untrained model: sampled, not greedy
     )
     prompt = "a photo of a red circle left of a blue square"
     teachers, judge = make_teachers(None), DetectorJudge()
@@ -295,7 +297,9 @@ def test_own_inspect_examples_skip_a_random_scene_whose_text_is_ambiguous(monkey
     torch.manual_seed(0)
     tok = WordTokenizer()
     roles = UnifiedRoles(
-        UnifiedModel(UnifiedConfig(vocab_size=len(tok), n_layer=1, n_embd=32)).eval(), tok, SamplingConfig(flow_steps=2)
+        UnifiedModel(UnifiedConfig(vocab_size=len(tok), n_layer=1, n_embd=32)).eval(),
+        tok,
+        SamplingConfig(flow_steps=2, temperature=1.0),  # an untrained model: sampled, not greedy
     )
     row = inspections.make_inspect_own(
         np.random.default_rng(0), roles, make_teachers(None), Rejections(), target="consistent", tries=3

@@ -30,11 +30,15 @@ def test_a_checkpoints_sampling_json_is_what_its_generator_samples_with(tmp_path
     record says which were used; without the file the defaults hold."""
     UnifiedModel(TINY).save_pretrained(tmp_path, WordTokenizer())
     assert SamplingConfig.from_pretrained(tmp_path) == SamplingConfig()
-    SamplingConfig(flow_steps=3, edit_steps=True).save_pretrained(tmp_path)
+    SamplingConfig(flow_steps=3, edit_steps=True, temperature=1.0).save_pretrained(tmp_path)
     gen = model_generator("staged", checkpoint=tmp_path, max_iters=1, self_check=False)
     assert gen.record["sampling"]["flow_steps"] == 3 and gen.record["sampling"]["edit_steps"] is True
-    traj = gen.run("a photo of a red circle", 0)
-    sketches = [s for s in traj.steps if s.type == "sketch"]
+    # an untrained model: some seed opens a plan rather than ending at once
+    sketches = next(
+        found
+        for seed in range(20)
+        if (found := [s for s in gen.run("a photo of a red circle", seed).steps if s.type == "sketch"])
+    )
     assert sketches and all(s.flow_steps % 3 == 0 for s in sketches)
     assert model_generator("staged", checkpoint=tmp_path, flow_steps=5).record["sampling"]["flow_steps"] == 5
 
@@ -92,9 +96,9 @@ def test_the_switches_are_on_the_command_line_and_the_lost_ones_are_gone():
         assert gone not in r.stdout
 
 
-def test_the_model_alone_reads_no_rule_and_no_world():
-    """`guided=False` (`--model-only`): plans and regions come from the learned model under the
-    output's syntax alone. A trace of every Python call made while generating finds no decode
+def test_the_default_path_is_the_model_alone_and_reads_no_rule_and_no_world():
+    """The default (`guided=False`, `--model-only`): plans and regions come from the learned model
+    under the output's syntax alone. A trace of every Python call made while generating finds no decode
     rule (models/rules/) and no part of the world (parser, scene graphs, layout and its relation
     geometry, renderer, detector, judge, critique), the blank canvas aside."""
     import sys as _sys
@@ -105,7 +109,7 @@ def test_the_model_alone_reads_no_rule_and_no_world():
     package = Path(sketchloop.__file__).parent
     forbidden = [package / "models" / "rules", package / "world"]
     allowed = {("render.py", "blank_image")}
-    gen = model_generator("staged", guided=False, max_iters=3)
+    gen = model_generator("staged", max_iters=3)
     assert gen.record["sampling"]["guided"] is False
     reached = set()
 
@@ -122,8 +126,8 @@ def test_the_model_alone_reads_no_rule_and_no_world():
         _sys.setprofile(None)
     assert traj.final is not None and any(s.type == "plan" for s in traj.steps)
     assert not reached, sorted(reached)
-    # the same harness sees the rules on the guided path
-    guided = model_generator("staged", max_iters=3)
+    # the same harness sees the rules on the guided path (`--guided`)
+    guided = model_generator("staged", guided=True, max_iters=3)
     _sys.setprofile(profile)
     try:
         guided.run("a photo of two red circles left of a blue square", 0)

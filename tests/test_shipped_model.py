@@ -1,7 +1,7 @@
 """The shipped checkpoint's measured quality cannot rot silently: small stratified subsets
-of each benchmark, the default loop, floors a little under what the subset measured when
-the checkpoint was shipped (README, "Results"). A change that breaks the model, the loop
-or the format fails here."""
+of each benchmark, the default loop (the learned model alone) and the guided one, floors a
+little under what the subset measured when the checkpoint was shipped (README, "Results").
+A change that breaks the model, the loop or the format fails here."""
 
 from collections import Counter
 
@@ -12,21 +12,18 @@ from sketchloop.backends.shapes import DetectorJudge
 from sketchloop.backends.unified import UnifiedRoles
 from sketchloop.evaluation.benchmark import load_benchmark
 from sketchloop.evaluation.process import measure, summary
-from sketchloop.evaluation.run import evaluate, generate_images, image_seed
-from sketchloop.format import Plan
+from sketchloop.evaluation.run import evaluate, generate_images
 from sketchloop.generators import model_generator
-from sketchloop.loop.staged import call_seed
-from sketchloop.models.regions import parse_regions
-from sketchloop.models.sampling import SamplingConfig
 from sketchloop.models.tokenizer import WordTokenizer
 from sketchloop.world.detect import ShapesDetector
+from sketchloop.world.parser import parse_prompt
 from sketchloop.world.sample import random_composite_scene
 
-# Measured on these subsets with the shipped checkpoint and the default loop (seed = prompt
-# index, 1 image each): shapes-geneval 29/30 = 0.967, shapes-complex 23/24 = 0.958,
-# shapes-generalise 24/24 = 1.000, last <des> copies the prompt 23/24 = 0.958. Floors: two
-# images below, room for sampling noise across machines.
-FLOORS = {"shapes-geneval": 0.89, "shapes-complex": 0.87, "shapes-generalise": 0.91, "copy": 0.87}
+# Measured on these subsets with the shipped checkpoint and the default loop, the learned model
+# alone (seed = prompt index, 1 image each): shapes-geneval 26/30 = 0.867, shapes-complex
+# 7/24 = 0.292, shapes-generalise 18/24 = 0.750, last <des> copies the prompt 15/24 = 0.625.
+# Floors: two images below, room for numeric noise across machines.
+FLOORS = {"shapes-geneval": 0.79, "shapes-complex": 0.20, "shapes-generalise": 0.66, "copy": 0.54}
 
 
 def stratified(name: str, per_tag: int) -> list[dict]:
@@ -51,14 +48,25 @@ def test_the_default_loop_keeps_its_scores(generator, tmp_path, name, per_tag):
     assert results["overall"] >= FLOORS[name], results["tasks"]
 
 
-def test_the_model_alone_keeps_its_score(tmp_path):
-    """The learned model without the decode rules (`--model-only`), on 10 prompts of each
-    shapes-geneval task: measured 48/60 (docs/results.md, "The learned model alone", 0.750 on
-    all 553); floor two images below."""
-    prompts = stratified("shapes-geneval", 10)
-    stats = generate_images(prompts, model_generator("staged", guided=False), tmp_path, 1, progress=False)
+@pytest.mark.parametrize("name,per_tag,measured", [("shapes-geneval", 10, 60), ("shapes-complex", 24, 23)])
+def test_the_guided_loop_keeps_its_score(tmp_path, name, per_tag, measured):
+    """The same checkpoint under the world's decode rules (`--guided`), labelled GUIDED wherever
+    it is reported: measured 60/60 on 10 prompts of each shapes-geneval task and 23/24 on
+    shapes-complex; floors two images below."""
+    prompts = stratified(name, per_tag)
+    stats = generate_images(prompts, model_generator("staged", guided=True), tmp_path, 1, progress=False)
     results = evaluate(tmp_path, ShapesDetector(), prompts, generation=stats, progress=False)
-    assert sum(im["correct"] for im in results["images"]) >= 46, results["tasks"]
+    assert sum(im["correct"] for im in results["images"]) >= measured - 2, results["tasks"]
+
+
+def test_the_back_reference_prompt_draws_what_it_says():
+    """The prompt's "the square" names the blue square: two red circles, one blue square and one
+    green star, nothing else, on at least 9 of 10 seeds (measured 10)."""
+    prompt = "a photo of two red circles left of a blue square and a green star above the square"
+    graph = parse_prompt(prompt)
+    generator = model_generator("staged")
+    judge = DetectorJudge()
+    assert sum(judge.judge(generator.run(prompt, seed).final, graph).consistent for seed in range(10)) >= 9
 
 
 def test_the_planner_copies_long_prompts(generator):
@@ -69,21 +77,14 @@ def test_the_planner_copies_long_prompts(generator):
     assert summary(counts)["plan_copy_rate"] >= FLOORS["copy"], summary(counts)
 
 
-def test_the_planner_adds_unless_edits_are_asked_for():
-    """Trained on trajectories with detours (draw, then change, move or remove), the planner
-    sometimes erases on its own what it drew right: on `shapes-complex` prompt 30 (its benchmark
-    seed) it writes "remove the purple diamond" as its third step. The default loop's planner
-    adds; `edit_steps` gives the detours back."""
-    prompt = load_benchmark("shapes-complex")[30]["prompt"]
-    history = [
-        Plan("add a purple diamond", "a purple diamond", "x7 y8 s6"),
-        Plan("add a green square", "a purple diamond and a green square", "x13 y12 s7"),
-    ]
-    seed = call_seed(image_seed(0, 30, 0), "plan", 2)
-    edits = UnifiedRoles.from_pretrained(None, SamplingConfig(edit_steps=True)).plan(prompt, history, seed)
-    assert edits.ins == "remove the purple diamond"
-    plan = UnifiedRoles.from_pretrained(None, SamplingConfig()).plan(prompt, history, seed)
-    assert plan.ins.startswith("add three orange circles") and len(parse_regions(plan.regions)) == 3
+def test_the_learned_planner_adds(generator):
+    """Trained last on trajectories in which every plan adds (`--edit-ops 0`: a planner that
+    never reads the canvas cannot know why a detour step comes), the model alone never changes,
+    moves or removes what it drew: every `<ins>` on 12 shapes-complex prompts is an add."""
+    for i, meta in enumerate(stratified("shapes-complex", 12)):
+        traj = generator.run(meta["prompt"], seed=i)
+        said = [s.text.split("</ins>")[0] for s in traj.steps if s.type == "plan"]
+        assert said and all(t.startswith("<ins> add ") for t in said), said
 
 
 def test_the_longest_five_group_prompt_of_a_random_sample_completes(generator):
@@ -102,7 +103,6 @@ def test_the_shipped_self_check_tells_wrong_steps_from_right_ones():
     nothing (the canvas before it), doubt it drawn as another colour far more than drawn right
     (flagged in most cases: the image threshold trades some such misses for fewer false alarms,
     README), and flag it planned with another colour."""
-    from sketchloop.backends.unified import UnifiedRoles
     from sketchloop.loop.roles import Plan
     from sketchloop.teachers import blank_canvas
 
@@ -139,7 +139,6 @@ def test_a_rephrased_plan_is_the_models_right_plan_worded_as_a_wrong_one_is():
     scene in canonical order), judged consistent."""
     import json
 
-    from sketchloop.backends.unified import UnifiedRoles
     from sketchloop.backends.wiring import make_teachers
     from sketchloop.data.inspections import make_inspect_own
     from sketchloop.data.trajectories import Rejections
@@ -169,18 +168,16 @@ def test_a_rephrased_plan_is_the_models_right_plan_worded_as_a_wrong_one_is():
 
 # Measured on this subset with the shipped checkpoint and its plan check (every 20th
 # shapes-complex prompt and every 37th shapes-geneval prompt, 90 steps, a third of each
-# kind, built as scripts/inspector_benchmark.py builds them): wrong plans found 29/30,
-# wrong sketches 29/30, right steps flagged 0/30, the kind named right in every flagged
-# conflict (on 855 steps: 0.986 / 0.933 / 0.025, docs/results.md). Floors: two misses
-# more of each kind, one false alarm.
-INSPECTOR_FLOORS = {"recall_plan": 0.9, "recall_image": 0.9, "false_alarms": 1 / 30}
+# kind, built as scripts/inspector_benchmark.py builds them): wrong plans found 27/30,
+# wrong sketches 27/30, right steps flagged 2/30, the kind named right in every flagged
+# conflict (54). Floors: two misses more of each kind, one false alarm more.
+INSPECTOR_FLOORS = {"recall_plan": 25 / 30, "recall_image": 25 / 30, "false_alarms": 3 / 30}
 
 
 def test_the_shipped_inspector_keeps_its_recall_and_false_alarms():
     """The loop's inspector (the self-check with the shipped plan check) on a balanced subset of
     held-out steps finds wrong plans and wrong sketches, passes right steps, and names the kind."""
 
-    from sketchloop.backends.unified import UnifiedRoles
     from sketchloop.data.inspect_steps import benchmark_steps, score
     from sketchloop.evaluation.process import flag_rates
 
@@ -192,8 +189,8 @@ def test_the_shipped_inspector_keeps_its_recall_and_false_alarms():
     ]
     assert Counter(r["kind"] for r in rows) == {"consistent": 30, "plan": 30, "image": 30}
     measured = flag_rates(rows, lambda r: r["said"] != "consistent")
-    assert measured["recall_plan"] >= INSPECTOR_FLOORS["recall_plan"], measured
-    assert measured["recall_image"] >= INSPECTOR_FLOORS["recall_image"], measured
+    assert measured["recall_plan"] >= INSPECTOR_FLOORS["recall_plan"] - 1e-9, measured
+    assert measured["recall_image"] >= INSPECTOR_FLOORS["recall_image"] - 1e-9, measured
     assert measured["false_alarms"] <= INSPECTOR_FLOORS["false_alarms"] + 1e-9, measured
     flagged = [r for r in rows if r["kind"] != "consistent" and r["said"] != "consistent"]
     assert np.mean([r["said"] == r["kind"] for r in flagged]) >= 0.95

@@ -118,6 +118,7 @@ class UnifiedRoles:
         self.usage = {"flow_steps": 0, "text_tokens": 0}
         t = tokenizer.token_id
         self._starts = torch.tensor([t(w) for w in STEP_STARTS], device=self.device)
+        self._prompt_tags = (t("<prompt>"), t("</prompt>"))
         self._object_ends = torch.tensor([t(w) for w in OBJECT_ENDS], device=self.device)
         region_ids = set(self.syntax.x + self.syntax.y + self.syntax.s)
         self._words = [i for i, w in enumerate(tokenizer.vocab) if not w.startswith("<") and i not in region_ids]
@@ -165,7 +166,7 @@ class UnifiedRoles:
 
     # ------------------------------------------------------------------ helpers
     def _session(self, prompt: str, history: list[Plan]) -> TextSession:
-        session = TextSession(self.model, self.tok.token_id(CANVAS))
+        session = TextSession(self.model, self.tok.token_id(CANVAS), self._prompt_tags)
         session.feed(self.tok.encode(history_text(prompt, history)))
         return session
 
@@ -429,7 +430,7 @@ class UnifiedRoles:
         start = starts[-1]
         end = next(i for i in range(start, len(ids)) if ids[i] == t("</des>"))
         with torch.no_grad():
-            logp = torch.log_softmax(self.model.logits(torch.stack(session.hidden[start:end])), -1)
+            logp = torch.log_softmax(session.logits(torch.stack(session.hidden[start:end])), -1)
         said = torch.tensor(ids[start + 1 : end + 1], device=self.device)
         keep = said != t("<des>")  # `<des>` follows `</ins>` without a choice
         logp, said, previous = logp[keep], said[keep], torch.tensor(ids[start:end], device=self.device)[keep]
@@ -518,7 +519,7 @@ class UnifiedRoles:
         """P(the inspection's first word is "inconsistent"), of the two verdict words."""
         assert session.last is not None
         with torch.no_grad():
-            logits = self.model.logits(session.last).cpu()
+            logits = session.logits(session.last).cpu()
         pair = logits[[self.tok.token_id("consistent"), self.tok.token_id("inconsistent")]]
         return float(torch.softmax(pair, -1)[1])
 
@@ -544,7 +545,7 @@ class UnifiedRoles:
     def single(self, prompt: str, canvas: Image.Image, seed: int) -> Image.Image:
         """Single mode: the whole image from the prompt in one flow, no plan."""
         generator = _generator(seed)
-        session = TextSession(self.model, self.tok.token_id(CANVAS))
+        session = TextSession(self.model, self.tok.token_id(CANVAS), self._prompt_tags)
         session.feed(self.tok.encode(single_text(prompt)))
         cond = self._condition(session, len(session.ids) - 1)
         return self._image(self._flow(self._canvas_array(canvas), None, cond, generator), canvas.size)

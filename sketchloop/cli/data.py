@@ -27,8 +27,11 @@ def data_build(
     checkpoint: Optional[Path] = typer.Option(
         None, help="inspect: a model checkpoint (stage 1) whose own plans are judged (self-sampled); default symbolic"
     ),
-    free_plans: bool = typer.Option(
-        False, "--free-plans", help="with --checkpoint: the model plans in its own phrases (no phrase grammar)"
+    settings: list[str] = typer.Option(
+        [],
+        "--set",
+        help="with --checkpoint: a sampling setting NAME=VALUE its rollouts use instead of its sampling.json's "
+        "(guided=true: under the world's decode rules; default: the learned model alone)",
     ),
     wording: float = typer.Option(
         0.0,
@@ -71,6 +74,7 @@ def data_build(
 ) -> None:
     """Synthesise staged training data: ShapesWorld's exact teachers, or a chat model and an editing pipeline."""
     from ..data.build import build
+    from ..models.sampling import parse_settings
 
     spec = None
     if (teacher is None) != (editor is None):
@@ -107,7 +111,7 @@ def data_build(
         teacher=spec,
         engine=engine,
         address=address,
-        free_plans=free_plans,
+        sampling=parse_settings(settings),
         wording=wording,
     )
     rate = summary["examples_per_second"]

@@ -160,6 +160,7 @@ def eval_command(
         {
             "images_dir": str(images),
             "oracle": bool(generation and any(s["stats"].get("oracle") for s in generation.samples.values())),
+            "guided": bool((header.get("made_by", {}).get("sampling") or {}).get("guided")),
         }
     )
     results = {**header, **results}
@@ -233,6 +234,8 @@ def print_table(results: dict[str, Any]) -> None:
     title = f"GenEval protocol: {results.get('generator') or results.get('images_dir')}"
     if results.get("oracle"):
         title += " (ORACLE: uses the world's parser, layout and renderer; an upper bound)"
+    if results.get("guided"):
+        title += " (GUIDED: decoded under the world's rules, --guided; not the learned model alone)"
     table = Table(title=title)
     table.add_column("task")
     table.add_column("score", justify="right")

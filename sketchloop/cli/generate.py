@@ -85,6 +85,8 @@ def generate(
     traj = gen.run(prompt, seed)
     traj.meta["oracle"] = oracle
     traj.meta["roles"] = "ORACLE (ShapesWorld's teachers)" if oracle else o.roles_text(checkpoint, **specs)
+    if not oracle and (gen.record.get("sampling") or {}).get("guided"):
+        traj.meta["roles"] += ", GUIDED by the world's decode rules"
     save_trajectory(traj, out)
     console.print(
         f"wrote {out}/final.png, trajectory.json and index.html ({traj.mode}, {traj.meta['roles']}, "

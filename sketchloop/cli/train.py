@@ -27,6 +27,12 @@ def train(
     text_weight: float = typer.Option(1.0, help="lambda: weight of the text cross-entropy"),
     seed: int = typer.Option(0),
     save_every: int = typer.Option(250),
+    copy_prompt: bool = typer.Option(
+        False,
+        "--copy-prompt",
+        help="the model copies words from the prompt through a learned pointer (added to an --init "
+        "checkpoint without one)",
+    ),
 ) -> None:
     """Train the unified model: lambda * text CE + flow-matching MSE (AdamW, cosine, EMA; resumable; torchrun)."""
     import os
@@ -60,7 +66,7 @@ def train(
             )
         )
         return
-    result = run_training(data, out, cfg, init=init)
+    result = run_training(data, out, cfg, init=init, copy_prompt=copy_prompt)
     if int(os.environ.get("RANK", "0")) == 0:
         losses = ", ".join(f"{k} {result[k]:.3f}" for k in ("ce", "crop", "full") if k in result)
         console.print(

@@ -37,7 +37,7 @@ def build(
     teacher: dict[str, Any] | None = None,
     engine: str = "local",
     address: str | None = None,
-    free_plans: bool = False,
+    sampling: dict[str, Any] | None = None,
     wording: float = 0.0,
 ) -> dict[str, Any]:
     """Build (or resume) a dataset of `n` examples in `out`; returns the card's statistics.
@@ -46,7 +46,8 @@ def build(
     cluster at `address`, or a local Ray), with the same shards, card and resume semantics.
 
     `teacher` switches from ShapesWorld's exact teachers to real models (see `make_teachers`);
-    `free_plans`: a checkpoint's self-sampled plans without the phrase grammar; `wording`: the
+    `sampling`: SamplingConfig settings a checkpoint's self-sampled rollouts change from its own
+    sampling.json (default: the model as the loop runs it); `wording`: the
     share of ShapesWorld trajectories whose prompt is worded as people write it."""
     if kind not in KINDS:
         raise SketchloopError(f"unknown data kind {kind!r}; available: {', '.join(KINDS)}")
@@ -68,10 +69,14 @@ def build(
         UnifiedModel.from_pretrained(checkpoint)  # fail now, with one clear line, not in a worker
     if checkpoint is not None and teacher is not None:
         raise SketchloopError("--checkpoint (self-sampled plans judged by ShapesWorld) and --teacher do not mix")
-    if free_plans and checkpoint is None:
+    if sampling and checkpoint is None:
         raise SketchloopError(
-            "--free-plans is how a --checkpoint plans its self-sampled inspect data; give --checkpoint"
+            "--set changes how a --checkpoint samples its self-sampled inspect data; give --checkpoint"
         )
+    if sampling:
+        from ..models.sampling import SamplingConfig
+
+        SamplingConfig().replace(**sampling)  # an unknown setting fails here, with one line
     params = {
         "kind": kind,
         "n": n,
@@ -80,8 +85,8 @@ def build(
         "shard_size": shard_size,
         "checkpoint": str(checkpoint) if checkpoint else None,
     }
-    if free_plans:
-        params["free_plans"] = True
+    if sampling:
+        params["sampling"] = dict(sorted(sampling.items()))
     if wording:
         if kind != "trajectories" or teacher is not None or not 0.0 <= wording <= 1.0:
             raise SketchloopError("--wording is the share (0 to 1) of ShapesWorld trajectories worded as people write")
@@ -125,7 +130,7 @@ def build(
             n_shards,
             str(checkpoint) if checkpoint else None,
             teacher,
-            free_plans,
+            sampling,
             wording,
         )
         for k in todo

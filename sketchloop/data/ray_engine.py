@@ -43,7 +43,7 @@ class ShardBuilder:
 
         if self.teachers is None:
             self.teachers = make_teachers(self.teacher)
-        kind, seed, shard, n_examples, edit_ops, out, n_shards, checkpoint, teacher, free_plans, wording = args
+        kind, seed, shard, n_examples, edit_ops, out, n_shards, checkpoint, teacher, sampling, wording = args
         return make_shard(
             kind,
             seed,
@@ -54,7 +54,7 @@ class ShardBuilder:
             n_shards,
             checkpoint,
             teacher,
-            free_plans,
+            sampling,
             wording,
             teachers=self.teachers,
         )

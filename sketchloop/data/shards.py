@@ -24,13 +24,13 @@ def make_shard(
     n_shards: int,
     checkpoint: str | None = None,
     teacher: dict[str, Any] | None = None,
-    free_plans: bool = False,
+    sampling: dict[str, Any] | None = None,
     wording: float = 0.0,
     teachers: Teachers | None = None,
 ) -> dict[str, Any]:
     """Build one shard and write it atomically; returns its statistics. `teachers`: ones
     already made from `teacher` (a worker that builds many shards loads its editor once);
-    `free_plans`: the checkpoint plans without the phrase grammar (models/rules/phrase_grammar.py).
+    `sampling`: settings the checkpoint's rollouts change from its sampling.json.
 
     Every finished example is kept at once (with the random state after it) under
     `data/.partial/`, so a build stopped mid-shard (a server outage, Ctrl-C) resumes at the
@@ -53,7 +53,9 @@ def make_shard(
 
         torch.set_num_threads(1)  # one process per core already
         # the model as the loop runs it: its own plans and sketches at the inference settings
-        planner = UnifiedRoles.from_pretrained(Path(checkpoint), SamplingConfig(copy_phrases=not free_plans))
+        directory = Path(checkpoint)
+        config = SamplingConfig.from_pretrained(directory).replace(**(sampling or {}))
+        planner = UnifiedRoles.from_pretrained(directory, config)
     partial = Path(out) / "data" / ".partial" / f"{kind}-{shard:05d}"
     rows, state = read_partial(partial)
     if state is not None:

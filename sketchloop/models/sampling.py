@@ -18,7 +18,7 @@ from ..errors import SketchloopError, first_line
 from .flow import FLOW
 from .regions import MAX_REGIONS, REGION_WORDS
 from .tokenizer import WordTokenizer
-from .unified import KVCache, UnifiedModel
+from .unified import KVCache, PromptMemory, UnifiedModel, prompt_memory
 
 SAMPLING_FILE = "sampling.json"
 
@@ -29,7 +29,7 @@ class SamplingConfig:
 
     flow_steps: Euler steps per region drawn (each one model call on a 24 px crop).
     guidance: classifier-free guidance scale for the flow (1 = off: one call per step).
-    temperature: text sampling temperature for plans, regions and inspections.
+    temperature: text sampling temperature for plans, regions and inspections (0: greedy, the most likely word).
     max_words: most tokens of one `<ins>`, `<des>`, `<inspect>` or `<refine>` text.
     separate: the regions of one step keep apart (the region grammar's `separate`).
     min_size: the smallest region size token the planner may write while a larger one fits.
@@ -40,11 +40,12 @@ class SamplingConfig:
         every plan adds, and a wrong step is corrected only after its inspection.
     self_check: the inspector's verdict comes from the model's own likelihoods of the step
         (the plan check and the image check); off: the inspection's first word decides.
-    guided: the decode rules (models/rules/) constrain plans and regions as `copy_phrases`,
-        `relate_regions`, `separate`, `min_size` and `edit_steps` say; off: the learned model
-        alone, under the output's syntax only (`RegionSyntax`: well-formed region triples,
-        at most MAX_REGIONS): nothing reads the prompt's content or the world's geometry,
-        and the plan ends where the model writes `<end>`.
+    guided: off (the default): the learned model alone, under the output's syntax only
+        (`RegionSyntax`: well-formed region triples, at most MAX_REGIONS): nothing reads the
+        prompt's content or the world's geometry, and the plan ends where the model writes
+        `<end>`. On: constrained decoding with the world's rules (models/rules/), as
+        `copy_phrases`, `relate_regions`, `separate`, `min_size` and `edit_steps` say; every
+        number measured so is labelled GUIDED.
     plan_check, image_check: the self-check's thresholds (None: the checkpoint's trained plan
         check's, models/plan_check.py).
     check_draws: noisy versions of each region the image check scores (two flow calls each).
@@ -52,7 +53,7 @@ class SamplingConfig:
 
     flow_steps: int = 16
     guidance: float = 1.0
-    temperature: float = 0.3
+    temperature: float = 0.0
     max_words: int = 80
     separate: bool = True
     min_size: int = 6
@@ -60,7 +61,7 @@ class SamplingConfig:
     relate_regions: bool = True
     edit_steps: bool = False
     self_check: bool = True
-    guided: bool = True
+    guided: bool = False
     plan_check: float | None = None
     image_check: float | None = None
     check_draws: int = 1
@@ -133,8 +134,9 @@ class TextSession:
     """A growing token sequence and its cache: `feed` reads tokens (and canvases), `sample`
     writes new ones."""
 
-    def __init__(self, model: UnifiedModel, canvas_id: int):
-        self.model, self.canvas_id = model, canvas_id
+    def __init__(self, model: UnifiedModel, canvas_id: int, prompt_tags: tuple[int, int] | None = None):
+        self.model, self.canvas_id, self.prompt_tags = model, canvas_id, prompt_tags
+        self._prompt: PromptMemory | None = None
         self.device = next(model.parameters()).device
         self.cache = KVCache()
         self.ids: list[int] = []
@@ -153,6 +155,20 @@ class TextSession:
         self.last = h[-1]
         return h
 
+    def prompt(self) -> PromptMemory | None:
+        """What the model's pointer reads of the prompt (None before `</prompt>` is read, or
+        without `prompt_tags`, the ids of `<prompt>` and `</prompt>`)."""
+        if self._prompt is None and self.prompt_tags is not None and self.prompt_tags[1] in self.ids:
+            end = self.ids.index(self.prompt_tags[1]) + 1
+            ids = torch.tensor([self.ids[:end]], device=self.device)
+            self._prompt = prompt_memory(torch.stack(self.hidden[:end])[None], ids, *self.prompt_tags)
+        return self._prompt
+
+    @torch.no_grad()
+    def logits(self, hidden: torch.Tensor) -> torch.Tensor:
+        """The model's next-word scores for hidden states of this session (its pointer reads the prompt)."""
+        return self.model.logits(hidden, self.prompt())
+
     @torch.no_grad()
     def sample(
         self,
@@ -166,7 +182,7 @@ class TextSession:
         out: list[int] = []
         assert self.last is not None, "feed the session before sampling from it"
         for _ in range(max_new):
-            logits = (self.model.logits(self.last) / max(temperature, 1e-6)).cpu()  # sampled with a CPU generator
+            logits = (self.logits(self.last) / max(temperature, 1e-6)).cpu()  # sampled with a CPU generator
             keep = allowed(out) if allowed else None
             if keep is not None:
                 mask = torch.full_like(logits, -math.inf)

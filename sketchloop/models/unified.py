@@ -30,7 +30,7 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass, fields
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 import torch.nn as nn
@@ -51,6 +51,7 @@ class UnifiedConfig:
     canvas_grid: int = 8  # the canvas is read as canvas_grid**2 patch tokens
     unet_channels: tuple[int, int, int] = (24, 32, 48)
     cond_dropout: float = 0.1  # share of flow examples trained without the text condition (for CFG)
+    copy_prompt: bool = False  # a pointer over the prompt's words mixed into the next-word head (_Pointer)
 
     @property
     def canvas_tokens(self) -> int:
@@ -180,6 +181,58 @@ class _Reader(nn.Module):
         return self.ln_bag(bag) + self.proj(y.reshape(n, d))
 
 
+class PromptMemory(NamedTuple):
+    """What the pointer reads of a sequence's prompt: hidden states (B, P, C), the states one
+    position earlier (B, P, C), token ids (B, P) and which positions are prompt words (B, P bool)."""
+
+    states: torch.Tensor
+    previous: torch.Tensor
+    ids: torch.Tensor
+    mask: torch.Tensor
+
+
+def prompt_memory(hidden: torch.Tensor, ids: torch.Tensor, open_id: int, close_id: int) -> PromptMemory:
+    """The prompt of each row of `hidden` (B, T, C) over `ids` (B, T): the words between `<prompt>`
+    (`open_id`) and `</prompt>` (`close_id`)."""
+    opened = torch.cumsum(ids == open_id, 1) > 0
+    closed = torch.cumsum(ids == close_id, 1) > 0
+    mask = opened & ~closed & (ids != open_id)
+    previous = torch.cat([torch.zeros_like(hidden[:, :1]), hidden[:, :-1]], 1)
+    return PromptMemory(hidden, previous, ids, mask)
+
+
+class _Pointer(nn.Module):
+    """A learned copy mechanism: at each position, attention over the prompt's words gives a
+    distribution over the words it holds, and a gate mixes it with the vocabulary head's
+    (a pointer-generator). Keys read each prompt word's own state, its embedding and the state
+    before it, so "the word after the one I copied last" is one attention away. The gate starts
+    closed (bias -3): a checkpoint without the pointer keeps its predictions when one is added."""
+
+    def __init__(self, cfg: UnifiedConfig):
+        super().__init__()
+        d = cfg.n_embd
+        self.q, self.k, self.gate = nn.Linear(d, d), nn.Linear(3 * d, d), nn.Linear(d, 1)
+        nn.init.normal_(self.q.weight, std=0.02)
+        nn.init.normal_(self.k.weight, std=0.02)
+        nn.init.zeros_(self.q.bias)
+        nn.init.zeros_(self.k.bias)
+        nn.init.zeros_(self.gate.weight)
+        nn.init.constant_(self.gate.bias, -3.0)
+
+    def forward(self, hidden: torch.Tensor, vocab_logits: torch.Tensor, words: torch.Tensor, memory: PromptMemory):
+        """Log-probabilities (B, T, V) of the mixture, for `hidden` (B, T, C) and its head's logits."""
+        keys = self.k(torch.cat([memory.states, memory.previous, words], -1))  # B, P, C
+        scores = self.q(hidden) @ keys.transpose(1, 2) / math.sqrt(keys.shape[-1])  # B, T, P
+        scores = scores.masked_fill(~memory.mask[:, None, :], float("-inf"))
+        attn = torch.softmax(scores, -1).nan_to_num(0.0)  # a row without a prompt copies nothing
+        copy = torch.zeros_like(vocab_logits).scatter_add_(
+            2, memory.ids[:, None, :].expand(-1, hidden.shape[1], -1), attn
+        )
+        gate = torch.sigmoid(self.gate(hidden)) * memory.mask.any(1)[:, None, None]
+        mixed = (1 - gate) * torch.softmax(vocab_logits, -1) + gate * copy
+        return torch.log(mixed.clamp(min=1e-12))
+
+
 class _FlowUNet(nn.Module):
     """Velocity of a noisy crop given the canvas crop, coordinates and a condition vector."""
 
@@ -271,6 +324,7 @@ class UnifiedModel(nn.Module):
         self.blocks = nn.ModuleList(_Block(config) for _ in range(config.n_layer))
         self.ln = nn.LayerNorm(config.n_embd)
         self.head = nn.Linear(config.n_embd, config.vocab_size, bias=False)
+        self.pointer = _Pointer(config) if config.copy_prompt else None
         self.canvas = _CanvasEncoder(config)
         self.reader = _Reader(config)
         self.flow = _FlowUNet(config)
@@ -313,8 +367,17 @@ class UnifiedModel(nn.Module):
             cache.length += t
         return self.ln(x)
 
-    def logits(self, hidden: torch.Tensor) -> torch.Tensor:
-        return self.head(hidden)
+    def logits(self, hidden: torch.Tensor, prompt: PromptMemory | None = None) -> torch.Tensor:
+        """Next-word scores for `hidden` (..., C). With the pointer (`config.copy_prompt`) and the
+        sequence's `prompt` (rows matching `hidden`'s: (B, T, C) with B rows, or (C,) / (T, C)
+        with one), log-probabilities of the head's words mixed with copies of the prompt's."""
+        out = self.head(hidden)
+        if self.pointer is None or prompt is None:
+            return out
+        shape = out.shape
+        h = hidden if hidden.dim() == 3 else hidden.reshape(1, -1, hidden.shape[-1])
+        mixed = self.pointer(h, out.reshape(h.shape[0], h.shape[1], -1), self.tok(prompt.ids), prompt)
+        return mixed.reshape(shape)
 
     def condition(
         self,
@@ -402,7 +465,7 @@ class UnifiedModel(nn.Module):
 
     def num_parameters(self) -> dict[str, int]:
         parts: dict[str, list[nn.Module]] = {
-            "text": [self.tok, self.pos, self.blocks, self.ln, self.head],
+            "text": [self.tok, self.pos, self.blocks, self.ln, self.head, *([self.pointer] if self.pointer else [])],
             "canvas": [self.canvas],
             "flow": [self.reader, self.flow],
         }

@@ -14,7 +14,7 @@ import json
 import math
 import os
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +28,7 @@ from ..errors import SketchloopError
 from ..format import OBJECT_ENDS, STEP_STARTS
 from ..models.flow import FLOW
 from ..models.tokenizer import WordTokenizer
-from ..models.unified import UnifiedConfig, UnifiedModel
+from ..models.unified import UnifiedConfig, UnifiedModel, prompt_memory
 from .sequences import collate, load_examples
 
 # The rows each stage trains on (data pipelines 1, 2 and 3; joint = all three).
@@ -131,16 +131,23 @@ class _Loss(torch.nn.Module):
     """The training objective as a module, so that DistributedDataParallel syncs it."""
 
     def __init__(
-        self, model: UnifiedModel, canvas_id: int, text_weight: float, step_starts: list[int], object_ends: list[int]
+        self,
+        model: UnifiedModel,
+        canvas_id: int,
+        text_weight: float,
+        step_starts: list[int],
+        object_ends: list[int],
+        prompt_tags: tuple[int, int],
     ):
         super().__init__()
         self.model, self.canvas_id, self.text_weight = model, canvas_id, text_weight
+        self.prompt_tags = prompt_tags
         self.step_starts, self.object_ends = torch.tensor(step_starts), torch.tensor(object_ends)
 
     def forward(self, batch: dict) -> tuple[torch.Tensor, dict[str, float]]:
         ids = batch["ids"]
         hidden = self.model.hidden(ids, batch.get("canvases"), ids == self.canvas_id)
-        logits = self.model.logits(hidden)
+        logits = self.model.logits(hidden, prompt_memory(hidden, ids, *self.prompt_tags))
         ce = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), batch["targets"].reshape(-1), ignore_index=-100)
         loss, parts = self.text_weight * ce, {"ce": ce.item()}
         drop = self.model.config.cond_dropout
@@ -187,8 +194,11 @@ def train(
     init: Path | None = None,
     model_config: UnifiedConfig | None = None,
     progress: bool = True,
+    copy_prompt: bool = False,
 ) -> dict:
-    """Train (or resume training of) the unified model; returns the final step and losses."""
+    """Train (or resume training of) the unified model; returns the final step and losses.
+    `copy_prompt`: the model has the pointer over the prompt (models/unified.py `_Pointer`),
+    added to an `init` checkpoint without one (its other weights kept)."""
     if cfg.stage not in STAGES:
         raise SketchloopError(f"--stage {cfg.stage!r}: choose one of {', '.join(STAGES)}")
     world = int(os.environ.get("WORLD_SIZE", "1"))
@@ -203,9 +213,14 @@ def train(
         return {"step": done, "loss": None, "resumed": True}
     if init is not None:
         model, tokenizer = UnifiedModel.from_pretrained(init)
+        if copy_prompt and model.pointer is None:
+            grown = UnifiedModel(replace(model.config, copy_prompt=True))
+            grown.load_state_dict(model.state_dict(), strict=False)
+            model = grown
     else:
         tokenizer = WordTokenizer()
-        model = UnifiedModel(model_config or UnifiedConfig(vocab_size=len(tokenizer)))
+        config = model_config or UnifiedConfig(vocab_size=len(tokenizer))
+        model = UnifiedModel(replace(config, copy_prompt=True) if copy_prompt else config)
     model.train().to(device)
     examples, singles = load_examples(
         [Path(d) for d in data],
@@ -227,6 +242,7 @@ def train(
         cfg.text_weight,
         [tokenizer.token_id(t) for t in STEP_STARTS],
         [tokenizer.token_id(t) for t in OBJECT_ENDS],
+        (tokenizer.token_id("<prompt>"), tokenizer.token_id("</prompt>")),
     )
     wrapped = torch.nn.parallel.DistributedDataParallel(objective) if world > 1 else objective
     bar = tqdm(total=cfg.steps, initial=start, desc=f"train {cfg.stage}", disable=not progress or rank != 0)
