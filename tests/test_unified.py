@@ -249,7 +249,7 @@ def test_the_planner_samples_the_regions_of_a_step_apart():
     model, tok = UnifiedModel(TINY).eval(), WordTokenizer()
     overlapped = 0
     for separate in (True, False):
-        roles = UnifiedRoles(model, tok, SamplingConfig(temperature=1.5, separate=separate))
+        roles = UnifiedRoles(model, tok, SamplingConfig(guided=True, temperature=1.5, separate=separate))
         for k in range(6):  # a random model writes many regions per step
             session = roles._session("a photo of four stars", [])
             session.feed([tok.token_id("<img>")])
@@ -623,7 +623,7 @@ def test_the_planner_places_an_add_where_its_instruction_says():
 
     history = [Plan("add a blue square", "a blue square", "x8 y8 s8")]
     for relate in (True, False):
-        roles = UnifiedRoles(model, tok, SamplingConfig(temperature=1.5, relate_regions=relate))
+        roles = UnifiedRoles(model, tok, SamplingConfig(guided=True, temperature=1.5, relate_regions=relate))
         left = []
         for k in range(6):
             session = roles._session("a photo of a red circle left of a blue square", history)
@@ -757,7 +757,7 @@ def test_an_add_keeps_clear_of_what_earlier_steps_drew():
     assert tok.token_id("y8") not in g.allowed(tok.encode("x8"), earlier)
     for k in range(40):  # a random model's add never lands on the earlier object
         torch.manual_seed(k)
-        roles = UnifiedRoles(UnifiedModel(TINY).eval(), tok, SamplingConfig(temperature=1.5))
+        roles = UnifiedRoles(UnifiedModel(TINY).eval(), tok, SamplingConfig(guided=True, temperature=1.5))
         history = [Plan("add a red circle", "a red circle", "x8 y8 s10")]
         plan = roles.ground(
             "a photo of a red circle and a star", history + [Plan("add a star", "a red circle and a star")], k
@@ -789,7 +789,7 @@ def test_an_add_of_n_objects_writes_n_regions():
     ] == [3, 1, None, None]
     assert Placement(tok, "", "add three stars left of a circle", []).count == 4  # a one-shot plan: both new
     torch.manual_seed(0)
-    roles = UnifiedRoles(UnifiedModel(TINY).eval(), tok, SamplingConfig(temperature=1.5))
+    roles = UnifiedRoles(UnifiedModel(TINY).eval(), tok, SamplingConfig(guided=True, temperature=1.5))
     for k in range(5):
         plan = roles.ground("a photo of four stars", [Plan("add four stars", "four stars")], k)
         assert len(parse_regions(plan.regions)) == 4
@@ -931,7 +931,7 @@ def test_a_random_model_plans_only_the_prompts_objects():
 
     torch.manual_seed(0)
     tok = WordTokenizer()
-    roles = UnifiedRoles(UnifiedModel(TINY).eval(), tok, SamplingConfig(temperature=1.0))
+    roles = UnifiedRoles(UnifiedModel(TINY).eval(), tok, SamplingConfig(guided=True, temperature=1.0))
     prompt = "a photo of a pink circle above a blue triangle and two green stars"
     objects = {("pink", "circle"), ("blue", "triangle"), ("green", "star")}
     named = set()
@@ -944,7 +944,7 @@ def test_a_random_model_plans_only_the_prompts_objects():
             assert keys <= objects, (text, keys)
             named |= keys
     assert named
-    free = UnifiedRoles(UnifiedModel(TINY).eval(), tok, SamplingConfig(temperature=1.0, copy_phrases=False))
+    free = UnifiedRoles(UnifiedModel(TINY).eval(), tok, SamplingConfig(guided=True, temperature=1.0, copy_phrases=False))
     texts = [p.des for p in (free.plan(prompt, [], s) for s in range(8)) if p]
     assert any({key for _, key, _ in _Reading(tok.words(t)).phrases} - objects for t in texts), texts
 
