@@ -944,7 +944,9 @@ def test_a_random_model_plans_only_the_prompts_objects():
             assert keys <= objects, (text, keys)
             named |= keys
     assert named
-    free = UnifiedRoles(UnifiedModel(TINY).eval(), tok, SamplingConfig(guided=True, temperature=1.0, copy_phrases=False))
+    free = UnifiedRoles(
+        UnifiedModel(TINY).eval(), tok, SamplingConfig(guided=True, temperature=1.0, copy_phrases=False)
+    )
     texts = [p.des for p in (free.plan(prompt, [], s) for s in range(8)) if p]
     assert any({key for _, key, _ in _Reading(tok.words(t)).phrases} - objects for t in texts), texts
 
