@@ -182,11 +182,10 @@ class _Reader(nn.Module):
 
 
 class PromptMemory(NamedTuple):
-    """What the pointer reads of a sequence's prompt: hidden states (B, P, C), the states one
-    position earlier (B, P, C), token ids (B, P) and which positions are prompt words (B, P bool)."""
+    """What the pointer reads of a sequence's prompt: hidden states (B, P, C), token ids (B, P)
+    and which positions are prompt words (B, P bool)."""
 
     states: torch.Tensor
-    previous: torch.Tensor
     ids: torch.Tensor
     mask: torch.Tensor
 
@@ -197,8 +196,7 @@ def prompt_memory(hidden: torch.Tensor, ids: torch.Tensor, open_id: int, close_i
     opened = torch.cumsum(ids == open_id, 1) > 0
     closed = torch.cumsum(ids == close_id, 1) > 0
     mask = opened & ~closed & (ids != open_id)
-    previous = torch.cat([torch.zeros_like(hidden[:, :1]), hidden[:, :-1]], 1)
-    return PromptMemory(hidden, previous, ids, mask)
+    return PromptMemory(hidden, ids, mask)
 
 
 class _Pointer(nn.Module):
@@ -221,7 +219,8 @@ class _Pointer(nn.Module):
 
     def forward(self, hidden: torch.Tensor, vocab_logits: torch.Tensor, words: torch.Tensor, memory: PromptMemory):
         """Log-probabilities (B, T, V) of the mixture, for `hidden` (B, T, C) and its head's logits."""
-        keys = self.k(torch.cat([memory.states, memory.previous, words], -1))  # B, P, C
+        previous = torch.cat([torch.zeros_like(memory.states[:, :1]), memory.states[:, :-1]], 1)
+        keys = self.k(torch.cat([memory.states, previous, words], -1))  # B, P, C
         scores = self.q(hidden) @ keys.transpose(1, 2) / math.sqrt(keys.shape[-1])  # B, T, P
         scores = scores.masked_fill(~memory.mask[:, None, :], float("-inf"))
         attn = torch.softmax(scores, -1).nan_to_num(0.0)  # a row without a prompt copies nothing
