@@ -497,7 +497,7 @@ def plot(rows: list[Row]) -> None:
                 facecolors="none" if i % 2 else color,
                 edgecolors=color,
                 linewidths=1.5,
-                label=row.label,
+                label=row.label + (" [GUIDED]" if row.guided else ""),
             )
             names.setdefault((round(x), round(y, 2)), []).append(row.id)
         ax.set_ylim(0, 1.08)
@@ -521,7 +521,7 @@ def plot(rows: list[Row]) -> None:
             [t + i * width for t in range(len(GENEVAL_TASKS))],
             [tasks[t] for t in GENEVAL_TASKS],
             width,
-            label=row.label,
+            label=row.label + (" [GUIDED]" if row.guided else ""),
             color=plt.cm.tab20(i % 20),
         )
     ax.set_xticks([t + 0.4 - width / 2 for t in range(len(GENEVAL_TASKS))], GENEVAL_TASKS)
