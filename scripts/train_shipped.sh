@@ -62,18 +62,36 @@ sketchloop train --stage inspect --data "$W/inspect-2" --init "$W/s6" --out "$W/
 stamp inspect-2
 sketchloop train --stage joint --data "$W/traj-a" --data "$W/traj-b" --data "$W/inspect-2" --init "$W/s6i" \
     --out "$W/s7" --steps 800 --lr 5e-4; stamp joint-3
+# Stage 7, knowledge (world/knowledge.py, the WISE half of the paper): 16K more add-only trajectories in which 60% of
+# the prompts not worded otherwise name one group's colour, count or shape through a fact of the knowledge base's
+# trajectory split (the plans plain: "add a black circle"), and the plain-text facts corpus (the trajectory and the
+# text split; held-out facts appear nowhere). The vocabulary grows by the knowledge words (new rows start fresh,
+# every other weight and id kept). Then the model's own rollouts, 40% of them on knowledge prompts (a plan conflict
+# on a group named through a fact says the fact), an inspect pass and a joint pass over everything.
+sketchloop data build --kind trajectories --n 16000 --out "$W/traj-k" --seed 31 --workers 2 --edit-ops 0 --wording 0.3 \
+    --knowledge 0.6
+sketchloop data build --kind facts --n 6000 --out "$W/facts" --seed 32 --workers 2 --shard-size 3000
+stamp knowledge-data
+sketchloop train --stage plan-sketch --data "$W/traj-a" --data "$W/traj-b" --data "$W/traj-k" --data "$W/facts" \
+    --init "$W/s7" --out "$W/s8" --steps 2500 --lr 5e-4 --save-every 500; stamp plan-sketch-knowledge
+sketchloop data build --kind inspect --n 1000 --out "$W/inspect-k" --seed 33 --workers 2 --checkpoint "$W/s8" \
+    --knowledge 0.4; stamp inspect-data-3
+sketchloop train --stage inspect --data "$W/inspect-k" --init "$W/s8" --out "$W/s8i" --steps 600 --lr 1e-3
+stamp inspect-3
+sketchloop train --stage joint --data "$W/traj-a" --data "$W/traj-b" --data "$W/traj-k" --data "$W/facts" \
+    --data "$W/inspect-k" --init "$W/s8i" --out "$W/s9" --steps 800 --lr 5e-4; stamp joint-4
 # The plan check (models/plan_check.py): a small head over the final planner's own surprise at a plan, trained on
 # its own plans from random scenes, half of them long compositions (right ones, ones made wrong, right ones worded
 # as the wrong ones are); its threshold and the image check's chosen together on two rollouts of each
 # shapes-complex-val prompt, right steps flagged at most 0.04 (docs/design.md, "The self-check").
-python scripts/train_plan_check.py --checkpoint "$W/s7" --examples "${PLAN_CHECK_EXAMPLES:-1000}" \
+python scripts/train_plan_check.py --checkpoint "$W/s9" --examples "${PLAN_CHECK_EXAMPLES:-1000}" \
     --long-examples "${PLAN_CHECK_LONG_EXAMPLES:-1000}" --val-seeds 2 --work "$W/plan-check" --workers 2
 stamp plan-check
 # Ship the EMA weights (not the optimizer state), the plan check and the sampling defaults.
-[ "${SHIP:-1}" = 0 ] && { echo "trained $W/s7 (not shipped: SHIP=0)"; exit 0; }
+[ "${SHIP:-1}" = 0 ] && { echo "trained $W/s9 (not shipped: SHIP=0)"; exit 0; }
 dest=sketchloop/checkpoints/shapes-unified
 mkdir -p "$dest"
-cp "$W/s7/model.safetensors" "$W/s7/config.json" "$W/s7/tokenizer.json" "$W/s7/plan_check.safetensors" \
-    "$W/s7/plan_check.json" "$dest/"
+cp "$W/s9/model.safetensors" "$W/s9/config.json" "$W/s9/tokenizer.json" "$W/s9/plan_check.safetensors" \
+    "$W/s9/plan_check.json" "$dest/"
 python -c "from sketchloop.models.sampling import SamplingConfig; SamplingConfig().save_pretrained('$dest')"
 echo "shipped $dest"

@@ -15,7 +15,7 @@ data_app = typer.Typer(no_args_is_help=True, help="Build and look at staged trai
 
 @data_app.command("build")
 def data_build(
-    kind: str = typer.Option(..., help="trajectories, inspect or refine"),
+    kind: str = typer.Option(..., help="trajectories, inspect, refine or facts (the knowledge base's text corpus)"),
     n: int = typer.Option(..., help="number of examples"),
     out: Path = typer.Option(..., help="output folder (re-run to resume)"),
     seed: int = typer.Option(0),
@@ -37,6 +37,12 @@ def data_build(
         0.0,
         help="trajectories: the share of prompts worded as people write them (synonyms, relations either way "
         "round, bare back-references, 'a photo of' or not; the plans stay canonical)",
+    ),
+    knowledge: float = typer.Option(
+        0.0,
+        help="trajectories (or inspect with --checkpoint): the share of prompts that name one colour, count or "
+        "shape through a fact ('a circle the colour of a ripe banana'; trajectory-split facts of "
+        "world/knowledge.csv)",
     ),
     teacher: Optional[str] = typer.Option(
         None, help="openai:MODEL: a chat/vision model decomposes prompts, writes steps and judges (with --editor)"
@@ -113,6 +119,7 @@ def data_build(
         address=address,
         sampling=parse_settings(settings),
         wording=wording,
+        knowledge=knowledge,
     )
     rate = summary["examples_per_second"]
     console.print(

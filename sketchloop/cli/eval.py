@@ -85,6 +85,10 @@ def eval_command(
         None, help="counting-task threshold (default: the detector's; GenEval 0.9)"
     ),
     device: o.Device = None,
+    planner: o.Planner = None,
+    inspector: o.Inspector = None,
+    base_url: o.BaseUrl = None,
+    templates: o.Templates = None,
 ) -> None:
     """Score images by GenEval's rules: generate them with --generator or read them with --images."""
     from ..evaluation.benchmark import load_benchmark
@@ -126,6 +130,22 @@ def eval_command(
         elif inspector_checkpoint is not None:
             raise SketchloopError("--inspector-checkpoint is the chooser of --best-of N (N > 1)")
         gen = get_generator(generator, size=size, **model_args)
+        specs = o.role_specs(planner, inspector, None, None)
+        if any(specs.values()):
+            if generator != "staged" or best_of > 1 or workers > 1:
+                raise SketchloopError(
+                    "--planner / --inspector (a chat model) play their roles in --generator staged, in one "
+                    "process (--workers 1: the server batches requests), without --best-of"
+                )
+            from ..generators.loop import LoopGenerator
+
+            assert isinstance(gen, LoopGenerator)
+            roles = o.named_roles(
+                gen.roles_factory(), specs, None, 1024, steps, guidance, device, None, base_url, templates
+            )
+            gen = gen.with_roles(roles, {k: v for k, v in specs.items() if v})
+        elif base_url or templates:
+            raise SketchloopError("--base-url and --templates are for a chat --planner or --inspector (openai:MODEL)")
         bench_name = Path(benchmark).stem if benchmark else "images"
         images = images_out or Path("sketchloop-eval") / f"{bench_name}-{generator}-{record_id(gen.record)}"
         if workers > 1:

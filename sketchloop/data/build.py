@@ -39,6 +39,7 @@ def build(
     address: str | None = None,
     sampling: dict[str, Any] | None = None,
     wording: float = 0.0,
+    knowledge: float = 0.0,
 ) -> dict[str, Any]:
     """Build (or resume) a dataset of `n` examples in `out`; returns the card's statistics.
 
@@ -48,7 +49,10 @@ def build(
     `teacher` switches from ShapesWorld's exact teachers to real models (see `make_teachers`);
     `sampling`: SamplingConfig settings a checkpoint's self-sampled rollouts change from its own
     sampling.json (default: the model as the loop runs it); `wording`: the
-    share of ShapesWorld trajectories whose prompt is worded as people write it."""
+    share of ShapesWorld trajectories whose prompt is worded as people write it; `knowledge`:
+    the share whose prompt names one attribute through a fact (world/knowledge.py; also for
+    a checkpoint's inspected rollouts, whose plan critiques then name the fact). Kind
+    `facts` is the plain-text facts corpus (no images, no teachers)."""
     if kind not in KINDS:
         raise SketchloopError(f"unknown data kind {kind!r}; available: {', '.join(KINDS)}")
     if engine not in ("local", "ray"):
@@ -91,6 +95,16 @@ def build(
         if kind != "trajectories" or teacher is not None or not 0.0 <= wording <= 1.0:
             raise SketchloopError("--wording is the share (0 to 1) of ShapesWorld trajectories worded as people write")
         params["wording"] = wording
+    if knowledge:
+        own_rollouts = kind == "inspect" and checkpoint is not None
+        if not (kind == "trajectories" or own_rollouts) or teacher is not None or not 0.0 <= knowledge <= 1.0:
+            raise SketchloopError(
+                "--knowledge is the share (0 to 1) of ShapesWorld trajectories (or of a --checkpoint's inspected "
+                "rollouts) whose prompt names an attribute through a fact"
+            )
+        params["knowledge"] = knowledge
+    if kind == "facts" and teacher is not None:
+        raise SketchloopError("--kind facts is the knowledge base's text corpus; it takes no --teacher")
     if teacher is not None:
         # what defines the data; where it runs (server URL, retries, device) may change on resume
         described = {k: v for k, v in teacher.items() if k not in ("prompts", "base_url", "client")}
@@ -132,6 +146,7 @@ def build(
             teacher,
             sampling,
             wording,
+            knowledge,
         )
         for k in todo
     ]

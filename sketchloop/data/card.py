@@ -18,6 +18,8 @@ KIND_NOTES = {
     "`<inspect>`): its plan against the prompt and, self-sampled, its image against its `<des>`; "
     "a conflict says where it is (`inconsistent plan:` / `inconsistent image:`) and adds a "
     "`<refine>` corrective instruction. Labels are the judge's.",
+    "facts": "Each example is one plain sentence stating a fact of the knowledge base's trajectory or text "
+    "split (sketchloop/world/knowledge.csv); no held-out fact appears.",
     "refine": "Each example ends in an image judged against its `<ins>`: positive with a reason, or negative "
     "with the judge's error analysis (`<inspect>`), a `<refine>` fix and the corrected image.",
 }
@@ -68,12 +70,15 @@ def write_card(
         "heldout_rows": sum(s.get("heldout_rows", 0) for s in shard_stats.values()),
         "examples_per_second": examples_per_second,
     }
-    contact_sheet(table, out / "contact_sheet.png")
+    if any(images_per_example):
+        contact_sheet(table, out / "contact_sheet.png")
     lines = [
         f"# sketchloop dataset: {params['kind']}",
         "",
         f"Built by `sketchloop data build --kind {params['kind']} --n {params['n']} --seed {params['seed']} "
         f"--edit-ops {params['edit_ops']}"
+        + (f" --wording {params['wording']}" if params.get("wording") else "")
+        + (f" --knowledge {params['knowledge']}" if params.get("knowledge") else "")
         + (f" --checkpoint {params['checkpoint']}" if params.get("checkpoint") else "")
         + (
             f" --teacher openai:{params['teacher']['model']} --editor {params['teacher']['editor']}"
@@ -86,6 +91,8 @@ def write_card(
             f"{params['teacher']['editor']} as editor (prompts: "
             f"{params['teacher'].get('prompts_file') or 'ShapesWorld random scenes'}). "
             if params.get("teacher")
+            else " from the knowledge base (sketchloop/world/knowledge.csv). "
+            if params["kind"] == "facts"
             else " with ShapesWorld's exact teachers (parser, step writer, layout editor + renderer, detector judge). "
         )
         + "Schema: see `sketchloop/data/schema.py`; load with "
@@ -109,6 +116,8 @@ def write_card(
     ]
     if examples_per_second:
         lines.append(f"| throughput of the last run | {examples_per_second:.1f} examples/s |")
-    lines += ["", KIND_NOTES[params["kind"]], "", "![contact sheet](contact_sheet.png)", ""]
+    lines += ["", KIND_NOTES[params["kind"]], ""]
+    if any(images_per_example):
+        lines += ["![contact sheet](contact_sheet.png)", ""]
     atomic_write_text(out / "README.md", "\n".join(lines))
     return summary

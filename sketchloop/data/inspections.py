@@ -13,6 +13,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -167,6 +168,7 @@ def make_inspect_own(
     target: str | None = None,
     tries: int = 12,
     prompt: str | None = None,
+    knowledge: float = 0.0,
 ) -> dict[str, Any]:
     """One inspect example in the exact form the loop's inspector meets: the model's own plans
     (at its inference settings) and its own sketches of them, up to a step, then
@@ -187,7 +189,7 @@ def make_inspect_own(
     target = target or OWN_TARGETS[int(rng.choice(len(OWN_TARGETS), p=OWN_SHARES))]
     fallback = None
     for _ in range(tries):
-        text = prompt or heldout_free_scene(rng).to_text()
+        text = prompt or _worded(heldout_free_scene(rng), rng, knowledge)
         try:
             graph = parse_prompt(text)  # as the prompt reads: the judge words its conflicts in that order
         except PromptError:  # a random scene whose text names two groups alike ("the blue circles"): another
@@ -207,7 +209,7 @@ def make_inspect_own(
                 if verdict.target == target:
                     found = (plan, sketch, verdict, "model")
                 elif fallback is None:
-                    fallback = (graph, list(history), list(sketches), (plan, sketch, verdict, "model"))
+                    fallback = (graph, list(history), list(sketches), (plan, sketch, verdict, "model"), text)
                 break
             history.append(plan)
             sketches.append(sketch)
@@ -221,23 +223,42 @@ def make_inspect_own(
             if target == "consistent":
                 found = (plan, sketch, teachers.exact_judge.inspect_step(graph, plan.des, sketch), "model")
             elif target == "plan":
-                found = _wrong_plan(rng, model, teachers, graph, history, plan, before)
+                found = _wrong_plan(rng, model, teachers, graph, history, plan, before, text)
             elif target == "rephrased":
-                found = _rephrased_plan(rng, model, teachers, graph, history, plan, before)
+                found = _rephrased_plan(rng, model, teachers, graph, history, plan, before, text)
             else:
-                found = _wrong_image(rng, model, teachers, graph, history, plan, before)
+                found = _wrong_image(rng, model, teachers, graph, history, plan, before, text)
         if found is not None:
-            return _own_row(graph, history, sketches, found, target)
+            return _own_row(graph, history, sketches, found, text, target)
     if fallback is not None:
         return _own_row(*fallback, target)
     row = make_inspect_symbolic(rng, teachers, rejections, size=size, inconsistent=False)
     return {**row, "meta": _json({**json.loads(row["meta"]), "source": "teacher", "target": target})}
 
 
-def _own_row(graph, history: list[Plan], sketches: list[Image.Image], found: tuple, target: str) -> dict[str, Any]:
+def _worded(graph: SceneGraph, rng: np.random.Generator, knowledge: float) -> str:
+    """The scene's canonical text, or with probability `knowledge` one naming an attribute through
+    a trajectory-split fact (world/knowledge.py)."""
+    if knowledge and rng.random() < knowledge:
+        from ..world.knowledge import reword_with_fact
+
+        found = reword_with_fact(graph, rng)
+        if found is not None:
+            return found[0]
+    return graph.to_text()
+
+
+def _own_row(
+    graph, history: list[Plan], sketches: list[Image.Image], found: tuple, text: str, target: str
+) -> dict[str, Any]:
     """The example: the model's steps with their sketches (each sketch row names its regions),
-    the judged step, its inspection and, for a conflict, the fix."""
+    the judged step, its inspection (a wrong plan for a group the prompt names through a fact
+    says the fact too: "...; coal is black") and, for a conflict, the fix."""
     plan, sketch, verdict, source = found
+    if not verdict.consistent and verdict.target == "plan":
+        from ..world.knowledge import explain
+
+        verdict = replace(verdict, text=explain(verdict.text, text, plan.des))
     images: list[bytes] = []
     rows: list[dict[str, Any]] = []
     for p, image in zip(history + [plan], sketches[: len(history)] + [sketch]):
@@ -248,7 +269,8 @@ def _own_row(graph, history: list[Plan], sketches: list[Image.Image], found: tup
         rows.append(text_row("refine", verdict.refine))
     meta = {"source": source, "target": target, "step": len(history), "problems": [p.kind for p in verdict.problems]}
     label = "consistent" if verdict.consistent else "inconsistent"
-    return example(graph, rows, images, [""] * len(images), label, meta)
+    row = example(graph, rows, images, [""] * len(images), label, meta)
+    return {**row, "prompt": text}
 
 
 def _wrong_plan(
@@ -259,6 +281,7 @@ def _wrong_plan(
     history: list[Plan],
     plan: Plan,
     before: Image.Image,
+    text: str,
 ):
     """The model's plan for this step made wrong (one group's colour, count or relation, or an
     object the prompt does not ask for), grounded and sketched by the model."""
@@ -273,7 +296,7 @@ def _wrong_plan(
         if verdict.consistent:
             continue
         wrong_plan, sketch = _said_and_drawn(
-            rng, model, graph, history, plan, wrong, _changed_group(described, wrong), before
+            rng, model, graph, history, plan, wrong, _changed_group(described, wrong), before, text
         )
         return wrong_plan, sketch, verdict.about("plan"), f"perturbed-plan:{kind}"
     return None
@@ -288,13 +311,14 @@ def _said_and_drawn(
     scene: SceneGraph,
     g: int,
     before: Image.Image,
+    text: str,
 ) -> tuple[Plan, Image.Image]:
     """`plan`'s step said as a perturbed plan is said (an `add` names group `g` of `scene` with
     all its relations; an edit step keeps its instruction; the `<des>` is `scene` in canonical
     order), grounded and sketched by the model on `before`."""
     ins = f"add {scene.groups[g].noun_phrase()}{_where(scene, g)}" if plan.ins.startswith("add ") else plan.ins
-    said = model.ground(graph.to_text(), history + [Plan(ins, scene_text(scene.to_text()))], int(rng.integers(2**31)))
-    return said, model.sketch(graph.to_text(), history + [said], before, int(rng.integers(2**31)))
+    said = model.ground(text, history + [Plan(ins, scene_text(scene.to_text()))], int(rng.integers(2**31)))
+    return said, model.sketch(text, history + [said], before, int(rng.integers(2**31)))
 
 
 def _rephrased_plan(
@@ -305,6 +329,7 @@ def _rephrased_plan(
     history: list[Plan],
     plan: Plan,
     before: Image.Image,
+    text: str,
 ):
     """The model's plan for this step worded as `_wrong_plan` words a perturbed one (the step's
     group with all its relations in `_where`'s order, the scene in its canonical order), its
@@ -313,7 +338,7 @@ def _rephrased_plan(
     drawn = parse_prompt(history[-1].des).groups if history else ()
     new = [i for i, g in enumerate(described.groups) if g not in drawn]
     said, sketch = _said_and_drawn(
-        rng, model, graph, history, plan, described, new[0] if new else len(described.groups) - 1, before
+        rng, model, graph, history, plan, described, new[0] if new else len(described.groups) - 1, before, text
     )
     verdict = teachers.exact_judge.inspect_step(graph, said.des, sketch)
     return (said, sketch, verdict, "rephrased-plan") if verdict.consistent else None
@@ -327,12 +352,13 @@ def _wrong_image(
     history: list[Plan],
     plan: Plan,
     before: Image.Image,
+    text: str,
 ):
     """The right plan for this step, under a wrong picture: the model's sketch of a perturbed
     plan (its colour or shape, drawn in the plan's regions; a relation, drawn where the model
     puts the wrong one), or nothing drawn."""
     described = parse_prompt(plan.des)
-    prompt = graph.to_text()
+    prompt = text
     for _ in range(6):
         kind = IMAGE_FLAWS[int(rng.integers(len(IMAGE_FLAWS)))]
         if kind == "missing_object":

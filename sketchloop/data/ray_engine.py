@@ -43,7 +43,7 @@ class ShardBuilder:
 
         if self.teachers is None:
             self.teachers = make_teachers(self.teacher)
-        kind, seed, shard, n_examples, edit_ops, out, n_shards, checkpoint, teacher, sampling, wording = args
+        kind, seed, shard, n_examples, edit_ops, out, n_shards, checkpoint, teacher, sampling, wording, knowledge = args
         return make_shard(
             kind,
             seed,
@@ -56,6 +56,7 @@ class ShardBuilder:
             teacher,
             sampling,
             wording,
+            knowledge,
             teachers=self.teachers,
         )
 

@@ -6,7 +6,7 @@ Hugging Face `datasets`):
 | column  | type                 | meaning                                                      |
 |---------|----------------------|--------------------------------------------------------------|
 | id      | string               | `{kind}-{shard:05d}-{index:05d}`                             |
-| kind    | string               | trajectories, inspect or refine                              |
+| kind    | string               | trajectories, inspect, refine or facts                       |
 | prompt  | string               | the full prompt                                              |
 | scene   | string               | its scene graph as JSON (sketchloop.SceneGraph.from_json)   |
 | steps   | list<struct>         | type, text, image (index into images or -1), op (edit JSON or "") |
@@ -15,7 +15,9 @@ Hugging Face `datasets`):
 | label   | string               | inspect/refine: consistent or inconsistent; "" otherwise    |
 | meta    | string               | JSON: pipeline details (edit ops used, perturbation, ...)    |
 
-Step types: `ins`, `des` (the plan), `sketch` (an image), `inspect`, `refine`, `end`.
+Step types: `ins`, `des` (the plan), `sketch` (an image), `inspect`, `refine`, `end`, and
+`text` (a facts row's one plain sentence, "a ripe banana is yellow"; its prompt and scene are
+empty, its meta names the fact: world/knowledge.py).
 
 Output folder: `data/{kind}-{shard:05d}-of-{n:05d}.parquet`, `build.json` (the build's
 parameters), `README.md` (the dataset card, data/card.py) and `contact_sheet.png`; the
@@ -37,7 +39,7 @@ from PIL import Image
 
 from ..errors import SketchloopError
 
-KINDS = ("trajectories", "inspect", "refine")
+KINDS = ("trajectories", "inspect", "refine", "facts")
 SCHEMA = pa.schema(
     [
         ("id", pa.string()),

@@ -26,6 +26,7 @@ def make_shard(
     teacher: dict[str, Any] | None = None,
     sampling: dict[str, Any] | None = None,
     wording: float = 0.0,
+    knowledge: float = 0.0,
     teachers: Teachers | None = None,
 ) -> dict[str, Any]:
     """Build one shard and write it atomically; returns its statistics. `teachers`: ones
@@ -39,7 +40,7 @@ def make_shard(
     from ..evaluation.heldout import row_allows
     from .inspections import make_inspect_own, make_inspect_symbolic
     from .refine import make_refine
-    from .trajectories import Rejections, make_trajectory
+    from .trajectories import Rejections, make_facts_row, make_trajectory
 
     rng = np.random.default_rng([seed, KINDS.index(kind), shard])
     teachers = teachers if teachers is not None else make_teachers(teacher)
@@ -64,9 +65,11 @@ def make_shard(
     for i in range(len(rows), n_examples):
         while True:  # ShapesWorld rows never hold a benchmark's scene or a held-out pair, even mid-trajectory
             if kind == "trajectories":
-                row = make_trajectory(rng, teachers, edit_ops, rejections, wording=wording)
+                row = make_trajectory(rng, teachers, edit_ops, rejections, wording=wording, knowledge=knowledge)
+            elif kind == "facts":
+                row = make_facts_row(rng)
             elif kind == "inspect" and planner is not None:
-                row = make_inspect_own(rng, planner, teachers, rejections)
+                row = make_inspect_own(rng, planner, teachers, rejections, knowledge=knowledge)
             elif kind == "inspect" and teachers.open_world:
                 from .open_world import make_inspect_open
 

@@ -143,11 +143,15 @@ def make_trajectory(
     rejections: Rejections,
     size: int = DEFAULT_SIZE,
     wording: float = 0.0,
+    knowledge: float = 0.0,
 ) -> dict[str, Any]:
     """One trajectory example (the shared row schema, see data/schema.py). With probability
     `wording` a ShapesWorld prompt is worded as people write it (world/phrasing.py: synonyms,
     relations either way round, bare back-references, "a photo of" or not) instead of
-    canonically; the plans' `<des>` stay canonical, so the planner learns to read any wording."""
+    canonically; with probability `knowledge` one group's colour, count or shape is named
+    through a fact of the trajectory split instead ("a circle the colour of a ripe banana",
+    world/knowledge.py). The plans' `<ins>` and `<des>` stay plain ("add a yellow circle"), so
+    the planner learns to read any wording and to resolve what the prompt knows."""
     graph, steps, canvases = draw_trajectory(rng, teachers, edit_ops, rejections, size)
     images: list[bytes] = []
     layouts: list[str] = []
@@ -159,7 +163,34 @@ def make_trajectory(
 
         row["prompt"] = phrase(graph, rng, digits=0.0)  # counts as words: the model has no digit tokens
         row["meta"] = _json({**meta, "worded": True})
+    elif knowledge > 0 and isinstance(graph, SceneGraph) and rng.random() < knowledge:
+        from ..world.knowledge import reword_with_fact
+
+        found = reword_with_fact(graph, rng)
+        if found is not None:
+            row["prompt"] = found[0]
+            row["meta"] = _json({**meta, "fact": found[1].statement})
     return row
+
+
+def make_facts_row(rng: np.random.Generator) -> dict[str, Any]:
+    """One row of the plain-text facts corpus: a sentence stating a fact of the trajectory or
+    the text split (never a held-out one), in one of its wordings (world/knowledge.py)."""
+    from ..world.knowledge import facts
+
+    pool = facts(None, ("trajectory", "text"))
+    fact = pool[int(rng.integers(len(pool)))]
+    sentences = fact.statements()
+    sentence = sentences[int(rng.integers(len(sentences)))]
+    return {
+        "prompt": "",
+        "scene": "",
+        "steps": [text_row("text", sentence)],
+        "images": [],
+        "layouts": [],
+        "label": "",
+        "meta": _json({"fact": fact.statement, "split": fact.split}),
+    }
 
 
 def example(

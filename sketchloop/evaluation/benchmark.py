@@ -19,6 +19,8 @@ SHIPPED = (
     "shapes-trees-val",
     "shapes-phrasing",
     "shapes-phrasing-val",
+    "shapes-wise",
+    "shapes-wise-val",
     "geneval",
 )
 

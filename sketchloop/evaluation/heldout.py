@@ -13,6 +13,11 @@
 - `shapes-phrasing` (200 prompts, tag `phrasing`) and `shapes-phrasing-val` (100): 2-4
   related groups worded as people write: relation synonyms, relations stated either way
   round, bare back-references ("the square" for the one square), "a photo of" or not.
+- `shapes-wise` (300 prompts) and `shapes-wise-val` (100): 1-3 groups, one of them named
+  through a fact of the knowledge base (world/knowledge.py) instead of its colour, count or
+  shape ("a circle the colour of a ripe banana"). Tag `wise-SPLIT` says which facts: seen in
+  trajectories (`wise-trajectory`, 40%), only in the text corpus (`wise-text`, 40%), or in no
+  data at all (`wise-heldout`, 20%, for a chat planner); `category` says which attribute.
 
 Data builds reject a ShapesWorld scene whose `scene_key` is any shipped benchmark's
 (`shapes-geneval` and the three above) or that holds a held-out pair (`data_allows`).
@@ -21,6 +26,7 @@ Regenerate the files with `python scripts/make_heldout_benchmarks.py` (fixed see
 
 from __future__ import annotations
 
+import json
 from functools import lru_cache
 from typing import Any
 
@@ -48,6 +54,8 @@ SHAPES_WORLD_BENCHMARKS = (
     "shapes-trees-val",
     "shapes-phrasing",
     "shapes-phrasing-val",
+    "shapes-wise",
+    "shapes-wise-val",
 )
 
 
@@ -79,8 +87,22 @@ PAIR_PATTERN = _pair_pattern()
 
 
 def row_allows(row: dict[str, Any]) -> bool:
-    """Whether a dataset row may be kept: its scene is allowed, and no text of it (a
-    distractor, a wrong colour, a critique) names a held-out colour-shape pair."""
+    """Whether a dataset row may be kept: its scene is allowed, no text of it (a
+    distractor, a wrong colour, a critique) names a held-out colour-shape pair, and its
+    prompt uses only facts of the trajectory split (facts rows: no held-out fact)."""
+    from ..errors import PromptError
+    from ..world.knowledge import facts
+    from ..world.parser import prompt_facts
+
+    if row.get("kind") == "facts" or not row["scene"]:
+        allowed = {f.statement for f in facts(None, ("trajectory", "text"))}
+        return json.loads(row["meta"]).get("fact") in allowed
+    try:
+        used = prompt_facts(row["prompt"])
+    except PromptError:  # a canonical text that reads two groups alike: it names no fact
+        used = []
+    if any(f.split != "trajectory" for f in used):
+        return False
     return (
         data_allows(SceneGraph.from_json(row["scene"]))
         and not any(PAIR_PATTERN.search(step["text"]) for step in row["steps"])
@@ -212,6 +234,7 @@ def make_heldout_benchmarks(seed: int = 2605) -> dict[str, list[dict[str, Any]]]
         "shapes-complex-val": _make(rng, 100, "complex", (3, 5), (2, 4), False, taken),
         "shapes-generalise": _make(rng, 150, "generalise", (2, 4), (1, 3), True, taken),
         **_trees_and_phrasing(seed, taken),
+        **_wise(seed, taken),
     }
 
 
@@ -225,3 +248,78 @@ def _trees_and_phrasing(seed: int, taken: set[str]) -> dict[str, list[dict[str, 
         "shapes-phrasing": _make(people, 200, "phrasing", (2, 4), (1, 3), False, taken, 0.3, PEOPLE),
         "shapes-phrasing-val": _make(people, 100, "phrasing", (2, 4), (1, 3), False, taken, 0.3, PEOPLE),
     }
+
+
+WISE_SPLITS = {"trajectory": 0.4, "text": 0.4, "heldout": 0.2}
+WISE_KINDS = {"colour": 0.5, "count": 0.25, "shape": 0.25}
+
+
+def _wise_line(rng: np.random.Generator, split: str, taken: set[str]) -> dict[str, Any] | None:
+    """One `shapes-wise` line whose fact is of `split`, or None when this draw does not fit."""
+    from ..world.knowledge import facts, knowledge_noun_phrase
+    from ..world.parser import parse_prompt, prompt_facts
+    from ..world.scene import MAX_OBJECTS
+
+    kind = str(rng.choice(list(WISE_KINDS), p=list(WISE_KINDS.values())))
+    pool = facts(kind, (split,))
+    fact = pool[int(rng.integers(len(pool)))]
+    shape = fact.answer if kind == "shape" else SHAPES[int(rng.integers(len(SHAPES)))]
+    color = (
+        fact.answer if kind == "colour" else (COLORS[int(rng.integers(len(COLORS)))] if rng.random() < 0.5 else None)
+    )
+    count = int(fact.answer) if kind == "count" else (1 if rng.random() < 0.75 else int(rng.integers(2, 4)))
+    target = ObjectGroup(shape, color, count)
+    if (color, shape) in HELDOUT_PAIRS:
+        return None
+    k = 1 + int(rng.choice(3, p=[0.4, 0.4, 0.2]))
+    used = {shape}
+    others = []
+    for _ in range(k - 1):
+        g = _group(rng, used, False, 0.2)
+        used.add(g.shape)
+        others.append(g)
+    if target.count + sum(g.count for g in others) > MAX_OBJECTS:
+        return None
+    at = int(rng.integers(k))
+    groups = others[:at] + [target] + others[at:]
+    relations: list[Relation] = []
+    for i in range(1, k):  # a chain or star of relations in which the target takes part once at most
+        if rng.random() < 0.7:
+            j = int(rng.integers(0, i))
+            if at in (i, j) and any(at in (r.subject, r.object) for r in relations):
+                continue
+            relations.append(Relation(i, RELATIONS[int(rng.integers(len(RELATIONS)))], j))
+    graph = SceneGraph(tuple(groups), tuple(relations))
+    if graph.mention_counts()[at] != 1 or not _drawable(graph):
+        return None
+    key = scene_key(graph)
+    if key in taken:
+        return None
+    text = graph.to_text({at: knowledge_noun_phrase(shape, color, count, fact)})
+    if rng.random() < 0.3:
+        text = text.removeprefix("a photo of ")
+    if scene_key(parse_prompt(text)) != key or prompt_facts(text) != [fact]:
+        return None
+    taken.add(key)
+    line = graph.to_geneval(f"wise-{split}")
+    line["prompt"] = text
+    line["category"] = kind
+    line["fact"] = fact.statement
+    return line
+
+
+def _wise_set(rng: np.random.Generator, n: int, taken: set[str]) -> list[dict[str, Any]]:
+    lines: list[dict[str, Any]] = []
+    for split, share in WISE_SPLITS.items():
+        want = len(lines) + round(n * share)
+        while len(lines) < want:
+            line = _wise_line(rng, split, taken)
+            if line is not None:
+                lines.append(line)
+    return lines
+
+
+def _wise(seed: int, taken: set[str]) -> dict[str, list[dict[str, Any]]]:
+    """`shapes-wise` and its validation split, on scenes of their own."""
+    rng = np.random.default_rng([seed, 3])
+    return {"shapes-wise": _wise_set(rng, 300, taken), "shapes-wise-val": _wise_set(rng, 100, taken)}

@@ -10,6 +10,7 @@ from pathlib import Path
 from ..errors import SketchloopError
 from ..format import TAGS
 from ..world.instructions import VERBS
+from ..world.knowledge import knowledge_words
 from ..world.vocab import COLORS, COUNT_WORDS, PLURALS, RELATION_PHRASES, SHAPES
 from .regions import REGION_WORDS
 
@@ -66,6 +67,9 @@ WORDS = (
     )
     + REGION_WORDS
 )
+# The knowledge base's words (world/knowledge.py) come last, so that a checkpoint from before
+# them grows to this vocabulary with every old id kept (UnifiedModel.grown).
+WORDS += sorted(knowledge_words() - set(WORDS) - set(SPECIAL) - set(TAGS))
 
 
 class WordTokenizer:

@@ -27,7 +27,7 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, fields, replace
 from functools import partial
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -461,6 +461,24 @@ class UnifiedModel(nn.Module):
                 f"retrain it or point --checkpoint at another folder"
             ) from None
         return model.eval(), WordTokenizer.load(directory / "tokenizer.json")
+
+    def grown(self, tokenizer: WordTokenizer, words: Sequence[str] = ()) -> tuple["UnifiedModel", WordTokenizer]:
+        """The model with `words` (default: every word of the current vocabulary it lacks)
+        appended to its vocabulary; their embedding and output rows start as a new model's,
+        every other weight and every existing word's id stay as they are."""
+        words = list(words) or [w for w in WordTokenizer().vocab if w not in tokenizer.index]
+        if not words:
+            return self, tokenizer
+        vocab = WordTokenizer(tokenizer.vocab + words)
+        model = UnifiedModel(replace(self.config, vocab_size=len(vocab)))
+        state = model.state_dict()
+        for name, value in self.state_dict().items():
+            if state[name].shape == value.shape:
+                state[name] = value
+            else:  # tok.weight and head.weight: the old words' rows come first
+                state[name][: value.shape[0]] = value
+        model.load_state_dict(state)
+        return model, vocab
 
     def num_parameters(self) -> dict[str, int]:
         parts: dict[str, list[nn.Module]] = {

@@ -16,6 +16,7 @@ What the loss covers, per kind:
 - trajectories: every token after `</prompt>` and every region (plan + sketch);
 - inspect: from `<inspect>` on (the history may be self-sampled and wrong: no loss);
 - refine: from `<inspect>` on, with the corrected image's regions and flow examples.
+- facts: `<bos> S <eos>`, a plain sentence of the knowledge base (world/knowledge.py), all learned.
 Single mode: `<bos> <prompt> P </prompt> <img> <full>` draws the final image in one go
 (flow examples only), made from the trajectories.
 """
@@ -32,7 +33,7 @@ from tqdm import tqdm
 
 from ..data.schema import decode_png, read_dataset
 from ..errors import SketchloopError
-from ..format import CANVAS, END, EOS, INSPECT, prompt_text, single_text, tagged
+from ..format import BOS, CANVAS, END, EOS, INSPECT, prompt_text, single_text, tagged
 from ..models.phrases import region_words
 from ..models.regions import (
     PASTE_MARGIN,
@@ -110,6 +111,11 @@ def encode_row(row: dict, tok: WordTokenizer, canvas_tokens: int) -> Example:
         ex.target.extend([False] * n)
         words.extend([tag] * n)
 
+    if row["kind"] == "facts":
+        add(BOS, False)
+        add(" ".join(s["text"] for s in row["steps"]), True)
+        add(EOS, True)
+        return ex
     add(prompt_text(row["prompt"]), False)
     canvas, layout = blank_array(px), Layout()
     for step in row["steps"]:

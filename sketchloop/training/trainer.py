@@ -33,10 +33,10 @@ from .sequences import collate, load_examples
 
 # The rows each stage trains on (data pipelines 1, 2 and 3; joint = all three).
 STAGES: dict[str, set[str]] = {
-    "plan-sketch": {"trajectories"},
+    "plan-sketch": {"trajectories", "facts"},
     "inspect": {"inspect"},
     "refine": {"refine"},
-    "joint": {"trajectories", "inspect", "refine"},
+    "joint": {"trajectories", "inspect", "refine", "facts"},
 }
 
 
@@ -217,6 +217,7 @@ def train(
             grown = UnifiedModel(replace(model.config, copy_prompt=True))
             grown.load_state_dict(model.state_dict(), strict=False)
             model = grown
+        model, tokenizer = model.grown(tokenizer)  # words added to the language since (world/knowledge.py)
     else:
         tokenizer = WordTokenizer()
         config = model_config or UnifiedConfig(vocab_size=len(tokenizer))

@@ -36,9 +36,8 @@ def inspect_description(described: SceneGraph, prompt: SceneGraph, final: bool =
         if colour:
             t = colour[0]
             want = prompt.groups[t].color
-            problems.append(
-                Problem("wrong_color", f"{_np(d)} should be {want}, not {d.color}", f"change {_np(d)} to {want}")
-            )
+            said = f"not {d.color}" if d.color else "and the description does not say so"
+            problems.append(Problem("wrong_color", f"{_np(d)} should be {want}, {said}", f"change {_np(d)} to {want}"))
             match[i] = t
             free.discard(t)
         elif same_shape:

@@ -2,10 +2,15 @@
 
     prompt      := ["a photo of"] clause (("," ["and"] | "and") clause)*
     clause      := noun_phrase [relation noun_phrase]
-    noun_phrase := ("a" | "an" | NUMBER) [COLOUR] SHAPE
-                 | "the" [NUMBER] [COLOUR] SHAPE          (refers back to an earlier group)
+    noun_phrase := ("a" | "an" | NUMBER) [COLOUR] noun [colour_fact]
+                 | "as many" [COLOUR] SHAPES "as" COUNT_FACT [colour_fact]
+                 | "the" [NUMBER] [COLOUR] noun [colour_fact]   (refers back to an earlier group)
+    noun        := SHAPE | ("shape" | "shapes") "like" SHAPE_FACT
+    colour_fact := [","] ("the colour of" | "coloured like") COLOUR_FACT   (or "color", "colored")
 
-A noun phrase identical to an earlier one also refers back to that group.
+A noun phrase identical to an earlier one also refers back to that group. The facts
+(COLOUR_FACT "a ripe banana", COUNT_FACT "a bicycle has wheels", SHAPE_FACT "a plus sign")
+come from the knowledge base, world/knowledge.py; the scene holds their answers.
 """
 
 from __future__ import annotations
@@ -13,6 +18,7 @@ from __future__ import annotations
 import re
 
 from ..errors import PromptError
+from .knowledge import COLOUR_OPENERS, SHAPE_NOUNS, Fact, knowledge_words, match_fact, no_fact_error
 from .scene import ObjectGroup, Relation, SceneGraph
 from .vocab import (
     COLORS,
@@ -35,7 +41,9 @@ KNOWN_WORDS = (
     | set(SINGULARS)
     | {w for phrase in RELATION_PHRASES for w in phrase.split()}
     | {str(n) for n in range(1, MAX_COUNT + 1)}
+    | knowledge_words()
 )
+_OPENER_WORDS = {"colour", "color", "coloured", "colored", "like", "many"}
 
 
 def tokenize(prompt: str) -> list[str]:
@@ -51,6 +59,8 @@ class _Parser:
         self.pos = 0
         self.groups: list[ObjectGroup] = []
         self.relations: list[Relation] = []
+        self.facts: list[Fact] = []
+        self.fact_groups: list[int] = []  # the group each fact names an attribute of
 
     # ------------------------------------------------------------ helpers
     def peek(self, k: int = 0) -> str | None:
@@ -73,7 +83,7 @@ class _Parser:
                 "the prompt is empty; describe a scene, e.g. 'a photo of a red circle above a blue square'"
             )
         for word in self.tokens:
-            if word not in KNOWN_WORDS:
+            if word not in KNOWN_WORDS and not _OPENER_WORDS & set(self.tokens):  # else: the fact's error
                 raise PromptError(
                     f"unknown word {word!r} in prompt {self.prompt!r}; ShapesWorld knows {vocabulary_summary()}"
                 )
@@ -111,9 +121,17 @@ class _Parser:
         return None
 
     def noun_phrase(self) -> int:
+        known = len(self.facts)
+        index = self._noun_phrase()
+        self.fact_groups += [index] * (len(self.facts) - known)
+        return index
+
+    def _noun_phrase(self) -> int:
         word = self.peek()
         definite = word == "the"
         count: int | None = None
+        if word == "as" and self.peek(1) == "many":
+            return self.as_many()
         if word in ("a", "an"):
             count = 1
             self.pos += 1
@@ -136,12 +154,62 @@ class _Parser:
             shape, is_plural = noun, False
         elif noun in SINGULARS:
             shape, is_plural = SINGULARS[noun], True
+        elif noun in SHAPE_NOUNS and self.peek(1) == "like":
+            shape, is_plural = "", noun == "shapes"
         else:
             raise self.fail(f"a shape ({', '.join(SHAPES)})")
         if count is not None and (count > 1) != is_plural:
-            right = PLURALS[shape] if count > 1 else shape
+            right = (PLURALS[shape] if count > 1 else shape) if shape else SHAPE_NOUNS[count > 1]
             raise PromptError(f"in prompt {self.prompt!r}: {count} needs '{right}', not '{noun}'")
         self.pos += 1
+        if not shape:
+            self.pos += 1  # "like"
+            shape = str(self.fact("shape").value)
+        color = self.colour_fact(color)
+        return self.finish(definite, shape, color, count, is_plural)
+
+    def as_many(self) -> int:
+        """'as many [COLOUR] SHAPES as COUNT_FACT [colour_fact]': a group counted by a fact."""
+        self.pos += 2
+        color = None
+        if self.peek() in COLORS:
+            color = self.peek()
+            self.pos += 1
+        noun = self.peek()
+        if noun not in SINGULARS:
+            raise self.fail(f"a plural shape ({', '.join(PLURALS.values())})")
+        self.pos += 1
+        if self.peek() != "as":
+            raise self.fail("'as' and a thing to count, e.g. 'as many stars as a bicycle has wheels'")
+        self.pos += 1
+        count = int(self.fact("count").value)
+        color = self.colour_fact(color)
+        return self.finish(False, SINGULARS[noun], color, count, True)
+
+    def fact(self, kind: str) -> Fact:
+        found = match_fact(self.tokens, self.pos, kind)
+        if found is None:
+            raise no_fact_error(self.prompt, kind, self.tokens, self.pos)
+        self.pos += found[1]
+        self.facts.append(found[0])
+        return found[0]
+
+    def colour_fact(self, color: str | None) -> str | None:
+        """An optional '[,] the colour of COLOUR_FACT' after a noun; the colour it names."""
+        start = self.pos + (1 if self.peek() == "," else 0)
+        for opener in COLOUR_OPENERS:
+            if tuple(self.tokens[start : start + len(opener)]) == opener:
+                self.pos = start + len(opener)
+                named = str(self.fact("colour").value)
+                if color is not None and color != named:
+                    raise PromptError(
+                        f"in prompt {self.prompt!r}: one group is both {color} and {named} "
+                        f"({self.facts[-1].statement}); name one colour"
+                    )
+                return named
+        return color
+
+    def finish(self, definite: bool, shape: str, color: str | None, count: int | None, is_plural: bool) -> int:
         if definite:
             return self.refer(shape, color, count, is_plural)
         group = ObjectGroup(shape, color, count if count is not None else 1)
@@ -179,3 +247,15 @@ class _Parser:
 def parse_prompt(prompt: str) -> SceneGraph:
     """Parse an English prompt into a validated scene graph (PromptError on bad input)."""
     return _Parser(prompt).parse()
+
+
+def prompt_facts(prompt: str) -> list[Fact]:
+    """The knowledge-base facts a prompt uses (world/knowledge.py), in order; PromptError on bad input."""
+    return [fact for fact, _ in resolved_facts(prompt)]
+
+
+def resolved_facts(prompt: str) -> list[tuple[Fact, ObjectGroup]]:
+    """Each fact a prompt uses, with the group (plain attributes) it helps name."""
+    parser = _Parser(prompt)
+    graph = parser.parse()
+    return [(fact, graph.groups[i]) for fact, i in zip(parser.facts, parser.fact_groups)]

@@ -147,16 +147,20 @@ class SceneGraph:
         return cls.from_dict(data)
 
     # ------------------------------------------------------------- English
-    def to_text(self) -> str:
+    def to_text(self, introductions: dict[int, str] | None = None) -> str:
         """Canonical English: GenEval's phrasing for GenEval-shaped graphs.
 
-        Each group is introduced with an indefinite noun phrase and referred to again
-        with 'the'; clauses are joined with commas and a final 'and'.
+        Each group is introduced with an indefinite noun phrase (or `introductions[i]`) and
+        referred to again with 'the'; clauses are joined with commas and a final 'and'.
         """
         mentioned: set[int] = set()
+        introductions = introductions or {}
 
         def np(i: int) -> str:
-            phrase = self.groups[i].noun_phrase(definite=i in mentioned)
+            if i not in mentioned and i in introductions:
+                phrase = introductions[i]
+            else:
+                phrase = self.groups[i].noun_phrase(definite=i in mentioned)
             mentioned.add(i)
             return phrase
 
@@ -176,6 +180,15 @@ class SceneGraph:
         else:
             body = ", ".join(clauses[:-1]) + " and " + clauses[-1]
         return f"a photo of {body}"
+
+    def mention_counts(self) -> list[int]:
+        """How many times `to_text()` names each group."""
+        in_relation = {r.subject for r in self.relations} | {r.object for r in self.relations}
+        counts = [0 if i in in_relation else 1 for i in range(len(self.groups))]
+        for r in self.relations:
+            counts[r.subject] += 1
+            counts[r.object] += 1
+        return counts
 
     def mention_order(self) -> list[int]:
         """The groups in the order `to_text()` first names them."""

@@ -79,5 +79,7 @@ def vocabulary_summary() -> str:
     """One line listing every word the prompt language knows."""
     return (
         f"shapes: {', '.join(SHAPES)}; colours: {', '.join(COLORS)}; "
-        f"counts: a/an/one, two, three, four; relations: {', '.join(RELATION_PHRASES)}"
+        f"counts: a/an/one, two, three, four; relations: {', '.join(RELATION_PHRASES)}; "
+        "facts: 'a circle the colour of THING', 'as many stars as THING has PARTS', 'a shape like THING' "
+        "(world/knowledge.csv)"
     )

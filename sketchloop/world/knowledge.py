@@ -1,0 +1,218 @@
+"""World knowledge as data: everyday things mapped to ShapesWorld's attributes, and the
+prompt phrases that use them (the WISE half of the paper, in ShapesWorld).
+
+The facts live in `knowledge.csv` beside this file, one row each:
+
+| column    | meaning                                                                  |
+|-----------|--------------------------------------------------------------------------|
+| kind      | colour, count or shape: which attribute the fact gives                    |
+| thing     | the everyday thing as prompts name it ("a ripe banana", "coal")          |
+| part      | count facts: what is counted ("wheels"); empty otherwise                  |
+| answer    | the attribute: a colour, a count (1-4) or a shape of world/vocab.py      |
+| statement | the fact as a plain sentence ("a ripe banana is yellow")                 |
+| split     | trajectory, text or heldout (below)                                      |
+| source    | where the fact comes from                                                |
+
+Splits, so that a benchmark measures knowledge, not memory:
+- `trajectory`: used in image trajectories (`data build --knowledge`) and in the text corpus;
+- `text`: only in the plain-text facts corpus (`data build --kind facts`), never in a trajectory;
+- `heldout`: in nothing any data build makes; for a chat planner, whose knowledge is its own.
+
+Phrases the prompt language accepts (world/parser.py):
+- colour: "a circle the colour of a ripe banana", "two stars coloured like coal" (also "color",
+  "colored", and after a comma);
+- count: "as many stars as a bicycle has wheels", "as many red stars as a dog has legs";
+- shape: "a shape like a plus sign", "a red shape like a kite", "two shapes like a coin".
+"""
+
+from __future__ import annotations
+
+import csv
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import PromptError
+from .vocab import COLORS, MAX_COUNT, NUMBER_WORDS, SHAPES, plural
+
+KNOWLEDGE_FILE = Path(__file__).with_name("knowledge.csv")
+KINDS = ("colour", "count", "shape")
+SPLITS = ("trajectory", "text", "heldout")
+COLOUR_OPENERS: tuple[tuple[str, ...], ...] = (
+    ("the", "colour", "of"),
+    ("the", "color", "of"),
+    ("coloured", "like"),
+    ("colored", "like"),
+)
+SHAPE_NOUNS = ("shape", "shapes")
+GRAMMAR_WORDS = frozenset({"colour", "color", "coloured", "colored", "like", "shape", "shapes", "as", "many", "has"})
+
+
+@dataclass(frozen=True)
+class Fact:
+    kind: str
+    thing: str
+    part: str
+    answer: str
+    statement: str
+    split: str
+    source: str
+
+    @property
+    def words(self) -> tuple[str, ...]:
+        """The words a prompt uses to name the fact ("a bicycle has wheels" for a count)."""
+        return tuple(f"{self.thing} has {self.part}".split() if self.kind == "count" else self.thing.split())
+
+    @property
+    def value(self) -> str | int:
+        return int(self.answer) if self.kind == "count" else self.answer
+
+    def statements(self) -> list[str]:
+        """The fact as the plain sentences of the text corpus."""
+        if self.kind == "colour":
+            return [
+                self.statement,
+                f"the colour of {self.thing} is {self.answer}",
+                f"{self.thing} has a {self.answer} colour",
+            ]
+        if self.kind == "count":
+            n = NUMBER_WORDS[int(self.answer)]
+            return [
+                self.statement,
+                f"the number of {self.part} {self.thing} has is {n}",
+                f"count the {self.part} of {self.thing}: {n}",
+            ]
+        return [
+            self.statement,
+            f"{self.thing} looks like a {self.answer}",
+            f"the shape of {self.thing} is a {self.answer}",
+        ]
+
+
+@lru_cache(maxsize=1)
+def load_facts() -> tuple[Fact, ...]:
+    """Every fact of `knowledge.csv`, checked: a known kind, split and answer, one row per phrase."""
+    with KNOWLEDGE_FILE.open(newline="", encoding="utf-8") as f:
+        facts = tuple(Fact(**row) for row in csv.DictReader(f))
+    seen: set[tuple[str, tuple[str, ...]]] = set()
+    for fact in facts:
+        ok_answer = {
+            "colour": fact.answer in COLORS,
+            "count": fact.answer.isdigit() and 1 <= int(fact.answer) <= MAX_COUNT,
+            "shape": fact.answer in SHAPES,
+        }.get(fact.kind, False)
+        if not ok_answer or fact.split not in SPLITS or not fact.thing or not fact.source:
+            raise ValueError(f"{KNOWLEDGE_FILE}: malformed fact {fact}")
+        if (fact.kind, fact.words) in seen:
+            raise ValueError(f"{KNOWLEDGE_FILE}: {fact.kind} fact {fact.thing!r} appears twice")
+        seen.add((fact.kind, fact.words))
+    return facts
+
+
+def facts(kind: str | None = None, splits: tuple[str, ...] = SPLITS) -> list[Fact]:
+    return [f for f in load_facts() if (kind is None or f.kind == kind) and f.split in splits]
+
+
+def knowledge_words() -> frozenset[str]:
+    """Every word a knowledge phrase may use (the parser and the tokenizer know them)."""
+    words = set(GRAMMAR_WORDS)
+    for fact in load_facts():
+        words |= set(fact.words) | {w for s in fact.statements() for w in s.split()}
+    return frozenset(words)
+
+
+def match_fact(tokens: list[str], pos: int, kind: str) -> tuple[Fact, int] | None:
+    """The longest fact of `kind` whose words start at `tokens[pos]`, and its length."""
+    best: tuple[Fact, int] | None = None
+    for fact in facts(kind):
+        n = len(fact.words)
+        if tuple(tokens[pos : pos + n]) == fact.words and (best is None or n > best[1]):
+            best = (fact, n)
+    return best
+
+
+def no_fact_error(prompt: str, kind: str, tokens: list[str], pos: int) -> PromptError:
+    """One line: the words after a knowledge phrase's opener name no fact of that kind."""
+    rest = " ".join(tokens[pos : pos + 6])
+    where = f"for '{rest}'" if rest else "at the end of the prompt"
+    examples = ", ".join(f"'{f.thing}'" for f in facts(kind)[:3])
+    return PromptError(
+        f"in prompt {prompt!r}: no {kind} fact in the knowledge base {where}; "
+        f"name a thing it knows (e.g. {examples}; all in {KNOWLEDGE_FILE.name})"
+    )
+
+
+# ------------------------------------------------------------------ wording with facts
+def knowledge_noun_phrase(shape: str, color: str | None, count: int, fact: Fact) -> str:
+    """An indefinite noun phrase that names one attribute through `fact` (the others plainly)."""
+    if fact.kind == "count":
+        words = ["as", "many", *([color] if color else []), plural(shape, 2), "as", *fact.words]
+        return " ".join(words)
+    colour_words = [color] if color and fact.kind != "colour" else []
+    noun = (
+        ("shapes like " if count > 1 else "shape like ") + fact.thing if fact.kind == "shape" else plural(shape, count)
+    )
+    article = NUMBER_WORDS[count] if count > 1 else ("an" if (colour_words or [noun])[0][0] in "aeiou" else "a")
+    phrase = " ".join([article, *colour_words, noun])
+    if fact.kind == "colour":
+        phrase += f" the colour of {fact.thing}"
+    return phrase
+
+
+def fact_fits(fact: Fact, shape: str, color: str | None, count: int) -> bool:
+    """Whether `fact` names one of this group's attributes."""
+    return {"colour": color, "count": count, "shape": shape}[fact.kind] == fact.value
+
+
+def reword_with_fact(graph, rng: np.random.Generator, splits: tuple[str, ...] = ("trajectory",)):
+    """The scene's prompt with one group's colour, count or shape named through a fact of
+    `splits` instead ("a circle the colour of a ripe banana" for "a yellow circle"), checked
+    by parsing it back to the same scene; (text, fact), or None when no group fits."""
+    from .parser import parse_prompt
+    from .scene import scene_key
+
+    mentions = graph.mention_counts()
+    options = [
+        (i, fact)
+        for i, g in enumerate(graph.groups)
+        if mentions[i] == 1
+        for fact in facts(None, splits)
+        if fact_fits(fact, g.shape, g.color, g.count)
+    ]
+    key = scene_key(graph)
+    for k in rng.permutation(len(options))[:10]:
+        i, fact = options[int(k)]
+        g = graph.groups[i]
+        text = graph.to_text({i: knowledge_noun_phrase(g.shape, g.color, g.count, fact)})
+        try:
+            if scene_key(parse_prompt(text)) == key:
+                return text, fact
+        except PromptError:
+            continue
+    return None
+
+
+def explain(critique: str, prompt: str, des: str) -> str:
+    """A plan conflict's critique with the fact behind it: when the prompt names a group through
+    a fact and the description has that group with the fact's attribute wrong, the fact's
+    statement is added ("...should be black, not green; coal is black")."""
+    from .parser import parse_prompt, resolved_facts
+
+    try:
+        used, described, asked = resolved_facts(prompt), parse_prompt(des), parse_prompt(prompt)
+    except PromptError:
+        return critique
+    for fact, want in used:
+        if want in described.groups:
+            continue
+        kept = {"colour": ("shape", "count"), "count": ("shape", "color"), "shape": ("color", "count")}[fact.kind]
+        wrong = [
+            g
+            for g in described.groups
+            if g not in asked.groups and all(getattr(g, a) == getattr(want, a) for a in kept)
+        ]
+        if any(not fact_fits(fact, g.shape, g.color, g.count) for g in wrong):
+            critique += f"; {fact.statement}"
+    return critique
