@@ -234,17 +234,19 @@ def test_paper_table_writes_the_table_and_plots(tmp_path, monkeypatch):
     row = table.Row("x", "row x", "process", "holds all", ["--generator", "staged"])
     untrained = table.Row("y", "row y", "baseline", "holds", ["--generator", "t2i", "--checkpoint", "{runs}/t2i"])
     tasks = {t: 0.5 for t in table.GENEVAL_TASKS}
-    for bench, overall in zip(table.BENCHMARKS, (0.9, 0.4, 0.7)):
+    wise = {"wise-trajectory": 0.6, "wise-text": 0.3, "wise-heldout": 0.2}
+    for bench, overall in zip(table.BENCHMARKS, (0.9, 0.4, 0.7, 0.35)):
         result = {
             "overall": overall,
-            "tasks": tasks if bench == "shapes-geneval" else {"complex": overall},
+            "tasks": tasks if bench == "shapes-geneval" else wise if bench == "shapes-wise" else {"complex": overall},
             "compute": {"flow_steps": 30.0, "images": 2.0, "text_tokens": 40.0, "seconds": 0.1},
         }
         (tmp_path / "docs" / "paper" / f"x-{bench}.json").write_text(json.dumps(result))
     monkeypatch.setattr(table, "ROWS", [row, untrained])
     text = table.write_table([row, untrained], {}, tmp_path / "runs")
     assert (
-        "| row x | **0.900** | 0.500 | 0.500 | 0.500 | **0.400** | 0.700 | 30.0 / 30.0 | 2.00 | 40 | 0.10 | – |" in text
+        "| row x | **0.900** | 0.500 | 0.500 | 0.500 | **0.400** | 0.700 | 0.350 (0.60 / 0.30 / 0.20) | 30.0 / 30.0 | "
+        "2.00 | 40 | 0.10 | – |" in text
     )
     assert "row y: its checkpoint" in text and "not trained" in text
     table.plot([row, untrained])

@@ -153,7 +153,7 @@ def test_render_and_detect_cli(tmp_path):
         (["eval", "--benchmark", "bad.jsonl", "--generator", "oracle"], "bad.jsonl:2: not valid JSON"),
         (["eval", "--benchmark", "shapes-geneval", "--generator", "dalle"], "unknown generator 'dalle'"),
         (["eval", "--images", "emptydir"], "no prompt folders"),
-        (["eval", "--benchmark", "unparseable.jsonl", "--generator", "oracle"], "unknown word 'dog'"),
+        (["eval", "--benchmark", "unparseable.jsonl", "--generator", "oracle"], "unknown word 'zebra'"),
         (["eval", "--benchmark", "shapes-geneval", "--generator", "t2i"], "needs --checkpoint"),
         (
             ["eval", "--benchmark", "shapes-geneval", "--generator", "single", "--no-inspect"],
@@ -175,7 +175,7 @@ def test_bad_input_gets_one_clear_line(tmp_path, args, needle):
     (tmp_path / "corrupt.png").write_bytes(b"not a png")
     (tmp_path / "bad.jsonl").write_text('{"tag": "colors", "include": [], "prompt": "a red circle"}\n{oops\n')
     (tmp_path / "unparseable.jsonl").write_text(
-        '{"tag": "single_object", "include": [{"class": "dog", "count": 1}], "prompt": "a photo of a dog"}\n'
+        '{"tag": "single_object", "include": [{"class": "zebra", "count": 1}], "prompt": "a photo of a zebra"}\n'
     )
     (tmp_path / "emptydir").mkdir()
     r = cli(*args, cwd=tmp_path)

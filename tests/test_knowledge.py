@@ -16,8 +16,9 @@ from sketchloop.errors import PromptError
 from sketchloop.evaluation.benchmark import load_benchmark
 from sketchloop.evaluation.heldout import data_allows, row_allows
 from sketchloop.models.tokenizer import WordTokenizer
-from sketchloop.world.knowledge import KINDS, SPLITS, facts, load_facts, reword_with_fact
+from sketchloop.world.knowledge import KINDS, SPLITS, facts, load_facts
 from sketchloop.world.parser import parse_prompt, prompt_facts
+from sketchloop.world.phrasing import reword_with_fact
 from sketchloop.world.scene import SceneGraph, scene_key
 
 
@@ -215,8 +216,7 @@ def test_eval_runs_a_benchmark_with_a_chat_planner(server_factory, tmp_path):
 
 
 def test_a_plan_critique_names_the_fact_it_got_wrong():
-    from sketchloop.world.critique import inspect_description
-    from sketchloop.world.knowledge import explain
+    from sketchloop.world.critique import explain, inspect_description
 
     prompt = "a photo of a circle the colour of coal left of a red square"
     critique = inspect_description(parse_prompt("a green circle"), parse_prompt(prompt)).text

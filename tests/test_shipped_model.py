@@ -201,7 +201,8 @@ def test_the_shipped_inspector_keeps_its_recall_and_false_alarms():
         for bench, every in (("shapes-complex", 20), ("shapes-geneval", 37))
         for i, row, seed in benchmark_steps(roles, bench, every)
     ]
-    assert Counter(r["kind"] for r in rows) == {"consistent": 30, "plan": 30, "image": 30}
+    kinds = Counter(r["kind"] for r in rows)  # about a third each: a kind the model's own steps lack is made
+    assert sum(kinds.values()) == 90 and min(kinds[k] for k in ("consistent", "plan", "image")) >= 25, kinds
     measured = flag_rates(rows, lambda r: r["said"] != "consistent")
     assert measured["recall_plan"] >= INSPECTOR_FLOORS["recall_plan"] - 1e-9, measured
     assert measured["recall_image"] >= INSPECTOR_FLOORS["recall_image"] - 1e-9, measured

@@ -381,14 +381,22 @@ class UnifiedRoles:
                 if image_doubt is not None and image_doubt >= self.image_threshold
                 else "consistent"
             )
+
+        def fits(n: int) -> bool:  # a full context cuts the inspection short, never fails the run
+            return len(session.ids) + n <= self.model.config.block_size
+
         if verdict is None:
             text = self._text(session, "</inspect>", generator)
-        else:
+        elif fits(len(self.tok.encode(verdict)) + 2):
             session.feed(self.tok.encode(verdict))
             text = self.tok.decode(self.tok.encode(f"{verdict} {self._text(session, '</inspect>', generator)}"))
+        else:
+            text = verdict
         consistent, target = text_verdict(text)
         if consistent:
             return Critique(True, text)
+        if not fits(3):  # `<refine>`, a word and `</refine>`
+            return Critique(False, text, "", target=target)
         session.feed([t("<refine>")])
         return Critique(False, text, self._text(session, "</refine>", generator), target=target)
 

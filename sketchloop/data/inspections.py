@@ -240,7 +240,7 @@ def _worded(graph: SceneGraph, rng: np.random.Generator, knowledge: float) -> st
     """The scene's canonical text, or with probability `knowledge` one naming an attribute through
     a trajectory-split fact (world/knowledge.py)."""
     if knowledge and rng.random() < knowledge:
-        from ..world.knowledge import reword_with_fact
+        from ..world.phrasing import reword_with_fact
 
         found = reword_with_fact(graph, rng)
         if found is not None:
@@ -256,7 +256,7 @@ def _own_row(
     says the fact too: "...; coal is black") and, for a conflict, the fix."""
     plan, sketch, verdict, source = found
     if not verdict.consistent and verdict.target == "plan":
-        from ..world.knowledge import explain
+        from ..world.critique import explain
 
         verdict = replace(verdict, text=explain(verdict.text, text, plan.des))
     images: list[bytes] = []

@@ -164,7 +164,7 @@ def make_trajectory(
         row["prompt"] = phrase(graph, rng, digits=0.0)  # counts as words: the model has no digit tokens
         row["meta"] = _json({**meta, "worded": True})
     elif knowledge > 0 and isinstance(graph, SceneGraph) and rng.random() < knowledge:
-        from ..world.knowledge import reword_with_fact
+        from ..world.phrasing import reword_with_fact
 
         found = reword_with_fact(graph, rng)
         if found is not None:

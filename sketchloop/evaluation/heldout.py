@@ -256,6 +256,7 @@ WISE_KINDS = {"colour": 0.5, "count": 0.25, "shape": 0.25}
 
 def _wise_line(rng: np.random.Generator, split: str, taken: set[str]) -> dict[str, Any] | None:
     """One `shapes-wise` line whose fact is of `split`, or None when this draw does not fit."""
+    from ..format import scene_text
     from ..world.knowledge import facts, knowledge_noun_phrase
     from ..world.parser import parse_prompt, prompt_facts
     from ..world.scene import MAX_OBJECTS
@@ -297,7 +298,7 @@ def _wise_line(rng: np.random.Generator, split: str, taken: set[str]) -> dict[st
         return None
     text = graph.to_text({at: knowledge_noun_phrase(shape, color, count, fact)})
     if rng.random() < 0.3:
-        text = text.removeprefix("a photo of ")
+        text = scene_text(text)
     if scene_key(parse_prompt(text)) != key or prompt_facts(text) != [fact]:
         return None
     taken.add(key)

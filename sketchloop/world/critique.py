@@ -118,3 +118,29 @@ def describe_detections(detections, expected: SceneGraph | None = None) -> Scene
                     common = rels if common is None else common & rels
             relations += [Relation(i, rel, j) for rel in sorted(common or ())]
     return SceneGraph(tuple(g for g, _ in described), tuple(relations))
+
+
+def explain(critique: str, prompt: str, des: str) -> str:
+    """A plan conflict's critique with the fact behind it: when the prompt names a group through
+    a fact and the description has that group with the fact's attribute wrong, the fact's
+    statement is added ("...should be black, not green; coal is black")."""
+    from ..errors import PromptError
+    from .knowledge import fact_fits
+    from .parser import parse_prompt, resolved_facts
+
+    try:
+        used, described, asked = resolved_facts(prompt), parse_prompt(des), parse_prompt(prompt)
+    except PromptError:
+        return critique
+    for fact, want in used:
+        if want in described.groups:
+            continue
+        kept = {"colour": ("shape", "count"), "count": ("shape", "color"), "shape": ("color", "count")}[fact.kind]
+        wrong = [
+            g
+            for g in described.groups
+            if g not in asked.groups and all(getattr(g, a) == getattr(want, a) for a in kept)
+        ]
+        if any(not fact_fits(fact, g.shape, g.color, g.count) for g in wrong):
+            critique += f"; {fact.statement}"
+    return critique

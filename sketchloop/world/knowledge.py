@@ -32,8 +32,6 @@ from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
-import numpy as np
-
 from ..errors import PromptError
 from .vocab import COLORS, MAX_COUNT, NUMBER_WORDS, SHAPES, plural
 
@@ -164,55 +162,3 @@ def knowledge_noun_phrase(shape: str, color: str | None, count: int, fact: Fact)
 def fact_fits(fact: Fact, shape: str, color: str | None, count: int) -> bool:
     """Whether `fact` names one of this group's attributes."""
     return {"colour": color, "count": count, "shape": shape}[fact.kind] == fact.value
-
-
-def reword_with_fact(graph, rng: np.random.Generator, splits: tuple[str, ...] = ("trajectory",)):
-    """The scene's prompt with one group's colour, count or shape named through a fact of
-    `splits` instead ("a circle the colour of a ripe banana" for "a yellow circle"), checked
-    by parsing it back to the same scene; (text, fact), or None when no group fits."""
-    from .parser import parse_prompt
-    from .scene import scene_key
-
-    mentions = graph.mention_counts()
-    options = [
-        (i, fact)
-        for i, g in enumerate(graph.groups)
-        if mentions[i] == 1
-        for fact in facts(None, splits)
-        if fact_fits(fact, g.shape, g.color, g.count)
-    ]
-    key = scene_key(graph)
-    for k in rng.permutation(len(options))[:10]:
-        i, fact = options[int(k)]
-        g = graph.groups[i]
-        text = graph.to_text({i: knowledge_noun_phrase(g.shape, g.color, g.count, fact)})
-        try:
-            if scene_key(parse_prompt(text)) == key:
-                return text, fact
-        except PromptError:
-            continue
-    return None
-
-
-def explain(critique: str, prompt: str, des: str) -> str:
-    """A plan conflict's critique with the fact behind it: when the prompt names a group through
-    a fact and the description has that group with the fact's attribute wrong, the fact's
-    statement is added ("...should be black, not green; coal is black")."""
-    from .parser import parse_prompt, resolved_facts
-
-    try:
-        used, described, asked = resolved_facts(prompt), parse_prompt(des), parse_prompt(prompt)
-    except PromptError:
-        return critique
-    for fact, want in used:
-        if want in described.groups:
-            continue
-        kept = {"colour": ("shape", "count"), "count": ("shape", "color"), "shape": ("color", "count")}[fact.kind]
-        wrong = [
-            g
-            for g in described.groups
-            if g not in asked.groups and all(getattr(g, a) == getattr(want, a) for a in kept)
-        ]
-        if any(not fact_fits(fact, g.shape, g.color, g.count) for g in wrong):
-            critique += f"; {fact.statement}"
-    return critique

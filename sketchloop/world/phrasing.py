@@ -97,3 +97,31 @@ def _wording(
     if len(texts) > 1:
         body += JOINS[int(rng.integers(len(JOINS)))] + texts[-1]
     return ("a photo of " if rng.random() < prefix else "") + body
+
+
+def reword_with_fact(graph, rng: np.random.Generator, splits: tuple[str, ...] = ("trajectory",)):
+    """The scene's prompt with one group's colour, count or shape named through a fact of
+    `splits` instead ("a circle the colour of a ripe banana" for "a yellow circle"), checked
+    by parsing it back to the same scene; (text, fact), or None when no group fits."""
+    from .knowledge import fact_fits, facts, knowledge_noun_phrase
+    from .parser import parse_prompt
+
+    mentions = graph.mention_counts()
+    options = [
+        (i, fact)
+        for i, g in enumerate(graph.groups)
+        if mentions[i] == 1
+        for fact in facts(None, splits)
+        if fact_fits(fact, g.shape, g.color, g.count)
+    ]
+    key = scene_key(graph)
+    for k in rng.permutation(len(options))[:10]:
+        i, fact = options[int(k)]
+        g = graph.groups[i]
+        text = graph.to_text({i: knowledge_noun_phrase(g.shape, g.color, g.count, fact)})
+        try:
+            if scene_key(parse_prompt(text)) == key:
+                return text, fact
+        except PromptError:
+            continue
+    return None
