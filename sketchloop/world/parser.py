@@ -145,10 +145,7 @@ class _Parser:
         if word is not None and (word in COUNT_WORDS or word.isdigit()):
             count = COUNT_WORDS.get(word) or int(word)
             self.pos += 1
-        color = None
-        if self.peek() in COLORS:
-            color = self.peek()
-            self.pos += 1
+        color = self.colour_word()
         noun = self.peek()
         if noun in SHAPES:
             shape, is_plural = noun, False
@@ -171,10 +168,7 @@ class _Parser:
     def as_many(self) -> int:
         """'as many [COLOUR] SHAPES as COUNT_FACT [colour_fact]': a group counted by a fact."""
         self.pos += 2
-        color = None
-        if self.peek() in COLORS:
-            color = self.peek()
-            self.pos += 1
+        color = self.colour_word()
         noun = self.peek()
         if noun not in SINGULARS:
             raise self.fail(f"a plural shape ({', '.join(PLURALS.values())})")
@@ -185,6 +179,14 @@ class _Parser:
         count = int(self.fact("count").value)
         color = self.colour_fact(color)
         return self.finish(False, SINGULARS[noun], color, count, True)
+
+    def colour_word(self) -> str | None:
+        """An optional colour name at the current word."""
+        word = self.peek()
+        if word in COLORS:
+            self.pos += 1
+            return word
+        return None
 
     def fact(self, kind: str) -> Fact:
         found = match_fact(self.tokens, self.pos, kind)
