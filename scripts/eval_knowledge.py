@@ -25,7 +25,7 @@ from sketchloop.backends.unified import SHIPPED_CHECKPOINT, UnifiedRoles
 from sketchloop.errors import PromptError
 from sketchloop.evaluation.benchmark import load_benchmark
 from sketchloop.models.sampling import SamplingConfig
-from sketchloop.world.parser import parse_prompt, resolved_facts
+from sketchloop.world.parser import parse_prompt, parse_with_facts
 from sketchloop.world.scene import scene_key
 
 
@@ -43,7 +43,7 @@ def main() -> None:
     examples = []
     for index, meta in enumerate(tqdm(load_benchmark(args.benchmark)[: args.limit], desc="plans")):
         prompt = meta["prompt"]
-        (fact, group), *_ = resolved_facts(prompt)
+        asked, ((fact, group), *_) = parse_with_facts(prompt)
         history = []
         for it in range(args.max_iters):
             step = planner.plan(prompt, history, index * 100 + it)
@@ -55,7 +55,7 @@ def main() -> None:
         except PromptError:
             described = None
         resolved = described is not None and group in described.groups
-        right = described is not None and scene_key(described) == scene_key(parse_prompt(prompt))
+        right = described is not None and scene_key(described) == scene_key(asked)
         for key in (f"{fact.split}/{fact.kind}", fact.split, "all"):
             cells[key]["resolved"].append(resolved)
             cells[key]["plan_right"].append(right)

@@ -32,6 +32,7 @@ from .trajectories import (
     _json,
     draw_trajectory,
     example,
+    fact_wording,
     heldout_free_scene,
     image_row,
     plan_rows,
@@ -239,13 +240,8 @@ def make_inspect_own(
 def _worded(graph: SceneGraph, rng: np.random.Generator, knowledge: float) -> str:
     """The scene's canonical text, or with probability `knowledge` one naming an attribute through
     a trajectory-split fact (world/knowledge.py)."""
-    if knowledge and rng.random() < knowledge:
-        from ..world.phrasing import reword_with_fact
-
-        found = reword_with_fact(graph, rng)
-        if found is not None:
-            return found[0]
-    return graph.to_text()
+    found = fact_wording(graph, rng, knowledge)
+    return found[0] if found is not None else graph.to_text()
 
 
 def _own_row(

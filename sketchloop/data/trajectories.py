@@ -163,14 +163,20 @@ def make_trajectory(
 
         row["prompt"] = phrase(graph, rng, digits=0.0)  # counts as words: the model has no digit tokens
         row["meta"] = _json({**meta, "worded": True})
-    elif knowledge > 0 and isinstance(graph, SceneGraph) and rng.random() < knowledge:
-        from ..world.phrasing import reword_with_fact
-
-        found = reword_with_fact(graph, rng)
-        if found is not None:
-            row["prompt"] = found[0]
-            row["meta"] = _json({**meta, "fact": found[1].statement})
+    elif isinstance(graph, SceneGraph) and (found := fact_wording(graph, rng, knowledge)) is not None:
+        row["prompt"] = found[0]
+        row["meta"] = _json({**meta, "fact": found[1].statement})
     return row
+
+
+def fact_wording(graph: SceneGraph, rng: np.random.Generator, share: float):
+    """With probability `share`, the scene's prompt with one group named through a fact of the
+    trajectory split, and the fact (world/phrasing.py `reword_with_fact`); else None."""
+    if not share or rng.random() >= share:
+        return None
+    from ..world.phrasing import reword_with_fact
+
+    return reword_with_fact(graph, rng)
 
 
 def make_facts_row(rng: np.random.Generator) -> dict[str, Any]:

@@ -94,7 +94,7 @@ def row_allows(row: dict[str, Any]) -> bool:
     from ..world.knowledge import facts
     from ..world.parser import prompt_facts
 
-    if row.get("kind") == "facts" or not row["scene"]:
+    if not row["scene"]:  # a facts row
         allowed = {f.statement for f in facts(None, ("trajectory", "text"))}
         return json.loads(row["meta"]).get("fact") in allowed
     try:
@@ -258,7 +258,7 @@ def _wise_line(rng: np.random.Generator, split: str, taken: set[str]) -> dict[st
     """One `shapes-wise` line whose fact is of `split`, or None when this draw does not fit."""
     from ..format import scene_text
     from ..world.knowledge import facts, knowledge_noun_phrase
-    from ..world.parser import parse_prompt, prompt_facts
+    from ..world.parser import parse_with_facts
     from ..world.scene import MAX_OBJECTS
 
     kind = str(rng.choice(list(WISE_KINDS), p=list(WISE_KINDS.values())))
@@ -299,7 +299,8 @@ def _wise_line(rng: np.random.Generator, split: str, taken: set[str]) -> dict[st
     text = graph.to_text({at: knowledge_noun_phrase(shape, color, count, fact)})
     if rng.random() < 0.3:
         text = scene_text(text)
-    if scene_key(parse_prompt(text)) != key or prompt_facts(text) != [fact]:
+    parsed, named = parse_with_facts(text)
+    if scene_key(parsed) != key or [f for f, _ in named] != [fact]:
         return None
     taken.add(key)
     line = graph.to_geneval(f"wise-{split}")

@@ -462,15 +462,19 @@ class UnifiedModel(nn.Module):
             ) from None
         return model.eval(), WordTokenizer.load(directory / "tokenizer.json")
 
-    def grown(self, tokenizer: WordTokenizer, words: Sequence[str] = ()) -> tuple["UnifiedModel", WordTokenizer]:
+    def grown(
+        self, tokenizer: WordTokenizer, words: Sequence[str] = (), copy_prompt: bool = False
+    ) -> tuple["UnifiedModel", WordTokenizer]:
         """The model with `words` (default: every word of the current vocabulary it lacks)
-        appended to its vocabulary; their embedding and output rows start as a new model's,
-        every other weight and every existing word's id stay as they are."""
+        appended to its vocabulary, and with `copy_prompt` the pointer over the prompt added (its
+        gate closed); new weights start as a new model's, every other weight and every existing
+        word's id stay as they are."""
         words = list(words) or [w for w in WordTokenizer().vocab if w not in tokenizer.index]
-        if not words:
+        copy_prompt = copy_prompt or self.config.copy_prompt
+        if not words and copy_prompt == self.config.copy_prompt:
             return self, tokenizer
         vocab = WordTokenizer(tokenizer.vocab + words)
-        model = UnifiedModel(replace(self.config, vocab_size=len(vocab)))
+        model = UnifiedModel(replace(self.config, vocab_size=len(vocab), copy_prompt=copy_prompt))
         state = model.state_dict()
         for name, value in self.state_dict().items():
             if state[name].shape == value.shape:

@@ -213,11 +213,8 @@ def train(
         return {"step": done, "loss": None, "resumed": True}
     if init is not None:
         model, tokenizer = UnifiedModel.from_pretrained(init)
-        if copy_prompt and model.pointer is None:
-            grown = UnifiedModel(replace(model.config, copy_prompt=True))
-            grown.load_state_dict(model.state_dict(), strict=False)
-            model = grown
-        model, tokenizer = model.grown(tokenizer)  # words added to the language since (world/knowledge.py)
+        # words added to the language since (world/knowledge.py), and the pointer if asked for
+        model, tokenizer = model.grown(tokenizer, copy_prompt=copy_prompt)
     else:
         tokenizer = WordTokenizer()
         config = model_config or UnifiedConfig(vocab_size=len(tokenizer))

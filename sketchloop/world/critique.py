@@ -126,10 +126,10 @@ def explain(critique: str, prompt: str, des: str) -> str:
     statement is added ("...should be black, not green; coal is black")."""
     from ..errors import PromptError
     from .knowledge import fact_fits
-    from .parser import parse_prompt, resolved_facts
+    from .parser import parse_prompt, parse_with_facts
 
     try:
-        used, described, asked = resolved_facts(prompt), parse_prompt(des), parse_prompt(prompt)
+        (asked, used), described = parse_with_facts(prompt), parse_prompt(des)
     except PromptError:
         return critique
     for fact, want in used:

@@ -253,11 +253,12 @@ def parse_prompt(prompt: str) -> SceneGraph:
 
 def prompt_facts(prompt: str) -> list[Fact]:
     """The knowledge-base facts a prompt uses (world/knowledge.py), in order; PromptError on bad input."""
-    return [fact for fact, _ in resolved_facts(prompt)]
+    return [fact for fact, _ in parse_with_facts(prompt)[1]]
 
 
-def resolved_facts(prompt: str) -> list[tuple[Fact, ObjectGroup]]:
-    """Each fact a prompt uses, with the group (plain attributes) it helps name."""
+def parse_with_facts(prompt: str) -> tuple[SceneGraph, list[tuple[Fact, ObjectGroup]]]:
+    """`parse_prompt`'s scene graph, and each fact the prompt uses with the group (plain
+    attributes) it helps name."""
     parser = _Parser(prompt)
     graph = parser.parse()
-    return [(fact, graph.groups[i]) for fact, i in zip(parser.facts, parser.fact_groups)]
+    return graph, [(fact, graph.groups[i]) for fact, i in zip(parser.facts, parser.fact_groups)]
