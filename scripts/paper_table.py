@@ -5,8 +5,9 @@
                                                   # first evaluate the rows whose result files are missing
 
 Every row is scored by `sketchloop eval` (GenEval's rules, ShapesWorld's detector) on the
-same held-out benchmarks (shapes-geneval, shapes-complex, shapes-generalise, shapes-wise), one image
-per prompt with the same seeds (the image index), on this CPU with 2 worker processes. The
+same held-out benchmarks (shapes-geneval, shapes-complex, shapes-generalise, shapes-wise; the ORACLE row
+also shapes-depth and shapes-parts), one image per prompt with the same seeds (the image index), on this
+CPU with 2 worker processes. The
 rows that need their own weights (the text-to-image baseline, the ablations) read them from
 --runs, where `bash scripts/train_paper_rows.sh` trains them (resumable); a row whose
 checkpoint is missing is left out of the table and named in its "not measured" list.
@@ -29,7 +30,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = ROOT / "docs"
 OUT = DOCS / "paper"
-BENCHMARKS = ("shapes-geneval", "shapes-complex", "shapes-generalise", "shapes-wise")
+BENCHMARKS = ("shapes-geneval", "shapes-complex", "shapes-generalise", "shapes-wise", "shapes-depth", "shapes-parts")
+MODEL_BENCHMARKS = BENCHMARKS[:4]  # the model's vocabulary does not hold the depth and points words yet
 PLOTTED = BENCHMARKS[:3]
 GENEVAL_TASKS = ("single_object", "two_object", "counting", "colors", "position", "color_attr")
 
@@ -47,6 +49,7 @@ class Row:
     # longer has: shown, never re-run (`git checkout COMMIT` reruns it)
     guided: bool = False  # decoded under the world's rules (`--guided`, or a frozen row measured when that was the
     # default): labelled GUIDED, never the learned model alone
+    benchmarks: tuple[str, ...] = MODEL_BENCHMARKS  # the benchmarks it runs on
 
     @property
     def title(self) -> str:
@@ -256,6 +259,19 @@ ROWS = [
     ),
 ]
 
+ROWS.append(
+    Row(
+        "oracle",
+        "ORACLE: ShapesWorld's parser, layout sampler and renderer (an upper bound, no model)",
+        "upper bound",
+        "the same benchmarks, seeds and scoring; the prompt parsed, laid out and rendered exactly: what every "
+        "benchmark allows at most, and the check that every prompt is drawable and scorable",
+        ["--generator", "oracle"],
+        paper="(not in the paper)",
+        benchmarks=BENCHMARKS,
+    )
+)
+
 # per-stage settings (process_metrics.py --set) of the eval flags rows use
 FLAG_SETTINGS = {
     "--edit-steps": "edit_steps=true",
@@ -266,6 +282,11 @@ FLAG_SETTINGS = {
 }
 
 NOT_YET: list[tuple[str, str]] = [  # rows scripted but not measured yet: (row, how to measure it)
+    (
+        "every model row on shapes-depth and shapes-parts",
+        "the shipped model's vocabulary does not hold the depth and points words yet; the next recipe adds "
+        "`data build --depth P --parts P` scenes and grows the vocabulary (`train --init`)",
+    ),
     (
         "text-to-image and one-shot layout on shapes-wise",
         "their weights predate the knowledge words; `bash scripts/train_paper_rows.sh` retrains them on the current "
@@ -380,26 +401,26 @@ def write_table(rows: list[Row], per_stage: dict, runs: Path) -> str:
         "# The paper's table in ShapesWorld",
         "",
         "Written by `python scripts/paper_table.py` from the result files in `docs/paper/` (each made by the "
-        "`sketchloop eval` command in the last section). Every row: the same held-out benchmarks "
-        "(`shapes-geneval` 553 prompts, `shapes-complex` 300, `shapes-generalise` 150, `shapes-wise` 300 "
-        "knowledge prompts; no scene of theirs in any training data), one image per prompt with the same "
-        "seeds, GenEval's rules with ShapesWorld's detector, compute per final image on this 2-core CPU (2 "
-        "worker processes). No row runs a scorer inside generation. The machine's speed varied by up to 2.1x "
-        "between runs, so seconds compare only among rows measured together; flow steps compare everywhere. A "
-        "row marked *frozen* was measured at the git commit it names, with that commit's sampler and weights "
-        "(a switch or checkpoint this version no longer has); its numbers stay as measured, and `git checkout "
-        "COMMIT` reruns its command.",
+        "`sketchloop eval` command in the last section). Every row: the same held-out benchmarks (`shapes-"
+        "geneval` 553 prompts, `shapes-complex` 300, `shapes-generalise` 150, `shapes-wise` 300 knowledge "
+        "prompts, `shapes-depth` 300 and `shapes-parts` 300; no scene of theirs in any training data), one "
+        "image per prompt with the same seeds, GenEval's rules with ShapesWorld's detector, compute per final"
+        " image on this 2-core CPU (2 worker processes). No row runs a scorer inside generation. The "
+        "machine's speed varied by up to 2.1x between runs, so seconds compare only among rows measured "
+        "together; flow steps compare everywhere. A row marked *frozen* was measured at the git commit it "
+        "names, with that commit's sampler and weights (a switch or checkpoint this version no longer has); "
+        "its numbers stay as measured, and `git checkout COMMIT` reruns its command.",
         "",
         "## Ours",
         "",
         "| row | geneval | position | colour attr | counting | complex | generalise | wise (facts seen / text "
-        "only / held out) | flow steps (geneval / complex) | images (complex) | text tokens (complex) | s/image "
-        "(complex) | the paper's matching row (GenEval) |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "only / held out) | depth | parts | flow steps (geneval / complex) | images (complex) | text tokens "
+        "(complex) | s/image (complex) | the paper's matching row (GenEval) |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     left_out = []
     for row in rows:
-        g, c, s, w = (results[(row.id, b)] for b in BENCHMARKS)
+        g, c, s, w, d, p = (results[(row.id, b)] for b in BENCHMARKS)
         wt = w["tasks"] if w else {}
         wise = (
             f"{fmt(w['overall'])} ({fmt(wt.get('wise-trajectory'), 2)} / {fmt(wt.get('wise-text'), 2)} / "
@@ -416,11 +437,12 @@ def write_table(rows: list[Row], per_stage: dict, runs: Path) -> str:
             left_out.append(f"{row.label}: {why}")
             continue
         gt = g["tasks"] if g else {}
-        cc = c["compute"] if c else {}
+        cc = c.get("compute", {}) if c else {}
         lines.append(
             f"| {row.title} | **{fmt(g and g['overall'])}** | {fmt(gt.get('position'))} | "
             f"{fmt(gt.get('color_attr'))} | {fmt(gt.get('counting'))} | **{fmt(c and c['overall'])}** | "
-            f"{fmt(s and s['overall'])} | {wise} | {fmt(g and g['compute'].get('flow_steps'), 1)} / "
+            f"{fmt(s and s['overall'])} | {wise} | {fmt(d and d['overall'])} | {fmt(p and p['overall'])} | "
+            f"{fmt(g and g.get('compute', {}).get('flow_steps'), 1)} / "
             f"{fmt(cc.get('flow_steps'), 1)} | {fmt(cc.get('images'), 2)} | {fmt(cc.get('text_tokens'), 0)} | "
             f"{fmt(cc.get('seconds'), 2)} | {row.paper or '–'} |"
         )
@@ -509,7 +531,7 @@ def plot(rows: list[Row]) -> None:
         names: dict[tuple[float, float], list[str]] = {}  # rows on one spot share one label
         for i, row in enumerate(rows):
             r = load(row, bench)
-            if r is None:
+            if r is None or "flow_steps" not in r.get("compute", {}):  # the ORACLE runs no model
                 continue
             x, y = r["compute"]["flow_steps"], r["overall"]
             color = plt.cm.tab20(i % 20)
@@ -586,8 +608,8 @@ def main() -> None:
                     flush=True,
                 )
                 continue
-            for bench in args.benchmark or BENCHMARKS:
-                if not result_path(row, bench).is_file():
+            for bench in args.benchmark or row.benchmarks:
+                if bench in row.benchmarks and not result_path(row, bench).is_file():
                     run_row(row, bench, args.runs, args.workers, args.images or args.runs / "images")
             if row.per_stage and row.id not in per_stage:
                 per_stage[row.id] = run_per_stage(row, args.runs)

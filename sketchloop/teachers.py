@@ -80,6 +80,7 @@ class Teachers:
     judge: Judge
     decomposer: Decomposer | None = None
     prompts: list[str] | None = None
+    scene_mix: dict[str, float] | None = None  # ShapesWorld: shares of depth and counted-parts scenes
 
     @property
     def open_world(self) -> bool:

@@ -245,8 +245,8 @@ def test_paper_table_writes_the_table_and_plots(tmp_path, monkeypatch):
     monkeypatch.setattr(table, "ROWS", [row, untrained])
     text = table.write_table([row, untrained], {}, tmp_path / "runs")
     assert (
-        "| row x | **0.900** | 0.500 | 0.500 | 0.500 | **0.400** | 0.700 | 0.350 (0.60 / 0.30 / 0.20) | 30.0 / 30.0 | "
-        "2.00 | 40 | 0.10 | – |" in text
+        "| row x | **0.900** | 0.500 | 0.500 | 0.500 | **0.400** | 0.700 | 0.350 (0.60 / 0.30 / 0.20) | – | – | "
+        "30.0 / 30.0 | 2.00 | 40 | 0.10 | – |" in text
     )
     assert "row y: its checkpoint" in text and "not trained" in text
     table.plot([row, untrained])

@@ -6,7 +6,7 @@ use them by default and the ORACLE roles (backends/oracle.py) play the loop with
 
 from __future__ import annotations
 
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from typing import Any
 
 import numpy as np
@@ -37,7 +37,7 @@ from ..world.scene import (
     SceneGraph,
     geneval_order,
 )
-from ..world.vocab import COLORS, INVERSE_RELATION, RELATIONS, SHAPES
+from ..world.vocab import COLORS, DEPTH_RELATIONS, INVERSE_RELATION, RELATIONS, SHAPES, depth_colours_clash
 
 
 class ParserDecomposer:
@@ -67,7 +67,8 @@ def _describe(groups: list[ObjectGroup], present: list[int], relations: list[Rel
 
 
 class ShapesStepWriter:
-    """Groups in a logical order (targets of relations first), one `add` step each.
+    """Groups in a logical order (targets of relations first, and what is behind before what
+    is in front of it), one `add` step each.
 
     With probability `edit_ops` a group is drawn through an edit operation instead:
     modify (drawn in another colour, then recoloured), move (drawn on the wrong side of
@@ -78,7 +79,7 @@ class ShapesStepWriter:
     def write_steps(self, graph: SceneGraph, rng: np.random.Generator, edit_ops: float = 0.25) -> list[Plan]:
         groups = list(graph.groups)
         relations = list(graph.relations)
-        order = geneval_order(len(groups), graph.relations)
+        order = geneval_order(len(groups), _back_first(graph.relations))
         plan = sample_layout(graph, rng)  # where every object ends up
         targets = {g: [asdict(o) for o in plan.objects if o.group == g] for g in range(len(groups))}
         present: list[int] = []
@@ -99,7 +100,8 @@ class ShapesStepWriter:
                     options.append("move")
                     j = rels[0][1]
                     if (
-                        g == order[-1]
+                        rels[0][0] not in DEPTH_RELATIONS  # a swap trades places, not depth
+                        and g == order[-1]
                         and len(rels) == 1
                         and group.count == 1
                         and groups[j].count == 1
@@ -134,6 +136,7 @@ class ShapesStepWriter:
                             g,
                             need,
                             size=t["size"],
+                            points=t.get("points"),
                         )
                         if spot is None:
                             break
@@ -147,9 +150,12 @@ class ShapesStepWriter:
             where = (" " + relation_phrase(rels, groups)) if rels else ""
             if op == "modify":
                 taken = {x.color for x in groups if x.shape == group.shape}  # keep 'the ...' unambiguous
-                choices = [c for c in COLORS if c not in taken]
+                partners = [groups[j].color for rel, j in rels if rel in DEPTH_RELATIONS]  # still readable
+                choices = [
+                    c for c in COLORS if c not in taken and not any(p and depth_colours_clash(c, p) for p in partners)
+                ]
                 wrong = choices[int(rng.integers(len(choices)))]
-                miscoloured = ObjectGroup(group.shape, wrong, group.count)
+                miscoloured = ObjectGroup(group.shape, wrong, group.count, group.points)
                 tmp = groups.copy()
                 tmp[g] = miscoloured
                 wrong_targets = [{**t, "color": wrong} for t in targets[g]]
@@ -264,6 +270,8 @@ def _add_op(
         "count": group.count,
         "relations": [list(r) for r in rels],
     }
+    if group.points is not None:
+        op["points"] = group.points
     if targets is not None:
         op["targets"] = targets
     return op
@@ -281,47 +289,51 @@ class LayoutEditor:
         op = step.edit
         kind = op["op"]
         if kind == "add" and "targets" in op:
-            new = Layout(layout.objects + tuple(PlacedObject(**t) for t in op["targets"]))
+            new = _stacked(layout.objects, [PlacedObject(**t) for t in op["targets"]], op)
         elif kind == "add":
             objs = list(layout.objects)
             avoid = tuple(PlacedObject(**t) for t in op.get("avoid", []))
+            added: list[PlacedObject] = []
             for _ in range(op["count"]):
                 color = op["color"] or COLORS[int(rng.integers(len(COLORS)))]
-                obj = _place_shrinking(rng, op["shape"], color, tuple(objs) + avoid, op["group"], _need(op))
+                obj = _place_shrinking(
+                    rng,
+                    op["shape"],
+                    color,
+                    tuple(objs + added) + avoid,
+                    op["group"],
+                    _need(op),
+                    points=op.get("points"),
+                )
                 if obj is None:
                     return None
-                objs.append(obj)
-            new = Layout(tuple(objs))
-        elif kind == "recolor":
-            new = Layout(
-                tuple(
-                    PlacedObject(o.shape, op["color"], o.x, o.y, o.size, o.group) if o.group == op["group"] else o
-                    for o in layout.objects
-                )
-            )
+                added.append(obj)
+            new = _stacked(tuple(objs), added, op)
+        elif kind in ("recolor", "repoint"):
+            change = {"color": op["color"]} if kind == "recolor" else {"points": op["points"]}
+            new = Layout(tuple(replace(o, **change) if o.group == op["group"] else o for o in layout.objects))
         elif kind == "remove":
             new = Layout(tuple(o for o in layout.objects if o.group != op["group"]))
         elif kind == "move" and "targets" in op:
             keep = tuple(o for o in layout.objects if o.group != op["group"])
-            new = Layout(keep + tuple(PlacedObject(**t) for t in op["targets"]))
+            new = _stacked(keep, [PlacedObject(**t) for t in op["targets"]], op)
         elif kind == "move":
-            objs = [o for o in layout.objects if o.group != op["group"]]
+            keep = tuple(o for o in layout.objects if o.group != op["group"])
+            moved_objs: list[PlacedObject] = []
             for o in (o for o in layout.objects if o.group == op["group"]):
-                moved = _place_shrinking(rng, o.shape, o.color, tuple(objs), o.group, _need(op), size=o.size)
+                moved = _place_shrinking(
+                    rng, o.shape, o.color, keep + tuple(moved_objs), o.group, _need(op), size=o.size, points=o.points
+                )
                 if moved is None:
                     return None
-                objs.append(moved)
-            new = Layout(tuple(objs))
+                moved_objs.append(moved)
+            new = _stacked(keep, moved_objs, op)
         elif kind == "swap":
             a = next(o for o in layout.objects if o.group == op["group"])
             b = next(o for o in layout.objects if o.group == op["other"])
             new = Layout(
                 tuple(
-                    PlacedObject(o.shape, o.color, b.x, b.y, o.size, o.group)
-                    if o is a
-                    else PlacedObject(o.shape, o.color, a.x, a.y, o.size, o.group)
-                    if o is b
-                    else o
+                    replace(o, x=b.x, y=b.y) if o is a else replace(o, x=a.x, y=a.y) if o is b else o
                     for o in layout.objects
                 )
             )
@@ -330,13 +342,36 @@ class LayoutEditor:
         return Canvas(render(new, self.size), new)
 
 
+def _stacked(objects: tuple[PlacedObject, ...], new: list[PlacedObject], op: dict[str, Any]) -> Layout:
+    """The layout with `new` drawn over everything, or, when the edit puts them behind a group,
+    drawn just before that group's first object (so that it stays in front)."""
+    behind = {j for rel, j in op.get("relations", []) if rel == "behind"}
+    at = next((k for k, o in enumerate(objects) if o.group in behind), len(objects))
+    return Layout(objects[:at] + tuple(new) + objects[at:])
+
+
+def _back_first(relations) -> tuple[Relation, ...]:
+    """The relations with each depth pair stated as 'front in front of back', so that
+    `geneval_order` (relation targets first) draws what is behind first."""
+    return tuple(r.inverted() if r.relation == "behind" else r for r in relations)
+
+
 def _place_shrinking(
-    rng: np.random.Generator, shape: str, color: str, placed, group: int, need, size: float | None = None
+    rng: np.random.Generator,
+    shape: str,
+    color: str,
+    placed,
+    group: int,
+    need,
+    size: float | None = None,
+    points: int | None = None,
 ) -> PlacedObject | None:
     """A free spot meeting `need`, trying smaller sizes (down to MIN_SIZE) when the canvas is crowded."""
     base = size if size is not None else OBJECT_SIZE * float(rng.uniform(1 - SIZE_JITTER, 1 + SIZE_JITTER))
     for scale in (1.0, 0.85, 0.72):
-        obj = place_object(rng, shape, color, placed, group, need, size=max(MIN_SIZE, base * scale), candidates=800)
+        obj = place_object(
+            rng, shape, color, placed, group, need, size=max(MIN_SIZE, base * scale), candidates=800, points=points
+        )
         if obj is not None:
             return obj
     return None

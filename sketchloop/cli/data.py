@@ -44,6 +44,12 @@ def data_build(
         "shape through a fact ('a circle the colour of a ripe banana'; trajectory-split facts of "
         "world/knowledge.csv)",
     ),
+    depth: float = typer.Option(
+        0.0, help="the share of ShapesWorld scenes with a pair in depth ('a red circle in front of a blue square')"
+    ),
+    parts: float = typer.Option(
+        0.0, help="the share of ShapesWorld scenes with stars of a counted number of points ('a star with six points')"
+    ),
     teacher: Optional[str] = typer.Option(
         None, help="openai:MODEL: a chat/vision model decomposes prompts, writes steps and judges (with --editor)"
     ),
@@ -120,6 +126,8 @@ def data_build(
         sampling=parse_settings(settings),
         wording=wording,
         knowledge=knowledge,
+        depth=depth,
+        parts=parts,
     )
     rate = summary["examples_per_second"]
     console.print(

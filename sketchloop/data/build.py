@@ -40,6 +40,8 @@ def build(
     sampling: dict[str, Any] | None = None,
     wording: float = 0.0,
     knowledge: float = 0.0,
+    depth: float = 0.0,
+    parts: float = 0.0,
 ) -> dict[str, Any]:
     """Build (or resume) a dataset of `n` examples in `out`; returns the card's statistics.
 
@@ -51,8 +53,10 @@ def build(
     sampling.json (default: the model as the loop runs it); `wording`: the
     share of ShapesWorld trajectories whose prompt is worded as people write it; `knowledge`:
     the share whose prompt names one attribute through a fact (world/knowledge.py; also for
-    a checkpoint's inspected rollouts, whose plan critiques then name the fact). Kind
-    `facts` is the plain-text facts corpus (no images, no teachers)."""
+    a checkpoint's inspected rollouts, whose plan critiques then name the fact); `depth` and
+    `parts`: the shares of ShapesWorld scenes with a pair in depth and with stars of a counted
+    number of points (trajectories, teacher inspect and refine data). Kind `facts` is the
+    plain-text facts corpus (no images, no teachers)."""
     if kind not in KINDS:
         raise SketchloopError(f"unknown data kind {kind!r}; available: {', '.join(KINDS)}")
     if engine not in ("local", "ray"):
@@ -103,6 +107,19 @@ def build(
                 "rollouts) whose prompt names an attribute through a fact"
             )
         params["knowledge"] = knowledge
+    mix = {name: share for name, share in (("depth", depth), ("parts", parts)) if share}
+    if mix:
+        if (
+            kind == "facts"
+            or teacher is not None
+            or checkpoint is not None
+            or not (0.0 <= depth <= 1.0 and 0.0 <= parts <= 1.0 and depth + parts <= 1.0)
+        ):
+            raise SketchloopError(
+                "--depth and --parts are shares (0 to 1, together at most 1) of the ShapesWorld scenes that "
+                "teachers draw for trajectories, inspect and refine data"
+            )
+        params.update(mix)
     if kind == "facts" and teacher is not None:
         raise SketchloopError("--kind facts is the knowledge base's text corpus; it takes no --teacher")
     if teacher is not None:
@@ -147,6 +164,7 @@ def build(
             sampling,
             wording,
             knowledge,
+            mix or None,
         )
         for k in todo
     ]

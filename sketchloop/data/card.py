@@ -79,6 +79,8 @@ def write_card(
         f"--edit-ops {params['edit_ops']}"
         + (f" --wording {params['wording']}" if params.get("wording") else "")
         + (f" --knowledge {params['knowledge']}" if params.get("knowledge") else "")
+        + (f" --depth {params['depth']}" if params.get("depth") else "")
+        + (f" --parts {params['parts']}" if params.get("parts") else "")
         + (f" --checkpoint {params['checkpoint']}" if params.get("checkpoint") else "")
         + (
             f" --teacher openai:{params['teacher']['model']} --editor {params['teacher']['editor']}"

@@ -43,22 +43,7 @@ class ShardBuilder:
 
         if self.teachers is None:
             self.teachers = make_teachers(self.teacher)
-        kind, seed, shard, n_examples, edit_ops, out, n_shards, checkpoint, teacher, sampling, wording, knowledge = args
-        return make_shard(
-            kind,
-            seed,
-            shard,
-            n_examples,
-            edit_ops,
-            out,
-            n_shards,
-            checkpoint,
-            teacher,
-            sampling,
-            wording,
-            knowledge,
-            teachers=self.teachers,
-        )
+        return make_shard(*args, teachers=self.teachers)
 
 
 def _check_reachable(address: str | None, timeout: float = 5.0) -> None:

@@ -6,6 +6,9 @@ reason) or negative (a flawed image, the judge's error analysis, a `<refine>` fi
 and the corrected image). Flawed images come from perturbed renders (an object of the
 step recoloured, moved to the wrong side, reshaped, dropped, or a distractor added)
 and, given a sketcher (e.g. a checkpoint), from its own sketches that the judge fails.
+Scenes with depth or counted parts also get the flaws of their own: an object of a depth
+pair drawn on the wrong side of its partner ("the red circle should be in front of the blue
+square, not behind"), a star drawn with the wrong number of points.
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ from ..loop.roles import Sketcher
 from ..teachers import Canvas, Teachers, blank_canvas
 from ..world.layout import Layout, place_object
 from ..world.render import DEFAULT_SIZE, render
-from ..world.vocab import COLORS, INVERSE_RELATION, RELATIONS, SHAPES
+from ..world.vocab import COLORS, DEPTH_RELATIONS, INVERSE_RELATION, RELATIONS, SHAPES, STAR_POINTS
 from .trajectories import (
     Rejections,
     draw_trajectory,
@@ -32,6 +35,29 @@ from .trajectories import (
 
 POSITIVE_SHARE = 0.45
 FLAWS = ("wrong_color", "wrong_position", "wrong_shape", "missing_object", "extra_object")
+DEPTH_FLAW, POINTS_FLAW = "wrong_depth", "wrong_points"
+
+
+def flaw_kinds(graph) -> tuple[str, ...]:
+    """The flaws a scene can have: FLAWS, and the depth and points flaws when it has those."""
+    kinds: tuple[str, ...] = FLAWS
+    if any(r.relation in DEPTH_RELATIONS for r in graph.relations):
+        kinds += (DEPTH_FLAW,)
+    if any(g.points for g in graph.groups):
+        kinds += (POINTS_FLAW,)
+    return kinds
+
+
+def _applies(kind: str, op: dict[str, Any], layout: Layout) -> bool:
+    """Whether a flaw of `kind` can be made on the step `op` drew."""
+    rels = op.get("relations") or []
+    if kind == "wrong_position":
+        return any(rel not in DEPTH_RELATIONS for rel, _ in rels)
+    if kind == DEPTH_FLAW:
+        return any(rel in DEPTH_RELATIONS for rel, _ in rels)
+    if kind == POINTS_FLAW:
+        return op.get("points") is not None
+    return True
 
 
 def _layout(canvas: Canvas) -> Layout:
@@ -55,8 +81,22 @@ def _flaw(layout: Layout, op: dict[str, Any], kind: str, rng: np.random.Generato
         return Layout(layout.objects[:i] + (replace(obj, shape=shape),) + layout.objects[i + 1 :])
     if kind == "missing_object":
         return layout.remove(i)
+    if kind == DEPTH_FLAW:  # drawn on the other side of its partner in depth
+        rel, j = next((rel, j) for rel, j in op["relations"] if rel in DEPTH_RELATIONS)
+        rest = layout.remove(i).objects
+        if rel == "in front of":
+            at = next(k for k, o in enumerate(rest) if o.group == j)
+            return Layout(rest[:at] + (obj,) + rest[at:])
+        return Layout(rest + (obj,))
+    if kind == POINTS_FLAW:
+        points = [p for p in STAR_POINTS if p != obj.points]
+        return Layout(
+            layout.objects[:i]
+            + (replace(obj, points=points[int(rng.integers(len(points)))]),)
+            + layout.objects[i + 1 :]
+        )
     if kind == "wrong_position":
-        rels = op.get("relations") or []
+        rels = [(rel, j) for rel, j in op.get("relations") or [] if rel not in DEPTH_RELATIONS]
         if not rels:
             return None
         rest = layout.remove(i).objects
@@ -99,12 +139,14 @@ def make_refine(
         positive = bool(rng.random() < POSITIVE_SHARE)
     while True:
         graph, steps, canvases = draw_trajectory(rng, teachers, edit_ops, rejections, size)
-        kind = FLAWS[int(rng.integers(len(FLAWS)))]
+        kinds = flaw_kinds(graph)
+        kind = kinds[int(rng.integers(len(kinds)))]
         usable = [
             k
             for k, s in enumerate(steps)
             if any(o.group == s.edit["group"] for o in _layout(canvases[k]).objects)
             and (kind != "wrong_position" or s.edit.get("relations"))
+            and _applies(kind, s.edit, _layout(canvases[k]))
         ]
         if not usable:
             continue

@@ -4,6 +4,7 @@ engines (local processes in build.py, Ray actors in ray_engine.py) call it."""
 
 from __future__ import annotations
 
+import dataclasses
 import shutil
 from pathlib import Path
 from typing import Any
@@ -27,11 +28,14 @@ def make_shard(
     sampling: dict[str, Any] | None = None,
     wording: float = 0.0,
     knowledge: float = 0.0,
+    mix: dict[str, float] | None = None,
+    *,
     teachers: Teachers | None = None,
 ) -> dict[str, Any]:
     """Build one shard and write it atomically; returns its statistics. `teachers`: ones
     already made from `teacher` (a worker that builds many shards loads its editor once);
-    `sampling`: settings the checkpoint's rollouts change from its sampling.json.
+    `sampling`: settings the checkpoint's rollouts change from its sampling.json; `mix`: the
+    shares of ShapesWorld scenes with depth and with counted parts (`heldout_free_scene`).
 
     Every finished example is kept at once (with the random state after it) under
     `data/.partial/`, so a build stopped mid-shard (a server outage, Ctrl-C) resumes at the
@@ -44,6 +48,8 @@ def make_shard(
 
     rng = np.random.default_rng([seed, KINDS.index(kind), shard])
     teachers = teachers if teachers is not None else make_teachers(teacher)
+    if mix:
+        teachers = dataclasses.replace(teachers, scene_mix=mix)
     rejections = Rejections()
     planner = None
     if checkpoint is not None:

@@ -21,6 +21,7 @@ from ..teachers import Canvas, Teachers, blank_canvas
 from ..world.render import DEFAULT_SIZE
 from ..world.sample import random_composite_scene, random_scene
 from ..world.scene import SceneGraph
+from ..world.vocab import DEPTH_RELATIONS
 
 # The scene mix. Number of groups 1..5 of the general scenes (random colours, counts and
 # relations): weighted towards richer scenes than GenEval's, so trajectories average 3-5
@@ -34,14 +35,27 @@ COMPOSITE_SHARE = 0.45
 MAX_OPEN_DROPS = 20  # open-world teachers: trajectories the judge may reject in a row before the build stops
 
 
-def heldout_free_scene(rng: np.random.Generator, composite_share: float = COMPOSITE_SHARE) -> SceneGraph:
+def heldout_free_scene(
+    rng: np.random.Generator, composite_share: float = COMPOSITE_SHARE, mix: dict[str, float] | None = None
+) -> SceneGraph:
     """A random ShapesWorld scene of the data mix (above; `composite_share` of them long compositions)
     that no shipped benchmark holds and with no held-out colour-shape pair (evaluation/heldout.py):
-    benchmarks measure composition, not memory."""
+    benchmarks measure composition, not memory. `mix`: the shares of scenes with a pair in
+    depth ("depth") and with stars of a counted number of points ("parts")."""
     from ..evaluation.heldout import data_allows
 
+    depth, parts = (mix or {}).get("depth", 0.0), (mix or {}).get("parts", 0.0)
     while True:
-        if rng.random() < composite_share:
+        u = rng.random() if depth or parts else 1.0  # the plain mix draws as it always has
+        if u < depth:
+            graph = random_scene(rng, group_weights=GROUP_WEIGHTS[1:], depth_prob=0.6, relation_prob=0.8)
+            if not any(r.relation in DEPTH_RELATIONS for r in graph.relations):
+                continue
+        elif u < depth + parts:
+            graph = random_scene(rng, group_weights=GROUP_WEIGHTS, points_prob=1.0)
+            if not any(g.points for g in graph.groups):
+                continue
+        elif rng.random() < composite_share:
             graph = random_composite_scene(rng)
         else:
             graph = random_scene(rng, group_weights=GROUP_WEIGHTS)
@@ -54,7 +68,7 @@ def draw_scene(rng: np.random.Generator, teachers: Teachers):
     chat model) a prompt (from `teachers.prompts`, else a random ShapesWorld prompt) decomposed
     into an open-vocabulary graph."""
     if teachers.decomposer is None:
-        return heldout_free_scene(rng)
+        return heldout_free_scene(rng, mix=teachers.scene_mix)
     prompt = (
         teachers.prompts[int(rng.integers(len(teachers.prompts)))]
         if teachers.prompts

@@ -21,6 +21,10 @@ SHIPPED = (
     "shapes-phrasing-val",
     "shapes-wise",
     "shapes-wise-val",
+    "shapes-depth",
+    "shapes-depth-val",
+    "shapes-parts",
+    "shapes-parts-val",
     "geneval",
 )
 

@@ -18,9 +18,15 @@
   shape ("a circle the colour of a ripe banana"). Tag `wise-SPLIT` says which facts: seen in
   trajectories (`wise-trajectory`, 40%), only in the text corpus (`wise-text`, 40%), or in no
   data at all (`wise-heldout`, 20%, for a chat planner); `category` says which attribute.
+- `shapes-depth` (300 prompts, tag `depth`) and `shapes-depth-val` (100): 2-4 groups, at
+  least one pair in depth ("a red circle in front of a blue square", "partly hiding",
+  "partly behind"), mixed with the planar relations, colours and counts, in varied wording.
+- `shapes-parts` (300 prompts, tag `parts`) and `shapes-parts-val` (100): 1-4 groups, at
+  least one a star with a number of points ("a red star with seven points left of a blue
+  six-pointed star"), bound inside compositions with colours, counts and relations.
 
 Data builds reject a ShapesWorld scene whose `scene_key` is any shipped benchmark's
-(`shapes-geneval` and the three above) or that holds a held-out pair (`data_allows`).
+(`shapes-geneval` and all of the above) or that holds a held-out pair (`data_allows`).
 Regenerate the files with `python scripts/make_heldout_benchmarks.py` (fixed seeds).
 """
 
@@ -33,7 +39,7 @@ from typing import Any
 import numpy as np
 
 from ..world.scene import ObjectGroup, Relation, SceneGraph, scene_key
-from ..world.vocab import COLORS, RELATIONS, SHAPES
+from ..world.vocab import COLORS, DEPTH_RELATIONS, RELATIONS, SHAPES, STAR_POINTS
 
 HELDOUT_PAIRS = frozenset(
     {
@@ -56,6 +62,10 @@ SHAPES_WORLD_BENCHMARKS = (
     "shapes-phrasing-val",
     "shapes-wise",
     "shapes-wise-val",
+    "shapes-depth",
+    "shapes-depth-val",
+    "shapes-parts",
+    "shapes-parts-val",
 )
 
 
@@ -235,6 +245,7 @@ def make_heldout_benchmarks(seed: int = 2605) -> dict[str, list[dict[str, Any]]]
         "shapes-generalise": _make(rng, 150, "generalise", (2, 4), (1, 3), True, taken),
         **_trees_and_phrasing(seed, taken),
         **_wise(seed, taken),
+        **_depth_and_parts(seed, taken),
     }
 
 
@@ -325,3 +336,94 @@ def _wise(seed: int, taken: set[str]) -> dict[str, list[dict[str, Any]]]:
     """`shapes-wise` and its validation split, on scenes of their own."""
     rng = np.random.default_rng([seed, 3])
     return {"shapes-wise": _wise_set(rng, 300, taken), "shapes-wise-val": _wise_set(rng, 100, taken)}
+
+
+DEPTH_WORDING = {"prefix": 0.5, "synonyms": 0.5, "bare": 0.5, "digits": 0.0}
+
+
+def _depth_line(rng: np.random.Generator, taken: set[str]) -> dict[str, Any] | None:
+    """One `shapes-depth` line: 2-4 groups related in a tree, each relation in depth with
+    probability 1/2 (at least one), or None when this draw does not fit."""
+    k = int(rng.integers(2, 5))
+    used: set[str] = set()
+    groups = []
+    for _ in range(k):
+        g = _group(rng, used, False, 0.25)
+        if rng.random() < 0.15:  # now and then a group of any colour
+            g = ObjectGroup(g.shape, None, g.count)
+        used.add(g.shape)
+        groups.append(g)
+    relations = []
+    for i in range(1, k):
+        j = 0 if rng.random() < 0.5 else int(rng.integers(0, i))
+        pool = DEPTH_RELATIONS if rng.random() < 0.5 else RELATIONS
+        relations.append(Relation(i, pool[int(rng.integers(len(pool)))], j))
+    if not any(r.relation in DEPTH_RELATIONS for r in relations):
+        r = relations[int(rng.integers(len(relations)))]
+        relations[relations.index(r)] = Relation(r.subject, DEPTH_RELATIONS[int(rng.integers(2))], r.object)
+    return _worded_line(rng, SceneGraph(tuple(groups), tuple(relations)), "depth", taken)
+
+
+def _parts_line(rng: np.random.Generator, taken: set[str]) -> dict[str, Any] | None:
+    """One `shapes-parts` line: 1-4 groups, one to three of them stars with a number of points
+    (stars of one scene differ in colour or points), related in a tree."""
+    k = int(rng.integers(1, 5))
+    n_stars = min(k, int(rng.integers(1, 4)))
+    groups: list[ObjectGroup] = []
+    for _ in range(n_stars):
+        colour = COLORS[int(rng.integers(len(COLORS)))]
+        count = int(rng.integers(2, 4)) if rng.random() < 0.2 else 1
+        groups.append(ObjectGroup("star", colour, count, STAR_POINTS[int(rng.integers(len(STAR_POINTS)))]))
+    used = {"star"}
+    while len(groups) < k:
+        g = _group(rng, used, False, 0.2)
+        used.add(g.shape)
+        groups.append(g)
+    if (
+        len({(g.color, g.points) for g in groups[:n_stars]}) < n_stars
+        or len({g.color for g in groups[:n_stars]}) < n_stars
+    ):
+        return None  # one colour per star group keeps 'the red star' unambiguous
+    order = [int(i) for i in rng.permutation(k)]
+    groups = [groups[i] for i in order]
+    relations = [
+        Relation(i, RELATIONS[int(rng.integers(len(RELATIONS)))], 0 if rng.random() < 0.5 else int(rng.integers(0, i)))
+        for i in range(1, k)
+        if rng.random() < 0.85
+    ]
+    return _worded_line(rng, SceneGraph(tuple(groups), tuple(relations)), "parts", taken)
+
+
+def _worded_line(rng: np.random.Generator, graph: SceneGraph, tag: str, taken: set[str]) -> dict[str, Any] | None:
+    """The benchmark line of `graph` in a random wording, or None when it is taken, holds a
+    held-out pair, or cannot be drawn for every seed."""
+    from ..world.parser import parse_prompt
+    from ..world.phrasing import phrase
+    from ..world.scene import MAX_OBJECTS
+
+    if graph.n_objects > MAX_OBJECTS or holds_heldout_pair(graph) or not _drawable(graph):
+        return None
+    key = scene_key(graph)
+    if key in taken:
+        return None
+    line = graph.to_geneval(tag)
+    line["prompt"] = phrase(graph, rng, **DEPTH_WORDING)
+    if not _drawable(parse_prompt(line["prompt"])):
+        return None
+    taken.add(key)
+    return line
+
+
+def _depth_and_parts(seed: int, taken: set[str]) -> dict[str, list[dict[str, Any]]]:
+    """`shapes-depth`, `shapes-parts` and their validation splits, each from a stream of its own."""
+    out: dict[str, list[dict[str, Any]]] = {}
+    for name, make, stream in (("shapes-depth", _depth_line, 4), ("shapes-parts", _parts_line, 5)):
+        rng = np.random.default_rng([seed, stream])
+        for split, n in ((name, 300), (f"{name}-val", 100)):
+            lines: list[dict[str, Any]] = []
+            while len(lines) < n:
+                line = make(rng, taken)
+                if line is not None:
+                    lines.append(line)
+            out[split] = lines
+    return out

@@ -66,6 +66,12 @@ def check_prompt(prompt: str, oracle: bool = False, model_reads_it: bool = True)
         from ..models.tokenizer import WordTokenizer
 
         unknown = WordTokenizer().unknown_words(prompt)
+        world_words = parser.KNOWN_WORDS | {w for word in parser.POINTED for w in WordTokenizer.words(word)}
+        if unknown and unknown[0] in world_words:
+            raise SketchloopError(
+                f"the embedded model was not trained on {unknown[0]!r}: depth and star points are ShapesWorld "
+                f"prompts its vocabulary does not hold yet; `sketchloop render` draws the prompt exactly"
+            )
         if unknown:
             raise SketchloopError(
                 f"unknown word {unknown[0]!r} in the prompt; the model knows ShapesWorld's shapes, "

@@ -8,7 +8,8 @@ contradicts the prompt is "drawn wrong", with a critique and a corrective instru
 from __future__ import annotations
 
 from ..format import Critique, Problem
-from .scene import ObjectGroup, SceneGraph
+from .scene import POINT_NAMES, ObjectGroup, SceneGraph
+from .vocab import DEPTH_RELATIONS
 
 
 def _np(g: ObjectGroup, definite: bool = True) -> str:
@@ -24,7 +25,12 @@ def inspect_description(described: SceneGraph, prompt: SceneGraph, final: bool =
     for i, d in enumerate(described.groups):
         for t in sorted(free):
             p = prompt.groups[t]
-            if p.shape == d.shape and p.count == d.count and p.color in (None, d.color):
+            if (
+                p.shape == d.shape
+                and p.count == d.count
+                and p.color in (None, d.color)
+                and p.points in (None, d.points)
+            ):
                 match[i] = t
                 free.discard(t)
                 break
@@ -33,7 +39,21 @@ def inspect_description(described: SceneGraph, prompt: SceneGraph, final: bool =
             continue
         same_shape = [t for t in sorted(free) if prompt.groups[t].shape == d.shape]
         colour = [t for t in same_shape if prompt.groups[t].count == d.count]
-        if colour:
+        points = [t for t in colour if prompt.groups[t].color in (None, d.color) and prompt.groups[t].points]
+        if points:  # all but the points agree
+            t = points[0]
+            named = POINT_NAMES[prompt.groups[t].points or 0]
+            drawn = f"not {POINT_NAMES[d.points]}" if d.points else "and the description does not say so"
+            problems.append(
+                Problem(
+                    "wrong_points",
+                    f"{_np(d)} should have {named} points, {drawn}",
+                    f"change {_np(d)} to {named} points",
+                )
+            )
+            match[i] = t
+            free.discard(t)
+        elif colour:
             t = colour[0]
             want = prompt.groups[t].color
             said = f"not {d.color}" if d.color else "and the description does not say so"
@@ -63,6 +83,7 @@ def inspect_description(described: SceneGraph, prompt: SceneGraph, final: bool =
         subj, obj = _np(described.groups[s]), _np(described.groups[o])
         if r.relation in stated:
             continue
+        stated = {x for x in stated if (x in DEPTH_RELATIONS) == (r.relation in DEPTH_RELATIONS)}  # same axis
         kind = "wrong_relation" if stated else "missing_relation"
         found = f", not {' and '.join(sorted(stated))}" if stated else ", and the description does not say so"
         problems.append(Problem(kind, f"{subj} should be {r.relation} {obj}{found}", f"move {subj} {r.relation} {obj}"))
@@ -82,30 +103,38 @@ def inspect_description(described: SceneGraph, prompt: SceneGraph, final: bool =
 
 
 def describe_detections(detections, expected: SceneGraph | None = None) -> SceneGraph:
-    """What an image shows, as a scene graph, with every relation (GenEval's rule) that
-    holds between all members of two groups.
+    """What an image shows, as a scene graph, with every relation that holds between all
+    members of two groups (GenEval's rule, and depth as the detector found it).
 
     With `expected`, detections are first shared out to its groups (coloured groups take
     their colour, uncoloured ones any colour, most confident first), so that "two
-    circles" of different colours read as one group; the rest group by shape and colour.
+    circles" of different colours read as one group; the rest group by shape and colour
+    (and a star's points, when the expected scene names points).
     """
     from .layout import relative_position
     from .scene import Relation
 
+    position = {id(d): k for k, d in enumerate(detections)}  # what `in_front_of` indexes
     pool = sorted(detections, key=lambda d: -d.confidence)
     described: list[tuple[ObjectGroup, list]] = []
+    counted = expected is not None and any(g.points for g in expected.groups)
     if expected is not None:
-        order = sorted(range(len(expected.groups)), key=lambda i: expected.groups[i].color is None)
+        order = sorted(
+            range(len(expected.groups)),
+            key=lambda i: (expected.groups[i].color is None) + (not expected.groups[i].points),
+        )
         for i in order:
             g = expected.groups[i]
-            mine = [d for d in pool if d.shape == g.shape and g.color in (None, d.color)][: g.count]
+            mine = [
+                d for d in pool if d.shape == g.shape and g.color in (None, d.color) and g.points in (None, d.points)
+            ][: g.count]
             if mine:
                 pool = [d for d in pool if d not in mine]
-                described.append((ObjectGroup(g.shape, g.color, len(mine)), mine))
-    rest: dict[tuple[str, str], list] = {}
+                described.append((ObjectGroup(g.shape, g.color, len(mine), g.points), mine))
+    rest: dict[tuple[str, str, int | None], list] = {}
     for d in pool:
-        rest.setdefault((d.shape, d.color), []).append(d)
-    described += [(ObjectGroup(s, c, min(len(m), 4)), m) for (s, c), m in rest.items()]
+        rest.setdefault((d.shape, d.color, d.points if counted and d.shape == "star" else None), []).append(d)
+    described += [(ObjectGroup(s, c, min(len(m), 4), p), m) for (s, c, p), m in rest.items()]
     relations = []
     for i, (_, a) in enumerate(described):
         for j, (_, b) in enumerate(described):
@@ -115,6 +144,10 @@ def describe_detections(detections, expected: SceneGraph | None = None) -> Scene
             for da in a:
                 for db in b:
                     rels = relative_position(da.box, db.box)
+                    if position[id(db)] in da.in_front_of:
+                        rels = rels | {"in front of"}
+                    if position[id(da)] in db.in_front_of:
+                        rels = rels | {"behind"}
                     common = rels if common is None else common & rels
             relations += [Relation(i, rel, j) for rel in sorted(common or ())]
     return SceneGraph(tuple(g for g, _ in described), tuple(relations))

@@ -1,14 +1,16 @@
 """Edit instructions (`<ins>` and `<refine>` texts) as structured edits on a scene.
 
     instruction := "add" NEW_NP [placement]
-                 | "change" REF_NP "to" COLOUR
+                 | "change" REF_NP "to" (COLOUR | POINT_WORD "points")
                  | "move" REF_NP placement
                  | "swap" REF_NP "and" REF_NP
                  | "remove" REF_NP
     placement   := RELATION REF_NP ("and" RELATION REF_NP)*
 
-NEW_NP is an indefinite noun phrase ("a red circle", "two stars"); REF_NP names a group
-already on the canvas ("the red circle"). A `Scene` tracks the groups drawn so far (by
+NEW_NP is an indefinite noun phrase ("a red circle", "two stars", "a star with six
+points"); REF_NP names a group already on the canvas ("the red circle"). Placements take
+every relation of the prompt language, depth included ("move the circle in front of the
+square"). A `Scene` tracks the groups drawn so far (by
 id) and the relations asked of them, and `apply` carries an edit out on it.
 """
 
@@ -18,14 +20,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..errors import PromptError
-from .parser import KNOWN_WORDS, RELATION_TOKENS, tokenize
-from .scene import ObjectGroup, Relation, SceneGraph
+from .parser import ALL_PHRASES, KNOWN_WORDS, POINTED, RELATION_TOKENS, tokenize
+from .scene import POINT_NAMES, ObjectGroup, Relation, SceneGraph
 from .vocab import (
     COLORS,
     COUNT_WORDS,
     INVERSE_RELATION,
     PLURALS,
-    RELATION_PHRASES,
+    POINT_WORDS,
     SHAPES,
     SINGULARS,
     vocabulary_summary,
@@ -77,13 +79,21 @@ def parse_instruction(text: str, scene: Scene) -> dict[str, Any]:
             "count": group.count,
             "relations": r.placement(optional=True),
         }
+        if group.points is not None:
+            op["points"] = group.points
     elif verb == "change":
         gid = r.ref_np()
         r.expect("to")
-        color = r.take()
-        if color not in COLORS:
-            raise PromptError(f"in instruction {text!r}: expected a colour after 'to', found {color!r}")
-        op = {"op": "recolor", "group": gid, "color": color}
+        word = r.take()
+        if word in POINT_WORDS and r.peek() == "points":
+            r.take()
+            if scene.groups[gid].shape != "star":
+                raise PromptError(f"in instruction {text!r}: only stars have points")
+            op = {"op": "repoint", "group": gid, "points": POINT_WORDS[word]}
+        elif word in COLORS:
+            op = {"op": "recolor", "group": gid, "color": word}
+        else:
+            raise PromptError(f"in instruction {text!r}: expected a colour or 'N points' after 'to', found {word!r}")
     elif verb == "move":
         gid = r.ref_np()
         op = {"op": "move", "group": gid, "relations": r.placement(optional=False)}
@@ -106,11 +116,14 @@ def apply(scene: Scene, op: dict[str, Any]) -> Scene:
     g = op["group"]
     kind = op["op"]
     if kind == "add":
-        new.groups[g] = ObjectGroup(op["shape"], op["color"], op["count"])
+        new.groups[g] = ObjectGroup(op["shape"], op["color"], op["count"], op.get("points"))
         new.relations += [Relation(g, rel, j) for rel, j in op["relations"]]
     elif kind == "recolor":
         old = new.groups[g]
-        new.groups[g] = ObjectGroup(old.shape, op["color"], old.count)
+        new.groups[g] = ObjectGroup(old.shape, op["color"], old.count, old.points)
+    elif kind == "repoint":
+        old = new.groups[g]
+        new.groups[g] = ObjectGroup(old.shape, old.color, old.count, op["points"])
     elif kind == "remove":
         del new.groups[g]
         new.relations = [r for r in new.relations if g not in (r.subject, r.object)]
@@ -130,8 +143,8 @@ class _Reader:
     def __init__(self, tokens: list[str], text: str, scene: Scene):
         self.tokens, self.text, self.scene, self.pos = tokens, text, scene, 0
 
-    def peek(self) -> str | None:
-        return self.tokens[self.pos] if self.pos < len(self.tokens) else None
+    def peek(self, k: int = 0) -> str | None:
+        return self.tokens[self.pos + k] if self.pos + k < len(self.tokens) else None
 
     def take(self) -> str:
         word = self.peek()
@@ -144,7 +157,7 @@ class _Reader:
         if self.take() != word:
             raise PromptError(f"in instruction {self.text!r}: expected '{word}'")
 
-    def _np(self) -> tuple[bool, int | None, str | None, str, bool]:
+    def _np(self) -> tuple[bool, int | None, str | None, str, bool, int | None]:
         word = self.take()
         definite, count = word == "the", None
         if word in ("a", "an"):
@@ -156,24 +169,30 @@ class _Reader:
         if self.peek() in COUNT_WORDS:
             count = COUNT_WORDS[self.take()]
         color = self.take() if self.peek() in COLORS else None
+        points = POINTED[self.take()] if self.peek() in POINTED else None
         noun = self.take()
         if noun in SHAPES:
-            return definite, count, color, noun, False
-        if noun in SINGULARS:
-            return definite, count, color, SINGULARS[noun], True
-        raise PromptError(f"in instruction {self.text!r}: expected a shape, found {noun!r}")
+            shape, is_plural = noun, False
+        elif noun in SINGULARS:
+            shape, is_plural = SINGULARS[noun], True
+        else:
+            raise PromptError(f"in instruction {self.text!r}: expected a shape, found {noun!r}")
+        if self.peek() == "with" and self.peek(1) in POINT_WORDS and self.peek(2) == "points":
+            points = POINT_WORDS[self.tokens[self.pos + 1]]
+            self.pos += 3
+        return definite, count, color, shape, is_plural, points
 
     def new_np(self) -> ObjectGroup:
-        definite, count, color, shape, is_plural = self._np()
+        definite, count, color, shape, is_plural, points = self._np()
         if definite:
             raise PromptError(f"in instruction {self.text!r}: 'add' needs a new object ('a ...'), not 'the ...'")
         count = count or 1
         if (count > 1) != is_plural:
             raise PromptError(f"in instruction {self.text!r}: {count} needs '{PLURALS[shape] if count > 1 else shape}'")
-        return ObjectGroup(shape, color, count)
+        return ObjectGroup(shape, color, count, points)
 
     def ref_np(self) -> int:
-        definite, count, color, shape, is_plural = self._np()
+        definite, count, color, shape, is_plural, points = self._np()
         candidates = [
             g
             for g, grp in self.scene.groups.items()
@@ -181,6 +200,7 @@ class _Reader:
             and (grp.count > 1) == is_plural
             and (color is None or grp.color == color)
             and (count is None or grp.count == count)
+            and (points is None or grp.points == points)
         ]
         exact = [g for g in candidates if self.scene.groups[g].color == color]
         if len(candidates) == 1:
@@ -199,7 +219,7 @@ class _Reader:
             for phrase in RELATION_TOKENS:
                 if tuple(self.tokens[self.pos : self.pos + len(phrase)]) == phrase:
                     self.pos += len(phrase)
-                    rel = RELATION_PHRASES[" ".join(phrase)]
+                    rel = ALL_PHRASES[" ".join(phrase)]
                     break
             if rel is None:
                 if rels or optional:
@@ -226,9 +246,12 @@ def instruction_text(op: dict[str, Any], scene: Scene) -> str:
 
     kind = op["op"]
     if kind == "add":
-        return f"add {ObjectGroup(op['shape'], op['color'], op['count']).noun_phrase()}{placement(op['relations'])}"
+        group = ObjectGroup(op["shape"], op["color"], op["count"], op.get("points"))
+        return f"add {group.noun_phrase()}{placement(op['relations'])}"
     if kind == "recolor":
         return f"change {ref(op['group'])} to {op['color']}"
+    if kind == "repoint":
+        return f"change {ref(op['group'])} to {POINT_NAMES[op['points']]} points"
     if kind == "move":
         return f"move {ref(op['group'])}{placement(op['relations'])}"
     if kind == "swap":

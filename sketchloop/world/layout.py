@@ -3,7 +3,9 @@
 Coordinates are normalised to the canvas ([0, 1], y down), so one layout renders at
 any resolution. Every object is a square box of side `size`; boxes keep a gap between
 them so that a detector can tell objects apart, and every relation of the graph holds
-under GenEval's position rule with a safety margin (see `relation_holds`).
+under GenEval's position rule with a safety margin (see `relation_holds`). The two objects
+of a depth relation overlap instead: the one in front hides DEPTH_HIDDEN of the other's
+shape, and is drawn after it (a layout is in drawing order).
 
 Defaults (measured with scripts/bench_detector.py and scripts/bench_layout.py, docs/shapesworld.md):
 objects are about a quarter of the canvas wide (0.25, jittered by +-15%), which keeps a
@@ -16,12 +18,16 @@ rule must hold for every pair of subject and target objects) raises LayoutError.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, replace
+from functools import lru_cache
 
 import numpy as np
+from PIL import Image, ImageDraw
+from scipy import ndimage
 
 from ..errors import LayoutError
+from .outline import SUPERSAMPLE, draw_shape, shape_mask
 from .scene import SceneGraph
-from .vocab import COLORS, RELATIONS, SHAPES
+from .vocab import COLORS, DEPTH_RELATIONS, RELATIONS, SHAPES, depth_colours_clash
 
 OBJECT_SIZE = 0.25
 SIZE_JITTER = 0.15
@@ -39,6 +45,11 @@ RELATION_MARGIN = 0.6  # the layout asks for 0.6 where GenEval's rule asks for 0
 GRID = 16
 SIZE_STEPS = 32
 MIN_SIZE_STEPS = 4  # = MIN_SIZE on the size lattice (the region token s4)
+# A depth pair ("A in front of B") overlaps: A's shape hides this share of B's shape, a range in
+# which the detector recovers both objects and their order (scripts/bench_detector.py, docs/shapesworld.md).
+DEPTH_HIDDEN = (0.1, 0.3)
+POINTS_MIN_SIZE = 0.1875  # a star with a counted number of points never shrinks below 12 px (s6), where it is read
+DEPTH_MIN_SIZE = 0.25  # objects of a depth pair never shrink below 16 px (s8): smaller, a hidden one is misread
 
 
 def snap_size(size: float) -> float:
@@ -61,6 +72,7 @@ class PlacedObject:
     y: float
     size: float
     group: int = -1
+    points: int | None = None  # a star's points (None: vocab.DEFAULT_POINTS)
 
     @property
     def box(self) -> tuple[float, float, float, float]:
@@ -70,12 +82,12 @@ class PlacedObject:
 
 @dataclass(frozen=True)
 class Layout:
-    """The objects on a canvas, in drawing order."""
+    """The objects on a canvas, in drawing order (one drawn later is in front)."""
 
     objects: tuple[PlacedObject, ...] = ()
 
     def to_dict(self) -> dict:
-        return {"objects": [asdict(o) for o in self.objects]}
+        return {"objects": [_object_dict(o) for o in self.objects]}
 
     @classmethod
     def from_dict(cls, data: dict) -> "Layout":
@@ -100,6 +112,13 @@ class Layout:
         objs = list(self.objects)
         objs[index] = obj
         return Layout(tuple(objs))
+
+
+def _object_dict(obj: PlacedObject) -> dict:
+    d = asdict(obj)
+    if d["points"] is None:
+        del d["points"]
+    return d
 
 
 # --------------------------------------------------------------------------- rules
@@ -147,6 +166,57 @@ def _separated(a: PlacedObject, b: PlacedObject, gap: float = GAP) -> bool:
     return abs(a.x - b.x) >= (a.size + b.size) / 2 + gap or abs(a.y - b.y) >= (a.size + b.size) / 2 + gap
 
 
+def box_overlap(xy, size: float, other: PlacedObject) -> np.ndarray:
+    """The area where boxes of side `size` centred at `xy` (K, 2) overlap `other`'s box."""
+    offset = np.abs(np.asarray(xy, dtype=float).reshape(-1, 2) - np.array([other.x, other.y]))
+    side = np.clip((size + other.size) / 2 - offset, 0, min(size, other.size))
+    return side[:, 0] * side[:, 1]
+
+
+_COVERAGE_PX = 32  # the resolution, across the hidden object's box, at which `hidden_share` counts
+
+
+@lru_cache(maxsize=None)
+def _coverage(shape: str, points: int | None) -> np.ndarray:
+    return shape_mask(shape, _COVERAGE_PX, _COVERAGE_PX, points=points)
+
+
+def hidden_share(front: PlacedObject, back: PlacedObject) -> float:
+    """The share of `back`'s shape that `front`'s shape covers (1.0 when what is left of it
+    falls into two or more pieces)."""
+    n, s = _COVERAGE_PX, SUPERSAMPLE
+    scale = n * s / back.size
+    x0 = (front.x - front.size / 2 - (back.x - back.size / 2)) * scale
+    y0 = (front.y - front.size / 2 - (back.y - back.size / 2)) * scale
+    img = Image.new("L", (n * s, n * s), 0)
+    draw_shape(
+        ImageDraw.Draw(img), front.shape, (x0, y0, x0 + front.size * scale, y0 + front.size * scale), 255, front.points
+    )
+    cover = np.asarray(img.resize((n, n), Image.Resampling.BOX), dtype=np.float32) / 255.0
+    mask = _coverage(back.shape, back.points)
+    share = float((mask * cover).sum() / mask.sum())
+    if share > 0 and ndimage.label((mask > 0.5) & (cover < 0.5))[1] > 1:
+        return 1.0  # cut in two: as good as hidden, for no one can tell it is one object
+    return share
+
+
+def _depth_ok(xy, new: PlacedObject, other: PlacedObject, relations: list[str]) -> np.ndarray:
+    """Whether `new` placed at each of `xy` (K, 2) overlaps `other` as a depth pair should: the
+    shape in front hides a DEPTH_HIDDEN share of the shape behind."""
+    xy = np.asarray(xy, dtype=float).reshape(-1, 2)
+    ok = box_overlap(xy, new.size, other) > 0
+    for k in np.flatnonzero(ok):
+        moved = replace(new, x=float(xy[k, 0]), y=float(xy[k, 1]))
+        front, back = (moved, other) if "in front of" in relations else (other, moved)
+        ok[k] = DEPTH_HIDDEN[0] <= hidden_share(front, back) <= DEPTH_HIDDEN[1]
+    return ok
+
+
+def depth_holds(front: PlacedObject, back: PlacedObject) -> bool:
+    """Whether two placed objects overlap as a depth pair (the order is the drawing order)."""
+    return DEPTH_HIDDEN[0] <= hidden_share(front, back) <= DEPTH_HIDDEN[1]
+
+
 # ------------------------------------------------------------------------ sampling
 def _constraints(graph: SceneGraph) -> dict[tuple[int, int], list[str]]:
     """Required relations between group pairs (both orientations)."""
@@ -170,25 +240,42 @@ def fits(
     ):
         return False
     for other in placed:
-        if not _separated(obj, other):
+        rels = need.get((obj.group, other.group), []) if need else []
+        depth = [r for r in rels if r in DEPTH_RELATIONS]
+        if depth:
+            if not _depth_ok([obj.x, obj.y], obj, other, depth)[0]:
+                return False
+        elif not _separated(obj, other):
             return False
-        if need:
-            for rel in need.get((obj.group, other.group), ()):
-                if not relation_holds(obj, rel, other):
-                    return False
+        for rel in rels:
+            if rel not in DEPTH_RELATIONS and not relation_holds(obj, rel, other):
+                return False
     return True
 
 
-def _feasible(xy: np.ndarray, size: float, group: int, placed, need) -> np.ndarray:
+def _feasible(
+    xy: np.ndarray, size: float, group: int, placed, need, shape: str = "square", points: int | None = None
+) -> np.ndarray:
     """Which candidate centres `xy` (K, 2) fit beside `placed` (vectorised `fits`)."""
     h = size / 2
     lo, hi = h + MARGIN, 1 - h - MARGIN
     ok = np.all((xy >= lo - 1e-9) & (xy <= hi + 1e-9), axis=1)
-    for other in placed:
+
+    def depth_last(other: PlacedObject) -> bool:  # the costly shape test on the fewest candidates
+        return any(r in DEPTH_RELATIONS for r in (need or {}).get((group, other.group), ()))
+
+    for other in sorted(placed, key=depth_last):
         offset = xy - np.array([other.x, other.y])
-        reach = (size + other.size) / 2 + GAP
-        ok &= np.any(np.abs(offset) >= reach, axis=1)
-        for rel in need.get((group, other.group), ()) if need else ():
+        rels = need.get((group, other.group), []) if need else []
+        depth = [r for r in rels if r in DEPTH_RELATIONS]
+        if depth:
+            ok[ok] = _depth_ok(xy[ok], PlacedObject(shape, "", 0.0, 0.0, size, group, points), other, depth)
+        else:
+            reach = (size + other.size) / 2 + GAP
+            ok &= np.any(np.abs(offset) >= reach, axis=1)
+        for rel in rels:
+            if rel in DEPTH_RELATIONS:
+                continue
             revised = np.maximum(np.abs(offset) - POSITION_THRESHOLD * (size + other.size), 0) * np.sign(offset)
             norm = np.maximum(np.linalg.norm(offset, axis=1), 1e-9)
             axis, sign = {"left of": (0, -1), "right of": (0, 1), "above": (1, -1), "below": (1, 1)}[rel]
@@ -207,6 +294,7 @@ def place_object(
     candidates: int = 400,
     target: tuple[float, float] | None = None,
     nearest: bool = False,
+    points: int | None = None,
 ) -> PlacedObject | None:
     """A new object at a random free spot that meets `need`, or None if there is none;
     with a `target`, more candidates are drawn around it (see `_grid_targets`), and with
@@ -232,14 +320,14 @@ def place_object(
         grid = np.asarray(target) + np.stack(np.meshgrid(steps, steps), -1).reshape(-1, 2)
         xy = np.concatenate([xy, np.clip(near, lo, hi), np.clip(grid, lo, hi)])
     xy = snap_xy(xy)
-    ok = np.flatnonzero(_feasible(xy, size, group, placed, need))
+    ok = np.flatnonzero(_feasible(xy, size, group, placed, need, shape, points))
     if len(ok) == 0:
         return None
     if nearest and target is not None:
         x, y = xy[ok[int(np.argmin(np.linalg.norm(xy[ok] - np.asarray(target), axis=1)))]]
     else:
         x, y = xy[int(rng.choice(ok))]
-    return PlacedObject(shape, color, round(float(x), 4), round(float(y), 4), round(size, 4), group)
+    return PlacedObject(shape, color, round(float(x), 4), round(float(y), 4), round(size, 4), group, points)
 
 
 def _lean(group: int, need) -> tuple[int, int]:
@@ -261,33 +349,48 @@ def sample_layout(graph: SceneGraph, seed: int | np.random.Generator = 0, attemp
     An attempt that gets stuck starts over; every SHRINK_EVERY failed attempts objects
     shrink by 15% (never below MIN_SIZE), and from the first shrink on each group also
     draws candidates around its cell in the relation tree (`_grid_targets`), which lets
-    chains of 4-5 groups fit. Uncoloured groups get a random colour per object.
+    chains of 4-5 groups fit. Uncoloured groups get a random colour per object (one that
+    differs from the colours of the groups it overlaps in depth). Objects are drawn back to
+    front (`depth_levels`).
     """
     graph.validate()
     rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
     need = _constraints(graph)
     order = _placement_order(graph)
-    items = [
-        (gi, graph.groups[gi].shape, graph.groups[gi].color or COLORS[int(rng.integers(len(COLORS)))])
-        for gi in order
-        for _ in range(graph.groups[gi].count)
-    ]
+    items: list[tuple[int, str, str, int | None]] = []
+    for gi in order:
+        group = graph.groups[gi]
+        for _ in range(group.count):
+            color = group.color or _free_colour(rng, graph, gi, items)
+            items.append((gi, group.shape, color, group.points))
     scale = 1.0
     targets: dict[int, tuple[float, float]] = {}
+    in_depth = {g for r in graph.relations if r.relation in DEPTH_RELATIONS for g in (r.subject, r.object)}
     for attempt in range(1, attempts + 1):
         placed: list[PlacedObject] = []
         if attempt > SHRINK_EVERY and not targets:  # crowded: aim each group at its place in the relation tree
             targets = _grid_targets(graph)
-        for gi, shape, color in items:
-            size = max(MIN_SIZE, scale * OBJECT_SIZE * float(rng.uniform(1 - SIZE_JITTER, 1 + SIZE_JITTER)))
+        for gi, shape, color, points in items:
+            smallest = DEPTH_MIN_SIZE if gi in in_depth else POINTS_MIN_SIZE if points else MIN_SIZE
+            size = max(smallest, scale * OBJECT_SIZE * float(rng.uniform(1 - SIZE_JITTER, 1 + SIZE_JITTER)))
             obj = place_object(
-                rng, shape, color, tuple(placed), gi, need, size=size, target=targets.get(gi), nearest=attempt % 2 == 0
+                rng,
+                shape,
+                color,
+                tuple(placed),
+                gi,
+                need,
+                size=size,
+                target=targets.get(gi),
+                nearest=attempt % 2 == 0,
+                points=points,
             )
             if obj is None:
                 break
             placed.append(obj)
         else:
-            return Layout(tuple(sorted(placed, key=lambda o: o.group)))
+            level = depth_levels(graph)
+            return Layout(tuple(sorted(placed, key=lambda o: (level[o.group], o.group))))
         if attempt % SHRINK_EVERY == 0:
             scale *= SHRINK
     raise LayoutError(
@@ -295,6 +398,40 @@ def sample_layout(graph: SceneGraph, seed: int | np.random.Generator = 0, attemp
         f"even with objects shrunk to {MIN_SIZE:g} of its side (the smallest the detector reads); "
         f"use fewer objects or relations"
     )
+
+
+def _free_colour(rng: np.random.Generator, graph: SceneGraph, group: int, items: list) -> str:
+    """A random colour for an object of an uncoloured group that may overlap, in depth, the
+    groups it relates to in depth (their colours, or those drawn for them in `items`)."""
+    partners = {
+        r.object if r.subject == group else r.subject
+        for r in graph.relations
+        if r.relation in DEPTH_RELATIONS and group in (r.subject, r.object)
+    }
+    taken = {c for p in partners if (c := graph.groups[p].color) is not None}
+    taken |= {item[2] for item in items if item[0] in partners}
+    choices = [c for c in COLORS if not any(depth_colours_clash(c, t) for t in taken)]
+    return choices[int(rng.integers(len(choices)))]
+
+
+def depth_levels(graph: SceneGraph) -> list[int]:
+    """Each group's drawing layer: 0 for a group in front of nothing, else one more than the
+    highest layer of the groups it is in front of (so what is behind is drawn first)."""
+    behind: dict[int, set[int]] = {i: set() for i in range(len(graph.groups))}
+    for r in graph.relations:
+        if r.relation == "in front of":
+            behind[r.subject].add(r.object)
+        elif r.relation == "behind":
+            behind[r.object].add(r.subject)
+    level: dict[int, int] = {}
+
+    def visit(g: int) -> int:
+        if g not in level:
+            level[g] = 0  # validate() has refused cycles
+            level[g] = 1 + max((visit(b) for b in behind[g]), default=-1)
+        return level[g]
+
+    return [visit(g) for g in range(len(graph.groups))]
 
 
 _STEP = {"left of": (-1, 0), "right of": (1, 0), "above": (0, -1), "below": (0, 1)}
@@ -314,6 +451,8 @@ def _grid_targets(graph: SceneGraph) -> dict[int, tuple[float, float]]:
         while frontier:
             g = frontier.pop(0)
             for r in graph.relations:
+                if r.relation in DEPTH_RELATIONS:  # a depth pair shares its cell's neighbourhood
+                    continue
                 for a, rel, b in ((r.subject, r.relation, r.object), (r.object, r.inverted().relation, r.subject)):
                     if b == g and a not in cells:
                         dx, dy = _STEP[rel]

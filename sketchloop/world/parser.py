@@ -2,10 +2,13 @@
 
     prompt      := ["a photo of"] clause (("," ["and"] | "and") clause)*
     clause      := noun_phrase [relation noun_phrase]
-    noun_phrase := ("a" | "an" | NUMBER) [COLOUR] noun [colour_fact]
+    relation    := "left of" | "above" | ... (vocab.RELATION_PHRASES) | "in front of" | "behind" | ...
+    noun_phrase := ("a" | "an" | NUMBER) [COLOUR] [POINTED] noun [points] [colour_fact]
                  | "as many" [COLOUR] SHAPES "as" COUNT_FACT [colour_fact]
-                 | "the" [NUMBER] [COLOUR] noun [colour_fact]   (refers back to an earlier group)
+                 | "the" [NUMBER] [COLOUR] [POINTED] noun [points] [colour_fact]   (refers back)
     noun        := SHAPE | ("shape" | "shapes") "like" SHAPE_FACT
+    POINTED     := "five-pointed" | "six-pointed" | ...   (stars only; also before the colour)
+    points      := "with" (POINT_WORD | DIGIT) "points"   (stars only)
     colour_fact := [","] ("the colour of" | "coloured like") COLOUR_FACT   (or "color", "colored")
 
 A noun phrase identical to an earlier one also refers back to that group. The facts
@@ -23,8 +26,10 @@ from .scene import ObjectGroup, Relation, SceneGraph
 from .vocab import (
     COLORS,
     COUNT_WORDS,
+    DEPTH_PHRASES,
     MAX_COUNT,
     PLURALS,
+    POINT_WORDS,
     RELATION_PHRASES,
     SHAPES,
     SINGULARS,
@@ -32,15 +37,25 @@ from .vocab import (
 )
 
 _PREFIX = ("a", "photo", "of")
-RELATION_TOKENS = sorted((tuple(p.split()) for p in RELATION_PHRASES), key=len, reverse=True)
+ALL_PHRASES = {**RELATION_PHRASES, **DEPTH_PHRASES}
+RELATION_TOKENS = sorted((tuple(p.split()) for p in ALL_PHRASES), key=len, reverse=True)
+NUMBERS = {
+    **COUNT_WORDS,
+    **POINT_WORDS,
+}  # a star's points in words: any of them, so that one out of range gets its own error
+POINTED = {f"{w}-pointed": n for w, n in NUMBERS.items()} | {f"{n}-pointed": n for n in NUMBERS.values()}
 KNOWN_WORDS = (
     {"a", "an", "the", "photo", "of", "and", ","}
     | set(COUNT_WORDS)
     | set(COLORS)
     | set(SHAPES)
     | set(SINGULARS)
-    | {w for phrase in RELATION_PHRASES for w in phrase.split()}
+    | {w for phrase in ALL_PHRASES for w in phrase.split()}
     | {str(n) for n in range(1, MAX_COUNT + 1)}
+    | {"with", "points"}
+    | set(POINT_WORDS)
+    | {str(n) for n in POINT_WORDS.values()}
+    | set(POINTED)
     | knowledge_words()
 )
 _OPENER_WORDS = {"colour", "color", "coloured", "colored", "like", "many"}
@@ -117,7 +132,7 @@ class _Parser:
         for phrase in RELATION_TOKENS:
             if tuple(self.tokens[self.pos : self.pos + len(phrase)]) == phrase:
                 self.pos += len(phrase)
-                return RELATION_PHRASES[" ".join(phrase)]
+                return ALL_PHRASES[" ".join(phrase)]
         return None
 
     def noun_phrase(self) -> int:
@@ -145,7 +160,9 @@ class _Parser:
         if word is not None and (word in COUNT_WORDS or word.isdigit()):
             count = COUNT_WORDS.get(word) or int(word)
             self.pos += 1
+        points = self.pointed()
         color = self.colour_word()
+        points = self.pointed(points)
         noun = self.peek()
         if noun in SHAPES:
             shape, is_plural = noun, False
@@ -162,8 +179,34 @@ class _Parser:
         if not shape:
             self.pos += 1  # "like"
             shape = str(self.fact("shape").value)
+        points = self.with_points(points)
+        if points is not None and shape != "star":
+            raise PromptError(f"in prompt {self.prompt!r}: only stars have points, not the {noun}")
         color = self.colour_fact(color)
-        return self.finish(definite, shape, color, count, is_plural)
+        return self.finish(definite, shape, color, count, is_plural, points)
+
+    def pointed(self, points: int | None = None) -> int | None:
+        """An optional 'six-pointed' at the current word (`points`: one read already)."""
+        word = self.peek()
+        if word in POINTED:
+            if points is not None:
+                raise self.fail("one number of points")
+            self.pos += 1
+            return POINTED[word]
+        return points
+
+    def with_points(self, points: int | None) -> int | None:
+        """An optional 'with six points' after a noun."""
+        if self.peek() != "with":
+            return points
+        number = self.peek(1)
+        if points is not None:
+            raise self.fail("one number of points")
+        if self.peek(2) != "points" or not (number in NUMBERS or (number or "").isdigit()):
+            self.pos += 1
+            raise self.fail("a number of points and 'points', e.g. 'with six points'")
+        self.pos += 3
+        return NUMBERS.get(str(number)) or int(str(number))
 
     def as_many(self) -> int:
         """'as many [COLOUR] SHAPES as COUNT_FACT [colour_fact]': a group counted by a fact."""
@@ -178,7 +221,7 @@ class _Parser:
         self.pos += 1
         count = int(self.fact("count").value)
         color = self.colour_fact(color)
-        return self.finish(False, SINGULARS[noun], color, count, True)
+        return self.finish(False, SINGULARS[noun], color, count, True, None)
 
     def colour_word(self) -> str | None:
         """An optional colour name at the current word."""
@@ -211,19 +254,29 @@ class _Parser:
                 return named
         return color
 
-    def finish(self, definite: bool, shape: str, color: str | None, count: int | None, is_plural: bool) -> int:
+    def finish(
+        self, definite: bool, shape: str, color: str | None, count: int | None, is_plural: bool, points: int | None
+    ) -> int:
         if definite:
-            return self.refer(shape, color, count, is_plural)
-        group = ObjectGroup(shape, color, count if count is not None else 1)
+            return self.refer(shape, color, count, is_plural, points)
+        group = ObjectGroup(shape, color, count if count is not None else 1, points)
         if group in self.groups:
             return self.groups.index(group)
         self.groups.append(group)
         return len(self.groups) - 1
 
-    def refer(self, shape: str, color: str | None, count: int | None, is_plural: bool) -> int:
+    def refer(self, shape: str, color: str | None, count: int | None, is_plural: bool, points: int | None) -> int:
         """Resolve 'the ...' to the earlier group it names."""
         phrase = " ".join(
-            t for t in ["the", str(count) if count else "", color or "", PLURALS[shape] if is_plural else shape] if t
+            t
+            for t in [
+                "the",
+                str(count) if count else "",
+                color or "",
+                PLURALS[shape] if is_plural else shape,
+                f"with {points} points" if points else "",
+            ]
+            if t
         )
         candidates = [
             i
@@ -232,6 +285,7 @@ class _Parser:
             and (g.count > 1) == is_plural
             and (count is None or g.count == count)
             and (color is None or g.color == color)
+            and (points is None or g.points == points)
         ]
         exact = [i for i in candidates if self.groups[i].color == color]
         if len(candidates) == 1:

@@ -3,8 +3,9 @@ accepts, not only the canonical one (`SceneGraph.to_text`).
 
 - "a photo of " or not;
 - each relation in any of its phrasings ("left of", "to the left of", "on top of", "under",
-  "beneath", ...), and stated either way round ("a square below a circle" for "a circle above
-  a square");
+  "beneath", "partly hiding", ...), and stated either way round ("a square below a circle"
+  for "a circle above a square");
+- a star's points as "with six points" or "six-pointed";
 - clauses in any order, joined by ", ", " and " or ", and ";
 - a group met again as "the red circle", or as a bare "the circle" when no other group has
   its shape; counts as words or digits.
@@ -18,11 +19,11 @@ from __future__ import annotations
 import numpy as np
 
 from ..errors import PromptError
-from .scene import Relation, SceneGraph, scene_key
-from .vocab import RELATION_PHRASES, plural
+from .scene import POINT_NAMES, Relation, SceneGraph, scene_key
+from .vocab import DEPTH_PHRASES, NUMBER_WORDS, RELATION_PHRASES, plural
 
 PHRASINGS: dict[str, tuple[str, ...]] = {}
-for _phrase, _relation in RELATION_PHRASES.items():
+for _phrase, _relation in {**RELATION_PHRASES, **DEPTH_PHRASES}.items():
     PHRASINGS.setdefault(_relation, ())
     PHRASINGS[_relation] += (_phrase,)
 JOINS = (", ", " and ", ", and ")
@@ -73,8 +74,15 @@ def _wording(
                 return f"the {plural(g.shape, g.count)}"
             return g.noun_phrase(definite=True)
         mentioned.add(i)
+        if g.points is not None and rng.random() < synonyms:  # "a red six-pointed star"
+            pointed = f"{POINT_NAMES[g.points]}-pointed"
+            words = [*([g.color] if g.color else []), pointed, plural(g.shape, g.count)]
+            if g.count > 1:
+                return " ".join([NUMBER_WORDS[g.count], *words])
+            return " ".join(["a", *words])
         if g.count > 1 and rng.random() < digits:
-            return " ".join([str(g.count), *([g.color] if g.color else []), plural(g.shape, g.count)])
+            points = ["with", POINT_NAMES[g.points], "points"] if g.points else []
+            return " ".join([str(g.count), *([g.color] if g.color else []), plural(g.shape, g.count), *points])
         return g.noun_phrase()
 
     def relation_words(relation: str) -> str:

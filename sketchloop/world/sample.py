@@ -7,7 +7,7 @@ import numpy as np
 from ..errors import LayoutError, PromptError
 from .layout import Layout, sample_layout
 from .scene import MAX_GROUPS, MAX_OBJECTS, ObjectGroup, Relation, SceneGraph
-from .vocab import COLORS, MAX_COUNT, RELATIONS, SHAPES
+from .vocab import COLORS, DEPTH_RELATIONS, MAX_COUNT, RELATIONS, SHAPES, STAR_POINTS
 
 
 def random_scene(rng: np.random.Generator, **kwargs) -> SceneGraph:
@@ -23,11 +23,14 @@ def random_scene_layout(
     relation_prob: float = 0.5,
     count_prob: float = 0.3,
     group_weights: list[float] | None = None,
+    depth_prob: float = 0.0,
+    points_prob: float = 0.0,
 ) -> tuple[SceneGraph, Layout]:
     """A random valid scene graph and a layout of it: 1..max_groups distinct groups, counts, colours, relations.
 
     Groups are distinct as noun phrases (so the English round-trips); relations link a
-    later group to an earlier one; graphs that contradict themselves or that the
+    later group to an earlier one, a `depth_prob` share of them in depth; a star gets a
+    number of points with `points_prob`; graphs that contradict themselves or that the
     layout sampler cannot fit on the canvas are redrawn.
     """
     while True:
@@ -46,7 +49,10 @@ def random_scene_layout(
             count = min(count, budget - (n_groups - len(groups) - 1))
             shape = SHAPES[int(rng.integers(len(SHAPES)))]
             color = COLORS[int(rng.integers(len(COLORS)))] if rng.random() < color_prob else None
-            group = ObjectGroup(shape, color, count)
+            points = None
+            if points_prob and shape == "star" and rng.random() < points_prob:
+                points = STAR_POINTS[int(rng.integers(len(STAR_POINTS)))]
+            group = ObjectGroup(shape, color, count, points)
             if group in groups or any(
                 g.shape == shape and g.color is None or color is None and g.shape == shape for g in groups
             ):
@@ -57,7 +63,10 @@ def random_scene_layout(
         for i in range(1, len(groups)):
             if rng.random() < relation_prob:
                 j = int(rng.integers(0, i))
-                relations.append(Relation(i, RELATIONS[int(rng.integers(len(RELATIONS)))], j))
+                if depth_prob and rng.random() < depth_prob:
+                    relations.append(Relation(i, DEPTH_RELATIONS[int(rng.integers(2))], j))
+                else:
+                    relations.append(Relation(i, RELATIONS[int(rng.integers(len(RELATIONS)))], j))
         graph = SceneGraph(tuple(groups), tuple(relations))
         try:
             layout = sample_layout(graph, rng, attempts=20)

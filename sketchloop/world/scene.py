@@ -12,12 +12,16 @@ from typing import Any
 
 from ..errors import PromptError
 from .vocab import (
+    ALL_RELATIONS,
     COLORS,
+    DEPTH_RELATIONS,
     INVERSE_RELATION,
     MAX_COUNT,
     NUMBER_WORDS,
-    RELATIONS,
+    POINT_WORDS,
     SHAPES,
+    STAR_POINTS,
+    depth_colours_clash,
     plural,
 )
 
@@ -30,11 +34,12 @@ GENEVAL_TAGS = ("single_object", "two_object", "counting", "colors", "position",
 
 @dataclass(frozen=True)
 class ObjectGroup:
-    """`count` objects of one shape and, optionally, one colour."""
+    """`count` objects of one shape and, optionally, one colour and (stars) a number of points."""
 
     shape: str
     color: str | None = None
     count: int = 1
+    points: int | None = None
 
     def __post_init__(self) -> None:
         if self.shape not in SHAPES:
@@ -43,11 +48,21 @@ class ObjectGroup:
             raise PromptError(f"unknown colour {self.color!r}; known colours: {', '.join(COLORS)}")
         if not 1 <= self.count <= MAX_COUNT:
             raise PromptError(f"count {self.count} out of range; counts go from 1 to {MAX_COUNT}")
+        if self.points is not None:
+            if self.shape != "star":
+                raise PromptError(f"only stars have points; drop the points of the {self.shape}")
+            if self.points not in STAR_POINTS:
+                raise PromptError(
+                    f"a star with {self.points} points; stars have {STAR_POINTS[0]} to {STAR_POINTS[-1]} points"
+                )
 
     def noun_phrase(self, definite: bool = False) -> str:
-        """'a red circle', 'three stars', or with `definite` 'the red circle', 'the stars'."""
+        """'a red circle', 'three stars', 'a star with six points', or with `definite` 'the red
+        circle', 'the stars'."""
         words = [self.color] if self.color else []
         words.append(plural(self.shape, self.count))
+        if self.points is not None:
+            words += ["with", POINT_NAMES[self.points], "points"]
         if definite:
             return " ".join(["the", *words])
         if self.count == 1:
@@ -56,17 +71,29 @@ class ObjectGroup:
         return " ".join([NUMBER_WORDS[self.count], *words])
 
 
+POINT_NAMES = {n: w for w, n in POINT_WORDS.items()}
+
+
+def group_dict(group: ObjectGroup) -> dict[str, Any]:
+    """A group as JSON (points only when named, so that older scenes read the same)."""
+    d = asdict(group)
+    if d["points"] is None:
+        del d["points"]
+    return d
+
+
 @dataclass(frozen=True)
 class Relation:
-    """Group `subject` is `relation` (GenEval's: left of, right of, above, below) group `object`."""
+    """Group `subject` is `relation` group `object`: GenEval's left of, right of, above, below,
+    or in depth, in front of and behind."""
 
     subject: int
     relation: str
     object: int
 
     def __post_init__(self) -> None:
-        if self.relation not in RELATIONS:
-            raise PromptError(f"unknown relation {self.relation!r}; known: {', '.join(RELATIONS)}")
+        if self.relation not in ALL_RELATIONS:
+            raise PromptError(f"unknown relation {self.relation!r}; known: {', '.join(ALL_RELATIONS)}")
 
     def inverted(self) -> "Relation":
         return Relation(self.object, INVERSE_RELATION[self.relation], self.subject)
@@ -103,7 +130,28 @@ class SceneGraph:
                 raise PromptError(
                     f"contradiction: {self.groups[r.subject].noun_phrase(True)} cannot be {r.relation} itself"
                 )
-        for axis, (before, after) in {"horizontal": ("left of", "right of"), "vertical": ("above", "below")}.items():
+        for r in self.relations:
+            if r.relation in DEPTH_RELATIONS:
+                a, b = self.groups[r.subject], self.groups[r.object]
+                if a.color is not None and b.color is not None and depth_colours_clash(a.color, b.color):
+                    why = "the same colour" if a.color == b.color else "colours whose seam reads as background"
+                    raise PromptError(
+                        f"{a.noun_phrase(True)} and {b.noun_phrase(True)} overlap in depth but have {why}, so no "
+                        f"one could tell them apart; choose other colours"
+                    )
+        hidden_by = [0] * len(self.groups)
+        for r in self.relations:
+            if r.relation in DEPTH_RELATIONS:
+                front, back = (r.subject, r.object) if r.relation == "in front of" else (r.object, r.subject)
+                hidden_by[back] += self.groups[front].count
+        for i, n in enumerate(hidden_by):
+            if n > 1:
+                raise PromptError(
+                    f"{self.groups[i].noun_phrase(True)} would be partly hidden by {n} objects; in ShapesWorld "
+                    f"one object at most stands in front of another"
+                )
+        axes = {"horizontal": ("left of", "right of"), "vertical": ("above", "below"), "depth": DEPTH_RELATIONS}
+        for axis, (before, after) in axes.items():
             cycle = _find_cycle(
                 len(self.groups),
                 [
@@ -120,14 +168,17 @@ class SceneGraph:
     # ------------------------------------------------------------- JSON
     def to_dict(self) -> dict[str, Any]:
         return {
-            "groups": [asdict(g) for g in self.groups],
+            "groups": [group_dict(g) for g in self.groups],
             "relations": [asdict(r) for r in self.relations],
         }
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "SceneGraph":
         try:
-            groups = [ObjectGroup(g["shape"], g.get("color"), int(g.get("count", 1))) for g in data["groups"]]
+            groups = [
+                ObjectGroup(g["shape"], g.get("color"), int(g.get("count", 1)), _points(g.get("points")))
+                for g in data["groups"]
+            ]
             relations = [
                 Relation(int(r["subject"]), r["relation"], int(r["object"])) for r in data.get("relations", [])
             ]
@@ -260,6 +311,8 @@ class SceneGraph:
             entry: dict[str, Any] = {"class": g.shape, "count": g.count}
             if g.color:
                 entry["color"] = g.color
+            if g.points is not None:
+                entry["points"] = g.points
             if len(positions[new]) == 1:
                 entry["position"] = positions[new][0]
             elif positions[new]:
@@ -278,7 +331,9 @@ class SceneGraph:
         groups, relations = [], []
         try:
             for i, req in enumerate(meta["include"]):
-                groups.append(ObjectGroup(req["class"], req.get("color"), int(req.get("count", 1))))
+                groups.append(
+                    ObjectGroup(req["class"], req.get("color"), int(req.get("count", 1)), _points(req.get("points")))
+                )
                 for rel, target in position_pairs(req):
                     relations.append(Relation(i, rel, int(target)))
         except (KeyError, TypeError, ValueError) as exc:
@@ -290,13 +345,17 @@ def scene_key(graph: "SceneGraph") -> str:
     """The identity of a scene whatever its phrasing: its groups, and each relation stated
     both ways ("A above B" is "B below A"). Two graphs are the same scene exactly when
     their keys are equal (groups of one scene are distinct noun phrases)."""
-    name = [f"{g.count}/{g.color or '-'}/{g.shape}" for g in graph.groups]
+    name = [f"{g.count}/{g.color or '-'}/{g.shape}" + (f"/{g.points}" if g.points else "") for g in graph.groups]
     relations = set()
     for r in graph.relations:
         relations.add((name[r.subject], r.relation, name[r.object]))
         inv = r.inverted()
         relations.add((name[inv.subject], inv.relation, name[inv.object]))
     return "|".join(sorted(name)) + "#" + "|".join(" ".join(t) for t in sorted(relations))
+
+
+def _points(value: Any) -> int | None:
+    return None if value is None else int(value)
 
 
 def position_pairs(req: dict[str, Any]) -> list[tuple[str, int]]:
