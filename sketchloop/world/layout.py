@@ -212,11 +212,6 @@ def _depth_ok(xy, new: PlacedObject, other: PlacedObject, relations: list[str]) 
     return ok
 
 
-def depth_holds(front: PlacedObject, back: PlacedObject) -> bool:
-    """Whether two placed objects overlap as a depth pair (the order is the drawing order)."""
-    return DEPTH_HIDDEN[0] <= hidden_share(front, back) <= DEPTH_HIDDEN[1]
-
-
 # ------------------------------------------------------------------------ sampling
 def _constraints(graph: SceneGraph) -> dict[tuple[int, int], list[str]]:
     """Required relations between group pairs (both orientations)."""
