@@ -274,3 +274,72 @@ def test_the_refine_pipeline_makes_depth_and_points_flaws_a_critique_names():
     wrong = _flaw(layout, {"op": "add", "group": star.group, "points": 6}, POINTS_FLAW, rng)
     c = inspect_description(describe_detections(DETECTOR.detect(render(wrong)), g), g, final=True)
     assert [p.kind for p in c.problems] == ["wrong_points"]
+
+
+def test_perturbed_plans_keep_or_drop_points_as_their_shape_allows():
+    """A perturbation never leaves points on a shape other than a star (such a scene is invalid
+    and stopped inspect builds), keeps a star's points when it changes its colour or count, and
+    can change the points themselves; a missing star's fix names its points."""
+    from sketchloop.data.inspections import _perturb, _perturb_graph
+    from sketchloop.data.refine import _flaw
+    from sketchloop.world.instructions import Scene
+    from sketchloop.world.scene import ObjectGroup
+
+    g = parse_prompt("a red star with six points above a blue square")
+    op = {"op": "add", "group": 0, "shape": "star", "color": "red", "count": 1, "points": 6, "relations": []}
+    rng = np.random.default_rng(0)
+    for kind in ("extra_object", "wrong_color", "wrong_count", "wrong_points"):
+        for _ in range(5):
+            new = _perturb(op, kind, Scene(), g, rng)
+            assert new is not None and (new["shape"] == "star" or new.get("points") is None), (kind, new)
+            assert (new["points"] != 6) == (kind == "wrong_points") or kind == "extra_object", (kind, new)
+            wrong = _perturb_graph(g, kind, rng)
+            assert wrong is None or all(x.points is None or x.shape == "star" for x in wrong.groups)
+    lone = parse_prompt("a red star with six points")
+    assert {_perturb_graph(lone, "wrong_points", np.random.default_rng(s)).groups[0].points for s in range(8)} == {5, 7}
+    star = PlacedObject("star", "red", 0.3, 0.3, 0.25, group=0, points=6)
+    for seed in range(8):
+        obj = _flaw(Layout((star,)), {"op": "add", "group": 0}, "wrong_shape", np.random.default_rng(seed)).objects[0]
+        assert obj.points is None and obj.shape != "star"
+    two = parse_prompt("a photo of two red stars with six points")
+    one = SceneGraph((ObjectGroup("star", "red", 1, 6),), ())
+    assert inspect_description(one, two, final=True).refine == "add a red star with six points"
+
+
+def test_the_guided_decode_rules_refuse_depth_and_points_prompts_with_one_line():
+    from sketchloop.backends.unified import _planar_only
+    from sketchloop.errors import SketchloopError
+
+    _planar_only("a red circle above a blue square and a shape like a playing-card suit with four points")
+    for prompt in ("a red circle behind a blue square", "a photo of a six-pointed star", "a star with six points"):
+        with pytest.raises(SketchloopError, match="without --guided"):
+            _planar_only(prompt)
+
+
+def test_the_tokenizer_holds_the_depth_and_points_words_after_every_older_word():
+    import json
+    from pathlib import Path
+
+    from sketchloop.models.tokenizer import DEPTH_AND_PARTS_WORDS, WordTokenizer
+
+    tok = WordTokenizer()
+    assert not tok.unknown_words("a red six-pointed star partly hiding a circle, the circle behind a square")
+    assert not tok.unknown_words("a green star with seven points in front of a blue square partly hidden by a circle")
+    new = {"behind", "by", "five", "front", "have", "hidden", "hiding", "partly", "pointed", "seven", "six"}
+    assert new <= DEPTH_AND_PARTS_WORDS and set(tok.vocab[-len(new) :]) == new  # appended last: older ids kept
+    shipped = json.loads(
+        (Path(__file__).parents[1] / "sketchloop/checkpoints/shapes-unified/tokenizer.json").read_text()
+    )
+    assert tok.vocab[: len(shipped["vocab"])] == shipped["vocab"]
+
+
+def test_the_scene_mix_draws_depth_and_parts_scenes_in_the_shares_asked():
+    """A draw that fails its kind (a depth scene with no pair in depth) draws that kind again,
+    so the shares hold (redrawing the kind once cut a 0.35 depth share to 0.16)."""
+    from sketchloop.data.trajectories import heldout_free_scene
+
+    rng = np.random.default_rng(0)
+    graphs = [heldout_free_scene(rng, mix={"depth": 0.35, "parts": 0.3}) for _ in range(300)]
+    depth = np.mean([any(r.relation in ("in front of", "behind") for r in g.relations) for g in graphs])
+    parts = np.mean([any(grp.points for grp in g.groups) for g in graphs])
+    assert 0.27 <= depth <= 0.43 and 0.23 <= parts <= 0.38, (depth, parts)

@@ -293,7 +293,7 @@ def test_own_inspect_examples_skip_a_random_scene_whose_text_is_ambiguous(monkey
     )
     fine = SceneGraph((ObjectGroup("circle", "red", 1),), ())
     scenes = iter([ambiguous, fine, fine, fine])
-    monkeypatch.setattr(inspections, "heldout_free_scene", lambda rng: next(scenes))
+    monkeypatch.setattr(inspections, "heldout_free_scene", lambda rng, mix=None: next(scenes))
     torch.manual_seed(0)
     tok = WordTokenizer()
     roles = UnifiedRoles(

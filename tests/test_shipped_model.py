@@ -20,10 +20,19 @@ from sketchloop.world.parser import parse_prompt
 from sketchloop.world.sample import random_composite_scene
 
 # Measured on these subsets with the shipped checkpoint and the default loop, the learned model
-# alone (seed = prompt index, 1 image each): shapes-geneval 29/30 = 0.967, shapes-complex
-# 8/24 = 0.333, shapes-generalise 19/24 = 0.792, last <des> copies the prompt 17/24 = 0.708.
+# alone (seed = prompt index, 1 image each): shapes-geneval 27/30 = 0.900, shapes-complex
+# 8/24 = 0.333, shapes-generalise 18/24 = 0.750, last <des> copies the prompt 21/24 = 0.875;
+# on 12 prompts each, the last <des> copies a shapes-depth prompt 3/12 and a shapes-parts one
+# 4/12 (their images are rarely right: 0/24 and 2/24, README).
 # Floors: two images below, room for numeric noise across machines.
-FLOORS = {"shapes-geneval": 0.89, "shapes-complex": 0.24, "shapes-generalise": 0.70, "copy": 0.62}
+FLOORS = {
+    "shapes-geneval": 0.83,
+    "shapes-complex": 0.24,
+    "shapes-generalise": 0.66,
+    "copy": 0.79,
+    "copy-shapes-depth": 1 / 12,
+    "copy-shapes-parts": 2 / 12,
+}
 
 
 def stratified(name: str, per_tag: int) -> list[dict]:
@@ -48,10 +57,10 @@ def test_the_default_loop_keeps_its_scores(generator, tmp_path, name, per_tag):
     assert results["overall"] >= FLOORS[name], results["tasks"]
 
 
-@pytest.mark.parametrize("name,per_tag,measured", [("shapes-geneval", 10, 59), ("shapes-complex", 24, 24)])
+@pytest.mark.parametrize("name,per_tag,measured", [("shapes-geneval", 10, 57), ("shapes-complex", 24, 24)])
 def test_the_guided_loop_keeps_its_score(tmp_path, name, per_tag, measured):
     """The same checkpoint under the world's decode rules (`--guided`), labelled GUIDED wherever
-    it is reported: measured 59/60 on 10 prompts of each shapes-geneval task and 24/24 on
+    it is reported: measured 57/60 on 10 prompts of each shapes-geneval task and 24/24 on
     shapes-complex; floors two images below."""
     prompts = stratified(name, per_tag)
     stats = generate_images(prompts, model_generator("staged", guided=True), tmp_path, 1, progress=False)
@@ -60,8 +69,8 @@ def test_the_guided_loop_keeps_its_score(tmp_path, name, per_tag, measured):
 
 
 # Measured on 12 prompts of each shapes-wise split (the default loop, seed = prompt index):
-# facts seen in trajectories 6/12, facts only in the text corpus 5/12. Floors: two images below.
-WISE_FLOORS = {"wise-trajectory": 4, "wise-text": 3}
+# facts seen in trajectories 8/12, facts only in the text corpus 5/12. Floors: two images below.
+WISE_FLOORS = {"wise-trajectory": 6, "wise-text": 3}
 
 
 def test_the_planner_resolves_knowledge_prompts(generator, tmp_path):
@@ -89,6 +98,17 @@ def test_the_planner_copies_long_prompts(generator):
     for i, meta in enumerate(stratified("shapes-complex", 24)):
         measure(generator.run(meta["prompt"], seed=i), judge, counts)
     assert summary(counts)["plan_copy_rate"] >= FLOORS["copy"], summary(counts)
+
+
+@pytest.mark.parametrize("name", ["shapes-depth", "shapes-parts"])
+def test_the_planner_states_depth_and_points(generator, name):
+    """The planner writes the depth words and a star's points: its last `<des>` is the whole
+    prompt in some of 12 prompts of each (its sketches of them are rarely right yet, README)."""
+    counts: Counter = Counter()
+    judge = DetectorJudge()
+    for i, meta in enumerate(stratified(name, 12)):
+        measure(generator.run(meta["prompt"], seed=i), judge, counts)
+    assert summary(counts)["plan_copy_rate"] >= FLOORS[f"copy-{name}"] - 1e-9, summary(counts)
 
 
 def test_the_learned_planner_adds(generator):
@@ -148,35 +168,34 @@ def test_the_shipped_self_check_tells_wrong_steps_from_right_ones():
 
 
 def test_a_rephrased_plan_is_the_models_right_plan_worded_as_a_wrong_one_is():
-    """`make_inspect_own(target="rephrased")`, the plan check's control: the same rollout's
-    step as the model planned it, its scene unchanged, worded as a perturbed plan is (the
-    scene in canonical order), judged consistent."""
-    import json
-
+    """`_rephrased_plan` (`make_inspect_own(target="rephrased")`), the plan check's control: the
+    model's own step, its scene unchanged, worded as a perturbed plan is (the scene in canonical
+    order), judged consistent when the model sketches it right."""
     from sketchloop.backends.wiring import make_teachers
-    from sketchloop.data.inspections import make_inspect_own
-    from sketchloop.data.trajectories import Rejections
+    from sketchloop.data.inspections import _rephrased_plan
     from sketchloop.format import scene_text
-    from sketchloop.world.parser import parse_prompt
+    from sketchloop.teachers import blank_canvas
     from sketchloop.world.scene import scene_key
 
     roles, teachers = UnifiedRoles.from_pretrained(), make_teachers(None)
     prompt = "a photo of a red circle left of a blue square, a green star above the blue square and two white crosses"
+    graph = parse_prompt(prompt)
+    history, canvases = [], [blank_canvas(64).image]
+    for k in range(2):  # the model's own first two steps
+        history.append(roles.plan(prompt, history, k))
+        canvases.append(roles.sketch(prompt, history, canvases[-1], k))
     found = 0
     for seed in range(4):
-        rows = {
-            t: make_inspect_own(np.random.default_rng(seed), roles, teachers, Rejections(), target=t, prompt=prompt)
-            for t in ("consistent", "rephrased")
-        }
-        if json.loads(rows["rephrased"]["meta"])["source"] != "rephrased-plan":
-            continue
-        found += 1
-        assert rows["rephrased"]["label"] == "consistent"
-        own, said = (
-            [s["text"] for s in rows[t]["steps"] if s["type"] == "des"][-1] for t in ("consistent", "rephrased")
+        out = _rephrased_plan(
+            np.random.default_rng(seed), roles, teachers, graph, history[:1], history[1], canvases[1], prompt
         )
-        assert said == scene_text(parse_prompt(said).to_text())
-        assert scene_key(parse_prompt(said)) == scene_key(parse_prompt(own))
+        if out is None:  # the model drew the reworded step wrong: no control example
+            continue
+        said, _, verdict, source = out
+        found += 1
+        assert verdict.consistent and source == "rephrased-plan"
+        assert said.des == scene_text(parse_prompt(said.des).to_text())
+        assert scene_key(parse_prompt(said.des)) == scene_key(parse_prompt(history[1].des))
     assert found >= 2
 
 

@@ -246,6 +246,7 @@ def test_the_page_in_a_browser_draws_a_run_and_keeps_it(server, tmp_path):
         kinds = page.eval_on_selector_all(".step", "rows => rows.map(r => r.dataset.type)")
         assert kinds[0] == "plan" and "sketch" in kinds and "inspect" in kinds and kinds[-1] == "end"
         assert page.locator(".step.plan .box").count() >= 2  # each plan's regions drawn over the canvas
+        assert page.inner_text(".step.plan .box span") == "1"  # numbered, so that overlapping boxes stay apart
         assert "flow steps" in page.inner_text("#totals")
         assert page.locator("#gallery figure").count() == 1
         page.fill("#seed", "2")

@@ -13,6 +13,7 @@ every call samples from its own seed: no state carries from one call to the next
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from pathlib import Path
 
@@ -93,6 +94,19 @@ STEP_RESERVE = 100  # tokens one more plan (with its regions) and its inspection
 
 def _generator(seed: int) -> torch.Generator:
     return torch.Generator().manual_seed(seed)
+
+
+_BEYOND_RULES = re.compile(r"\b(in front of|behind|partly|pointed|(five|six|seven) points)\b")
+
+
+def _planar_only(prompt: str) -> None:
+    """Refuse, with one line, a prompt the world's decode rules cannot read: depth and a star's points."""
+    found = _BEYOND_RULES.search(prompt.lower())
+    if found:
+        raise SketchloopError(
+            f"--guided: the world's decode rules know the planar relations and no star points, not "
+            f"{found.group(0)!r}; run this prompt without --guided (the learned model alone)"
+        )
 
 
 class UnifiedRoles:
@@ -295,6 +309,8 @@ class UnifiedRoles:
             return None
         drawn = history[-1].des if history else ""
         guided = self.config.guided
+        if guided and not history:
+            _planar_only(prompt)
         described = PhraseGrammar(self.tok, prompt) if guided and self.config.copy_phrases else None
         if described and drawn and described.complete(drawn):
             return None  # the last <des> is the whole prompt: the training plans end there

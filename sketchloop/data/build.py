@@ -112,12 +112,11 @@ def build(
         if (
             kind == "facts"
             or teacher is not None
-            or checkpoint is not None
             or not (0.0 <= depth <= 1.0 and 0.0 <= parts <= 1.0 and depth + parts <= 1.0)
         ):
             raise SketchloopError(
                 "--depth and --parts are shares (0 to 1, together at most 1) of the ShapesWorld scenes that "
-                "teachers draw for trajectories, inspect and refine data"
+                "teachers draw for trajectories, inspect and refine data (and a --checkpoint's inspected rollouts)"
             )
         params.update(mix)
     if kind == "facts" and teacher is not None:

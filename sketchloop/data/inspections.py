@@ -26,7 +26,7 @@ from ..world.instructions import Scene, apply, instruction_text
 from ..world.parser import parse_prompt
 from ..world.render import DEFAULT_SIZE
 from ..world.scene import MAX_OBJECTS, ObjectGroup, Relation, SceneGraph
-from ..world.vocab import COLORS, INVERSE_RELATION, RELATIONS, SHAPES
+from ..world.vocab import COLORS, INVERSE_RELATION, RELATIONS, SHAPES, STAR_POINTS
 from .trajectories import (
     Rejections,
     _json,
@@ -85,7 +85,13 @@ def _perturb(op: dict[str, Any], kind: str, scene: Scene, graph, rng: np.random.
             color=COLORS[int(rng.integers(len(COLORS)))],
             count=1,
             relations=[],
+            points=None,
         )
+    elif kind == "wrong_points":
+        if op.get("points") is None:
+            return None
+        numbers = [p for p in STAR_POINTS if p != op["points"]]
+        new["points"] = numbers[int(rng.integers(len(numbers)))]
     return new
 
 
@@ -116,7 +122,8 @@ def make_inspect_symbolic(
             rows.append(text_row("inspect", review.text))
             meta["step"] = k
         else:
-            kind = PERTURBATIONS[int(rng.integers(len(PERTURBATIONS)))]
+            kinds = PERTURBATIONS + (("wrong_points",) if any(g.points for g in graph.groups) else ())
+            kind = kinds[int(rng.integers(len(kinds)))]
             meta["perturbation"] = kind
             adds = [
                 k
@@ -125,6 +132,7 @@ def make_inspect_symbolic(
                 and s.edit["group"] < len(graph.groups)
                 and (kind != "wrong_relation" or s.edit["relations"])
                 and (kind != "wrong_color" or s.edit["color"])
+                and (kind != "wrong_points" or s.edit.get("points"))
             ]
             if not adds:
                 continue
@@ -190,7 +198,7 @@ def make_inspect_own(
     target = target or OWN_TARGETS[int(rng.choice(len(OWN_TARGETS), p=OWN_SHARES))]
     fallback = None
     for _ in range(tries):
-        text = prompt or _worded(heldout_free_scene(rng), rng, knowledge)
+        text = prompt or _worded(heldout_free_scene(rng, mix=teachers.scene_mix), rng, knowledge)
         try:
             graph = parse_prompt(text)  # as the prompt reads: the judge words its conflicts in that order
         except PromptError:  # a random scene whose text names two groups alike ("the blue circles"): another
@@ -283,6 +291,7 @@ def _wrong_plan(
     object the prompt does not ask for), grounded and sketched by the model."""
     described = parse_prompt(plan.des)
     kinds = ["wrong_color", "wrong_count", "wrong_relation", "extra_object"]
+    kinds += ["wrong_points"] if any(g.points for g in described.groups) else []
     for _ in range(6):
         kind = kinds[int(rng.integers(len(kinds)))]
         wrong = _perturb_graph(described, kind, rng)
@@ -355,8 +364,9 @@ def _wrong_image(
     puts the wrong one), or nothing drawn."""
     described = parse_prompt(plan.des)
     prompt = text
+    flaws = IMAGE_FLAWS + (("wrong_points",) if any(g.points for g in described.groups) else ())
     for _ in range(6):
-        kind = IMAGE_FLAWS[int(rng.integers(len(IMAGE_FLAWS)))]
+        kind = flaws[int(rng.integers(len(flaws)))]
         if kind == "missing_object":
             sketch = before
         else:
@@ -385,19 +395,19 @@ def _perturb_graph(scene: SceneGraph, kind: str, rng: np.random.Generator) -> Sc
     if kind == "wrong_color":
         taken = {x.color for x in groups if x.shape == group.shape}
         choices = [c for c in COLORS if c not in taken]
-        groups[g] = ObjectGroup(group.shape, choices[int(rng.integers(len(choices)))], group.count)
+        groups[g] = replace(group, color=choices[int(rng.integers(len(choices)))])
     elif kind == "wrong_shape":
         used = {x.shape for x in groups}
         choices = [s for s in SHAPES if s not in used]
         if not choices:
             return None
-        groups[g] = ObjectGroup(choices[int(rng.integers(len(choices)))], group.color, group.count)
+        groups[g] = ObjectGroup(choices[int(rng.integers(len(choices)))], group.color, group.count)  # no points
     elif kind == "wrong_count":
         room = MAX_OBJECTS - scene.n_objects + group.count
         counts = [n for n in range(1, min(4, room) + 1) if n != group.count]
         if not counts:
             return None
-        groups[g] = ObjectGroup(group.shape, group.color, counts[int(rng.integers(len(counts)))])
+        groups[g] = replace(group, count=counts[int(rng.integers(len(counts)))])
     elif kind == "wrong_relation":
         mine = [i for i, r in enumerate(relations) if g in (r.subject, r.object)]
         if not mine:
@@ -405,6 +415,11 @@ def _perturb_graph(scene: SceneGraph, kind: str, rng: np.random.Generator) -> Sc
         i = mine[int(rng.integers(len(mine)))]
         r = relations[i]
         relations[i] = Relation(r.subject, INVERSE_RELATION[r.relation], r.object)
+    elif kind == "wrong_points":
+        if group.points is None:
+            return None
+        others = [p for p in STAR_POINTS if p != group.points]
+        groups[g] = replace(group, points=others[int(rng.integers(len(others)))])
     elif kind == "extra_object":
         used = {x.shape for x in groups}
         shapes = [s for s in SHAPES if s not in used]

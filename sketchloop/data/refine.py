@@ -78,7 +78,8 @@ def _flaw(layout: Layout, op: dict[str, Any], kind: str, rng: np.random.Generato
         return layout.recolor(i, [c for c in COLORS if c != obj.color][int(rng.integers(len(COLORS) - 1))])
     if kind == "wrong_shape":
         shape = [s for s in SHAPES if s != obj.shape][int(rng.integers(len(SHAPES) - 1))]
-        return Layout(layout.objects[:i] + (replace(obj, shape=shape),) + layout.objects[i + 1 :])
+        kept = obj.points if shape == "star" else None  # only a star has points
+        return Layout(layout.objects[:i] + (replace(obj, shape=shape, points=kept),) + layout.objects[i + 1 :])
     if kind == "missing_object":
         return layout.remove(i)
     if kind == DEPTH_FLAW:  # drawn on the other side of its partner in depth

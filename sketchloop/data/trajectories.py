@@ -45,13 +45,14 @@ def heldout_free_scene(
     from ..evaluation.heldout import data_allows
 
     depth, parts = (mix or {}).get("depth", 0.0), (mix or {}).get("parts", 0.0)
+    u = rng.random() if depth or parts else 1.0  # the plain mix draws as it always has
+    kind = "depth" if u < depth else "parts" if u < depth + parts else "plain"  # drawn once: the shares hold
     while True:
-        u = rng.random() if depth or parts else 1.0  # the plain mix draws as it always has
-        if u < depth:
+        if kind == "depth":
             graph = random_scene(rng, group_weights=GROUP_WEIGHTS[1:], depth_prob=0.6, relation_prob=0.8)
             if not any(r.relation in DEPTH_RELATIONS for r in graph.relations):
                 continue
-        elif u < depth + parts:
+        elif kind == "parts":
             graph = random_scene(rng, group_weights=GROUP_WEIGHTS, points_prob=1.0)
             if not any(g.points for g in graph.groups):
                 continue

@@ -66,16 +66,15 @@ def check_prompt(prompt: str, oracle: bool = False, model_reads_it: bool = True)
         from ..models.tokenizer import WordTokenizer
 
         unknown = WordTokenizer().unknown_words(prompt)
-        world_words = parser.KNOWN_WORDS | {w for word in parser.POINTED for w in WordTokenizer.words(word)}
-        if unknown and unknown[0] in world_words:
+        if unknown and unknown[0].isdigit():
             raise SketchloopError(
-                f"the embedded model was not trained on {unknown[0]!r}: depth and star points are ShapesWorld "
-                f"prompts its vocabulary does not hold yet; `sketchloop render` draws the prompt exactly"
+                f"the embedded model reads numbers as words: write {unknown[0]!r} out (as in 'a star with six points')"
             )
         if unknown:
             raise SketchloopError(
                 f"unknown word {unknown[0]!r} in the prompt; the model knows ShapesWorld's shapes, "
-                f"the ten GenEval colours, counts one to four and left of/right of/above/below"
+                f"the ten GenEval colours, counts one to four, left of/right of/above/below, in front of/behind "
+                f"and a star's points"
             )
     if oracle or model_reads_it:
         parser.parse_prompt(prompt)  # grammar, contradictions, too many objects: one clear line before any work

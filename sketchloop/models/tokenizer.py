@@ -11,7 +11,7 @@ from ..errors import SketchloopError
 from ..format import TAGS
 from ..world.instructions import VERBS
 from ..world.knowledge import knowledge_words
-from ..world.vocab import COLORS, COUNT_WORDS, PLURALS, RELATION_PHRASES, SHAPES
+from ..world.vocab import COLORS, COUNT_WORDS, DEPTH_PHRASES, PLURALS, POINT_WORDS, RELATION_PHRASES, SHAPES
 from .regions import REGION_WORDS
 
 SPECIAL = ["<pad>", "<bos>", "<eos>", "<unk>"]
@@ -70,6 +70,12 @@ WORDS = (
 # The knowledge base's words (world/knowledge.py) come last, so that a checkpoint from before
 # them grows to this vocabulary with every old id kept (UnifiedModel.grown).
 WORDS += sorted(knowledge_words() - set(WORDS) - set(SPECIAL) - set(TAGS))
+# Depth and a star's points ("a red circle partly hiding a blue square", "a six-pointed star
+# with", "should have six points"), last for the same reason.
+DEPTH_AND_PARTS_WORDS = (
+    {w for p in DEPTH_PHRASES for w in p.split()} | set(POINT_WORDS) | {"pointed", "points", "with", "have"}
+)
+WORDS += sorted(DEPTH_AND_PARTS_WORDS - set(WORDS))
 
 
 class WordTokenizer:

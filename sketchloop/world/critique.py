@@ -64,7 +64,7 @@ def inspect_description(described: SceneGraph, prompt: SceneGraph, final: bool =
             t = same_shape[0]
             group = prompt.groups[t]
             if d.count < group.count and group.color in (None, d.color):
-                fix = f"add {ObjectGroup(d.shape, d.color, group.count - d.count).noun_phrase()}"
+                fix = f"add {ObjectGroup(d.shape, d.color, group.count - d.count, d.points).noun_phrase()}"
             else:
                 fix = f"remove {_np(d)}"
             problems.append(

@@ -25,6 +25,7 @@ layouts of ShapesWorld keep a gap between objects, generated images may not.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import asdict, dataclass, replace
 from functools import lru_cache
 from typing import Protocol, runtime_checkable
@@ -110,6 +111,7 @@ def _unit_moments(shape: str, points: int | None = None) -> tuple[float, float, 
     return cx, cy, vx, vy
 
 
+@functools.lru_cache(maxsize=8192)
 def _template(
     shape: str,
     box: tuple[float, float, float, float],
@@ -117,13 +119,16 @@ def _template(
     blur: float,
     points: int | None = None,
 ) -> np.ndarray:
-    """Coverage of `shape` filling `box` (window pixel coordinates), blurred by `blur`."""
+    """Coverage of `shape` filling `box` (window pixel coordinates), blurred by `blur`; read-only
+    (cached: a hidden-shape fit scores the same boxes again as it refines)."""
     s = SUPERSAMPLE
     img = Image.new("L", (shape_hw[1] * s, shape_hw[0] * s), 0)
     x0, y0, x1, y1 = box
     draw_shape(ImageDraw.Draw(img), shape, (x0 * s, y0 * s, x1 * s, y1 * s), 255, points)
     m = np.asarray(img.resize((shape_hw[1], shape_hw[0]), Image.Resampling.BOX), dtype=np.float32) / 255.0
-    return ndimage.gaussian_filter(m, blur) if blur > 0 else m
+    out = ndimage.gaussian_filter(m, blur) if blur > 0 else m
+    out.setflags(write=False)
+    return out
 
 
 class ShapesDetector:
