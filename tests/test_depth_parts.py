@@ -102,23 +102,10 @@ def test_the_renderer_draws_a_star_with_each_number_of_points():
 
 
 def test_render_cli_draws_the_front_object_over_the_back_one(tmp_path):
-    import subprocess
-    import sys
+    from cli_run import cli
 
     out = tmp_path / "depth.png"
-    r = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "sketchloop.cli",
-            "render",
-            "a photo of a red circle in front of a blue square",
-            "--out",
-            str(out),
-        ],
-        capture_output=True,
-        text=True,
-    )
+    r = cli("render", "a photo of a red circle in front of a blue square", "--out", str(out))
     assert r.returncode == 0, r.stderr
     found = DETECTOR.detect(Image.open(out).convert("RGB"))
     circle = next(i for i, d in enumerate(found) if (d.shape, d.color) == ("circle", "red"))

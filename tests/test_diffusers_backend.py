@@ -2,7 +2,6 @@
 FluxKontextPipeline and QwenImageEditPipeline built offline (tests/tiny_pipelines.py)."""
 
 import json
-import subprocess
 import sys
 
 import numpy as np
@@ -12,6 +11,7 @@ from PIL import Image
 pytest.importorskip("diffusers")
 pytest.importorskip("transformers")
 
+from cli_run import cli  # noqa: E402
 from tiny_pipelines import small_qwen_condition_images, tiny_flux_kontext, tiny_qwen_image_edit  # noqa: E402
 
 from sketchloop.backends.diffusers_editor import DiffusersEditor, DiffusersSettings, load_pipeline, parse_pipeline_spec  # noqa: E402
@@ -24,9 +24,7 @@ SETTINGS = DiffusersSettings(steps=2, size=32, guidance=2.5)
 
 
 def _cli(*args, cwd=None):
-    return subprocess.run(
-        [sys.executable, "-m", "sketchloop.cli", *args], capture_output=True, text=True, cwd=cwd, timeout=300
-    )
+    return cli(*args, cwd=cwd, timeout=300)  # a diffusers pipeline loads in the subprocess
 
 
 @pytest.fixture(scope="module")

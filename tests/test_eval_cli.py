@@ -1,10 +1,9 @@
 import json
 import shutil
-import subprocess
-import sys
 
 import numpy as np
 import pytest
+from cli_run import cli
 from PIL import Image
 
 from sketchloop.evaluation.benchmark import load_benchmark
@@ -14,10 +13,6 @@ from sketchloop.generators import OracleGenerator
 from sketchloop.world.detect import ShapesDetector
 from sketchloop.world.render import render
 from sketchloop.world.sample import random_scene, random_scene_layout
-
-
-def cli(*args, cwd=None):
-    return subprocess.run([sys.executable, "-m", "sketchloop.cli", *args], capture_output=True, text=True, cwd=cwd)
 
 
 def test_detector_recovers_clean_and_degraded_scenes():

@@ -2,11 +2,10 @@
 one failing sample."""
 
 import json
-import subprocess
-import sys
 
 import pytest
 import torch
+from cli_run import cli
 
 from sketchloop.errors import PromptError
 from sketchloop.evaluation.benchmark import load_benchmark
@@ -17,10 +16,6 @@ from sketchloop.models.unified import UnifiedConfig, UnifiedModel
 from sketchloop.world.detect import ShapesDetector
 
 TINY = UnifiedConfig(n_layer=1, n_head=2, n_embd=32, unet_channels=(8, 8, 8))
-
-
-def cli(*args, cwd=None):
-    return subprocess.run([sys.executable, "-m", "sketchloop.cli", *args], capture_output=True, text=True, cwd=cwd)
 
 
 def small_benchmark(tmp_path, step=97):

@@ -11,6 +11,7 @@ import sys
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
+from cli_run import cli
 from PIL import Image
 
 from sketchloop.data.build import build
@@ -24,23 +25,16 @@ def exported(tmp_path_factory):
     for kind, n in (("trajectories", 10), ("inspect", 10), ("refine", 14)):
         build(kind, n, root / kind, seed=4, shard_size=n, progress=False)
     out = root / "bagel"
-    r = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "sketchloop.cli",
-            "data",
-            "export",
-            str(root / "trajectories"),
-            str(root / "inspect"),
-            str(root / "refine"),
-            "--format",
-            "bagel",
-            "--out",
-            str(out),
-        ],
-        capture_output=True,
-        text=True,
+    r = cli(
+        "data",
+        "export",
+        str(root / "trajectories"),
+        str(root / "inspect"),
+        str(root / "refine"),
+        "--format",
+        "bagel",
+        "--out",
+        str(out),
     )
     assert r.returncode == 0, r.stderr
     rows = {

@@ -1,7 +1,6 @@
 import json
-import subprocess
-import sys
 
+from cli_run import cli
 from PIL import Image
 
 from sketchloop.backends.oracle import OracleCanvas, OracleInspector, OraclePlanner
@@ -15,10 +14,6 @@ from sketchloop.pages.trajectory import save_trajectory
 from sketchloop.teachers import blank_canvas
 from sketchloop.world.detect import ShapesDetector
 from sketchloop.world.parser import parse_prompt
-
-
-def cli(*args, cwd=None):
-    return subprocess.run([sys.executable, "-m", "sketchloop.cli", *args], capture_output=True, text=True, cwd=cwd)
 
 
 class ForgetfulSketcher(OracleCanvas):

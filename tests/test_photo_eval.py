@@ -4,13 +4,12 @@ detections; and evaluation spread over worker processes with a device each."""
 
 import json
 import string
-import subprocess
-import sys
 from types import SimpleNamespace
 
 import numpy as np
 import pytest
 import torch
+from cli_run import cli
 from PIL import Image
 
 from sketchloop.evaluation.benchmark import load_benchmark
@@ -18,10 +17,6 @@ from sketchloop.evaluation.geneval import score_image
 from sketchloop.world.detect import Detection
 
 transformers = pytest.importorskip("transformers")
-
-
-def cli(*args):
-    return subprocess.run([sys.executable, "-m", "sketchloop.cli", *args], capture_output=True, text=True)
 
 
 @pytest.fixture(scope="module")

@@ -52,7 +52,7 @@ from ..models.rules.region_grammar import RegionGrammar
 from ..models.sampling import RegionSyntax, SamplingConfig, TextSession, euler_sample
 from ..models.tokenizer import WordTokenizer
 from ..models.unified import UnifiedModel, phrase_mask
-from ..world.vocab import COLORS, COUNT_WORDS, PLURALS, RELATIONS, SHAPES
+from ..world.vocab import COLORS, COUNT_WORDS, DEPTH_PHRASES, PLURALS, POINT_WORDS, RELATIONS, SHAPES
 
 SHIPPED_CHECKPOINT = Path(__file__).resolve().parent.parent / "checkpoints" / "shapes-unified"
 
@@ -96,7 +96,9 @@ def _generator(seed: int) -> torch.Generator:
     return torch.Generator().manual_seed(seed)
 
 
-_BEYOND_RULES = re.compile(r"\b(in front of|behind|partly|pointed|(five|six|seven) points)\b")
+_BEYOND_RULES = re.compile(  # the depth phrases and a star's points ("six points", "six-pointed")
+    rf"\b({'|'.join(DEPTH_PHRASES)}|pointed|({'|'.join(POINT_WORDS)}) points)\b"
+)
 
 
 def _planar_only(prompt: str) -> None:

@@ -43,6 +43,11 @@ INCONSISTENT_SHARE = 0.55  # the paper: about 6.9K consistent, 8.3K inconsistent
 PERTURBATIONS = ("wrong_color", "wrong_count", "wrong_relation", "extra_object")
 
 
+def _with_points(kinds: tuple[str, ...], scene: SceneGraph) -> tuple[str, ...]:
+    """`kinds`, and a star's points made wrong when the scene states a star's points."""
+    return kinds + (("wrong_points",) if any(g.points for g in scene.groups) else ())
+
+
 def _scenes(steps: list[Plan]) -> list[Scene]:
     """The scene before each step and after the last (writer ops carry group ids)."""
     scenes = [Scene()]
@@ -122,7 +127,7 @@ def make_inspect_symbolic(
             rows.append(text_row("inspect", review.text))
             meta["step"] = k
         else:
-            kinds = PERTURBATIONS + (("wrong_points",) if any(g.points for g in graph.groups) else ())
+            kinds = _with_points(PERTURBATIONS, graph)
             kind = kinds[int(rng.integers(len(kinds)))]
             meta["perturbation"] = kind
             adds = [
@@ -290,8 +295,7 @@ def _wrong_plan(
     """The model's plan for this step made wrong (one group's colour, count or relation, or an
     object the prompt does not ask for), grounded and sketched by the model."""
     described = parse_prompt(plan.des)
-    kinds = ["wrong_color", "wrong_count", "wrong_relation", "extra_object"]
-    kinds += ["wrong_points"] if any(g.points for g in described.groups) else []
+    kinds = _with_points(PERTURBATIONS, described)
     for _ in range(6):
         kind = kinds[int(rng.integers(len(kinds)))]
         wrong = _perturb_graph(described, kind, rng)
@@ -364,7 +368,7 @@ def _wrong_image(
     puts the wrong one), or nothing drawn."""
     described = parse_prompt(plan.des)
     prompt = text
-    flaws = IMAGE_FLAWS + (("wrong_points",) if any(g.points for g in described.groups) else ())
+    flaws = _with_points(IMAGE_FLAWS, described)
     for _ in range(6):
         kind = flaws[int(rng.integers(len(flaws)))]
         if kind == "missing_object":
