@@ -97,18 +97,36 @@ sketchloop train --stage inspect --data "$W/inspect-d" --data "$W/inspect-k" --i
     --steps 600 --lr 1e-3; stamp inspect-4
 sketchloop train --stage joint "${D[@]}" --data "$W/inspect-d" --data "$W/inspect-k" --init "$W/s10i" --out "$W/s11" \
     --steps 800 --lr 5e-4; stamp joint-5
+# Stage 9, drawing depth and points: 6K more add-only trajectories, half of the scenes with a pair in depth and 35%
+# with stars of a stated number of points; two passes of the image expert alone (`--stage image`: every text weight
+# kept) over them, the stage-8 set and a stage-5 set, with 40% and then 50% of each step's crops hard ones (drawn over
+# paint already there, or with counted parts; training/sequences.py FlowItem.hard); then a plan-sketch pass over
+# everything with the new set twice (the planner's regions for a pair in depth overlapped twice as much as the
+# teacher's) and a joint pass with the inspect sets.
+sketchloop data build --kind trajectories --n 6000 --out "$W/traj-o" --seed 51 --workers 2 --edit-ops 0 --wording 0.3 \
+    --depth 0.5 --parts 0.35 --knowledge 0.15; stamp hard-data
+I=(--data "$W/traj-o" --data "$W/traj-d" --data "$W/traj-a")
+sketchloop train --stage image "${I[@]}" --init "$W/s11" --out "$W/i1" --steps 1500 --lr 5e-4 --hard-crops 0.4 \
+    --save-every 250; stamp image
+sketchloop train --stage image "${I[@]}" --init "$W/i1" --out "$W/i2" --steps 2000 --lr 5e-4 --hard-crops 0.5 \
+    --save-every 500; stamp image-2
+D=(--data "$W/traj-a" --data "$W/traj-k" --data "$W/facts" --data "$W/traj-d" --data "$W/traj-o" --data "$W/traj-o")
+sketchloop train --stage plan-sketch "${D[@]}" --init "$W/i2" --out "$W/s13" --steps 2000 --lr 5e-4 --hard-crops 0.3 \
+    --save-every 500; stamp plan-sketch-hard
+sketchloop train --stage joint "${D[@]}" --data "$W/inspect-d" --data "$W/inspect-k" --init "$W/s13" --out "$W/s14" \
+    --steps 800 --lr 5e-4; stamp joint-6
 # The plan check (models/plan_check.py): a small head over the final planner's own surprise at a plan, trained on
 # its own plans from random scenes, half of them long compositions (right ones, ones made wrong, right ones worded
 # as the wrong ones are); its threshold and the image check's chosen together on two rollouts of each
 # shapes-complex-val prompt, right steps flagged at most 0.04 (docs/design.md, "The self-check").
-python scripts/train_plan_check.py --checkpoint "$W/s11" --examples "${PLAN_CHECK_EXAMPLES:-1000}" \
+python scripts/train_plan_check.py --checkpoint "$W/s14" --examples "${PLAN_CHECK_EXAMPLES:-1000}" \
     --long-examples "${PLAN_CHECK_LONG_EXAMPLES:-1000}" --val-seeds 2 --work "$W/plan-check" --workers 2
 stamp plan-check
 # Ship the EMA weights (not the optimizer state), the plan check and the sampling defaults.
-[ "${SHIP:-1}" = 0 ] && { echo "trained $W/s11 (not shipped: SHIP=0)"; exit 0; }
+[ "${SHIP:-1}" = 0 ] && { echo "trained $W/s14 (not shipped: SHIP=0)"; exit 0; }
 dest=sketchloop/checkpoints/shapes-unified
 mkdir -p "$dest"
-cp "$W/s11/model.safetensors" "$W/s11/config.json" "$W/s11/tokenizer.json" "$W/s11/plan_check.safetensors" \
-    "$W/s11/plan_check.json" "$dest/"
+cp "$W/s14/model.safetensors" "$W/s14/config.json" "$W/s14/tokenizer.json" "$W/s14/plan_check.safetensors" \
+    "$W/s14/plan_check.json" "$dest/"
 python -c "from sketchloop.models.sampling import SamplingConfig; SamplingConfig().save_pretrained('$dest')"
 echo "shipped $dest"

@@ -2,6 +2,7 @@ import os
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 import torch
 from safetensors.torch import load_file
@@ -82,6 +83,47 @@ def test_later_stages_train_from_the_previous_checkpoint(data, tmp_path):
     )
     assert r["examples"] == 40 + 12 + 12 and r["single_examples"] == 40
     UnifiedModel.from_pretrained(tmp_path / "s4")
+
+
+def test_the_image_stage_trains_the_image_expert_alone_and_favours_hard_crops(tmp_path):
+    """`--stage image` moves the image expert's weights only (every text weight kept bit for bit,
+    so plans and the plan check read the same likelihoods), and `hard_crops` fills that share of
+    a step's crops with hard ones: regions drawn over paint already there (the front object of a
+    pair in depth) and objects with a counted number of parts."""
+    from sketchloop.training.sequences import collate, load_examples
+
+    data = tmp_path / "depth-parts"
+    build("trajectories", 16, data, seed=3, edit_ops=0.0, depth=0.5, parts=0.5, shard_size=16, progress=False)
+    small = dict(batch_size=4, max_flows=4, single_per_step=1, warmup=1, save_every=100)
+    train([data], tmp_path / "s1", TrainConfig(steps=2, **small), model_config=SMALL, progress=False)
+    r = train(
+        [data],
+        tmp_path / "img",
+        TrainConfig(stage="image", steps=3, lr=1e-2, hard_crops=0.5, **small),
+        init=tmp_path / "s1",
+        progress=False,
+    )
+    assert "ce" not in r and r["crop"] > 0 and r["hard_examples"] > 0
+    before, after = (
+        load_file(str(tmp_path / "s1" / "model.safetensors")),
+        load_file(str(tmp_path / "img" / "model.safetensors")),
+    )
+    moved = {k.split(".")[0] for k in before if not torch.equal(before[k], after[k])}
+    assert moved and moved <= {"reader", "flow", "null_cond"}, moved
+
+    examples, _ = load_examples([data], {"trajectories"}, WordTokenizer(), 512, SMALL.canvas_tokens, progress=False)
+    crops = [f for e in examples for f in e.flows if f.region is not None]
+    # each depth scene draws one object over another, each parts scene stars with points; most crops are plain
+    assert any(f.overlaps for f in crops) and any(f.counted for f in crops)
+    assert sum(f.hard for f in crops) < len(crops) / 2
+    batch = [e for e in examples if len(e.flows) > 2][:6]
+    hard = {(i, f.pos) for i, e in enumerate(batch) for f in e.flows if f.region is not None and f.hard}
+    total = sum(f.region is not None for e in batch for f in e.flows)
+    assert 0 < len(hard) < total - 1
+    for share, least in ((1.0, len(hard)), (0.0, 0)):
+        crops = collate(batch, 0, len(hard), np.random.default_rng(0), hard_share=share)["crop"]
+        picked = set(zip(crops["row"].tolist(), crops["pos"].tolist()))
+        assert len(picked) == len(hard) and len(picked & hard) >= least
 
 
 def test_a_checkpoint_of_retired_settings_is_refused_in_one_line(tmp_path):

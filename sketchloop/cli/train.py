@@ -14,7 +14,8 @@ from .common import console
 def train(
     stage: str = typer.Option(
         ...,
-        help="plan-sketch, inspect, refine or joint (the unified model), or t2i "
+        help="plan-sketch, inspect, refine, joint or image (the unified model; image trains the image "
+        "expert alone), or t2i "
         "(the text-to-image baseline, models/t2i.py, on the trajectories' "
         "final images)",
     ),
@@ -27,6 +28,11 @@ def train(
     text_weight: float = typer.Option(1.0, help="lambda: weight of the text cross-entropy"),
     seed: int = typer.Option(0),
     save_every: int = typer.Option(250),
+    hard_crops: float = typer.Option(
+        0.0,
+        help="share of each step's crops drawn among the hard ones, as far as the data holds them: "
+        "regions drawn over paint already there (objects in depth), objects with counted parts",
+    ),
     copy_prompt: bool = typer.Option(
         False,
         "--copy-prompt",
@@ -42,6 +48,8 @@ def train(
 
     if steps < 1 or batch_size < 1 or lr <= 0:
         raise SketchloopError("--steps, --batch-size and --lr must be positive")
+    if not 0.0 <= hard_crops <= 1.0:
+        raise SketchloopError(f"--hard-crops {hard_crops}: give a share between 0 and 1")
     cfg = TrainConfig(
         stage=stage,
         steps=steps,
@@ -50,6 +58,7 @@ def train(
         seed=seed,
         save_every=save_every,
         text_weight=text_weight,
+        hard_crops=hard_crops,
     )
     if stage == "t2i":
         from ..training.t2i import train_t2i

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
@@ -43,6 +44,7 @@ from ..models.regions import (
     crop,
     parse_regions,
     paste,
+    region_of,
     to_float,
 )
 from ..models.tokenizer import WordTokenizer
@@ -64,15 +66,38 @@ class FlowItem:
     region: Region | None
     earlier: tuple[Region, ...] = ()
     phrase: tuple[int, ...] | None = None  # the words its condition reads (phrases.region_words)
+    counted: bool = False  # the object it draws has a stated number of parts (a star's points)
+
+    def _canvas(self) -> np.ndarray:
+        """The canvas this region is drawn on: `before` with the earlier regions' boxes pasted,
+        as the sampler pastes them."""
+        canvas = self.before
+        for r in self.earlier:
+            canvas = paste(canvas, r, crop(self.after, r), PASTE_MARGIN)
+        return canvas
+
+    @cached_property
+    def overlaps(self) -> bool:
+        """Whether the region's box already holds paint where it is drawn (an object in front
+        of another is drawn over it)."""
+        if self.region is None:
+            return False
+        n = self.before.shape[0]
+        x0, y0, x1, y1 = self.region.box
+        box = self._canvas()[max(0, int(y0 * n)) : int(np.ceil(y1 * n)), max(0, int(x0 * n)) : int(np.ceil(x1 * n))]
+        return bool((box != np.asarray(BACKGROUND, dtype=box.dtype)).any())
+
+    @property
+    def hard(self) -> bool:
+        """A crop the image expert meets rarely and draws worst: over paint or with counted parts."""
+        return self.counted or self.overlaps
 
     def arrays(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(context, target, coords) as float arrays: 3 x S x S in [-1, 1] and 2 x S x S."""
         if self.region is None:
             n = self.after.shape[0]
             return to_float(self.before), to_float(self.after), coord_planes(None, n, n)
-        canvas = self.before
-        for r in self.earlier:  # as the sampler pastes them: their boxes only
-            canvas = paste(canvas, r, crop(self.after, r), PASTE_MARGIN)
+        canvas = self._canvas()
         context, target = crop(canvas, self.region), crop(self.after, self.region)
         return to_float(context), to_float(target), coord_planes(self.region, context.shape[0], canvas.shape[0])
 
@@ -138,6 +163,7 @@ def encode_row(row: dict, tok: WordTokenizer, canvas_tokens: int) -> Example:
                 add(region.text, learning)
                 if learning:
                     phrase = region_words(words, len(words) - 1)
+                    drawn = after_layout.objects if after_layout is not None else ()
                     ex.flows.append(
                         FlowItem(
                             len(ex.ids) - 1,
@@ -146,6 +172,7 @@ def encode_row(row: dict, tok: WordTokenizer, canvas_tokens: int) -> Example:
                             region,
                             tuple(regions[:j]),
                             tuple(phrase) if phrase else None,
+                            any(o.points is not None and region_of(o) == region for o in drawn),
                         )
                     )
             add("</img>", learning)
@@ -197,10 +224,13 @@ def load_examples(
     return examples, singles
 
 
-def collate(examples: list[Example], pad_id: int, max_flows: int, rng: np.random.Generator) -> dict:
+def collate(
+    examples: list[Example], pad_id: int, max_flows: int, rng: np.random.Generator, hard_share: float = 0.0
+) -> dict:
     """Tensors for one step: inputs, next-token targets (-100: no loss), the canvases read
     (their slots are the `<canvas>` ids of the inputs, in order), and up to `max_flows` crop flow
-    examples plus every whole-canvas one."""
+    examples plus every whole-canvas one; a share `hard_share` of the crops, as far as the
+    examples hold them, is drawn among the hard ones (`FlowItem.hard`)."""
     length = max(len(e.ids) for e in examples) - 1
     ids = torch.full((len(examples), length), pad_id, dtype=torch.long)
     targets = torch.full((len(examples), length), -100, dtype=torch.long)
@@ -216,7 +246,13 @@ def collate(examples: list[Example], pad_id: int, max_flows: int, rng: np.random
         out["canvases"] = torch.from_numpy(np.stack([to_float(c) for c in canvases]))
     crops = [(i, f) for i, e in enumerate(examples) for f in e.flows if f.region is not None]
     fulls = [(i, f) for i, e in enumerate(examples) for f in e.flows if f.region is None]
-    if len(crops) > max_flows:
+    if len(crops) > max_flows and hard_share:
+        hard = [k for k, (_, f) in enumerate(crops) if f.hard]
+        chosen = set(rng.permutation(hard)[: int(round(max_flows * hard_share))].tolist())
+        rest = [k for k in range(len(crops)) if k not in chosen]
+        chosen |= set(rng.choice(rest, max_flows - len(chosen), replace=False).tolist())
+        crops = [crops[k] for k in sorted(chosen)]
+    elif len(crops) > max_flows:
         crops = [crops[k] for k in sorted(rng.choice(len(crops), max_flows, replace=False))]
     for name, items in (("crop", crops), ("full", fulls)):
         if not items:

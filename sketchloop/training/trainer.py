@@ -1,5 +1,5 @@
 """The trainer of the unified model: loss = lambda * text cross-entropy + flow-matching
-velocity MSE (the paper's), stages plan-sketch / inspect / refine / joint, AdamW with
+velocity MSE (the paper's), stages plan-sketch / inspect / refine / joint / image, AdamW with
 warmup + cosine decay, EMA weights, resumable checkpoints, and the same code under
 `torchrun --nproc_per_node N` (gloo on CPU, nccl on GPU).
 
@@ -31,13 +31,17 @@ from ..models.tokenizer import WordTokenizer
 from ..models.unified import UnifiedConfig, UnifiedModel, prompt_memory
 from .sequences import collate, load_examples
 
-# The rows each stage trains on (data pipelines 1, 2 and 3; joint = all three).
+# The rows each stage trains on (data pipelines 1, 2 and 3; joint = all three). The image stage
+# trains the image expert alone (IMAGE_EXPERT) on the trajectories' crops; every text weight
+# stays as it was, so plans, inspections and the plan check read the same likelihoods.
 STAGES: dict[str, set[str]] = {
     "plan-sketch": {"trajectories", "facts"},
     "inspect": {"inspect"},
     "refine": {"refine"},
     "joint": {"trajectories", "inspect", "refine", "facts"},
+    "image": {"trajectories"},
 }
+IMAGE_EXPERT = ("reader.", "flow.", "null_cond")  # parameter names of the image expert
 
 
 @dataclass
@@ -55,6 +59,10 @@ class TrainConfig:
     ema_decay: float = 0.995
     save_every: int = 500
     seed: int = 0
+    # share of a step's crops drawn among the hard ones, as far as the data holds them: a region
+    # drawn over paint already there (the front object of a pair in depth) or an object with a
+    # counted number of parts (sequences.FlowItem.hard)
+    hard_crops: float = 0.0
 
 
 def lr_at(step: int, cfg: TrainConfig) -> float:
@@ -120,7 +128,10 @@ def optimizer_step(
     opt.step()
     with torch.no_grad():
         decay = min(cfg.ema_decay, (1 + step) / (10 + step))
+        frozen = {k for k, p in model.named_parameters() if not p.requires_grad}  # kept bit for bit
         for k, v in model.state_dict().items():
+            if k in frozen:
+                continue
             if v.is_floating_point():
                 ema[k].mul_(decay).add_(v.detach(), alpha=1 - decay)
             else:
@@ -138,18 +149,24 @@ class _Loss(torch.nn.Module):
         step_starts: list[int],
         object_ends: list[int],
         prompt_tags: tuple[int, int],
+        image_only: bool = False,
     ):
         super().__init__()
         self.model, self.canvas_id, self.text_weight = model, canvas_id, text_weight
-        self.prompt_tags = prompt_tags
+        self.prompt_tags, self.image_only = prompt_tags, image_only
         self.step_starts, self.object_ends = torch.tensor(step_starts), torch.tensor(object_ends)
 
     def forward(self, batch: dict) -> tuple[torch.Tensor, dict[str, float]]:
         ids = batch["ids"]
-        hidden = self.model.hidden(ids, batch.get("canvases"), ids == self.canvas_id)
-        logits = self.model.logits(hidden, prompt_memory(hidden, ids, *self.prompt_tags))
-        ce = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), batch["targets"].reshape(-1), ignore_index=-100)
-        loss, parts = self.text_weight * ce, {"ce": ce.item()}
+        if self.image_only:  # the text weights are frozen: their states are only read
+            with torch.no_grad():
+                hidden = self.model.hidden(ids, batch.get("canvases"), ids == self.canvas_id)
+            loss, parts = torch.zeros((), device=ids.device), {}
+        else:
+            hidden = self.model.hidden(ids, batch.get("canvases"), ids == self.canvas_id)
+            logits = self.model.logits(hidden, prompt_memory(hidden, ids, *self.prompt_tags))
+            ce = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), batch["targets"].reshape(-1), ignore_index=-100)
+            loss, parts = self.text_weight * ce, {"ce": ce.item()}
         drop = self.model.config.cond_dropout
         for name in ("crop", "full"):
             if name not in batch:
@@ -169,7 +186,7 @@ class _Loss(torch.nn.Module):
             )
             loss, parts[name] = loss + mse, mse.item()
         # Parameters a stage does not use still take part, so that every rank reduces the same set.
-        loss = loss + 0.0 * sum(p.sum() for p in self.model.parameters())
+        loss = loss + 0.0 * sum(p.sum() for p in self.model.parameters() if p.requires_grad)
         return loss, parts
 
 
@@ -220,6 +237,9 @@ def train(
         config = model_config or UnifiedConfig(vocab_size=len(tokenizer))
         model = UnifiedModel(replace(config, copy_prompt=True) if copy_prompt else config)
     model.train().to(device)
+    if cfg.stage == "image":
+        for name, p in model.named_parameters():
+            p.requires_grad_(name.startswith(IMAGE_EXPERT))
     examples, singles = load_examples(
         [Path(d) for d in data],
         STAGES[cfg.stage],
@@ -228,12 +248,16 @@ def train(
         model.config.canvas_tokens,
         progress=progress and rank == 0,
     )
-    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, betas=(0.9, 0.98))
+    opt = torch.optim.AdamW(
+        [p for p in model.parameters() if p.requires_grad], lr=cfg.lr, weight_decay=cfg.weight_decay, betas=(0.9, 0.98)
+    )
     ema = {k: v.detach().clone() for k, v in model.state_dict().items()}
     start = 0
     if state_file.is_file():
         start, ema = _load_state(out, model, opt)
     by_length = np.argsort([len(e.ids) for e in examples], kind="stable")
+    with_hard = np.array([i for i, e in enumerate(examples) if any(f.hard for f in e.flows)], dtype=int)
+    n_hard = int(round(cfg.batch_size * cfg.hard_crops)) if len(with_hard) else 0
     objective = _Loss(
         model,
         tokenizer.token_id("<canvas>"),
@@ -241,6 +265,7 @@ def train(
         [tokenizer.token_id(t) for t in STEP_STARTS],
         [tokenizer.token_id(t) for t in OBJECT_ENDS],
         (tokenizer.token_id("<prompt>"), tokenizer.token_id("</prompt>")),
+        image_only=cfg.stage == "image",
     )
     wrapped = torch.nn.parallel.DistributedDataParallel(objective) if world > 1 else objective
     bar = tqdm(total=cfg.steps, initial=start, desc=f"train {cfg.stage}", disable=not progress or rank != 0)
@@ -248,10 +273,11 @@ def train(
     for step in range(start, cfg.steps):
         rng = np.random.default_rng([cfg.seed, rank, step])  # resumable and different per rank
         torch.manual_seed(int(rng.integers(2**62)))  # flow noise, times and condition dropout too
-        picks = [examples[i] for i in _pick(by_length, cfg.batch_size, rng)]
+        picks = [examples[i] for i in _pick(by_length, cfg.batch_size - n_hard, rng)]
+        picks += [examples[i] for i in rng.choice(with_hard, size=n_hard)] if n_hard else []
         if singles and cfg.single_per_step:
             picks += [singles[i] for i in rng.integers(len(singles), size=cfg.single_per_step)]
-        batch = _to(collate(picks, tokenizer.pad_id, cfg.max_flows, rng), device)
+        batch = _to(collate(picks, tokenizer.pad_id, cfg.max_flows, rng, cfg.hard_crops), device)
         for group in opt.param_groups:
             group["lr"] = lr_at(step, cfg)
         loss, parts = wrapped(batch)
@@ -272,4 +298,5 @@ def train(
         "world_size": world,
         "examples": len(examples),
         "single_examples": len(singles),
+        "hard_examples": len(with_hard),
     }
