@@ -114,7 +114,7 @@ def test_the_planner_copies_long_prompts(generator):
 @pytest.mark.parametrize("name", ["shapes-depth", "shapes-parts"])
 def test_the_planner_states_depth_and_points(generator, name):
     """The planner writes the depth words and a star's points: its last `<des>` is the whole
-    prompt in some of 12 prompts of each (its sketches of them are rarely right yet, README)."""
+    prompt in some of 12 prompts of each."""
     counts: Counter = Counter()
     judge = DetectorJudge()
     for i, meta in enumerate(stratified(name, 12)):
