@@ -128,6 +128,18 @@ def crop(canvas: np.ndarray, region: Region) -> np.ndarray:
     return out
 
 
+def box_pixels(region: Region, canvas_px: int, margin: int = 0) -> tuple[int, int, int, int]:
+    """(x0, y0, x1, y1) in pixels of the region's box widened by `margin`, every pixel it
+    touches (may reach past the canvas)."""
+    bx0, by0, bx1, by1 = region.box
+    return (
+        int(np.floor(bx0 * canvas_px)) - margin,
+        int(np.floor(by0 * canvas_px)) - margin,
+        int(np.ceil(bx1 * canvas_px)) + margin,
+        int(np.ceil(by1 * canvas_px)) + margin,
+    )
+
+
 def paste(canvas: np.ndarray, region: Region, patch: np.ndarray, margin: int | None = None) -> np.ndarray:
     """A copy of `canvas` with `patch` (a crop from `crop`'s geometry) written over the region:
     the whole crop, or with `margin` only the region's own box widened by `margin` pixels (the
@@ -137,9 +149,8 @@ def paste(canvas: np.ndarray, region: Region, patch: np.ndarray, margin: int | N
     left, top, side = crop_box(region, n)
     x0, y0, x1, y1 = max(left, 0), max(top, 0), min(left + side, n), min(top + side, n)
     if margin is not None:
-        bx0, by0, bx1, by1 = region.box
-        x0, y0 = max(x0, int(np.floor(bx0 * n)) - margin), max(y0, int(np.floor(by0 * n)) - margin)
-        x1, y1 = min(x1, int(np.ceil(bx1 * n)) + margin), min(y1, int(np.ceil(by1 * n)) + margin)
+        bx0, by0, bx1, by1 = box_pixels(region, n, margin)
+        x0, y0, x1, y1 = max(x0, bx0), max(y0, by0), min(x1, bx1), min(y1, by1)
     out[y0:y1, x0:x1] = patch[y0 - top : y1 - top, x0 - left : x1 - left]
     return out
 

@@ -39,6 +39,7 @@ from ..models.phrases import region_words
 from ..models.regions import (
     PASTE_MARGIN,
     Region,
+    box_pixels,
     changed_regions,
     coord_planes,
     crop,
@@ -82,9 +83,8 @@ class FlowItem:
         of another is drawn over it)."""
         if self.region is None:
             return False
-        n = self.before.shape[0]
-        x0, y0, x1, y1 = self.region.box
-        box = self._canvas()[max(0, int(y0 * n)) : int(np.ceil(y1 * n)), max(0, int(x0 * n)) : int(np.ceil(x1 * n))]
+        x0, y0, x1, y1 = box_pixels(self.region, self.before.shape[0])
+        box = self._canvas()[max(0, y0) : y1, max(0, x0) : x1]
         return bool((box != np.asarray(BACKGROUND, dtype=box.dtype)).any())
 
     @property

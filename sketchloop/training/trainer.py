@@ -256,7 +256,9 @@ def train(
     if state_file.is_file():
         start, ema = _load_state(out, model, opt)
     by_length = np.argsort([len(e.ids) for e in examples], kind="stable")
-    with_hard = np.array([i for i, e in enumerate(examples) if any(f.hard for f in e.flows)], dtype=int)
+    with_hard = np.array(  # read from the pixels: only when asked for
+        [i for i, e in enumerate(examples) if cfg.hard_crops and any(f.hard for f in e.flows)], dtype=int
+    )
     n_hard = int(round(cfg.batch_size * cfg.hard_crops)) if len(with_hard) else 0
     objective = _Loss(
         model,
