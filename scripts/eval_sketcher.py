@@ -38,6 +38,10 @@ def main() -> None:
         f"ORACLE PLANS, the model's sketches: {args.benchmark} {result['right']:.3f} of {result['prompts']} prompts, "
         f"{result['steps_right']:.3f} of {result['steps']} steps"
     )
+    for coloured, label in ((True, "every group coloured"), (False, "an uncoloured group")):
+        rows = [row for row in result["per_prompt"] if row["coloured"] == coloured]
+        if rows:
+            print(f"  prompts with {label}: {sum(row['correct'] for row in rows)} of {len(rows)} right")
     if args.out:
         args.out.write_text(json.dumps(result, indent=1))
 

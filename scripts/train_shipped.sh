@@ -115,18 +115,26 @@ sketchloop train --stage plan-sketch "${D[@]}" --init "$W/i2" --out "$W/s13" --s
     --save-every 500; stamp plan-sketch-hard
 sketchloop train --stage joint "${D[@]}" --data "$W/inspect-d" --data "$W/inspect-k" --init "$W/s13" --out "$W/s14" \
     --steps 800 --lr 5e-4; stamp joint-6
+# Stage 10, one colour for an uncoloured group: the teacher now paints "a diamond" red (or the next of
+# layout.FREE_COLOURS that may overlap its depth partners) where it used to pick a colour at random, which the
+# image expert had learned as a blend of colours. 7K trajectories of the new convention (a third of them with a
+# pair in depth, a fifth with counted stars) and one pass of the image expert alone over them.
+sketchloop data build --kind trajectories --n 7000 --out "$W/traj-u" --seed 61 --workers 2 --edit-ops 0 --wording 0.3 \
+    --depth 0.35 --parts 0.2 --knowledge 0.1; stamp one-colour-data
+sketchloop train --stage image --data "$W/traj-u" --init "$W/s14" --out "$W/i3" --steps 2500 --lr 5e-4 \
+    --hard-crops 0.4 --save-every 500; stamp image-3
 # The plan check (models/plan_check.py): a small head over the final planner's own surprise at a plan, trained on
 # its own plans from random scenes, half of them long compositions (right ones, ones made wrong, right ones worded
 # as the wrong ones are); its threshold and the image check's chosen together on two rollouts of each
 # shapes-complex-val prompt, right steps flagged at most 0.04 (docs/design.md, "The self-check").
-python scripts/train_plan_check.py --checkpoint "$W/s14" --examples "${PLAN_CHECK_EXAMPLES:-1000}" \
+python scripts/train_plan_check.py --checkpoint "$W/i3" --examples "${PLAN_CHECK_EXAMPLES:-1000}" \
     --long-examples "${PLAN_CHECK_LONG_EXAMPLES:-1000}" --val-seeds 2 --work "$W/plan-check" --workers 2
 stamp plan-check
 # Ship the EMA weights (not the optimizer state), the plan check and the sampling defaults.
-[ "${SHIP:-1}" = 0 ] && { echo "trained $W/s14 (not shipped: SHIP=0)"; exit 0; }
+[ "${SHIP:-1}" = 0 ] && { echo "trained $W/i3 (not shipped: SHIP=0)"; exit 0; }
 dest=sketchloop/checkpoints/shapes-unified
 mkdir -p "$dest"
-cp "$W/s14/model.safetensors" "$W/s14/config.json" "$W/s14/tokenizer.json" "$W/s14/plan_check.safetensors" \
-    "$W/s14/plan_check.json" "$dest/"
+cp "$W/i3/model.safetensors" "$W/i3/config.json" "$W/i3/tokenizer.json" "$W/i3/plan_check.safetensors" \
+    "$W/i3/plan_check.json" "$dest/"
 python -c "from sketchloop.models.sampling import SamplingConfig; SamplingConfig().save_pretrained('$dest')"
 echo "shipped $dest"

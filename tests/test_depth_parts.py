@@ -90,6 +90,11 @@ def test_layouts_overlap_depth_pairs_in_range_and_draw_what_is_behind_first():
     for seed in range(10):  # uncoloured partners get colours the detector can tell apart
         a, b = sample_layout(parse_prompt("a circle in front of a square"), seed).objects
         assert not depth_colours_clash(a.color, b.color)
+        # one colour per uncoloured group, not a random one: red, or the next that may overlap a partner
+        assert {a.color, b.color} == {"red", "blue"}
+        assert {o.color for o in sample_layout(parse_prompt("two triangles left of a star"), seed).objects} == {"red"}
+        behind, front = sample_layout(parse_prompt("a diamond behind a red circle"), seed).objects
+        assert (behind.color, front.color) == ("blue", "red")
     assert frozenset(("black", "white")) in DEPTH_CLASHES and frozenset(("red", "blue")) not in DEPTH_CLASHES
 
 

@@ -152,4 +152,4 @@ def test_four_in_a_row_renders_and_an_impossible_scene_says_why(tmp_path):
     from sketchloop.world.parser import parse_prompt
 
     with pytest.raises(LayoutError, match="even with objects shrunk to 0.125"):
-        sample_layout(parse_prompt("a photo of four circles left of four squares"), 0, attempts=12)
+        sample_layout(parse_prompt("a photo of four circles left of four squares"), 0, attempts=6)

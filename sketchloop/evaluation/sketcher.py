@@ -19,9 +19,11 @@ from ..world.parser import parse_prompt
 
 
 def sketch_scores(sketcher: Sketcher, prompts: list[str], seed: int = 0, progress: bool = False) -> dict:
-    """Shares of final images and of steps right when `sketcher` draws the teacher's plans."""
+    """Shares of final images and of steps right when `sketcher` draws the teacher's plans, and
+    each prompt's verdict (`per_prompt`: the prompt, whether every group is coloured, right or not)."""
     teachers = shapes_teachers()
     right, steps_right, steps = 0, 0, 0
+    per_prompt = []
     for index, prompt in enumerate(tqdm(prompts, desc="sketches", disable=not progress)):
         graph = parse_prompt(prompt)
         rng = np.random.default_rng([seed, index])
@@ -37,10 +39,14 @@ def sketch_scores(sketcher: Sketcher, prompts: list[str], seed: int = 0, progres
             steps += 1
             steps_right += teachers.judge.judge(image, step.scene).consistent
             canvas = placed
-        right += teachers.judge.judge(image, graph).consistent
+        correct = teachers.judge.judge(image, graph).consistent
+        right += correct
+        coloured = all(group.color is not None for group in graph.groups)
+        per_prompt.append({"prompt": prompt, "coloured": coloured, "correct": bool(correct)})
     return {
         "prompts": len(prompts),
         "right": right / max(1, len(prompts)),
         "steps": steps,
         "steps_right": steps_right / max(1, steps),
+        "per_prompt": per_prompt,
     }

@@ -344,8 +344,8 @@ def sample_layout(graph: SceneGraph, seed: int | np.random.Generator = 0, attemp
     An attempt that gets stuck starts over; every SHRINK_EVERY failed attempts objects
     shrink by 15% (never below MIN_SIZE), and from the first shrink on each group also
     draws candidates around its cell in the relation tree (`_grid_targets`), which lets
-    chains of 4-5 groups fit. Uncoloured groups get a random colour per object (one that
-    differs from the colours of the groups it overlaps in depth). Objects are drawn back to
+    chains of 4-5 groups fit. Uncoloured groups are painted in the first of FREE_COLOURS that
+    differs from the colours of the groups they overlap in depth (red, else blue, ...). Objects are drawn back to
     front (`depth_levels`).
     """
     graph.validate()
@@ -356,7 +356,7 @@ def sample_layout(graph: SceneGraph, seed: int | np.random.Generator = 0, attemp
     for gi in order:
         group = graph.groups[gi]
         for _ in range(group.count):
-            color = group.color or _free_colour(rng, graph, gi, items)
+            color = group.color or _free_colour(graph, gi, items)
             items.append((gi, group.shape, color, group.points))
     scale = 1.0
     targets: dict[int, tuple[float, float]] = {}
@@ -395,9 +395,15 @@ def sample_layout(graph: SceneGraph, seed: int | np.random.Generator = 0, attemp
     )
 
 
-def _free_colour(rng: np.random.Generator, graph: SceneGraph, group: int, items: list) -> str:
-    """A random colour for an object of an uncoloured group that may overlap, in depth, the
-    groups it relates to in depth (their colours, or those drawn for them in `items`)."""
+# The colours an uncoloured group is painted in, in order of preference: the first that may overlap
+# its partners in depth. One convention rather than a random pick, so that a learned sketcher
+# given "a diamond" learns to draw one colour, not a blend of all ten (docs/shapesworld.md).
+FREE_COLOURS: tuple[str, ...] = ("red", "blue", *(c for c in COLORS if c not in ("red", "blue")))
+
+
+def _free_colour(graph: SceneGraph, group: int, items: list) -> str:
+    """The colour for an object of an uncoloured group: the first of FREE_COLOURS that may overlap,
+    in depth, the groups it relates to in depth (their colours, or those chosen for them in `items`)."""
     partners = {
         r.object if r.subject == group else r.subject
         for r in graph.relations
@@ -405,8 +411,7 @@ def _free_colour(rng: np.random.Generator, graph: SceneGraph, group: int, items:
     }
     taken = {c for p in partners if (c := graph.groups[p].color) is not None}
     taken |= {item[2] for item in items if item[0] in partners}
-    choices = [c for c in COLORS if not any(depth_colours_clash(c, t) for t in taken)]
-    return choices[int(rng.integers(len(choices)))]
+    return next(c for c in FREE_COLOURS if not any(depth_colours_clash(c, t) for t in taken))
 
 
 def depth_levels(graph: SceneGraph) -> list[int]:
