@@ -355,9 +355,8 @@ def sample_layout(graph: SceneGraph, seed: int | np.random.Generator = 0, attemp
     items: list[tuple[int, str, str, int | None]] = []
     for gi in order:
         group = graph.groups[gi]
-        for _ in range(group.count):
-            color = group.color or _free_colour(graph, gi, items)
-            items.append((gi, group.shape, color, group.points))
+        color = group.color or _free_colour(graph, gi, items)  # one colour for the whole group
+        items += [(gi, group.shape, color, group.points)] * group.count
     scale = 1.0
     targets: dict[int, tuple[float, float]] = {}
     in_depth = {g for r in graph.relations if r.relation in DEPTH_RELATIONS for g in (r.subject, r.object)}
@@ -402,8 +401,8 @@ FREE_COLOURS: tuple[str, ...] = ("red", "blue", *(c for c in COLORS if c not in 
 
 
 def _free_colour(graph: SceneGraph, group: int, items: list) -> str:
-    """The colour for an object of an uncoloured group: the first of FREE_COLOURS that may overlap,
-    in depth, the groups it relates to in depth (their colours, or those chosen for them in `items`)."""
+    """The colour of an uncoloured group: the first of FREE_COLOURS that may overlap, in depth, the
+    groups it relates to in depth (their colours, or those chosen for them in `items`)."""
     partners = {
         r.object if r.subject == group else r.subject
         for r in graph.relations
