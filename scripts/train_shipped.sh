@@ -123,18 +123,36 @@ sketchloop data build --kind trajectories --n 7000 --out "$W/traj-u" --seed 61 -
     --depth 0.35 --parts 0.2 --knowledge 0.1; stamp one-colour-data
 sketchloop train --stage image --data "$W/traj-u" --init "$W/s14" --out "$W/i3" --steps 2500 --lr 5e-4 \
     --hard-crops 0.4 --save-every 500; stamp image-3
+# Stage 11, plans in the prompt's own words: until now a worded prompt's steps were written for the scene sampled
+# before the wording, so a third of its `<des>` stated a relation the other way round from the prompt or named the
+# groups in another order, which no planner can read off the prompt (data/trajectories.py draw_trajectory).
+# 9K trajectories with the steps written for the scene as the prompt states it, half of them worded; a joint pass
+# over them twice, the stage-10 set, the corpus and the inspect sets; a second one with a stage-5 set added back
+# (the new sets hold a tenth of its counted groups, and after the first pass the planner put a group's regions on
+# top of each other); then the image expert alone on the two sets drawn the stage-10 way, so that it paints an
+# uncoloured group in one colour again.
+sketchloop data build --kind trajectories --n 9000 --out "$W/traj-w" --seed 71 --workers 2 --edit-ops 0 --wording 0.5 \
+    --depth 0.3 --parts 0.2 --knowledge 0.1; stamp prompt-order-data
+sketchloop train --stage joint --data "$W/traj-w" --data "$W/traj-w" --data "$W/traj-u" --data "$W/facts" \
+    --data "$W/inspect-d" --data "$W/inspect-k" --init "$W/i3" --out "$W/s15" --steps 2500 --lr 5e-4 \
+    --hard-crops 0.3 --save-every 500; stamp joint-7
+sketchloop train --stage joint --data "$W/traj-w" --data "$W/traj-a" --data "$W/traj-u" --data "$W/facts" \
+    --data "$W/inspect-d" --data "$W/inspect-k" --init "$W/s15" --out "$W/s16" --steps 1500 --lr 3e-4 \
+    --hard-crops 0.3 --save-every 500; stamp joint-8
+sketchloop train --stage image --data "$W/traj-w" --data "$W/traj-u" --init "$W/s16" --out "$W/i4" --steps 1000 \
+    --lr 5e-4 --hard-crops 0.4 --save-every 500; stamp image-4
 # The plan check (models/plan_check.py): a small head over the final planner's own surprise at a plan, trained on
 # its own plans from random scenes, half of them long compositions (right ones, ones made wrong, right ones worded
 # as the wrong ones are); its threshold and the image check's chosen together on two rollouts of each
 # shapes-complex-val prompt, right steps flagged at most 0.04 (docs/design.md, "The self-check").
-python scripts/train_plan_check.py --checkpoint "$W/i3" --examples "${PLAN_CHECK_EXAMPLES:-1000}" \
+python scripts/train_plan_check.py --checkpoint "$W/i4" --examples "${PLAN_CHECK_EXAMPLES:-1000}" \
     --long-examples "${PLAN_CHECK_LONG_EXAMPLES:-1000}" --val-seeds 2 --work "$W/plan-check" --workers 2
 stamp plan-check
 # Ship the EMA weights (not the optimizer state), the plan check and the sampling defaults.
-[ "${SHIP:-1}" = 0 ] && { echo "trained $W/i3 (not shipped: SHIP=0)"; exit 0; }
+[ "${SHIP:-1}" = 0 ] && { echo "trained $W/i4 (not shipped: SHIP=0)"; exit 0; }
 dest=sketchloop/checkpoints/shapes-unified
 mkdir -p "$dest"
-cp "$W/i3/model.safetensors" "$W/i3/config.json" "$W/i3/tokenizer.json" "$W/i3/plan_check.safetensors" \
-    "$W/i3/plan_check.json" "$dest/"
+cp "$W/i4/model.safetensors" "$W/i4/config.json" "$W/i4/tokenizer.json" "$W/i4/plan_check.safetensors" \
+    "$W/i4/plan_check.json" "$dest/"
 python -c "from sketchloop.models.sampling import SamplingConfig; SamplingConfig().save_pretrained('$dest')"
 echo "shipped $dest"

@@ -101,11 +101,14 @@ def test_card_schema_and_cli(dataset, tmp_path):
 
 def test_worded_trajectories_read_any_wording_and_plan_canonically(tmp_path):
     """`--wording`: a share of the prompts worded as people write them, each parsing back to
-    the row's scene; the plans stay the canonical ones; a default build is unchanged."""
+    the row's scene; the plans are plain English in the prompt's own order and directions (the
+    last `<des>` is the prompt's scene as the parser reads it, never the scene sampled before
+    the wording); a default build is unchanged."""
     import json
     import re
 
     from sketchloop.errors import SketchloopError
+    from sketchloop.format import scene_text
     from sketchloop.world.parser import parse_prompt
     from sketchloop.world.scene import SceneGraph, scene_key
 
@@ -113,13 +116,16 @@ def test_worded_trajectories_read_any_wording_and_plan_canonically(tmp_path):
     build("trajectories", 12, tmp_path / "plain", seed=5, shard_size=12, progress=False)
     worded, plain = (read_dataset(tmp_path / d).to_pylist() for d in ("w", "plain"))
     assert all(r["prompt"] == SceneGraph.from_json(r["scene"]).to_text() for r in plain)
-    changed = 0
+    changed = turned = 0
     for w in worded:
         graph = SceneGraph.from_json(w["scene"])
-        assert scene_key(parse_prompt(w["prompt"])) == scene_key(graph)
+        as_read = parse_prompt(w["prompt"])
+        assert scene_key(as_read) == scene_key(graph)
         assert json.loads(w["meta"])["worded"] and not re.search("[0-9]", w["prompt"])
         changed += w["prompt"] != graph.to_text()
-        assert all(s["text"] != w["prompt"] for s in w["steps"] if s["type"] == "des")  # plans stay canonical
-    assert changed >= 6
+        des = [s["text"] for s in w["steps"] if s["type"] == "des"]
+        assert des[-1] == scene_text(as_read.to_text())  # the prompt's order and directions
+        turned += any(r.relation in ("below", "right of", "behind") for r in as_read.relations)
+    assert changed >= 6 and turned >= 2
     with pytest.raises(SketchloopError, match="--wording"):
         build("inspect", 4, tmp_path / "i", seed=5, progress=False, wording=0.5)

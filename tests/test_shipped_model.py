@@ -21,17 +21,17 @@ from sketchloop.world.parser import parse_prompt
 from sketchloop.world.sample import random_composite_scene
 
 # Measured on these subsets with the shipped checkpoint and the default loop, the learned model
-# alone (seed = prompt index, 1 image each): shapes-geneval 29/30, shapes-complex 10/24,
-# shapes-generalise 20/24, shapes-depth 8/24, shapes-parts 6/24; the last <des> copies the
-# prompt 19/24 (shapes-complex). Floors: two images below, room for numeric noise across
+# alone (seed = prompt index, 1 image each): shapes-geneval 28/30, shapes-complex 10/24,
+# shapes-generalise 20/24, shapes-depth 14/24, shapes-parts 15/24; the last <des> copies the
+# prompt 24/24 (shapes-complex). Floors: two images below, room for numeric noise across
 # machines.
 FLOORS = {
-    "shapes-geneval": 0.90,
+    "shapes-geneval": 0.86,
     "shapes-complex": 0.33,
     "shapes-generalise": 0.75,
-    "shapes-depth": 0.25,
-    "shapes-parts": 0.16,
-    "copy": 0.70,
+    "shapes-depth": 0.50,
+    "shapes-parts": 0.54,
+    "copy": 0.90,
     "copy-shapes-depth": 1 / 12,
     "copy-shapes-parts": 2 / 12,
 }
@@ -68,10 +68,10 @@ def test_the_default_loop_keeps_its_scores(generator, tmp_path, name, per_tag):
     assert results["overall"] >= FLOORS[name], results["tasks"]
 
 
-@pytest.mark.parametrize("name,per_tag,measured", [("shapes-geneval", 10, 60), ("shapes-complex", 24, 24)])
+@pytest.mark.parametrize("name,per_tag,measured", [("shapes-geneval", 10, 59), ("shapes-complex", 24, 24)])
 def test_the_guided_loop_keeps_its_score(tmp_path, name, per_tag, measured):
     """The same checkpoint under the world's decode rules (`--guided`), labelled GUIDED wherever
-    it is reported: measured 60/60 on 10 prompts of each shapes-geneval task and 24/24 on
+    it is reported: measured 59/60 on 10 prompts of each shapes-geneval task and 24/24 on
     shapes-complex; floors two images below."""
     prompts = stratified(name, per_tag)
     stats = generate_images(prompts, model_generator("staged", guided=True), tmp_path, 1, progress=False)
@@ -80,8 +80,8 @@ def test_the_guided_loop_keeps_its_score(tmp_path, name, per_tag, measured):
 
 
 # Measured on 12 prompts of each shapes-wise split (the default loop, seed = prompt index):
-# facts seen in trajectories 9/12, facts only in the text corpus 6/12. Floors: two images below.
-WISE_FLOORS = {"wise-trajectory": 7, "wise-text": 4}
+# facts seen in trajectories 10/12, facts only in the text corpus 6/12. Floors: two images below.
+WISE_FLOORS = {"wise-trajectory": 8, "wise-text": 4}
 
 
 def test_the_planner_resolves_knowledge_prompts(generator, tmp_path):

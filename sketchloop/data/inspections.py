@@ -112,7 +112,7 @@ def make_inspect_symbolic(
     if inconsistent is None:
         inconsistent = bool(rng.random() < INCONSISTENT_SHARE)
     while True:
-        graph, steps, canvases = draw_trajectory(rng, teachers, edit_ops, rejections, size)
+        graph, steps, canvases, _ = draw_trajectory(rng, teachers, edit_ops, rejections, size)
         scenes = _scenes(steps)
         last = len(steps) - 1
         images: list[bytes] = []

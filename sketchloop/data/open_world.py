@@ -37,7 +37,7 @@ def make_inspect_open(
     """A teacher trajectory up to step k, its plan (or a flawed one) critiqued against the prompt."""
     inconsistent = bool(rng.random() < INCONSISTENT_SHARE)
     for _ in range(MAX_TRIES):
-        graph, steps, canvases = draw_trajectory(rng, teachers, edit_ops, rejections, size)
+        graph, steps, canvases, _ = draw_trajectory(rng, teachers, edit_ops, rejections, size)
         last = len(steps) - 1
         k = int(rng.integers(len(steps)))
         images: list[bytes] = []
@@ -86,7 +86,7 @@ def make_refine_open(
     image with the judge's analysis, a `<refine>` fix and the teacher's correct image."""
     positive = bool(rng.random() < POSITIVE_SHARE)
     for _ in range(MAX_TRIES):
-        graph, steps, canvases = draw_trajectory(rng, teachers, edit_ops, rejections, size)
+        graph, steps, canvases, _ = draw_trajectory(rng, teachers, edit_ops, rejections, size)
         k = int(rng.integers(len(steps)))
         step, canvas = steps[k], canvases[k]
         images: list[bytes] = []

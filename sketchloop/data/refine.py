@@ -139,7 +139,7 @@ def make_refine(
     if positive is None:
         positive = bool(rng.random() < POSITIVE_SHARE)
     while True:
-        graph, steps, canvases = draw_trajectory(rng, teachers, edit_ops, rejections, size)
+        graph, steps, canvases, _ = draw_trajectory(rng, teachers, edit_ops, rejections, size)
         kinds = flaw_kinds(graph)
         kind = kinds[int(rng.integers(len(kinds)))]
         usable = [

@@ -92,8 +92,15 @@ def draw_trajectory(
     rejections: Rejections,
     size: int = DEFAULT_SIZE,
     retries: int = 3,
-) -> tuple[SceneGraph, list[Plan], list[Canvas]]:
-    """A judged teacher trajectory: the scene, its steps, and the canvas after each step."""
+    wording: float = 0.0,
+) -> tuple[SceneGraph, list[Plan], list[Canvas], str | None]:
+    """A judged teacher trajectory: the scene, its steps, the canvas after each step, and with
+    probability `wording` a prompt worded as people write it (world/phrasing.py; else None).
+    The steps are written for the scene as that prompt states it (`parse_prompt`: its groups
+    in the order it names them, each relation the way round it says it), so every `<des>` is
+    the prompt's own text with the groups not drawn yet left out and the synonyms made
+    canonical: a planner that copies the prompt can write it, where the scene sampled before
+    the wording may state a relation the other way round."""
     drops = 0
     while True:
         if teachers.open_world and drops >= MAX_OPEN_DROPS:
@@ -103,6 +110,13 @@ def draw_trajectory(
             )
         drops += 1
         graph = draw_scene(rng, teachers)
+        prompt = None
+        if wording > 0 and isinstance(graph, SceneGraph) and rng.random() < wording:
+            from ..world.parser import parse_prompt
+            from ..world.phrasing import phrase
+
+            prompt = phrase(graph, rng, digits=0.0)  # counts as words: the model has no digit tokens
+            graph = parse_prompt(prompt)  # the same scene (phrase checks it), as the prompt states it
         try:
             steps = teachers.writer.write_steps(graph, rng, edit_ops)
         except LayoutError:  # the writer's planned layout did not fit this time: draw another scene
@@ -121,7 +135,7 @@ def draw_trajectory(
             canvas = new
             canvases.append(new)
         if len(canvases) == len(steps) and teachers.judge.judge(canvas.image, graph).consistent:
-            return graph, steps, canvases
+            return graph, steps, canvases, prompt
         rejections.trajectories_dropped += 1
 
 
@@ -165,18 +179,17 @@ def make_trajectory(
     relations either way round, bare back-references, "a photo of" or not) instead of
     canonically; with probability `knowledge` one group's colour, count or shape is named
     through a fact of the trajectory split instead ("a circle the colour of a ripe banana",
-    world/knowledge.py). The plans' `<ins>` and `<des>` stay plain ("add a yellow circle"), so
-    the planner learns to read any wording and to resolve what the prompt knows."""
-    graph, steps, canvases = draw_trajectory(rng, teachers, edit_ops, rejections, size)
+    world/knowledge.py). The plans' `<ins>` and `<des>` stay plain ("add a yellow circle"), in
+    the prompt's order and directions, so the planner learns to read any wording and to resolve
+    what the prompt knows."""
+    graph, steps, canvases, worded = draw_trajectory(rng, teachers, edit_ops, rejections, size, wording=wording)
     images: list[bytes] = []
     layouts: list[str] = []
     rows = plan_rows(steps, canvases, images, layouts) + [text_row("end")]
     meta: dict[str, Any] = {"edit_ops": [s.edit["op"] for s in steps]}
     row = example(graph, rows, images, layouts, "", meta)
-    if wording > 0 and isinstance(graph, SceneGraph) and rng.random() < wording:
-        from ..world.phrasing import phrase
-
-        row["prompt"] = phrase(graph, rng, digits=0.0)  # counts as words: the model has no digit tokens
+    if worded is not None:
+        row["prompt"] = worded
         row["meta"] = _json({**meta, "worded": True})
     elif isinstance(graph, SceneGraph) and (found := fact_wording(graph, rng, knowledge)) is not None:
         row["prompt"] = found[0]
