@@ -129,3 +129,15 @@ def test_worded_trajectories_read_any_wording_and_plan_canonically(tmp_path):
     assert changed >= 6 and turned >= 2
     with pytest.raises(SketchloopError, match="--wording"):
         build("inspect", 4, tmp_path / "i", seed=5, progress=False, wording=0.5)
+
+
+def test_counts_share_draws_scenes_of_counted_groups():
+    from sketchloop.data.trajectories import heldout_free_scene
+
+    rng = np.random.default_rng(0)
+    graphs = [heldout_free_scene(rng, mix={"counts": 1.0}) for _ in range(40)]
+    assert all(1 <= len(g.groups) <= 2 and all(grp.count >= 2 for grp in g.groups) for g in graphs)
+    assert {grp.count for g in graphs for grp in g.groups} == {2, 3, 4}
+    rng = np.random.default_rng(0)
+    plain = [heldout_free_scene(rng) for _ in range(40)]
+    assert sum(all(grp.count >= 2 for grp in g.groups) for g in plain) < 20

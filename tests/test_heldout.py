@@ -138,3 +138,17 @@ def test_long_compositions_only_are_still_held_out(monkeypatch):
     drawn = [trajectories.heldout_free_scene(rng, composite_share=1.0) for _ in range(5)]
     assert not proposals and not {scene_key(g) for g in drawn} & heldout_keys()
     assert all(len(g.relations) >= len(g.groups) - 1 for g in drawn)  # every later group related
+
+
+def test_the_counting_validation_split_is_what_it_says():
+    """One or two groups, every one counted (2-4), in GenEval's counting wording, scenes of
+    their own (not shapes-geneval's), and no data build may draw them."""
+    lines = load_benchmark("shapes-counting-val")
+    assert len(lines) == 100 and {m["tag"] for m in lines} == {"counting"}
+    graphs = [parse_prompt(m["prompt"]) for m in lines]
+    assert all(m["prompt"].startswith("a photo of ") for m in lines)
+    assert all(1 <= len(g.groups) <= 2 and all(2 <= x.count <= 4 for x in g.groups) for g in graphs)
+    assert sum(len(g.groups) == 1 for g in graphs) == 60 and all(g.groups[0].color for g in graphs[:60])
+    assert {x.count for g in graphs for x in g.groups} == {2, 3, 4}
+    assert all(scene_key(SceneGraph.from_geneval(m)) == scene_key(g) for m, g in zip(lines, graphs))
+    assert not any(data_allows(g) for g in graphs)

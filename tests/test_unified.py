@@ -1041,3 +1041,19 @@ def test_the_inspector_reads_in_training_what_it_reads_at_inference(rows):
                 ids, torch.from_numpy(to_float(ex.canvases[0]))[None], ids == tok.token_id("<canvas>")
             )[0]
         assert torch.allclose(torch.stack(session.hidden), trained, atol=1e-5)
+
+
+def test_region_temperature_samples_the_regions_alone():
+    """`region_temperature` samples the region tokens while the words stay greedy; unset, the
+    regions follow `temperature` (greedy: the same plan for every seed)."""
+    torch.manual_seed(0)
+    model, tok = UnifiedModel(TINY).eval(), WordTokenizer()
+
+    def plans(config: SamplingConfig) -> list:
+        out = [UnifiedRoles(model, tok, config).plan("a photo of three red circles", [], seed) for seed in range(6)]
+        return [(p.ins, p.des, p.regions) for p in out if p is not None]
+
+    greedy, sampled = plans(SamplingConfig()), plans(SamplingConfig(region_temperature=1.0))
+    assert len(greedy) == len(sampled) == 6 and len(set(greedy)) == 1
+    assert {(ins, des) for ins, des, _ in sampled} == {greedy[0][:2]}
+    assert len({regions for _, _, regions in sampled}) > 1

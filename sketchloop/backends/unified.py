@@ -253,7 +253,9 @@ class UnifiedRoles:
         self, session: TextSession, generator: torch.Generator, start: int, allowed: Callable[[list[int]], list[int]]
     ) -> list[tuple[Region, torch.Tensor]]:
         most = self._room(session, self.syntax.max_tokens, self._plan_reserve)
-        out = session.sample(most, {self.syntax.end}, generator, self.config.temperature, allowed)
+        temperature = self.config.region_temperature
+        temperature = self.config.temperature if temperature is None else temperature
+        out = session.sample(most, {self.syntax.end}, generator, temperature, allowed)
         self.usage["text_tokens"] += len(out)
         regions = parse_regions(self.tok.decode([i for i in out if i != self.syntax.end]))
         return [(r, self._condition(session, start + 3 * j + 2)) for j, r in enumerate(regions)]

@@ -50,6 +50,9 @@ def data_build(
     parts: float = typer.Option(
         0.0, help="the share of ShapesWorld scenes with stars of a counted number of points ('a star with six points')"
     ),
+    counts: float = typer.Option(
+        0.0, help="the share of ShapesWorld scenes of one or two groups, every one counted ('three red circles')"
+    ),
     teacher: Optional[str] = typer.Option(
         None, help="openai:MODEL: a chat/vision model decomposes prompts, writes steps and judges (with --editor)"
     ),
@@ -128,6 +131,7 @@ def data_build(
         knowledge=knowledge,
         depth=depth,
         parts=parts,
+        counts=counts,
     )
     rate = summary["examples_per_second"]
     console.print(

@@ -33,6 +33,11 @@ def train(
         help="share of each step's crops drawn among the hard ones, as far as the data holds them: "
         "regions drawn over paint already there (objects in depth), objects with counted parts",
     ),
+    region_order: str = typer.Option(
+        "drawn",
+        help="the regions of a teacher's add step in the order drawn, or raster: in reading order, top row "
+        "first (one canonical order: a counted group's next region follows from the last)",
+    ),
     copy_prompt: bool = typer.Option(
         False,
         "--copy-prompt",
@@ -43,6 +48,7 @@ def train(
     """Train the unified model: lambda * text CE + flow-matching MSE (AdamW, cosine, EMA; resumable; torchrun)."""
     import os
 
+    from ..training.sequences import REGION_ORDERS
     from ..training.trainer import TrainConfig
     from ..training.trainer import train as run_training
 
@@ -50,6 +56,8 @@ def train(
         raise SketchloopError("--steps, --batch-size and --lr must be positive")
     if not 0.0 <= hard_crops <= 1.0:
         raise SketchloopError(f"--hard-crops {hard_crops}: give a share between 0 and 1")
+    if region_order not in REGION_ORDERS:
+        raise SketchloopError(f"--region-order {region_order!r}: choose one of {', '.join(REGION_ORDERS)}")
     cfg = TrainConfig(
         stage=stage,
         steps=steps,
@@ -59,6 +67,7 @@ def train(
         save_every=save_every,
         text_weight=text_weight,
         hard_crops=hard_crops,
+        region_order=region_order,
     )
     if stage == "t2i":
         from ..training.t2i import train_t2i

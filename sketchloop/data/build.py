@@ -42,6 +42,7 @@ def build(
     knowledge: float = 0.0,
     depth: float = 0.0,
     parts: float = 0.0,
+    counts: float = 0.0,
 ) -> dict[str, Any]:
     """Build (or resume) a dataset of `n` examples in `out`; returns the card's statistics.
 
@@ -55,7 +56,8 @@ def build(
     the share whose prompt names one attribute through a fact (world/knowledge.py; also for
     a checkpoint's inspected rollouts, whose plan critiques then name the fact); `depth` and
     `parts`: the shares of ShapesWorld scenes with a pair in depth and with stars of a counted
-    number of points (trajectories, teacher inspect and refine data). Kind `facts` is the
+    number of points, `counts` of scenes of one or two groups that are all counted (trajectories,
+    teacher inspect and refine data). Kind `facts` is the
     plain-text facts corpus (no images, no teachers)."""
     if kind not in KINDS:
         raise SketchloopError(f"unknown data kind {kind!r}; available: {', '.join(KINDS)}")
@@ -107,15 +109,16 @@ def build(
                 "rollouts) whose prompt names an attribute through a fact"
             )
         params["knowledge"] = knowledge
-    mix = {name: share for name, share in (("depth", depth), ("parts", parts)) if share}
+    mix = {name: share for name, share in (("depth", depth), ("parts", parts), ("counts", counts)) if share}
     if mix:
         if (
             kind == "facts"
             or teacher is not None
-            or not (0.0 <= depth <= 1.0 and 0.0 <= parts <= 1.0 and depth + parts <= 1.0)
+            or not all(0.0 <= share <= 1.0 for share in (depth, parts, counts))
+            or depth + parts + counts > 1.0
         ):
             raise SketchloopError(
-                "--depth and --parts are shares (0 to 1, together at most 1) of the ShapesWorld scenes that "
+                "--depth, --parts and --counts are shares (0 to 1, together at most 1) of the ShapesWorld scenes that "
                 "teachers draw for trajectories, inspect and refine data (and a --checkpoint's inspected rollouts)"
             )
         params.update(mix)

@@ -81,6 +81,7 @@ def write_card(
         + (f" --knowledge {params['knowledge']}" if params.get("knowledge") else "")
         + (f" --depth {params['depth']}" if params.get("depth") else "")
         + (f" --parts {params['parts']}" if params.get("parts") else "")
+        + (f" --counts {params['counts']}" if params.get("counts") else "")
         + (f" --checkpoint {params['checkpoint']}" if params.get("checkpoint") else "")
         + (
             f" --teacher openai:{params['teacher']['model']} --editor {params['teacher']['editor']}"

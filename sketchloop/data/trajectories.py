@@ -32,6 +32,7 @@ from ..world.vocab import DEPTH_RELATIONS
 # simple scenes.
 GROUP_WEIGHTS = [0.15, 0.25, 0.2, 0.2, 0.2]
 COMPOSITE_SHARE = 0.45
+COUNTS_GROUP_WEIGHTS = [0.6, 0.4]  # a "counts" scene (--counts): one counted group or two
 MAX_OPEN_DROPS = 20  # open-world teachers: trajectories the judge may reject in a row before the build stops
 
 
@@ -41,14 +42,19 @@ def heldout_free_scene(
     """A random ShapesWorld scene of the data mix (above; `composite_share` of them long compositions)
     that no shipped benchmark holds and with no held-out colour-shape pair (evaluation/heldout.py):
     benchmarks measure composition, not memory. `mix`: the shares of scenes with a pair in
-    depth ("depth") and with stars of a counted number of points ("parts")."""
+    depth ("depth"), with stars of a counted number of points ("parts") and of one or two
+    groups, every one counted ("counts": GenEval's counting task, two to four objects each)."""
     from ..evaluation.heldout import data_allows
 
-    depth, parts = (mix or {}).get("depth", 0.0), (mix or {}).get("parts", 0.0)
-    u = rng.random() if depth or parts else 1.0  # the plain mix draws as it always has
-    kind = "depth" if u < depth else "parts" if u < depth + parts else "plain"  # drawn once: the shares hold
+    depth, parts, counts = ((mix or {}).get(name, 0.0) for name in ("depth", "parts", "counts"))
+    u = rng.random() if depth or parts or counts else 1.0  # the plain mix draws as it always has
+    kind = (  # drawn once: the shares hold
+        "depth" if u < depth else "parts" if u < depth + parts else "counts" if u < depth + parts + counts else "plain"
+    )
     while True:
-        if kind == "depth":
+        if kind == "counts":
+            graph = random_scene(rng, group_weights=COUNTS_GROUP_WEIGHTS, count_prob=1.0)
+        elif kind == "depth":
             graph = random_scene(rng, group_weights=GROUP_WEIGHTS[1:], depth_prob=0.6, relation_prob=0.8)
             if not any(r.relation in DEPTH_RELATIONS for r in graph.relations):
                 continue

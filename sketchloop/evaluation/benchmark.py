@@ -25,6 +25,7 @@ SHIPPED = (
     "shapes-depth-val",
     "shapes-parts",
     "shapes-parts-val",
+    "shapes-counting-val",
     "geneval",
 )
 

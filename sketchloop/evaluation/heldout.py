@@ -24,6 +24,11 @@
 - `shapes-parts` (300 prompts, tag `parts`) and `shapes-parts-val` (100): 1-4 groups, at
   least one a star with a number of points ("a red star with seven points left of a blue
   six-pointed star"), bound inside compositions with colours, counts and relations.
+- `shapes-counting-val` (100 prompts, tag `counting`): the validation split for counting, in
+  GenEval's wording ("a photo of three red circles", "a photo of two stars and four
+  crosses"): 60 single counted groups with a colour and 40 pairs of counted groups. GenEval's
+  own counting prompts (`shapes-geneval`, uncoloured single groups) are only 18 scenes, all
+  of them in the test, so the split counts groups of other scenes.
 
 Data builds reject a ShapesWorld scene whose `scene_key` is any shipped benchmark's
 (`shapes-geneval` and all of the above) or that holds a held-out pair (`data_allows`).
@@ -66,6 +71,7 @@ SHAPES_WORLD_BENCHMARKS = (
     "shapes-depth-val",
     "shapes-parts",
     "shapes-parts-val",
+    "shapes-counting-val",
 )
 
 
@@ -246,6 +252,7 @@ def make_heldout_benchmarks(seed: int = 2605) -> dict[str, list[dict[str, Any]]]
         **_trees_and_phrasing(seed, taken),
         **_wise(seed, taken),
         **_depth_and_parts(seed, taken),
+        "shapes-counting-val": _counting(seed, taken),
     }
 
 
@@ -427,3 +434,30 @@ def _depth_and_parts(seed: int, taken: set[str]) -> dict[str, list[dict[str, Any
                     lines.append(line)
             out[split] = lines
     return out
+
+
+def _counting(seed: int, taken: set[str], singles: int = 60, pairs: int = 40) -> list[dict[str, Any]]:
+    """`shapes-counting-val`: `singles` coloured groups of two to four objects and `pairs` of
+    such groups (colour or not), each scene once, in GenEval's counting wording."""
+    from ..world.scene import MAX_OBJECTS
+    from ..world.vocab import MAX_COUNT
+
+    rng = np.random.default_rng([seed, 6])
+    lines: list[dict[str, Any]] = []
+    while len(lines) < singles + pairs:
+        k = 1 if len(lines) < singles else 2
+        used: set[str] = set()
+        groups = []
+        for _ in range(k):
+            g = _group(rng, used, False, 0.0)
+            colour = None if k == 2 and rng.random() < 0.4 else g.color
+            g = ObjectGroup(g.shape, colour, int(rng.integers(2, MAX_COUNT + 1)))
+            used.add(g.shape)
+            groups.append(g)
+        graph = SceneGraph(tuple(groups))
+        key = scene_key(graph)
+        if graph.n_objects > MAX_OBJECTS or key in taken or not _drawable(graph):
+            continue
+        taken.add(key)
+        lines.append(graph.to_geneval("counting"))
+    return lines

@@ -30,6 +30,8 @@ class SamplingConfig:
     flow_steps: Euler steps per region drawn (each one model call on a 24 px crop).
     guidance: classifier-free guidance scale for the flow (1 = off: one call per step).
     temperature: text sampling temperature for plans, regions and inspections (0: greedy, the most likely word).
+    region_temperature: the temperature of the region tokens alone (None: `temperature`); the
+        most likely token at each position of a layout need not make a likely layout.
     max_words: most tokens of one `<ins>`, `<des>`, `<inspect>` or `<refine>` text.
     separate: the regions of one step keep apart (the region grammar's `separate`).
     min_size: the smallest region size token the planner may write while a larger one fits.
@@ -54,6 +56,7 @@ class SamplingConfig:
     flow_steps: int = 16
     guidance: float = 1.0
     temperature: float = 0.0
+    region_temperature: float | None = None
     max_words: int = 80
     separate: bool = True
     min_size: int = 6

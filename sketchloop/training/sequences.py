@@ -116,8 +116,13 @@ def blank_array(px: int) -> np.ndarray:
     return out
 
 
-def encode_row(row: dict, tok: WordTokenizer, canvas_tokens: int) -> Example:
-    """One dataset row as a training sequence (see the module docstring)."""
+REGION_ORDERS = ("drawn", "raster")
+
+
+def encode_row(row: dict, tok: WordTokenizer, canvas_tokens: int, region_order: str = "drawn") -> Example:
+    """One dataset row as a training sequence (see the module docstring). `region_order`: the
+    regions of a teacher's `add` step in the order the teacher drew them ("drawn") or in reading
+    order, top row first and left to right ("raster"); a model's own sketches keep its order."""
     images = [decode_png(b) for b in row["images"]]
     layouts = [Layout.from_dict(json.loads(s)) if s else None for s in row["layouts"]]
     px = images[0].shape[0] if images else 64
@@ -143,8 +148,11 @@ def encode_row(row: dict, tok: WordTokenizer, canvas_tokens: int) -> Example:
         return ex
     add(prompt_text(row["prompt"]), False)
     canvas, layout = blank_array(px), Layout()
+    ins = ""
     for step in row["steps"]:
         kind, text = step["type"], step["text"]
+        if kind == "ins":
+            ins = text
         if kind in ("ins", "des", "refine"):
             learning = learning or kind == "refine"
             add(tagged(kind, text), learning)
@@ -158,6 +166,8 @@ def encode_row(row: dict, tok: WordTokenizer, canvas_tokens: int) -> Example:
                 if step["text"] or after_layout is None
                 else changed_regions(layout, after_layout)
             )
+            if region_order == "raster" and not step["text"] and after_layout is not None and ins.startswith("add "):
+                regions = sorted(regions, key=lambda r: (r.gy, r.gx))  # one group's objects, in reading order
             add("<img>", learning)
             for j, region in enumerate(regions):
                 add(region.text, learning)
@@ -200,8 +210,10 @@ def load_examples(
     block_size: int,
     canvas_tokens: int,
     progress: bool = True,
+    region_order: str = "drawn",
 ) -> tuple[list[Example], list[Example]]:
-    """(sequence examples, single-mode examples) of the rows of `kinds` in `data_dirs`."""
+    """(sequence examples, single-mode examples) of the rows of `kinds` in `data_dirs`
+    (`region_order`: see `encode_row`)."""
     examples, singles = [], []
     for data_dir in data_dirs:
         table = read_dataset(Path(data_dir))
@@ -214,7 +226,7 @@ def load_examples(
         for row in tqdm(table.to_pylist(), desc=f"read {Path(data_dir).name}", disable=not progress, leave=False):
             if row["kind"] not in kinds:
                 continue
-            ex = encode_row(row, tok, canvas_tokens)
+            ex = encode_row(row, tok, canvas_tokens, region_order)
             if len(ex.ids) <= block_size:
                 examples.append(ex)
             if row["kind"] == "trajectories":

@@ -63,6 +63,9 @@ class TrainConfig:
     # drawn over paint already there (the front object of a pair in depth) or an object with a
     # counted number of parts (sequences.FlowItem.hard)
     hard_crops: float = 0.0
+    # the regions of a teacher's add step in the order drawn, or in reading order ("raster"): a
+    # canonical order, so that a counted group's next region follows from the last one
+    region_order: str = "drawn"
 
 
 def lr_at(step: int, cfg: TrainConfig) -> float:
@@ -247,6 +250,7 @@ def train(
         model.config.block_size,
         model.config.canvas_tokens,
         progress=progress and rank == 0,
+        region_order=cfg.region_order,
     )
     opt = torch.optim.AdamW(
         [p for p in model.parameters() if p.requires_grad], lr=cfg.lr, weight_decay=cfg.weight_decay, betas=(0.9, 0.98)
