@@ -141,32 +141,18 @@ sketchloop train --stage joint --data "$W/traj-w" --data "$W/traj-a" --data "$W/
     --hard-crops 0.3 --save-every 500; stamp joint-8
 sketchloop train --stage image --data "$W/traj-w" --data "$W/traj-u" --init "$W/s16" --out "$W/i4" --steps 1000 \
     --lr 5e-4 --hard-crops 0.4 --save-every 500; stamp image-4
-# Stage 12, counted groups: with greedy text the planner wrote one layout per count, whatever the shape or colour,
-# and for three or four objects two of its regions fell on top of each other (shapes-counting-val: 3 of 18 single
-# groups of three right). More counted scenes alone moved the failure from three to four; what fixed it is one
-# order for a step's regions: the teacher's add steps read in reading order (`--region-order raster`: top row first,
-# then left to right), so each region follows from the last. 9K trajectories with 30% of the scenes one or two
-# counted groups, 1,000 of the stage-11 model's own rollouts, and a joint pass over them, the stage-11 set and the
-# corpus.
-sketchloop data build --kind trajectories --n 9000 --out "$W/traj-c" --seed 81 --workers 2 --edit-ops 0 --wording 0.3 \
-    --counts 0.3 --depth 0.15 --parts 0.1 --knowledge 0.1; stamp counts-data
-sketchloop data build --kind inspect --n 1000 --out "$W/inspect-c" --seed 83 --workers 2 --checkpoint "$W/i4" \
-    --knowledge 0.3 --depth 0.3 --parts 0.25 --counts 0.15; stamp inspect-data-5
-sketchloop train --stage joint --data "$W/traj-c" --data "$W/traj-w" --data "$W/facts" --data "$W/inspect-c" \
-    --init "$W/i4" --out "$W/s17" --steps 2000 --lr 3e-4 --hard-crops 0.3 --region-order raster --save-every 500
-stamp joint-9
 # The plan check (models/plan_check.py): a small head over the final planner's own surprise at a plan, trained on
 # its own plans from random scenes, half of them long compositions (right ones, ones made wrong, right ones worded
 # as the wrong ones are); its threshold and the image check's chosen together on two rollouts of each
 # shapes-complex-val prompt, right steps flagged at most 0.04 (docs/design.md, "The self-check").
-python scripts/train_plan_check.py --checkpoint "$W/s17" --examples "${PLAN_CHECK_EXAMPLES:-1000}" \
+python scripts/train_plan_check.py --checkpoint "$W/i4" --examples "${PLAN_CHECK_EXAMPLES:-1000}" \
     --long-examples "${PLAN_CHECK_LONG_EXAMPLES:-1000}" --val-seeds 2 --work "$W/plan-check" --workers 2
 stamp plan-check
 # Ship the EMA weights (not the optimizer state), the plan check and the sampling defaults.
-[ "${SHIP:-1}" = 0 ] && { echo "trained $W/s17 (not shipped: SHIP=0)"; exit 0; }
+[ "${SHIP:-1}" = 0 ] && { echo "trained $W/i4 (not shipped: SHIP=0)"; exit 0; }
 dest=sketchloop/checkpoints/shapes-unified
 mkdir -p "$dest"
-cp "$W/s17/model.safetensors" "$W/s17/config.json" "$W/s17/tokenizer.json" "$W/s17/plan_check.safetensors" \
-    "$W/s17/plan_check.json" "$dest/"
+cp "$W/i4/model.safetensors" "$W/i4/config.json" "$W/i4/tokenizer.json" "$W/i4/plan_check.safetensors" \
+    "$W/i4/plan_check.json" "$dest/"
 python -c "from sketchloop.models.sampling import SamplingConfig; SamplingConfig().save_pretrained('$dest')"
 echo "shipped $dest"
