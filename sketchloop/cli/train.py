@@ -48,7 +48,6 @@ def train(
     """Train the unified model: lambda * text CE + flow-matching MSE (AdamW, cosine, EMA; resumable; torchrun)."""
     import os
 
-    from ..training.sequences import REGION_ORDERS
     from ..training.trainer import TrainConfig
     from ..training.trainer import train as run_training
 
@@ -56,8 +55,6 @@ def train(
         raise SketchloopError("--steps, --batch-size and --lr must be positive")
     if not 0.0 <= hard_crops <= 1.0:
         raise SketchloopError(f"--hard-crops {hard_crops}: give a share between 0 and 1")
-    if region_order not in REGION_ORDERS:
-        raise SketchloopError(f"--region-order {region_order!r}: choose one of {', '.join(REGION_ORDERS)}")
     cfg = TrainConfig(
         stage=stage,
         steps=steps,

@@ -161,13 +161,12 @@ def encode_row(row: dict, tok: WordTokenizer, canvas_tokens: int, region_order: 
         elif kind == "sketch":
             after, after_layout = images[step["image"]], layouts[step["image"]]
             # a model's own sketch names its regions; a teacher's image has a layout to diff
-            regions = (
-                parse_regions(step["text"])
-                if step["text"] or after_layout is None
-                else changed_regions(layout, after_layout)
-            )
-            if region_order == "raster" and not step["text"] and after_layout is not None and ins.startswith("add "):
-                regions = sorted(regions, key=lambda r: (r.gy, r.gx))  # one group's objects, in reading order
+            if step["text"] or after_layout is None:
+                regions = parse_regions(step["text"])
+            else:
+                regions = changed_regions(layout, after_layout)
+                if region_order == "raster" and ins.startswith("add "):
+                    regions = sorted(regions, key=lambda r: (r.gy, r.gx))  # one group's objects, in reading order
             add("<img>", learning)
             for j, region in enumerate(regions):
                 add(region.text, learning)

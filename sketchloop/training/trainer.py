@@ -29,7 +29,7 @@ from ..format import OBJECT_ENDS, STEP_STARTS
 from ..models.flow import FLOW
 from ..models.tokenizer import WordTokenizer
 from ..models.unified import UnifiedConfig, UnifiedModel, prompt_memory
-from .sequences import collate, load_examples
+from .sequences import REGION_ORDERS, collate, load_examples
 
 # The rows each stage trains on (data pipelines 1, 2 and 3; joint = all three). The image stage
 # trains the image expert alone (IMAGE_EXPERT) on the trajectories' crops; every text weight
@@ -66,6 +66,10 @@ class TrainConfig:
     # the regions of a teacher's add step in the order drawn, or in reading order ("raster"): a
     # canonical order, so that a counted group's next region follows from the last one
     region_order: str = "drawn"
+
+    def __post_init__(self) -> None:
+        if self.region_order not in REGION_ORDERS:
+            raise SketchloopError(f"--region-order {self.region_order!r}: choose one of {', '.join(REGION_ORDERS)}")
 
 
 def lr_at(step: int, cfg: TrainConfig) -> float:
