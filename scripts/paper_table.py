@@ -467,8 +467,8 @@ def write_table(rows: list[Row], per_stage: dict, runs: Path) -> str:
         "",
         "| row | benchmark | plan accuracy (each step's `<des>`) | last `<des>` = prompt | sketch fidelity | "
         "recall, plan conflicts | recall, image conflicts | false alarms | precision | fixed (wrong -> right) | "
-        "broken (right -> wrong) | inspections per image |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "broken (right -> wrong) | inspections per image | wrong images: in the plan / regions / drawing |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for row in rows:
         for bench, m in per_stage.get(row.id, {}).items():
@@ -480,7 +480,7 @@ def write_table(rows: list[Row], per_stage: dict, runs: Path) -> str:
                 f"{fmt(m['sketch_fidelity'], 2)} | {fmt(m['recall_plan_conflicts'], 2)} | "
                 f"{fmt(m['recall_image_conflicts'], 2)} | {fmt(m['false_alarm_rate'], 2)} | "
                 f"{fmt(m['inspector_precision'], 2)} | {fixed} | {broken} | "
-                f"{fmt(m['inspections'] / m['trajectories'], 2)} |"
+                f"{fmt(m['inspections'] / m['trajectories'], 2)} | {_split(m)} |"
             )
     lines += [
         "",
@@ -500,6 +500,14 @@ def write_table(rows: list[Row], per_stage: dict, runs: Path) -> str:
                 )
     lines += ["python scripts/paper_table.py", "```", ""]
     return "\n".join(lines)
+
+
+def _split(m: dict) -> str:
+    """Where the wrong final images went wrong (evaluation/process.py `failure_stage`), as shares
+    of all images; "–" for a row measured before the split was."""
+    if m.get("final_right") is None:
+        return "–"
+    return " / ".join(fmt(m[k], 2) for k in ("wrong_in_plan", "wrong_in_regions", "wrong_in_drawing"))
 
 
 def _label_points(ax, names: dict[tuple[float, float], list[str]]) -> None:

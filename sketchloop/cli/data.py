@@ -15,7 +15,11 @@ data_app = typer.Typer(no_args_is_help=True, help="Build and look at staged trai
 
 @data_app.command("build")
 def data_build(
-    kind: str = typer.Option(..., help="trajectories, inspect, refine or facts (the knowledge base's text corpus)"),
+    kind: str = typer.Option(
+        ...,
+        help="trajectories, inspect, refine, facts (the knowledge base's text corpus) or corrections (a "
+        "--checkpoint's own plans with the teacher's regions)",
+    ),
     n: int = typer.Option(..., help="number of examples"),
     out: Path = typer.Option(..., help="output folder (re-run to resume)"),
     seed: int = typer.Option(0),
@@ -25,7 +29,9 @@ def data_build(
     ),
     shard_size: int = typer.Option(500, help="examples per parquet shard"),
     checkpoint: Optional[Path] = typer.Option(
-        None, help="inspect: a model checkpoint (stage 1) whose own plans are judged (self-sampled); default symbolic"
+        None,
+        help="inspect: a model checkpoint whose own plans are judged (self-sampled; default symbolic); "
+        "corrections: the model whose own plans get the teacher's regions",
     ),
     settings: list[str] = typer.Option(
         [],

@@ -69,10 +69,13 @@ def build(
         raise SketchloopError("--n, --workers and --shard-size must be at least 1")
     if not 0.0 <= edit_ops <= 1.0:
         raise SketchloopError(f"--edit-ops {edit_ops}: give a share between 0 and 1")
-    if checkpoint is not None and kind != "inspect":
+    if checkpoint is not None and kind not in ("inspect", "corrections"):
         raise SketchloopError(
-            f"--checkpoint drives self-sampled plans for --kind inspect; for {kind} the teachers make every example"
+            f"--checkpoint drives self-sampled plans for --kind inspect and corrections; for {kind} the teachers "
+            "make every example"
         )
+    if kind == "corrections" and checkpoint is None:
+        raise SketchloopError("--kind corrections relabels a model's own plans: give its --checkpoint")
     if checkpoint is not None:
         from ..models.unified import UnifiedModel
 
@@ -102,11 +105,11 @@ def build(
             raise SketchloopError("--wording is the share (0 to 1) of ShapesWorld trajectories worded as people write")
         params["wording"] = wording
     if knowledge:
-        own_rollouts = kind == "inspect" and checkpoint is not None
+        own_rollouts = kind in ("inspect", "corrections") and checkpoint is not None
         if not (kind == "trajectories" or own_rollouts) or teacher is not None or not 0.0 <= knowledge <= 1.0:
             raise SketchloopError(
-                "--knowledge is the share (0 to 1) of ShapesWorld trajectories (or of a --checkpoint's inspected "
-                "rollouts) whose prompt names an attribute through a fact"
+                "--knowledge is the share (0 to 1) of ShapesWorld trajectories (or of a --checkpoint's inspected or "
+                "corrected rollouts) whose prompt names an attribute through a fact"
             )
         params["knowledge"] = knowledge
     mix = {name: share for name, share in (("depth", depth), ("parts", parts), ("counts", counts)) if share}
@@ -119,7 +122,8 @@ def build(
         ):
             raise SketchloopError(
                 "--depth, --parts and --counts are shares (0 to 1, together at most 1) of the ShapesWorld scenes that "
-                "teachers draw for trajectories, inspect and refine data (and a --checkpoint's inspected rollouts)"
+                "teachers draw for trajectories, inspect and refine data (and a --checkpoint's inspected or corrected "
+                "rollouts)"
             )
         params.update(mix)
     if kind == "facts" and teacher is not None:

@@ -20,6 +20,11 @@ KIND_NOTES = {
     "`<refine>` corrective instruction. Labels are the judge's.",
     "facts": "Each example is one plain sentence stating a fact of the knowledge base's trajectory or text "
     "split (sketchloop/world/knowledge.csv); no held-out fact appears.",
+    "corrections": "Each example is the model's own plans for a prompt (its inference settings) up to a step, "
+    "then that step's regions as the exact teacher places them beside the objects the model's earlier regions "
+    "hold (data/corrections.py); only those regions are learned. Label `corrected`: the model's own regions "
+    "there failed the judge; `confirmed`: they passed. No images; `trajectories dropped` counts the "
+    "rollouts whose regions left the teacher no room for the groups still to come.",
     "refine": "Each example ends in an image judged against its `<ins>`: positive with a reason, or negative "
     "with the judge's error analysis (`<inspect>`), a `<refine>` fix and the corrected image.",
 }
@@ -36,7 +41,7 @@ def write_card(
     step_types: dict[str, int] = {}
     images_per_example = []
     for s in steps:
-        images_per_example.append(sum(1 for x in s if x["type"] == "sketch"))
+        images_per_example.append(sum(1 for x in s if x["type"] == "sketch" and x["image"] >= 0))
         for x in s:
             step_types[x["type"]] = step_types.get(x["type"], 0) + 1
     ops: dict[str, int] = {}

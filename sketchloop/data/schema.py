@@ -6,18 +6,20 @@ Hugging Face `datasets`):
 | column  | type                 | meaning                                                      |
 |---------|----------------------|--------------------------------------------------------------|
 | id      | string               | `{kind}-{shard:05d}-{index:05d}`                             |
-| kind    | string               | trajectories, inspect, refine or facts                       |
+| kind    | string               | trajectories, inspect, refine, facts or corrections          |
 | prompt  | string               | the full prompt                                              |
 | scene   | string               | its scene graph as JSON (sketchloop.SceneGraph.from_json)   |
 | steps   | list<struct>         | type, text, image (index into images or -1), op (edit JSON or "") |
 | images  | list<binary>         | PNG bytes, referenced by the steps                           |
 | layouts | list<string>         | ShapesWorld layout JSON of each image ("" when unknown)      |
-| label   | string               | inspect/refine: consistent or inconsistent; "" otherwise    |
+| label   | string               | inspect/refine: consistent or inconsistent; corrections:     |
+|         |                      | corrected or confirmed; "" otherwise                         |
 | meta    | string               | JSON: pipeline details (edit ops used, perturbation, ...)    |
 
 Step types: `ins`, `des` (the plan), `sketch` (an image), `inspect`, `refine`, `end`, and
 `text` (a facts row's one plain sentence, "a ripe banana is yellow"; its prompt and scene are
-empty, its meta names the fact: world/knowledge.py).
+empty, its meta names the fact: world/knowledge.py). A `sketch` step with image -1 is an image
+step named by its regions alone (its text, `x3 y12 s8 ...`): a corrections row holds no image.
 
 Output folder: `data/{kind}-{shard:05d}-of-{n:05d}.parquet`, `build.json` (the build's
 parameters), `README.md` (the dataset card, data/card.py) and `contact_sheet.png`; the
@@ -39,7 +41,7 @@ from PIL import Image
 
 from ..errors import SketchloopError
 
-KINDS = ("trajectories", "inspect", "refine", "facts")
+KINDS = ("trajectories", "inspect", "refine", "facts", "corrections")
 SCHEMA = pa.schema(
     [
         ("id", pa.string()),

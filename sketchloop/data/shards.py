@@ -42,6 +42,7 @@ def make_shard(
     next example and ends with the same shard as an uninterrupted run."""
     from ..backends.wiring import make_teachers
     from ..evaluation.heldout import row_allows
+    from .corrections import make_correction
     from .inspections import make_inspect_own, make_inspect_symbolic
     from .refine import make_refine
     from .trajectories import Rejections, make_facts_row, make_trajectory
@@ -74,6 +75,8 @@ def make_shard(
                 row = make_trajectory(rng, teachers, edit_ops, rejections, wording=wording, knowledge=knowledge)
             elif kind == "facts":
                 row = make_facts_row(rng)
+            elif kind == "corrections":
+                row = make_correction(rng, planner, teachers, rejections, knowledge=knowledge)
             elif kind == "inspect" and planner is not None:
                 row = make_inspect_own(rng, planner, teachers, rejections, knowledge=knowledge)
             elif kind == "inspect" and teachers.open_world:

@@ -9,7 +9,11 @@ its image against the `<des>`), never inside it:
   model's text says "inconsistent"), false alarms on consistent steps, precision (of
   the steps it flags, the share really wrong);
 - refine: each correction (a new plan after a plan conflict, a redraw after an image
-  conflict), judged before and after: wrong -> right (fixed), right -> wrong (broken).
+  conflict), judged before and after: wrong -> right (fixed), right -> wrong (broken);
+- where a wrong final image went wrong (`failure_stage`): its plan (the last `<des>` is not
+  the prompt's scene), its regions (the plan is right, but its regions, each drawn exactly as
+  one object of its group, fail the judge: too few or too many, on one spot, a relation
+  turned round) or its drawing (the regions are right, the image is not).
 """
 
 from __future__ import annotations
@@ -20,8 +24,12 @@ from collections import Counter
 from ..backends.shapes import DetectorJudge
 from ..errors import PromptError
 from ..format import text_verdict
+from ..models.regions import parse_regions, placed
+from ..world.layout import Layout
 from ..world.parser import parse_prompt
-from ..world.scene import scene_key
+from ..world.render import render
+from ..world.scene import SceneGraph, scene_key
+from ..world.vocab import COLORS
 
 DES = re.compile(r"<des> (.*?) </des>")
 
@@ -39,6 +47,55 @@ def copies(des: str, prompt_key: str) -> bool:
         return scene_key(parse_prompt(des)) == prompt_key
     except PromptError:
         return False
+
+
+def paint_colours(graph: SceneGraph) -> dict[int, str]:
+    """A colour for every group: its own, or for an uncoloured one a colour the prompt never names."""
+    free = [c for c in COLORS if c not in {g.color for g in graph.groups}]
+    return {i: g.color or free[0] for i, g in enumerate(graph.groups)}
+
+
+def plan_layout(graph: SceneGraph, plans: list[tuple[str, str]]) -> Layout | None:
+    """The layout add-only plans (`<des>`, regions) for the prompt `graph` stand for: each step's
+    regions, in order, as one object each of the groups its `<des>` adds (painted as
+    `paint_colours` says); None when a step's regions are not as many as those objects, or a
+    `<des>` does not parse, drops a group or names one the prompt does not."""
+    paint = paint_colours(graph)
+    objects: list = []
+    before: list = []
+    for des, regions in plans:
+        try:
+            groups = list(parse_prompt(des).groups)
+        except PromptError:
+            return None
+        new = list(groups)
+        for g in before:
+            if g not in new:
+                return None
+            new.remove(g)
+        spots = parse_regions(regions)
+        if len(spots) != sum(g.count for g in new) or any(g not in graph.groups for g in new):
+            return None
+        for g in new:
+            i = graph.groups.index(g)
+            objects += [placed(spots.pop(0), g.shape, paint[i], i, g.points) for _ in range(g.count)]
+        before = groups
+    return Layout(tuple(objects))
+
+
+def failure_stage(traj, judge: DetectorJudge) -> str:
+    """Where the trajectory's final image went: "right", or wrong in its "plan", its "regions"
+    or its "drawing" (see the module docstring)."""
+    graph = parse_prompt(traj.prompt)
+    if traj.final is not None and judge.judge(traj.final, graph).consistent:
+        return "right"
+    plans = traj.plans
+    if not plans or not copies(plans[-1].des, scene_key(graph)):
+        return "plan"
+    layout = plan_layout(graph, [(p.des, p.regions) for p in plans])
+    if layout is None or not judge.judge(render(layout), graph).consistent:
+        return "regions"
+    return "drawing"
 
 
 def measure(traj, judge: DetectorJudge, counts: Counter) -> None:
@@ -67,6 +124,7 @@ def measure(traj, judge: DetectorJudge, counts: Counter) -> None:
             counts[f"{kind}_flagged"] += not says_ok
             last_right = truth.consistent
     plans = [_des(s.text) for s in traj.steps if s.type == "plan"]
+    counts[f"final_{failure_stage(traj, judge)}"] += 1
     counts["trajectories"] += 1
     counts["copied"] += bool(plans) and copies(plans[-1], scene_key(graph))
 
@@ -95,6 +153,10 @@ def summary(counts: Counter) -> dict:
         "refined_right": counts["refined_right"],
         "fix_rate": rate("fixed", "refined_wrong"),
         "break_rate": rate("broken", "refined_right"),
+        "final_right": rate("final_right", "trajectories"),
+        "wrong_in_plan": rate("final_plan", "trajectories"),
+        "wrong_in_regions": rate("final_regions", "trajectories"),
+        "wrong_in_drawing": rate("final_drawing", "trajectories"),
     }
 
 

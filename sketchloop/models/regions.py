@@ -77,6 +77,12 @@ def region_of(obj: PlacedObject) -> Region:
     )
 
 
+def placed(region: Region, shape: str, color: str, group: int = -1, points: int | None = None) -> PlacedObject:
+    """The object a region stands for when it holds one object of `shape` and `color`: centred on
+    its lattice point, at its size (how a plan's regions read as a layout)."""
+    return PlacedObject(shape, color, *region.center, region.size, group, points)
+
+
 def regions_text(regions: list[Region]) -> str:
     return " ".join(r.text for r in regions)
 

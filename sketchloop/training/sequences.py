@@ -15,7 +15,9 @@ inference (backends/unified.py `_read_canvas`).
 What the loss covers, per kind:
 - trajectories: every token after `</prompt>` and every region (plan + sketch);
 - inspect: from `<inspect>` on (the history may be self-sampled and wrong: no loss);
-- refine: from `<inspect>` on, with the corrected image's regions and flow examples.
+- refine: from `<inspect>` on, with the corrected image's regions and flow examples;
+- corrections: the last step's regions and `</img>` only (the history and plan are the model's
+  own; data/corrections.py). Their image steps hold no image: regions only, no flow example.
 - facts: `<bos> S <eos>`, a plain sentence of the knowledge base (world/knowledge.py), all learned.
 Single mode: `<bos> <prompt> P </prompt> <img> <full>` draws the final image in one go
 (flow examples only), made from the trajectories.
@@ -128,6 +130,7 @@ def encode_row(row: dict, tok: WordTokenizer, canvas_tokens: int, region_order: 
     px = images[0].shape[0] if images else 64
     ex = Example([], [])
     learning = row["kind"] == "trajectories"
+    corrected = len(row["steps"]) - 1 if row["kind"] == "corrections" else -1  # the one step learned
     words: list[str] = []
 
     def add(text: str, learn: bool) -> None:
@@ -149,7 +152,7 @@ def encode_row(row: dict, tok: WordTokenizer, canvas_tokens: int, region_order: 
     add(prompt_text(row["prompt"]), False)
     canvas, layout = blank_array(px), Layout()
     ins = ""
-    for step in row["steps"]:
+    for index, step in enumerate(row["steps"]):
         kind, text = step["type"], step["text"]
         if kind == "ins":
             ins = text
@@ -158,6 +161,12 @@ def encode_row(row: dict, tok: WordTokenizer, canvas_tokens: int, region_order: 
             add(tagged(kind, text), learning)
         elif kind == "end":
             add(END, learning)
+        elif kind == "sketch" and step["image"] < 0:  # an image step named by its regions alone
+            learn = learning or index == corrected
+            add("<img>", learn)
+            if text:
+                add(text, learn)
+            add("</img>", learn)
         elif kind == "sketch":
             after, after_layout = images[step["image"]], layouts[step["image"]]
             # a model's own sketch names its regions; a teacher's image has a layout to diff

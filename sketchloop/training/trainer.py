@@ -31,14 +31,15 @@ from ..models.tokenizer import WordTokenizer
 from ..models.unified import UnifiedConfig, UnifiedModel, prompt_memory
 from .sequences import REGION_ORDERS, collate, load_examples
 
-# The rows each stage trains on (data pipelines 1, 2 and 3; joint = all three). The image stage
+# The rows each stage trains on (data pipelines 1, 2 and 3, the facts corpus and the on-policy region
+# corrections; joint = all of them). The image stage
 # trains the image expert alone (IMAGE_EXPERT) on the trajectories' crops; every text weight
 # stays as it was, so plans, inspections and the plan check read the same likelihoods.
 STAGES: dict[str, set[str]] = {
-    "plan-sketch": {"trajectories", "facts"},
+    "plan-sketch": {"trajectories", "facts", "corrections"},
     "inspect": {"inspect"},
     "refine": {"refine"},
-    "joint": {"trajectories", "inspect", "refine", "facts"},
+    "joint": {"trajectories", "inspect", "refine", "facts", "corrections"},
     "image": {"trajectories"},
 }
 IMAGE_EXPERT = ("reader.", "flow.", "null_cond")  # parameter names of the image expert

@@ -1,0 +1,216 @@
+"""On-policy region corrections (DAgger-style): the model's own plans, relabelled by the teacher.
+
+The model plans a prompt at its inference settings (text only: its planner never reads the
+canvas), and the example is one of its own steps with the regions the exact teacher would
+paint there: the model's own history and `<ins>`/`<des>` as context (no loss), then
+`<img> R </img>` with R placed by ShapesWorld's layout sampler beside the objects the
+model's earlier regions hold, meeting the relations the prompt gives the step's group to
+them, with room left for the groups still to come. Only those regions are learned.
+
+A step's regions are wrong when, rendered exactly, the judge fails them (too few or too many
+regions, objects of a group on one spot, a relation turned round) or they leave no room for
+the groups still to come (the layout sampler finds no completion beside them: a crowded
+canvas that dooms a later step). The step relabelled is the rollout's first wrong one with
+probability FIRST_WRONG_SHARE when there is one, else a random step (where the teacher finds no
+room for the step's group and the groups to come, its other wrong steps); a rollout whose
+regions are all right is used with probability CONFIRMED_SHARE only (else another prompt), so
+that most examples correct a mistake. A rollout stops at the model's first wrong plan (a plan
+conflict is not a region error) and at `<end>`. The scenes are the data mix's, with
+COMPOSITE_SHARE of them long compositions, where the model's regions go wrong most.
+
+The row holds no image: each step's regions are text (schema: data/schema.py, kind
+`corrections`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from ..errors import PromptError, SketchloopError
+from ..evaluation.process import paint_colours
+from ..format import Plan
+from ..models.regions import parse_regions, placed, region_of
+from ..teachers import Teachers
+from ..world.layout import Layout, PlacedObject, place_object
+from ..world.parser import parse_prompt
+from ..world.render import DEFAULT_SIZE, render
+from ..world.scene import SceneGraph
+from ..world.vocab import INVERSE_RELATION
+from .inspections import _worded
+from .trajectories import Rejections, example, heldout_free_scene, text_row
+
+FIRST_WRONG_SHARE = 0.75  # the step the example relabels: the rollout's first wrong regions, when it has some
+CONFIRMED_SHARE = 0.15  # the rollouts without a wrong region that are used
+COMPOSITE_SHARE = 0.8  # long compositions among the scenes (the trajectories' mix: data/trajectories.py)
+PLACE_TRIES = 20  # layouts of the step's group the teacher tries before it gives up on the state
+
+
+def _added_group(graph: SceneGraph, drawn: list[int], plan: Plan, judge: Any) -> int | None:
+    """The prompt group `plan` adds, when it is a right `add` of one new group (its `<des>` consistent
+    with the prompt so far and one group more than the drawn ones); else None."""
+    if not plan.ins.startswith("add "):
+        return None
+    try:
+        described = parse_prompt(plan.des)
+    except PromptError:
+        return None
+    if not judge.critique(described, graph, False).consistent or len(described.groups) != len(drawn) + 1:
+        return None
+    index: list[int] = []  # each described group's place in the prompt
+    for group in described.groups:
+        same = [i for i, g in enumerate(graph.groups) if g == group and i not in index]
+        if not same:
+            return None
+        index.append(same[0])
+    new = [i for i in index if i not in drawn]
+    stated = {(r.subject, r.relation, r.object) for r in graph.relations}
+    stated |= {(o, INVERSE_RELATION[rel], s) for s, rel, o in stated}
+    if len(new) != 1 or any((index[r.subject], r.relation, index[r.object]) not in stated for r in described.relations):
+        return None  # a relation the prompt does not state: the teacher's regions would contradict the plan
+    return new[0]
+
+
+def _needs(graph: SceneGraph, g: int, drawn: list[int]) -> dict[tuple[int, int], list[str]]:
+    """The relations the prompt gives group `g` to the groups already drawn, as `place_object` takes them."""
+    need: dict[tuple[int, int], list[str]] = {}
+    for r in graph.relations:
+        if r.subject == g and r.object in drawn:
+            need.setdefault((g, r.object), []).append(r.relation)
+        elif r.object == g and r.subject in drawn:
+            need.setdefault((g, r.subject), []).append(INVERSE_RELATION[r.relation])
+    return need
+
+
+def _place_group(
+    rng: np.random.Generator,
+    graph: SceneGraph,
+    g: int,
+    drawn: list[int],
+    objects: tuple[PlacedObject, ...],
+    paint: dict[int, str],
+) -> tuple[PlacedObject, ...] | None:
+    """Group `g`'s objects placed beside `objects`, or None where one finds no room."""
+    spec, need = graph.groups[g], _needs(graph, g, drawn)
+    new: tuple[PlacedObject, ...] = ()
+    for _ in range(spec.count):
+        obj = place_object(rng, spec.shape, paint[g], objects + new, g, need, points=spec.points)
+        if obj is None:
+            return None
+        new += (obj,)
+    return new
+
+
+def teacher_regions(
+    rng: np.random.Generator, graph: SceneGraph, g: int, drawn: list[int], objects: tuple[PlacedObject, ...]
+) -> str | None:
+    """The regions the exact teacher paints for group `g` on a canvas holding `objects` (the groups
+    `drawn`): its objects meet the prompt's relations to those groups, and the groups still to come
+    still fit after them (one completion found). None when no such layout is found."""
+    paint = paint_colours(graph)
+    for _ in range(PLACE_TRIES):
+        new = _place_group(rng, graph, g, drawn, objects, paint)
+        if new is not None and leaves_room(rng, graph, drawn + [g], objects + new, tries=1):
+            return " ".join(region_of(o).text for o in new)
+    return None
+
+
+def leaves_room(
+    rng: np.random.Generator, graph: SceneGraph, drawn: list[int], objects: tuple[PlacedObject, ...], tries: int = 4
+) -> bool:
+    """Whether the groups of `graph` not `drawn` yet still fit beside `objects`: one completion
+    found in `tries` (each group in the prompt's order, placed where its relations hold)."""
+    paint = paint_colours(graph)
+    for _ in range(tries):
+        done, layout = list(drawn), objects
+        for later in [i for i in range(len(graph.groups)) if i not in drawn]:
+            more = _place_group(rng, graph, later, done, layout, paint)
+            if more is None:
+                break
+            done, layout = done + [later], layout + more
+        else:
+            return True
+    return False
+
+
+@dataclass
+class _State:
+    """One step of a rollout: where it stood and whether its regions were right."""
+
+    step: int
+    drawn: list[int]  # the prompt's groups drawn before it
+    objects: tuple[PlacedObject, ...]  # what the model's earlier regions hold
+    group: int  # the group it adds
+    right: bool
+
+
+def make_correction(
+    rng: np.random.Generator,
+    model: Any,
+    teachers: Teachers,
+    rejections: Rejections,
+    size: int = DEFAULT_SIZE,
+    max_steps: int = 8,
+    knowledge: float = 0.0,
+    tries: int = 50,
+) -> dict[str, Any]:
+    """One region-correction example (see the module docstring). `model`: the embedded model's
+    roles (backends/unified.py UnifiedRoles), planning at its inference settings."""
+    judge = teachers.judge
+    for _ in range(tries):
+        text = _worded(heldout_free_scene(rng, COMPOSITE_SHARE, teachers.scene_mix), rng, knowledge)
+        try:
+            graph = parse_prompt(text)
+        except PromptError:  # a random scene whose text names two groups alike: another
+            continue
+        paint = paint_colours(graph)
+        history: list[Plan] = []
+        drawn: list[int] = []
+        objects: tuple[PlacedObject, ...] = ()
+        states: list[_State] = []
+        for k in range(max_steps):
+            plan = model.plan(text, history, int(rng.integers(2**31)))
+            if plan is None:
+                break
+            g = _added_group(graph, drawn, plan, judge)
+            if g is None:
+                break
+            spec = graph.groups[g]
+            mine = tuple(placed(r, spec.shape, paint[g], g, spec.points) for r in parse_regions(plan.regions))
+            right = (
+                len(mine) == spec.count
+                and judge.judge(render(Layout(objects + mine), size), parse_prompt(plan.des)).consistent
+                and leaves_room(rng, graph, drawn + [g], objects + mine)
+            )
+            states.append(_State(k, list(drawn), objects, g, right))
+            history.append(plan)
+            drawn, objects = drawn + [g], objects + mine
+        wrong = [s for s in states if not s.right]
+        if not states or (not wrong and rng.random() >= CONFIRMED_SHARE):
+            continue
+        pick = wrong[0] if wrong and rng.random() < FIRST_WRONG_SHARE else states[int(rng.integers(len(states)))]
+        regions = None
+        for candidate in [pick] + [s for s in wrong if s is not pick]:
+            regions = teacher_regions(rng, graph, candidate.group, candidate.drawn, candidate.objects)
+            if regions is not None:
+                break
+        if regions is None:  # the model's earlier regions left no room for what is still to come
+            rejections.trajectories_dropped += 1
+            continue
+        k, right = candidate.step, candidate.right
+        rows: list[dict[str, Any]] = []
+        for p in history[:k]:
+            rows += [text_row("ins", p.ins), text_row("des", p.des), text_row("sketch", p.regions)]
+        step = history[k]
+        rows += [text_row("ins", step.ins), text_row("des", step.des), text_row("sketch", regions)]
+        meta = {"source": "model", "step": k, "model_regions": step.regions, "model_right": right}
+        row = example(graph, rows, [], [], "corrected" if not right else "confirmed", meta)
+        return {**row, "prompt": text}
+    raise SketchloopError(
+        f"the model wrote no right `add` plan in {tries} prompts: corrections relabel a trained planner's regions"
+    )
+
+
+__all__ = ["make_correction", "teacher_regions"]

@@ -1,0 +1,154 @@
+"""On-policy region corrections (data/corrections.py): the model's own plans with the teacher's regions."""
+
+import json
+
+import numpy as np
+import pytest
+
+from sketchloop.backends.shapes import DetectorJudge, shapes_teachers
+from sketchloop.backends.unified import UnifiedRoles
+from sketchloop.data.build import build
+from sketchloop.data.corrections import make_correction, teacher_regions
+from sketchloop.data.schema import read_dataset
+from sketchloop.data.trajectories import Rejections
+from sketchloop.errors import SketchloopError
+from sketchloop.evaluation.heldout import row_allows
+from sketchloop.evaluation.process import failure_stage, plan_layout
+from sketchloop.models.regions import parse_regions, placed
+from sketchloop.models.tokenizer import WordTokenizer
+from sketchloop.training.sequences import encode_row
+from sketchloop.world.layout import Layout
+from sketchloop.world.parser import parse_prompt
+from sketchloop.world.render import render
+
+
+def objects_of(regions, group, spec, color):
+    return tuple(placed(r, spec.shape, color, group, spec.points) for r in parse_regions(regions))
+
+
+@pytest.mark.parametrize(
+    "prompt, so_far",
+    [
+        ("a photo of two red circles left of a blue square", "two red circles left of a blue square"),
+        (
+            "a photo of three green stars above a yellow cross and a white diamond right of the yellow cross",
+            "three green stars above a yellow cross",
+        ),
+        ("a photo of a red circle in front of a blue square", "a red circle in front of a blue square"),
+    ],
+)
+def test_teacher_regions_meet_the_prompt_beside_what_is_drawn(prompt, so_far):
+    """The teacher's regions for group 0, beside group 1 already drawn, render into a scene the
+    judge passes: the group's count, apart, in its relation to the drawn group."""
+    graph, judge = parse_prompt(prompt), DetectorJudge()
+    anchor = objects_of("x7 y11 s8", 1, graph.groups[1], graph.groups[1].color or "red")
+    for seed in range(4):
+        regions = teacher_regions(np.random.default_rng(seed), graph, 0, [1], anchor)
+        assert regions is not None and len(parse_regions(regions)) == graph.groups[0].count
+        mine = objects_of(regions, 0, graph.groups[0], graph.groups[0].color or "red")
+        assert judge.judge(render(Layout(anchor + mine)), parse_prompt(so_far)).consistent, (prompt, regions)
+
+
+def test_teacher_regions_give_up_where_nothing_fits():
+    """A group with no room for its relation (a square hugging the left edge, a circle to go left of it)."""
+    graph = parse_prompt("a photo of a red circle left of a blue square")
+    anchor = objects_of("x1 y8 s8", 1, graph.groups[1], "blue")
+    assert teacher_regions(np.random.default_rng(0), graph, 0, [1], anchor) is None
+
+
+@pytest.fixture(scope="module")
+def shipped():
+    return UnifiedRoles.from_pretrained(), shapes_teachers()
+
+
+def test_a_correction_is_the_models_own_plan_with_regions_the_judge_passes(shipped):
+    """Each example: the model's own plans (as it writes them at its inference settings) up to a
+    step, then that step's plan with the teacher's regions; rendered, the scene so far passes the
+    judge against the step's `<des>`; the model's own regions there are kept in the meta."""
+    model, teachers = shipped
+    judge = DetectorJudge()
+    rng = np.random.default_rng(4)
+    labels = set()
+    for _ in range(4):
+        row = make_correction(rng, model, teachers, Rejections())
+        assert row_allows(row) and row["images"] == []
+        steps = row["steps"]
+        plans = [steps[i : i + 3] for i in range(0, len(steps), 3)]
+        assert all([s["type"] for s in p] == ["ins", "des", "sketch"] for p in plans)
+        history = []
+        for ins, des, _ in plans[:-1]:  # the model's own plans, replayed greedily, write the same text
+            plan = model.plan(row["prompt"], history, 0)
+            assert (plan.ins, plan.des) == (ins["text"], des["text"])
+            history.append(plan)
+        plan = model.plan(row["prompt"], history, 0)
+        meta = json.loads(row["meta"])
+        assert (plan.ins, plan.des, plan.regions) == (plans[-1][0]["text"], plans[-1][1]["text"], meta["model_regions"])
+        layout = plan_layout(parse_prompt(row["prompt"]), [(d["text"], s["text"]) for _, d, s in plans])
+        assert layout is not None and judge.judge(render(layout), parse_prompt(plan.des)).consistent
+        labels.add(row["label"])
+        assert row["label"] == ("confirmed" if meta["model_right"] else "corrected")
+    assert "corrected" in labels
+
+
+def test_corrections_train_only_the_corrected_regions():
+    """Encoded for training: the history and the plan carry no loss, the corrected step's regions
+    and `</img>` do, and no flow example is made (the row holds no image)."""
+    tok = WordTokenizer()
+    row = {
+        "kind": "corrections",
+        "prompt": "a photo of two red circles left of a blue square",
+        "steps": [
+            {"type": "ins", "text": "add a blue square", "image": -1, "op": ""},
+            {"type": "des", "text": "a blue square", "image": -1, "op": ""},
+            {"type": "sketch", "text": "x12 y8 s8", "image": -1, "op": ""},
+            {"type": "ins", "text": "add two red circles left of the blue square", "image": -1, "op": ""},
+            {"type": "des", "text": "two red circles left of a blue square", "image": -1, "op": ""},
+            {"type": "sketch", "text": "x3 y4 s8 x4 y11 s7", "image": -1, "op": ""},
+        ],
+        "images": [],
+        "layouts": [],
+    }
+    ex = encode_row(row, tok, 64)
+    learned = [tok.vocab[i] for i, t in zip(ex.ids, ex.target) if t]
+    assert learned == ["<img>", "x3", "y4", "s8", "x4", "y11", "s7", "</img>"]
+    assert ex.flows == [] and ex.canvases == []
+    text = tok.decode(ex.ids)
+    assert "<img> x12 y8 s8 </img> <ins> add two red circles" in text
+
+
+def test_corrections_build_needs_a_checkpoint_and_writes_its_card(tmp_path, shipped):
+    with pytest.raises(SketchloopError, match="give its --checkpoint"):
+        build("corrections", 4, tmp_path / "none", progress=False)
+    from sketchloop.backends.unified import SHIPPED_CHECKPOINT
+
+    summary = build("corrections", 4, tmp_path / "ds", seed=2, checkpoint=SHIPPED_CHECKPOINT, progress=False)
+    assert summary["examples"] == 4 and summary["mean_intermediate_images"] == 0  # image steps named by regions only
+    rows = read_dataset(tmp_path / "ds").to_pylist()
+    assert {r["kind"] for r in rows} == {"corrections"}
+    card = (tmp_path / "ds" / "README.md").read_text()
+    assert "the exact teacher places them" in card
+
+
+@pytest.mark.parametrize(
+    "last, regions, final, stage",
+    [
+        ("a red circle left of a blue square", "x3 y8 s8", "exact", "right"),
+        ("a red circle left of a blue square", "x3 y8 s8", "blank", "drawing"),
+        ("a red circle left of a blue square", "x13 y2 s8", "exact", "regions"),  # right of the square
+        ("a red circle left of a blue square", "x3 y8 s8 x3 y2 s8", "exact", "regions"),  # two regions for one
+        ("a red circle right of a blue square", "x14 y8 s6", "exact", "plan"),
+    ],
+)
+def test_failure_stage_says_where_a_final_image_went_wrong(last, regions, final, stage):
+    """Plan (the last `<des>` is not the prompt), regions (the plan's regions, drawn exactly, fail
+    the judge) or drawing (the regions pass, the image does not)."""
+    from sketchloop.format import Plan
+    from sketchloop.loop.staged import Trajectory
+    from sketchloop.teachers import blank_canvas
+
+    prompt = "a photo of a red circle left of a blue square"
+    plans = [Plan("add a blue square", "a blue square", "x10 y8 s8"), Plan("add a red circle", last, regions)]
+    layout = plan_layout(parse_prompt(prompt), [(p.des, p.regions) for p in plans])
+    image = render(layout) if final == "exact" and layout is not None else blank_canvas(64).image
+    traj = Trajectory(prompt, "staged", final=image, plans=plans)
+    assert failure_stage(traj, DetectorJudge()) == stage
