@@ -34,11 +34,10 @@ from ..evaluation.process import paint_colours
 from ..format import Plan
 from ..models.regions import parse_regions, placed, region_of
 from ..teachers import Teachers
-from ..world.layout import Layout, PlacedObject, place_object
+from ..world.layout import Layout, PlacedObject, place_object, relation_needs
 from ..world.parser import parse_prompt
 from ..world.render import DEFAULT_SIZE, render
 from ..world.scene import SceneGraph
-from ..world.vocab import INVERSE_RELATION
 from .inspections import _worded
 from .trajectories import Rejections, example, heldout_free_scene, text_row
 
@@ -66,22 +65,12 @@ def _added_group(graph: SceneGraph, drawn: list[int], plan: Plan, judge: Any) ->
             return None
         index.append(same[0])
     new = [i for i in index if i not in drawn]
-    stated = {(r.subject, r.relation, r.object) for r in graph.relations}
-    stated |= {(o, INVERSE_RELATION[rel], s) for s, rel, o in stated}
-    if len(new) != 1 or any((index[r.subject], r.relation, index[r.object]) not in stated for r in described.relations):
+    stated = relation_needs(graph)
+    if len(new) != 1 or any(
+        r.relation not in stated.get((index[r.subject], index[r.object]), []) for r in described.relations
+    ):
         return None  # a relation the prompt does not state: the teacher's regions would contradict the plan
     return new[0]
-
-
-def _needs(graph: SceneGraph, g: int, drawn: list[int]) -> dict[tuple[int, int], list[str]]:
-    """The relations the prompt gives group `g` to the groups already drawn, as `place_object` takes them."""
-    need: dict[tuple[int, int], list[str]] = {}
-    for r in graph.relations:
-        if r.subject == g and r.object in drawn:
-            need.setdefault((g, r.object), []).append(r.relation)
-        elif r.object == g and r.subject in drawn:
-            need.setdefault((g, r.subject), []).append(INVERSE_RELATION[r.relation])
-    return need
 
 
 def _place_group(
@@ -93,7 +82,8 @@ def _place_group(
     paint: dict[int, str],
 ) -> tuple[PlacedObject, ...] | None:
     """Group `g`'s objects placed beside `objects`, or None where one finds no room."""
-    spec, need = graph.groups[g], _needs(graph, g, drawn)
+    spec = graph.groups[g]
+    need = {(a, b): rels for (a, b), rels in relation_needs(graph).items() if a == g and b in drawn}
     new: tuple[PlacedObject, ...] = ()
     for _ in range(spec.count):
         obj = place_object(rng, spec.shape, paint[g], objects + new, g, need, points=spec.points)

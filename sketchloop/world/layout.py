@@ -213,8 +213,9 @@ def _depth_ok(xy, new: PlacedObject, other: PlacedObject, relations: list[str]) 
 
 
 # ------------------------------------------------------------------------ sampling
-def _constraints(graph: SceneGraph) -> dict[tuple[int, int], list[str]]:
-    """Required relations between group pairs (both orientations)."""
+def relation_needs(graph: SceneGraph) -> dict[tuple[int, int], list[str]]:
+    """Required relations between group pairs (both orientations), keyed (group, other) as
+    `place_object` reads them."""
     need: dict[tuple[int, int], list[str]] = {}
     for r in graph.relations:
         need.setdefault((r.subject, r.object), []).append(r.relation)
@@ -350,7 +351,7 @@ def sample_layout(graph: SceneGraph, seed: int | np.random.Generator = 0, attemp
     """
     graph.validate()
     rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
-    need = _constraints(graph)
+    need = relation_needs(graph)
     order = _placement_order(graph)
     items: list[tuple[int, str, str, int | None]] = []
     for gi in order:
