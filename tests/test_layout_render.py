@@ -7,7 +7,10 @@ from sketchloop.world.layout import (
     SIZE_STEPS,
     Layout,
     PlacedObject,
+    extend_layout,
+    fits,
     place_object,
+    relation_needs,
     relative_position,
     sample_layout,
 )
@@ -42,6 +45,23 @@ def test_layout_deterministic_for_seed_with_jitter():
     assert len(sizes) >= 2 and all(abs(s * SIZE_STEPS - round(s * SIZE_STEPS)) < 1e-2 for s in sizes)
     centres = {v for lay in layouts for o in lay.objects for v in (o.x, o.y)}
     assert all(abs(v * GRID - 0.5 - round(v * GRID - 0.5)) < 1e-3 for v in centres)  # on the lattice
+
+
+def test_extend_layout_places_the_rest_of_a_scene_beside_a_fixed_canvas():
+    """The groups asked for, in their counts and colours, clear of the fixed objects and in the
+    prompt's relations to them; the fixed objects stay where they are; None where nothing fits."""
+    g = parse_prompt("a photo of two red circles left of a blue square and a green star above the square")
+    square = (PlacedObject("square", "blue", 0.71875, 0.65625, 0.25, 1),)
+    for seed in range(5):
+        new = extend_layout(g, np.random.default_rng(seed), square, [0, 2])
+        assert new is not None and [(o.group, o.shape, o.color) for o in new] == [
+            (0, "circle", "red"),
+            (0, "circle", "red"),
+            (2, "star", "green"),
+        ]
+        assert all(fits(o, square + new[:i], relation_needs(g)) for i, o in enumerate(new))
+    cornered = (PlacedObject("square", "blue", 0.15625, 0.5, 0.25, 1),)  # no room left of it
+    assert extend_layout(g, np.random.default_rng(0), cornered, [0], attempts=6) is None
 
 
 def test_relative_position_is_genevals_rule():

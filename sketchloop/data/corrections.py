@@ -5,7 +5,11 @@ canvas), and the example is one of its own steps with the regions the exact teac
 paint there: the model's own history and `<ins>`/`<des>` as context (no loss), then
 `<img> R </img>` with R placed by ShapesWorld's layout sampler beside the objects the
 model's earlier regions hold, meeting the relations the prompt gives the step's group to
-them, with room left for the groups still to come. Only those regions are learned.
+them, with room left for the groups still to come: the sampler lays out the step's group and
+then every group to come, as it lays out a whole scene (world/layout.py `extend_layout`:
+attempts that start over with smaller objects, crowded groups aimed at their cells in the
+relation tree), so a crowded canvas is corrected as the trajectories' layouts were made.
+Only those regions are learned.
 
 A step's regions are wrong when, rendered exactly, the judge fails them (too few or too many
 regions, objects of a group on one spot, a relation turned round) or they leave no room for
@@ -34,7 +38,7 @@ from ..evaluation.process import paint_colours
 from ..format import Plan
 from ..models.regions import parse_regions, placed, region_of
 from ..teachers import Teachers
-from ..world.layout import Layout, PlacedObject, place_object, relation_needs
+from ..world.layout import Layout, PlacedObject, extend_layout, placement_order, relation_needs
 from ..world.parser import parse_prompt
 from ..world.render import DEFAULT_SIZE, render
 from ..world.scene import SceneGraph
@@ -44,7 +48,7 @@ from .trajectories import Rejections, example, heldout_free_scene, text_row
 FIRST_WRONG_SHARE = 0.75  # the step the example relabels: the rollout's first wrong regions, when it has some
 CONFIRMED_SHARE = 0.15  # the rollouts without a wrong region that are used
 COMPOSITE_SHARE = 0.8  # long compositions among the scenes (the trajectories' mix: data/trajectories.py)
-PLACE_TRIES = 20  # layouts of the step's group the teacher tries before it gives up on the state
+TEACHER_ATTEMPTS = 30  # the layout sampler's attempts (objects shrink every 3) before the teacher gives up
 
 
 def _added_group(graph: SceneGraph, drawn: list[int], plan: Plan, judge: Any) -> int | None:
@@ -73,56 +77,32 @@ def _added_group(graph: SceneGraph, drawn: list[int], plan: Plan, judge: Any) ->
     return new[0]
 
 
-def _place_group(
-    rng: np.random.Generator,
-    graph: SceneGraph,
-    g: int,
-    drawn: list[int],
-    objects: tuple[PlacedObject, ...],
-    paint: dict[int, str],
-) -> tuple[PlacedObject, ...] | None:
-    """Group `g`'s objects placed beside `objects`, or None where one finds no room."""
-    spec = graph.groups[g]
-    need = {(a, b): rels for (a, b), rels in relation_needs(graph).items() if a == g and b in drawn}
-    new: tuple[PlacedObject, ...] = ()
-    for _ in range(spec.count):
-        obj = place_object(rng, spec.shape, paint[g], objects + new, g, need, points=spec.points)
-        if obj is None:
-            return None
-        new += (obj,)
-    return new
+def _to_come(graph: SceneGraph, drawn: list[int]) -> list[int]:
+    """The groups not drawn yet, in the layout sampler's order (most related first)."""
+    return [i for i in placement_order(graph) if i not in drawn]
 
 
 def teacher_regions(
     rng: np.random.Generator, graph: SceneGraph, g: int, drawn: list[int], objects: tuple[PlacedObject, ...]
 ) -> str | None:
     """The regions the exact teacher paints for group `g` on a canvas holding `objects` (the groups
-    `drawn`): its objects meet the prompt's relations to those groups, and the groups still to come
-    still fit after them (one completion found). None when no such layout is found."""
-    paint = paint_colours(graph)
-    for _ in range(PLACE_TRIES):
-        new = _place_group(rng, graph, g, drawn, objects, paint)
-        if new is not None and leaves_room(rng, graph, drawn + [g], objects + new, tries=1):
-            return " ".join(region_of(o).text for o in new)
-    return None
+    `drawn`): the layout sampler places `g` and then every group still to come beside them, as it
+    lays out a whole scene (shrinking crowded objects, aiming them at their cells in the relation
+    tree), and `g`'s objects are the answer. None when no layout is found."""
+    rest = [i for i in _to_come(graph, drawn) if i != g]
+    new = extend_layout(graph, rng, objects, [g] + rest, paint_colours(graph), attempts=TEACHER_ATTEMPTS)
+    if new is None:
+        return None
+    return " ".join(region_of(o).text for o in new[: graph.groups[g].count])
 
 
 def leaves_room(
-    rng: np.random.Generator, graph: SceneGraph, drawn: list[int], objects: tuple[PlacedObject, ...], tries: int = 4
+    rng: np.random.Generator, graph: SceneGraph, drawn: list[int], objects: tuple[PlacedObject, ...]
 ) -> bool:
-    """Whether the groups of `graph` not `drawn` yet still fit beside `objects`: one completion
-    found in `tries` (each group in the prompt's order, placed where its relations hold)."""
-    paint = paint_colours(graph)
-    for _ in range(tries):
-        done, layout = list(drawn), objects
-        for later in [i for i in range(len(graph.groups)) if i not in drawn]:
-            more = _place_group(rng, graph, later, done, layout, paint)
-            if more is None:
-                break
-            done, layout = done + [later], layout + more
-        else:
-            return True
-    return False
+    """Whether the groups of `graph` not `drawn` yet still fit beside `objects` (the layout
+    sampler finds a completion)."""
+    rest = _to_come(graph, drawn)
+    return not rest or extend_layout(graph, rng, objects, rest, paint_colours(graph), TEACHER_ATTEMPTS) is not None
 
 
 @dataclass
@@ -195,7 +175,9 @@ def make_correction(
             rows += [text_row("ins", p.ins), text_row("des", p.des), text_row("sketch", p.regions)]
         step = history[k]
         rows += [text_row("ins", step.ins), text_row("des", step.des), text_row("sketch", regions)]
+        history_right = all(s.right for s in states[:k])  # the canvas it corrects on holds no earlier mistake
         meta = {"source": "model", "step": k, "model_regions": step.regions, "model_right": right}
+        meta["history_right"] = history_right
         row = example(graph, rows, [], [], "corrected" if not right else "confirmed", meta)
         return {**row, "prompt": text}
     raise SketchloopError(
@@ -203,4 +185,4 @@ def make_correction(
     )
 
 
-__all__ = ["make_correction", "teacher_regions"]
+__all__ = ["leaves_room", "make_correction", "teacher_regions"]

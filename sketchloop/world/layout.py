@@ -351,12 +351,35 @@ def sample_layout(graph: SceneGraph, seed: int | np.random.Generator = 0, attemp
     """
     graph.validate()
     rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
+    placed = extend_layout(graph, rng, attempts=attempts)
+    if placed is None:
+        raise LayoutError(
+            f"could not lay out {graph.to_text()!r}: its objects and relations do not fit the canvas, "
+            f"even with objects shrunk to {MIN_SIZE:g} of its side (the smallest the detector reads); "
+            f"use fewer objects or relations"
+        )
+    level = depth_levels(graph)
+    return Layout(tuple(sorted(placed, key=lambda o: (level[o.group], o.group))))
+
+
+def extend_layout(
+    graph: SceneGraph,
+    rng: np.random.Generator,
+    fixed: tuple[PlacedObject, ...] = (),
+    order: list[int] | None = None,
+    colours: dict[int, str] | None = None,
+    attempts: int = 100,
+) -> tuple[PlacedObject, ...] | None:
+    """The objects of `graph`'s groups in `order` (default: every group, most related first)
+    placed beside the `fixed` ones (another canvas's objects, their `group` the graph's group
+    index), as `sample_layout` places a whole scene: attempts that start over, shrinking objects
+    and aiming crowded groups at their cells in the relation tree. None when no attempt fits.
+    `colours`: each group's paint (default: its colour, else the first free one)."""
     need = relation_needs(graph)
-    order = _placement_order(graph)
     items: list[tuple[int, str, str, int | None]] = []
-    for gi in order:
+    for gi in placement_order(graph) if order is None else order:
         group = graph.groups[gi]
-        color = group.color or _free_colour(graph, gi, items)  # one colour for the whole group
+        color = colours[gi] if colours else group.color or _free_colour(graph, gi, items)  # one colour per group
         items += [(gi, group.shape, color, group.points)] * group.count
     scale = 1.0
     targets: dict[int, tuple[float, float]] = {}
@@ -372,7 +395,7 @@ def sample_layout(graph: SceneGraph, seed: int | np.random.Generator = 0, attemp
                 rng,
                 shape,
                 color,
-                tuple(placed),
+                fixed + tuple(placed),
                 gi,
                 need,
                 size=size,
@@ -384,15 +407,10 @@ def sample_layout(graph: SceneGraph, seed: int | np.random.Generator = 0, attemp
                 break
             placed.append(obj)
         else:
-            level = depth_levels(graph)
-            return Layout(tuple(sorted(placed, key=lambda o: (level[o.group], o.group))))
+            return tuple(placed)
         if attempt % SHRINK_EVERY == 0:
             scale *= SHRINK
-    raise LayoutError(
-        f"could not lay out {graph.to_text()!r}: its objects and relations do not fit the canvas, "
-        f"even with objects shrunk to {MIN_SIZE:g} of its side (the smallest the detector reads); "
-        f"use fewer objects or relations"
-    )
+    return None
 
 
 # The colours an uncoloured group is painted in, in order of preference: the first that may overlap
@@ -443,7 +461,7 @@ def _grid_targets(graph: SceneGraph) -> dict[int, tuple[float, float]]:
     that cell is taken), then the grid is scaled to the canvas. A hint for crowded scenes:
     placements are still drawn at random and checked exactly."""
     cells: dict[int, tuple[int, int]] = {}
-    for start in _placement_order(graph):
+    for start in placement_order(graph):
         if start in cells:
             continue
         cells[start] = (max((c[0] for c in cells.values()), default=-2) + 2, 0)  # a new tree beside the others
@@ -473,7 +491,7 @@ def _grid_targets(graph: SceneGraph) -> dict[int, tuple[float, float]]:
     }
 
 
-def _placement_order(graph: SceneGraph) -> list[int]:
+def placement_order(graph: SceneGraph) -> list[int]:
     """Most-related group first, then breadth-first along relations, then the rest."""
     degree = [0] * len(graph.groups)
     for r in graph.relations:
@@ -505,8 +523,10 @@ __all__ = [
     "PlacedObject",
     "RELATIONS",
     "SIZE_STEPS",
+    "extend_layout",
     "fits",
     "place_object",
+    "placement_order",
     "random_object",
     "relation_holds",
     "relation_mask",
