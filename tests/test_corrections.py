@@ -108,10 +108,9 @@ def test_a_correction_is_the_models_own_plan_with_regions_the_judge_passes(shipp
         graph = parse_prompt(row["prompt"])
         layout = plan_layout(graph, [(d["text"], s["text"]) for _, d, s in plans])
         assert layout is not None
-        new = list(layout.objects[-len(parse_regions(plans[-1][2]["text"])) :])
-        earlier = [o for o in layout.objects if o not in new]
-        for i, o in enumerate(new):  # apart from everything drawn, in the prompt's relations to the drawn groups
-            assert fits(o, earlier + new[:i], relation_needs(graph))
+        drawn_before = len(layout.objects) - len(parse_regions(plans[-1][2]["text"]))
+        for i, o in enumerate(layout.objects[drawn_before:], drawn_before):  # apart from everything drawn before it,
+            assert fits(o, layout.objects[:i], relation_needs(graph))  # in the prompt's relations to the drawn groups
         if meta["history_right"]:  # on a canvas with no earlier mistake, the whole scene so far passes
             assert judge.judge(render(layout), parse_prompt(plan.des)).consistent
         labels.add(row["label"])

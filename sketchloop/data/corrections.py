@@ -89,8 +89,7 @@ def teacher_regions(
     `drawn`): the layout sampler places `g` and then every group still to come beside them, as it
     lays out a whole scene (shrinking crowded objects, aiming them at their cells in the relation
     tree), and `g`'s objects are the answer. None when no layout is found."""
-    rest = [i for i in _to_come(graph, drawn) if i != g]
-    new = extend_layout(graph, rng, objects, [g] + rest, paint_colours(graph), attempts=TEACHER_ATTEMPTS)
+    new = extend_layout(graph, rng, objects, [g] + _to_come(graph, drawn + [g]), TEACHER_ATTEMPTS)
     if new is None:
         return None
     return " ".join(region_of(o).text for o in new[: graph.groups[g].count])
@@ -101,8 +100,7 @@ def leaves_room(
 ) -> bool:
     """Whether the groups of `graph` not `drawn` yet still fit beside `objects` (the layout
     sampler finds a completion)."""
-    rest = _to_come(graph, drawn)
-    return not rest or extend_layout(graph, rng, objects, rest, paint_colours(graph), TEACHER_ATTEMPTS) is not None
+    return extend_layout(graph, rng, objects, _to_come(graph, drawn), TEACHER_ATTEMPTS) is not None
 
 
 @dataclass
@@ -175,9 +173,13 @@ def make_correction(
             rows += [text_row("ins", p.ins), text_row("des", p.des), text_row("sketch", p.regions)]
         step = history[k]
         rows += [text_row("ins", step.ins), text_row("des", step.des), text_row("sketch", regions)]
-        history_right = all(s.right for s in states[:k])  # the canvas it corrects on holds no earlier mistake
-        meta = {"source": "model", "step": k, "model_regions": step.regions, "model_right": right}
-        meta["history_right"] = history_right
+        meta = {
+            "source": "model",
+            "step": k,
+            "model_regions": step.regions,
+            "model_right": right,
+            "history_right": all(s.right for s in states[:k]),  # the canvas it corrects holds no earlier mistake
+        }
         row = example(graph, rows, [], [], "corrected" if not right else "confirmed", meta)
         return {**row, "prompt": text}
     raise SketchloopError(

@@ -367,19 +367,17 @@ def extend_layout(
     rng: np.random.Generator,
     fixed: tuple[PlacedObject, ...] = (),
     order: list[int] | None = None,
-    colours: dict[int, str] | None = None,
     attempts: int = 100,
 ) -> tuple[PlacedObject, ...] | None:
     """The objects of `graph`'s groups in `order` (default: every group, most related first)
     placed beside the `fixed` ones (another canvas's objects, their `group` the graph's group
     index), as `sample_layout` places a whole scene: attempts that start over, shrinking objects
-    and aiming crowded groups at their cells in the relation tree. None when no attempt fits.
-    `colours`: each group's paint (default: its colour, else the first free one)."""
+    and aiming crowded groups at their cells in the relation tree. None when no attempt fits."""
     need = relation_needs(graph)
     items: list[tuple[int, str, str, int | None]] = []
     for gi in placement_order(graph) if order is None else order:
         group = graph.groups[gi]
-        color = colours[gi] if colours else group.color or _free_colour(graph, gi, items)  # one colour per group
+        color = group.color or _free_colour(graph, gi, items)  # one colour for the whole group
         items += [(gi, group.shape, color, group.points)] * group.count
     scale = 1.0
     targets: dict[int, tuple[float, float]] = {}
