@@ -59,7 +59,7 @@ def test_teacher_regions_give_up_where_nothing_fits():
 def test_the_teacher_finds_room_in_crowded_scenes_as_the_layout_sampler_does():
     """On an empty canvas of a 4-5-group scene the teacher places the first group with room for
     all the rest (the layout sampler's schedule: smaller objects, tree cells); a greedy
-    group-by-group completion at full size found it for a third of such scenes."""
+    group-by-group completion at full size finds it for about a third of such scenes."""
     rng, mix = np.random.default_rng(5), shapes_teachers().scene_mix
     graphs = []
     while len(graphs) < 20:
