@@ -1,7 +1,7 @@
 """Make the held-out benchmarks (sketchloop/evaluation/heldout.py) with their fixed seed, in
 sketchloop/benchmarks/: shapes-complex(-val), shapes-generalise, shapes-trees(-val),
 shapes-phrasing(-val), shapes-wise(-val), shapes-depth(-val), shapes-parts(-val) and
-shapes-counting-val.
+shapes-counting-val and shapes-counted-val.
 
 A shipped benchmark file is data, not code: every number measured on it refers to its prompts,
 so this never rewrites one. It writes the files that are missing and names the shipped ones

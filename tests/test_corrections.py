@@ -142,6 +142,12 @@ def test_corrections_train_only_the_corrected_regions():
     assert ex.flows == [] and ex.canvases == []
     text = tok.decode(ex.ids)
     assert "<img> x12 y8 s8 </img> <ins> add two red circles" in text
+    # `--region-order raster`: the corrected step's teacher regions in reading order, the model's own kept
+    row["steps"][-1]["text"] = "x4 y11 s7 x3 y4 s8"
+    row["steps"][2]["text"] = "x12 y8 s8 x2 y2 s6"
+    raster = encode_row(row, tok, 64, "raster")
+    assert [tok.vocab[i] for i, t in zip(raster.ids, raster.target) if t][1:7] == ["x3", "y4", "s8", "x4", "y11", "s7"]
+    assert "<img> x12 y8 s8 x2 y2 s6 </img>" in tok.decode(raster.ids)
 
 
 def test_corrections_build_needs_a_checkpoint_and_writes_its_card(tmp_path, shipped):

@@ -25,7 +25,7 @@ def test_scene_keys_ignore_phrasing():
 
 def test_the_heldout_benchmarks_are_what_they_say():
     complex_, val, gen = (load_benchmark(n) for n in ("shapes-complex", "shapes-complex-val", "shapes-generalise"))
-    assert (len(complex_), len(val), len(gen)) == (300, 100, 150)
+    assert (len(complex_), len(val), len(gen)) == (300, 300, 150)
     keys = {
         name: {scene_key(parse_prompt(m["prompt"])) for m in load_benchmark(name)} for name in SHAPES_WORLD_BENCHMARKS
     }
@@ -62,7 +62,7 @@ def test_the_trees_and_phrasing_benchmarks_are_what_they_say():
     trees, trees_val, people, people_val = (
         load_benchmark(n) for n in ("shapes-trees", "shapes-trees-val", "shapes-phrasing", "shapes-phrasing-val")
     )
-    assert (len(trees), len(trees_val), len(people), len(people_val)) == (300, 100, 200, 100)
+    assert (len(trees), len(trees_val), len(people), len(people_val)) == (300, 300, 200, 100)
     for m in trees + trees_val:
         g = parse_prompt(m["prompt"])
         assert 4 <= len(g.groups) <= 5 and len(g.relations) == len(g.groups) - 1 and all(x.color for x in g.groups)
@@ -150,5 +150,19 @@ def test_the_counting_validation_split_is_what_it_says():
     assert all(1 <= len(g.groups) <= 2 and all(2 <= x.count <= 4 for x in g.groups) for g in graphs)
     assert sum(len(g.groups) == 1 for g in graphs) == 60 and all(g.groups[0].color for g in graphs[:60])
     assert {x.count for g in graphs for x in g.groups} == {2, 3, 4}
+    assert all(scene_key(SceneGraph.from_geneval(m)) == scene_key(g) for m, g in zip(lines, graphs))
+    assert not any(data_allows(g) for g in graphs)
+
+
+def test_the_counted_validation_split_is_what_it_says():
+    """Three groups related in a tree, the first counted, in GenEval's wording, uncoloured
+    counted groups among them, scenes of their own, and no data build may draw them."""
+    lines = load_benchmark("shapes-counted-val")
+    assert len(lines) == 200 and {m["tag"] for m in lines} == {"counted"}
+    graphs = [parse_prompt(m["prompt"]) for m in lines]
+    assert all(m["prompt"].startswith("a photo of ") for m in lines)
+    assert all(len(g.groups) == 3 and len(g.relations) == 2 and any(x.count > 1 for x in g.groups) for g in graphs)
+    uncoloured_counted = sum(any(x.count > 1 and x.color is None for x in g.groups) for g in graphs)
+    assert 60 <= uncoloured_counted <= 140
     assert all(scene_key(SceneGraph.from_geneval(m)) == scene_key(g) for m, g in zip(lines, graphs))
     assert not any(data_allows(g) for g in graphs)

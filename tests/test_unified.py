@@ -1057,3 +1057,43 @@ def test_region_temperature_samples_the_regions_alone():
     assert len(greedy) == len(sampled) == 6 and len(set(greedy)) == 1
     assert {(ins, des) for ins, des, _ in sampled} == {greedy[0][:2]}
     assert len({regions for _, _, regions in sampled}) > 1
+
+
+def test_region_beams_find_the_regions_the_model_finds_likeliest():
+    """Beam search over a step's region tokens: width 1 is the greedy choice token by token; a wider
+    beam returns well-formed regions whose summed log-probability is at least the greedy one's,
+    and leaves the session where `sample` would (the regions read, their hidden states kept)."""
+    from sketchloop.errors import SketchloopError
+    from sketchloop.models.sampling import RegionSyntax
+
+    torch.manual_seed(0)
+    model, tok = UnifiedModel(TINY).eval(), WordTokenizer()
+    syntax = RegionSyntax(tok, max_regions=3)
+    canvas_id, tags = tok.token_id("<canvas>"), (tok.token_id("<prompt>"), tok.token_id("</prompt>"))
+
+    def session() -> TextSession:
+        s = TextSession(model, canvas_id, tags)
+        s.feed(tok.encode("<prompt> a photo of three red circles </prompt> <ins> add three red circles </ins> <img>"))
+        return s
+
+    def logprob(out: list[int]) -> float:
+        s, total = session(), 0.0
+        for i, token in enumerate(out):
+            logp = torch.log_softmax(s.logits(s.last).cpu(), -1)
+            total += float(logp[token] - torch.logsumexp(logp[syntax.allowed(out[:i])], -1))
+            s.feed([token])
+        return total
+
+    greedy_session = session()
+    greedy = greedy_session.sample(syntax.max_tokens, {syntax.end}, torch.Generator(), 0.0, syntax.allowed)
+    assert session().beam(syntax.max_tokens, {syntax.end}, 1, syntax.allowed) == greedy
+    wide_session = session()
+    wide = wide_session.beam(syntax.max_tokens, {syntax.end}, 6, syntax.allowed)
+    assert wide[-1] == syntax.end and (len(wide) - 1) % 3 == 0 and len(parse_regions(tok.decode(wide[:-1]))) >= 1
+    assert logprob(wide) >= logprob(greedy) - 1e-4
+    assert wide_session.ids[-len(wide) :] == wide and len(wide_session.hidden) == len(wide_session.ids)
+    roles = UnifiedRoles(model, tok, SamplingConfig(region_beams=4))
+    plan = roles.plan("a photo of three red circles", [], 0)
+    assert plan is None or all(len(r.text.split()) == 3 for r in parse_regions(plan.regions))
+    with pytest.raises(SketchloopError, match="region_beams 0"):
+        SamplingConfig(region_beams=0)

@@ -255,7 +255,10 @@ class UnifiedRoles:
         most = self._room(session, self.syntax.max_tokens, self._plan_reserve)
         temperature = self.config.region_temperature
         temperature = self.config.temperature if temperature is None else temperature
-        out = session.sample(most, {self.syntax.end}, generator, temperature, allowed)
+        if self.config.region_beams > 1 and temperature <= 0:
+            out = session.beam(most, {self.syntax.end}, self.config.region_beams, allowed)
+        else:
+            out = session.sample(most, {self.syntax.end}, generator, temperature, allowed)
         self.usage["text_tokens"] += len(out)
         regions = parse_regions(self.tok.decode([i for i in out if i != self.syntax.end]))
         return [(r, self._condition(session, start + 3 * j + 2)) for j, r in enumerate(regions)]

@@ -51,6 +51,7 @@ def eval_command(
     edit_steps: o.EditSteps = None,
     self_check: o.SelfCheck = None,
     guided: o.Guided = None,
+    region_beams: o.RegionBeams = None,
     no_inspect: bool = typer.Option(
         False, "--no-inspect", help="staged: plan and sketch only (no inspection, so no correction)"
     ),
@@ -101,7 +102,7 @@ def eval_command(
     if images_per_prompt < 1 or (limit is not None and limit < 1):
         raise SketchloopError("--images-per-prompt and --limit must be at least 1")
     settings = o.sampling_settings(
-        steps, guidance, separate, copy_phrases, relate_regions, edit_steps, self_check, guided
+        steps, guidance, separate, copy_phrases, relate_regions, edit_steps, self_check, guided, region_beams
     )
     prompts = load_benchmark(benchmark) if benchmark else None
     if prompts is not None and limit:

@@ -28,6 +28,7 @@ def generate(
     edit_steps: o.EditSteps = None,
     self_check: o.SelfCheck = None,
     guided: o.Guided = None,
+    region_beams: o.RegionBeams = None,
     oracle: bool = typer.Option(
         False, "--oracle", help="play every role with ShapesWorld's teachers (an upper bound, not a model)"
     ),
@@ -51,7 +52,7 @@ def generate(
     if max_iters < 1:
         raise SketchloopError("--max-iters must be at least 1")
     settings = o.sampling_settings(
-        steps, guidance, separate, copy_phrases, relate_regions, edit_steps, self_check, guided
+        steps, guidance, separate, copy_phrases, relate_regions, edit_steps, self_check, guided, region_beams
     )
     o.check_first_step(first_step, sketcher)
     generators.check_prompt(prompt, oracle=oracle, model_reads_it=not planner)

@@ -69,6 +69,13 @@ SelfCheck = Annotated[
         "or from its inspection's first word",
     ),
 ]
+RegionBeams = Annotated[
+    Optional[int],
+    typer.Option(
+        help="N > 1: each step's regions are the likeliest the model gives by beam search of width N "
+        "(1: greedy, token by token)"
+    ),
+]
 Device = Annotated[
     Optional[str],
     typer.Option(
@@ -122,10 +129,13 @@ def sampling_settings(
     edit_steps: bool | None = None,
     self_check: bool | None = None,
     guided: bool | None = None,
+    region_beams: int | None = None,
 ) -> dict[str, Any]:
     """The SamplingConfig fields the options set (None: the checkpoint's sampling.json decides)."""
     if steps is not None and steps < 1:
         raise SketchloopError("--steps must be at least 1")
+    if region_beams is not None and region_beams < 1:
+        raise SketchloopError(f"--region-beams {region_beams}: give 1 (greedy) or more")
     return {
         "flow_steps": steps,
         "guidance": guidance,
@@ -135,6 +145,7 @@ def sampling_settings(
         "edit_steps": edit_steps,
         "self_check": self_check,
         "guided": guided,
+        "region_beams": region_beams,
     }
 
 

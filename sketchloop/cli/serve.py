@@ -21,6 +21,7 @@ def serve(
     edit_steps: o.EditSteps = None,
     self_check: o.SelfCheck = None,
     guided: o.Guided = None,
+    region_beams: o.RegionBeams = None,
     planner: o.Planner = None,
     inspector: o.Inspector = None,
     sketcher: o.Sketcher = None,
@@ -44,7 +45,7 @@ def serve(
     if not 0 <= port <= 65535:
         raise SketchloopError(f"--port {port}: give a port from 0 to 65535")
     settings = o.sampling_settings(
-        steps, guidance, separate, copy_phrases, relate_regions, edit_steps, self_check, guided
+        steps, guidance, separate, copy_phrases, relate_regions, edit_steps, self_check, guided, region_beams
     )
     o.check_first_step(first_step, sketcher)
     roles = model_generator("staged", checkpoint=checkpoint, device=device, **settings).roles_factory()

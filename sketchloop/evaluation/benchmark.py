@@ -26,6 +26,7 @@ SHIPPED = (
     "shapes-parts",
     "shapes-parts-val",
     "shapes-counting-val",
+    "shapes-counted-val",
     "geneval",
 )
 

@@ -51,6 +51,8 @@ class SamplingConfig:
     plan_check, image_check: the self-check's thresholds (None: the checkpoint's trained plan
         check's, models/plan_check.py).
     check_draws: noisy versions of each region the image check scores (two flow calls each).
+    region_beams: with greedy regions (temperature 0), the regions of a step are the likeliest
+        the model gives by beam search of this width (1: token by token, the greedy choice).
     """
 
     flow_steps: int = 16
@@ -68,10 +70,13 @@ class SamplingConfig:
     plan_check: float | None = None
     image_check: float | None = None
     check_draws: int = 1
+    region_beams: int = 1
 
     def __post_init__(self) -> None:
         if self.flow_steps < 1:
             raise SketchloopError(f"flow_steps {self.flow_steps}: use at least 1 flow step")
+        if self.region_beams < 1:
+            raise SketchloopError(f"region_beams {self.region_beams}: use at least 1 (1: greedy)")
         if not 4 <= self.min_size <= 10:
             raise SketchloopError(f"min_size {self.min_size}: region sizes are s4 to s10")
 
@@ -200,6 +205,51 @@ class TextSession:
             if token in stop:
                 break
         return out
+
+    def fork(self) -> "TextSession":
+        """A copy that reads on independently (the cache's past tensors are shared, never changed)."""
+        other = TextSession.__new__(TextSession)
+        other.__dict__.update(self.__dict__)
+        other.cache, other.ids, other.hidden = self.cache.copy(), list(self.ids), list(self.hidden)
+        return other
+
+    @torch.no_grad()
+    def beam(
+        self, max_new: int, stop: set[int], width: int, allowed: Callable[[list[int]], list[int] | None] | None = None
+    ) -> list[int]:
+        """The likeliest continuation the model gives of up to `max_new` tokens (by its summed
+        log-probabilities), ending after one in `stop`, found by beam search of `width`; the
+        session reads it as `sample` would. `allowed(out)` may restrict the next token."""
+        assert self.last is not None, "feed the session before sampling from it"
+        beams: list[tuple[float, list[int], TextSession]] = [(0.0, [], self)]
+        done: list[tuple[float, list[int]]] = []
+        for _ in range(max_new):
+            grown = []
+            for score, out, session in beams:
+                assert session.last is not None
+                logits = session.logits(session.last).cpu().float()
+                keep = allowed(out) if allowed else None
+                if keep is not None:
+                    mask = torch.full_like(logits, -math.inf)
+                    mask[keep] = 0
+                    logits = logits + mask
+                logp = F.log_softmax(logits, -1)  # over the allowed tokens
+                top = logp.topk(min(width, len(keep) if keep is not None else logp.numel()))
+                grown += [(score + float(v), out + [int(i)], session) for v, i in zip(top.values, top.indices)]
+            grown.sort(key=lambda b: -b[0])
+            beams = []
+            for score, out, session in grown[:width]:
+                if out[-1] in stop:
+                    done.append((score, out))
+                    continue
+                session = session.fork()
+                session.feed(out[-1:])
+                beams.append((score, out, session))
+            if not beams or (done and max(d[0] for d in done) >= beams[0][0]):
+                break  # log-probabilities only fall: no live beam can beat the best finished one
+        best = max(done + [(b[0], b[1]) for b in beams], key=lambda d: d[0])[1]
+        self.feed(best)
+        return best
 
 
 @torch.no_grad()

@@ -121,10 +121,16 @@ def blank_array(px: int) -> np.ndarray:
 REGION_ORDERS = ("drawn", "raster")
 
 
+def raster(regions: list[Region]) -> list[Region]:
+    """One group's regions in reading order: top row first, then left to right."""
+    return sorted(regions, key=lambda r: (r.gy, r.gx))
+
+
 def encode_row(row: dict, tok: WordTokenizer, canvas_tokens: int, region_order: str = "drawn") -> Example:
     """One dataset row as a training sequence (see the module docstring). `region_order`: the
     regions of a teacher's `add` step in the order the teacher drew them ("drawn") or in reading
-    order, top row first and left to right ("raster"); a model's own sketches keep its order."""
+    order, top row first and left to right ("raster"; a correction's teacher regions too); a
+    model's own sketches keep its order."""
     images = [decode_png(b) for b in row["images"]]
     layouts = [Layout.from_dict(json.loads(s)) if s else None for s in row["layouts"]]
     px = images[0].shape[0] if images else 64
@@ -163,6 +169,8 @@ def encode_row(row: dict, tok: WordTokenizer, canvas_tokens: int, region_order: 
             add(END, learning)
         elif kind == "sketch" and step["image"] < 0:  # an image step named by its regions alone
             learn = learning or index == corrected
+            if index == corrected and region_order == "raster" and ins.startswith("add "):
+                text = " ".join(r.text for r in raster(parse_regions(text)))  # the teacher's regions
             add("<img>", learn)
             if text:
                 add(text, learn)
@@ -175,7 +183,7 @@ def encode_row(row: dict, tok: WordTokenizer, canvas_tokens: int, region_order: 
             else:
                 regions = changed_regions(layout, after_layout)
                 if region_order == "raster" and ins.startswith("add "):
-                    regions = sorted(regions, key=lambda r: (r.gy, r.gx))  # one group's objects, in reading order
+                    regions = raster(regions)
             add("<img>", learning)
             for j, region in enumerate(regions):
                 add(region.text, learning)
