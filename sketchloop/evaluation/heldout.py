@@ -172,6 +172,31 @@ def _relations(rng: np.random.Generator, n: int, n_relations: int) -> list[Relat
     return relations
 
 
+def _in_random_order(rng: np.random.Generator, groups: list[ObjectGroup], n_relations: int) -> SceneGraph:
+    """`groups` in a random order, related as `_relations` draws for them in the order given: the
+    first group drawn is not always the anchor."""
+    order = [int(i) for i in rng.permutation(len(groups))]
+    return SceneGraph(
+        tuple(groups[i] for i in order),
+        tuple(
+            Relation(order.index(r.subject), r.relation, order.index(r.object))
+            for r in _relations(rng, len(groups), n_relations)
+        ),
+    )
+
+
+def _unworded_line(graph: SceneGraph, tag: str, taken: set[str]) -> dict[str, Any] | None:
+    """The benchmark line of `graph` in its canonical text (it joins `taken`), or None when it is
+    taken, holds too many objects, or cannot be drawn for every seed."""
+    from ..world.scene import MAX_OBJECTS
+
+    key = scene_key(graph)
+    if graph.n_objects > MAX_OBJECTS or key in taken or not _drawable(graph):
+        return None
+    taken.add(key)
+    return graph.to_geneval(tag)
+
+
 def _drawable(graph: SceneGraph) -> bool:
     """Valid and laid out for any seed, not just by luck: the oracle must score 1.0."""
     from ..errors import LayoutError, PromptError
@@ -213,13 +238,7 @@ def _make(
         if sum(g.count for g in gs) > MAX_OBJECTS:
             continue
         n_rel = min(int(rng.integers(relations[0], relations[1] + 1)), k * (k - 1) // 2)
-        order = [int(i) for i in rng.permutation(k)]  # the held-out group is not always the anchor
-        graph = SceneGraph(
-            tuple(gs[i] for i in order),
-            tuple(
-                Relation(order.index(r.subject), r.relation, order.index(r.object)) for r in _relations(rng, k, n_rel)
-            ),
-        )
+        graph = _in_random_order(rng, gs, n_rel)  # the held-out group is not always the anchor
         if not _drawable(graph):
             continue
         key = scene_key(graph)
@@ -464,7 +483,6 @@ def _depth_and_parts(seed: int, taken: set[str]) -> dict[str, list[dict[str, Any
 def _counting(seed: int, taken: set[str], singles: int = 60, pairs: int = 40) -> list[dict[str, Any]]:
     """`shapes-counting-val`: `singles` coloured groups of two to four objects and `pairs` of
     such groups (colour or not), each scene once, in GenEval's counting wording."""
-    from ..world.scene import MAX_OBJECTS
     from ..world.vocab import MAX_COUNT
 
     rng = np.random.default_rng([seed, 6])
@@ -479,40 +497,28 @@ def _counting(seed: int, taken: set[str], singles: int = 60, pairs: int = 40) ->
             g = ObjectGroup(g.shape, colour, int(rng.integers(2, MAX_COUNT + 1)))
             used.add(g.shape)
             groups.append(g)
-        graph = SceneGraph(tuple(groups))
-        key = scene_key(graph)
-        if graph.n_objects > MAX_OBJECTS or key in taken or not _drawable(graph):
-            continue
-        taken.add(key)
-        lines.append(graph.to_geneval("counting"))
+        line = _unworded_line(SceneGraph(tuple(groups)), "counting", taken)
+        if line is not None:
+            lines.append(line)
     return lines
 
 
 def _counted(seed: int, taken: set[str], n: int = 200) -> list[dict[str, Any]]:
     """`shapes-counted-val`: 3 groups related in a tree, the first counted (two to four), the
     others counted with probability 0.3; each group uncoloured with probability 0.4."""
-    from ..world.scene import MAX_OBJECTS
     from ..world.vocab import MAX_COUNT
 
     rng = np.random.default_rng([seed, 7])
     lines: list[dict[str, Any]] = []
     while len(lines) < n:
-        k = 3  # two-group scenes are few enough that the shipped recipe's builds hold some
         used: set[str] = set()
         groups = []
-        for i in range(k):
+        for i in range(3):  # two-group scenes are few enough that the shipped recipe's builds hold some
             g = _group(rng, used, False, 0.0)
             count = int(rng.integers(2, MAX_COUNT + 1)) if i == 0 or rng.random() < 0.3 else 1
             groups.append(ObjectGroup(g.shape, None if rng.random() < 0.4 else g.color, count))
             used.add(g.shape)
-        order = [int(i) for i in rng.permutation(k)]  # the counted group is not always the anchor
-        graph = SceneGraph(
-            tuple(groups[i] for i in order),
-            tuple(Relation(order.index(r.subject), r.relation, order.index(r.object)) for r in _relations(rng, k, 0)),
-        )
-        key = scene_key(graph)
-        if graph.n_objects > MAX_OBJECTS or key in taken or not _drawable(graph):
-            continue
-        taken.add(key)
-        lines.append(graph.to_geneval("counted"))
+        line = _unworded_line(_in_random_order(rng, groups, 0), "counted", taken)  # the counted group not always first
+        if line is not None:
+            lines.append(line)
     return lines
