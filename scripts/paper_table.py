@@ -127,7 +127,6 @@ ROWS = [
         "(a plan conflict) or its regions redrawn with new noise on the canvas before it (an image conflict)",
         ["--generator", "staged", "--max-refines", "2"],
         per_stage=True,
-        frozen="592ab91",  # measured with the 0.8.0 weights; to measure again, drop this and delete its files
     ),
     Row(
         "loop-guided",
@@ -140,7 +139,6 @@ ROWS = [
         ["--generator", "staged", "--guided"],
         guided=True,
         benchmarks=PLANAR_BENCHMARKS,
-        frozen="4fe1f91",  # measured with the 0.6.0 weights; to measure again, drop this and delete its files
     ),
     Row(
         "best-of-2-model",
@@ -151,7 +149,6 @@ ROWS = [
         "comparison at equal compute)",
         ["--generator", "staged", "--best-of", "2"],
         paper="PARM best-of-20: 0.77 at 1000 flow steps",
-        frozen="592ab91",  # measured with the 0.8.0 weights; to measure again, drop this and delete its files
     ),
     Row(
         "best-of-2",
@@ -504,10 +501,13 @@ def write_table(rows: list[Row], per_stage: dict, runs: Path) -> str:
 
 def _split(m: dict) -> str:
     """Where the wrong final images went wrong (evaluation/process.py `failure_stage`), as shares
-    of all images; "–" for a row measured before the split was."""
+    of all images, with those whose regions overlap; "–" for a row measured before the split was."""
     if m.get("final_right") is None:
         return "–"
-    return " / ".join(fmt(m[k], 2) for k in ("wrong_in_plan", "wrong_in_regions", "wrong_in_drawing"))
+    regions = fmt(m["wrong_in_regions"], 2)
+    if m.get("wrong_in_regions_overlapping") is not None:  # measured since the overlap count came
+        regions += f" ({fmt(m['wrong_in_regions_overlapping'], 2)} overlapping)"
+    return " / ".join([fmt(m["wrong_in_plan"], 2), regions, fmt(m["wrong_in_drawing"], 2)])
 
 
 def _label_points(ax, names: dict[tuple[float, float], list[str]]) -> None:

@@ -80,3 +80,13 @@ def server_factory():
     yield make
     for s in servers:
         s.close()
+
+
+@pytest.fixture(scope="session")
+def trajectories24(tmp_path_factory):
+    """A small trajectories dataset (24 rows) for training tests."""
+    from sketchloop.data.build import build
+
+    out = tmp_path_factory.mktemp("traj")
+    build("trajectories", 24, out, seed=3, shard_size=24, progress=False)
+    return out

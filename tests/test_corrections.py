@@ -186,3 +186,28 @@ def test_failure_stage_says_where_a_final_image_went_wrong(last, regions, final,
     image = render(layout) if final == "exact" and layout is not None else blank_canvas(64).image
     traj = Trajectory(prompt, "staged", final=image, plans=plans)
     assert failure_stage(traj, DetectorJudge()) == stage
+
+
+def test_the_regions_stage_counts_regions_painted_over_each_other():
+    """Of the trajectories wrong in their regions, those whose regions share area (an object painted over
+    another) are counted apart; a prompt with a pair in depth overlaps on purpose and is not."""
+    from collections import Counter
+
+    from sketchloop.evaluation.process import measure, regions_overlap, summary
+    from sketchloop.format import Plan
+    from sketchloop.loop.staged import Trajectory
+    from sketchloop.teachers import blank_canvas
+
+    assert regions_overlap(["x10 y8 s8", "x11 y8 s8"]) and not regions_overlap(["x10 y8 s8", "x3 y8 s8"])
+    assert regions_overlap(["x3 y8 s8 x4 y8 s8"])  # within one step too
+    counts: Counter = Counter()
+    for prompt, last, regions in [
+        ("a photo of a red circle left of a blue square", "a red circle left of a blue square", "x11 y8 s8"),
+        ("a photo of a red circle left of a blue square", "a red circle left of a blue square", "x13 y2 s6"),
+        ("a photo of a red circle behind a blue square", "a red circle behind a blue square", "x11 y8 s6"),  # in front
+    ]:
+        plans = [Plan("add a blue square", "a blue square", "x10 y8 s8"), Plan("add a red circle", last, regions)]
+        measure(Trajectory(prompt, "staged", final=blank_canvas(64).image, plans=plans), DetectorJudge(), counts)
+    result = summary(counts)
+    assert result["wrong_in_regions"] == 1.0
+    assert result["wrong_in_regions_overlapping"] == round(1 / 3, 4)

@@ -3,7 +3,6 @@ mixed into the next-word head, read the same way in training and in sampling."""
 
 from dataclasses import replace
 
-import pytest
 import torch
 
 from sketchloop.backends.unified import SHIPPED_CHECKPOINT
@@ -74,21 +73,12 @@ def test_sampling_reads_the_prompt_as_training_does():
         session.feed([ids[k]])
 
 
-@pytest.fixture(scope="module")
-def data(tmp_path_factory):
-    from sketchloop.data.build import build
-
-    out = tmp_path_factory.mktemp("traj")
-    build("trajectories", 24, out, seed=3, shard_size=24, progress=False)
-    return out
-
-
-def test_a_pointer_is_added_to_a_checkpoint_and_trained(data, tmp_path):
+def test_a_pointer_is_added_to_a_checkpoint_and_trained(trajectories24, tmp_path):
     plain = replace(SMALL, copy_prompt=False)
     cfg = TrainConfig(steps=2, batch_size=4, max_flows=4, single_per_step=1, save_every=2)
-    train([data], tmp_path / "a", cfg, model_config=plain, progress=False)
+    train([trajectories24], tmp_path / "a", cfg, model_config=plain, progress=False)
     assert UnifiedModel.from_pretrained(tmp_path / "a")[0].pointer is None
-    train([data], tmp_path / "b", cfg, init=tmp_path / "a", copy_prompt=True, progress=False)
+    train([trajectories24], tmp_path / "b", cfg, init=tmp_path / "a", copy_prompt=True, progress=False)
     model, _ = UnifiedModel.from_pretrained(tmp_path / "b")
     assert model.pointer is not None and model.config.copy_prompt
     assert not torch.equal(model.pointer.gate.bias, torch.tensor([-3.0]))  # trained from the closed start

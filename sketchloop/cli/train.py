@@ -44,6 +44,12 @@ def train(
         help="the model copies words from the prompt through a learned pointer (added to an --init "
         "checkpoint without one)",
     ),
+    region_coords: bool = typer.Option(
+        False,
+        "--region-coords",
+        help="region words are also read and scored through their place on the lattice, so that what the "
+        "model learns of x7 carries to x6 and x8 (added to an --init checkpoint without it)",
+    ),
 ) -> None:
     """Train the unified model: lambda * text CE + flow-matching MSE (AdamW, cosine, EMA; resumable; torchrun)."""
     import os
@@ -81,7 +87,7 @@ def train(
             )
         )
         return
-    result = run_training(data, out, cfg, init=init, copy_prompt=copy_prompt)
+    result = run_training(data, out, cfg, init=init, copy_prompt=copy_prompt, region_coords=region_coords)
     if int(os.environ.get("RANK", "0")) == 0:
         losses = ", ".join(f"{k} {result[k]:.3f}" for k in ("ce", "crop", "full") if k in result)
         console.print(

@@ -13,7 +13,9 @@ its image against the `<des>`), never inside it:
 - where a wrong final image went wrong (`failure_stage`): its plan (the last `<des>` is not
   the prompt's scene), its regions (the plan is right, but its regions, each drawn exactly as
   one object of its group, fail the judge: too few or too many, on one spot, a relation
-  turned round) or its drawing (the regions are right, the image is not).
+  turned round) or its drawing (the regions are right, the image is not); of those wrong in
+  their regions, the share whose regions overlap (`regions_overlap`) where the prompt puts no
+  pair in depth, so that an object is painted over another.
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ from ..world.layout import Layout
 from ..world.parser import parse_prompt
 from ..world.render import render
 from ..world.scene import SceneGraph, scene_key
-from ..world.vocab import COLORS
+from ..world.vocab import COLORS, DEPTH_RELATIONS
 
 DES = re.compile(r"<des> (.*?) </des>")
 
@@ -83,6 +85,16 @@ def plan_layout(graph: SceneGraph, plans: list[tuple[str, str]]) -> Layout | Non
     return Layout(tuple(objects))
 
 
+def regions_overlap(regions: list[str]) -> bool:
+    """Whether two of the regions written in `regions` (each step's region text) share area."""
+    boxes = [r.box for text in regions for r in parse_regions(text)]
+    return any(
+        min(a[2], b[2]) > max(a[0], b[0]) and min(a[3], b[3]) > max(a[1], b[1])
+        for i, a in enumerate(boxes)
+        for b in boxes[i + 1 :]
+    )
+
+
 def failure_stage(traj, judge: DetectorJudge) -> str:
     """Where the trajectory's final image went: "right", or wrong in its "plan", its "regions"
     or its "drawing" (see the module docstring)."""
@@ -124,7 +136,10 @@ def measure(traj, judge: DetectorJudge, counts: Counter) -> None:
             counts[f"{kind}_flagged"] += not says_ok
             last_right = truth.consistent
     plans = [_des(s.text) for s in traj.steps if s.type == "plan"]
-    counts[f"final_{failure_stage(traj, judge)}"] += 1
+    stage = failure_stage(traj, judge)
+    counts[f"final_{stage}"] += 1
+    if stage == "regions" and not any(r.relation in DEPTH_RELATIONS for r in graph.relations):
+        counts["final_regions_overlap"] += regions_overlap([p.regions for p in traj.plans])
     counts["trajectories"] += 1
     counts["copied"] += bool(plans) and copies(plans[-1], scene_key(graph))
 
@@ -156,6 +171,7 @@ def summary(counts: Counter) -> dict:
         "final_right": rate("final_right", "trajectories"),
         "wrong_in_plan": rate("final_plan", "trajectories"),
         "wrong_in_regions": rate("final_regions", "trajectories"),
+        "wrong_in_regions_overlapping": rate("final_regions_overlap", "trajectories"),
         "wrong_in_drawing": rate("final_drawing", "trajectories"),
     }
 

@@ -48,6 +48,29 @@ class Region:
         return cx - h, cy - h, cx + h, cy + h
 
 
+REGION_FREQUENCIES = 6  # Fourier frequencies per axis in region_word_features
+
+
+def region_word_features(vocab: list[str]) -> np.ndarray:
+    """(len(vocab), 3 * (1 + 2 * REGION_FREQUENCIES)) float32: for a region word, its axis (x, y or
+    size) and its value v as [1, sin(pi k v), cos(pi k v) for k = 1..REGION_FREQUENCIES] in that
+    axis's slot; zeros for every other word. v is the lattice index over GRID (x3: 3.5 / 16; sizes
+    on the same scale, s4 to s10 over 0.28 to 0.66), so that neighbouring words get neighbouring
+    features on every axis and what the model learns of x7 carries to x6 and x8 (models/unified.py)."""
+    width = 1 + 2 * REGION_FREQUENCIES
+    out = np.zeros((len(vocab), 3 * width), dtype=np.float32)
+    k = np.arange(1, REGION_FREQUENCIES + 1)
+    for i, word in enumerate(vocab):
+        m = re.fullmatch(r"([xys])(\d+)", word)
+        if m is None:
+            continue
+        axis, v = "xys".index(m[1]), (int(m[2]) + 0.5) / GRID
+        out[i, axis * width : (axis + 1) * width] = np.concatenate(
+            [[1.0], np.sin(np.pi * k * v), np.cos(np.pi * k * v)]
+        )
+    return out
+
+
 PASTE_MARGIN = 1  # pixels around a region's box pasted with it (a shape's anti-aliased rim)
 MAX_REGIONS = 8  # the most regions one image step may paint (the output's syntax)
 REGION_GAP = 0.03  # the least gap between two regions of one step when sampling keeps them apart

@@ -37,6 +37,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from ..errors import SketchloopError, first_line
+from .regions import REGION_FREQUENCIES, region_word_features
 from .tokenizer import WordTokenizer
 
 
@@ -52,6 +53,7 @@ class UnifiedConfig:
     unet_channels: tuple[int, int, int] = (24, 32, 48)
     cond_dropout: float = 0.1  # share of flow examples trained without the text condition (for CFG)
     copy_prompt: bool = False  # a pointer over the prompt's words mixed into the next-word head (_Pointer)
+    region_coords: bool = False  # region words read and scored through their lattice value too (UnifiedModel.embed)
 
     @property
     def canvas_tokens(self) -> int:
@@ -315,6 +317,8 @@ def write_checkpoint(directory: Path, model: Any, model_type: str, tokenizer: Wo
 
 
 class UnifiedModel(nn.Module):
+    region_features: torch.Tensor  # a buffer (vocab, features) with `config.region_coords` (index_region_words)
+
     def __init__(self, config: UnifiedConfig):
         super().__init__()
         self.config = config
@@ -330,6 +334,15 @@ class UnifiedModel(nn.Module):
         self.null_cond = nn.Parameter(torch.zeros(config.n_embd))
         for m in (self.tok, self.pos, self.head, *self.blocks):
             m.apply(self._init)
+        self.coord_in: nn.Linear | None = None
+        self.coord_out: nn.Linear | None = None
+        if config.region_coords:  # zero at first: adding them changes no prediction (grown)
+            width = 3 * (1 + 2 * REGION_FREQUENCIES)
+            self.register_buffer("region_features", torch.zeros(config.vocab_size, width))
+            self.coord_in = nn.Linear(width, config.n_embd, bias=False)
+            self.coord_out = nn.Linear(width, config.n_embd, bias=False)
+            nn.init.zeros_(self.coord_in.weight)
+            nn.init.zeros_(self.coord_out.weight)
 
     @staticmethod
     def _init(m: nn.Module) -> None:
@@ -337,6 +350,15 @@ class UnifiedModel(nn.Module):
             nn.init.normal_(m.weight, std=0.02)
         if isinstance(m, nn.Linear) and m.bias is not None:
             nn.init.zeros_(m.bias)
+
+    def embed(self, ids: torch.Tensor) -> torch.Tensor:
+        """Input embeddings of token `ids`. With `config.region_coords`, a region word's also holds
+        a learned map of its lattice value (regions.region_word_features): x6 starts near x7, and
+        "left of x9" is a direction in embedding space rather than a list of words."""
+        x = self.tok(ids)
+        if self.coord_in is not None:
+            x = x + self.coord_in(self.region_features[ids])
+        return x
 
     def hidden(
         self,
@@ -355,7 +377,7 @@ class UnifiedModel(nn.Module):
                 f"the trajectory reached {start + t} tokens, past the model's "
                 f"{self.config.block_size}; use a shorter prompt or fewer --max-iters"
             )
-        x = self.tok(ids)
+        x = self.embed(ids)
         if canvases is not None and len(canvases):
             x = x.clone()
             x[canvas_slots] = self.canvas(canvases).reshape(-1, x.shape[-1]).to(x.dtype)
@@ -371,11 +393,13 @@ class UnifiedModel(nn.Module):
         sequence's `prompt` (rows matching `hidden`'s: (B, T, C) with B rows, or (C,) / (T, C)
         with one), log-probabilities of the head's words mixed with copies of the prompt's."""
         out = self.head(hidden)
+        if self.coord_out is not None:  # a region word's score also reads its lattice value
+            out = out + hidden @ self.coord_out(self.region_features).T
         if self.pointer is None or prompt is None:
             return out
         shape = out.shape
         h = hidden if hidden.dim() == 3 else hidden.reshape(1, -1, hidden.shape[-1])
-        mixed = self.pointer(h, out.reshape(h.shape[0], h.shape[1], -1), self.tok(prompt.ids), prompt)
+        mixed = self.pointer(h, out.reshape(h.shape[0], h.shape[1], -1), self.embed(prompt.ids), prompt)
         return mixed.reshape(shape)
 
     def condition(
@@ -413,7 +437,7 @@ class UnifiedModel(nn.Module):
             later = phrases.any(1, keepdim=True)  # a later object of an add: read its words alone
             bag_span = torch.where(later, phrases & span, bag_span)
             span = torch.where(later, phrases & span, span)
-        return self.reader(hidden[rows, positions], hidden[rows], self.tok(ids), span, bag_span)
+        return self.reader(hidden[rows, positions], hidden[rows], self.embed(ids), span, bag_span)
 
     def velocity(
         self, x_t: torch.Tensor, t: torch.Tensor, context: torch.Tensor, coords: torch.Tensor, cond: torch.Tensor | None
@@ -463,18 +487,25 @@ class UnifiedModel(nn.Module):
         return model.eval(), WordTokenizer.load(directory / "tokenizer.json")
 
     def grown(
-        self, tokenizer: WordTokenizer, words: Sequence[str] = (), copy_prompt: bool = False
+        self,
+        tokenizer: WordTokenizer,
+        words: Sequence[str] = (),
+        copy_prompt: bool = False,
+        region_coords: bool = False,
     ) -> tuple["UnifiedModel", WordTokenizer]:
         """The model with `words` (default: every word of the current vocabulary it lacks)
-        appended to its vocabulary, and with `copy_prompt` the pointer over the prompt added (its
-        gate closed); new weights start as a new model's, every other weight and every existing
-        word's id stay as they are."""
+        appended to its vocabulary, with `copy_prompt` the pointer over the prompt added (its gate
+        closed) and with `region_coords` the region words' lattice values (`embed`, zero at first);
+        new weights start as a new model's, every other weight and every existing word's id stay
+        as they are."""
         words = list(words) or [w for w in WordTokenizer().vocab if w not in tokenizer.index]
         copy_prompt = copy_prompt or self.config.copy_prompt
-        if not words and copy_prompt == self.config.copy_prompt:
+        region_coords = region_coords or self.config.region_coords
+        if not words and (copy_prompt, region_coords) == (self.config.copy_prompt, self.config.region_coords):
             return self, tokenizer
         vocab = WordTokenizer(tokenizer.vocab + words)
-        model = UnifiedModel(replace(self.config, vocab_size=len(vocab), copy_prompt=copy_prompt))
+        config = replace(self.config, vocab_size=len(vocab), copy_prompt=copy_prompt, region_coords=region_coords)
+        model = UnifiedModel(config)
         state = model.state_dict()
         for name, value in self.state_dict().items():
             if state[name].shape == value.shape:
@@ -482,11 +513,19 @@ class UnifiedModel(nn.Module):
             else:  # tok.weight and head.weight: the old words' rows come first
                 state[name][: value.shape[0]] = value
         model.load_state_dict(state)
+        model.index_region_words(vocab.vocab)
         return model, vocab
+
+    def index_region_words(self, vocab: Sequence[str]) -> None:
+        """With `config.region_coords`, store the lattice value of each region word of `vocab` (the
+        tokenizer's words in id order; saved with the weights)."""
+        if self.config.region_coords:
+            self.region_features.copy_(torch.from_numpy(region_word_features(list(vocab))))
 
     def num_parameters(self) -> dict[str, int]:
         parts: dict[str, list[nn.Module]] = {
-            "text": [self.tok, self.pos, self.blocks, self.ln, self.head, *([self.pointer] if self.pointer else [])],
+            "text": [self.tok, self.pos, self.blocks, self.ln, self.head]
+            + [m for m in (self.pointer, self.coord_in, self.coord_out) if m is not None],
             "canvas": [self.canvas],
             "flow": [self.reader, self.flow],
         }

@@ -14,7 +14,7 @@ import json
 import math
 import os
 import time
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -220,10 +220,12 @@ def train(
     model_config: UnifiedConfig | None = None,
     progress: bool = True,
     copy_prompt: bool = False,
+    region_coords: bool = False,
 ) -> dict:
     """Train (or resume training of) the unified model; returns the final step and losses.
     `copy_prompt`: the model has the pointer over the prompt (models/unified.py `_Pointer`),
-    added to an `init` checkpoint without one (its other weights kept)."""
+    added to an `init` checkpoint without one (its other weights kept); `region_coords`: region words are
+    also read and scored through their lattice value (`UnifiedModel.embed`), added the same way."""
     if cfg.stage not in STAGES:
         raise SketchloopError(f"--stage {cfg.stage!r}: choose one of {', '.join(STAGES)}")
     world = int(os.environ.get("WORLD_SIZE", "1"))
@@ -239,11 +241,12 @@ def train(
     if init is not None:
         model, tokenizer = UnifiedModel.from_pretrained(init)
         # words added to the language since (world/knowledge.py), and the pointer if asked for
-        model, tokenizer = model.grown(tokenizer, copy_prompt=copy_prompt)
+        model, tokenizer = model.grown(tokenizer, copy_prompt=copy_prompt, region_coords=region_coords)
     else:
         tokenizer = WordTokenizer()
-        config = model_config or UnifiedConfig(vocab_size=len(tokenizer))
-        model = UnifiedModel(replace(config, copy_prompt=True) if copy_prompt else config)
+        model = UnifiedModel(model_config or UnifiedConfig(vocab_size=len(tokenizer)))
+        model.index_region_words(tokenizer.vocab)
+        model, tokenizer = model.grown(tokenizer, copy_prompt=copy_prompt, region_coords=region_coords)
     model.train().to(device)
     if cfg.stage == "image":
         for name, p in model.named_parameters():
