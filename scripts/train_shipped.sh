@@ -11,9 +11,12 @@
 # The same recipe serves the paper table's variants (scripts/train_paper_rows.sh), with
 #     EDIT_OPS=0       trajectories built with --edit-ops 0 (additive only; default 0.25)
 #     SHIP=0           the weights stay in WORKDIR (not copied to the shipped checkpoint)
+#     REGION_COORDS=1  region words read through their lattice value from the first step (train --region-coords)
 set -euo pipefail
 W=${1:-runs}
 EDIT_OPS=${EDIT_OPS:-0.25}
+COORDS=()
+[ "${REGION_COORDS:-0}" = 1 ] && COORDS=(--region-coords)
 mkdir -p "$W"
 t0=$(date +%s)
 stamp() { echo "== $1 done after $(( ($(date +%s) - t0) / 60 )) min" | tee -a "$W/times.txt"; }
@@ -23,7 +26,8 @@ sketchloop data build --kind trajectories --n 32000 --out "$W/traj" --seed 0 --w
 stamp trajectories
 # Stage 1: plan + sketch (text CE on plans and regions, flow matching on crops and whole canvases; each
 # region's image condition reads its own object's words, docs/design.md).
-sketchloop train --stage plan-sketch --data "$W/traj" --out "$W/s1" --steps 4000 --batch-size 24 --save-every 500
+sketchloop train --stage plan-sketch --data "$W/traj" --out "$W/s1" --steps 4000 --batch-size 24 --save-every 500 \
+    "${COORDS[@]}"
 stamp plan-sketch
 # ... and a second pass over the same data (a fresh warmup and cosine at half the rate): copying long
 # prompts into <des> was still rare at 4,000 steps (1 of 20 shapes-complex-val prompts).
