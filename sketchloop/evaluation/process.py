@@ -23,10 +23,12 @@ from __future__ import annotations
 import re
 from collections import Counter
 
+import numpy as np
+
 from ..backends.shapes import DetectorJudge
 from ..errors import PromptError
 from ..format import text_verdict
-from ..models.regions import parse_regions, placed
+from ..models.regions import parse_regions, placed, spaced
 from ..world.layout import Layout
 from ..world.parser import parse_prompt
 from ..world.render import render
@@ -86,13 +88,11 @@ def plan_layout(graph: SceneGraph, plans: list[tuple[str, str]]) -> Layout | Non
 
 
 def regions_overlap(regions: list[str]) -> bool:
-    """Whether two of the regions written in `regions` (each step's region text) share area."""
-    boxes = [r.box for text in regions for r in parse_regions(text)]
-    return any(
-        min(a[2], b[2]) > max(a[0], b[0]) and min(a[3], b[3]) > max(a[1], b[1])
-        for i, a in enumerate(boxes)
-        for b in boxes[i + 1 :]
-    )
+    """Whether two of the regions written in `regions` (each step's region text) share area: not
+    `spaced` at gap 0 (the sampler's non-overlap rule without its margin)."""
+    spots = [r for text in regions for r in parse_regions(text)]
+    apart = spaced(spots, spots, gap=0.0)
+    return bool((~apart)[np.triu_indices(len(spots), k=1)].any())
 
 
 def failure_stage(traj, judge: DetectorJudge) -> str:

@@ -392,9 +392,10 @@ class UnifiedModel(nn.Module):
         """Next-word scores for `hidden` (..., C). With the pointer (`config.copy_prompt`) and the
         sequence's `prompt` (rows matching `hidden`'s: (B, T, C) with B rows, or (C,) / (T, C)
         with one), log-probabilities of the head's words mixed with copies of the prompt's."""
-        out = self.head(hidden)
+        weight = self.head.weight
         if self.coord_out is not None:  # a region word's score also reads its lattice value
-            out = out + hidden @ self.coord_out(self.region_features).T
+            weight = weight + self.coord_out(self.region_features)
+        out = F.linear(hidden, weight)
         if self.pointer is None or prompt is None:
             return out
         shape = out.shape
