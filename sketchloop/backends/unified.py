@@ -30,10 +30,12 @@ from ..format import (
     history_text,
     plan_text,
     single_text,
+    step_text,
     text_verdict,
 )
 from ..loop.roles import Critique, Plan
 from ..models.flow import FLOW
+from ..models.layout_check import LayoutCheck, region_rows
 from ..models.phrases import region_words
 from ..models.plan_check import FEATURES, PlanCheck
 from ..models.regions import (
@@ -120,10 +122,12 @@ class UnifiedRoles:
         tokenizer: WordTokenizer,
         config: SamplingConfig | None = None,
         plan_check: PlanCheck | None = None,
+        layout_check: LayoutCheck | None = None,
     ):
         self.model, self.tok = model, tokenizer
         self.device = next(model.parameters()).device
         self.plan_check = plan_check.to(self.device) if plan_check is not None else None
+        self.layout_check = layout_check.to(self.device) if layout_check is not None else None
         self.config = config or SamplingConfig()
         self.syntax = RegionSyntax(tokenizer)
         self.grammar = (  # the region grammar, guided only (models/rules/)
@@ -150,7 +154,7 @@ class UnifiedRoles:
     def fork(self) -> "UnifiedRoles":
         """The same model and settings with usage counters of its own (one per trajectory, so
         that concurrent runs count their own compute; the weights are shared, read-only)."""
-        return UnifiedRoles(self.model, self.tok, self.config, self.plan_check)
+        return UnifiedRoles(self.model, self.tok, self.config, self.plan_check, self.layout_check)
 
     @classmethod
     def from_pretrained(
@@ -163,6 +167,7 @@ class UnifiedRoles:
             tok,
             config or SamplingConfig.from_pretrained(directory),
             PlanCheck.from_pretrained(directory),
+            LayoutCheck.from_pretrained(directory),
         )
 
     @property
@@ -171,6 +176,14 @@ class UnifiedRoles:
         if self.config.plan_check is not None:
             return self.config.plan_check
         return self.plan_check.config.threshold if self.plan_check is not None else PLAN_CHECK
+
+    @property
+    def layout_threshold(self) -> float | None:
+        """The layout score at which the self-check finds a plan conflict (SamplingConfig.layout_check;
+        None: no layout check)."""
+        if self.layout_check is None:
+            return None
+        return self.config.layout_check if self.config.layout_check is not None else self.layout_check.config.threshold
 
     @property
     def image_threshold(self) -> float:
@@ -396,10 +409,12 @@ class UnifiedRoles:
         verdict = None
         if self.config.self_check:
             plan_doubt = self._plan_doubt(session)
+            layout_doubt, layout_threshold = self._layout_doubt(session), self.layout_threshold
             image_doubt = self._image_doubt(self._step_conditions(session), canvas, before, generator)
             verdict = (
                 "inconsistent plan"
-                if plan_doubt is not None and plan_doubt >= self.plan_threshold
+                if (plan_doubt is not None and plan_doubt >= self.plan_threshold)
+                or (layout_doubt is not None and layout_threshold is not None and layout_doubt >= layout_threshold)
                 else "inconsistent image"
                 if image_doubt is not None and image_doubt >= self.image_threshold
                 else "consistent"
@@ -495,6 +510,54 @@ class UnifiedRoles:
             return largest_gap(read)
         with torch.no_grad():
             return float(self.plan_check(*(x[None] for x in read), torch.ones_like(read[0], dtype=torch.bool)[None])[0])
+
+    def layout_features(self, session: TextSession) -> torch.Tensor | None:
+        """models/layout_check.py `region_rows` of the session: what the planner computed at each
+        region written so far and at the last step's `</img>`, from the hidden states the session
+        already holds. None without regions in the last step."""
+        if not session.hidden:
+            return None
+        t = self.tok.token_id
+        return region_rows(torch.stack(session.hidden), session.ids, t("<img>"), t("</img>"))
+
+    def _layout_doubt(self, session: TextSession) -> float | None:
+        """The layout check's score of the session's last step (None: no layout check, or no regions)."""
+        if self.layout_check is None:
+            return None
+        rows = self.layout_features(session)
+        return None if rows is None else self.layout_check.score(rows)
+
+    def replan(self, prompt: str, history: list[Plan], rejected: Plan, seed: int) -> Plan | None:
+        """A correction of `rejected`, the step after `history` that the inspection found in conflict
+        with the prompt. Where its words pass the plan check and a layout check is there, the same
+        words with `replan_candidates` region sets sampled at `replan_temperature`, the one the
+        layout check doubts least; None when none is doubted less than `rejected`'s (keep the
+        step). Otherwise a new plan (`plan`)."""
+        session = self._session(prompt, history)
+        session.feed(self.tok.encode(step_text(rejected)))
+        plan_doubt, doubt = self._plan_doubt(session), self._layout_doubt(session)
+        if doubt is None or (plan_doubt is not None and plan_doubt >= self.plan_threshold):
+            return self.plan(prompt, history, seed)
+        base = self._session(prompt, history)
+        base.feed(self.tok.encode(f"{plan_text(rejected.ins, rejected.des)} <img>"))
+        generator, best = _generator(seed), None
+        for _ in range(self.config.replan_candidates):
+            candidate = base.fork()
+            out = candidate.sample(
+                self.syntax.max_tokens,
+                {self.syntax.end},
+                generator,
+                self.config.replan_temperature,
+                self.syntax.allowed,
+            )
+            self.usage["text_tokens"] += len(out)
+            score = self._layout_doubt(candidate)
+            if score is not None and score < doubt:
+                doubt, best = score, out
+        if best is None:
+            return None
+        regions = parse_regions(self.tok.decode([i for i in best if i != self.syntax.end]))
+        return Plan(rejected.ins, rejected.des, " ".join(r.text for r in regions), rejected.op, rejected.scene)
 
     def _image_doubt(
         self,

@@ -21,7 +21,11 @@ __all__ = ["Critique", "Inspector", "Plan", "Planner", "Refiner", "Roles", "Sket
 
 class Planner(Protocol):
     def plan(self, prompt: str, history: list[Plan], seed: int) -> Plan | None:
-        """The next step, or None when the model ends the trajectory."""
+        """The next step, or None when the model ends the trajectory.
+
+        A planner may also offer `replan(prompt, history, rejected, seed) -> Plan | None`: its
+        correction of `rejected`, the step after `history` that an inspection found wrong (None:
+        keep it). The loop calls it on a plan conflict where it exists, else `plan` again."""
 
 
 class Sketcher(Protocol):

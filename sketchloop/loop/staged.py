@@ -148,8 +148,14 @@ def run_staged(
             if critique.consistent or r == max_refines:
                 break
             if critique.target == "plan":  # a wrong plan is planned again, and drawn on the canvas before it
-                again = _timed(roles.planner, roles.planner.plan, prompt, history, call_seed(seed, "plan", it, r + 1))
-                if again[0] is None:  # the planner would rather end here: keep the step it had
+                plan_seed = call_seed(seed, "plan", it, r + 1)
+                replan = getattr(roles.planner, "replan", None)  # a planner's own correction of a step
+                again = (
+                    _timed(roles.planner, replan, prompt, history, planned[-1], plan_seed)
+                    if replan is not None
+                    else _timed(roles.planner, roles.planner.plan, prompt, history, plan_seed)
+                )
+                if again[0] is None:  # the planner would rather end here, or has no better step: keep the step
                     break
                 image = _sketch(
                     traj, roles, prompt, history, again, canvas, call_seed(seed, "sketch", it, r + 1), r + 1

@@ -15,14 +15,13 @@ stored with it.
 
 from __future__ import annotations
 
-import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import torch
 from torch import nn
 
-from ..errors import SketchloopError, first_line
+from .head_files import load_head, save_head
 
 FEATURES = ("bias", "gap", "category_gap", "entropy")
 WEIGHTS_FILE, CONFIG_FILE = "plan_check.safetensors", "plan_check.json"
@@ -84,34 +83,16 @@ class PlanCheck(nn.Module):
         return torch.logsumexp(self.position_scores(words, previous, parts, features, mask), -1)
 
     def save_pretrained(self, directory: Path) -> None:
-        """plan_check.safetensors + plan_check.json beside the model's checkpoint, written atomically."""
-        from safetensors.torch import save_file
-
-        from ..io import atomic_write_text
-
-        directory = Path(directory)
-        directory.mkdir(parents=True, exist_ok=True)
-        tmp = directory / (WEIGHTS_FILE + ".tmp")
-        save_file({k: v.detach().contiguous() for k, v in self.state_dict().items()}, str(tmp))
-        tmp.replace(directory / WEIGHTS_FILE)
-        atomic_write_text(directory / CONFIG_FILE, json.dumps(asdict(self.config), indent=1))
+        """plan_check.safetensors + .json beside the model's checkpoint, written atomically."""
+        save_head(self, asdict(self.config), directory, WEIGHTS_FILE, CONFIG_FILE)
 
     @classmethod
     def from_pretrained(cls, directory: Path) -> "PlanCheck | None":
         """The head saved in `directory`, or None when it holds none."""
-        from safetensors.torch import load_file
-
-        directory = Path(directory)
-        if not (directory / CONFIG_FILE).is_file():
-            return None
-        try:
-            raw = json.loads((directory / CONFIG_FILE).read_text())
-            head = cls(PlanCheckConfig(**{**raw, "features": tuple(raw["features"])}))
-            head.load_state_dict(load_file(str(directory / WEIGHTS_FILE)))
-        except Exception as exc:  # corrupt or mismatched files: one clear line
-            raise SketchloopError(
-                f"plan check in {directory} is corrupt or incompatible "
-                f"({first_line(exc)[:160]}); retrain it with "
-                f"scripts/train_plan_check.py or delete {CONFIG_FILE}"
-            ) from None
-        return head.eval()
+        return load_head(
+            directory,
+            WEIGHTS_FILE,
+            CONFIG_FILE,
+            lambda raw: cls(PlanCheckConfig(**{**raw, "features": tuple(raw["features"])})),
+            "plan check (scripts/train_plan_check.py)",
+        )

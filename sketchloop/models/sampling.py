@@ -48,11 +48,14 @@ class SamplingConfig:
         `<end>`. On: constrained decoding with the world's rules (models/rules/), as
         `copy_phrases`, `relate_regions`, `separate`, `min_size` and `edit_steps` say; every
         number measured so is labelled GUIDED.
-    plan_check, image_check: the self-check's thresholds (None: the checkpoint's trained plan
-        check's, models/plan_check.py).
+    plan_check, image_check, layout_check: the self-check's thresholds (None: the checkpoint's
+        trained plan check's, models/plan_check.py, and layout check's, models/layout_check.py).
     check_draws: noisy versions of each region the image check scores (two flow calls each).
     region_beams: with greedy regions (temperature 0), the regions of a step are the likeliest
         the model gives by beam search of this width (1: token by token, the greedy choice).
+    replan_candidates, replan_temperature: a correction of a step whose words pass the plan
+        check but whose regions the layout check doubts samples this many region sets for the
+        same words at this temperature and keeps the one the layout check doubts least.
     """
 
     flow_steps: int = 16
@@ -69,14 +72,22 @@ class SamplingConfig:
     guided: bool = False
     plan_check: float | None = None
     image_check: float | None = None
+    layout_check: float | None = None
     check_draws: int = 1
     region_beams: int = 1
+    replan_candidates: int = 8
+    replan_temperature: float = 0.7
 
     def __post_init__(self) -> None:
         if self.flow_steps < 1:
             raise SketchloopError(f"flow_steps {self.flow_steps}: use at least 1 flow step")
         if self.region_beams < 1:
             raise SketchloopError(f"region_beams {self.region_beams}: use at least 1 (1: greedy)")
+        if self.replan_candidates < 1 or self.replan_temperature <= 0:
+            raise SketchloopError(
+                f"replan_candidates {self.replan_candidates}, replan_temperature {self.replan_temperature}: "
+                "a correction samples at least 1 region set at a temperature above 0"
+            )
         if not 4 <= self.min_size <= 10:
             raise SketchloopError(f"min_size {self.min_size}: region sizes are s4 to s10")
 

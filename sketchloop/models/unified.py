@@ -281,14 +281,16 @@ RETIRED = {"bag": "phrase", "look_grid": 0, "max_looks": 4}
 
 
 def checkpoint_sha256(directory: Path) -> str:
-    """The identity of a checkpoint: SHA-256 over its three files and its plan check's, when it
-    has one (any change to any of them changes it). Missing files hash as empty: loading reports them."""
+    """The identity of a checkpoint: SHA-256 over its three files and its plan check's and layout
+    check's, when it has them (any change to any of them changes it). Missing files hash as empty:
+    loading reports them."""
     import hashlib
 
-    from .plan_check import CONFIG_FILE, WEIGHTS_FILE
+    from . import layout_check, plan_check
 
+    heads = (plan_check.WEIGHTS_FILE, plan_check.CONFIG_FILE, layout_check.WEIGHTS_FILE, layout_check.CONFIG_FILE)
     digest = hashlib.sha256()
-    for name in CHECKPOINT_FILES + tuple(f for f in (WEIGHTS_FILE, CONFIG_FILE) if (Path(directory) / f).is_file()):
+    for name in CHECKPOINT_FILES + tuple(f for f in heads if (Path(directory) / f).is_file()):
         digest.update(name.encode())
         path = Path(directory) / name
         if path.is_file():
