@@ -1,7 +1,7 @@
 """Train a checkpoint's layout check (sketchloop/models/layout_check.py) on the model's own regions,
 choose its threshold on validation prompts, and save it beside the checkpoint.
 
-    python scripts/train_layout_check.py [--checkpoint CKPT] [--scenes 2000] [--candidates 3]
+    python scripts/train_layout_check.py [--checkpoint CKPT] [--scenes 2000] [--candidates 4]
         [--work DIR] [--val-benchmark shapes-complex-val ...] [--val-every 2]
         [--false-alarms 0.1] [--out CKPT]
 
@@ -85,7 +85,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--checkpoint", type=Path, default=SHIPPED_CHECKPOINT)
     ap.add_argument("--scenes", type=int, default=2000)
-    ap.add_argument("--candidates", type=int, default=3)
+    ap.add_argument("--candidates", type=int, default=4)
     ap.add_argument("--work", type=Path, default=Path("runs/layout-check"))
     ap.add_argument("--val-benchmark", action="append", default=None)
     ap.add_argument("--val-every", type=int, default=2, help="every N-th validation prompt")

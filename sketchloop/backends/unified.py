@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -45,6 +46,7 @@ from ..models.regions import (
     crop,
     parse_regions,
     paste,
+    regions_text,
     to_float,
     to_uint8,
 )
@@ -373,8 +375,7 @@ class UnifiedRoles:
         last = history[-1]
         if last.regions:
             return last
-        session = self._session(prompt, history[:-1])
-        session.feed(self.tok.encode(f"{plan_text(last.ins, last.des)} <img>"))
+        session = self._plan_session(prompt, history[:-1], last)
         regions = [r for r, _ in self._regions(session, _generator(seed), prompt, last.ins, history[:-1])]
         return Plan(last.ins, last.des, " ".join(r.text for r in regions), last.op, last.scene)
 
@@ -388,8 +389,7 @@ class UnifiedRoles:
 
     def _conditions(self, prompt: str, history: list[Plan], plan: Plan) -> list[tuple[Region, torch.Tensor]]:
         """Each region `plan` (the step after `history`) paints, with the image expert's condition for it."""
-        session = self._session(prompt, history)
-        session.feed(self.tok.encode(f"{plan_text(plan.ins, plan.des)} <img>"))
+        session = self._plan_session(prompt, history, plan)
         conds = []
         for region in parse_regions(plan.regions):
             session.feed(self.tok.encode(region.text))
@@ -518,7 +518,7 @@ class UnifiedRoles:
         if not session.hidden:
             return None
         t = self.tok.token_id
-        return region_rows(torch.stack(session.hidden), session.ids, t("<img>"), t("</img>"))
+        return region_rows(session.hidden, session.ids, t("<img>"), t("</img>"))
 
     def _layout_doubt(self, session: TextSession) -> float | None:
         """The layout check's score of the session's last step (None: no layout check, or no regions)."""
@@ -526,6 +526,26 @@ class UnifiedRoles:
             return None
         rows = self.layout_features(session)
         return None if rows is None else self.layout_check.score(rows)
+
+    def _region_words(self, session: TextSession, generator: torch.Generator, temperature: float) -> list[int]:
+        """Region words sampled after the session's `<img>` under the regions' syntax alone, through
+        `</img>` (counted as text written)."""
+        syntax = self.syntax
+        out = session.sample(syntax.max_tokens, {syntax.end}, generator, temperature, syntax.allowed)
+        self.usage["text_tokens"] += len(out)
+        return out
+
+    def _plan_session(self, prompt: str, history: list[Plan], plan: Plan) -> TextSession:
+        """The session after `history` and `plan`'s words, up to its `<img>`."""
+        session = self._session(prompt, history)
+        session.feed(self.tok.encode(f"{plan_text(plan.ins, plan.des)} <img>"))
+        return session
+
+    def resample_regions(self, prompt: str, history: list[Plan], plan: Plan, seed: int, temperature: float) -> Plan:
+        """`plan`'s words with regions sampled at `temperature` under the regions' syntax alone
+        (what `replan` tries for a flagged step)."""
+        out = self._region_words(self._plan_session(prompt, history, plan), _generator(seed), temperature)
+        return replace(plan, regions=regions_text(parse_regions(self.tok.decode(out))))
 
     def replan(self, prompt: str, history: list[Plan], rejected: Plan, seed: int) -> Plan | None:
         """A correction of `rejected`, the step after `history` that the inspection found in conflict
@@ -538,26 +558,17 @@ class UnifiedRoles:
         plan_doubt, doubt = self._plan_doubt(session), self._layout_doubt(session)
         if doubt is None or (plan_doubt is not None and plan_doubt >= self.plan_threshold):
             return self.plan(prompt, history, seed)
-        base = self._session(prompt, history)
-        base.feed(self.tok.encode(f"{plan_text(rejected.ins, rejected.des)} <img>"))
+        base = self._plan_session(prompt, history, rejected)
         generator, best = _generator(seed), None
         for _ in range(self.config.replan_candidates):
             candidate = base.fork()
-            out = candidate.sample(
-                self.syntax.max_tokens,
-                {self.syntax.end},
-                generator,
-                self.config.replan_temperature,
-                self.syntax.allowed,
-            )
-            self.usage["text_tokens"] += len(out)
+            out = self._region_words(candidate, generator, self.config.replan_temperature)
             score = self._layout_doubt(candidate)
             if score is not None and score < doubt:
                 doubt, best = score, out
         if best is None:
             return None
-        regions = parse_regions(self.tok.decode([i for i in best if i != self.syntax.end]))
-        return Plan(rejected.ins, rejected.des, " ".join(r.text for r in regions), rejected.op, rejected.scene)
+        return replace(rejected, regions=regions_text(parse_regions(self.tok.decode(best))))
 
     def _image_doubt(
         self,

@@ -26,23 +26,27 @@ def save_head(head: nn.Module, config: dict[str, Any], directory: Path, weights_
 
 
 def load_head(
-    directory: Path, weights_file: str, config_file: str, build: Callable[[dict[str, Any]], nn.Module], what: str
+    directory: Path,
+    weights_file: str,
+    config_file: str,
+    build: Callable[[dict[str, Any]], nn.Module],
+    name: str,
+    script: str,
 ) -> Any:
     """`build(config)` with the saved weights, in eval mode; None when `directory` holds no
-    `config_file`. Corrupt or mismatched files raise one clear line; `what` names the head and
-    the script that retrains it ("plan check", "scripts/train_plan_check.py")."""
+    `config_file`. Corrupt or mismatched files raise one clear line naming the head (`name`) and
+    the `script` that retrains it."""
     from safetensors.torch import load_file
 
     directory = Path(directory)
     if not (directory / config_file).is_file():
         return None
-    name, script = what.split(" (")
     try:
         head = build(json.loads((directory / config_file).read_text()))
         head.load_state_dict(load_file(str(directory / weights_file)))
     except Exception as exc:  # corrupt or mismatched files: one clear line
         raise SketchloopError(
             f"{name} in {directory} is corrupt or incompatible ({first_line(exc)[:160]}); "
-            f"retrain it with {script.rstrip(')')} or delete {config_file}"
+            f"retrain it with {script} or delete {config_file}"
         ) from None
     return head.eval()

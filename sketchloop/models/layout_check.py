@@ -16,6 +16,7 @@ regions for the same words and keeps the set it doubts least.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -28,12 +29,12 @@ WEIGHTS_FILE, CONFIG_FILE = "layout_check.safetensors", "layout_check.json"
 FLAGS = 2  # per row: this step's region, the step's end (`</img>`)
 
 
-def region_rows(hidden: torch.Tensor, ids: list[int], img: int, img_end: int) -> torch.Tensor | None:
+def region_rows(hidden: Sequence[torch.Tensor], ids: list[int], img: int, img_end: int) -> torch.Tensor | None:
     """(R, d + FLAGS) rows of what the planner computed at the regions of a trajectory so far: the
     hidden state after each region's last word (its size) in every `<img> ... </img>` of `ids`,
     flagged when it is one of the last step's, and the state after the last `</img>`, flagged as
-    the end. `hidden` (L, d) holds the state after each token of `ids`. None without regions in
-    the last step."""
+    the end. `hidden[k]` (d,) is the state after token k of `ids` (only the rows' states are
+    read). None without regions in the last step."""
     opens = [k for k, x in enumerate(ids) if x == img]
     rows, flags = [], []
     for start in opens:
@@ -49,7 +50,7 @@ def region_rows(hidden: torch.Tensor, ids: list[int], img: int, img_end: int) ->
             flags.append([0.0, 1.0])
     if not rows:
         return None
-    return torch.cat([torch.stack(rows).float(), torch.tensor(flags, device=hidden.device)], -1)
+    return torch.cat([torch.stack(rows).float(), torch.tensor(flags, device=rows[0].device)], -1)
 
 
 @dataclass
@@ -106,5 +107,6 @@ class LayoutCheck(nn.Module):
             WEIGHTS_FILE,
             CONFIG_FILE,
             lambda raw: cls(LayoutCheckConfig(**raw)),
-            "layout check (scripts/train_layout_check.py)",
+            "layout check",
+            "scripts/train_layout_check.py",
         )

@@ -94,5 +94,6 @@ class PlanCheck(nn.Module):
             WEIGHTS_FILE,
             CONFIG_FILE,
             lambda raw: cls(PlanCheckConfig(**{**raw, "features": tuple(raw["features"])})),
-            "plan check (scripts/train_plan_check.py)",
+            "plan check",
+            "scripts/train_plan_check.py",
         )

@@ -2,7 +2,7 @@
 
 Examples are the model's own steps: on a scene held out of every benchmark the planner runs
 greedily, as in the loop; at each step its greedy regions and `candidates` region sets
-sampled for the same words (as `UnifiedRoles.replan` samples them) are each judged exactly:
+sampled for the same words (`UnifiedRoles.resample_regions`, as `replan` samples them) are each judged exactly:
 the regions of the steps so far, each drawn as one object of the groups its `<des>` adds, must
 show the step's `<des>` (evaluation/process.py `plan_layout`). The rollout goes on while the
 greedy step is right. The judge labels training data only; the head never calls it.
@@ -17,9 +17,8 @@ import torch
 
 from ..errors import PromptError
 from ..evaluation.process import plan_layout
-from ..format import Plan, plan_text, step_text
+from ..format import Plan, step_text
 from ..models.layout_check import LayoutCheck, LayoutCheckConfig
-from ..models.regions import parse_regions
 from ..world.parser import parse_prompt
 from ..world.render import render
 
@@ -33,18 +32,6 @@ def layout_right(history: list[Plan], plan: Plan, judge) -> bool | None:
         return None
     layout = plan_layout(graph, [(p.des, p.regions) for p in history + [plan]])
     return layout is not None and judge.judge(render(layout), graph).consistent
-
-
-def sampled_regions(roles, prompt: str, history: list[Plan], plan: Plan, seed: int, temperature: float) -> Plan:
-    """`plan`'s words with regions the model samples at `temperature` (what `replan` tries)."""
-    from ..backends.unified import _generator
-
-    session = roles._session(prompt, history)
-    session.feed(roles.tok.encode(f"{plan_text(plan.ins, plan.des)} <img>"))
-    syntax = roles.syntax
-    out = session.sample(syntax.max_tokens, {syntax.end}, _generator(seed), temperature, syntax.allowed)
-    regions = parse_regions(roles.tok.decode([i for i in out if i != syntax.end]))
-    return Plan(plan.ins, plan.des, " ".join(r.text for r in regions))
 
 
 def features_of(roles, prompt: str, history: list[Plan], plan: Plan) -> np.ndarray:
@@ -71,7 +58,7 @@ def own_layout_rows(
         if right is None:
             break
         tries = [plan] + [
-            sampled_regions(roles, prompt, history, plan, int(rng.integers(2**31)), float(rng.choice(temperatures)))
+            roles.resample_regions(prompt, history, plan, int(rng.integers(2**31)), float(rng.choice(temperatures)))
             for _ in range(candidates)
         ]
         for k, p in enumerate(tries):
@@ -160,7 +147,7 @@ def fit(
     for i, g in enumerate(groups.tolist()):
         steps_of.setdefault(g, []).append(i)
     keys = list(steps_of)
-    per_batch = max(1, batch // max(1, len(rows) // max(1, len(keys))))
+    per_batch = max(1, round(batch * len(keys) / len(rows)))  # steps a batch holds, about `batch` examples
     opt = torch.optim.AdamW(head.parameters(), lr, weight_decay=weight_decay)
     head.train()
     for _ in range(steps):
