@@ -161,6 +161,9 @@ def test_corrections_build_needs_a_checkpoint_and_writes_its_card(tmp_path, ship
     assert {r["kind"] for r in rows} == {"corrections"}
     card = (tmp_path / "ds" / "README.md").read_text()
     assert "the exact teacher places them" in card
+    build("corrections", 2, tmp_path / "own", seed=2, checkpoint=SHIPPED_CHECKPOINT, own_regions=4, progress=False)
+    card = (tmp_path / "own" / "README.md").read_text()
+    assert "--own-regions 4" in card and "| regions labelled by |" in card
 
 
 @pytest.mark.parametrize(
@@ -211,3 +214,60 @@ def test_the_regions_stage_counts_regions_painted_over_each_other():
     result = summary(counts)
     assert result["wrong_in_regions"] == 1.0
     assert result["wrong_in_regions_overlapping"] == round(1 / 3, 4)
+
+
+class _ScriptedSampler:
+    """A planner whose region samples are a script (what `own_regions` asks of UnifiedRoles)."""
+
+    def __init__(self, regions: list[str]):
+        self.regions, self.calls = list(regions), 0
+
+    def resample_regions(self, prompt, history, plan, seed, temperature):
+        from dataclasses import replace
+
+        self.calls += 1
+        return replace(plan, regions=self.regions.pop(0))
+
+
+def test_own_regions_are_the_first_right_sample_of_the_models_own():
+    """`--own-regions`: a wrong step's label is the first region set the model samples for its own
+    words that the judge passes with room left; its own wrong regions and wrong samples are skipped;
+    none right: None (the layout sampler labels it)."""
+    from sketchloop.data.corrections import _State, own_regions
+    from sketchloop.format import Plan
+
+    prompt = "a photo of a red circle left of a blue square"
+    graph, judge, rng = parse_prompt(prompt), DetectorJudge(), np.random.default_rng(0)
+    square = placed(parse_regions("x10 y8 s8")[0], "square", "blue", 1, None)
+    state = _State(1, [1], (square,), 0, False)
+    history = [
+        Plan("add a blue square", "a blue square", "x10 y8 s8"),
+        Plan("add a red circle left of the blue square", "a red circle left of a blue square", "x13 y8 s6"),
+    ]
+    sampler = _ScriptedSampler(["x13 y8 s6", "x12 y2 s6", "x3 y8 s6", "x2 y8 s6"])
+    assert own_regions(rng, sampler, prompt, history, state, graph, judge, 64, 8) == "x3 y8 s6"
+    assert sampler.calls == 3  # the model's own regions and a set right of the square came first
+    wrong = _ScriptedSampler(["x13 y8 s6", "x12 y2 s6", "x14 y12 s6"])
+    assert own_regions(rng, wrong, prompt, history, state, graph, judge, 64, 3) is None
+
+
+def test_own_region_corrections_keep_a_right_step_and_relabel_a_wrong_one_with_a_right_sample(shipped, tmp_path):
+    model, teachers = shipped
+    judge, rng = DetectorJudge(), np.random.default_rng(11)
+    seen = set()
+    for _ in range(5):
+        row = make_correction(rng, model, teachers, Rejections(), own_samples=8)
+        meta, regions = json.loads(row["meta"]), row["steps"][-1]["text"]
+        seen.add((meta["model_right"], meta["teacher"]))
+        if meta["model_right"]:
+            assert meta["teacher"] == "own" and regions == meta["model_regions"]
+        elif meta["teacher"] == "own":
+            assert regions != meta["model_regions"]
+        if meta["history_right"]:  # whoever labelled it, the scene so far passes the judge
+            steps = row["steps"]
+            plans = [(steps[i + 1]["text"], steps[i + 2]["text"]) for i in range(0, len(steps), 3)]
+            layout = plan_layout(parse_prompt(row["prompt"]), plans)
+            assert layout is not None and judge.judge(render(layout), parse_prompt(steps[-2]["text"])).consistent
+    assert (False, "own") in seen or (False, "layout") in seen
+    with pytest.raises(SketchloopError, match="--own-regions"):
+        build("trajectories", 4, tmp_path / "t", own_regions=4, progress=False)

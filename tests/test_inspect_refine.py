@@ -191,6 +191,32 @@ def test_own_inspect_of_the_shipped_model_has_all_three_kinds():
             assert json.loads(row["meta"])["source"] != "teacher"
 
 
+def test_own_conflicts_are_the_models_own_never_perturbed(monkeypatch, tmp_path):
+    """`--own-conflicts`: a conflict example is a wrong step of the model's own rollout, judged as
+    the loop's inspector meets it; no plan or image is perturbed to make one."""
+    from sketchloop.backends.shapes import shapes_teachers
+    from sketchloop.data import inspections
+    from sketchloop.data.trajectories import Rejections
+
+    def never(*args, **kwargs):
+        raise AssertionError("a conflict was made by perturbing")
+
+    monkeypatch.setattr(inspections, "_wrong_plan", never)
+    monkeypatch.setattr(inspections, "_wrong_image", never)
+    model, teachers, judge = UnifiedRoles.from_pretrained(), shapes_teachers(), DetectorJudge()
+    rng = np.random.default_rng(5)
+    for target in ("plan", "image"):
+        row = inspections.make_inspect_own(rng, model, teachers, Rejections(), target=target, own_conflicts=True)
+        meta = json.loads(row["meta"])
+        text = _last(row["steps"], "inspect")["text"]
+        assert meta["source"] == "model" and text.startswith("inconsistent"), (target, text, meta)
+        assert judge.inspect_step(parse_prompt(row["prompt"]), *_judged_step(row)).text == text
+    with pytest.raises(SketchloopError, match="--own-conflicts"):
+        from sketchloop.data.build import build
+
+        build("inspect", 2, tmp_path / "ds", own_conflicts=True, progress=False)
+
+
 def test_checkpoint_round_trip_and_corruption(tmp_path):
     tok = WordTokenizer()
     model = UnifiedModel(UnifiedConfig(vocab_size=len(tok), n_layer=1, n_embd=32))

@@ -120,6 +120,21 @@ def test_replan_keeps_the_words_and_the_regions_it_doubts_least(tiny):
     assert roles.replan(PROMPT, HISTORY, STEP, seed=3) is None
 
 
+def test_replan_never_returns_the_rejected_regions_again(tiny, monkeypatch):
+    """A sample that repeats the rejected regions is no correction, however the check scores it."""
+    model, tok = tiny
+    roles = UnifiedRoles(
+        model,
+        tok,
+        SamplingConfig(plan_check=1e9, replan_candidates=4, replan_temperature=1e-4),
+        layout_check=head_for(TINY.n_embd),
+    )
+    greedy = roles.resample_regions(PROMPT, HISTORY, STEP, seed=0, temperature=1e-4)  # what every sample repeats
+    doubts = iter([1.0, 0.9, 0.8, 0.7, 0.6])  # each later score lower, as float noise may make it
+    monkeypatch.setattr(roles, "_layout_doubt", lambda session: next(doubts))
+    assert roles.replan(PROMPT, HISTORY, greedy, seed=3) is None
+
+
 def test_replan_plans_again_when_the_words_are_doubted(tiny):
     model, tok = tiny
     roles = UnifiedRoles(model, tok, SamplingConfig(plan_check=-1e9), layout_check=head_for(TINY.n_embd))

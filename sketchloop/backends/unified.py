@@ -562,13 +562,17 @@ class UnifiedRoles:
         generator, best = _generator(seed), None
         for _ in range(self.config.replan_candidates):
             candidate = base.fork()
-            out = self._region_words(candidate, generator, self.config.replan_temperature)
+            regions = regions_text(
+                parse_regions(self.tok.decode(self._region_words(candidate, generator, self.config.replan_temperature)))
+            )
+            if regions == rejected.regions:  # the rejected regions again: no correction, whatever float noise says
+                continue
             score = self._layout_doubt(candidate)
             if score is not None and score < doubt:
-                doubt, best = score, out
+                doubt, best = score, regions
         if best is None:
             return None
-        return replace(rejected, regions=regions_text(parse_regions(self.tok.decode(best))))
+        return replace(rejected, regions=best)
 
     def _image_doubt(
         self,

@@ -59,6 +59,16 @@ def data_build(
     counts: float = typer.Option(
         0.0, help="the share of ShapesWorld scenes of one or two groups, every one counted ('three red circles')"
     ),
+    own_regions: int = typer.Option(
+        0,
+        help="corrections: label each step with the model's own right regions, or the first right one of N "
+        "region sets it samples for the step's words, before the layout sampler's (0: the layout sampler's)",
+    ),
+    own_conflicts: bool = typer.Option(
+        False,
+        help="inspect with --checkpoint: every conflict is the model's own, found anywhere in its rollouts "
+        "(no perturbed plans or images)",
+    ),
     teacher: Optional[str] = typer.Option(
         None, help="openai:MODEL: a chat/vision model decomposes prompts, writes steps and judges (with --editor)"
     ),
@@ -138,6 +148,8 @@ def data_build(
         depth=depth,
         parts=parts,
         counts=counts,
+        own_regions=own_regions,
+        own_conflicts=own_conflicts,
     )
     rate = summary["examples_per_second"]
     console.print(

@@ -43,6 +43,8 @@ def build(
     depth: float = 0.0,
     parts: float = 0.0,
     counts: float = 0.0,
+    own_regions: int = 0,
+    own_conflicts: bool = False,
 ) -> dict[str, Any]:
     """Build (or resume) a dataset of `n` examples in `out`; returns the card's statistics.
 
@@ -57,7 +59,10 @@ def build(
     a checkpoint's inspected rollouts, whose plan critiques then name the fact); `depth` and
     `parts`: the shares of ShapesWorld scenes with a pair in depth and with stars of a counted
     number of points, `counts` of scenes of one or two groups that are all counted (trajectories,
-    teacher inspect and refine data). Kind `facts` is the
+    teacher inspect and refine data). `own_regions` (corrections): the label of a step is the model's own
+    right regions, or the first right one of that many region sets it samples for the step's
+    words, before the layout sampler's (data/corrections.py). `own_conflicts` (inspect with a
+    checkpoint): its conflicts are the model's own only, never perturbed (data/inspections.py). Kind `facts` is the
     plain-text facts corpus (no images, no teachers)."""
     if kind not in KINDS:
         raise SketchloopError(f"unknown data kind {kind!r}; available: {', '.join(KINDS)}")
@@ -76,6 +81,10 @@ def build(
         )
     if kind == "corrections" and checkpoint is None:
         raise SketchloopError("--kind corrections relabels a model's own plans: give its --checkpoint")
+    if own_conflicts and (kind != "inspect" or checkpoint is None):
+        raise SketchloopError("--own-conflicts is for --kind inspect with a --checkpoint: its own conflicts only")
+    if own_regions and (kind != "corrections" or own_regions < 0):
+        raise SketchloopError("--own-regions N (N >= 1) is for --kind corrections: the model's own region sets first")
     if checkpoint is not None:
         from ..models.unified import UnifiedModel
 
@@ -100,6 +109,10 @@ def build(
     }
     if sampling:
         params["sampling"] = dict(sorted(sampling.items()))
+    if own_regions:
+        params["own_regions"] = own_regions
+    if own_conflicts:
+        params["own_conflicts"] = True
     if wording:
         if kind != "trajectories" or teacher is not None or not 0.0 <= wording <= 1.0:
             raise SketchloopError("--wording is the share (0 to 1) of ShapesWorld trajectories worded as people write")
@@ -171,6 +184,8 @@ def build(
             wording,
             knowledge,
             mix or None,
+            own_regions,
+            own_conflicts,
         )
         for k in todo
     ]

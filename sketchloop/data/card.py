@@ -48,6 +48,7 @@ def write_card(
     labels: dict[str, int] = {}
     sources: dict[str, int] = {}
     problems: dict[str, int] = {}
+    labellers: dict[str, int] = {}  # corrections: who labelled the regions (the model's own or the layout sampler)
     for label, m in zip(table.column("label").to_pylist(), table.column("meta").to_pylist()):
         meta = json.loads(m)
         for op in meta.get("edit_ops", []):
@@ -56,6 +57,8 @@ def write_card(
             labels[label] = labels.get(label, 0) + 1
         if "source" in meta:
             sources[meta["source"]] = sources.get(meta["source"], 0) + 1
+        if "teacher" in meta:
+            labellers[meta["teacher"]] = labellers.get(meta["teacher"], 0) + 1
         for p in meta.get("problems", []):
             problems[p] = problems.get(p, 0) + 1
     total_ops = sum(ops.values()) or 1
@@ -70,6 +73,7 @@ def write_card(
         "label_shares": {k: v / table.num_rows for k, v in sorted(labels.items())},
         "sources": dict(sorted(sources.items())),
         "problems": dict(sorted(problems.items())),
+        "region_labels": dict(sorted(labellers.items())),
         "steps_redrawn": sum(s["steps_redrawn"] for s in shard_stats.values()),
         "trajectories_dropped": sum(s["trajectories_dropped"] for s in shard_stats.values()),
         "heldout_rows": sum(s.get("heldout_rows", 0) for s in shard_stats.values()),
@@ -88,6 +92,8 @@ def write_card(
         + (f" --parts {params['parts']}" if params.get("parts") else "")
         + (f" --counts {params['counts']}" if params.get("counts") else "")
         + (f" --checkpoint {params['checkpoint']}" if params.get("checkpoint") else "")
+        + (f" --own-regions {params['own_regions']}" if params.get("own_regions") else "")
+        + (" --own-conflicts" if params.get("own_conflicts") else "")
         + (
             f" --teacher openai:{params['teacher']['model']} --editor {params['teacher']['editor']}"
             if params.get("teacher")
@@ -117,6 +123,11 @@ def write_card(
         f"| labels | {', '.join(f'{k}: {v:.3f}' for k, v in summary['label_shares'].items()) or '-'} |",
         f"| sources | {', '.join(f'{k}: {v}' for k, v in summary['sources'].items()) or '-'} |",
         f"| problems found by the judge | {', '.join(f'{k}: {v}' for k, v in summary['problems'].items()) or '-'} |",
+        *(
+            [f"| regions labelled by | {', '.join(f'{k}: {v}' for k, v in summary['region_labels'].items())} |"]
+            if labellers
+            else []
+        ),
         f"| judge rejections | {summary['steps_redrawn']} steps redrawn, "
         f"{summary['trajectories_dropped']} trajectories dropped |",
         f"| held out | {summary['heldout_rows']} examples drawn again: a benchmark's scene or a held-out "

@@ -22,6 +22,12 @@ that most examples correct a mistake. A rollout stops at the model's first wrong
 conflict is not a region error) and at `<end>`. The scenes are the data mix's, with
 COMPOSITE_SHARE of them long compositions, where the model's regions go wrong most.
 
+With `own_samples` (`data build --own-regions N`) the label is the model's own wherever it is
+right: a step whose regions are right keeps them, and a wrong step gets the first right one of N
+region sets the model samples for the same words (rejection sampling of its own layouts, judged
+as above); the layout sampler labels only the wrong steps for which none of the N is right. The
+row's meta says which teacher labelled it.
+
 The row holds no image: each step's regions are text (schema: data/schema.py, kind
 `corrections`).
 """
@@ -103,6 +109,47 @@ def leaves_room(
     return extend_layout(graph, rng, objects, _to_come(graph, drawn), TEACHER_ATTEMPTS) is not None
 
 
+OWN_TEMPERATURE = 0.7  # the temperature of the region sets the model samples for its own words
+
+
+def regions_right(
+    rng: np.random.Generator, judge: Any, graph: SceneGraph, state: "_State", plan: Plan, size: int
+) -> tuple[bool, tuple[PlacedObject, ...]]:
+    """Whether `plan`'s regions, drawn exactly as `state.group`'s objects beside `state.objects`,
+    are right (as many as the group counts, the judge passes the canvas against `plan`'s `<des>`,
+    and the groups still to come fit beside them); and the objects they place."""
+    spec, paint = graph.groups[state.group], paint_colours(graph)[state.group]
+    mine = tuple(placed(r, spec.shape, paint, state.group, spec.points) for r in parse_regions(plan.regions))
+    right = (
+        len(mine) == spec.count
+        and judge.judge(render(Layout(state.objects + mine), size), parse_prompt(plan.des)).consistent
+        and leaves_room(rng, graph, state.drawn + [state.group], state.objects + mine)
+    )
+    return right, mine
+
+
+def own_regions(
+    rng: np.random.Generator,
+    model: Any,
+    prompt: str,
+    history: list[Plan],
+    state: "_State",
+    graph: SceneGraph,
+    judge: Any,
+    size: int,
+    samples: int,
+) -> str | None:
+    """The first of `samples` region sets the model samples (at OWN_TEMPERATURE) for its own words
+    of step `state.step` that is right (`regions_right`); None when none is."""
+    plan = history[state.step]
+    for _ in range(samples):
+        seed = int(rng.integers(2**31))
+        candidate = model.resample_regions(prompt, history[: state.step], plan, seed, OWN_TEMPERATURE)
+        if candidate.regions != plan.regions and regions_right(rng, judge, graph, state, candidate, size)[0]:
+            return candidate.regions
+    return None
+
+
 @dataclass
 class _State:
     """One step of a rollout: where it stood and whether its regions were right."""
@@ -123,9 +170,13 @@ def make_correction(
     max_steps: int = 8,
     knowledge: float = 0.0,
     tries: int = 50,
+    own_samples: int = 0,
 ) -> dict[str, Any]:
     """One region-correction example (see the module docstring). `model`: the embedded model's
-    roles (backends/unified.py UnifiedRoles), planning at its inference settings."""
+    roles (backends/unified.py UnifiedRoles), planning at its inference settings. `own_samples`
+    > 0: the label is the model's own where it is right (its regions, or the first right one of
+    `own_samples` region sets it samples for the step's words), the layout sampler's only where
+    none is."""
     judge = teachers.judge
     for _ in range(tries):
         text = _worded(heldout_free_scene(rng, COMPOSITE_SHARE, teachers.scene_mix), rng, knowledge)
@@ -133,7 +184,6 @@ def make_correction(
             graph = parse_prompt(text)
         except PromptError:  # a random scene whose text names two groups alike: another
             continue
-        paint = paint_colours(graph)
         history: list[Plan] = []
         drawn: list[int] = []
         objects: tuple[PlacedObject, ...] = ()
@@ -145,13 +195,7 @@ def make_correction(
             g = _added_group(graph, drawn, plan, judge)
             if g is None:
                 break
-            spec = graph.groups[g]
-            mine = tuple(placed(r, spec.shape, paint[g], g, spec.points) for r in parse_regions(plan.regions))
-            right = (
-                len(mine) == spec.count
-                and judge.judge(render(Layout(objects + mine), size), parse_prompt(plan.des)).consistent
-                and leaves_room(rng, graph, drawn + [g], objects + mine)
-            )
+            right, mine = regions_right(rng, judge, graph, _State(k, list(drawn), objects, g, False), plan, size)
             states.append(_State(k, list(drawn), objects, g, right))
             history.append(plan)
             drawn, objects = drawn + [g], objects + mine
@@ -159,9 +203,20 @@ def make_correction(
         if not states or (not wrong and rng.random() >= CONFIRMED_SHARE):
             continue
         pick = wrong[0] if wrong and rng.random() < FIRST_WRONG_SHARE else states[int(rng.integers(len(states)))]
-        regions = None
+        regions, source = None, "layout"
         for candidate in [pick] + [s for s in wrong if s is not pick]:
-            regions = teacher_regions(rng, graph, candidate.group, candidate.drawn, candidate.objects)
+            if own_samples and candidate.right:  # the model's own regions are the label
+                regions, source = history[candidate.step].regions, "own"
+            elif own_samples:
+                regions, source = (
+                    own_regions(rng, model, text, history, candidate, graph, judge, size, own_samples),
+                    "own",
+                )
+            if regions is None:
+                regions, source = (
+                    teacher_regions(rng, graph, candidate.group, candidate.drawn, candidate.objects),
+                    "layout",
+                )
             if regions is not None:
                 break
         if regions is None:  # the model's earlier regions left no room for what is still to come
@@ -178,6 +233,7 @@ def make_correction(
             "step": k,
             "model_regions": step.regions,
             "model_right": right,
+            "teacher": source,
             "history_right": all(s.right for s in states[:k]),  # the canvas it corrects holds no earlier mistake
         }
         row = example(graph, rows, [], [], "corrected" if not right else "confirmed", meta)
@@ -187,4 +243,4 @@ def make_correction(
     )
 
 
-__all__ = ["leaves_room", "make_correction", "teacher_regions"]
+__all__ = ["leaves_room", "make_correction", "own_regions", "regions_right", "teacher_regions"]

@@ -183,6 +183,7 @@ def make_inspect_own(
     tries: int = 12,
     prompt: str | None = None,
     knowledge: float = 0.0,
+    own_conflicts: bool = False,
 ) -> dict[str, Any]:
     """One inspect example in the exact form the loop's inspector meets: the model's own plans
     (at its inference settings) and its own sketches of them, up to a step, then
@@ -199,7 +200,10 @@ def make_inspect_own(
     that finds no such step in `tries` rollouts (an untrained one) gives its first conflict
     of any kind, else a consistent teacher example (meta.source says which). `prompt`: this
     prompt in every rollout instead of a random held-out scene (scripts/inspector_benchmark.py
-    builds such examples on a benchmark's prompts, to measure the inspector)."""
+    builds such examples on a benchmark's prompts, to measure the inspector). `own_conflicts`: a
+    conflict is only ever the model's own, found anywhere in its rollouts (never a perturbed plan
+    or image; the errors the loop's inspector meets on the model's own steps)."""
+    perturb = not own_conflicts
     target = target or OWN_TARGETS[int(rng.choice(len(OWN_TARGETS), p=OWN_SHARES))]
     fallback = None
     for _ in range(tries):
@@ -228,9 +232,9 @@ def make_inspect_own(
             history.append(plan)
             sketches.append(sketch)
             canvas = sketch
-            if k >= stop:
+            if k >= stop and (perturb or target == "consistent"):
                 break
-        if found is None and history:
+        if found is None and history and (perturb or target == "consistent"):
             before = sketches[-2] if len(history) > 1 else blank_canvas(size).image
             *history, plan = history
             sketch = sketches.pop()

@@ -29,13 +29,17 @@ def make_shard(
     wording: float = 0.0,
     knowledge: float = 0.0,
     mix: dict[str, float] | None = None,
+    own_regions: int = 0,
+    own_conflicts: bool = False,
     *,
     teachers: Teachers | None = None,
 ) -> dict[str, Any]:
     """Build one shard and write it atomically; returns its statistics. `teachers`: ones
     already made from `teacher` (a worker that builds many shards loads its editor once);
     `sampling`: settings the checkpoint's rollouts change from its sampling.json; `mix`: the
-    shares of ShapesWorld scenes with depth and with counted parts (`heldout_free_scene`).
+    shares of ShapesWorld scenes with depth and with counted parts (`heldout_free_scene`);
+    `own_regions`: corrections labelled by the model's own right region sets first (data/corrections.py);
+    `own_conflicts`: a checkpoint's inspect conflicts its own only (data/inspections.py).
 
     Every finished example is kept at once (with the random state after it) under
     `data/.partial/`, so a build stopped mid-shard (a server outage, Ctrl-C) resumes at the
@@ -76,9 +80,11 @@ def make_shard(
             elif kind == "facts":
                 row = make_facts_row(rng)
             elif kind == "corrections":
-                row = make_correction(rng, planner, teachers, rejections, knowledge=knowledge)
+                row = make_correction(rng, planner, teachers, rejections, knowledge=knowledge, own_samples=own_regions)
             elif kind == "inspect" and planner is not None:
-                row = make_inspect_own(rng, planner, teachers, rejections, knowledge=knowledge)
+                row = make_inspect_own(
+                    rng, planner, teachers, rejections, knowledge=knowledge, own_conflicts=own_conflicts
+                )
             elif kind == "inspect" and teachers.open_world:
                 from .open_world import make_inspect_open
 

@@ -8,6 +8,10 @@ its image against the `<des>`), never inside it:
 - inspector, on every inspection: recall on plan conflicts and on image conflicts (the
   model's text says "inconsistent"), false alarms on consistent steps, precision (of
   the steps it flags, the share really wrong);
+- critiques, on every wrong step the inspection flags: the share whose text names one of the
+  judge's errors (the same kind about the same object: evaluation/critiques.py), the share
+  that names an object one of them is about, the same share of every wrong step, and of the
+  `<refine>` commands written with them, the share doing what one of the judge's fixes does;
 - refine: each correction (a new plan after a plan conflict, a redraw after an image
   conflict), judged before and after: wrong -> right (fixed), right -> wrong (broken);
 - where a wrong final image went wrong (`failure_stage`): its plan (the last `<des>` is not
@@ -34,6 +38,7 @@ from ..world.parser import parse_prompt
 from ..world.render import render
 from ..world.scene import SceneGraph, scene_key
 from ..world.vocab import COLORS, DEPTH_RELATIONS
+from .critiques import acts_on, names_error, names_object
 
 DES = re.compile(r"<des> (.*?) </des>")
 
@@ -134,6 +139,15 @@ def measure(traj, judge: DetectorJudge, counts: Counter) -> None:
             kind = "consistent" if truth.consistent else truth.target
             counts[f"{kind}_steps"] += 1
             counts[f"{kind}_flagged"] += not says_ok
+            if not truth.consistent and not says_ok:  # a wrong step found: does its critique say what is wrong?
+                judged = [p.critique for p in truth.problems]
+                named = names_error(step.text, judged)
+                counts["named_error"] += named
+                counts[f"{kind}_named_error"] += named
+                counts["named_object"] += names_object(step.text, judged)
+                if step.refine:
+                    counts["refines"] += 1
+                    counts["refines_acting"] += acts_on(step.refine, [p.fix for p in truth.problems])
             last_right = truth.consistent
     plans = [_des(s.text) for s in traj.steps if s.type == "plan"]
     stage = failure_stage(traj, judge)
@@ -145,10 +159,16 @@ def measure(traj, judge: DetectorJudge, counts: Counter) -> None:
 
 
 def summary(counts: Counter) -> dict:
-    def rate(a: str, b: str) -> float | None:
-        return round(counts[a] / counts[b], 4) if counts[b] else None
+    def share(n: int, of: int) -> float | None:
+        return round(n / of, 4) if of else None
 
-    flagged = counts["plan_flagged"] + counts["image_flagged"] + counts["consistent_flagged"]
+    def rate(a: str, b: str) -> float | None:
+        return share(counts[a], counts[b])
+
+    wrong_flagged = counts["plan_flagged"] + counts["image_flagged"]
+    wrong_steps = counts["plan_steps"] + counts["image_steps"]
+    flagged = wrong_flagged + counts["consistent_flagged"]
+
     return {
         "trajectories": counts["trajectories"],
         "plan_copy_rate": rate("copied", "trajectories"),
@@ -164,6 +184,12 @@ def summary(counts: Counter) -> dict:
         "recall_plan_conflicts": rate("plan_flagged", "plan_steps"),
         "recall_image_conflicts": rate("image_flagged", "image_steps"),
         "false_alarm_rate": rate("consistent_flagged", "consistent_steps"),
+        "critique_names_error": share(counts["named_error"], wrong_flagged),
+        "critique_names_object": share(counts["named_object"], wrong_flagged),
+        "critique_names_error_plan": rate("plan_named_error", "plan_flagged"),
+        "critique_names_error_image": rate("image_named_error", "image_flagged"),
+        "wrong_steps_named": share(counts["named_error"], wrong_steps),
+        "refine_acts_on_error": rate("refines_acting", "refines"),
         "refined_wrong": counts["refined_wrong"],
         "refined_right": counts["refined_right"],
         "fix_rate": rate("fixed", "refined_wrong"),

@@ -29,6 +29,7 @@ class Step:
     text_tokens: int = 0
     seconds: float = 0.0
     attempt: int = 0  # 0: the step as first planned; k > 0: its k-th correction (a new plan, a redraw)
+    refine: str = ""  # an inspection's `<refine>` command, written with a conflict (acted on or not)
 
 
 @dataclass
@@ -144,7 +145,7 @@ def run_staged(
                 call_seed(seed, "inspect", it, r),
                 canvas,
             )
-            traj.add(Step("inspect", critique.text, None, "", f, t, s))
+            traj.add(Step("inspect", critique.text, None, "", f, t, s, refine=critique.refine))
             if critique.consistent or r == max_refines:
                 break
             if critique.target == "plan":  # a wrong plan is planned again, and drawn on the canvas before it
