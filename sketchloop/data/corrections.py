@@ -195,8 +195,9 @@ def make_correction(
             g = _added_group(graph, drawn, plan, judge)
             if g is None:
                 break
-            right, mine = regions_right(rng, judge, graph, _State(k, list(drawn), objects, g, False), plan, size)
-            states.append(_State(k, list(drawn), objects, g, right))
+            state = _State(k, list(drawn), objects, g, False)
+            state.right, mine = regions_right(rng, judge, graph, state, plan, size)
+            states.append(state)
             history.append(plan)
             drawn, objects = drawn + [g], objects + mine
         wrong = [s for s in states if not s.right]

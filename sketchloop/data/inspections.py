@@ -203,8 +203,8 @@ def make_inspect_own(
     builds such examples on a benchmark's prompts, to measure the inspector). `own_conflicts`: a
     conflict is only ever the model's own, found anywhere in its rollouts (never a perturbed plan
     or image; the errors the loop's inspector meets on the model's own steps)."""
-    perturb = not own_conflicts
     target = target or OWN_TARGETS[int(rng.choice(len(OWN_TARGETS), p=OWN_SHARES))]
+    own_only = own_conflicts and target != "consistent"  # no early stop, no perturbed last step
     fallback = None
     for _ in range(tries):
         text = prompt or _worded(heldout_free_scene(rng, mix=teachers.scene_mix), rng, knowledge)
@@ -232,9 +232,9 @@ def make_inspect_own(
             history.append(plan)
             sketches.append(sketch)
             canvas = sketch
-            if k >= stop and (perturb or target == "consistent"):
+            if k >= stop and not own_only:
                 break
-        if found is None and history and (perturb or target == "consistent"):
+        if found is None and history and not own_only:
             before = sketches[-2] if len(history) > 1 else blank_canvas(size).image
             *history, plan = history
             sketch = sketches.pop()

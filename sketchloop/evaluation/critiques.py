@@ -22,7 +22,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 
-from ..world.vocab import COLORS, DEPTH_RELATIONS, RELATIONS, SHAPES
+from ..world.vocab import COLORS, COUNT_WORDS, DEPTH_RELATIONS, RELATIONS, SHAPES, SINGULARS
 
 _RELATIONS = sorted(RELATIONS + DEPTH_RELATIONS, key=len, reverse=True)  # "right of" before "of"-less ones
 _VERBS = ("add", "remove", "move", "change")
@@ -37,26 +37,20 @@ def noun_phrase(text: str) -> str:
     return " ".join(words)
 
 
-_NUMBERS = ("one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten")
-
-
 def bare_object(text: str) -> str:
     """What a noun phrase is, whatever its number: "two red squares" and "a red square" -> "red
     square" (a star's points kept)."""
-    words = [w for w in noun_phrase(text).split() if w not in _NUMBERS]
-    for i, word in enumerate(words):
-        for shape in SHAPES:
-            if word in (shape + "s", shape + "es"):
-                words[i] = shape
-    return " ".join(words)
+    words = noun_phrase(text).split()
+    if words and words[0] in COUNT_WORDS:
+        words = words[1:]
+    return " ".join(SINGULARS.get(w, w) for w in words)
 
 
 def _shape(text: str) -> str:
     """The shape a noun phrase names ("three circles" -> "circle"), or the phrase itself."""
     for word in reversed(text.lower().split()):
-        for shape in SHAPES:
-            if word in (shape, shape + "s", shape + "es"):
-                return shape
+        if SINGULARS.get(word, word) in SHAPES:
+            return SINGULARS.get(word, word)
     return noun_phrase(text)
 
 
