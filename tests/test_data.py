@@ -1,4 +1,5 @@
 import io
+import json
 import subprocess
 import sys
 
@@ -141,3 +142,25 @@ def test_counts_share_draws_scenes_of_counted_groups():
     rng = np.random.default_rng(0)
     plain = [heldout_free_scene(rng) for _ in range(40)]
     assert sum(all(grp.count >= 2 for grp in g.groups) for g in plain) < 20
+
+
+def test_planned_layouts_are_recorded_and_drawn_by_the_planning_writer(tmp_path):
+    from sketchloop.errors import SketchloopError
+    from sketchloop.world.layout import sample_layout
+
+    build("trajectories", 6, tmp_path / "p", seed=4, edit_ops=0.0, shard_size=6, progress=False, planned_layouts=True)
+    assert json.loads((tmp_path / "p" / "build.json").read_text())["params"]["layouts"] == "planned"
+    assert "--planned-layouts" in (tmp_path / "p" / "README.md").read_text()
+    assert "layouts" not in json.loads(_plain_build(tmp_path / "d").read_text())["params"]  # older builds resume
+    graph = parse_prompt("a photo of a red circle left of a blue square and a green star above the blue square")
+    steps = ShapesStepWriter(planned=True).write_steps(graph, np.random.default_rng(0), edit_ops=0.0)
+    planned = sample_layout(graph, np.random.default_rng(0), planned=True)  # the writer's first draw
+    drawn = sorted((t["x"], t["y"]) for step in steps for t in (step.op or {}).get("targets", []))
+    assert drawn == sorted((o.x, o.y) for o in planned.objects)
+    with pytest.raises(SketchloopError, match="planned-layouts"):
+        build("facts", 4, tmp_path / "f", planned_layouts=True, progress=False)
+
+
+def _plain_build(out):
+    build("trajectories", 2, out, seed=4, edit_ops=0.0, shard_size=2, progress=False)
+    return out / "build.json"

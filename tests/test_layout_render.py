@@ -173,3 +173,34 @@ def test_four_in_a_row_renders_and_an_impossible_scene_says_why(tmp_path):
 
     with pytest.raises(LayoutError, match="even with objects shrunk to 0.125"):
         sample_layout(parse_prompt("a photo of four circles left of four squares"), 0, attempts=6)
+
+
+def test_planned_layouts_hold_the_relations_and_vary_less_than_drawn_ones():
+    """`sample_layout(planned=True)`: every group at the free spot nearest its cell in the relation
+    tree, so the layouts of one scene vary less; relations and the gap between objects still hold."""
+    rng = np.random.default_rng(5)
+    spread: dict[bool, list[float]] = {False: [], True: []}
+    unplanned = 0  # scenes the plan cannot fit (a data build draws another scene instead)
+    for _ in range(25):
+        g, _layout = random_scene_layout(rng)
+        if len(g.groups) < 3:
+            continue
+        try:
+            sample_layout(g, 0, planned=True)
+        except LayoutError:
+            unplanned += 1
+            continue
+        for planned in (False, True):
+            layouts = [sample_layout(g, s, planned=planned) for s in range(6)]
+            for layout in layouts:
+                for r in g.relations:
+                    for a in (o for o in layout.objects if o.group == r.subject):
+                        for b in (o for o in layout.objects if o.group == r.object):
+                            assert r.relation in relative_position(a.box, b.box) or r.relation in (
+                                "in front of",
+                                "behind",
+                            )
+            centres = np.array([[(o.x, o.y) for o in sorted(lay.objects, key=lambda o: o.group)] for lay in layouts])
+            spread[planned].append(float(centres.std(axis=0).mean()))
+    assert len(spread[True]) >= 5 and unplanned <= len(spread[True]) // 4
+    assert np.mean(spread[True]) < 0.75 * np.mean(spread[False])  # measured: 0.089 against 0.151

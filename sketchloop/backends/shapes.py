@@ -74,13 +74,18 @@ class ShapesStepWriter:
     modify (drawn in another colour, then recoloured), move (drawn on the wrong side of
     its target, then moved), swap (the same, fixed by swapping it with its target), or
     remove (a distractor is added first and removed after the group is drawn).
+
+    `planned`: the layout is planned, not drawn uniformly (world/layout.py `sample_layout`).
     """
+
+    def __init__(self, planned: bool = False) -> None:
+        self.planned = planned
 
     def write_steps(self, graph: SceneGraph, rng: np.random.Generator, edit_ops: float = 0.25) -> list[Plan]:
         groups = list(graph.groups)
         relations = list(graph.relations)
         order = geneval_order(len(groups), _back_first(graph.relations))
-        plan = sample_layout(graph, rng)  # where every object ends up
+        plan = sample_layout(graph, rng, planned=self.planned)  # where every object ends up
         targets = {g: [asdict(o) for o in plan.objects if o.group == g] for g in range(len(groups))}
         present: list[int] = []
         steps: list[Plan] = []

@@ -69,6 +69,11 @@ def data_build(
         help="inspect with --checkpoint: every conflict is the model's own, found anywhere in its rollouts "
         "(no perturbed plans or images)",
     ),
+    planned_layouts: bool = typer.Option(
+        False,
+        help="ShapesWorld's step writer plans each layout (every group at the free spot nearest its cell in the "
+        "relation tree) rather than drawing it uniformly from the free spots",
+    ),
     teacher: Optional[str] = typer.Option(
         None, help="openai:MODEL: a chat/vision model decomposes prompts, writes steps and judges (with --editor)"
     ),
@@ -150,6 +155,7 @@ def data_build(
         counts=counts,
         own_regions=own_regions,
         own_conflicts=own_conflicts,
+        planned_layouts=planned_layouts,
     )
     rate = summary["examples_per_second"]
     console.print(

@@ -50,6 +50,13 @@ def train(
         help="region words are also read and scored through their place on the lattice, so that what the "
         "model learns of x7 carries to x6 and x8 (added to an --init checkpoint without it)",
     ),
+    n_layer: int | None = typer.Option(
+        None,
+        "--n-layer",
+        help="transformer blocks: an --init checkpoint grows to this many, the new blocks adding nothing at "
+        "first (its predictions unchanged); without --init, the new model's depth",
+        show_default=False,
+    ),
 ) -> None:
     """Train the unified model: lambda * text CE + flow-matching MSE (AdamW, cosine, EMA; resumable; torchrun)."""
     import os
@@ -87,7 +94,11 @@ def train(
             )
         )
         return
-    result = run_training(data, out, cfg, init=init, copy_prompt=copy_prompt, region_coords=region_coords)
+    if n_layer is not None and n_layer < 1:
+        raise SketchloopError(f"--n-layer {n_layer}: give a positive number of transformer blocks")
+    result = run_training(
+        data, out, cfg, init=init, copy_prompt=copy_prompt, region_coords=region_coords, n_layer=n_layer
+    )
     if int(os.environ.get("RANK", "0")) == 0:
         losses = ", ".join(f"{k} {result[k]:.3f}" for k in ("ce", "crop", "full") if k in result)
         console.print(

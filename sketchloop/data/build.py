@@ -45,6 +45,7 @@ def build(
     counts: float = 0.0,
     own_regions: int = 0,
     own_conflicts: bool = False,
+    planned_layouts: bool = False,
 ) -> dict[str, Any]:
     """Build (or resume) a dataset of `n` examples in `out`; returns the card's statistics.
 
@@ -62,8 +63,10 @@ def build(
     teacher inspect and refine data). `own_regions` (corrections): the label of a step is the model's own
     right regions, or the first right one of that many region sets it samples for the step's
     words, before the layout sampler's (data/corrections.py). `own_conflicts` (inspect with a
-    checkpoint): its conflicts are the model's own only, never perturbed (data/inspections.py). Kind `facts` is the
-    plain-text facts corpus (no images, no teachers)."""
+    checkpoint): its conflicts are the model's own only, never perturbed (data/inspections.py).
+    `planned_layouts`: ShapesWorld's step writer plans each scene's layout rather than drawing it
+    uniformly (world/layout.py `sample_layout`). Kind `facts` is the plain-text facts corpus (no
+    images, no teachers)."""
     if kind not in KINDS:
         raise SketchloopError(f"unknown data kind {kind!r}; available: {', '.join(KINDS)}")
     if engine not in ("local", "ray"):
@@ -113,6 +116,12 @@ def build(
         params["own_regions"] = own_regions
     if own_conflicts:
         params["own_conflicts"] = True
+    if planned_layouts:
+        if kind == "facts" or teacher is not None:
+            raise SketchloopError(
+                "--planned-layouts changes ShapesWorld's step writer; it takes no --teacher and no --kind facts"
+            )
+        params["layouts"] = "planned"
     if wording:
         if kind != "trajectories" or teacher is not None or not 0.0 <= wording <= 1.0:
             raise SketchloopError("--wording is the share (0 to 1) of ShapesWorld trajectories worded as people write")
@@ -186,6 +195,7 @@ def build(
             mix or None,
             own_regions,
             own_conflicts,
+            planned_layouts,
         )
         for k in todo
     ]

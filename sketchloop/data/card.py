@@ -94,6 +94,7 @@ def write_card(
         + (f" --checkpoint {params['checkpoint']}" if params.get("checkpoint") else "")
         + (f" --own-regions {params['own_regions']}" if params.get("own_regions") else "")
         + (" --own-conflicts" if params.get("own_conflicts") else "")
+        + (" --planned-layouts" if params.get("layouts") == "planned" else "")
         + (
             f" --teacher openai:{params['teacher']['model']} --editor {params['teacher']['editor']}"
             if params.get("teacher")

@@ -31,6 +31,7 @@ def make_shard(
     mix: dict[str, float] | None = None,
     own_regions: int = 0,
     own_conflicts: bool = False,
+    planned_layouts: bool = False,
     *,
     teachers: Teachers | None = None,
 ) -> dict[str, Any]:
@@ -39,7 +40,8 @@ def make_shard(
     `sampling`: settings the checkpoint's rollouts change from its sampling.json; `mix`: the
     shares of ShapesWorld scenes with depth and with counted parts (`heldout_free_scene`);
     `own_regions`: corrections labelled by the model's own right region sets first (data/corrections.py);
-    `own_conflicts`: a checkpoint's inspect conflicts its own only (data/inspections.py).
+    `own_conflicts`: a checkpoint's inspect conflicts its own only (data/inspections.py);
+    `planned_layouts`: ShapesWorld's step writer plans its layouts (world/layout.py `sample_layout`).
 
     Every finished example is kept at once (with the random state after it) under
     `data/.partial/`, so a build stopped mid-shard (a server outage, Ctrl-C) resumes at the
@@ -55,6 +57,10 @@ def make_shard(
     teachers = teachers if teachers is not None else make_teachers(teacher)
     if mix:
         teachers = dataclasses.replace(teachers, scene_mix=mix)
+    if planned_layouts:
+        from ..backends.shapes import ShapesStepWriter
+
+        teachers = dataclasses.replace(teachers, writer=ShapesStepWriter(planned=True))
     rejections = Rejections()
     planner = None
     if checkpoint is not None:

@@ -30,7 +30,7 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass, fields, replace
 from functools import partial
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, cast
 
 import torch
 import torch.nn as nn
@@ -70,6 +70,13 @@ class _Block(nn.Module):
             nn.Linear(cfg.n_embd, 4 * cfg.n_embd), nn.GELU(), nn.Linear(4 * cfg.n_embd, cfg.n_embd)
         )
         self.n_head = cfg.n_head
+
+    def zero_outputs(self) -> None:
+        """Zero the maps into the residual stream: the block adds nothing until it is trained."""
+        for out_map in (self.proj, self.mlp[2]):
+            assert isinstance(out_map, nn.Linear)
+            nn.init.zeros_(out_map.weight)
+            nn.init.zeros_(out_map.bias)
 
     def forward(self, x: torch.Tensor, cache: "KVCache | None" = None, layer: int = 0) -> torch.Tensor:
         b, t, c = x.shape
@@ -495,20 +502,32 @@ class UnifiedModel(nn.Module):
         words: Sequence[str] = (),
         copy_prompt: bool = False,
         region_coords: bool = False,
+        n_layer: int | None = None,
     ) -> tuple["UnifiedModel", WordTokenizer]:
         """The model with `words` (default: every word of the current vocabulary it lacks)
         appended to its vocabulary, with `copy_prompt` the pointer over the prompt added (its gate
-        closed) and with `region_coords` the region words' lattice values (`embed`, zero at first);
-        new weights start as a new model's, every other weight and every existing word's id stay
-        as they are."""
+        closed), with `region_coords` the region words' lattice values (`embed`, zero at first) and
+        with `n_layer` transformer blocks, the new ones after the old with their output maps at zero
+        (each adds nothing to the residual stream at first); new weights start as a new model's,
+        every other weight and every existing word's id stay as they are, and so do the predictions."""
         words = list(words) or [w for w in WordTokenizer().vocab if w not in tokenizer.index]
         copy_prompt = copy_prompt or self.config.copy_prompt
         region_coords = region_coords or self.config.region_coords
-        if not words and (copy_prompt, region_coords) == (self.config.copy_prompt, self.config.region_coords):
+        n_layer = n_layer or self.config.n_layer
+        if n_layer < self.config.n_layer:
+            raise SketchloopError(
+                f"--n-layer {n_layer}: the checkpoint has {self.config.n_layer} layers; a model only grows"
+            )
+        same = (copy_prompt, region_coords, n_layer)
+        if not words and same == (self.config.copy_prompt, self.config.region_coords, self.config.n_layer):
             return self, tokenizer
         vocab = WordTokenizer(tokenizer.vocab + words)
-        config = replace(self.config, vocab_size=len(vocab), copy_prompt=copy_prompt, region_coords=region_coords)
+        config = replace(
+            self.config, vocab_size=len(vocab), copy_prompt=copy_prompt, region_coords=region_coords, n_layer=n_layer
+        )
         model = UnifiedModel(config)
+        for block in list(model.blocks)[self.config.n_layer :]:
+            cast(_Block, block).zero_outputs()
         state = model.state_dict()
         for name, value in self.state_dict().items():
             if state[name].shape == value.shape:

@@ -14,7 +14,7 @@ import json
 import math
 import os
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -221,11 +221,13 @@ def train(
     progress: bool = True,
     copy_prompt: bool = False,
     region_coords: bool = False,
+    n_layer: int | None = None,
 ) -> dict:
     """Train (or resume training of) the unified model; returns the final step and losses.
     `copy_prompt`: the model has the pointer over the prompt (models/unified.py `_Pointer`),
     added to an `init` checkpoint without one (its other weights kept); `region_coords`: region words are
-    also read and scored through their lattice value (`UnifiedModel.embed`), added the same way."""
+    also read and scored through their lattice value (`UnifiedModel.embed`), added the same way; `n_layer`:
+    an `init` checkpoint grown to that many transformer blocks (`UnifiedModel.grown`)."""
     if cfg.stage not in STAGES:
         raise SketchloopError(f"--stage {cfg.stage!r}: choose one of {', '.join(STAGES)}")
     world = int(os.environ.get("WORLD_SIZE", "1"))
@@ -241,10 +243,11 @@ def train(
     if init is not None:
         model, tokenizer = UnifiedModel.from_pretrained(init)
         # words added to the language since (world/knowledge.py), and the pointer if asked for
-        model, tokenizer = model.grown(tokenizer, copy_prompt=copy_prompt, region_coords=region_coords)
+        model, tokenizer = model.grown(tokenizer, copy_prompt=copy_prompt, region_coords=region_coords, n_layer=n_layer)
     else:
         tokenizer = WordTokenizer()
-        model = UnifiedModel(model_config or UnifiedConfig(vocab_size=len(tokenizer)))
+        config = model_config or UnifiedConfig(vocab_size=len(tokenizer))
+        model = UnifiedModel(replace(config, n_layer=n_layer) if n_layer else config)
         model.index_region_words(tokenizer.vocab)
         model, tokenizer = model.grown(tokenizer, copy_prompt=copy_prompt, region_coords=region_coords)
     model.train().to(device)
