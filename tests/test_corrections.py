@@ -271,3 +271,24 @@ def test_own_region_corrections_keep_a_right_step_and_relabel_a_wrong_one_with_a
     assert (False, "own") in seen or (False, "layout") in seen
     with pytest.raises(SketchloopError, match="--own-regions"):
         build("trajectories", 4, tmp_path / "t", own_regions=4, progress=False)
+
+
+def test_region_error_names_what_is_wrong_with_one_steps_regions():
+    """A step's regions beside what earlier steps drew: one per new object, clear of each other and
+    of what is drawn (a pair in depth may overlap), every stated relation to a drawn group held by
+    GenEval's rule; the first error found is named (scripts/region_errors.py)."""
+    from sketchloop.evaluation.process import region_error
+    from sketchloop.models.regions import Region
+    from sketchloop.world.layout import PlacedObject, relation_needs
+
+    square = PlacedObject("square", "blue", 0.66, 0.53, 0.25, 1)  # group 1 of each prompt, drawn first
+    need = relation_needs(parse_prompt("a photo of two red circles left of a blue square"))
+    circles = [PlacedObject("circle", "red", 0.2, 0.3, 0.2, 0), PlacedObject("circle", "red", 0.2, 0.7, 0.2, 0)]
+    assert region_error(circles, [square], need, [Region(3, 4, 6), Region(3, 11, 6)]) is None
+    assert region_error(circles, [square], need, [Region(3, 4, 6)]) == "count"
+    assert region_error(circles, [square], need, [Region(3, 4, 6), Region(4, 5, 6)]) == "overlap in step"
+    assert region_error(circles, [square], need, [Region(3, 4, 6), Region(9, 8, 6)]) == "overlap earlier"
+    assert region_error(circles, [square], need, [Region(3, 4, 6), Region(14, 14, 6)]) == "relation"
+    behind = relation_needs(parse_prompt("a photo of a red circle behind a blue square"))
+    circle = [PlacedObject("circle", "red", 0.5, 0.5, 0.25, 0)]
+    assert region_error(circle, [square], behind, [Region(9, 8, 8)]) is None  # in depth: may overlap

@@ -56,7 +56,7 @@ from ..models.rules.region_grammar import RegionGrammar
 from ..models.sampling import RegionSyntax, SamplingConfig, TextSession, euler_sample
 from ..models.tokenizer import WordTokenizer
 from ..models.unified import UnifiedModel, phrase_mask
-from ..world.vocab import COLORS, COUNT_WORDS, DEPTH_PHRASES, PLURALS, POINT_WORDS, RELATIONS, SHAPES
+from ..world.vocab import BACKGROUND, COLORS, COUNT_WORDS, DEPTH_PHRASES, PLURALS, POINT_WORDS, RELATIONS, SHAPES
 
 SHIPPED_CHECKPOINT = Path(__file__).resolve().parent.parent / "checkpoints" / "shapes-unified"
 
@@ -319,16 +319,33 @@ class UnifiedRoles:
         return self._image(array, canvas.size)
 
     # ------------------------------------------------------------------ roles
-    def plan(self, prompt: str, history: list[Plan], seed: int) -> Plan | None:
+    @property
+    def reads_canvas(self) -> bool:
+        """Whether the planner reads the canvas before each plan (a checkpoint trained with `train
+        --plan-views canvas`): the loop then passes `plan` and `replan` the canvas the step is drawn on."""
+        return self.model.config.plan_view
+
+    def plan(self, prompt: str, history: list[Plan], seed: int, canvas: Image.Image | None = None) -> Plan | None:
         """The next step, or None when the model ends the trajectory, when its last `<des>` is
         the whole prompt (guided, with `copy_phrases`: the training plans end there), or when its
         context could not hold another step and its inspection (STEP_RESERVE tokens): a
-        planner that keeps adding and removing ends there instead of failing."""
+        planner that keeps adding and removing ends there instead of failing. A planner that
+        `reads_canvas` reads `canvas` (the one the step is drawn on; blank before the first step)
+        before it writes."""
         t = self.tok.token_id
         generator = _generator(seed)
         session = self._session(prompt, history)
-        if len(session.ids) + self.model.config.canvas_tokens + STEP_RESERVE > self.model.config.block_size:
+        view = self.model.config.canvas_tokens if self.reads_canvas else 0
+        if len(session.ids) + view + self.model.config.canvas_tokens + STEP_RESERVE > self.model.config.block_size:
             return None
+        if self.reads_canvas:
+            if canvas is None and history:
+                raise SketchloopError(
+                    "this checkpoint's planner reads the canvas before each plan: pass plan() the canvas "
+                    "the step is drawn on"
+                )
+            px = self.model.config.canvas_px
+            self._read_canvas(session, canvas if canvas is not None else Image.new("RGB", (px, px), BACKGROUND))
         drawn = history[-1].des if history else ""
         guided = self.config.guided
         if guided and not history:
@@ -547,7 +564,9 @@ class UnifiedRoles:
         out = self._region_words(self._plan_session(prompt, history, plan), _generator(seed), temperature)
         return replace(plan, regions=regions_text(parse_regions(self.tok.decode(out))))
 
-    def replan(self, prompt: str, history: list[Plan], rejected: Plan, seed: int) -> Plan | None:
+    def replan(
+        self, prompt: str, history: list[Plan], rejected: Plan, seed: int, canvas: Image.Image | None = None
+    ) -> Plan | None:
         """A correction of `rejected`, the step after `history` that the inspection found in conflict
         with the prompt. Where its words pass the plan check and a layout check is there, the same
         words with `replan_candidates` region sets sampled at `replan_temperature`, the one the
@@ -557,7 +576,7 @@ class UnifiedRoles:
         session.feed(self.tok.encode(step_text(rejected)))
         plan_doubt, doubt = self._plan_doubt(session), self._layout_doubt(session)
         if doubt is None or (plan_doubt is not None and plan_doubt >= self.plan_threshold):
-            return self.plan(prompt, history, seed)
+            return self.plan(prompt, history, seed, canvas)
         base = self._plan_session(prompt, history, rejected)
         generator, best = _generator(seed), None
         for _ in range(self.config.replan_candidates):

@@ -38,6 +38,11 @@ def train(
         help="the regions of a teacher's add step in the order drawn, or raster: in reading order, top row "
         "first (one canonical order: a counted group's next region follows from the last)",
     ),
+    plan_views: str = typer.Option(
+        "off",
+        help="canvas: each trajectory's plans also one by one, each read after the canvas it is drawn on "
+        "(the planner that reads the canvas); blind: the same examples without the canvas",
+    ),
     copy_prompt: bool = typer.Option(
         False,
         "--copy-prompt",
@@ -78,6 +83,7 @@ def train(
         text_weight=text_weight,
         hard_crops=hard_crops,
         region_order=region_order,
+        plan_views=plan_views,
     )
     if stage == "t2i":
         from ..training.t2i import train_t2i

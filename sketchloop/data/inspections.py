@@ -218,7 +218,8 @@ def make_inspect_own(
         canvas = blank_canvas(size).image
         found = None
         for k in range(max_steps):
-            plan = model.plan(text, history, int(rng.integers(2**31)))
+            view = (canvas,) if getattr(model, "reads_canvas", False) else ()  # a planner that reads the canvas
+            plan = model.plan(text, history, int(rng.integers(2**31)), *view)
             if plan is None:
                 break
             sketch = model.sketch(text, history + [plan], canvas, int(rng.integers(2**31)))

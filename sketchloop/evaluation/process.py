@@ -19,21 +19,24 @@ its image against the `<des>`), never inside it:
   one object of its group, fail the judge: too few or too many, on one spot, a relation
   turned round) or its drawing (the regions are right, the image is not); of those wrong in
   their regions, the share whose regions overlap (`regions_overlap`) where the prompt puts no
-  pair in depth, so that an object is painted over another.
+  pair in depth, so that an object is painted over another;
+- one step's regions, given the teacher's history (`region_error`): too many or too few, overlapping
+  each other or what is drawn, or a relation to a drawn group turned round (scripts/region_errors.py).
 """
 
 from __future__ import annotations
 
 import re
 from collections import Counter
+from dataclasses import replace
 
 import numpy as np
 
 from ..backends.shapes import DetectorJudge
 from ..errors import PromptError
 from ..format import text_verdict
-from ..models.regions import parse_regions, placed, spaced
-from ..world.layout import Layout
+from ..models.regions import Region, parse_regions, placed, spaced
+from ..world.layout import Layout, PlacedObject, relative_position
 from ..world.parser import parse_prompt
 from ..world.render import render
 from ..world.scene import SceneGraph, scene_key
@@ -90,6 +93,41 @@ def plan_layout(graph: SceneGraph, plans: list[tuple[str, str]]) -> Layout | Non
             objects += [placed(spots.pop(0), g.shape, paint[i], i, g.points) for _ in range(g.count)]
         before = groups
     return Layout(tuple(objects))
+
+
+def _boxes_meet(a: PlacedObject, b: PlacedObject) -> bool:
+    ax0, ay0, ax1, ay1 = a.box
+    bx0, by0, bx1, by1 = b.box
+    return ax0 < bx1 and bx0 < ax1 and ay0 < by1 and by0 < ay1
+
+
+def region_error(
+    new: list[PlacedObject],
+    earlier: list[PlacedObject],
+    need: dict[tuple[int, int], list[str]],
+    regions: list[Region],
+) -> str | None:
+    """What is wrong with `regions` written for one step's new objects `new` (in order) beside the
+    objects `earlier` steps drew, `need` the prompt's relations (world/layout.py `relation_needs`):
+    "count" (not one region per new object), "overlap in step" / "overlap earlier" (a new object's box
+    meets another new one's / an earlier one's; pairs in depth may), "relation" (a stated relation
+    to an earlier group fails GenEval's rule), the first that applies; None when right
+    (scripts/region_errors.py)."""
+    if len(regions) != len(new):
+        return "count"
+    moved = [replace(o, x=r.center[0], y=r.center[1], size=r.size) for o, r in zip(new, regions)]
+    for i, a in enumerate(moved):
+        for others, error in ((moved[i + 1 :], "overlap in step"), (earlier, "overlap earlier")):
+            for b in others:
+                in_depth = a.group != b.group and any(r in DEPTH_RELATIONS for r in need.get((a.group, b.group), ()))
+                if not in_depth and _boxes_meet(a, b):
+                    return error
+    for a in moved:
+        for b in earlier:
+            for rel in need.get((a.group, b.group), ()):
+                if rel not in DEPTH_RELATIONS and rel not in relative_position(a.box, b.box):
+                    return "relation"
+    return None
 
 
 def regions_overlap(regions: list[str]) -> bool:

@@ -25,7 +25,10 @@ class Planner(Protocol):
 
         A planner may also offer `replan(prompt, history, rejected, seed) -> Plan | None`: its
         correction of `rejected`, the step after `history` that an inspection found wrong (None:
-        keep it). The loop calls it on a plan conflict where it exists, else `plan` again."""
+        keep it). The loop calls it on a plan conflict where it exists, else `plan` again.
+
+        A planner whose `reads_canvas` is true is passed one more argument, to `plan` and
+        `replan`: the canvas the step is drawn on (a Pillow image; blank before the first step)."""
 
 
 class Sketcher(Protocol):

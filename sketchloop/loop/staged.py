@@ -128,7 +128,9 @@ def run_staged(
     canvas = blank
     history: list[Plan] = []
     for it in range(max_iters):
-        plan, f, t, s = _timed(roles.planner, roles.planner.plan, prompt, history, call_seed(seed, "plan", it))
+        # a planner that reads the canvas (UnifiedRoles.reads_canvas) is shown the one the step is drawn on
+        view = (canvas,) if getattr(roles.planner, "reads_canvas", False) else ()
+        plan, f, t, s = _timed(roles.planner, roles.planner.plan, prompt, history, call_seed(seed, "plan", it), *view)
         if plan is None:
             traj.add(Step("end", "", None, "", f, t, s))
             traj.ended = True
@@ -152,9 +154,9 @@ def run_staged(
                 plan_seed = call_seed(seed, "plan", it, r + 1)
                 replan = getattr(roles.planner, "replan", None)  # a planner's own correction of a step
                 again = (
-                    _timed(roles.planner, replan, prompt, history, planned[-1], plan_seed)
+                    _timed(roles.planner, replan, prompt, history, planned[-1], plan_seed, *view)
                     if replan is not None
-                    else _timed(roles.planner, roles.planner.plan, prompt, history, plan_seed)
+                    else _timed(roles.planner, roles.planner.plan, prompt, history, plan_seed, *view)
                 )
                 if again[0] is None:  # the planner would rather end here, or has no better step: keep the step
                     break

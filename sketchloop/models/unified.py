@@ -54,6 +54,7 @@ class UnifiedConfig:
     cond_dropout: float = 0.1  # share of flow examples trained without the text condition (for CFG)
     copy_prompt: bool = False  # a pointer over the prompt's words mixed into the next-word head (_Pointer)
     region_coords: bool = False  # region words read and scored through their lattice value too (UnifiedModel.embed)
+    plan_view: bool = False  # the planner reads the canvas (`<canvas>` slots) before each plan it writes
 
     @property
     def canvas_tokens(self) -> int:

@@ -212,6 +212,39 @@ def encode_row(row: dict, tok: WordTokenizer, canvas_tokens: int, region_order: 
     return ex
 
 
+PLAN_VIEWS = ("off", "canvas", "blind")
+
+
+def plan_view_examples(row: dict, tok: WordTokenizer, canvas_tokens: int, view: str = "canvas") -> list[Example]:
+    """One example per plan of a trajectories row, and one for its `<end>`: the history before it
+    unlearned, then (`view` "canvas") the canvas that plan is drawn on as `<canvas>` slots, then the
+    plan with its regions (or `<end>`) learned; text only, no flow example. "blind": the same
+    examples without the canvas (the baseline that holds everything else equal)."""
+    full = encode_row(row, tok, canvas_tokens)
+    images = [decode_png(b) for b in row["images"]]
+    canvas = blank_array(images[0].shape[0] if images else 64)
+    ins, end, close = tok.token_id("<ins>"), tok.token_id(END), tok.token_id("</img>")
+    sketches = iter(s for s in row["steps"] if s["type"] == "sketch")
+    out: list[Example] = []
+    for start, token in enumerate(full.ids):
+        if token not in (ins, end):
+            continue
+        stop = start + 1 if token == end else full.ids.index(close, start) + 1
+        slots = canvas_tokens if view == "canvas" else 0
+        out.append(
+            Example(
+                full.ids[:start] + [tok.token_id(CANVAS)] * slots + full.ids[start:stop],
+                [False] * (start + slots) + full.target[start:stop],
+                [canvas] if slots else [],
+            )
+        )
+        if token == ins:
+            step = next(sketches, None)
+            if step is not None and step["image"] >= 0:
+                canvas = images[step["image"]]
+    return out
+
+
 def single_example(row: dict, tok: WordTokenizer) -> Example:
     """Single mode: the prompt, `<img> <full>`, and the final image drawn on a blank canvas."""
     final = decode_png(row["images"][-1])
@@ -227,9 +260,11 @@ def load_examples(
     canvas_tokens: int,
     progress: bool = True,
     region_order: str = "drawn",
+    plan_views: str = "off",
 ) -> tuple[list[Example], list[Example]]:
     """(sequence examples, single-mode examples) of the rows of `kinds` in `data_dirs`
-    (`region_order`: see `encode_row`)."""
+    (`region_order`: see `encode_row`; `plan_views` "canvas" or "blind": each trajectory's plans
+    also one by one, `plan_view_examples`)."""
     examples, singles = [], []
     for data_dir in data_dirs:
         table = read_dataset(Path(data_dir))
@@ -247,6 +282,10 @@ def load_examples(
                 examples.append(ex)
             if row["kind"] == "trajectories":
                 singles.append(single_example(row, tok))
+                if plan_views != "off":
+                    examples += [
+                        e for e in plan_view_examples(row, tok, canvas_tokens, plan_views) if len(e.ids) <= block_size
+                    ]
     if not examples:
         raise SketchloopError(f"no example in {', '.join(map(str, data_dirs))} fits the model's {block_size} tokens")
     return examples, singles

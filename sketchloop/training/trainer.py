@@ -29,7 +29,7 @@ from ..format import OBJECT_ENDS, STEP_STARTS
 from ..models.flow import FLOW
 from ..models.tokenizer import WordTokenizer
 from ..models.unified import UnifiedConfig, UnifiedModel, prompt_memory
-from .sequences import REGION_ORDERS, collate, load_examples
+from .sequences import PLAN_VIEWS, REGION_ORDERS, collate, load_examples
 
 # The rows each stage trains on (data pipelines 1, 2 and 3, the facts corpus and the on-policy region
 # corrections; joint = all of them). The image stage
@@ -67,8 +67,15 @@ class TrainConfig:
     # the regions of a teacher's add step in the order drawn, or in reading order ("raster"): a
     # canonical order, so that a counted group's next region follows from the last one
     region_order: str = "drawn"
+    # each trajectory's plans also one by one, each read after the canvas it is drawn on ("canvas"),
+    # or the same examples without it ("blind"); sequences.plan_view_examples
+    plan_views: str = "off"
 
     def __post_init__(self) -> None:
+        if self.plan_views not in PLAN_VIEWS:
+            raise SketchloopError(f"--plan-views {self.plan_views!r}: choose one of {', '.join(PLAN_VIEWS)}")
+        if self.plan_views != "off" and self.stage not in ("plan-sketch", "joint"):
+            raise SketchloopError(f"--plan-views teaches plans: give --stage plan-sketch or joint, not {self.stage}")
         if self.region_order not in REGION_ORDERS:
             raise SketchloopError(f"--region-order {self.region_order!r}: choose one of {', '.join(REGION_ORDERS)}")
 
@@ -250,6 +257,8 @@ def train(
         model = UnifiedModel(replace(config, n_layer=n_layer) if n_layer else config)
         model.index_region_words(tokenizer.vocab)
         model, tokenizer = model.grown(tokenizer, copy_prompt=copy_prompt, region_coords=region_coords)
+    if cfg.plan_views == "canvas":
+        model.config = replace(model.config, plan_view=True)  # its loop then shows the planner the canvas
     model.train().to(device)
     if cfg.stage == "image":
         for name, p in model.named_parameters():
@@ -262,6 +271,7 @@ def train(
         model.config.canvas_tokens,
         progress=progress and rank == 0,
         region_order=cfg.region_order,
+        plan_views=cfg.plan_views,
     )
     opt = torch.optim.AdamW(
         [p for p in model.parameters() if p.requires_grad], lr=cfg.lr, weight_decay=cfg.weight_decay, betas=(0.9, 0.98)
