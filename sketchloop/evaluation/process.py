@@ -36,7 +36,7 @@ from ..backends.shapes import DetectorJudge
 from ..errors import PromptError
 from ..format import text_verdict
 from ..models.regions import Region, parse_regions, placed, spaced
-from ..world.layout import Layout, PlacedObject, relative_position
+from ..world.layout import Layout, PlacedObject, box_overlap, relative_position
 from ..world.parser import parse_prompt
 from ..world.render import render
 from ..world.scene import SceneGraph, scene_key
@@ -95,12 +95,6 @@ def plan_layout(graph: SceneGraph, plans: list[tuple[str, str]]) -> Layout | Non
     return Layout(tuple(objects))
 
 
-def _boxes_meet(a: PlacedObject, b: PlacedObject) -> bool:
-    ax0, ay0, ax1, ay1 = a.box
-    bx0, by0, bx1, by1 = b.box
-    return ax0 < bx1 and bx0 < ax1 and ay0 < by1 and by0 < ay1
-
-
 def region_error(
     new: list[PlacedObject],
     earlier: list[PlacedObject],
@@ -120,7 +114,7 @@ def region_error(
         for others, error in ((moved[i + 1 :], "overlap in step"), (earlier, "overlap earlier")):
             for b in others:
                 in_depth = a.group != b.group and any(r in DEPTH_RELATIONS for r in need.get((a.group, b.group), ()))
-                if not in_depth and _boxes_meet(a, b):
+                if not in_depth and box_overlap([a.x, a.y], a.size, b)[0] > 0:
                     return error
     for a in moved:
         for b in earlier:
