@@ -105,6 +105,7 @@ ROWS = [
         "also the paper's planner-only baseline: a prompt rewritten into steps, drawn without feedback",
         ["--generator", "staged", "--no-inspect"],
         paper="planner alone (GPT-4o rewrites): 0.60",
+        frozen="502acd3",
     ),
     Row(
         "loop",
@@ -127,6 +128,7 @@ ROWS = [
         "(a plan conflict) or its regions redrawn with new noise on the canvas before it (an image conflict)",
         ["--generator", "staged", "--max-refines", "2"],
         per_stage=True,
+        frozen="502acd3",
     ),
     Row(
         "loop-guided",
@@ -139,6 +141,7 @@ ROWS = [
         ["--generator", "staged", "--guided"],
         guided=True,
         benchmarks=PLANAR_BENCHMARKS,
+        frozen="502acd3",
     ),
     Row(
         "best-of-2-model",
@@ -149,6 +152,7 @@ ROWS = [
         "comparison at equal compute)",
         ["--generator", "staged", "--best-of", "2"],
         paper="PARM best-of-20: 0.77 at 1000 flow steps",
+        frozen="502acd3",
     ),
     Row(
         "best-of-2",

@@ -87,7 +87,7 @@ def main() -> None:
             if not new or region_error(new, earlier, need, teacher) is not None:
                 skipped["teacher"] += 1
             else:
-                session = TextSession(model, canvas_id, prompt_tags)
+                session = TextSession(model, canvas_id, prompt_tags, tok.token_id("<img>"))
                 if args.view:
                     opening = max(i for i in range(start) if ids[i] == ins)
                     session.feed(ids[:opening])

@@ -4,5 +4,5 @@ from .errors import LayoutError, PromptError, SketchloopError
 from .world.parser import parse_prompt
 from .world.scene import ObjectGroup, Relation, SceneGraph
 
-__version__ = "0.17.0"
+__version__ = "0.18.0"
 __all__ = ["LayoutError", "ObjectGroup", "PromptError", "Relation", "SceneGraph", "SketchloopError", "parse_prompt"]

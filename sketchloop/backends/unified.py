@@ -197,7 +197,7 @@ class UnifiedRoles:
 
     # ------------------------------------------------------------------ helpers
     def _session(self, prompt: str, history: list[Plan]) -> TextSession:
-        session = TextSession(self.model, self.tok.token_id(CANVAS), self._prompt_tags)
+        session = TextSession(self.model, self.tok.token_id(CANVAS), self._prompt_tags, self.tok.token_id("<img>"))
         session.feed(self.tok.encode(history_text(prompt, history)))
         return session
 
@@ -673,7 +673,7 @@ class UnifiedRoles:
     def single(self, prompt: str, canvas: Image.Image, seed: int) -> Image.Image:
         """Single mode: the whole image from the prompt in one flow, no plan."""
         generator = _generator(seed)
-        session = TextSession(self.model, self.tok.token_id(CANVAS), self._prompt_tags)
+        session = TextSession(self.model, self.tok.token_id(CANVAS), self._prompt_tags, self.tok.token_id("<img>"))
         session.feed(self.tok.encode(single_text(prompt)))
         cond = self._condition(session, len(session.ids) - 1)
         return self._image(self._flow(self._canvas_array(canvas), None, cond, generator), canvas.size)

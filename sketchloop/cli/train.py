@@ -14,8 +14,8 @@ from .common import console
 def train(
     stage: str = typer.Option(
         ...,
-        help="plan-sketch, inspect, refine, joint or image (the unified model; image trains the image "
-        "expert alone), or t2i "
+        help="plan-sketch, inspect, refine, joint, image or regions (the unified model; image trains the image "
+        "expert alone, regions the region map alone), or t2i "
         "(the text-to-image baseline, models/t2i.py, on the trajectories' "
         "final images)",
     ),
@@ -54,6 +54,12 @@ def train(
         "--region-coords",
         help="region words are also read and scored through their place on the lattice, so that what the "
         "model learns of x7 carries to x6 and x8 (added to an --init checkpoint without it)",
+    ),
+    region_map: bool = typer.Option(
+        False,
+        "--region-map",
+        help="region words are also scored by a spatial head over the regions written before (added to an "
+        "--init checkpoint without it, changing no prediction until trained; --stage regions trains it alone)",
     ),
     n_layer: int | None = typer.Option(
         None,
@@ -103,7 +109,14 @@ def train(
     if n_layer is not None and n_layer < 1:
         raise SketchloopError(f"--n-layer {n_layer}: give a positive number of transformer blocks")
     result = run_training(
-        data, out, cfg, init=init, copy_prompt=copy_prompt, region_coords=region_coords, n_layer=n_layer
+        data,
+        out,
+        cfg,
+        init=init,
+        copy_prompt=copy_prompt,
+        region_coords=region_coords,
+        n_layer=n_layer,
+        region_map=region_map,
     )
     if int(os.environ.get("RANK", "0")) == 0:
         losses = ", ".join(f"{k} {result[k]:.3f}" for k in ("ce", "crop", "full") if k in result)

@@ -153,8 +153,17 @@ class TextSession:
     """A growing token sequence and its cache: `feed` reads tokens (and canvases), `sample`
     writes new ones."""
 
-    def __init__(self, model: UnifiedModel, canvas_id: int, prompt_tags: tuple[int, int] | None = None):
+    def __init__(
+        self,
+        model: UnifiedModel,
+        canvas_id: int,
+        prompt_tags: tuple[int, int] | None = None,
+        region_open: int | None = None,
+    ):
+        """`prompt_tags`: the ids of `<prompt>` and `</prompt>` (what the pointer reads); `region_open`:
+        the id of `<img>` (where the region map, `UnifiedModel.region_bias`, scores the next word)."""
         self.model, self.canvas_id, self.prompt_tags = model, canvas_id, prompt_tags
+        self.region_open = region_open
         self._prompt: PromptMemory | None = None
         self.device = next(model.parameters()).device
         self.cache = KVCache()
@@ -189,6 +198,17 @@ class TextSession:
         return self.model.logits(hidden, self.prompt())
 
     @torch.no_grad()
+    def next_logits(self) -> torch.Tensor:
+        """The model's scores for the word after the last one read (with its region map, if any)."""
+        assert self.last is not None, "feed the session before sampling from it"
+        logits = self.logits(self.last)
+        if self.region_open is not None:
+            bias = self.model.next_region_bias(self.ids, self.hidden, self.region_open)
+            if bias is not None:
+                logits = logits + bias
+        return logits
+
+    @torch.no_grad()
     def sample(
         self,
         max_new: int,
@@ -201,7 +221,7 @@ class TextSession:
         out: list[int] = []
         assert self.last is not None, "feed the session before sampling from it"
         for _ in range(max_new):
-            logits = (self.logits(self.last) / max(temperature, 1e-6)).cpu()  # sampled with a CPU generator
+            logits = (self.next_logits() / max(temperature, 1e-6)).cpu()  # sampled with a CPU generator
             keep = allowed(out) if allowed else None
             if keep is not None:
                 mask = torch.full_like(logits, -math.inf)
@@ -238,7 +258,7 @@ class TextSession:
             grown = []
             for score, out, session in beams:
                 assert session.last is not None
-                logits = session.logits(session.last).cpu().float()
+                logits = session.next_logits().cpu().float()
                 keep = allowed(out) if allowed else None
                 if keep is not None:
                     mask = torch.full_like(logits, -math.inf)

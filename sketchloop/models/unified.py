@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, fields, replace
 from functools import partial
@@ -37,7 +38,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from ..errors import SketchloopError, first_line
-from .regions import REGION_FREQUENCIES, region_word_features
+from .regions import GRID, REGION_FREQUENCIES, SIZE_STEPS, SIZE_TOKENS, region_word_features
 from .tokenizer import WordTokenizer
 
 
@@ -55,6 +56,8 @@ class UnifiedConfig:
     copy_prompt: bool = False  # a pointer over the prompt's words mixed into the next-word head (_Pointer)
     region_coords: bool = False  # region words read and scored through their lattice value too (UnifiedModel.embed)
     plan_view: bool = False  # the planner reads the canvas (`<canvas>` slots) before each plan it writes
+    region_map: bool = False  # region words also scored by a spatial head over the regions written before (_RegionMap)
+    region_map_keys: int = 8  # the channels of what the region map reads of each region written before
 
     @property
     def canvas_tokens(self) -> int:
@@ -242,6 +245,69 @@ class _Pointer(nn.Module):
         return torch.log(mixed.clamp(min=1e-12))
 
 
+def region_cells(gx: torch.Tensor, gy: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
+    """(N, GRID, GRID) [y, x]: the share of each lattice cell that the boxes of regions `gx`, `gy`, `s`
+    (N lattice indices and size words) cover: what a region token means, on the lattice it names."""
+    cells = torch.arange(GRID, device=gx.device, dtype=torch.float32)
+    half = s.float() * GRID / (2 * SIZE_STEPS)  # half a side, in cells
+
+    def cover(centre: torch.Tensor) -> torch.Tensor:  # (N, GRID): overlap of [c - h, c + h] with each cell
+        lo, hi = (centre.float() + 0.5 - half)[:, None], (centre.float() + 0.5 + half)[:, None]
+        return (torch.minimum(hi, cells + 1) - torch.maximum(lo, cells)).clamp(min=0, max=1)
+
+    return cover(gy)[:, :, None] * cover(gx)[:, None, :]
+
+
+class _RegionMap(nn.Module):
+    """A spatial head for region words. Each region written before (a complete `x y s` triple in
+    the sequence) is painted on a GRID x GRID map over the cells its box covers, carrying a key
+    read from the hidden state at its size word (which object it is) and a channel of coverage.
+    At the position before a region's `x`, the hidden state there modulates the map (FiLM), the
+    map and its running maxima in the four directions (what lies left, right, above and below
+    each cell) go through dilated convolutions, and the result is a score for every (size, y, x)
+    of the next region: one joint layout score that the `x`, `y` and size words add to their own
+    (`UnifiedModel.region_bias`). Its last layer starts at zero: added to a trained model, it
+    changes no prediction until it is trained."""
+
+    def __init__(self, cfg: UnifiedConfig, width: int = 32):
+        super().__init__()
+        d, channels = cfg.n_embd, cfg.region_map_keys
+        c = channels + 1
+        self.key = nn.Linear(d, channels)
+        self.film = nn.Linear(d, 2 * c)
+        self.query = nn.Linear(d, width)
+        self.inp = nn.Conv2d(6 * c + 2, width, 1)
+        self.mid = nn.ModuleList(nn.Conv2d(width, width, 3, padding=k, dilation=k) for k in (1, 2, 4))
+        self.out = nn.Conv2d(width, len(SIZE_TOKENS), 3, padding=1)
+        nn.init.zeros_(self.film.weight)
+        nn.init.zeros_(self.film.bias)
+        nn.init.zeros_(self.out.weight)
+        nn.init.zeros_(self.out.bias)  # type: ignore[arg-type]  # a Conv2d made with a bias
+
+    def paint(self, keys: torch.Tensor, cells: torch.Tensor) -> torch.Tensor:
+        """(N, channels + 1, GRID, GRID): each region's key over its cells, and its coverage."""
+        return torch.cat([self.key(keys)[:, :, None, None] * cells[:, None], cells[:, None]], 1)
+
+    def forward(self, memory: torch.Tensor, query: torch.Tensor) -> torch.Tensor:
+        """Scores (N, sizes, GRID, GRID) [size, y, x] of the next region for maps `memory` (N, c, G, G)
+        and the hidden states `query` (N, C) at the position before its `x`."""
+        scale, shift = self.film(query)[:, :, None, None].chunk(2, 1)
+        gated = F.relu(memory * (1 + scale) + shift)
+        runs = [
+            torch.cummax(gated, 3).values,
+            torch.cummax(gated.flip(3), 3).values.flip(3),
+            torch.cummax(gated, 2).values,
+            torch.cummax(gated.flip(2), 2).values.flip(2),
+        ]
+        n, g = memory.shape[0], memory.shape[-1]
+        axis = (torch.arange(g, device=memory.device, dtype=memory.dtype) + 0.5) / g
+        coords = torch.stack([axis[None, :].expand(g, g), axis[:, None].expand(g, g)])[None].expand(n, -1, -1, -1)
+        h = F.gelu(self.inp(torch.cat([memory, gated, *runs, coords], 1)) + self.query(query)[:, :, None, None])
+        for conv in self.mid:
+            h = h + F.gelu(conv(h))
+        return self.out(h)
+
+
 class _FlowUNet(nn.Module):
     """Velocity of a noisy crop given the canvas crop, coordinates and a condition vector."""
 
@@ -328,6 +394,8 @@ def write_checkpoint(directory: Path, model: Any, model_type: str, tokenizer: Wo
 
 class UnifiedModel(nn.Module):
     region_features: torch.Tensor  # a buffer (vocab, features) with `config.region_coords` (index_region_words)
+    region_axis: torch.Tensor  # buffers (vocab,) with `config.region_map`: a word's axis (0 x, 1 y, 2 size, -1
+    region_value: torch.Tensor  # none) and its lattice index (sizes from 0 = s4)
 
     def __init__(self, config: UnifiedConfig):
         super().__init__()
@@ -353,6 +421,10 @@ class UnifiedModel(nn.Module):
             self.coord_out = nn.Linear(width, config.n_embd, bias=False)
             nn.init.zeros_(self.coord_in.weight)
             nn.init.zeros_(self.coord_out.weight)
+        self.region_map = _RegionMap(config) if config.region_map else None
+        if config.region_map:
+            self.register_buffer("region_axis", torch.full((config.vocab_size,), -1, dtype=torch.long))
+            self.register_buffer("region_value", torch.zeros(config.vocab_size, dtype=torch.long))
 
     @staticmethod
     def _init(m: nn.Module) -> None:
@@ -412,6 +484,66 @@ class UnifiedModel(nn.Module):
         h = hidden if hidden.dim() == 3 else hidden.reshape(1, -1, hidden.shape[-1])
         mixed = self.pointer(h, out.reshape(h.shape[0], h.shape[1], -1), self.embed(prompt.ids), prompt)
         return mixed.reshape(shape)
+
+    def region_bias(self, hidden: torch.Tensor, ids: torch.Tensor, opens: int) -> torch.Tensor:
+        """What the region map adds to the next-word scores (B, T, V) of `hidden` (B, T, C) over token
+        `ids` (B, T; `opens` the id of `<img>`). Wherever a region may start (after `<img>` or a
+        region's size word) the map of the regions written before in the row scores every (size, y, x);
+        the `x` words there read it summed over sizes and rows; where a region does start, its `y`
+        reads the column of the `x` written and its size the cell of both (each centred, so a map of
+        zeros adds nothing). Zeros without `config.region_map`."""
+        bias = torch.zeros(*ids.shape, self.config.vocab_size, device=hidden.device, dtype=hidden.dtype)
+        if self.region_map is None or ids.shape[1] < 2:
+            return bias
+        axis, value = self.region_axis[ids], self.region_value[ids]
+        start = torch.zeros_like(ids, dtype=torch.bool)  # the x of each complete region
+        start[:, :-2] = (axis[:, :-2] == 0) & (axis[:, 1:-1] == 1) & (axis[:, 2:] == 2)
+        after = torch.zeros_like(start)
+        after[:, 2:] = start[:, :-2]
+        rows_q, pos_q = ((ids == opens) | after).nonzero(as_tuple=True)  # where a region may start
+        if not len(rows_q):
+            return bias
+        rows, pos = start.nonzero(as_tuple=True)
+        cells = region_cells(value[rows, pos], value[rows, pos + 1], value[rows, pos + 2] + SIZE_TOKENS[0])
+        paint = self.region_map.paint(hidden[rows, pos + 2], cells)  # Nt, c, G, G
+        earlier = (rows[None, :] == rows_q[:, None]) & (pos[None, :] + 2 <= pos_q[:, None])  # Nq, Nt
+        memory = (earlier.to(paint.dtype) @ paint.flatten(1)).view(len(rows_q), *paint.shape[1:])
+        scores = self.region_map(memory, hidden[rows_q, pos_q])  # Nq, sizes, G (y), G (x)
+        words = [(self.region_axis == a).nonzero(as_tuple=True)[0] for a in range(3)]
+        words = [w[self.region_value[w].argsort()] for w in words]
+        by_x = scores.logsumexp((1, 2)) - math.log(len(SIZE_TOKENS) * GRID)
+        bias = bias.index_put((rows_q[:, None], pos_q[:, None], words[0][None, :]), by_x)
+        where = torch.full(ids.shape, -1, dtype=torch.long, device=ids.device)
+        where[rows_q, pos_q] = torch.arange(len(rows_q), device=ids.device)
+        q = where[rows, pos - 1]  # the map each region was written from (-1: none, ill-formed)
+        keep = q >= 0
+        rows, pos, q = rows[keep], pos[keep], q[keep]
+        gx, gy = value[rows, pos], value[rows, pos + 1]
+        by_y = scores[q, :, :, gx].logsumexp(1) - math.log(len(SIZE_TOKENS))
+        bias = bias.index_put((rows[:, None], pos[:, None], words[1][None, :]), by_y)
+        return bias.index_put((rows[:, None], (pos + 1)[:, None], words[2][None, :]), scores[q, :, gy, gx])
+
+    def next_region_bias(self, ids: Sequence[int], hidden: Sequence[torch.Tensor], opens: int) -> torch.Tensor | None:
+        """`region_bias` (V,) for the word after a sequence being sampled (`ids`, the `hidden` state of
+        each, `opens` the id of `<img>`): None where that word is no region word (after anything but
+        `<img>` or a region's words) or without `config.region_map`."""
+        if self.region_map is None or not ids:
+            return None
+        axis = [int(a) for a in self.region_axis[torch.tensor(list(ids[-2:]), device=self.region_axis.device)]]
+        if axis[-1] == 0:
+            done = 1  # the y of a region whose x was just written
+        elif axis[-1] == 1 and len(axis) == 2 and axis[-2] == 0:
+            done = 2  # its size
+        elif ids[-1] == opens or axis[-1] == 2:
+            done = 3  # a new region's x, or `</img>`
+        else:
+            return None
+        # the region being written, completed by placeholder words (their values and states are not read)
+        stub = [int((self.region_axis == a).nonzero()[0, 0]) for a in range(done, 3)]
+        states = torch.stack(list(hidden))
+        states = torch.cat([states, states[-1:].expand(len(stub), -1)])[None]
+        ids_t = torch.tensor([list(ids) + stub], device=self.region_axis.device)
+        return self.region_bias(states, ids_t, opens)[0, len(ids) - 1]
 
     def condition(
         self,
@@ -504,27 +636,36 @@ class UnifiedModel(nn.Module):
         copy_prompt: bool = False,
         region_coords: bool = False,
         n_layer: int | None = None,
+        region_map: bool = False,
     ) -> tuple["UnifiedModel", WordTokenizer]:
         """The model with `words` (default: every word of the current vocabulary it lacks)
         appended to its vocabulary, with `copy_prompt` the pointer over the prompt added (its gate
         closed), with `region_coords` the region words' lattice values (`embed`, zero at first) and
         with `n_layer` transformer blocks, the new ones after the old with their output maps at zero
-        (each adds nothing to the residual stream at first); new weights start as a new model's,
+        (each adds nothing to the residual stream at first), with `region_map` the spatial head over
+        region words (`_RegionMap`, its last layer at zero); new weights start as a new model's,
         every other weight and every existing word's id stay as they are, and so do the predictions."""
         words = list(words) or [w for w in WordTokenizer().vocab if w not in tokenizer.index]
         copy_prompt = copy_prompt or self.config.copy_prompt
         region_coords = region_coords or self.config.region_coords
+        region_map = region_map or self.config.region_map
         n_layer = n_layer or self.config.n_layer
         if n_layer < self.config.n_layer:
             raise SketchloopError(
                 f"--n-layer {n_layer}: the checkpoint has {self.config.n_layer} layers; a model only grows"
             )
-        same = (copy_prompt, region_coords, n_layer)
-        if not words and same == (self.config.copy_prompt, self.config.region_coords, self.config.n_layer):
+        same = (copy_prompt, region_coords, n_layer, region_map)
+        old = (self.config.copy_prompt, self.config.region_coords, self.config.n_layer, self.config.region_map)
+        if not words and same == old:
             return self, tokenizer
         vocab = WordTokenizer(tokenizer.vocab + words)
         config = replace(
-            self.config, vocab_size=len(vocab), copy_prompt=copy_prompt, region_coords=region_coords, n_layer=n_layer
+            self.config,
+            vocab_size=len(vocab),
+            copy_prompt=copy_prompt,
+            region_coords=region_coords,
+            n_layer=n_layer,
+            region_map=region_map,
         )
         model = UnifiedModel(config)
         for block in list(model.blocks)[self.config.n_layer :]:
@@ -533,6 +674,8 @@ class UnifiedModel(nn.Module):
         for name, value in self.state_dict().items():
             if state[name].shape == value.shape:
                 state[name] = value
+            elif name in ("region_axis", "region_value"):
+                continue  # indexed again below for the grown vocabulary
             else:  # tok.weight and head.weight: the old words' rows come first
                 state[name][: value.shape[0]] = value
         model.load_state_dict(state)
@@ -540,15 +683,21 @@ class UnifiedModel(nn.Module):
         return model, vocab
 
     def index_region_words(self, vocab: Sequence[str]) -> None:
-        """With `config.region_coords`, store the lattice value of each region word of `vocab` (the
-        tokenizer's words in id order; saved with the weights)."""
+        """With `config.region_coords` or `config.region_map`, store the lattice value of each region
+        word of `vocab` (the tokenizer's words in id order; saved with the weights)."""
         if self.config.region_coords:
             self.region_features.copy_(torch.from_numpy(region_word_features(list(vocab))))
+        if self.config.region_map:
+            for i, word in enumerate(vocab):
+                m = re.fullmatch(r"([xys])(\d+)", word)
+                if m is not None:
+                    self.region_axis[i] = "xys".index(m[1])
+                    self.region_value[i] = int(m[2]) - (SIZE_TOKENS[0] if m[1] == "s" else 0)
 
     def num_parameters(self) -> dict[str, int]:
         parts: dict[str, list[nn.Module]] = {
             "text": [self.tok, self.pos, self.blocks, self.ln, self.head]
-            + [m for m in (self.pointer, self.coord_in, self.coord_out) if m is not None],
+            + [m for m in (self.pointer, self.coord_in, self.coord_out, self.region_map) if m is not None],
             "canvas": [self.canvas],
             "flow": [self.reader, self.flow],
         }

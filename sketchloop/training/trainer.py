@@ -34,15 +34,19 @@ from .sequences import PLAN_VIEWS, REGION_ORDERS, collate, load_examples
 # The rows each stage trains on (data pipelines 1, 2 and 3, the facts corpus and the on-policy region
 # corrections; joint = all of them). The image stage
 # trains the image expert alone (IMAGE_EXPERT) on the trajectories' crops; every text weight
-# stays as it was, so plans, inspections and the plan check read the same likelihoods.
+# stays as it was, so plans, inspections and the plan check read the same likelihoods. The regions
+# stage trains the region map alone (REGION_MAP, models/unified.py `_RegionMap`) on the region
+# words of trajectories; every other weight stays as it was.
 STAGES: dict[str, set[str]] = {
     "plan-sketch": {"trajectories", "facts", "corrections"},
     "inspect": {"inspect"},
     "refine": {"refine"},
     "joint": {"trajectories", "inspect", "refine", "facts", "corrections"},
     "image": {"trajectories"},
+    "regions": {"trajectories", "corrections"},
 }
 IMAGE_EXPERT = ("reader.", "flow.", "null_cond")  # parameter names of the image expert
+REGION_MAP = ("region_map.",)  # parameter names of the region map
 
 
 @dataclass
@@ -165,10 +169,13 @@ class _Loss(torch.nn.Module):
         object_ends: list[int],
         prompt_tags: tuple[int, int],
         image_only: bool = False,
+        regions_only: bool = False,
+        region_open: int = -1,
     ):
         super().__init__()
         self.model, self.canvas_id, self.text_weight = model, canvas_id, text_weight
-        self.prompt_tags, self.image_only = prompt_tags, image_only
+        self.prompt_tags, self.image_only, self.regions_only = prompt_tags, image_only, regions_only
+        self.region_open = region_open
         self.step_starts, self.object_ends = torch.tensor(step_starts), torch.tensor(object_ends)
 
     def forward(self, batch: dict) -> tuple[torch.Tensor, dict[str, float]]:
@@ -177,9 +184,20 @@ class _Loss(torch.nn.Module):
             with torch.no_grad():
                 hidden = self.model.hidden(ids, batch.get("canvases"), ids == self.canvas_id)
             loss, parts = torch.zeros((), device=ids.device), {}
+        elif self.regions_only:  # only the region map learns: the CE of the region words it scores
+            with torch.no_grad():
+                hidden = self.model.hidden(ids, batch.get("canvases"), ids == self.canvas_id)
+                logits = self.model.logits(hidden, prompt_memory(hidden, ids, *self.prompt_tags))
+            logits = logits + self.model.region_bias(hidden, ids, self.region_open)
+            targets = batch["targets"]
+            region_words = self.model.region_axis[targets.clamp(min=0)] >= 0
+            targets = torch.where(region_words & (targets >= 0), targets, torch.full_like(targets, -100))
+            ce = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1), ignore_index=-100)
+            return ce + 0.0 * sum(p.sum() for p in self.model.parameters() if p.requires_grad), {"ce": ce.item()}
         else:
             hidden = self.model.hidden(ids, batch.get("canvases"), ids == self.canvas_id)
             logits = self.model.logits(hidden, prompt_memory(hidden, ids, *self.prompt_tags))
+            logits = logits + self.model.region_bias(hidden, ids, self.region_open)
             ce = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), batch["targets"].reshape(-1), ignore_index=-100)
             loss, parts = self.text_weight * ce, {"ce": ce.item()}
         drop = self.model.config.cond_dropout
@@ -229,12 +247,14 @@ def train(
     copy_prompt: bool = False,
     region_coords: bool = False,
     n_layer: int | None = None,
+    region_map: bool = False,
 ) -> dict:
     """Train (or resume training of) the unified model; returns the final step and losses.
     `copy_prompt`: the model has the pointer over the prompt (models/unified.py `_Pointer`),
     added to an `init` checkpoint without one (its other weights kept); `region_coords`: region words are
     also read and scored through their lattice value (`UnifiedModel.embed`), added the same way; `n_layer`:
-    an `init` checkpoint grown to that many transformer blocks (`UnifiedModel.grown`)."""
+    an `init` checkpoint grown to that many transformer blocks (`UnifiedModel.grown`); `region_map`: the
+    spatial head over region words (models/unified.py `_RegionMap`), added the same way."""
     if cfg.stage not in STAGES:
         raise SketchloopError(f"--stage {cfg.stage!r}: choose one of {', '.join(STAGES)}")
     world = int(os.environ.get("WORLD_SIZE", "1"))
@@ -250,19 +270,28 @@ def train(
     if init is not None:
         model, tokenizer = UnifiedModel.from_pretrained(init)
         # words added to the language since (world/knowledge.py), and the pointer if asked for
-        model, tokenizer = model.grown(tokenizer, copy_prompt=copy_prompt, region_coords=region_coords, n_layer=n_layer)
+        model, tokenizer = model.grown(
+            tokenizer, copy_prompt=copy_prompt, region_coords=region_coords, n_layer=n_layer, region_map=region_map
+        )
     else:
         tokenizer = WordTokenizer()
         config = model_config or UnifiedConfig(vocab_size=len(tokenizer))
         model = UnifiedModel(replace(config, n_layer=n_layer) if n_layer else config)
         model.index_region_words(tokenizer.vocab)
-        model, tokenizer = model.grown(tokenizer, copy_prompt=copy_prompt, region_coords=region_coords)
+        model, tokenizer = model.grown(
+            tokenizer, copy_prompt=copy_prompt, region_coords=region_coords, region_map=region_map
+        )
     if cfg.plan_views == "canvas":
         model.config = replace(model.config, plan_view=True)  # its loop then shows the planner the canvas
     model.train().to(device)
-    if cfg.stage == "image":
+    if cfg.stage == "regions" and model.region_map is None:
+        raise SketchloopError(
+            "--stage regions trains the region map: add --region-map (or --init a checkpoint with one)"
+        )
+    if cfg.stage in ("image", "regions"):
+        trained = IMAGE_EXPERT if cfg.stage == "image" else REGION_MAP
         for name, p in model.named_parameters():
-            p.requires_grad_(name.startswith(IMAGE_EXPERT))
+            p.requires_grad_(name.startswith(trained))
     examples, singles = load_examples(
         [Path(d) for d in data],
         STAGES[cfg.stage],
@@ -293,6 +322,8 @@ def train(
         [tokenizer.token_id(t) for t in OBJECT_ENDS],
         (tokenizer.token_id("<prompt>"), tokenizer.token_id("</prompt>")),
         image_only=cfg.stage == "image",
+        regions_only=cfg.stage == "regions",
+        region_open=tokenizer.token_id("<img>"),
     )
     wrapped = torch.nn.parallel.DistributedDataParallel(objective) if world > 1 else objective
     bar = tqdm(total=cfg.steps, initial=start, desc=f"train {cfg.stage}", disable=not progress or rank != 0)
@@ -302,9 +333,10 @@ def train(
         torch.manual_seed(int(rng.integers(2**62)))  # flow noise, times and condition dropout too
         picks = [examples[i] for i in _pick(by_length, cfg.batch_size - n_hard, rng)]
         picks += [examples[i] for i in rng.choice(with_hard, size=n_hard)] if n_hard else []
-        if singles and cfg.single_per_step:
+        draws = cfg.stage != "regions"  # the regions stage learns no pixels
+        if singles and cfg.single_per_step and draws:
             picks += [singles[i] for i in rng.integers(len(singles), size=cfg.single_per_step)]
-        batch = _to(collate(picks, tokenizer.pad_id, cfg.max_flows, rng, cfg.hard_crops), device)
+        batch = _to(collate(picks, tokenizer.pad_id, cfg.max_flows if draws else 0, rng, cfg.hard_crops), device)
         for group in opt.param_groups:
             group["lr"] = lr_at(step, cfg)
         loss, parts = wrapped(batch)
