@@ -51,6 +51,13 @@ class Region:
 REGION_FREQUENCIES = 6  # Fourier frequencies per axis in region_word_features
 
 
+def region_word(word: str) -> tuple[int, int] | None:
+    """A region word's axis (0 x, 1 y, 2 size) and the number it names (x3: (0, 3), s8: (2, 8));
+    None for any other word."""
+    m = re.fullmatch(r"([xys])(\d+)", word)
+    return None if m is None else ("xys".index(m[1]), int(m[2]))
+
+
 def region_word_features(vocab: list[str]) -> np.ndarray:
     """(len(vocab), 3 * (1 + 2 * REGION_FREQUENCIES)) float32: for a region word, its axis (x, y or
     size) and its value v as [1, sin(pi k v), cos(pi k v) for k = 1..REGION_FREQUENCIES] in that
@@ -61,10 +68,10 @@ def region_word_features(vocab: list[str]) -> np.ndarray:
     out = np.zeros((len(vocab), 3 * width), dtype=np.float32)
     k = np.arange(1, REGION_FREQUENCIES + 1)
     for i, word in enumerate(vocab):
-        m = re.fullmatch(r"([xys])(\d+)", word)
-        if m is None:
+        parsed = region_word(word)
+        if parsed is None:
             continue
-        axis, v = "xys".index(m[1]), (int(m[2]) + 0.5) / GRID
+        axis, v = parsed[0], (parsed[1] + 0.5) / GRID
         out[i, axis * width : (axis + 1) * width] = np.concatenate(
             [[1.0], np.sin(np.pi * k * v), np.cos(np.pi * k * v)]
         )

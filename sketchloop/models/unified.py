@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import json
 import math
-import re
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, fields, replace
 from functools import partial
@@ -38,7 +37,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from ..errors import SketchloopError, first_line
-from .regions import GRID, REGION_FREQUENCIES, SIZE_STEPS, SIZE_TOKENS, region_word_features
+from .regions import GRID, REGION_FREQUENCIES, SIZE_STEPS, SIZE_TOKENS, region_word, region_word_features
 from .tokenizer import WordTokenizer
 
 
@@ -689,10 +688,10 @@ class UnifiedModel(nn.Module):
             self.region_features.copy_(torch.from_numpy(region_word_features(list(vocab))))
         if self.config.region_map:
             for i, word in enumerate(vocab):
-                m = re.fullmatch(r"([xys])(\d+)", word)
-                if m is not None:
-                    self.region_axis[i] = "xys".index(m[1])
-                    self.region_value[i] = int(m[2]) - (SIZE_TOKENS[0] if m[1] == "s" else 0)
+                parsed = region_word(word)
+                if parsed is not None:
+                    self.region_axis[i] = parsed[0]
+                    self.region_value[i] = parsed[1] - (SIZE_TOKENS[0] if parsed[0] == 2 else 0)
 
     def num_parameters(self) -> dict[str, int]:
         parts: dict[str, list[nn.Module]] = {
