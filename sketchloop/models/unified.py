@@ -484,13 +484,14 @@ class UnifiedModel(nn.Module):
         mixed = self.pointer(h, out.reshape(h.shape[0], h.shape[1], -1), self.embed(prompt.ids), prompt)
         return mixed.reshape(shape)
 
-    def region_bias(self, hidden: torch.Tensor, ids: torch.Tensor, opens: int) -> torch.Tensor:
+    def region_bias(self, hidden: torch.Tensor, ids: torch.Tensor, opens: int, only: int | None = None) -> torch.Tensor:
         """What the region map adds to the next-word scores (B, T, V) of `hidden` (B, T, C) over token
         `ids` (B, T; `opens` the id of `<img>`). Wherever a region may start (after `<img>` or a
         region's size word) the map of the regions written before in the row scores every (size, y, x);
         the `x` words there read it summed over sizes and rows; where a region does start, its `y`
         reads the column of the `x` written and its size the cell of both (each centred, so a map of
-        zeros adds nothing). Zeros without `config.region_map`."""
+        zeros adds nothing). `only`: score the map at that position alone (and the region written
+        from it), zeros elsewhere. Zeros without `config.region_map`."""
         bias = torch.zeros(*ids.shape, self.config.vocab_size, device=hidden.device, dtype=hidden.dtype)
         if self.region_map is None or ids.shape[1] < 2:
             return bias
@@ -499,7 +500,11 @@ class UnifiedModel(nn.Module):
         start[:, :-2] = (axis[:, :-2] == 0) & (axis[:, 1:-1] == 1) & (axis[:, 2:] == 2)
         after = torch.zeros_like(start)
         after[:, 2:] = start[:, :-2]
-        rows_q, pos_q = ((ids == opens) | after).nonzero(as_tuple=True)  # where a region may start
+        may_start = (ids == opens) | after
+        if only is not None:
+            may_start[:, :only] = False
+            may_start[:, only + 1 :] = False
+        rows_q, pos_q = may_start.nonzero(as_tuple=True)  # where a region may start
         if not len(rows_q):
             return bias
         rows, pos = start.nonzero(as_tuple=True)
@@ -542,7 +547,8 @@ class UnifiedModel(nn.Module):
         states = torch.stack(list(hidden))
         states = torch.cat([states, states[-1:].expand(len(stub), -1)])[None]
         ids_t = torch.tensor([list(ids) + stub], device=self.region_axis.device)
-        return self.region_bias(states, ids_t, opens)[0, len(ids) - 1]
+        start = len(ids) - 1 - done % 3  # where the region being written may start
+        return self.region_bias(states, ids_t, opens, only=start)[0, len(ids) - 1]
 
     def condition(
         self,
