@@ -1,11 +1,21 @@
 """Shared fixtures: a real OpenAI-compatible HTTP server on 127.0.0.1 with scripted answers."""
 
 import json
+import os
 import socket
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
+import torch
+
+# pytest-xdist runs one worker per core (pyproject's addopts): each worker, and each process a test
+# starts, gets its share of the cores instead of all of them.
+_WORKERS = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+if _WORKERS > 1:
+    _THREADS = max(1, (os.cpu_count() or 1) // _WORKERS)
+    os.environ.setdefault("OMP_NUM_THREADS", str(_THREADS))
+    torch.set_num_threads(_THREADS)
 
 
 class ScriptedServer:

@@ -143,7 +143,7 @@ def test_own_inspect_with_a_random_model(tmp_path):
     UnifiedModel(UnifiedConfig(vocab_size=len(tok), n_layer=1, n_embd=32)).save_pretrained(tmp_path / "ckpt", tok)
     # two worker processes after the parent loaded torch: the pool must not hang (it did with fork)
     summary = build(
-        "inspect", 12, tmp_path / "ds", seed=1, shard_size=6, workers=2, checkpoint=tmp_path / "ckpt", progress=False
+        "inspect", 6, tmp_path / "ds", seed=1, shard_size=3, workers=2, checkpoint=tmp_path / "ckpt", progress=False
     )
     rows = read_dataset(tmp_path / "ds").to_pylist()
     own = [r for r in rows if json.loads(r["meta"])["source"] != "teacher"]

@@ -8,6 +8,7 @@ import sys
 import pytest
 
 ray = pytest.importorskip("ray")
+pytestmark = pytest.mark.xdist_group("ray")  # one pytest-xdist worker: one local Ray cluster at a time
 pytest.importorskip("diffusers")
 pytest.importorskip("openai")
 
