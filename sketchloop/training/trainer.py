@@ -328,12 +328,12 @@ def train(
     wrapped = torch.nn.parallel.DistributedDataParallel(objective) if world > 1 else objective
     bar = tqdm(total=cfg.steps, initial=start, desc=f"train {cfg.stage}", disable=not progress or rank != 0)
     loss_value, parts, t0 = float("nan"), {}, time.time()
+    draws = cfg.stage != "regions"  # the regions stage learns no pixels
     for step in range(start, cfg.steps):
         rng = np.random.default_rng([cfg.seed, rank, step])  # resumable and different per rank
         torch.manual_seed(int(rng.integers(2**62)))  # flow noise, times and condition dropout too
         picks = [examples[i] for i in _pick(by_length, cfg.batch_size - n_hard, rng)]
         picks += [examples[i] for i in rng.choice(with_hard, size=n_hard)] if n_hard else []
-        draws = cfg.stage != "regions"  # the regions stage learns no pixels
         if singles and cfg.single_per_step and draws:
             picks += [singles[i] for i in rng.integers(len(singles), size=cfg.single_per_step)]
         batch = _to(collate(picks, tokenizer.pad_id, cfg.max_flows if draws else 0, rng, cfg.hard_crops), device)
