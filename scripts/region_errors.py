@@ -29,6 +29,7 @@ import argparse
 import json
 import sys
 from collections import Counter, defaultdict
+from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -40,10 +41,33 @@ from sketchloop.models.regions import parse_regions, region_of, to_float
 from sketchloop.models.sampling import RegionSyntax, TextSession
 from sketchloop.models.unified import UnifiedModel
 from sketchloop.training.sequences import blank_array, encode_row
-from sketchloop.world.layout import Layout, relation_needs
+from sketchloop.world.layout import Layout, relation_needs, relative_position
 from sketchloop.world.scene import SceneGraph
 
 SHIPPED = Path(__file__).resolve().parents[1] / "sketchloop" / "checkpoints" / "shapes-unified"
+
+
+OPPOSITE = {"left of": "right of", "right of": "left of", "above": "below", "below": "above"}
+
+
+def relation_kind(new: list, earlier: list, need: dict, regions: list) -> str:
+    """How the first failed relation of a step's regions fails: "turned round" (the opposite
+    holds), "other anchor" (it holds to a drawn object of another group, not the one named),
+    "too close" (no relation holds on the relation's axis), or "other axis"."""
+    for o, r in zip(new, regions):
+        a = replace(o, x=r.center[0], y=r.center[1], size=r.size)
+        for b in earlier:
+            for rel in need.get((a.group, b.group), ()):
+                if rel not in OPPOSITE or rel in relative_position(a.box, b.box):
+                    continue
+                held = relative_position(a.box, b.box)
+                if OPPOSITE[rel] in held:
+                    return "turned round"
+                if any(rel in relative_position(a.box, c.box) for c in earlier if c.group not in (a.group, b.group)):
+                    return "other anchor"
+                axis = {"left of", "right of"} if rel in ("left of", "right of") else {"above", "below"}
+                return "other axis" if held - axis else "too close"
+    return "unknown"
 
 
 def main() -> None:
@@ -98,6 +122,8 @@ def main() -> None:
                 out = session.sample(syntax.max_tokens, {end}, torch.Generator(), 0.0, syntax.allowed)
                 regions = parse_regions(tok.decode([i for i in out if i != end]))
                 error = region_error(new, earlier, need, regions) or "right"
+                if error == "relation":
+                    tally["relation errors by kind"][relation_kind(new, earlier, need, regions)] += 1
                 groups = {o.group for o in new}
                 drawn = {o.group for o in earlier}
                 anchors = [added_at[b] for (a, b), rels in need.items() if a in groups and b in drawn for _ in rels]
