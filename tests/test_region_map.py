@@ -50,54 +50,10 @@ def test_a_region_map_added_to_a_checkpoint_keeps_its_predictions():
         assert bias.abs().max() < 1e-5  # its last layer at zero: a map of zeros, centred
 
 
-def test_anchor_heads_added_to_a_map_keep_its_predictions_and_pick_only_earlier_regions():
+def _trained_looking() -> UnifiedModel:
+    """A small model with a region map of random weights (as if trained)."""
     torch.manual_seed(0)
-    plain, tok = UnifiedModel(SMALL).grown(TOK, region_map=True)
-    with torch.no_grad():
-        for p in plain.region_map.parameters():
-            p.normal_(0, 0.1)
-    anchored, same = plain.eval().grown(tok, region_anchors=2)
-    assert anchored.config.region_anchors == 2 and same.vocab == tok.vocab
-    with pytest.raises(SketchloopError, match="--region-anchors"):
-        anchored.grown(tok, region_anchors=3)
-    ids = torch.tensor([tok.encode(TEXT)])
-    with torch.no_grad():
-        hidden = anchored.eval().hidden(ids)
-        assert torch.equal(anchored.region_bias(hidden, ids, IMG), plain.region_bias(hidden, ids, IMG))
-        cells = region_cells(torch.tensor([11, 3]), torch.tensor([7, 4]), torch.tensor([6, 6]))
-        earlier = torch.tensor([[False, False], [True, False], [True, True]])
-        said = torch.randn(5, 64)  # descriptions (`_RegionMap.describe`) of 3 places and 2 regions
-        picks = anchored.region_map.anchor(said[:3], said[3:], earlier, cells)
-    assert picks.shape == (3, 2, 16, 16)
-    assert not picks[0].any()  # nothing written before: no anchor
-    assert torch.allclose(picks[1], cells[0].expand(2, -1, -1))  # one region before: each head picks it
-    # two before: a share of each, the shares adding up to one (at each region's own centre cell)
-    first, second = picks[2][:, 7, 11], picks[2][:, 4, 3]
-    assert torch.allclose(first + second, torch.ones(2)) and (first > 0).all() and (second > 0).all()
-
-
-def test_a_description_pools_the_words_of_its_own_step_alone():
-    model = _trained_looking(anchors=2)
-    ids = torch.tensor([TOK.encode(TEXT)])
-    words = TOK.encode(TEXT)
-    second = [k for k, t in enumerate(words) if t == TOK.token_id("<ins>")][1]
-    img = [k for k, t in enumerate(words) if t == IMG][1]
-    start = torch.where(torch.arange(len(words)) >= second, second, 0)[None]
-    with torch.no_grad():
-        hidden, embeds = model.hidden(ids), model.tok(ids)
-        place = (torch.tensor([0]), torch.tensor([img]))
-        said = model.region_map.describe(hidden, embeds, *place, start)
-        before, within = embeds.clone(), embeds.clone()
-        before[0, second - 3] += 1.0  # a word of the first step
-        within[0, second + 2] += 1.0  # a word of this step
-        assert torch.equal(model.region_map.describe(hidden, before, *place, start), said)
-        assert not torch.allclose(model.region_map.describe(hidden, within, *place, start), said)
-
-
-def _trained_looking(anchors: int = 0) -> UnifiedModel:
-    """A small model with a region map (with `anchors` heads) of random weights (as if trained)."""
-    torch.manual_seed(0)
-    model, _ = UnifiedModel(SMALL).grown(TOK, region_map=True, region_anchors=anchors)
+    model, _ = UnifiedModel(SMALL).grown(TOK, region_map=True)
     assert model.region_map is not None
     with torch.no_grad():
         for p in model.region_map.parameters():
@@ -105,9 +61,8 @@ def _trained_looking(anchors: int = 0) -> UnifiedModel:
     return model.eval()
 
 
-@pytest.mark.parametrize("anchors", [0, 2])
-def test_sampling_scores_each_region_word_as_training_does(anchors):
-    model = _trained_looking(anchors)
+def test_sampling_scores_each_region_word_as_training_does():
+    model = _trained_looking()
     ids = TOK.encode(TEXT)
     with torch.no_grad():
         hidden = model.hidden(torch.tensor([ids]))
@@ -126,9 +81,8 @@ def test_sampling_scores_each_region_word_as_training_does(anchors):
         session.feed([ids[k]])
 
 
-@pytest.mark.parametrize("anchors", [0, 2])
-def test_the_map_reads_the_regions_written_before_and_only_those(anchors):
-    model = _trained_looking(anchors)
+def test_the_map_reads_the_regions_written_before_and_only_those():
+    model = _trained_looking()
     ids = TOK.encode(TEXT)
     moved = TOK.encode(TEXT.replace("x11 y7 s6", "x12 y2 s8"))
     with torch.no_grad():
