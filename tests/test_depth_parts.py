@@ -331,7 +331,7 @@ def test_the_scene_mix_draws_depth_and_parts_scenes_in_the_shares_asked():
     from sketchloop.data.trajectories import heldout_free_scene
 
     rng = np.random.default_rng(0)
-    graphs = [heldout_free_scene(rng, mix={"depth": 0.35, "parts": 0.3}) for _ in range(300)]
+    graphs = [heldout_free_scene(rng, mix={"depth": 0.35, "parts": 0.3}) for _ in range(150)]
     depth = np.mean([any(r.relation in ("in front of", "behind") for r in g.relations) for g in graphs])
     parts = np.mean([any(grp.points for grp in g.groups) for g in graphs])
     assert 0.27 <= depth <= 0.43 and 0.23 <= parts <= 0.38, (depth, parts)

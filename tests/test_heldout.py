@@ -98,7 +98,7 @@ def test_a_phrasing_always_parses_back_to_its_scene():
 
 def test_no_data_build_holds_a_benchmark_scene_or_a_heldout_pair(tmp_path, monkeypatch):
     # a real build: every row's scene is allowed
-    for kind, n in (("trajectories", 300), ("inspect", 60), ("refine", 60)):
+    for kind, n in (("trajectories", 120), ("inspect", 30), ("refine", 30)):
         build(kind, n, tmp_path / kind, seed=9, shard_size=n, progress=False)
         for row in read_dataset(tmp_path / kind).to_pylist():
             graph = SceneGraph.from_json(row["scene"])
