@@ -1,7 +1,6 @@
 """The region map: a spatial head that scores region words from the regions written before
 (`UnifiedConfig.region_map`, models/unified.py `_RegionMap`, `UnifiedModel.region_bias`)."""
 
-import json
 from dataclasses import replace
 
 import pytest
@@ -51,54 +50,10 @@ def test_a_region_map_added_to_a_checkpoint_keeps_its_predictions():
         assert bias.abs().max() < 1e-5  # its last layer at zero: a map of zeros, centred
 
 
-def test_anchor_heads_added_to_a_map_keep_its_predictions_and_pick_only_earlier_regions():
+def _trained_looking() -> UnifiedModel:
+    """A small model with a region map of random weights (as if trained)."""
     torch.manual_seed(0)
-    plain, tok = UnifiedModel(SMALL).grown(TOK, region_map=True)
-    with torch.no_grad():
-        for p in plain.region_map.parameters():
-            p.normal_(0, 0.1)
-    anchored, same = plain.eval().grown(tok, region_anchors=2)
-    assert anchored.config.region_anchors == 2 and same.vocab == tok.vocab
-    with pytest.raises(SketchloopError, match="--region-anchors"):
-        anchored.grown(tok, region_anchors=3)
-    ids = torch.tensor([tok.encode(TEXT)])
-    with torch.no_grad():
-        hidden = anchored.eval().hidden(ids)
-        assert torch.equal(anchored.region_bias(hidden, ids, IMG), plain.region_bias(hidden, ids, IMG))
-        cells = region_cells(torch.tensor([11, 3]), torch.tensor([7, 4]), torch.tensor([6, 6]))
-        earlier = torch.tensor([[False, False], [True, False], [True, True]])
-        said = torch.randn(5, 64)  # descriptions (`_RegionMap.describe`) of 3 places and 2 regions
-        weights = anchored.region_map.attend(said[:3], said[3:], earlier)
-        picks = (weights @ cells.flatten(1)).transpose(0, 1).reshape(3, 2, 16, 16)
-    assert not picks[0].any()  # nothing written before: no anchor
-    assert torch.allclose(picks[1], cells[0].expand(2, -1, -1))  # one region before: each head picks it
-    # two before: a share of each, the shares adding up to one (at each region's own centre cell)
-    first, second = picks[2][:, 7, 11], picks[2][:, 4, 3]
-    assert torch.allclose(first + second, torch.ones(2)) and (first > 0).all() and (second > 0).all()
-
-
-def test_a_description_pools_the_words_of_its_own_step_alone():
-    model = _trained_looking(anchors=2)
-    ids = torch.tensor([TOK.encode(TEXT)])
-    words = TOK.encode(TEXT)
-    second = [k for k, t in enumerate(words) if t == TOK.token_id("<ins>")][1]
-    img = [k for k, t in enumerate(words) if t == IMG][1]
-    start = torch.where(torch.arange(len(words)) >= second, second, 0)[None]
-    with torch.no_grad():
-        hidden, embeds = model.hidden(ids), model.tok(ids)
-        place = (torch.tensor([0]), torch.tensor([img]))
-        said = model.region_map.describe(hidden, embeds, *place, start)
-        before, within = embeds.clone(), embeds.clone()
-        before[0, second - 3] += 1.0  # a word of the first step
-        within[0, second + 2] += 1.0  # a word of this step
-        assert torch.equal(model.region_map.describe(hidden, before, *place, start), said)
-        assert not torch.allclose(model.region_map.describe(hidden, within, *place, start), said)
-
-
-def _trained_looking(anchors: int = 0) -> UnifiedModel:
-    """A small model with a region map (with `anchors` heads) of random weights (as if trained)."""
-    torch.manual_seed(0)
-    model, _ = UnifiedModel(SMALL).grown(TOK, region_map=True, region_anchors=anchors)
+    model, _ = UnifiedModel(SMALL).grown(TOK, region_map=True)
     assert model.region_map is not None
     with torch.no_grad():
         for p in model.region_map.parameters():
@@ -106,9 +61,8 @@ def _trained_looking(anchors: int = 0) -> UnifiedModel:
     return model.eval()
 
 
-@pytest.mark.parametrize("anchors", [0, 2])
-def test_sampling_scores_each_region_word_as_training_does(anchors):
-    model = _trained_looking(anchors)
+def test_sampling_scores_each_region_word_as_training_does():
+    model = _trained_looking()
     ids = TOK.encode(TEXT)
     with torch.no_grad():
         hidden = model.hidden(torch.tensor([ids]))
@@ -127,9 +81,8 @@ def test_sampling_scores_each_region_word_as_training_does(anchors):
         session.feed([ids[k]])
 
 
-@pytest.mark.parametrize("anchors", [0, 2])
-def test_the_map_reads_the_regions_written_before_and_only_those(anchors):
-    model = _trained_looking(anchors)
+def test_the_map_reads_the_regions_written_before_and_only_those():
+    model = _trained_looking()
     ids = TOK.encode(TEXT)
     moved = TOK.encode(TEXT.replace("x11 y7 s6", "x12 y2 s8"))
     with torch.no_grad():
@@ -163,47 +116,3 @@ def test_the_regions_stage_trains_the_map_alone(trajectories24, tmp_path):
         assert after.region_bias(hidden, ids, IMG).abs().sum() > 0
         memory = prompt_memory(hidden, ids, *TAGS)
         assert torch.equal(after.logits(hidden, memory), before.logits(before.hidden(ids), memory))
-
-
-def test_each_related_step_names_the_drawn_regions_of_the_group_it_is_placed_by(trajectories24):
-    """`Example.anchors`: at the `<img>` of a teacher's add step related to a drawn group (and at
-    the size words before its last region), the ordinals of that group's drawn regions."""
-    from sketchloop.data.schema import read_dataset
-    from sketchloop.models.regions import region_of
-    from sketchloop.training.sequences import encode_row
-    from sketchloop.world.layout import Layout
-    from sketchloop.world.scene import SceneGraph
-
-    checked = 0
-    for row in read_dataset(trajectories24).to_pylist():
-        if set(json.loads(row["meta"])["edit_ops"]) != {"add"}:
-            continue  # every object stays where it was drawn: the last layout names each region's group
-        ex = encode_row(row, TOK, 64)
-        words = [TOK.vocab[i] for i in ex.ids]
-        starts = [k for k in range(len(words) - 2) if [w[0] for w in words[k : k + 3]] == ["x", "y", "s"]]
-        final = Layout.from_dict(json.loads(row["layouts"][-1]))
-        group = {region_of(o).text: o.group for o in final.objects}
-        related = {(r.subject, r.object) for r in SceneGraph.from_json(row["scene"]).relations}
-        for pos, marks in ex.anchors:
-            assert words[pos] == "<img>" or words[pos][0] == "s"
-            drawn = [group[" ".join(words[k : k + 3])] for k in starts if k < pos]
-            new = group[" ".join(words[next(k for k in starts if k > pos) : next(k for k in starts if k > pos) + 3])]
-            anchors = {drawn[m] for m in marks}
-            assert all((new, b) in related or (b, new) in related for b in anchors)
-            assert [m for m, g in enumerate(drawn) if g in anchors] == list(marks)  # every region of theirs
-            checked += 1
-    assert checked >= 10
-
-
-def test_the_anchor_loss_is_the_first_heads_share_on_the_named_regions():
-    from sketchloop.training.trainer import _Loss
-
-    weights = torch.zeros(2, 2, 3)
-    weights[0, 0] = torch.tensor([0.5, 0.25, 0.0])  # row 0's query at 7: regions 0 and 1 before it
-    weights[0, 1] = torch.tensor([0.0, 0.0, 0.8])  # row 1's query at 4: its one region
-    picks = [(torch.tensor([0, 1]), torch.tensor([7, 4]), torch.tensor([0, 0, 1]), weights)]
-    batch = {"ids": torch.zeros(2, 9, dtype=torch.long), "anchors": [(0, 7, (1,)), (1, 4, (0,)), (1, 5, (0,))]}
-    parts: dict = {}
-    loss = _Loss._anchor_loss(torch.tensor(1.0), parts, picks, batch)
-    expected = (-torch.log(torch.tensor(0.25 + 1e-6)) - torch.log(torch.tensor(0.8 + 1e-6))) / 2
-    assert torch.isclose(loss, 1 + expected) and parts["anchor"] == pytest.approx(float(expected))

@@ -61,12 +61,6 @@ def train(
         help="region words are also scored by a spatial head over the regions written before (added to an "
         "--init checkpoint without it, changing no prediction until trained; --stage regions trains it alone)",
     ),
-    region_anchors: int = typer.Option(
-        0,
-        "--region-anchors",
-        help="attention heads with which the region map picks the drawn regions the next region is placed by "
-        "(implies --region-map; added to an --init checkpoint without them, changing no prediction until trained)",
-    ),
     n_layer: int | None = typer.Option(
         None,
         "--n-layer",
@@ -112,8 +106,6 @@ def train(
             )
         )
         return
-    if region_anchors < 0:
-        raise SketchloopError(f"--region-anchors {region_anchors}: give 0 or more heads")
     if n_layer is not None and n_layer < 1:
         raise SketchloopError(f"--n-layer {n_layer}: give a positive number of transformer blocks")
     result = run_training(
@@ -125,7 +117,6 @@ def train(
         region_coords=region_coords,
         n_layer=n_layer,
         region_map=region_map,
-        region_anchors=region_anchors,
     )
     if int(os.environ.get("RANK", "0")) == 0:
         losses = ", ".join(f"{k} {result[k]:.3f}" for k in ("ce", "crop", "full") if k in result)

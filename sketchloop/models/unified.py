@@ -57,7 +57,6 @@ class UnifiedConfig:
     plan_view: bool = False  # the planner reads the canvas (`<canvas>` slots) before each plan it writes
     region_map: bool = False  # region words also scored by a spatial head over the regions written before (_RegionMap)
     region_map_keys: int = 8  # the channels of what the region map reads of each region written before
-    region_anchors: int = 0  # attention heads with which the region map picks the drawn regions the next is placed by
 
     @property
     def canvas_tokens(self) -> int:
@@ -266,16 +265,8 @@ class _RegionMap(nn.Module):
     map and its running maxima in the four directions (what lies left, right, above and below
     each cell) go through dilated convolutions, and the result is a score for every (size, y, x)
     of the next region: one joint layout score that the `x`, `y` and size words add to their own
-    (`UnifiedModel.region_bias`). With `config.region_anchors` heads, each region written
-    before and the place before the next `x` are also described by what their step says: an
-    attention pool over the step's words (from its `<ins>` or `<refine>`), whose query is the
-    hidden state there, whose keys are the words' hidden states (which phrase a word is in) and
-    whose values their embeddings (which colour and shape it names). The next region's
-    description attends over the earlier ones', and each head's pick is painted as one more map
-    with its four running maxima: which drawn region the next one is placed by, and what lies
-    left, right, above and below it. Its last layer (and
-    the anchors' input) start at zero: added to a trained model, it changes no prediction until
-    it is trained."""
+    (`UnifiedModel.region_bias`). Its last layer starts at zero: added to a trained model, it
+    changes no prediction until it is trained."""
 
     def __init__(self, cfg: UnifiedConfig, width: int = 32):
         super().__init__()
@@ -287,14 +278,6 @@ class _RegionMap(nn.Module):
         self.inp = nn.Conv2d(6 * c + 2, width, 1)
         self.mid = nn.ModuleList(nn.Conv2d(width, width, 3, padding=k, dilation=k) for k in (1, 2, 4))
         self.out = nn.Conv2d(width, len(SIZE_TOKENS), 3, padding=1)
-        self.anchors, self.anchor_width = cfg.region_anchors, 32
-        if self.anchors:
-            hw = self.anchors * self.anchor_width
-            self.pool_query, self.pool_key, self.pool_value = nn.Linear(d, hw), nn.Linear(d, hw), nn.Linear(d, hw)
-            self.anchor_query, self.anchor_key = nn.Linear(hw, hw), nn.Linear(hw, hw)
-            self.anchor_inp = nn.Conv2d(5 * self.anchors, width, 1)
-            nn.init.zeros_(self.anchor_inp.weight)
-            nn.init.zeros_(self.anchor_inp.bias)  # type: ignore[arg-type]  # a Conv2d made with a bias
         nn.init.zeros_(self.film.weight)
         nn.init.zeros_(self.film.bias)
         nn.init.zeros_(self.out.weight)
@@ -304,56 +287,21 @@ class _RegionMap(nn.Module):
         """(N, channels + 1, GRID, GRID): each region's key over its cells, and its coverage."""
         return torch.cat([self.key(keys)[:, :, None, None] * cells[:, None], cells[:, None]], 1)
 
-    def describe(
-        self, hidden: torch.Tensor, embeds: torch.Tensor, rows: torch.Tensor, pos: torch.Tensor, start: torch.Tensor
-    ) -> torch.Tensor:
-        """(N, anchors * width): for each place (`rows`, `pos`) of `hidden` (B, T, C), an attention
-        pool, per head, of the word `embeds` (B, T, C) of its step (positions `start` (B, T) of the
-        step's opening to the place itself), keyed by their hidden states."""
-        h, w = self.anchors, self.anchor_width
-        n, t = len(rows), hidden.shape[1]
-        q = self.pool_query(hidden[rows, pos]).view(n, h, w)
-        k = self.pool_key(hidden).view(hidden.shape[0], t, h, w)[rows]  # N, T, H, w
-        v = self.pool_value(embeds).view(hidden.shape[0], t, h, w)[rows]
-        j = torch.arange(t, device=hidden.device)
-        inside = (j[None] >= start[rows, pos][:, None]) & (j[None] <= pos[:, None])  # N, T
-        scores = torch.einsum("nhw,nthw->nht", q, k) / math.sqrt(w)
-        weights = torch.softmax(scores.masked_fill(~inside[:, None], -1e9), -1)
-        return torch.einsum("nht,nthw->nhw", weights, v).reshape(n, h * w)
-
-    def attend(self, query: torch.Tensor, keys: torch.Tensor, earlier: torch.Tensor) -> torch.Tensor:
-        """(anchors, Nq, Nt): each head's attention from the description `query` (Nq, D) of the place
-        before a region's `x` (`describe`) over the regions written before it (`earlier` (Nq, Nt) of
-        the regions described by `keys` (Nt, D)); zeros where no region was written before."""
-        h, w = self.anchors, self.anchor_width
-        q = self.anchor_query(query).view(-1, h, w).transpose(0, 1)  # H, Nq, w
-        k = self.anchor_key(keys).view(-1, h, w).transpose(0, 1)  # H, Nt, w
-        scores = (q @ k.transpose(1, 2) / math.sqrt(w)).masked_fill(~earlier, -1e9)
-        return torch.softmax(scores, -1) * earlier.any(-1)[:, None].to(q.dtype)
-
-    @staticmethod
-    def _runs(maps: torch.Tensor) -> list[torch.Tensor]:
-        """Running maxima of `maps` (N, c, G, G) from the left, right, top and bottom."""
-        return [
-            torch.cummax(maps, 3).values,
-            torch.cummax(maps.flip(3), 3).values.flip(3),
-            torch.cummax(maps, 2).values,
-            torch.cummax(maps.flip(2), 2).values.flip(2),
-        ]
-
-    def forward(self, memory: torch.Tensor, query: torch.Tensor, anchors: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(self, memory: torch.Tensor, query: torch.Tensor) -> torch.Tensor:
         """Scores (N, sizes, GRID, GRID) [size, y, x] of the next region for maps `memory` (N, c, G, G)
-        and the hidden states `query` (N, C) at the position before its `x` (with `config.region_anchors`,
-        `anchors` (N, heads, G, G) each head's attention over the regions written before, painted on the lattice)."""
+        and the hidden states `query` (N, C) at the position before its `x`."""
         scale, shift = self.film(query)[:, :, None, None].chunk(2, 1)
         gated = F.relu(memory * (1 + scale) + shift)
+        runs = [
+            torch.cummax(gated, 3).values,
+            torch.cummax(gated.flip(3), 3).values.flip(3),
+            torch.cummax(gated, 2).values,
+            torch.cummax(gated.flip(2), 2).values.flip(2),
+        ]
         n, g = memory.shape[0], memory.shape[-1]
         axis = (torch.arange(g, device=memory.device, dtype=memory.dtype) + 0.5) / g
         coords = torch.stack([axis[None, :].expand(g, g), axis[:, None].expand(g, g)])[None].expand(n, -1, -1, -1)
-        pre = self.inp(torch.cat([memory, gated, *self._runs(gated), coords], 1)) + self.query(query)[:, :, None, None]
-        if self.anchors and anchors is not None:
-            pre = pre + self.anchor_inp(torch.cat([anchors, *self._runs(anchors)], 1))
-        h = F.gelu(pre)
+        h = F.gelu(self.inp(torch.cat([memory, gated, *runs, coords], 1)) + self.query(query)[:, :, None, None])
         for conv in self.mid:
             h = h + F.gelu(conv(h))
         return self.out(h)
@@ -447,7 +395,6 @@ class UnifiedModel(nn.Module):
     region_features: torch.Tensor  # a buffer (vocab, features) with `config.region_coords` (index_region_words)
     region_axis: torch.Tensor  # buffers (vocab,) with `config.region_map`: a word's axis (0 x, 1 y, 2 size, -1
     region_value: torch.Tensor  # none) and its lattice index (sizes from 0 = s4)
-    region_step_open: torch.Tensor  # a buffer (vocab,) with `config.region_anchors`: 1 for `<ins>` and `<refine>`
 
     def __init__(self, config: UnifiedConfig):
         super().__init__()
@@ -474,8 +421,6 @@ class UnifiedModel(nn.Module):
             nn.init.zeros_(self.coord_in.weight)
             nn.init.zeros_(self.coord_out.weight)
         self.region_map = _RegionMap(config) if config.region_map else None
-        if config.region_anchors:  # the words that open a step (`<ins>`, `<refine>`): where its description starts
-            self.register_buffer("region_step_open", torch.zeros(config.vocab_size, dtype=torch.long))
         if config.region_map:
             self.register_buffer("region_axis", torch.full((config.vocab_size,), -1, dtype=torch.long))
             self.register_buffer("region_value", torch.zeros(config.vocab_size, dtype=torch.long))
@@ -539,18 +484,14 @@ class UnifiedModel(nn.Module):
         mixed = self.pointer(h, out.reshape(h.shape[0], h.shape[1], -1), self.embed(prompt.ids), prompt)
         return mixed.reshape(shape)
 
-    def region_bias(
-        self, hidden: torch.Tensor, ids: torch.Tensor, opens: int, only: int | None = None, picks: list | None = None
-    ) -> torch.Tensor:
+    def region_bias(self, hidden: torch.Tensor, ids: torch.Tensor, opens: int, only: int | None = None) -> torch.Tensor:
         """What the region map adds to the next-word scores (B, T, V) of `hidden` (B, T, C) over token
         `ids` (B, T; `opens` the id of `<img>`). Wherever a region may start (after `<img>` or a
         region's size word) the map of the regions written before in the row scores every (size, y, x);
         the `x` words there read it summed over sizes and rows; where a region does start, its `y`
         reads the column of the `x` written and its size the cell of both (each centred, so a map of
         zeros adds nothing). `only`: score the map at that position alone (and the region written
-        from it), zeros elsewhere. Zeros without `config.region_map`. With `config.region_anchors`,
-        `picks` gets (rows, positions, the rows of the regions, the heads' weights (H, Nq, Nt)) of the
-        anchor heads' attention."""
+        from it), zeros elsewhere. Zeros without `config.region_map`."""
         bias = torch.zeros(*ids.shape, self.config.vocab_size, device=hidden.device, dtype=hidden.dtype)
         if self.region_map is None or ids.shape[1] < 2:
             return bias
@@ -571,18 +512,7 @@ class UnifiedModel(nn.Module):
         paint = self.region_map.paint(hidden[rows, pos + 2], cells)  # Nt, c, G, G
         earlier = (rows[None, :] == rows_q[:, None]) & (pos[None, :] + 2 <= pos_q[:, None])  # Nq, Nt
         memory = (earlier.to(paint.dtype) @ paint.flatten(1)).view(len(rows_q), *paint.shape[1:])
-        anchors = None
-        if self.region_map.anchors:
-            steps = torch.arange(ids.shape[1], device=ids.device).expand_as(ids) * self.region_step_open[ids]
-            start = torch.cummax(steps, 1).values  # where the step of each position opens
-            embeds = self.tok(ids)
-            place = self.region_map.describe(hidden, embeds, rows_q, pos_q, start)
-            drawn = self.region_map.describe(hidden, embeds, rows, pos + 2, start)
-            weights = self.region_map.attend(place, drawn, earlier)  # H, Nq, Nt
-            anchors = (weights @ cells.flatten(1)).transpose(0, 1).reshape(len(rows_q), -1, *cells.shape[1:])
-            if picks is not None:
-                picks.append((rows_q, pos_q, rows, weights))
-        scores = self.region_map(memory, hidden[rows_q, pos_q], anchors)  # Nq, sizes, G (y), G (x)
+        scores = self.region_map(memory, hidden[rows_q, pos_q])  # Nq, sizes, G (y), G (x)
         words = [(self.region_axis == a).nonzero(as_tuple=True)[0] for a in range(3)]
         words = [w[self.region_value[w].argsort()] for w in words]
         by_x = scores.logsumexp((1, 2)) - math.log(len(SIZE_TOKENS) * GRID)
@@ -712,7 +642,6 @@ class UnifiedModel(nn.Module):
         region_coords: bool = False,
         n_layer: int | None = None,
         region_map: bool = False,
-        region_anchors: int = 0,
     ) -> tuple["UnifiedModel", WordTokenizer]:
         """The model with `words` (default: every word of the current vocabulary it lacks)
         appended to its vocabulary, with `copy_prompt` the pointer over the prompt added (its gate
@@ -724,20 +653,14 @@ class UnifiedModel(nn.Module):
         words = list(words) or [w for w in WordTokenizer().vocab if w not in tokenizer.index]
         copy_prompt = copy_prompt or self.config.copy_prompt
         region_coords = region_coords or self.config.region_coords
-        region_map = region_map or self.config.region_map or region_anchors > 0
-        region_anchors = region_anchors or self.config.region_anchors
+        region_map = region_map or self.config.region_map
         n_layer = n_layer or self.config.n_layer
         if n_layer < self.config.n_layer:
             raise SketchloopError(
                 f"--n-layer {n_layer}: the checkpoint has {self.config.n_layer} layers; a model only grows"
             )
-        if self.config.region_anchors and region_anchors != self.config.region_anchors:
-            raise SketchloopError(
-                f"--region-anchors {region_anchors}: the checkpoint's region map has {self.config.region_anchors}"
-            )
-        same = (copy_prompt, region_coords, n_layer, region_map, region_anchors)
-        c = self.config
-        old = (c.copy_prompt, c.region_coords, c.n_layer, c.region_map, c.region_anchors)
+        same = (copy_prompt, region_coords, n_layer, region_map)
+        old = (self.config.copy_prompt, self.config.region_coords, self.config.n_layer, self.config.region_map)
         if not words and same == old:
             return self, tokenizer
         vocab = WordTokenizer(tokenizer.vocab + words)
@@ -748,7 +671,6 @@ class UnifiedModel(nn.Module):
             region_coords=region_coords,
             n_layer=n_layer,
             region_map=region_map,
-            region_anchors=region_anchors,
         )
         model = UnifiedModel(config)
         for block in list(model.blocks)[self.config.n_layer :]:
@@ -757,7 +679,7 @@ class UnifiedModel(nn.Module):
         for name, value in self.state_dict().items():
             if state[name].shape == value.shape:
                 state[name] = value
-            elif name in ("region_axis", "region_value", "region_step_open"):
+            elif name in ("region_axis", "region_value"):
                 continue  # indexed again below for the grown vocabulary
             else:  # tok.weight and head.weight: the old words' rows come first
                 state[name][: value.shape[0]] = value
@@ -770,9 +692,6 @@ class UnifiedModel(nn.Module):
         word of `vocab` (the tokenizer's words in id order; saved with the weights)."""
         if self.config.region_coords:
             self.region_features.copy_(torch.from_numpy(region_word_features(list(vocab))))
-        if self.config.region_anchors:
-            for i, word in enumerate(vocab):
-                self.region_step_open[i] = int(word in ("<ins>", "<refine>"))
         if self.config.region_map:
             for i, word in enumerate(vocab):
                 parsed = region_word(word)

@@ -52,8 +52,7 @@ from ..models.regions import (
 )
 from ..models.tokenizer import WordTokenizer
 from ..models.unified import phrase_mask
-from ..world.layout import Layout, relation_needs
-from ..world.scene import SceneGraph
+from ..world.layout import Layout
 from ..world.vocab import BACKGROUND
 
 
@@ -111,10 +110,6 @@ class Example:
     target: list[bool]
     canvases: list[np.ndarray] = field(default_factory=list)
     flows: list[FlowItem] = field(default_factory=list)
-    # (position, regions): where a region of a teacher's add step may start (its `<img>`, the size
-    # words before its last region) and the ordinals, among the sequence's regions, of the drawn
-    # regions of the groups the scene relates the step's objects to (the region map's anchors)
-    anchors: list[tuple[int, tuple[int, ...]]] = field(default_factory=list)
 
 
 def blank_array(px: int) -> np.ndarray:
@@ -163,8 +158,6 @@ def encode_row(row: dict, tok: WordTokenizer, canvas_tokens: int, region_order: 
     add(prompt_text(row["prompt"]), False)
     canvas, layout = blank_array(px), Layout()
     ins = ""
-    need = relation_needs(SceneGraph.from_json(row["scene"])) if row.get("scene") else {}
-    region_groups: list[int] = []  # the scene group of each region written so far (-1: unknown)
     for index, step in enumerate(row["steps"]):
         kind, text = step["type"], step["text"]
         if kind == "ins":
@@ -181,7 +174,6 @@ def encode_row(row: dict, tok: WordTokenizer, canvas_tokens: int, region_order: 
             add("<img>", learn)
             if text:
                 add(text, learn)
-                region_groups.extend(-1 for _ in parse_regions(text))
             add("</img>", learn)
         elif kind == "sketch":
             after, after_layout = images[step["image"]], layouts[step["image"]]
@@ -193,19 +185,8 @@ def encode_row(row: dict, tok: WordTokenizer, canvas_tokens: int, region_order: 
                 if region_order == "raster" and ins.startswith("add "):
                     regions = raster(regions)
             add("<img>", learning)
-            groups = [-1] * len(regions)
-            if not step["text"] and after_layout is not None:
-                came = [o for o in after_layout.objects if o not in layout.objects]
-                groups = [next((o.group for o in came if region_of(o) == r), -1) for r in regions]
-            placed = {g for g in region_groups if g >= 0}
-            anchors = {b for (a, b) in need if a in groups and a >= 0 and b in placed}
-            if learning and anchors:
-                marks = tuple(k for k, g in enumerate(region_groups) if g in anchors)
-                ex.anchors.append((len(ex.ids) - 1, marks))
             for j, region in enumerate(regions):
                 add(region.text, learning)
-                if learning and anchors and j < len(regions) - 1:
-                    ex.anchors.append((len(ex.ids) - 1, marks))
                 if learning:
                     phrase = region_words(words, len(words) - 1)
                     drawn = after_layout.objects if after_layout is not None else ()
@@ -221,7 +202,6 @@ def encode_row(row: dict, tok: WordTokenizer, canvas_tokens: int, region_order: 
                         )
                     )
             add("</img>", learning)
-            region_groups.extend(groups)
             canvas, layout = after, (after_layout if after_layout is not None else layout)
         elif kind == "inspect":
             learning = True
@@ -329,9 +309,6 @@ def collate(
         targets[i, : len(e.ids) - 1] = torch.where(learn, seq[1:], torch.full_like(seq[1:], -100))
         canvases.extend(e.canvases)
     out: dict = {"ids": ids, "targets": targets}
-    anchors = [(i, pos, marks) for i, e in enumerate(examples) for pos, marks in e.anchors if pos < length]
-    if anchors:
-        out["anchors"] = anchors
     if canvases:
         out["canvases"] = torch.from_numpy(np.stack([to_float(c) for c in canvases]))
     crops = [(i, f) for i, e in enumerate(examples) for f in e.flows if f.region is not None]

@@ -178,28 +178,6 @@ class _Loss(torch.nn.Module):
         self.region_open = region_open
         self.step_starts, self.object_ends = torch.tensor(step_starts), torch.tensor(object_ends)
 
-    @staticmethod
-    def _anchor_loss(loss: torch.Tensor, parts: dict[str, float], picks: list, batch: dict) -> torch.Tensor:
-        """`loss` plus the region map's first anchor head's cross-entropy on the drawn regions of the
-        groups the scene relates each teacher's step to (`Example.anchors`): the share of its
-        attention on them, as -log (`parts["anchor"]`)."""
-        if not picks or "anchors" not in batch:
-            return loss
-        rows_q, pos_q, rows, weights = picks[0]
-        query = {(r, p): k for k, (r, p) in enumerate(zip(rows_q.tolist(), pos_q.tolist()))}
-        counts = torch.bincount(rows, minlength=batch["ids"].shape[0])
-        first = (torch.cumsum(counts, 0) - counts).tolist()  # each row's first region among `rows`
-        terms = [
-            -torch.log(weights[0, query[(i, pos)], [first[i] + m for m in marks]].sum() + 1e-6)
-            for i, pos, marks in batch["anchors"]
-            if (i, pos) in query and marks and first[i] + max(marks) < len(rows) and rows[first[i] + max(marks)] == i
-        ]
-        if not terms:
-            return loss
-        anchor = torch.stack(terms).mean()
-        parts["anchor"] = anchor.item()
-        return loss + anchor
-
     def forward(self, batch: dict) -> tuple[torch.Tensor, dict[str, float]]:
         ids = batch["ids"]
         if self.image_only:  # the text weights are frozen: their states are only read
@@ -207,25 +185,21 @@ class _Loss(torch.nn.Module):
                 hidden = self.model.hidden(ids, batch.get("canvases"), ids == self.canvas_id)
             loss, parts = torch.zeros((), device=ids.device), {}
         elif self.regions_only:  # only the region map learns: the CE of the region words it scores
-            with torch.set_grad_enabled(bool(os.environ.get("SKETCHLOOP_REGIONS_TRUNK"))):
+            with torch.no_grad():
                 hidden = self.model.hidden(ids, batch.get("canvases"), ids == self.canvas_id)
                 logits = self.model.logits(hidden, prompt_memory(hidden, ids, *self.prompt_tags))
-            picks: list = []
-            logits = logits + self.model.region_bias(hidden, ids, self.region_open, picks=picks)
+            logits = logits + self.model.region_bias(hidden, ids, self.region_open)
             targets = batch["targets"]
             region_words = self.model.region_axis[targets.clamp(min=0)] >= 0
             targets = torch.where(region_words & (targets >= 0), targets, torch.full_like(targets, -100))
             ce = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1), ignore_index=-100)
             loss, parts = ce, {"ce": ce.item()}  # its batches hold no flow examples (train: `draws`)
-            loss = self._anchor_loss(loss, parts, picks, batch)
         else:
             hidden = self.model.hidden(ids, batch.get("canvases"), ids == self.canvas_id)
             logits = self.model.logits(hidden, prompt_memory(hidden, ids, *self.prompt_tags))
-            picks = []
-            logits = logits + self.model.region_bias(hidden, ids, self.region_open, picks=picks)
+            logits = logits + self.model.region_bias(hidden, ids, self.region_open)
             ce = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), batch["targets"].reshape(-1), ignore_index=-100)
             loss, parts = self.text_weight * ce, {"ce": ce.item()}
-            loss = self._anchor_loss(loss, parts, picks, batch)
         drop = self.model.config.cond_dropout
         for name in ("crop", "full"):
             if name not in batch:
@@ -260,11 +234,7 @@ def _pick(by_length: np.ndarray, size: int, rng: np.random.Generator) -> np.ndar
 
 
 def _to(batch: dict, device: torch.device) -> dict:
-    """The batch's tensors on `device` (lists, such as `anchors`, stay as they are)."""
-    return {
-        k: _to(v, device) if isinstance(v, dict) else v.to(device) if isinstance(v, torch.Tensor) else v
-        for k, v in batch.items()
-    }
+    return {k: (_to(v, device) if isinstance(v, dict) else v.to(device)) for k, v in batch.items()}
 
 
 def train(
@@ -278,15 +248,13 @@ def train(
     region_coords: bool = False,
     n_layer: int | None = None,
     region_map: bool = False,
-    region_anchors: int = 0,
 ) -> dict:
     """Train (or resume training of) the unified model; returns the final step and losses.
     `copy_prompt`: the model has the pointer over the prompt (models/unified.py `_Pointer`),
     added to an `init` checkpoint without one (its other weights kept); `region_coords`: region words are
     also read and scored through their lattice value (`UnifiedModel.embed`), added the same way; `n_layer`:
     an `init` checkpoint grown to that many transformer blocks (`UnifiedModel.grown`); `region_map`: the
-    spatial head over region words (models/unified.py `_RegionMap`), added the same way, and with
-    `region_anchors` heads that pick the drawn regions the next is placed by."""
+    spatial head over region words (models/unified.py `_RegionMap`), added the same way."""
     if cfg.stage not in STAGES:
         raise SketchloopError(f"--stage {cfg.stage!r}: choose one of {', '.join(STAGES)}")
     world = int(os.environ.get("WORLD_SIZE", "1"))
@@ -303,12 +271,7 @@ def train(
         model, tokenizer = UnifiedModel.from_pretrained(init)
         # words added to the language since (world/knowledge.py), and the pointer if asked for
         model, tokenizer = model.grown(
-            tokenizer,
-            copy_prompt=copy_prompt,
-            region_coords=region_coords,
-            n_layer=n_layer,
-            region_map=region_map,
-            region_anchors=region_anchors,
+            tokenizer, copy_prompt=copy_prompt, region_coords=region_coords, n_layer=n_layer, region_map=region_map
         )
     else:
         tokenizer = WordTokenizer()
@@ -316,11 +279,7 @@ def train(
         model = UnifiedModel(replace(config, n_layer=n_layer) if n_layer else config)
         model.index_region_words(tokenizer.vocab)
         model, tokenizer = model.grown(
-            tokenizer,
-            copy_prompt=copy_prompt,
-            region_coords=region_coords,
-            region_map=region_map,
-            region_anchors=region_anchors,
+            tokenizer, copy_prompt=copy_prompt, region_coords=region_coords, region_map=region_map
         )
     if cfg.plan_views == "canvas":
         model.config = replace(model.config, plan_view=True)  # its loop then shows the planner the canvas
@@ -331,8 +290,6 @@ def train(
         )
     if cfg.stage in ("image", "regions"):
         trained = IMAGE_EXPERT if cfg.stage == "image" else REGION_MAP
-        if cfg.stage == "regions" and os.environ.get("SKETCHLOOP_REGIONS_TRUNK"):  # experiment: the trunk too
-            trained = (*REGION_MAP, "blocks.", "ln.", "tok.", "pos.")
         for name, p in model.named_parameters():
             p.requires_grad_(name.startswith(trained))
     examples, singles = load_examples(
