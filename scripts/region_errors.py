@@ -29,14 +29,13 @@ import argparse
 import json
 import sys
 from collections import Counter, defaultdict
-from dataclasses import replace
 from pathlib import Path
 
 import torch
 from tqdm import tqdm
 
 from sketchloop.data.schema import decode_png, read_dataset
-from sketchloop.evaluation.process import region_error
+from sketchloop.evaluation.process import moved_to, region_error
 from sketchloop.models.regions import parse_regions, region_of, to_float
 from sketchloop.models.sampling import RegionSyntax, TextSession
 from sketchloop.models.unified import UnifiedModel
@@ -54,13 +53,12 @@ def relation_kind(new: list, earlier: list, need: dict, regions: list) -> str:
     """How the first failed relation of a step's regions fails: "turned round" (the opposite
     holds), "other anchor" (it holds to a drawn object of another group, not the one named),
     "too close" (no relation holds on the relation's axis), or "other axis"."""
-    for o, r in zip(new, regions):
-        a = replace(o, x=r.center[0], y=r.center[1], size=r.size)
+    for a in moved_to(new, regions):
         for b in earlier:
+            held = relative_position(a.box, b.box)
             for rel in need.get((a.group, b.group), ()):
-                if rel not in OPPOSITE or rel in relative_position(a.box, b.box):
+                if rel not in OPPOSITE or rel in held:
                     continue
-                held = relative_position(a.box, b.box)
                 if OPPOSITE[rel] in held:
                     return "turned round"
                 if any(rel in relative_position(a.box, c.box) for c in earlier if c.group not in (a.group, b.group)):

@@ -95,6 +95,11 @@ def plan_layout(graph: SceneGraph, plans: list[tuple[str, str]]) -> Layout | Non
     return Layout(tuple(objects))
 
 
+def moved_to(new: list[PlacedObject], regions: list[Region]) -> list[PlacedObject]:
+    """Each of `new` where the region written for it (in order) puts it: its centre and size."""
+    return [replace(o, x=r.center[0], y=r.center[1], size=r.size) for o, r in zip(new, regions)]
+
+
 def region_error(
     new: list[PlacedObject],
     earlier: list[PlacedObject],
@@ -109,7 +114,7 @@ def region_error(
     (scripts/region_errors.py)."""
     if len(regions) != len(new):
         return "count"
-    moved = [replace(o, x=r.center[0], y=r.center[1], size=r.size) for o, r in zip(new, regions)]
+    moved = moved_to(new, regions)
     for i, a in enumerate(moved):
         for others, error in ((moved[i + 1 :], "overlap in step"), (earlier, "overlap earlier")):
             for b in others:
