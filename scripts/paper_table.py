@@ -485,6 +485,11 @@ def write_table(rows: list[Row], per_stage: dict, runs: Path) -> str:
             )
     lines += [
         "",
+        "Wrong in the plan: the last `<des>` is not the prompt's scene, or an earlier one contradicts the "
+        "prompt (evaluation/process.py `failure_stage`). Rows frozen at an earlier commit were split by the "
+        "last `<des>` alone, so they count an image drawn after a contradicting middle step as wrong in "
+        "the regions.",
+        "",
         "## Commands",
         "",
         "```bash",

@@ -5,10 +5,10 @@ import json
 import numpy as np
 import pytest
 
-from sketchloop.backends.shapes import DetectorJudge, shapes_teachers
+from sketchloop.backends.shapes import DetectorJudge, add_step, shapes_teachers, writing_order
 from sketchloop.backends.unified import UnifiedRoles
 from sketchloop.data.build import build
-from sketchloop.data.corrections import leaves_room, make_correction, teacher_regions
+from sketchloop.data.corrections import leaves_room, make_correction, make_plan_correction, teacher_regions
 from sketchloop.data.schema import read_dataset
 from sketchloop.data.trajectories import Rejections, heldout_free_scene
 from sketchloop.errors import SketchloopError
@@ -164,6 +164,13 @@ def test_corrections_build_needs_a_checkpoint_and_writes_its_card(tmp_path, ship
     build("corrections", 2, tmp_path / "own", seed=2, checkpoint=SHIPPED_CHECKPOINT, own_regions=4, progress=False)
     card = (tmp_path / "own" / "README.md").read_text()
     assert "--own-regions 4" in card and "| regions labelled by |" in card
+    with pytest.raises(SketchloopError, match="--relabel"):
+        build("corrections", 2, tmp_path / "bad", checkpoint=SHIPPED_CHECKPOINT, relabel="words", progress=False)
+    build("corrections", 2, tmp_path / "plans", seed=2, checkpoint=SHIPPED_CHECKPOINT, relabel="plans", progress=False)
+    rows = read_dataset(tmp_path / "plans").to_pylist()
+    assert len(rows) == 2 and all(json.loads(r["meta"])["teacher"] == "plan" for r in rows)
+    card = (tmp_path / "plans" / "README.md").read_text()
+    assert "--relabel plans" in card and "first wrong plan" in card
 
 
 @pytest.mark.parametrize(
@@ -189,6 +196,28 @@ def test_failure_stage_says_where_a_final_image_went_wrong(last, regions, final,
     image = render(layout) if final == "exact" and layout is not None else blank_canvas(64).image
     traj = Trajectory(prompt, "staged", final=image, plans=plans)
     assert failure_stage(traj, DetectorJudge()) == stage
+
+
+def test_a_step_planned_against_the_prompt_is_wrong_in_the_plan_though_the_last_des_is_right():
+    """The star is planned below the square (the prompt puts it above) and drawn there; the last
+    `<des>` copies the prompt. The image is wrong in the plan, not in the regions."""
+    from sketchloop.format import Plan
+    from sketchloop.loop.staged import Trajectory
+
+    prompt = "a photo of a red circle left of a blue square and a green star above the blue square"
+    plans = [
+        Plan("add a blue square", "a blue square", "x10 y8 s6"),
+        Plan("add a green star below the blue square", "a green star below a blue square", "x10 y13 s6"),
+        Plan("add a red circle left of the blue square", prompt.removeprefix("a photo of "), "x3 y8 s6"),
+    ]
+    layout = plan_layout(parse_prompt(prompt), [(p.des, p.regions) for p in plans])
+    assert layout is not None
+    judge = DetectorJudge()
+    traj = Trajectory(prompt, "staged", final=render(layout), plans=plans)
+    assert failure_stage(traj, judge) == "plan"
+    plans[1] = Plan("add a green star above the blue square", "a green star above a blue square", "x10 y13 s6")
+    traj = Trajectory(prompt, "staged", final=render(layout), plans=plans)
+    assert failure_stage(traj, judge) == "regions"  # planned right, placed below
 
 
 def test_the_regions_stage_counts_regions_painted_over_each_other():
@@ -292,3 +321,75 @@ def test_region_error_names_what_is_wrong_with_one_steps_regions():
     behind = relation_needs(parse_prompt("a photo of a red circle behind a blue square"))
     circle = [PlacedObject("circle", "red", 0.5, 0.5, 0.25, 0)]
     assert region_error(circle, [square], behind, [Region(9, 8, 8)]) is None  # in depth: may overlap
+
+
+class _Planner:
+    """A planner that writes the step writer's plans, except at step `wrong` (a `<des>` that
+    states a relation the prompt turns round), and ends after `stop` steps (None: when done)."""
+
+    def __init__(self, wrong: int | None = None, stop: int | None = None):
+        self.wrong, self.stop = wrong, stop
+
+    def plan(self, prompt, history, seed):
+        graph = parse_prompt(prompt)
+        order = writing_order(graph)
+        k = len(history)
+        if k == (self.stop if self.stop is not None else len(order) + 1):
+            return None
+        if k >= len(order):  # one step more than the scene has
+            step = add_step(graph, order[:-1], order[-1])
+            return type(step)(step.ins, step.des, "x2 y2 s4")
+        step = add_step(graph, order[:k], order[k])
+        if k == self.wrong:
+            flip = {"left of": "right of", "right of": "left of", "above": "below", "below": "above"}
+            des = next((step.des.replace(a, b, 1) for a, b in flip.items() if a in step.des), "a pink nothing")
+            step = type(step)(step.ins, des)
+        return type(step)(
+            step.ins,
+            step.des,
+            teacher_regions(np.random.default_rng(k), graph, order[k], order[:k], ())
+            if k == 0
+            else "x%d y%d s4" % (2 + 3 * k, 2 + 3 * k),
+        )
+
+
+@pytest.mark.parametrize("wrong, stop, last", [(1, None, "ins"), (None, 1, "ins"), (None, None, "end")])
+def test_a_plan_correction_is_the_models_right_history_and_the_teachers_next_step(wrong, stop, last):
+    """A wrong plan, an `<end>` with groups still to draw, or a step after the scene is complete:
+    the row keeps the model's plans before it and ends with the step writer's next step (with
+    the layout sampler's regions) or `<end>`; only that step is learned."""
+    teachers, tok = shapes_teachers(), WordTokenizer()
+    planner = _Planner(wrong, stop)
+    row = make_plan_correction(np.random.default_rng(3), planner, teachers, Rejections())
+    graph = parse_prompt(row["prompt"])
+    order, steps = writing_order(graph), row["steps"]
+    assert row_allows(row) and json.loads(row["meta"])["teacher"] == "plan"
+    assert steps[-1]["type"] == ("end" if last == "end" else "sketch")
+    history = len(steps) // 3
+    if last == "end":
+        assert history == len(order)
+    else:
+        assert history == (wrong if wrong is not None else stop) + 1
+        expected = add_step(graph, order[: history - 1], order[history - 1])
+        assert (steps[-3]["text"], steps[-2]["text"]) == (expected.ins, expected.des)
+        assert len(parse_regions(steps[-1]["text"])) == graph.groups[order[history - 1]].count
+    ex = encode_row({**row, "kind": "corrections"}, tok, 64)  # the kind the build gives its rows
+    learned = tok.decode([i for i, t in zip(ex.ids, ex.target) if t])
+    if last == "end":
+        assert learned == "<end>"
+    else:
+        ins, des, regions = (s["text"] for s in steps[-3:])
+        assert learned == f"<ins> {ins} </ins> <des> {des} </des> <img> {regions} </img>"
+    assert ex.flows == []
+
+
+def test_add_step_writes_the_step_writers_add():
+    graph = parse_prompt(
+        "a photo of three purple crosses right of a red triangle and the red triangle left of a red square"
+    )
+    assert writing_order(graph)[0] == 2
+    step = add_step(graph, [2], 1)
+    assert (step.ins, step.des) == ("add a red triangle left of the red square", "a red triangle left of a red square")
+    step = add_step(graph, [2, 1], 0)
+    assert step.ins == "add three purple crosses right of the red triangle"
+    assert step.des == "three purple crosses right of a red triangle and the red triangle left of a red square"

@@ -52,6 +52,33 @@ def relation_phrase(rels: list[tuple[str, int]], groups: list[ObjectGroup]) -> s
     return " and ".join(f"{rel} {groups[j].noun_phrase(definite=True)}" for rel, j in rels)
 
 
+def writing_order(graph: SceneGraph) -> list[int]:
+    """The order the step writer adds a scene's groups in: targets of relations first, and what
+    is behind before what is in front of it."""
+    return geneval_order(len(graph.groups), _back_first(graph.relations))
+
+
+def _relations_to(relations: list[Relation], g: int, present: list[int]) -> list[tuple[str, int]]:
+    """Group `g`'s relations to the groups `present`, said from `g`'s side."""
+    rels = []
+    for r in relations:
+        if r.subject == g and r.object in present:
+            rels.append((r.relation, r.object))
+        elif r.object == g and r.subject in present:
+            rels.append((INVERSE_RELATION[r.relation], r.subject))
+    return rels
+
+
+def add_step(graph: SceneGraph, present: list[int], g: int) -> Plan:
+    """The step writer's plain `add` of group `g` to a canvas holding the groups `present`: its
+    relations to them in the `<ins>`, the sub-scene of the prompt they make in the `<des>`."""
+    groups, relations = list(graph.groups), list(graph.relations)
+    rels = _relations_to(relations, g, present)
+    where = (" " + relation_phrase(rels, groups)) if rels else ""
+    scene = _describe(groups, present + [g], relations)
+    return Plan(f"add {groups[g].noun_phrase()}{where}", scene_text(scene.to_text()), scene=scene)
+
+
 def _describe(groups: list[ObjectGroup], present: list[int], relations: list[Relation]) -> SceneGraph:
     """The sub-graph of the groups present and the relations among them, in the prompt's
     order: a `<des>` is the prompt's text with the groups not drawn yet left out (the
@@ -84,18 +111,13 @@ class ShapesStepWriter:
     def write_steps(self, graph: SceneGraph, rng: np.random.Generator, edit_ops: float = 0.25) -> list[Plan]:
         groups = list(graph.groups)
         relations = list(graph.relations)
-        order = geneval_order(len(groups), _back_first(graph.relations))
+        order = writing_order(graph)
         plan = sample_layout(graph, rng, planned=self.planned)  # where every object ends up
         targets = {g: [asdict(o) for o in plan.objects if o.group == g] for g in range(len(groups))}
         present: list[int] = []
         steps: list[Plan] = []
         for g in order:
-            rels = []
-            for r in relations:
-                if r.subject == g and r.object in present:
-                    rels.append((r.relation, r.object))
-                elif r.object == g and r.subject in present:
-                    rels.append((INVERSE_RELATION[r.relation], r.subject))
+            rels = _relations_to(relations, g, present)
             group = groups[g]
             options = []
             if rng.random() < edit_ops:

@@ -64,6 +64,11 @@ def data_build(
         help="corrections: label each step with the model's own right regions, or the first right one of N "
         "region sets it samples for the step's words, before the layout sampler's (0: the layout sampler's)",
     ),
+    relabel: str = typer.Option(
+        "regions",
+        help="corrections: regions (the model's own plans with the teacher's regions for a step) or plans "
+        "(its own history up to its first wrong plan, then the teacher's next step there: DAgger on the plans)",
+    ),
     own_conflicts: bool = typer.Option(
         False,
         help="inspect with --checkpoint: every conflict is the model's own, found anywhere in its rollouts "
@@ -156,6 +161,7 @@ def data_build(
         own_regions=own_regions,
         own_conflicts=own_conflicts,
         planned_layouts=planned_layouts,
+        relabel=relabel,
     )
     rate = summary["examples_per_second"]
     console.print(

@@ -46,6 +46,7 @@ def build(
     own_regions: int = 0,
     own_conflicts: bool = False,
     planned_layouts: bool = False,
+    relabel: str = "regions",
 ) -> dict[str, Any]:
     """Build (or resume) a dataset of `n` examples in `out`; returns the card's statistics.
 
@@ -62,7 +63,9 @@ def build(
     number of points, `counts` of scenes of one or two groups that are all counted (trajectories,
     teacher inspect and refine data). `own_regions` (corrections): the label of a step is the model's own
     right regions, or the first right one of that many region sets it samples for the step's
-    words, before the layout sampler's (data/corrections.py). `own_conflicts` (inspect with a
+    words, before the layout sampler's (data/corrections.py). `relabel` (corrections): "regions"
+    (a step's regions) or "plans" (the model's first wrong plan, relabelled with the teacher's
+    step: DAgger on the plans). `own_conflicts` (inspect with a
     checkpoint): its conflicts are the model's own only, never perturbed (data/inspections.py).
     `planned_layouts`: ShapesWorld's step writer plans each scene's layout rather than drawing it
     uniformly (world/layout.py `sample_layout`). Kind `facts` is the plain-text facts corpus (no
@@ -88,6 +91,12 @@ def build(
         raise SketchloopError("--own-conflicts is for --kind inspect with a --checkpoint: its own conflicts only")
     if own_regions and (kind != "corrections" or own_regions < 0):
         raise SketchloopError("--own-regions N (N >= 1) is for --kind corrections: the model's own region sets first")
+    if relabel not in ("regions", "plans"):
+        raise SketchloopError(f"--relabel {relabel!r}: use regions or plans")
+    if relabel == "plans" and (kind != "corrections" or own_regions):
+        raise SketchloopError(
+            "--relabel plans is for --kind corrections (without --own-regions): the teacher's next step"
+        )
     if checkpoint is not None:
         from ..models.unified import UnifiedModel
 
@@ -116,6 +125,8 @@ def build(
         params["own_regions"] = own_regions
     if own_conflicts:
         params["own_conflicts"] = True
+    if relabel == "plans":
+        params["relabel"] = "plans"
     if planned_layouts:
         if kind == "facts" or teacher is not None:
             raise SketchloopError(
@@ -196,6 +207,7 @@ def build(
             own_regions,
             own_conflicts,
             planned_layouts,
+            relabel,
         )
         for k in todo
     ]

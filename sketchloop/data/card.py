@@ -25,6 +25,11 @@ KIND_NOTES = {
     "hold (data/corrections.py); only those regions are learned. Label `corrected`: the model's own regions "
     "there failed the judge; `confirmed`: they passed. No images; `trajectories dropped` counts the "
     "rollouts whose regions left the teacher no room for the groups still to come.",
+    "plan corrections": "Each example is the model's own plans for a prompt (its inference settings) up to its "
+    "first wrong plan (a `<des>` that is not the prompt's scene so far plus one group with the relations the "
+    "prompt states, an `<end>` with groups still to draw, or a step after the scene is complete), then the "
+    "step the exact teacher writes there: the step writer's next `add` with the layout sampler's regions beside "
+    "the model's, or `<end>` (data/corrections.py `make_plan_correction`); only that step is learned. No images.",
     "refine": "Each example ends in an image judged against its `<ins>`: positive with a reason, or negative "
     "with the judge's error analysis (`<inspect>`), a `<refine>` fix and the corrected image.",
 }
@@ -93,6 +98,7 @@ def write_card(
         + (f" --counts {params['counts']}" if params.get("counts") else "")
         + (f" --checkpoint {params['checkpoint']}" if params.get("checkpoint") else "")
         + (f" --own-regions {params['own_regions']}" if params.get("own_regions") else "")
+        + (" --relabel plans" if params.get("relabel") == "plans" else "")
         + (" --own-conflicts" if params.get("own_conflicts") else "")
         + (" --planned-layouts" if params.get("layouts") == "planned" else "")
         + (
@@ -136,7 +142,8 @@ def write_card(
     ]
     if examples_per_second:
         lines.append(f"| throughput of the last run | {examples_per_second:.1f} examples/s |")
-    lines += ["", KIND_NOTES[params["kind"]], ""]
+    note = "plan corrections" if params.get("relabel") == "plans" else params["kind"]
+    lines += ["", KIND_NOTES[note], ""]
     if any(images_per_example):
         lines += ["![contact sheet](contact_sheet.png)", ""]
     atomic_write_text(out / "README.md", "\n".join(lines))

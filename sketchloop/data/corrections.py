@@ -30,6 +30,9 @@ row's meta says which teacher labelled it.
 
 The row holds no image: each step's regions are text (schema: data/schema.py, kind
 `corrections`).
+
+`make_plan_correction` (`data build --relabel plans`) relabels the plans instead: the model's own
+history up to its first wrong plan, then the step the exact teacher writes there.
 """
 
 from __future__ import annotations
@@ -39,6 +42,7 @@ from typing import Any
 
 import numpy as np
 
+from ..backends.shapes import add_step, writing_order
 from ..errors import PromptError, SketchloopError
 from ..evaluation.process import paint_colours
 from ..format import Plan
@@ -161,6 +165,17 @@ class _State:
     right: bool
 
 
+def _prompts(rng: np.random.Generator, teachers: Teachers, knowledge: float, tries: int):
+    """Up to `tries` prompts of the data mix's scenes (COMPOSITE_SHARE long compositions), each
+    with its scene as the prompt states it; a scene whose text names two groups alike is skipped."""
+    for _ in range(tries):
+        text = _worded(heldout_free_scene(rng, COMPOSITE_SHARE, teachers.scene_mix), rng, knowledge)
+        try:
+            yield text, parse_prompt(text)
+        except PromptError:
+            continue
+
+
 def make_correction(
     rng: np.random.Generator,
     model: Any,
@@ -178,12 +193,7 @@ def make_correction(
     `own_samples` region sets it samples for the step's words), the layout sampler's only where
     none is."""
     judge = teachers.judge
-    for _ in range(tries):
-        text = _worded(heldout_free_scene(rng, COMPOSITE_SHARE, teachers.scene_mix), rng, knowledge)
-        try:
-            graph = parse_prompt(text)
-        except PromptError:  # a random scene whose text names two groups alike: another
-            continue
+    for text, graph in _prompts(rng, teachers, knowledge, tries):
         history: list[Plan] = []
         drawn: list[int] = []
         objects: tuple[PlacedObject, ...] = ()
@@ -244,4 +254,86 @@ def make_correction(
     )
 
 
-__all__ = ["leaves_room", "make_correction", "own_regions", "regions_right", "teacher_regions"]
+def _teacher_step(
+    rng: np.random.Generator, graph: SceneGraph, drawn: list[int], objects: tuple[PlacedObject, ...]
+) -> Plan | None:
+    """The exact teacher's next step on the model's canvas: `<end>` (None) when every group is
+    drawn, else the step writer's `add` of the first group of its order not drawn yet, with the
+    layout sampler's regions beside `objects`. A Plan with no regions when none are found."""
+    to_add = [g for g in writing_order(graph) if g not in drawn]
+    if not to_add:
+        return None
+    step = add_step(graph, drawn, to_add[0])
+    regions = teacher_regions(rng, graph, to_add[0], drawn, objects)
+    return Plan(step.ins, step.des, regions or "")
+
+
+def make_plan_correction(
+    rng: np.random.Generator,
+    model: Any,
+    teachers: Teachers,
+    rejections: Rejections,
+    size: int = DEFAULT_SIZE,
+    max_steps: int = 8,
+    knowledge: float = 0.0,
+    tries: int = 1000,
+) -> dict[str, Any]:
+    """One plan-correction example (DAgger on the plans): the model plans a prompt at its inference
+    settings until its first wrong plan (an `add` whose `<des>` is not the prompt's scene so far
+    plus one group with the relations the prompt states, an `<end>` with groups still to draw, or
+    a step after the scene is complete), and the example is its own right history with that step
+    as the exact teacher writes it there (`_teacher_step`): `<ins>`, `<des>` and regions, or
+    `<end>`. Only that step is learned. A rollout with no wrong plan is skipped."""
+    judge = teachers.judge
+    for text, graph in _prompts(rng, teachers, knowledge, tries):
+        history: list[Plan] = []
+        drawn: list[int] = []
+        objects: tuple[PlacedObject, ...] = ()
+        wrong: Plan | None = None
+        ended_early = False
+        for k in range(max_steps):
+            plan = model.plan(text, history, int(rng.integers(2**31)))
+            complete = len(drawn) == len(graph.groups)
+            if plan is None:
+                ended_early = not complete
+                break
+            g = None if complete else _added_group(graph, drawn, plan, judge)
+            if g is None:
+                wrong = plan
+                break
+            state = _State(k, list(drawn), objects, g, False)
+            _, mine = regions_right(rng, judge, graph, state, plan, size)
+            history.append(plan)
+            drawn, objects = drawn + [g], objects + mine
+        if wrong is None and not ended_early:
+            continue
+        label = _teacher_step(rng, graph, drawn, objects)
+        if label is not None and not label.regions:  # no room beside the model's regions
+            rejections.trajectories_dropped += 1
+            continue
+        rows: list[dict[str, Any]] = []
+        for p in history:
+            rows += [text_row("ins", p.ins), text_row("des", p.des), text_row("sketch", p.regions)]
+        if label is None:
+            rows.append(text_row("end"))
+        else:
+            rows += [text_row("ins", label.ins), text_row("des", label.des), text_row("sketch", label.regions)]
+        meta = {
+            "source": "model",
+            "step": len(history),
+            "teacher": "plan",
+            "model_plan": "<end>" if wrong is None else f"{wrong.ins} | {wrong.des}",
+        }
+        row = example(graph, rows, [], [], "corrected", meta)
+        return {**row, "prompt": text}
+    raise SketchloopError(f"the model planned {tries} prompts without a wrong plan to correct")
+
+
+__all__ = [
+    "leaves_room",
+    "make_correction",
+    "make_plan_correction",
+    "own_regions",
+    "regions_right",
+    "teacher_regions",
+]

@@ -32,6 +32,7 @@ def make_shard(
     own_regions: int = 0,
     own_conflicts: bool = False,
     planned_layouts: bool = False,
+    relabel: str = "regions",
     *,
     teachers: Teachers | None = None,
 ) -> dict[str, Any]:
@@ -41,14 +42,15 @@ def make_shard(
     shares of ShapesWorld scenes with depth and with counted parts (`heldout_free_scene`);
     `own_regions`: corrections labelled by the model's own right region sets first (data/corrections.py);
     `own_conflicts`: a checkpoint's inspect conflicts its own only (data/inspections.py);
-    `planned_layouts`: ShapesWorld's step writer plans its layouts (world/layout.py `sample_layout`).
+    `planned_layouts`: ShapesWorld's step writer plans its layouts (world/layout.py `sample_layout`);
+    `relabel`: what corrections relabel, "regions" or "plans" (data/corrections.py).
 
     Every finished example is kept at once (with the random state after it) under
     `data/.partial/`, so a build stopped mid-shard (a server outage, Ctrl-C) resumes at the
     next example and ends with the same shard as an uninterrupted run."""
     from ..backends.wiring import make_teachers
     from ..evaluation.heldout import row_allows
-    from .corrections import make_correction
+    from .corrections import make_correction, make_plan_correction
     from .inspections import make_inspect_own, make_inspect_symbolic
     from .refine import make_refine
     from .trajectories import Rejections, make_facts_row, make_trajectory
@@ -85,6 +87,8 @@ def make_shard(
                 row = make_trajectory(rng, teachers, edit_ops, rejections, wording=wording, knowledge=knowledge)
             elif kind == "facts":
                 row = make_facts_row(rng)
+            elif kind == "corrections" and relabel == "plans":
+                row = make_plan_correction(rng, planner, teachers, rejections, knowledge=knowledge)
             elif kind == "corrections":
                 row = make_correction(rng, planner, teachers, rejections, knowledge=knowledge, own_samples=own_regions)
             elif kind == "inspect" and planner is not None:

@@ -15,11 +15,13 @@ its image against the `<des>`), never inside it:
 - refine: each correction (a new plan after a plan conflict, a redraw after an image
   conflict), judged before and after: wrong -> right (fixed), right -> wrong (broken);
 - where a wrong final image went wrong (`failure_stage`): its plan (the last `<des>` is not
-  the prompt's scene), its regions (the plan is right, but its regions, each drawn exactly as
-  one object of its group, fail the judge: too few or too many, on one spot, a relation
-  turned round) or its drawing (the regions are right, the image is not); of those wrong in
-  their regions, the share whose regions overlap (`regions_overlap`) where the prompt puts no
-  pair in depth, so that an object is painted over another;
+  the prompt's scene, or an earlier one contradicts the prompt: a step drawn for a relation or
+  an attribute the prompt does not give, which the last `<des>` may state right), its regions
+  (the plan is right, but its regions, each drawn exactly as one object of its group, fail the
+  judge: too few or too many, on one spot, a relation not met) or its drawing (the regions are
+  right, the image is not); of those wrong in their regions, the share whose regions overlap
+  (`regions_overlap`) where the prompt puts no pair in depth, so that an object is painted over
+  another;
 - one step's regions, given the teacher's history (`region_error`): too many or too few, overlapping
   each other or what is drawn, or a relation to a drawn group turned round (scripts/region_errors.py).
 """
@@ -57,6 +59,15 @@ def _des(plan_text: str) -> str:
 def copies(des: str, prompt_key: str) -> bool:
     try:
         return scene_key(parse_prompt(des)) == prompt_key
+    except PromptError:
+        return False
+
+
+def states(des: str, graph: SceneGraph, judge: DetectorJudge) -> bool:
+    """Whether a step's `<des>` can be read and contradicts nothing the prompt `graph` says (the
+    judge's critique of a plan so far: groups not drawn yet are no problem)."""
+    try:
+        return judge.critique(parse_prompt(des), graph, final=False).consistent
     except PromptError:
         return False
 
@@ -144,7 +155,7 @@ def failure_stage(traj, judge: DetectorJudge) -> str:
     if traj.final is not None and judge.judge(traj.final, graph).consistent:
         return "right"
     plans = traj.plans
-    if not plans or not copies(plans[-1].des, scene_key(graph)):
+    if not plans or not copies(plans[-1].des, scene_key(graph)) or not all(states(p.des, graph, judge) for p in plans):
         return "plan"
     layout = plan_layout(graph, [(p.des, p.regions) for p in plans])
     if layout is None or not judge.judge(render(layout), graph).consistent:

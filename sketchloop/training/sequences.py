@@ -17,7 +17,9 @@ What the loss covers, per kind:
 - inspect: from `<inspect>` on (the history may be self-sampled and wrong: no loss);
 - refine: from `<inspect>` on, with the corrected image's regions and flow examples;
 - corrections: the last step's regions and `</img>` only (the history and plan are the model's
-  own; data/corrections.py). Their image steps hold no image: regions only, no flow example.
+  own; data/corrections.py); relabelled plans (meta `"teacher": "plan"`) the last step's
+  `<ins>`, `<des>`, regions and `</img>`, or its `<end>`. Their image steps hold no image:
+  regions only, no flow example.
 - facts: `<bos> S <eos>`, a plain sentence of the knowledge base (world/knowledge.py), all learned.
 Single mode: `<bos> <prompt> P </prompt> <img> <full>` draws the final image in one go
 (flow examples only), made from the trajectories.
@@ -137,6 +139,10 @@ def encode_row(row: dict, tok: WordTokenizer, canvas_tokens: int, region_order: 
     ex = Example([], [])
     learning = row["kind"] == "trajectories"
     corrected = len(row["steps"]) - 1 if row["kind"] == "corrections" else -1  # the one step learned
+    if corrected >= 0 and json.loads(row.get("meta") or "{}").get("teacher") == "plan":  # its plan too
+        plan_from = corrected if row["steps"][-1]["type"] == "end" else corrected - 2
+    else:
+        plan_from = len(row["steps"])
     words: list[str] = []
 
     def add(text: str, learn: bool) -> None:
@@ -164,9 +170,9 @@ def encode_row(row: dict, tok: WordTokenizer, canvas_tokens: int, region_order: 
             ins = text
         if kind in ("ins", "des", "refine"):
             learning = learning or kind == "refine"
-            add(tagged(kind, text), learning)
+            add(tagged(kind, text), learning or index >= plan_from)
         elif kind == "end":
-            add(END, learning)
+            add(END, learning or index >= plan_from)
         elif kind == "sketch" and step["image"] < 0:  # an image step named by its regions alone
             learn = learning or index == corrected
             if index == corrected and region_order == "raster" and ins.startswith("add "):
