@@ -271,14 +271,7 @@ class ShapesStepWriter:
                     )
                 )
             else:
-                steps.append(
-                    Plan(
-                        f"add {group.noun_phrase()}{where}",
-                        "",
-                        op=_add_op(g, group, rels, targets[g]),
-                        scene=_describe(groups, present + [g], relations),
-                    )
-                )
+                steps.append(replace(add_step(graph, present, g), op=_add_op(g, group, rels, targets[g])))
             present.append(g)
         for step in steps:
             step.des = scene_text(step.scene.to_text())

@@ -116,14 +116,20 @@ def leaves_room(
 OWN_TEMPERATURE = 0.7  # the temperature of the region sets the model samples for its own words
 
 
+def objects_of(graph: SceneGraph, g: int, regions: str) -> tuple[PlacedObject, ...]:
+    """The objects of group `g` that `regions` (one step's region text) place, painted as
+    `paint_colours` paints the group."""
+    spec, paint = graph.groups[g], paint_colours(graph)[g]
+    return tuple(placed(r, spec.shape, paint, g, spec.points) for r in parse_regions(regions))
+
+
 def regions_right(
     rng: np.random.Generator, judge: Any, graph: SceneGraph, state: "_State", plan: Plan, size: int
 ) -> tuple[bool, tuple[PlacedObject, ...]]:
     """Whether `plan`'s regions, drawn exactly as `state.group`'s objects beside `state.objects`,
     are right (as many as the group counts, the judge passes the canvas against `plan`'s `<des>`,
     and the groups still to come fit beside them); and the objects they place."""
-    spec, paint = graph.groups[state.group], paint_colours(graph)[state.group]
-    mine = tuple(placed(r, spec.shape, paint, state.group, spec.points) for r in parse_regions(plan.regions))
+    spec, mine = graph.groups[state.group], objects_of(graph, state.group, plan.regions)
     right = (
         len(mine) == spec.count
         and judge.judge(render(Layout(state.objects + mine), size), parse_prompt(plan.des)).consistent
@@ -273,7 +279,6 @@ def make_plan_correction(
     model: Any,
     teachers: Teachers,
     rejections: Rejections,
-    size: int = DEFAULT_SIZE,
     max_steps: int = 8,
     knowledge: float = 0.0,
     tries: int = 1000,
@@ -291,7 +296,7 @@ def make_plan_correction(
         objects: tuple[PlacedObject, ...] = ()
         wrong: Plan | None = None
         ended_early = False
-        for k in range(max_steps):
+        for _ in range(max_steps):
             plan = model.plan(text, history, int(rng.integers(2**31)))
             complete = len(drawn) == len(graph.groups)
             if plan is None:
@@ -301,10 +306,8 @@ def make_plan_correction(
             if g is None:
                 wrong = plan
                 break
-            state = _State(k, list(drawn), objects, g, False)
-            _, mine = regions_right(rng, judge, graph, state, plan, size)
             history.append(plan)
-            drawn, objects = drawn + [g], objects + mine
+            drawn, objects = drawn + [g], objects + objects_of(graph, g, plan.regions)
         if wrong is None and not ended_early:
             continue
         label = _teacher_step(rng, graph, drawn, objects)
