@@ -171,6 +171,7 @@ def test_inspect_subset_keeps_the_chosen_targets(tmp_path):
     assert {inspect_target(r) for r in rows} == {"consistent", "plan"}
     n = subset(src, tmp_path / "plan", ["plan"])
     kept = read_dataset(tmp_path / "plan").to_pylist()
+    assert read_dataset(str(tmp_path / "plan")).num_rows == len(kept)  # a path as text reads the same
     assert n == len(kept) == sum(r["label"] == "inconsistent" for r in rows) > 0
     assert {inspect_target(r) for r in kept} == {"plan"}
     assert json.loads((tmp_path / "plan" / "build.json").read_text())["params"]["targets"] == ["plan"]

@@ -88,8 +88,9 @@ def read_partial(folder: Path) -> tuple[list[dict[str, Any]], dict[str, Any] | N
     return [row for t in tables for row in t.to_pylist()], state
 
 
-def read_dataset(out: Path) -> pa.Table:
+def read_dataset(out: Path | str) -> pa.Table:
     """Every shard of a dataset folder, as one table."""
+    out = Path(out)
     files = sorted((out / "data").glob("*.parquet"))
     if not files:
         raise SketchloopError(f"{out} holds no dataset shards (data/*.parquet); build one with 'sketchloop data build'")
