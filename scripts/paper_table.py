@@ -146,7 +146,7 @@ ROWS = [
         "best-of-2 plan + sketch, own inspector chooses (the model alone)",
         "process",
         "2 samples of the plan + sketch row (the learned model alone; each sample its own seed), the inspector "
-        "keeping the one it doubts least: the least best-of-N, at 1.2-1.7 times the flow steps of the loop with 2 "
+        "keeping the one it doubts least: the smallest N, at 1.2-1.7 times the flow steps of the loop with 2 "
         "corrections (the paper's PARM comparison, at more compute than the loop's)",
         ["--generator", "staged", "--best-of", "2"],
         paper="PARM best-of-20: 0.77 at 1000 flow steps",
