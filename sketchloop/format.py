@@ -14,6 +14,11 @@ A trajectory, as the unified model sees it:
     <end>                                                            the planner ends the trajectory
     <eos>
 
+A plan correction (a replanning checkpoint, `replan_text`): the history, then the rejected
+plan and the verdict, then the new step:
+
+    ... <ins> I </ins> <des> D </des> <inspect> inconsistent plan </inspect> <ins> I' </ins> ...
+
 Single mode: `<bos> <prompt> P </prompt> <img> <full> </img>` (the whole image in one flow).
 """
 
@@ -166,6 +171,16 @@ def step_text(plan: Plan) -> str:
 def history_text(prompt: str, plans: list[Plan]) -> str:
     """The context of a trajectory: the prompt, then each plan with its regions."""
     return prompt_text(prompt) + "".join(f" {step_text(p)}" for p in plans)
+
+
+REJECTED_VERDICT = "inconsistent plan"
+
+
+def replan_text(prompt: str, history: list[Plan], rejected: Plan) -> str:
+    """A replanner's context: the history, then the step the inspection rejected (its words, no
+    regions and no canvas) and the verdict; the corrected step follows."""
+    rejected_text = f"{plan_text(rejected.ins, rejected.des)} {tagged(INSPECT, REJECTED_VERDICT)}"
+    return f"{history_text(prompt, history)} {rejected_text}"
 
 
 def single_text(prompt: str) -> str:

@@ -347,7 +347,7 @@ class _Planner:
         return type(step)(
             step.ins,
             step.des,
-            teacher_regions(np.random.default_rng(k), graph, order[k], order[:k], ())
+            (teacher_regions(np.random.default_rng(k), graph, order[k], order[:k], ()) or "x2 y2 s4")
             if k == 0
             else "x%d y%d s4" % (2 + 3 * k, 2 + 3 * k),
         )
@@ -381,6 +381,44 @@ def test_a_plan_correction_is_the_models_right_history_and_the_teachers_next_ste
         ins, des, regions = (s["text"] for s in steps[-3:])
         assert learned == f"<ins> {ins} </ins> <des> {des} </des> <img> {regions} </img>"
     assert ex.flows == []
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_a_replan_row_puts_the_rejected_plan_before_the_step_it_learns(seed):
+    """`--relabel replans`: the wrong plan stands before the teacher's step as the rejected one, or
+    (a quarter of the rows) a right step is rejected and the label keeps it; the sequence up to
+    the label is exactly the replanner's context (`format.replan_text`), and only the label is
+    learned."""
+    from sketchloop.format import Plan, plan_text, replan_text
+
+    teachers, tok = shapes_teachers(), WordTokenizer()
+    row = make_plan_correction(np.random.default_rng(seed), _Planner(2), teachers, Rejections(), replan=True)
+    meta, steps = json.loads(row["meta"]), row["steps"]
+    graph = parse_prompt(row["prompt"])
+    assert meta["teacher"] == "replan" and steps[-4]["type"] == "rejected"
+    rejected_ins, rejected_des = meta["model_plan"].split(" | ")
+    assert steps[-4]["text"] == plan_text(rejected_ins, rejected_des)
+    label = (steps[-3]["text"], steps[-2]["text"])
+    history = [Plan(*(s["text"] for s in steps[i : i + 3])) for i in range(0, len(steps) - 4, 3)]
+    order = writing_order(graph)
+    assert label == (lambda p: (p.ins, p.des))(add_step(graph, order[: len(history)], order[len(history)]))
+    assert (label == (rejected_ins, rejected_des)) == meta["kept"]
+    ex = encode_row({**row, "kind": "corrections"}, tok, 64)
+    context = tok.encode(replan_text(row["prompt"], history, Plan(rejected_ins, rejected_des)))
+    assert ex.ids[: len(context)] == context and not any(ex.target[: len(context)])
+    learned = tok.decode([i for i, t in zip(ex.ids, ex.target) if t])
+    assert learned == f"<ins> {label[0]} </ins> <des> {label[1]} </des> <img> {steps[-1]['text']} </img>"
+
+
+def test_replan_rows_keep_some_right_steps():
+    """Over a few rows both kinds come: wrong plans corrected and right ones kept."""
+    teachers = shapes_teachers()
+    rng = np.random.default_rng(0)
+    kept = [
+        json.loads(make_plan_correction(rng, _Planner(2), teachers, Rejections(), replan=True)["meta"])["kept"]
+        for _ in range(16)
+    ]
+    assert any(kept) and not all(kept)
 
 
 def test_add_step_writes_the_step_writers_add():

@@ -30,6 +30,7 @@ from ..format import (
     STEP_STARTS,
     history_text,
     plan_text,
+    replan_text,
     single_text,
     step_text,
     text_verdict,
@@ -332,7 +333,6 @@ class UnifiedRoles:
         planner that keeps adding and removing ends there instead of failing. A planner that
         `reads_canvas` reads `canvas` (the one the step is drawn on; blank before the first step)
         before it writes."""
-        t = self.tok.token_id
         generator = _generator(seed)
         session = self._session(prompt, history)
         view = self.model.config.canvas_tokens if self.reads_canvas else 0
@@ -347,12 +347,29 @@ class UnifiedRoles:
             px = self.model.config.canvas_px
             self._read_canvas(session, canvas if canvas is not None else Image.new("RGB", (px, px), BACKGROUND))
         drawn = history[-1].des if history else ""
-        guided = self.config.guided
-        if guided and not history:
+        if self.config.guided and not history:
             _planar_only(prompt)
-        described = PhraseGrammar(self.tok, prompt) if guided and self.config.copy_phrases else None
+        described = self._described(prompt)
         if described and drawn and described.complete(drawn):
             return None  # the last <des> is the whole prompt: the training plans end there
+        return self._write_plan(session, generator, prompt, history, described)
+
+    def _described(self, prompt: str) -> PhraseGrammar | None:
+        """Guided with `copy_phrases`: the phrase grammar of `prompt` (None: the model alone)."""
+        return PhraseGrammar(self.tok, prompt) if self.config.guided and self.config.copy_phrases else None
+
+    def _write_plan(
+        self,
+        session: TextSession,
+        generator: torch.Generator,
+        prompt: str,
+        history: list[Plan],
+        described: PhraseGrammar | None,
+    ) -> Plan | None:
+        """`<ins>` or `<end>` after the session, then the instruction, `<des>` and the regions."""
+        t = self.tok.token_id
+        drawn = history[-1].des if history else ""
+        guided = self.config.guided
         first = session.sample(1, set(), generator, self.config.temperature, lambda _: [t("<ins>"), t(END)])
         self.usage["text_tokens"] += 1
         if first[0] == t(END):
@@ -568,10 +585,14 @@ class UnifiedRoles:
         self, prompt: str, history: list[Plan], rejected: Plan, seed: int, canvas: Image.Image | None = None
     ) -> Plan | None:
         """A correction of `rejected`, the step after `history` that the inspection found in conflict
-        with the prompt. Where its words pass the plan check and a layout check is there, the same
-        words with `replan_candidates` region sets sampled at `replan_temperature`, the one the
-        layout check doubts least; None when none is doubted less than `rejected`'s (keep the
-        step). Otherwise a new plan (`plan`)."""
+        with the prompt. With `replan_reads_rejected` (a checkpoint trained on replans), the model
+        writes the step again after `rejected`'s words and the verdict (`format.replan_text`); None
+        when it would end there or writes the same words (keep the step). Else, where its words
+        pass the plan check and a layout check is there, the same words with `replan_candidates`
+        region sets sampled at `replan_temperature`, the one the layout check doubts least; None
+        when none is doubted less than `rejected`'s (keep the step). Otherwise a new plan (`plan`)."""
+        if self.config.replan_reads_rejected:
+            return self._replan_after(prompt, history, rejected, seed)
         session = self._session(prompt, history)
         session.feed(self.tok.encode(step_text(rejected)))
         plan_doubt, doubt = self._plan_doubt(session), self._layout_doubt(session)
@@ -592,6 +613,21 @@ class UnifiedRoles:
         if best is None:
             return None
         return replace(rejected, regions=best)
+
+    def _replan_after(self, prompt: str, history: list[Plan], rejected: Plan, seed: int) -> Plan | None:
+        """The model's own correction of `rejected`, written after it and the verdict."""
+        if self.reads_canvas:
+            raise SketchloopError(
+                "replan_reads_rejected is for a planner that does not read the canvas: set it false for this checkpoint"
+            )
+        session = TextSession(self.model, self.tok.token_id(CANVAS), self._prompt_tags, self.tok.token_id("<img>"))
+        session.feed(self.tok.encode(replan_text(prompt, history, rejected)))
+        if len(session.ids) + self.model.config.canvas_tokens + STEP_RESERVE > self.model.config.block_size:
+            return None
+        plan = self._write_plan(session, _generator(seed), prompt, history, self._described(prompt))
+        if plan is None or (plan.ins, plan.des) == (rejected.ins, rejected.des):
+            return None
+        return plan
 
     def _image_doubt(
         self,

@@ -67,7 +67,8 @@ def data_build(
     relabel: str = typer.Option(
         "regions",
         help="corrections: regions (the model's own plans with the teacher's regions for a step) or plans "
-        "(its own history up to its first wrong plan, then the teacher's next step there: DAgger on the plans)",
+        "(its own history up to its first wrong plan, then the teacher's next step there: DAgger on the plans) "
+        "or replans (the same with the wrong plan before the step as the rejected one: a replanner's examples)",
     ),
     own_conflicts: bool = typer.Option(
         False,

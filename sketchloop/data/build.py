@@ -64,8 +64,9 @@ def build(
     teacher inspect and refine data). `own_regions` (corrections): the label of a step is the model's own
     right regions, or the first right one of that many region sets it samples for the step's
     words, before the layout sampler's (data/corrections.py). `relabel` (corrections): "regions"
-    (a step's regions) or "plans" (the model's first wrong plan, relabelled with the teacher's
-    step: DAgger on the plans). `own_conflicts` (inspect with a
+    (a step's regions), "plans" (the model's first wrong plan, relabelled with the teacher's
+    step: DAgger on the plans) or "replans" (the same, the wrong plan kept before the label as
+    the rejected one: a replanner's examples). `own_conflicts` (inspect with a
     checkpoint): its conflicts are the model's own only, never perturbed (data/inspections.py).
     `planned_layouts`: ShapesWorld's step writer plans each scene's layout rather than drawing it
     uniformly (world/layout.py `sample_layout`). Kind `facts` is the plain-text facts corpus (no
@@ -91,11 +92,11 @@ def build(
         raise SketchloopError("--own-conflicts is for --kind inspect with a --checkpoint: its own conflicts only")
     if own_regions and (kind != "corrections" or own_regions < 0):
         raise SketchloopError("--own-regions N (N >= 1) is for --kind corrections: the model's own region sets first")
-    if relabel not in ("regions", "plans"):
-        raise SketchloopError(f"--relabel {relabel!r}: use regions or plans")
-    if relabel == "plans" and (kind != "corrections" or own_regions):
+    if relabel not in ("regions", "plans", "replans"):
+        raise SketchloopError(f"--relabel {relabel!r}: use regions, plans or replans")
+    if relabel != "regions" and (kind != "corrections" or own_regions):
         raise SketchloopError(
-            "--relabel plans is for --kind corrections (without --own-regions): the teacher's next step"
+            f"--relabel {relabel} is for --kind corrections (without --own-regions): the teacher's next step"
         )
     if checkpoint is not None:
         from ..models.unified import UnifiedModel
@@ -125,8 +126,8 @@ def build(
         params["own_regions"] = own_regions
     if own_conflicts:
         params["own_conflicts"] = True
-    if relabel == "plans":
-        params["relabel"] = "plans"
+    if relabel != "regions":
+        params["relabel"] = relabel
     if planned_layouts:
         if kind == "facts" or teacher is not None:
             raise SketchloopError(

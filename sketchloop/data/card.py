@@ -30,6 +30,11 @@ KIND_NOTES = {
     "prompt states, an `<end>` with groups still to draw, or a step after the scene is complete), then the "
     "step the exact teacher writes there: the step writer's next `add` with the layout sampler's regions beside "
     "the model's, or `<end>` (data/corrections.py `make_plan_correction`); only that step is learned. No images.",
+    "replans": "Each example is the model's own plans for a prompt up to its first wrong `add` (as for plan "
+    "corrections), that wrong plan as the rejected one (`<ins> I </ins> <des> D </des> <inspect> inconsistent "
+    "plan </inspect>`), then the exact teacher's step there; in a quarter of them a right step of the rollout is "
+    "the rejected one and the label keeps it (data/corrections.py `make_plan_correction`, `replan`). Only the "
+    "last step is learned. No images.",
     "refine": "Each example ends in an image judged against its `<ins>`: positive with a reason, or negative "
     "with the judge's error analysis (`<inspect>`), a `<refine>` fix and the corrected image.",
 }
@@ -98,7 +103,7 @@ def write_card(
         + (f" --counts {params['counts']}" if params.get("counts") else "")
         + (f" --checkpoint {params['checkpoint']}" if params.get("checkpoint") else "")
         + (f" --own-regions {params['own_regions']}" if params.get("own_regions") else "")
-        + (" --relabel plans" if params.get("relabel") == "plans" else "")
+        + (f" --relabel {params['relabel']}" if params.get("relabel") else "")
         + (" --own-conflicts" if params.get("own_conflicts") else "")
         + (" --planned-layouts" if params.get("layouts") == "planned" else "")
         + (
@@ -142,7 +147,7 @@ def write_card(
     ]
     if examples_per_second:
         lines.append(f"| throughput of the last run | {examples_per_second:.1f} examples/s |")
-    note = "plan corrections" if params.get("relabel") == "plans" else params["kind"]
+    note = {"plans": "plan corrections", "replans": "replans"}.get(params.get("relabel", ""), params["kind"])
     lines += ["", KIND_NOTES[note], ""]
     if any(images_per_example):
         lines += ["![contact sheet](contact_sheet.png)", ""]

@@ -32,7 +32,9 @@ The row holds no image: each step's regions are text (schema: data/schema.py, ki
 `corrections`).
 
 `make_plan_correction` (`data build --relabel plans`) relabels the plans instead: the model's own
-history up to its first wrong plan, then the step the exact teacher writes there.
+history up to its first wrong plan, then the step the exact teacher writes there. With
+`--relabel replans` the wrong plan stands before that step as the rejected one (`format.replan_text`),
+so a replanner learns to correct a step the inspection rejected.
 """
 
 from __future__ import annotations
@@ -45,7 +47,7 @@ import numpy as np
 from ..backends.shapes import add_step, writing_order
 from ..errors import PromptError, SketchloopError
 from ..evaluation.process import paint_colours
-from ..format import Plan
+from ..format import Plan, plan_text
 from ..models.regions import parse_regions, placed, region_of
 from ..teachers import Teachers
 from ..world.layout import Layout, PlacedObject, extend_layout, placement_order, relation_needs
@@ -113,6 +115,7 @@ def leaves_room(
     return extend_layout(graph, rng, objects, _to_come(graph, drawn), TEACHER_ATTEMPTS) is not None
 
 
+KEEP_SHARE = 0.25  # replan examples whose rejected step was right (a false alarm): the label keeps it
 OWN_TEMPERATURE = 0.7  # the temperature of the region sets the model samples for its own words
 
 
@@ -282,13 +285,20 @@ def make_plan_correction(
     max_steps: int = 8,
     knowledge: float = 0.0,
     tries: int = 1000,
+    replan: bool = False,
 ) -> dict[str, Any]:
     """One plan-correction example (DAgger on the plans): the model plans a prompt at its inference
     settings until its first wrong plan (an `add` whose `<des>` is not the prompt's scene so far
     plus one group with the relations the prompt states, an `<end>` with groups still to draw, or
     a step after the scene is complete), and the example is its own right history with that step
     as the exact teacher writes it there (`_teacher_step`): `<ins>`, `<des>` and regions, or
-    `<end>`. Only that step is learned. A rollout with no wrong plan is skipped."""
+    `<end>`. Only that step is learned. A rollout with no wrong plan is skipped.
+
+    `replan`: examples for a replanner (`format.replan_text`): the wrong plan stands before the
+    teacher's step as the rejected one (rollouts whose first wrong plan is an `<end>`, or whose
+    teacher step is one, are skipped: a replan corrects an `add`). With probability KEEP_SHARE
+    a right step of the rollout is the rejected one instead, and the label is that step again:
+    a replanner keeps what a false alarm rejected."""
     judge = teachers.judge
     for text, graph in _prompts(rng, teachers, knowledge, tries):
         history: list[Plan] = []
@@ -310,13 +320,26 @@ def make_plan_correction(
             drawn, objects = drawn + [g], objects + objects_of(graph, g, plan.regions)
         if wrong is None and not ended_early:
             continue
-        label = _teacher_step(rng, graph, drawn, objects)
-        if label is not None and not label.regions:  # no room beside the model's regions
-            rejections.trajectories_dropped += 1
-            continue
+        keep = bool(replan and history) and rng.random() < KEEP_SHARE
+        label: Plan | None
+        if keep:  # a right step rejected: the label is the step itself
+            k = int(rng.integers(len(history)))
+            history, wrong, label = history[:k], history[k], history[k]
+        else:
+            if replan and wrong is None:
+                continue
+            label = _teacher_step(rng, graph, drawn, objects)
+            if replan and label is None:
+                continue
+            if label is not None and not label.regions:  # no room beside the model's regions
+                rejections.trajectories_dropped += 1
+                continue
         rows: list[dict[str, Any]] = []
         for p in history:
             rows += [text_row("ins", p.ins), text_row("des", p.des), text_row("sketch", p.regions)]
+        if replan:
+            assert wrong is not None
+            rows.append(text_row("rejected", plan_text(wrong.ins, wrong.des)))
         if label is None:
             rows.append(text_row("end"))
         else:
@@ -324,8 +347,9 @@ def make_plan_correction(
         meta = {
             "source": "model",
             "step": len(history),
-            "teacher": "plan",
+            "teacher": "replan" if replan else "plan",
             "model_plan": "<end>" if wrong is None else f"{wrong.ins} | {wrong.des}",
+            **({"kept": bool(keep)} if replan else {}),
         }
         row = example(graph, rows, [], [], "corrected", meta)
         return {**row, "prompt": text}

@@ -20,6 +20,8 @@ Step types: `ins`, `des` (the plan), `sketch` (an image), `inspect`, `refine`, `
 `text` (a facts row's one plain sentence, "a ripe banana is yellow"; its prompt and scene are
 empty, its meta names the fact: world/knowledge.py). A `sketch` step with image -1 is an image
 step named by its regions alone (its text, `x3 y12 s8 ...`): a corrections row holds no image.
+A `rejected` step (a replan correction) is a plan the inspection rejected, as `<ins> I </ins>
+<des> D </des>`; the step after it corrects it.
 
 Output folder: `data/{kind}-{shard:05d}-of-{n:05d}.parquet`, `build.json` (the build's
 parameters), `README.md` (the dataset card, data/card.py) and `contact_sheet.png`; the

@@ -87,8 +87,10 @@ def make_shard(
                 row = make_trajectory(rng, teachers, edit_ops, rejections, wording=wording, knowledge=knowledge)
             elif kind == "facts":
                 row = make_facts_row(rng)
-            elif kind == "corrections" and relabel == "plans":
-                row = make_plan_correction(rng, planner, teachers, rejections, knowledge=knowledge)
+            elif kind == "corrections" and relabel in ("plans", "replans"):
+                row = make_plan_correction(
+                    rng, planner, teachers, rejections, knowledge=knowledge, replan=relabel == "replans"
+                )
             elif kind == "corrections":
                 row = make_correction(rng, planner, teachers, rejections, knowledge=knowledge, own_samples=own_regions)
             elif kind == "inspect" and planner is not None:

@@ -56,6 +56,9 @@ class SamplingConfig:
     replan_candidates, replan_temperature: a correction of a step whose words pass the plan
         check but whose regions the layout check doubts samples this many region sets for the
         same words at this temperature and keeps the one the layout check doubts least.
+    replan_reads_rejected: a correction of a flagged step is the model's own step written after
+        the rejected one and the verdict (`format.replan_text`; a checkpoint trained on `data build
+        --relabel replans` rows), where greedy planning would write the rejected step again.
     """
 
     flow_steps: int = 16
@@ -77,6 +80,7 @@ class SamplingConfig:
     region_beams: int = 1
     replan_candidates: int = 8
     replan_temperature: float = 0.7
+    replan_reads_rejected: bool = False
 
     def __post_init__(self) -> None:
         if self.flow_steps < 1:

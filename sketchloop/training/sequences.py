@@ -18,8 +18,10 @@ What the loss covers, per kind:
 - refine: from `<inspect>` on, with the corrected image's regions and flow examples;
 - corrections: the last step's regions and `</img>` only (the history and plan are the model's
   own; data/corrections.py); relabelled plans (meta `"teacher": "plan"`) the last step's
-  `<ins>`, `<des>`, regions and `</img>`, or its `<end>`. Their image steps hold no image:
-  regions only, no flow example.
+  `<ins>`, `<des>`, regions and `</img>`, or its `<end>`; a replan row (meta `"teacher":
+  "replan"`) has a `rejected` step before it, the rejected plan's words and the verdict
+  (`format.replan_text`), and learns the same. Their image steps hold no image: regions only,
+  no flow example.
 - facts: `<bos> S <eos>`, a plain sentence of the knowledge base (world/knowledge.py), all learned.
 Single mode: `<bos> <prompt> P </prompt> <img> <full>` draws the final image in one go
 (flow examples only), made from the trajectories.
@@ -38,7 +40,7 @@ from tqdm import tqdm
 
 from ..data.schema import decode_png, read_dataset
 from ..errors import SketchloopError
-from ..format import BOS, CANVAS, END, EOS, INSPECT, prompt_text, single_text, tagged
+from ..format import BOS, CANVAS, END, EOS, INSPECT, REJECTED_VERDICT, prompt_text, single_text, tagged
 from ..models.phrases import region_words
 from ..models.regions import (
     PASTE_MARGIN,
@@ -139,7 +141,7 @@ def encode_row(row: dict, tok: WordTokenizer, canvas_tokens: int, region_order: 
     ex = Example([], [])
     learning = row["kind"] == "trajectories"
     corrected = len(row["steps"]) - 1 if row["kind"] == "corrections" else -1  # the one step learned
-    if corrected >= 0 and json.loads(row.get("meta") or "{}").get("teacher") == "plan":  # its plan too
+    if corrected >= 0 and json.loads(row.get("meta") or "{}").get("teacher") in ("plan", "replan"):  # its plan too
         plan_from = corrected if row["steps"][-1]["type"] == "end" else corrected - 2
     else:
         plan_from = len(row["steps"])
@@ -209,6 +211,8 @@ def encode_row(row: dict, tok: WordTokenizer, canvas_tokens: int, region_order: 
                     )
             add("</img>", learning)
             canvas, layout = after, (after_layout if after_layout is not None else layout)
+        elif kind == "rejected":  # a plan the inspection rejected, before its correction (never learned)
+            add(f"{text} {tagged(INSPECT, REJECTED_VERDICT)}", False)
         elif kind == "inspect":
             learning = True
             slots(CANVAS, canvas_tokens)
