@@ -173,14 +173,17 @@ def history_text(prompt: str, plans: list[Plan]) -> str:
     return prompt_text(prompt) + "".join(f" {step_text(p)}" for p in plans)
 
 
-REJECTED_VERDICT = "inconsistent plan"
+REJECTION = tagged(INSPECT, "inconsistent plan")  # the verdict after a rejected plan's words
+
+
+def rejected_text(rejected: Plan) -> str:
+    """A step the inspection rejected (its words, no regions and no canvas) and the verdict."""
+    return f"{plan_text(rejected.ins, rejected.des)} {REJECTION}"
 
 
 def replan_text(prompt: str, history: list[Plan], rejected: Plan) -> str:
-    """A replanner's context: the history, then the step the inspection rejected (its words, no
-    regions and no canvas) and the verdict; the corrected step follows."""
-    rejected_text = f"{plan_text(rejected.ins, rejected.des)} {tagged(INSPECT, REJECTED_VERDICT)}"
-    return f"{history_text(prompt, history)} {rejected_text}"
+    """A replanner's context: the history, then `rejected_text`; the corrected step follows."""
+    return f"{history_text(prompt, history)} {rejected_text(rejected)}"
 
 
 def single_text(prompt: str) -> str:

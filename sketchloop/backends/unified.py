@@ -30,7 +30,7 @@ from ..format import (
     STEP_STARTS,
     history_text,
     plan_text,
-    replan_text,
+    rejected_text,
     single_text,
     step_text,
     text_verdict,
@@ -335,8 +335,7 @@ class UnifiedRoles:
         before it writes."""
         generator = _generator(seed)
         session = self._session(prompt, history)
-        view = self.model.config.canvas_tokens if self.reads_canvas else 0
-        if len(session.ids) + view + self.model.config.canvas_tokens + STEP_RESERVE > self.model.config.block_size:
+        if self._full(session, self.model.config.canvas_tokens if self.reads_canvas else 0):
             return None
         if self.reads_canvas:
             if canvas is None and history:
@@ -353,6 +352,11 @@ class UnifiedRoles:
         if described and drawn and described.complete(drawn):
             return None  # the last <des> is the whole prompt: the training plans end there
         return self._write_plan(session, generator, prompt, history, described)
+
+    def _full(self, session: TextSession, view: int = 0) -> bool:
+        """Whether the context after `session` (and a canvas `view` of that many tokens) cannot hold
+        another step, its canvas and its inspection (STEP_RESERVE tokens)."""
+        return len(session.ids) + view + self.model.config.canvas_tokens + STEP_RESERVE > self.model.config.block_size
 
     def _described(self, prompt: str) -> PhraseGrammar | None:
         """Guided with `copy_phrases`: the phrase grammar of `prompt` (None: the model alone)."""
@@ -620,9 +624,9 @@ class UnifiedRoles:
             raise SketchloopError(
                 "replan_reads_rejected is for a planner that does not read the canvas: set it false for this checkpoint"
             )
-        session = TextSession(self.model, self.tok.token_id(CANVAS), self._prompt_tags, self.tok.token_id("<img>"))
-        session.feed(self.tok.encode(replan_text(prompt, history, rejected)))
-        if len(session.ids) + self.model.config.canvas_tokens + STEP_RESERVE > self.model.config.block_size:
+        session = self._session(prompt, history)
+        session.feed(self.tok.encode(rejected_text(rejected)))
+        if self._full(session):
             return None
         plan = self._write_plan(session, _generator(seed), prompt, history, self._described(prompt))
         if plan is None or (plan.ins, plan.des) == (rejected.ins, rejected.des):

@@ -349,7 +349,7 @@ def make_plan_correction(
             "step": len(history),
             "teacher": "replan" if replan else "plan",
             "model_plan": "<end>" if wrong is None else f"{wrong.ins} | {wrong.des}",
-            **({"kept": bool(keep)} if replan else {}),
+            **({"kept": keep} if replan else {}),
         }
         row = example(graph, rows, [], [], "corrected", meta)
         return {**row, "prompt": text}

@@ -40,7 +40,7 @@ from tqdm import tqdm
 
 from ..data.schema import decode_png, read_dataset
 from ..errors import SketchloopError
-from ..format import BOS, CANVAS, END, EOS, INSPECT, REJECTED_VERDICT, prompt_text, single_text, tagged
+from ..format import BOS, CANVAS, END, EOS, INSPECT, REJECTION, prompt_text, single_text, tagged
 from ..models.phrases import region_words
 from ..models.regions import (
     PASTE_MARGIN,
@@ -212,7 +212,7 @@ def encode_row(row: dict, tok: WordTokenizer, canvas_tokens: int, region_order: 
             add("</img>", learning)
             canvas, layout = after, (after_layout if after_layout is not None else layout)
         elif kind == "rejected":  # a plan the inspection rejected, before its correction (never learned)
-            add(f"{text} {tagged(INSPECT, REJECTED_VERDICT)}", False)
+            add(f"{text} {REJECTION}", False)
         elif kind == "inspect":
             learning = True
             slots(CANVAS, canvas_tokens)
