@@ -144,6 +144,25 @@ def test_counts_share_draws_scenes_of_counted_groups():
     assert sum(all(grp.count >= 2 for grp in g.groups) for g in plain) < 20
 
 
+def test_trees_share_draws_long_coloured_trees_and_mixes_with_the_other_shares(tmp_path):
+    from sketchloop.data.trajectories import heldout_free_scene
+    from sketchloop.errors import SketchloopError
+
+    rng = np.random.default_rng(0)
+    graphs = [heldout_free_scene(rng, mix={"trees": 1.0}) for _ in range(30)]
+    assert all(len(g.groups) in (4, 5) and all(grp.color for grp in g.groups) for g in graphs)
+    assert all(len(g.relations) >= len(g.groups) - 1 for g in graphs)  # every group related: a tree, or more
+    assert 6 <= sum(grp.count >= 2 for g in graphs for grp in g.groups) <= 70  # many counted (0.4 of the groups)
+    rng = np.random.default_rng(0)
+    mixed = [heldout_free_scene(rng, mix={"counts": 0.5, "trees": 0.5}) for _ in range(40)]
+    assert 8 <= sum(len(g.groups) >= 4 for g in mixed) <= 32 and 8 <= sum(len(g.groups) <= 2 for g in mixed)
+    build("trajectories", 4, tmp_path / "t", seed=4, edit_ops=0.0, shard_size=4, progress=False, trees=0.5)
+    assert json.loads((tmp_path / "t" / "build.json").read_text())["params"]["trees"] == 0.5
+    assert "--trees 0.5" in (tmp_path / "t" / "README.md").read_text()
+    with pytest.raises(SketchloopError, match="--trees"):
+        build("trajectories", 4, tmp_path / "x", progress=False, counts=0.6, trees=0.6)
+
+
 def test_planned_layouts_are_recorded_and_drawn_by_the_planning_writer(tmp_path):
     from sketchloop.errors import SketchloopError
     from sketchloop.world.layout import sample_layout
@@ -159,6 +178,33 @@ def test_planned_layouts_are_recorded_and_drawn_by_the_planning_writer(tmp_path)
     assert drawn == sorted((o.x, o.y) for o in planned.objects)
     with pytest.raises(SketchloopError, match="planned-layouts"):
         build("facts", 4, tmp_path / "f", planned_layouts=True, progress=False)
+
+
+def test_linked_order_adds_each_group_by_one_drawn_group_and_draws_behind_first(tmp_path):
+    from sketchloop.backends.shapes import linked_order, writing_order
+    from sketchloop.errors import SketchloopError
+
+    hub = parse_prompt(
+        "a photo of a purple triangle below two white crosses, the purple triangle above three yellow stars, "
+        "the purple triangle left of a brown diamond"
+    )
+    assert writing_order(hub) == [1, 2, 3, 0]  # targets first: the triangle last, with three relations
+    assert linked_order(hub) == [0, 1, 2, 3]  # the triangle first, then each group by it
+    steps = ShapesStepWriter(linked=True).write_steps(hub, np.random.default_rng(0), edit_ops=0.0)
+    assert [s.ins for s in steps] == [
+        "add a purple triangle",
+        "add two white crosses above the purple triangle",
+        "add three yellow stars below the purple triangle",
+        "add a brown diamond right of the purple triangle",
+    ]
+    assert hub.to_text().endswith(steps[-1].des)  # the last <des> is the prompt's scene, as in every order
+    depth = parse_prompt("a photo of a red circle in front of a blue square and a green star left of the red circle")
+    assert linked_order(depth)[0] == 1  # the square behind is drawn before the circle in front of it
+    build("trajectories", 4, tmp_path / "l", seed=4, edit_ops=0.0, shard_size=4, progress=False, linked_order=True)
+    assert json.loads((tmp_path / "l" / "build.json").read_text())["params"]["order"] == "linked"
+    assert "--linked-order" in (tmp_path / "l" / "README.md").read_text()
+    with pytest.raises(SketchloopError, match="linked-order"):
+        build("facts", 4, tmp_path / "f", linked_order=True, progress=False)
 
 
 def _plain_build(out):

@@ -58,6 +58,29 @@ def writing_order(graph: SceneGraph) -> list[int]:
     return geneval_order(len(graph.groups), _back_first(graph.relations))
 
 
+def linked_order(graph: SceneGraph) -> list[int]:
+    """A walk of the scene's relations: the first group the prompt names, then each time the
+    first-named group related to one already drawn (the first-named left, where none is), and
+    what is behind before what is in front of it. In a tree of relations every `add` after the
+    first then states exactly one relation, to a drawn group; `writing_order` where depth
+    leaves no such walk."""
+    before: dict[int, set[int]] = {g: set() for g in range(len(graph.groups))}
+    linked: dict[int, set[int]] = {g: set() for g in range(len(graph.groups))}
+    for r in _back_first(graph.relations):
+        linked[r.subject].add(r.object)
+        linked[r.object].add(r.subject)
+        if r.relation == "in front of":
+            before[r.subject].add(r.object)
+    order: list[int] = []
+    while len(order) < len(graph.groups):
+        ready = [g for g in before if g not in order and before[g] <= set(order)]
+        if not ready:
+            return writing_order(graph)
+        near = [g for g in ready if linked[g] & set(order)]
+        order.append((near or ready)[0])
+    return order
+
+
 def _relations_to(relations: list[Relation], g: int, present: list[int]) -> list[tuple[str, int]]:
     """Group `g`'s relations to the groups `present`, said from `g`'s side."""
     rels = []
@@ -103,15 +126,16 @@ class ShapesStepWriter:
     remove (a distractor is added first and removed after the group is drawn).
 
     `planned`: the layout is planned, not drawn uniformly (world/layout.py `sample_layout`).
+    `linked`: the groups in `linked_order` (each related to one drawn before it) instead.
     """
 
-    def __init__(self, planned: bool = False) -> None:
-        self.planned = planned
+    def __init__(self, planned: bool = False, linked: bool = False) -> None:
+        self.planned, self.linked = planned, linked
 
     def write_steps(self, graph: SceneGraph, rng: np.random.Generator, edit_ops: float = 0.25) -> list[Plan]:
         groups = list(graph.groups)
         relations = list(graph.relations)
-        order = writing_order(graph)
+        order = linked_order(graph) if self.linked else writing_order(graph)
         plan = sample_layout(graph, rng, planned=self.planned)  # where every object ends up
         targets = {g: [asdict(o) for o in plan.objects if o.group == g] for g in range(len(groups))}
         present: list[int] = []

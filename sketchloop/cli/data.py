@@ -59,6 +59,11 @@ def data_build(
     counts: float = typer.Option(
         0.0, help="the share of ShapesWorld scenes of one or two groups, every one counted ('three red circles')"
     ),
+    trees: float = typer.Option(
+        0.0,
+        help="the share of ShapesWorld scenes of four or five groups related in a tree, many counted (as "
+        "shapes-trees; with --wording, several relations often end on one group)",
+    ),
     own_regions: int = typer.Option(
         0,
         help="corrections: label each step with the model's own right regions, or the first right one of N "
@@ -79,6 +84,11 @@ def data_build(
         False,
         help="ShapesWorld's step writer plans each layout (every group at the free spot nearest its cell in the "
         "relation tree) rather than drawing it uniformly from the free spots",
+    ),
+    linked_order: bool = typer.Option(
+        False,
+        help="ShapesWorld's step writer adds the first-named group, then each time the first-named group "
+        "related to one drawn (one relation per step in a tree), rather than relation targets first",
     ),
     teacher: Optional[str] = typer.Option(
         None, help="openai:MODEL: a chat/vision model decomposes prompts, writes steps and judges (with --editor)"
@@ -159,10 +169,12 @@ def data_build(
         depth=depth,
         parts=parts,
         counts=counts,
+        trees=trees,
         own_regions=own_regions,
         own_conflicts=own_conflicts,
         planned_layouts=planned_layouts,
         relabel=relabel,
+        linked_order=linked_order,
     )
     rate = summary["examples_per_second"]
     console.print(

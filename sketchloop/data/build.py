@@ -43,10 +43,12 @@ def build(
     depth: float = 0.0,
     parts: float = 0.0,
     counts: float = 0.0,
+    trees: float = 0.0,
     own_regions: int = 0,
     own_conflicts: bool = False,
     planned_layouts: bool = False,
     relabel: str = "regions",
+    linked_order: bool = False,
 ) -> dict[str, Any]:
     """Build (or resume) a dataset of `n` examples in `out`; returns the card's statistics.
 
@@ -60,8 +62,9 @@ def build(
     the share whose prompt names one attribute through a fact (world/knowledge.py; also for
     a checkpoint's inspected rollouts, whose plan critiques then name the fact); `depth` and
     `parts`: the shares of ShapesWorld scenes with a pair in depth and with stars of a counted
-    number of points, `counts` of scenes of one or two groups that are all counted (trajectories,
-    teacher inspect and refine data). `own_regions` (corrections): the label of a step is the model's own
+    number of points, `counts` of scenes of one or two groups that are all counted, `trees` of
+    four or five groups related in a tree, many counted (trajectories, teacher inspect and refine
+    data). `own_regions` (corrections): the label of a step is the model's own
     right regions, or the first right one of that many region sets it samples for the step's
     words, before the layout sampler's (data/corrections.py). `relabel` (corrections): "regions"
     (a step's regions), "plans" (the model's first wrong plan, relabelled with the teacher's
@@ -69,8 +72,9 @@ def build(
     the rejected one: a replanner's examples). `own_conflicts` (inspect with a
     checkpoint): its conflicts are the model's own only, never perturbed (data/inspections.py).
     `planned_layouts`: ShapesWorld's step writer plans each scene's layout rather than drawing it
-    uniformly (world/layout.py `sample_layout`). Kind `facts` is the plain-text facts corpus (no
-    images, no teachers)."""
+    uniformly (world/layout.py `sample_layout`); `linked_order`: it adds each scene's groups so
+    that each is related to one drawn before it (backends/shapes.py `linked_order`). Kind `facts`
+    is the plain-text facts corpus (no images, no teachers)."""
     if kind not in KINDS:
         raise SketchloopError(f"unknown data kind {kind!r}; available: {', '.join(KINDS)}")
     if engine not in ("local", "ray"):
@@ -128,12 +132,13 @@ def build(
         params["own_conflicts"] = True
     if relabel != "regions":
         params["relabel"] = relabel
+    if (planned_layouts or linked_order) and (kind == "facts" or teacher is not None):
+        flag = "--planned-layouts" if planned_layouts else "--linked-order"
+        raise SketchloopError(f"{flag} changes ShapesWorld's step writer; it takes no --teacher and no --kind facts")
     if planned_layouts:
-        if kind == "facts" or teacher is not None:
-            raise SketchloopError(
-                "--planned-layouts changes ShapesWorld's step writer; it takes no --teacher and no --kind facts"
-            )
         params["layouts"] = "planned"
+    if linked_order:
+        params["order"] = "linked"
     if wording:
         if kind != "trajectories" or teacher is not None or not 0.0 <= wording <= 1.0:
             raise SketchloopError("--wording is the share (0 to 1) of ShapesWorld trajectories worded as people write")
@@ -146,18 +151,19 @@ def build(
                 "corrected rollouts) whose prompt names an attribute through a fact"
             )
         params["knowledge"] = knowledge
-    mix = {name: share for name, share in (("depth", depth), ("parts", parts), ("counts", counts)) if share}
+    shares = {"depth": depth, "parts": parts, "counts": counts, "trees": trees}
+    mix = {name: share for name, share in shares.items() if share}
     if mix:
         if (
             kind == "facts"
             or teacher is not None
-            or not all(0.0 <= share <= 1.0 for share in (depth, parts, counts))
-            or depth + parts + counts > 1.0
+            or not all(0.0 <= share <= 1.0 for share in shares.values())
+            or sum(shares.values()) > 1.0
         ):
             raise SketchloopError(
-                "--depth, --parts and --counts are shares (0 to 1, together at most 1) of the ShapesWorld scenes that "
-                "teachers draw for trajectories, inspect and refine data (and a --checkpoint's inspected or corrected "
-                "rollouts)"
+                "--depth, --parts, --counts and --trees are shares (0 to 1, together at most 1) of the ShapesWorld "
+                "scenes that teachers draw for trajectories, inspect and refine data (and a --checkpoint's inspected "
+                "or corrected rollouts)"
             )
         params.update(mix)
     if kind == "facts" and teacher is not None:
@@ -209,6 +215,7 @@ def build(
             own_conflicts,
             planned_layouts,
             relabel,
+            linked_order,
         )
         for k in todo
     ]

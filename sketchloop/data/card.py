@@ -101,11 +101,13 @@ def write_card(
         + (f" --depth {params['depth']}" if params.get("depth") else "")
         + (f" --parts {params['parts']}" if params.get("parts") else "")
         + (f" --counts {params['counts']}" if params.get("counts") else "")
+        + (f" --trees {params['trees']}" if params.get("trees") else "")
         + (f" --checkpoint {params['checkpoint']}" if params.get("checkpoint") else "")
         + (f" --own-regions {params['own_regions']}" if params.get("own_regions") else "")
         + (f" --relabel {params['relabel']}" if params.get("relabel") else "")
         + (" --own-conflicts" if params.get("own_conflicts") else "")
         + (" --planned-layouts" if params.get("layouts") == "planned" else "")
+        + (" --linked-order" if params.get("order") == "linked" else "")
         + (
             f" --teacher openai:{params['teacher']['model']} --editor {params['teacher']['editor']}"
             if params.get("teacher")

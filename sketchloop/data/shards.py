@@ -33,6 +33,7 @@ def make_shard(
     own_conflicts: bool = False,
     planned_layouts: bool = False,
     relabel: str = "regions",
+    linked_order: bool = False,
     *,
     teachers: Teachers | None = None,
 ) -> dict[str, Any]:
@@ -43,6 +44,7 @@ def make_shard(
     `own_regions`: corrections labelled by the model's own right region sets first (data/corrections.py);
     `own_conflicts`: a checkpoint's inspect conflicts its own only (data/inspections.py);
     `planned_layouts`: ShapesWorld's step writer plans its layouts (world/layout.py `sample_layout`);
+    `linked_order`: ShapesWorld's step writer adds the groups in `linked_order` (backends/shapes.py);
     `relabel`: what corrections relabel, "regions" or "plans" (data/corrections.py).
 
     Every finished example is kept at once (with the random state after it) under
@@ -59,10 +61,10 @@ def make_shard(
     teachers = teachers if teachers is not None else make_teachers(teacher)
     if mix:
         teachers = dataclasses.replace(teachers, scene_mix=mix)
-    if planned_layouts:
+    if planned_layouts or linked_order:
         from ..backends.shapes import ShapesStepWriter
 
-        teachers = dataclasses.replace(teachers, writer=ShapesStepWriter(planned=True))
+        teachers = dataclasses.replace(teachers, writer=ShapesStepWriter(planned=planned_layouts, linked=linked_order))
     rejections = Rejections()
     planner = None
     if checkpoint is not None:

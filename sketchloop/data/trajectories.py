@@ -33,6 +33,8 @@ from ..world.vocab import DEPTH_RELATIONS
 GROUP_WEIGHTS = [0.15, 0.25, 0.2, 0.2, 0.2]
 COMPOSITE_SHARE = 0.45
 COUNTS_GROUP_WEIGHTS = [0.6, 0.4]  # a "counts" scene (--counts): one counted group or two
+TREES_GROUP_WEIGHTS = (0.0, 0.0, 0.0, 0.5, 0.5)  # a "trees" scene (--trees): four or five groups
+TREES_COUNT_PROB = 0.4  # and as many counted as in `shapes-trees`
 MAX_OPEN_DROPS = 20  # open-world teachers: trajectories the judge may reject in a row before the build stops
 
 
@@ -43,14 +45,17 @@ def heldout_free_scene(
     that no shipped benchmark holds and with no held-out colour-shape pair (evaluation/heldout.py):
     benchmarks measure composition, not memory. `mix`: the shares of scenes with a pair in
     depth ("depth"), with stars of a counted number of points ("parts") and of one or two
-    groups, every one counted ("counts": GenEval's counting task, two to four objects each)."""
+    groups, every one counted ("counts": GenEval's counting task, two to four objects each), and of
+    four or five coloured groups related in a tree, many counted ("trees", as `shapes-trees`)."""
     from ..evaluation.heldout import data_allows
 
-    depth, parts, counts = ((mix or {}).get(name, 0.0) for name in ("depth", "parts", "counts"))
-    u = rng.random() if depth or parts or counts else 1.0  # the plain mix draws as it always has
-    kind = (  # drawn once: the shares hold
-        "depth" if u < depth else "parts" if u < depth + parts else "counts" if u < depth + parts + counts else "plain"
-    )
+    shares = [(name, (mix or {}).get(name, 0.0)) for name in ("depth", "parts", "counts", "trees")]
+    u = rng.random() if any(share for _, share in shares) else 1.0  # the plain mix draws as it always has
+    kind, edge = "plain", 0.0
+    for name, share in shares:  # drawn once: the shares hold
+        if kind == "plain" and u < edge + share:
+            kind = name
+        edge += share
     while True:
         if kind == "counts":
             graph = random_scene(rng, group_weights=COUNTS_GROUP_WEIGHTS, count_prob=1.0)
@@ -62,6 +67,10 @@ def heldout_free_scene(
             graph = random_scene(rng, group_weights=GROUP_WEIGHTS, points_prob=1.0)
             if not any(g.points for g in graph.groups):
                 continue
+        elif kind == "trees":
+            graph = random_composite_scene(
+                rng, group_weights=TREES_GROUP_WEIGHTS, color_prob=1.0, count_prob=TREES_COUNT_PROB
+            )
         elif rng.random() < composite_share:
             graph = random_composite_scene(rng)
         else:
