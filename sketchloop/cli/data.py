@@ -62,7 +62,7 @@ def data_build(
     trees: float = typer.Option(
         0.0,
         help="the share of ShapesWorld scenes of four or five groups related in a tree, many counted (as "
-        "shapes-trees; with --wording, several relations often end on one group)",
+        "shapes-trees; with --wording, several relations often start from one group)",
     ),
     own_regions: int = typer.Option(
         0,
