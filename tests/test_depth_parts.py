@@ -244,7 +244,7 @@ def test_data_builds_draw_depth_and_parts_scenes_in_the_shares_asked(tmp_path):
         any(r.relation in ("in front of", "behind") for r in SceneGraph.from_json(x["scene"]).relations) for x in rows
     )
     assert any(json.loads(x["meta"]).get("flaw") for x in rows)
-    with pytest.raises(SketchloopError, match="--depth, --parts and --counts"):
+    with pytest.raises(SketchloopError, match="--depth, --parts, --counts and --trees"):
         build("trajectories", 4, tmp_path / "bad", depth=0.8, parts=0.5, progress=False)
 
 
