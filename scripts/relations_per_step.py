@@ -1,7 +1,7 @@
 """Accuracy of an evaluation by the most relations one step states when the step writer adds
 the prompt's groups in its order (relation targets first: `writing_order`), or in
-`linked_order` (`--linked`): a group that several relations end on is added after all of them
-and its one step must meet them all.
+`linked_order` (`--linked`): a group that several relations start from is added after all the
+groups they end on, and its one step must meet them all.
 
     python scripts/relations_per_step.py RESULTS.json [RESULTS.json ...] [--linked]
 
@@ -13,22 +13,14 @@ import argparse
 import json
 from collections import defaultdict
 
-from sketchloop.backends.shapes import linked_order, writing_order
+from sketchloop.backends.shapes import linked_order, relations_to, writing_order
 from sketchloop.world.parser import parse_prompt
 from sketchloop.world.scene import SceneGraph
 
 
 def most_relations(graph: SceneGraph, order: list[int]) -> int:
-    """The most relations any one step states, adding the groups in `order`."""
-    drawn: list[int] = []
-    most = 0
-    for g in order:
-        stated = sum(
-            (r.subject == g and r.object in drawn) or (r.object == g and r.subject in drawn) for r in graph.relations
-        )
-        most = max(most, stated)
-        drawn.append(g)
-    return most
+    """The most relations any one step states (the step writer's `relations_to`), adding the groups in `order`."""
+    return max((len(relations_to(list(graph.relations), g, order[:k])) for k, g in enumerate(order)), default=0)
 
 
 parser = argparse.ArgumentParser()

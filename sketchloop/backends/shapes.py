@@ -81,7 +81,7 @@ def linked_order(graph: SceneGraph) -> list[int]:
     return order
 
 
-def _relations_to(relations: list[Relation], g: int, present: list[int]) -> list[tuple[str, int]]:
+def relations_to(relations: list[Relation], g: int, present: list[int]) -> list[tuple[str, int]]:
     """Group `g`'s relations to the groups `present`, said from `g`'s side."""
     rels = []
     for r in relations:
@@ -96,7 +96,7 @@ def add_step(graph: SceneGraph, present: list[int], g: int) -> Plan:
     """The step writer's plain `add` of group `g` to a canvas holding the groups `present`: its
     relations to them in the `<ins>`, the sub-scene of the prompt they make in the `<des>`."""
     groups, relations = list(graph.groups), list(graph.relations)
-    rels = _relations_to(relations, g, present)
+    rels = relations_to(relations, g, present)
     where = (" " + relation_phrase(rels, groups)) if rels else ""
     scene = _describe(groups, present + [g], relations)
     return Plan(f"add {groups[g].noun_phrase()}{where}", scene_text(scene.to_text()), scene=scene)
@@ -141,7 +141,7 @@ class ShapesStepWriter:
         present: list[int] = []
         steps: list[Plan] = []
         for g in order:
-            rels = _relations_to(relations, g, present)
+            rels = relations_to(relations, g, present)
             group = groups[g]
             options = []
             if rng.random() < edit_ops:
