@@ -8,7 +8,9 @@ the planner writes its steps until it ends; the last `<des>` is read by the worl
 afterwards (never inside the loop). Per split (facts seen in trajectories, only in the text
 corpus, held out) and category (colour, count, shape):
 - resolved: the last description holds the group the fact names, with the fact's answer;
-- plan right: the last description is the prompt's whole scene.
+- plan right: the last description is the prompt's whole scene;
+- recalled: a step's `<ins>` opens with the fact's own sentence ("coal is black ; add ...",
+  world/instructions.py `split_recall`), as a checkpoint trained on `data build --recall-facts` writes.
 The images are `sketchloop eval --benchmark shapes-wise --generator staged`'s to score.
 """
 
@@ -25,6 +27,7 @@ from sketchloop.backends.unified import SHIPPED_CHECKPOINT, UnifiedRoles
 from sketchloop.errors import PromptError
 from sketchloop.evaluation.benchmark import load_benchmark
 from sketchloop.models.sampling import SamplingConfig
+from sketchloop.world.instructions import split_recall
 from sketchloop.world.parser import parse_prompt, parse_with_facts
 from sketchloop.world.scene import scene_key
 
@@ -39,7 +42,7 @@ def main() -> None:
     args = parser.parse_args()
 
     planner = UnifiedRoles.from_pretrained(args.checkpoint, SamplingConfig.from_pretrained(args.checkpoint))
-    cells: dict[str, dict[str, list[bool]]] = defaultdict(lambda: {"resolved": [], "plan_right": []})
+    cells: dict[str, dict[str, list[bool]]] = defaultdict(lambda: {"resolved": [], "plan_right": [], "recalled": []})
     examples = []
     for index, meta in enumerate(tqdm(load_benchmark(args.benchmark)[: args.limit], desc="plans")):
         prompt = meta["prompt"]
@@ -56,16 +59,20 @@ def main() -> None:
             described = None
         resolved = described is not None and group in described.groups
         right = described is not None and scene_key(described) == scene_key(asked)
+        recalls = [split_recall(step.ins)[0] for step in history if split_recall(step.ins)[0]]
         for key in (f"{fact.split}/{fact.kind}", fact.split, "all"):
             cells[key]["resolved"].append(resolved)
             cells[key]["plan_right"].append(right)
-        examples.append({"prompt": prompt, "fact": fact.statement, "des": history[-1].des if history else ""})
+            cells[key]["recalled"].append(fact.statement in recalls)
+        examples.append(
+            {"prompt": prompt, "fact": fact.statement, "recalls": recalls, "des": history[-1].des if history else ""}
+        )
     table = {
         k: {m: sum(v) / len(v) for m, v in c.items()} | {"n": len(c["resolved"])} for k, c in sorted(cells.items())
     }
-    print(f"| {args.benchmark} | n | resolved | plan right |\n|---|---|---|---|")
+    print(f"| {args.benchmark} | n | resolved | plan right | recalled |\n|---|---|---|---|---|")
     for key, row in table.items():
-        print(f"| {key} | {row['n']} | {row['resolved']:.3f} | {row['plan_right']:.3f} |")
+        print(f"| {key} | {row['n']} | {row['resolved']:.3f} | {row['plan_right']:.3f} | {row['recalled']:.3f} |")
     if args.out:
         args.out.write_text(
             json.dumps(

@@ -50,7 +50,9 @@ TAGS = [
     CANVAS,
     FULL,
 ]
-STEP_STARTS = ("<ins>", "<refine>", "<prompt>")  # the image expert reads the step from the last of these
+# the image expert reads the step from the last of these; ";" ends an `<ins>`'s recall clause
+# (world/instructions.py `split_recall`), which it does not read
+STEP_STARTS = ("<ins>", "<refine>", "<prompt>", ";")
 OBJECT_ENDS = ("</ins>", "left", "right", "above", "below")  # where the object an `<ins>` adds ends
 
 

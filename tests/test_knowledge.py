@@ -109,10 +109,10 @@ def test_a_row_naming_a_text_only_or_heldout_fact_is_refused():
     rng = np.random.default_rng(0)
     graph = parse_prompt("a photo of a black circle left of two blue squares")
     for split in ("text", "heldout"):
-        text, fact = reword_with_fact(graph, rng, (split,))
+        text, fact, _ = reword_with_fact(graph, rng, (split,))
         row = {"kind": "trajectories", "prompt": text, "scene": graph.to_json(), "steps": [], "meta": "{}"}
         assert fact.split == split and not row_allows(row)
-    text, _ = reword_with_fact(graph, rng, ("trajectory",))
+    text, _, _ = reword_with_fact(graph, rng, ("trajectory",))
     assert row_allows({"kind": "trajectories", "prompt": text, "scene": graph.to_json(), "steps": [], "meta": "{}"})
 
 
@@ -227,3 +227,46 @@ def test_a_plan_critique_names_the_fact_it_got_wrong():
     assert explain("inconsistent plan: x", prompt, "a black circle") == "inconsistent plan: x"  # resolved right
     counted = "a photo of as many stars as a dog has legs"
     assert explain("inconsistent plan: x", counted, "three stars").endswith("; a dog has four legs")
+
+
+def test_recall_facts_state_the_fact_before_the_step_that_draws_it(tmp_path):
+    """`data build --recall-facts`: the step that adds the group a prompt names through a fact opens
+    its `<ins>` with the fact's sentence as the facts corpus says it, then ";" and the plain step,
+    which the world reads as before; some such prompts leave out "a photo of"."""
+    from sketchloop.world.instructions import Scene, apply, parse_instruction, split_recall
+
+    assert split_recall("a ripe banana is yellow ; add a yellow circle") == (
+        "a ripe banana is yellow",
+        "add a yellow circle",
+    )
+    assert split_recall("add a yellow circle") == ("", "add a yellow circle")
+    op = parse_instruction("a ripe banana is yellow ; add a yellow circle", Scene())
+    assert (op["op"], op["shape"], op["color"]) == ("add", "circle", "yellow")
+    build("trajectories", 40, tmp_path / "r", seed=7, edit_ops=0.0, knowledge=1.0, recall_facts=True, progress=False)
+    statements = {f.statement: f for f in load_facts()}
+    bare = seen = 0
+    for r in read_dataset(tmp_path / "r").to_pylist():
+        fact = json.loads(r["meta"]).get("fact")
+        ins = [k for k, s in enumerate(r["steps"]) if s["type"] == "ins"]
+        recalls = [k for k in ins if split_recall(r["steps"][k]["text"])[0]]
+        if fact is None:
+            assert not recalls
+            continue
+        seen += 1
+        bare += not r["prompt"].startswith("a photo of")
+        assert [split_recall(r["steps"][k]["text"])[0] for k in recalls] == [fact]  # once, as the corpus says it
+        assert fact == statements[fact].statements()[0]
+        scene = Scene()
+        for k in ins:  # the plain steps after the recall are what the world reads
+            scene = apply(scene, parse_instruction(r["steps"][k]["text"], scene))
+        assert scene_key(scene.graph()) == scene_key(SceneGraph.from_json(r["scene"]))
+        assert scene_key(parse_prompt(r["prompt"])) == scene_key(SceneGraph.from_json(r["scene"]))
+        known = statements[fact]
+        drawn = parse_prompt(r["steps"][recalls[0] + 1]["text"]).groups  # the step's description holds the answer
+        attribute = {"colour": "color", "count": "count", "shape": "shape"}[known.kind]
+        assert str(known.answer) in {str(getattr(g, attribute)) for g in drawn}
+    assert seen >= 15 and 0 < bare < seen
+    params = json.loads((tmp_path / "r" / "build.json").read_text())["params"]
+    assert params["recall"] is True and "--recall-facts" in (tmp_path / "r" / "README.md").read_text()
+    with pytest.raises(Exception, match="--recall-facts"):
+        build("trajectories", 4, tmp_path / "x", recall_facts=True, progress=False)

@@ -1097,3 +1097,49 @@ def test_region_beams_find_the_regions_the_model_finds_likeliest():
     assert plan is None or all(len(r.text.split()) == 3 for r in parse_regions(plan.regions))
     with pytest.raises(SketchloopError, match="region_beams 0"):
         SamplingConfig(region_beams=0)
+
+
+class _SpyReader(torch.nn.Module):
+    """Stands in for the condition's reader and keeps the spans it is given to read."""
+
+    def forward(self, query, hidden, embedded, span, bag_span):
+        self.spans = (span, bag_span)
+        return torch.zeros(len(query), 4)
+
+
+def test_a_recall_clause_is_not_what_the_image_expert_reads():
+    """An `<ins>` that opens with a recall clause ("a ripe banana is yellow ; add ...") is read by the
+    image expert from its ";" on: the same words, and the same later-object reads, as the plain step."""
+    from sketchloop.format import OBJECT_ENDS, STEP_STARTS
+    from sketchloop.models.phrases import region_words
+
+    tok = WordTokenizer()
+    starts = torch.tensor([tok.token_id(w) for w in STEP_STARTS])
+    ends = torch.tensor([tok.token_id(w) for w in OBJECT_ENDS])
+    plain = (
+        "<bos> <prompt> it </prompt> <ins> add a yellow circle left of a red cross </ins> <des> it </des> "
+        "<img> x1 y1 s6 x4 y4 s6"
+    )
+    recalled = plain.replace("<ins> add", "<ins> a ripe banana is yellow ; add")
+    model = UnifiedModel(TINY).eval()
+    model.reader = _SpyReader()
+
+    def reads(text: str) -> tuple[list[str], list[str], list[str]]:
+        words = text.split()
+        sizes = [k for k, w in enumerate(words) if w == "s6"]
+        later = [region_words(words, k) for k in sizes]
+        assert later[0] is None
+        ids = torch.tensor([tok.encode(text)])
+        hidden = torch.zeros(1, ids.shape[1], TINY.n_embd)
+        model.condition(hidden, ids, torch.tensor([0]), torch.tensor([sizes[0]]), starts, ends)
+        span, bag = model.reader.spans
+        return (
+            [w for w, k in zip(words, span[0]) if k],
+            [w for w, k in zip(words, bag[0]) if k],
+            [" ".join(words[i] for i in r) for r in later[1:]],
+        )
+
+    span_p, bag_p, later_p = reads(plain)
+    span_r, bag_r, later_r = reads(recalled)
+    assert bag_p == ["<ins>", "add", "a", "yellow", "circle"] and bag_r == [";", "add", "a", "yellow", "circle"]
+    assert span_r == [";"] + span_p[1:] and later_p == ["<ins> add a red cross"] and later_r == ["; add a red cross"]

@@ -90,6 +90,11 @@ def data_build(
         help="ShapesWorld's step writer adds the first-named group, then each time the first-named group "
         "related to one drawn (one relation per step in a tree), rather than relation targets first",
     ),
+    recall_facts: bool = typer.Option(
+        False,
+        help="with --knowledge: the step that adds the group a prompt names through a fact states the fact first, "
+        "as the facts corpus does ('a ripe banana is yellow ; add a yellow circle')",
+    ),
     teacher: Optional[str] = typer.Option(
         None, help="openai:MODEL: a chat/vision model decomposes prompts, writes steps and judges (with --editor)"
     ),
@@ -175,6 +180,7 @@ def data_build(
         planned_layouts=planned_layouts,
         relabel=relabel,
         linked_order=linked_order,
+        recall_facts=recall_facts,
     )
     rate = summary["examples_per_second"]
     console.print(

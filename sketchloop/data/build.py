@@ -49,6 +49,7 @@ def build(
     planned_layouts: bool = False,
     relabel: str = "regions",
     linked_order: bool = False,
+    recall_facts: bool = False,
 ) -> dict[str, Any]:
     """Build (or resume) a dataset of `n` examples in `out`; returns the card's statistics.
 
@@ -139,6 +140,13 @@ def build(
         params["layouts"] = "planned"
     if linked_order:
         params["order"] = "linked"
+    if recall_facts:
+        if kind != "trajectories" or teacher is not None or not knowledge:
+            raise SketchloopError(
+                "--recall-facts writes the fact before the step of a ShapesWorld trajectory whose prompt names "
+                "it: use it with --kind trajectories and --knowledge"
+            )
+        params["recall"] = True
     if wording:
         if kind != "trajectories" or teacher is not None or not 0.0 <= wording <= 1.0:
             raise SketchloopError("--wording is the share (0 to 1) of ShapesWorld trajectories worded as people write")
@@ -216,6 +224,7 @@ def build(
             planned_layouts,
             relabel,
             linked_order,
+            recall_facts,
         )
         for k in todo
     ]

@@ -108,6 +108,7 @@ def write_card(
         + (" --own-conflicts" if params.get("own_conflicts") else "")
         + (" --planned-layouts" if params.get("layouts") == "planned" else "")
         + (" --linked-order" if params.get("order") == "linked" else "")
+        + (" --recall-facts" if params.get("recall") else "")
         + (
             f" --teacher openai:{params['teacher']['model']} --editor {params['teacher']['editor']}"
             if params.get("teacher")

@@ -34,6 +34,7 @@ def make_shard(
     planned_layouts: bool = False,
     relabel: str = "regions",
     linked_order: bool = False,
+    recall_facts: bool = False,
     *,
     teachers: Teachers | None = None,
 ) -> dict[str, Any]:
@@ -45,6 +46,8 @@ def make_shard(
     `own_conflicts`: a checkpoint's inspect conflicts its own only (data/inspections.py);
     `planned_layouts`: ShapesWorld's step writer plans its layouts (world/layout.py `sample_layout`);
     `linked_order`: ShapesWorld's step writer adds the groups in `linked_order` (backends/shapes.py);
+    `recall_facts`: a trajectory's step that adds the group its prompt names through a fact states
+    the fact first (data/trajectories.py `make_trajectory`);
     `relabel`: what corrections relabel, "regions" or "plans" (data/corrections.py).
 
     Every finished example is kept at once (with the random state after it) under
@@ -86,7 +89,9 @@ def make_shard(
     for i in range(len(rows), n_examples):
         while True:  # ShapesWorld rows never hold a benchmark's scene or a held-out pair, even mid-trajectory
             if kind == "trajectories":
-                row = make_trajectory(rng, teachers, edit_ops, rejections, wording=wording, knowledge=knowledge)
+                row = make_trajectory(
+                    rng, teachers, edit_ops, rejections, wording=wording, knowledge=knowledge, recall=recall_facts
+                )
             elif kind == "facts":
                 row = make_facts_row(rng)
             elif kind == "corrections" and relabel in ("plans", "replans"):

@@ -15,9 +15,10 @@ from typing import Any
 import numpy as np
 
 from ..errors import LayoutError, SketchloopError
-from ..format import Plan
+from ..format import Plan, scene_text
 from ..io import png_bytes
 from ..teachers import Canvas, Teachers, blank_canvas
+from ..world.instructions import RECALL_END
 from ..world.render import DEFAULT_SIZE
 from ..world.sample import random_composite_scene, random_scene
 from ..world.scene import SceneGraph
@@ -180,6 +181,9 @@ def image_row(image, layout, images: list[bytes], layouts: list[str]) -> dict[st
     return {"type": "sketch", "text": "", "image": len(images) - 1, "op": ""}
 
 
+BARE_FACT_PROMPTS = 0.4  # with recall: fact prompts without "a photo of" (people leave it out)
+
+
 def make_trajectory(
     rng: np.random.Generator,
     teachers: Teachers,
@@ -188,6 +192,7 @@ def make_trajectory(
     size: int = DEFAULT_SIZE,
     wording: float = 0.0,
     knowledge: float = 0.0,
+    recall: bool = False,
 ) -> dict[str, Any]:
     """One trajectory example (the shared row schema, see data/schema.py). With probability
     `wording` a ShapesWorld prompt is worded as people write it (world/phrasing.py: synonyms,
@@ -196,7 +201,10 @@ def make_trajectory(
     through a fact of the trajectory split instead ("a circle the colour of a ripe banana",
     world/knowledge.py). The plans' `<ins>` and `<des>` stay plain ("add a yellow circle"), in
     the prompt's order and directions, so the planner learns to read any wording and to resolve
-    what the prompt knows."""
+    what the prompt knows. With `recall`, the step that adds the group named through a fact first
+    states the fact as the text corpus does ("a ripe banana is yellow ; add a yellow circle",
+    world/instructions.py `split_recall`): the planner recalls, then draws; and such a prompt
+    leaves out "a photo of" with probability BARE_FACT_PROMPTS, as people write."""
     graph, steps, canvases, worded = draw_trajectory(rng, teachers, edit_ops, rejections, size, wording=wording)
     images: list[bytes] = []
     layouts: list[str] = []
@@ -207,9 +215,23 @@ def make_trajectory(
         row["prompt"] = worded
         row["meta"] = _json({**meta, "worded": True})
     elif isinstance(graph, SceneGraph) and (found := fact_wording(graph, rng, knowledge)) is not None:
-        row["prompt"] = found[0]
-        row["meta"] = _json({**meta, "fact": found[1].statement})
+        text, fact, group = found
+        if recall and rng.random() < BARE_FACT_PROMPTS:
+            text = scene_text(text)
+        row["prompt"] = text
+        row["meta"] = _json({**meta, "fact": fact.statement, **({"recall": True} if recall else {})})
+        if recall:
+            row["steps"] = with_recall(rows, steps, group, fact.statement)
     return row
+
+
+def with_recall(rows: list[dict[str, Any]], steps: list[Plan], group: int, statement: str) -> list[dict[str, Any]]:
+    """`rows` with `statement` opening the `<ins>` of the first step that puts `group` on the canvas."""
+    first = next(k for k, step in enumerate(steps) if (step.op or {}).get("group") == group)
+    ins = [k for k, row in enumerate(rows) if row["type"] == "ins"][first]
+    rows = list(rows)
+    rows[ins] = {**rows[ins], "text": f"{statement} {RECALL_END} {rows[ins]['text']}"}
+    return rows
 
 
 def fact_wording(graph: SceneGraph, rng: np.random.Generator, share: float):

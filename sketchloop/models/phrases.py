@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from ..format import STEP_STARTS
+from ..world.instructions import RECALL_END
 from ..world.vocab import (
     COLORS,
     COUNT_WORDS,
@@ -17,6 +19,8 @@ from ..world.vocab import (
     plural,
 )
 from .regions import SIZE_TOKENS
+
+STEP_START_WORDS = frozenset(STEP_STARTS)
 
 DETERMINERS = ("a", "an", "the", *COUNT_WORDS)  # what opens a noun phrase
 JOINS = (",", "and")
@@ -73,9 +77,10 @@ def region_words(words: Sequence[str], position: int) -> list[int] | None:
     An `add`'s objects are its first noun phrase and the later ones not opened with "the" (as
     `Placement` reads them), in text order, each drawing as many regions as its count. None
     for the first object's regions and for steps that are not an `add`: the "object" read
-    serves (every `add` of the loop's training data adds one object)."""
-    start = max((i for i in range(position + 1) if words[i] in ("<ins>", "<refine>", "<prompt>")), default=None)
-    if start is None or words[start] != "<ins>" or words[start + 1 : start + 2] != ["add"]:
+    serves (every `add` of the loop's training data adds one object). An `<ins>`'s recall
+    clause ("a ripe banana is yellow ;") is not read: the step starts after its ";"."""
+    start = max((i for i in range(position + 1) if words[i] in STEP_START_WORDS), default=None)
+    if start is None or words[start] not in ("<ins>", RECALL_END) or words[start + 1 : start + 2] != ["add"]:
         return None
     img = max((i for i in range(start, position + 1) if words[i] == "<img>"), default=None)
     if img is None:

@@ -562,7 +562,8 @@ class UnifiedModel(nn.Module):
     ) -> torch.Tensor:
         """The image expert's condition for each (row, position) of `hidden` (B, T, C) over
         token `ids` (B, T): a read of the step that ends there; a step starts at the last
-        token of `step_starts` (ids of `<ins>`, `<refine>`, `<prompt>`, `<ins>` first) before it.
+        token of `step_starts` (ids of `<ins>`, `<refine>`, `<prompt>` and ";", in that order:
+        format.STEP_STARTS) before it, so an `<ins>`'s recall clause is not read.
         Given `object_ends` (`</ins>` and the relation words), the mean of words of an `<ins>`
         step stops at the first of them: "add a red cross left of the blue diamond" averages
         "add a red cross", not the diamond's words too. A row of `phrases` (N, T bool, the
@@ -577,7 +578,8 @@ class UnifiedModel(nn.Module):
         span = before & (idx >= starts[:, None])
         bag_span = None
         if object_ends is not None:
-            adds = ids.gather(1, starts[:, None]) == step_starts[0]
+            opens = ids.gather(1, starts[:, None])  # an add opens with `<ins>`, or ";" after a recall clause
+            adds = torch.isin(opens, torch.cat([step_starts[:1], step_starts[3:]]))
             ends = torch.isin(ids, object_ends) & (idx > starts[:, None])
             first = torch.where(ends, idx, torch.full_like(idx, ids.shape[1])).amin(1)
             bag_span = span & ((idx < first[:, None]) | ~adds)

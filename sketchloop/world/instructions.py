@@ -7,6 +7,10 @@
                  | "remove" REF_NP
     placement   := RELATION REF_NP ("and" RELATION REF_NP)*
 
+An `<ins>` may open with a recall clause: a fact the step draws on, stated in the words of the
+knowledge base's text corpus and ended by ";" ("a ripe banana is yellow ; add a yellow circle").
+It is the planner's own note (`split_recall`); the edit is the instruction after it.
+
 NEW_NP is an indefinite noun phrase ("a red circle", "two stars", "a star with six
 points"); REF_NP names a group already on the canvas ("the red circle"). Placements take
 every relation of the prompt language, depth included ("move the circle in front of the
@@ -34,6 +38,7 @@ from .vocab import (
 )
 
 VERBS = ("add", "change", "move", "swap", "remove")
+RECALL_END = ";"  # ends an `<ins>`'s recall clause (format.STEP_STARTS: the image expert reads from it)
 _WORDS = KNOWN_WORDS | set(VERBS) | {"to"}
 
 
@@ -57,8 +62,17 @@ class Scene:
         return Scene(dict(self.groups), list(self.relations))
 
 
+def split_recall(text: str) -> tuple[str, str]:
+    """An `<ins>` text as (its recall clause, its instruction): ("a ripe banana is yellow", "add a
+    yellow circle") for "a ripe banana is yellow ; add a yellow circle"; ("", text) without one."""
+    recall, sep, instruction = text.partition(RECALL_END)
+    return (recall.strip(), instruction.strip()) if sep else ("", text)
+
+
 def parse_instruction(text: str, scene: Scene) -> dict[str, Any]:
-    """The structured edit an instruction asks for (PromptError if it cannot be read)."""
+    """The structured edit an instruction asks for (PromptError if it cannot be read); a recall
+    clause before it (`split_recall`) is not an edit and is not read."""
+    text = split_recall(text)[1]
     tokens = tokenize(text)
     if not tokens:
         raise PromptError("the instruction is empty")

@@ -110,7 +110,7 @@ def _wording(
 def reword_with_fact(graph, rng: np.random.Generator, splits: tuple[str, ...] = ("trajectory",)):
     """The scene's prompt with one group's colour, count or shape named through a fact of
     `splits` instead ("a circle the colour of a ripe banana" for "a yellow circle"), checked
-    by parsing it back to the same scene; (text, fact), or None when no group fits."""
+    by parsing it back to the same scene; (text, fact, the group's index), or None when no group fits."""
     from .knowledge import fact_fits, facts, knowledge_noun_phrase
     from .parser import parse_prompt
 
@@ -129,7 +129,7 @@ def reword_with_fact(graph, rng: np.random.Generator, splits: tuple[str, ...] = 
         text = graph.to_text({i: knowledge_noun_phrase(g.shape, g.color, g.count, fact)})
         try:
             if scene_key(parse_prompt(text)) == key:
-                return text, fact
+                return text, fact, i
         except PromptError:
             continue
     return None
