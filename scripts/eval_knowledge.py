@@ -59,7 +59,7 @@ def main() -> None:
             described = None
         resolved = described is not None and group in described.groups
         right = described is not None and scene_key(described) == scene_key(asked)
-        recalls = [split_recall(step.ins)[0] for step in history if split_recall(step.ins)[0]]
+        recalls = [recall for recall, _ in map(split_recall, (step.ins for step in history)) if recall]
         for key in (f"{fact.split}/{fact.kind}", fact.split, "all"):
             cells[key]["resolved"].append(resolved)
             cells[key]["plan_right"].append(right)

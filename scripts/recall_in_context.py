@@ -24,16 +24,8 @@ from sketchloop.backends.unified import SHIPPED_CHECKPOINT, UnifiedRoles
 from sketchloop.evaluation.benchmark import load_benchmark
 from sketchloop.format import BOS
 from sketchloop.models.sampling import TextSession
-from sketchloop.world.knowledge import Fact, load_facts
+from sketchloop.world.knowledge import load_facts
 from sketchloop.world.parser import parse_with_facts
-from sketchloop.world.vocab import NUMBER_WORDS
-
-
-def cut(fact: Fact) -> tuple[str, str]:
-    """The fact's sentence before its answer word, and the answer word."""
-    answer = NUMBER_WORDS[int(fact.answer)] if fact.kind == "count" else fact.answer
-    words = fact.statement.split()
-    return " ".join(words[: words.index(answer)]), answer
 
 
 def main() -> None:
@@ -45,21 +37,19 @@ def main() -> None:
     tok, model = roles.tok, roles.model
     right: dict[tuple[str, str], list[bool]] = defaultdict(list)
     for fact in load_facts():
-        prefix, answer = cut(fact)
         session = TextSession(model, tok.token_id("<canvas>"))
-        session.feed(tok.encode(f"{BOS} {prefix}"))
-        right[(fact.split, "alone")].append(tok.vocab[int(session.next_logits().argmax())] == answer)
+        session.feed(tok.encode(f"{BOS} {fact.lead}"))
+        right[(fact.split, "alone")].append(tok.vocab[int(session.next_logits().argmax())] == fact.answer_word)
     for name in args.benchmark:
         for meta in load_benchmark(name):
             _, ((fact, _), *_) = parse_with_facts(meta["prompt"])
-            prefix, answer = cut(fact)
             session = roles._session(meta["prompt"], [])
-            session.feed(tok.encode(f"<ins> {prefix}"))
+            session.feed(tok.encode(f"<ins> {fact.lead}"))
             with torch.no_grad():
                 pointer = tok.vocab[int(session.next_logits().argmax())]
                 plain = tok.vocab[int(model.logits(session.last, None).argmax())]
-            right[(fact.split, "in a plan")].append(pointer == answer)
-            right[(fact.split, "in a plan, no pointer")].append(plain == answer)
+            right[(fact.split, "in a plan")].append(pointer == fact.answer_word)
+            right[(fact.split, "in a plan, no pointer")].append(plain == fact.answer_word)
     print(f"| {args.checkpoint} | facts | answer right |\n|---|---|---|")
     for (split, where), hits in sorted(right.items()):
         print(f"| {split}, {where} | {len(hits)} | {sum(hits) / len(hits):.3f} |")

@@ -304,15 +304,9 @@ def test_the_model_knows_the_corpus_facts_it_does_not_say_in_a_plan():
     from sketchloop.models.sampling import TextSession
     from sketchloop.world.knowledge import load_facts
     from sketchloop.world.parser import parse_with_facts
-    from sketchloop.world.vocab import NUMBER_WORDS
 
     roles = UnifiedRoles.from_pretrained()
     tok = roles.tok
-
-    def cut(fact):
-        answer = NUMBER_WORDS[int(fact.answer)] if fact.kind == "count" else fact.answer
-        words = fact.statement.split()
-        return " ".join(words[: words.index(answer)]), answer
 
     def next_word(text: str) -> str:
         session = TextSession(roles.model, tok.token_id("<canvas>"), roles._prompt_tags, tok.token_id("<img>"))
@@ -320,12 +314,11 @@ def test_the_model_knows_the_corpus_facts_it_does_not_say_in_a_plan():
         return tok.vocab[int(session.next_logits().argmax())]
 
     known = [f for f in load_facts() if f.split in ("trajectory", "text")]
-    assert all(next_word(f"{BOS} {cut(f)[0]}") == cut(f)[1] for f in known)
+    assert all(next_word(f"{BOS} {f.lead}") == f.answer_word for f in known)
     said = 0
     for meta in (m for m in load_benchmark("shapes-wise-val") if m["tag"] == "wise-text"):
         _, ((fact, _), *_) = parse_with_facts(meta["prompt"])
-        prefix, answer = cut(fact)
-        said += next_word(f"{history_text(meta['prompt'], [])} <ins> {prefix}") == answer
+        said += next_word(f"{history_text(meta['prompt'], [])} <ins> {fact.lead}") == fact.answer_word
     assert said <= MEASURED_IN_PLAN + 2, said
 
 

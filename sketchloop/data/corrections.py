@@ -50,7 +50,7 @@ from ..evaluation.process import paint_colours
 from ..format import Plan, plan_text
 from ..models.regions import parse_regions, placed, region_of
 from ..teachers import Teachers
-from ..world.instructions import split_recall
+from ..world.instructions import is_add
 from ..world.layout import Layout, PlacedObject, extend_layout, placement_order, relation_needs
 from ..world.parser import parse_prompt
 from ..world.render import DEFAULT_SIZE, render
@@ -67,7 +67,7 @@ TEACHER_ATTEMPTS = 30  # the layout sampler's attempts (objects shrink every 3) 
 def _added_group(graph: SceneGraph, drawn: list[int], plan: Plan, judge: Any) -> int | None:
     """The prompt group `plan` adds, when it is a right `add` of one new group (its `<des>` consistent
     with the prompt so far and one group more than the drawn ones); else None."""
-    if not split_recall(plan.ins)[1].startswith("add "):
+    if not is_add(plan.ins):
         return None
     try:
         described = parse_prompt(plan.des)

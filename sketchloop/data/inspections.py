@@ -22,7 +22,7 @@ from PIL import Image
 from ..errors import PromptError
 from ..format import Plan, scene_text
 from ..teachers import Teachers, blank_canvas
-from ..world.instructions import Scene, apply, instruction_text, split_recall
+from ..world.instructions import Scene, apply, instruction_text, is_add
 from ..world.parser import parse_prompt
 from ..world.render import DEFAULT_SIZE
 from ..world.scene import MAX_OBJECTS, ObjectGroup, Relation, SceneGraph
@@ -330,8 +330,7 @@ def _said_and_drawn(
     """`plan`'s step said as a perturbed plan is said (an `add` names group `g` of `scene` with
     all its relations; an edit step keeps its instruction; the `<des>` is `scene` in canonical
     order), grounded and sketched by the model on `before`."""
-    adds = split_recall(plan.ins)[1].startswith("add ")
-    ins = f"add {scene.groups[g].noun_phrase()}{_where(scene, g)}" if adds else plan.ins
+    ins = f"add {scene.groups[g].noun_phrase()}{_where(scene, g)}" if is_add(plan.ins) else plan.ins
     said = model.ground(text, history + [Plan(ins, scene_text(scene.to_text()))], int(rng.integers(2**31)))
     return said, model.sketch(text, history + [said], before, int(rng.integers(2**31)))
 

@@ -56,7 +56,7 @@ from ..models.regions import (
 )
 from ..models.tokenizer import WordTokenizer
 from ..models.unified import phrase_mask
-from ..world.instructions import split_recall
+from ..world.instructions import is_add
 from ..world.layout import Layout
 from ..world.vocab import BACKGROUND
 
@@ -178,7 +178,7 @@ def encode_row(row: dict, tok: WordTokenizer, canvas_tokens: int, region_order: 
             add(END, learning or index >= plan_from)
         elif kind == "sketch" and step["image"] < 0:  # an image step named by its regions alone
             learn = learning or index == corrected
-            if index == corrected and region_order == "raster" and split_recall(ins)[1].startswith("add "):
+            if index == corrected and region_order == "raster" and is_add(ins):
                 text = " ".join(r.text for r in raster(parse_regions(text)))  # the teacher's regions
             add("<img>", learn)
             if text:
@@ -191,7 +191,7 @@ def encode_row(row: dict, tok: WordTokenizer, canvas_tokens: int, region_order: 
                 regions = parse_regions(step["text"])
             else:
                 regions = changed_regions(layout, after_layout)
-                if region_order == "raster" and split_recall(ins)[1].startswith("add "):
+                if region_order == "raster" and is_add(ins):
                     regions = raster(regions)
             add("<img>", learning)
             for j, region in enumerate(regions):

@@ -69,6 +69,11 @@ def split_recall(text: str) -> tuple[str, str]:
     return (recall.strip(), instruction.strip()) if sep else ("", text)
 
 
+def is_add(text: str) -> bool:
+    """Whether an `<ins>` text adds a group (its instruction after any recall clause opens with "add")."""
+    return split_recall(text)[1].startswith("add ")
+
+
 def parse_instruction(text: str, scene: Scene) -> dict[str, Any]:
     """The structured edit an instruction asks for (PromptError if it cannot be read); a recall
     clause before it (`split_recall`) is not an edit and is not read."""

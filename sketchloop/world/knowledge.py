@@ -67,6 +67,17 @@ class Fact:
     def value(self) -> str | int:
         return int(self.answer) if self.kind == "count" else self.answer
 
+    @property
+    def answer_word(self) -> str:
+        """The answer as its statement writes it ("two" for a count of 2)."""
+        return NUMBER_WORDS[int(self.answer)] if self.kind == "count" else self.answer
+
+    @property
+    def lead(self) -> str:
+        """The statement's words before its answer ("a ripe banana is" for "a ripe banana is yellow")."""
+        words = self.statement.split()
+        return " ".join(words[: words.index(self.answer_word)])
+
     def statements(self) -> list[str]:
         """The fact as the plain sentences of the text corpus."""
         if self.kind == "colour":
@@ -76,7 +87,7 @@ class Fact:
                 f"{self.thing} has a {self.answer} colour",
             ]
         if self.kind == "count":
-            n = NUMBER_WORDS[int(self.answer)]
+            n = self.answer_word
             return [
                 self.statement,
                 f"the number of {self.part} {self.thing} has is {n}",
