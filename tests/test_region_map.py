@@ -116,17 +116,3 @@ def test_the_regions_stage_trains_the_map_alone(trajectories24, tmp_path):
         assert after.region_bias(hidden, ids, IMG).abs().sum() > 0
         memory = prompt_memory(hidden, ids, *TAGS)
         assert torch.equal(after.logits(hidden, memory), before.logits(before.hidden(ids), memory))
-
-
-def test_the_wedge_maxima_hold_the_cells_an_object_stands_left_right_above_or_below_of():
-    from sketchloop.models.unified import _wedges
-
-    anchor = torch.zeros(1, 1, 16, 16)
-    anchor[0, 0, 8, 10] = 1.0  # (y, x)
-    left, right, above, below = (w[0, 0] for w in _wedges(anchor))
-    assert left[8, 2] == 1 and left[4, 5] == 1 and left[3, 7] == 0  # 5 columns left, 4 up: in; 3 left, 5 up: out
-    assert right[8, 14] == 1 and right[10, 12] == 1 and right[8, 6] == 0
-    assert above[2, 10] == 1 and above[4, 13] == 1 and above[7, 13] == 0 and above[12, 10] == 0
-    assert below[15, 10] == 1 and below[11, 7] == 1 and below[9, 13] == 0
-    for wedge in (left, right, above, below):
-        assert wedge[8, 10] == 1 and wedge.sum() > 10  # the object's own cell, and a wedge from it

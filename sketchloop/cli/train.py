@@ -61,19 +61,6 @@ def train(
         help="region words are also scored by a spatial head over the regions written before (added to an "
         "--init checkpoint without it, changing no prediction until trained; --stage regions trains it alone)",
     ),
-    region_anchors: bool = typer.Option(
-        False,
-        "--region-anchors",
-        help="the region map also paints the drawn objects a step's relations name ('left of the yellow "
-        "cross'), matched by their words (added with the map to an --init checkpoint without them, changing "
-        "no prediction until trained)",
-    ),
-    region_wedges: bool = typer.Option(
-        False,
-        "--region-wedges",
-        help="the region map also reads the most of its maps within 45 degrees of each direction (added "
-        "with the map to an --init checkpoint without them, changing no prediction until trained)",
-    ),
     n_layer: int | None = typer.Option(
         None,
         "--n-layer",
@@ -130,8 +117,6 @@ def train(
         region_coords=region_coords,
         n_layer=n_layer,
         region_map=region_map,
-        region_anchors=region_anchors,
-        region_wedges=region_wedges,
     )
     if int(os.environ.get("RANK", "0")) == 0:
         losses = ", ".join(f"{k} {result[k]:.3f}" for k in ("ce", "crop", "full") if k in result)

@@ -12,7 +12,6 @@ from ..world.instructions import RECALL_END
 from ..world.vocab import (
     COLORS,
     COUNT_WORDS,
-    DEPTH_PHRASES,
     INVERSE_RELATION,
     RELATION_PHRASES,
     SHAPES,
@@ -70,11 +69,16 @@ class Reading:
         self.adding = bool(words) and words[0] == "add" and not self.phrases  # an `add`'s object is next
 
 
-def _add_objects(words: Sequence[str], position: int) -> tuple[int, list[tuple[list[int], int]], int] | None:
-    """For the region whose size token is at `position` (or, for a place a region may start, the
-    region written next), in an `add` step: the step's start, the positions and count of each
-    object it adds (its first noun phrase and the later ones not opened with "the", in text order)
-    and the index of the region among the step's. None when the step is not an `add`."""
+def region_words(words: Sequence[str], position: int) -> list[int] | None:
+    """The positions of `words` (a trajectory's tokens) the
+    image condition reads for the region whose size token is at `position` when that region
+    draws a later object of an `add` ("add a yellow star left of a brown cross": the cross):
+    the step's `<ins>`, its "add" and that object's noun phrase, as if the add named it alone.
+    An `add`'s objects are its first noun phrase and the later ones not opened with "the" (as
+    `Placement` reads them), in text order, each drawing as many regions as its count. None
+    for the first object's regions and for steps that are not an `add`: the "object" read
+    serves (every `add` of the loop's training data adds one object). An `<ins>`'s recall
+    clause ("a ripe banana is yellow ;") is not read: the step starts after its ";"."""
     start = max((i for i in range(position + 1) if words[i] in STEP_START_WORDS), default=None)
     if start is None or words[start] not in ("<ins>", RECALL_END) or words[start + 1 : start + 2] != ["add"]:
         return None
@@ -91,78 +95,11 @@ def _add_objects(words: Sequence[str], position: int) -> tuple[int, list[tuple[l
     if not phrases:
         return None
     region = sum(1 for i in range(img + 1, position + 1) if words[i] in _SIZE_WORDS) - 1
-    return start, phrases, region
-
-
-def _object_of(phrases: list[tuple[list[int], int]], region: int) -> int:
-    """Which of an add's objects (`_add_objects`) the region with that index draws (past the last
-    object's regions: the last)."""
-    for k, (_, count) in enumerate(phrases):
+    for k, (positions, count) in enumerate(phrases):
         if region < count:
-            return k
+            return [start, start + 1, *positions] if k else None
         region -= count
-    return len(phrases) - 1
-
-
-def region_words(words: Sequence[str], position: int) -> list[int] | None:
-    """The positions of `words` (a trajectory's tokens) the
-    image condition reads for the region whose size token is at `position` when that region
-    draws a later object of an `add` ("add a yellow star left of a brown cross": the cross):
-    the step's `<ins>`, its "add" and that object's noun phrase, as if the add named it alone.
-    An `add`'s objects are its first noun phrase and the later ones not opened with "the" (as
-    `Placement` reads them), in text order, each drawing as many regions as its count. None
-    for the first object's regions and for steps that are not an `add`: the "object" read
-    serves (every `add` of the loop's training data adds one object). An `<ins>`'s recall
-    clause ("a ripe banana is yellow ;") is not read: the step starts after its ";"."""
-    found = _add_objects(words, position)
-    if found is None:
-        return None
-    start, phrases, region = found
-    k = _object_of(phrases, region)
-    return [start, start + 1, *phrases[k][0]] if k else None
-
-
-def region_object(words: Sequence[str], position: int) -> list[int] | None:
-    """The positions of the words that name the object the region whose size token is at `position`
-    draws, without its determiner ("yellow star" of "add a yellow star left of the blue cross"):
-    how the region map's anchors recognise a drawn object (`step_anchors`). None for a step that
-    is not an `add`."""
-    found = _add_objects(words, position)
-    if found is None:
-        return None
-    _, phrases, region = found
-    return phrases[_object_of(phrases, region)][0][1:]
-
-
-ANCHOR_RELATIONS = sorted({*RELATION_PHRASES, *DEPTH_PHRASES}, key=lambda p: -len(p.split()))
-MAX_ANCHORS = 2  # the drawn objects one step's regions are placed by, at most
-
-
-def step_anchors(words: Sequence[str], position: int) -> list[tuple[list[int], list[int]]]:
-    """The drawn objects the `add` step holding `position` places its new object by, in text
-    order and at most MAX_ANCHORS: for each relation of its `<ins>` followed by a noun phrase
-    opened with "the" ("left of the yellow cross"), the positions of the relation's words and of
-    the phrase's words after "the" ("yellow cross"). Empty for any other step. Read from words
-    alone, as `region_words` is: which drawn region that phrase names is for the model to find."""
-    start = max((i for i in range(position + 1) if words[i] in STEP_START_WORDS), default=None)
-    if start is None or words[start] not in ("<ins>", RECALL_END) or words[start + 1 : start + 2] != ["add"]:
-        return []
-    end = next((i for i in range(start, len(words)) if words[i] in ("</ins>", "<img>")), len(words))
-    found: list[tuple[list[int], list[int]]] = []
-    i = start + 2
-    while i < end and len(found) < MAX_ANCHORS:
-        phrase = next((p.split() for p in ANCHOR_RELATIONS if list(words[i : i + len(p.split())]) == p.split()), None)
-        if phrase is None:
-            i += 1
-            continue
-        relation = list(range(i, i + len(phrase)))
-        i += len(phrase)
-        if i < end and words[i] == "the":
-            nouns = [j for j in range(i + 1, min(i + 4, end)) if words[j] in SHAPES or words[j] in SINGULARS]
-            if nouns:
-                found.append((relation, list(range(i + 1, nouns[0] + 1))))
-                i = nouns[0] + 1
-    return found
+    return [start, start + 1, *phrases[-1][0]] if len(phrases) > 1 else None  # regions past the last object's
 
 
 _SIZE_WORDS = {f"s{s}" for s in SIZE_TOKENS}

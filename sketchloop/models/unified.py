@@ -37,7 +37,6 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from ..errors import SketchloopError, first_line
-from .phrases import MAX_ANCHORS, region_object, step_anchors
 from .regions import GRID, REGION_FREQUENCIES, SIZE_STEPS, SIZE_TOKENS, region_word, region_word_features
 from .tokenizer import WordTokenizer
 
@@ -58,8 +57,6 @@ class UnifiedConfig:
     plan_view: bool = False  # the planner reads the canvas (`<canvas>` slots) before each plan it writes
     region_map: bool = False  # region words also scored by a spatial head over the regions written before (_RegionMap)
     region_map_keys: int = 8  # the channels of what the region map reads of each region written before
-    region_anchors: bool = False  # the region map also paints the drawn objects a step's relations name (_RegionMap)
-    region_wedges: bool = False  # the region map also reads the wedge maxima of its maps (_wedges)
 
     @property
     def canvas_tokens(self) -> int:
@@ -260,44 +257,6 @@ def region_cells(gx: torch.Tensor, gy: torch.Tensor, s: torch.Tensor) -> torch.T
     return cover(gy)[:, :, None] * cover(gx)[:, None, :]
 
 
-def _runs(x: torch.Tensor) -> list[torch.Tensor]:
-    """Running maxima of maps `x` (N, c, G, G) in the four directions: at each cell, the most of
-    what lies left of it, right of it, above it and below it (itself included)."""
-    return [
-        torch.cummax(x, 3).values,
-        torch.cummax(x.flip(3), 3).values.flip(3),
-        torch.cummax(x, 2).values,
-        torch.cummax(x.flip(2), 2).values.flip(2),
-    ]
-
-
-def _wedges(x: torch.Tensor) -> list[torch.Tensor]:
-    """Wedge maxima of maps `x` (N, c, G, G) in the four directions: at each cell, the most of what
-    lies within 45 degrees of the axis to its right, its left, below it and above it (itself
-    included). A cell holds an object in GenEval's "left of" another when that one lies in its
-    right wedge (the rule asks for the centres' offset within about 60 degrees of the axis; the
-    running maxima of `_runs` hold a half-plane, which also covers cells well above or below)."""
-
-    def rightward(m: torch.Tensor) -> torch.Tensor:  # the max over the wedge opening to the right
-        cols = [m[..., -1]]
-        for k in range(m.shape[-1] - 2, -1, -1):
-            spread = F.max_pool1d(cols[-1], 3, 1, 1)  # (N, c, G): one row up or down per column
-            cols.append(torch.maximum(m[..., k], spread))
-        return torch.stack(cols[::-1], -1)
-
-    t = x.transpose(2, 3)
-    return [
-        rightward(x),
-        rightward(x.flip(3)).flip(3),
-        rightward(t).transpose(2, 3),
-        rightward(t.flip(3)).flip(3).transpose(2, 3),
-    ]
-
-
-ANCHOR_KEY = 32  # the width of the projection a drawn object's words and an anchor's are matched in
-ANCHOR_FEATURES = 4  # learned features of an anchor's relation words, each painting the anchor once more
-
-
 class _RegionMap(nn.Module):
     """A spatial head for region words. Each region written before (a complete `x y s` triple in
     the sequence) is painted on a GRID x GRID map over the cells its box covers, carrying a key
@@ -307,15 +266,7 @@ class _RegionMap(nn.Module):
     each cell) go through dilated convolutions, and the result is a score for every (size, y, x)
     of the next region: one joint layout score that the `x`, `y` and size words add to their own
     (`UnifiedModel.region_bias`). Its last layer starts at zero: added to a trained model, it
-    changes no prediction until it is trained.
-
-    With `config.region_anchors` it also reads which drawn objects the step's relations name
-    (`phrases.step_anchors`: "left of the yellow cross"): each drawn region is matched to each
-    such phrase by the words that name its object (`phrases.region_object`: "yellow cross"),
-    through a learned projection of the word embeddings and a learned sharpness, and painted by
-    how well it matches, once plain and once per learned feature of the relation's words; those
-    anchor maps and their running maxima in the four directions enter the first layer through a
-    1 x 1 convolution that starts at zero (added to a trained map, it changes nothing at first)."""
+    changes no prediction until it is trained."""
 
     def __init__(self, cfg: UnifiedConfig, width: int = 32):
         super().__init__()
@@ -331,64 +282,26 @@ class _RegionMap(nn.Module):
         nn.init.zeros_(self.film.bias)
         nn.init.zeros_(self.out.weight)
         nn.init.zeros_(self.out.bias)  # type: ignore[arg-type]  # a Conv2d made with a bias
-        self.anchors = cfg.region_anchors
-        self.wedges = cfg.region_wedges
-        if cfg.region_wedges:
-            self.wedge_in = nn.Conv2d(4 * c, width, 1)
-            nn.init.zeros_(self.wedge_in.weight)
-            nn.init.zeros_(self.wedge_in.bias)  # type: ignore[arg-type]  # a Conv2d made with a bias
-        if cfg.region_anchors:
-            self.anchor_key = nn.Linear(d, ANCHOR_KEY, bias=False)
-            self.anchor_match = nn.Parameter(torch.tensor([10.0, 0.8]))  # sharpness and threshold of a match
-            self.anchor_relation = nn.Linear(d, ANCHOR_FEATURES)
-            self.anchor_in = nn.Conv2d(9 * MAX_ANCHORS * (1 + ANCHOR_FEATURES), width, 1)
-            nn.init.zeros_(self.anchor_in.weight)
-            nn.init.zeros_(self.anchor_in.bias)  # type: ignore[arg-type]  # a Conv2d made with a bias
-
-    def anchor_maps(
-        self,
-        objects: torch.Tensor,
-        cells: torch.Tensor,
-        anchors: torch.Tensor,
-        relations: torch.Tensor,
-        anchor_ok: torch.Tensor,
-        earlier: torch.Tensor,
-    ) -> torch.Tensor:
-        """(Nq, MAX_ANCHORS * (1 + ANCHOR_FEATURES), G, G): for each place a region may start and each
-        of its step's anchors, the drawn regions painted by how well their object's words `objects`
-        (Nt, C; zeros: none) match the anchor's `anchors` (Nq, A, C), once plain and once per feature of
-        the relation's words `relations` (Nq, A, C); `anchor_ok` (Nq, A) marks real anchors, `earlier`
-        (Nq, Nt) the regions written before each place, `cells` (Nt, G, G) their cells."""
-        keys = F.normalize(self.anchor_key(objects), dim=-1)
-        wanted = F.normalize(self.anchor_key(anchors), dim=-1)
-        sharpness, threshold = self.anchor_match
-        match = torch.sigmoid(sharpness * (torch.einsum("qak,tk->qat", wanted, keys) - threshold))
-        drawn = (objects.abs().sum(-1) > 0).to(match.dtype)
-        match = match * earlier[:, None, :].to(match.dtype) * drawn * anchor_ok[:, :, None]
-        n, a = anchors.shape[:2]
-        maps = (match.reshape(n * a, -1) @ cells.flatten(1)).view(n, a, 1, *cells.shape[1:])
-        features = torch.sigmoid(self.anchor_relation(relations)) * anchor_ok[..., None]
-        return torch.cat([maps, maps * features[..., None, None]], 2).flatten(1, 2)
 
     def paint(self, keys: torch.Tensor, cells: torch.Tensor) -> torch.Tensor:
         """(N, channels + 1, GRID, GRID): each region's key over its cells, and its coverage."""
         return torch.cat([self.key(keys)[:, :, None, None] * cells[:, None], cells[:, None]], 1)
 
-    def forward(self, memory: torch.Tensor, query: torch.Tensor, anchors: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(self, memory: torch.Tensor, query: torch.Tensor) -> torch.Tensor:
         """Scores (N, sizes, GRID, GRID) [size, y, x] of the next region for maps `memory` (N, c, G, G)
-        and the hidden states `query` (N, C) at the position before its `x`; `anchors` (`anchor_maps`)
-        with `config.region_anchors`."""
+        and the hidden states `query` (N, C) at the position before its `x`."""
         scale, shift = self.film(query)[:, :, None, None].chunk(2, 1)
         gated = F.relu(memory * (1 + scale) + shift)
+        runs = [
+            torch.cummax(gated, 3).values,
+            torch.cummax(gated.flip(3), 3).values.flip(3),
+            torch.cummax(gated, 2).values,
+            torch.cummax(gated.flip(2), 2).values.flip(2),
+        ]
         n, g = memory.shape[0], memory.shape[-1]
         axis = (torch.arange(g, device=memory.device, dtype=memory.dtype) + 0.5) / g
         coords = torch.stack([axis[None, :].expand(g, g), axis[:, None].expand(g, g)])[None].expand(n, -1, -1, -1)
-        pre = self.inp(torch.cat([memory, gated, *_runs(gated), coords], 1))
-        if self.wedges:
-            pre = pre + self.wedge_in(torch.cat(_wedges(gated), 1))
-        if anchors is not None:
-            pre = pre + self.anchor_in(torch.cat([anchors, *_runs(anchors), *_wedges(anchors)], 1))
-        h = F.gelu(pre + self.query(query)[:, :, None, None])
+        h = F.gelu(self.inp(torch.cat([memory, gated, *runs, coords], 1)) + self.query(query)[:, :, None, None])
         for conv in self.mid:
             h = h + F.gelu(conv(h))
         return self.out(h)
@@ -508,7 +421,6 @@ class UnifiedModel(nn.Module):
             nn.init.zeros_(self.coord_in.weight)
             nn.init.zeros_(self.coord_out.weight)
         self.region_map = _RegionMap(config) if config.region_map else None
-        self.vocab_words: list[str] | None = None  # the tokenizer's words in id order (index_region_words)
         if config.region_map:
             self.register_buffer("region_axis", torch.full((config.vocab_size,), -1, dtype=torch.long))
             self.register_buffer("region_value", torch.zeros(config.vocab_size, dtype=torch.long))
@@ -600,8 +512,7 @@ class UnifiedModel(nn.Module):
         paint = self.region_map.paint(hidden[rows, pos + 2], cells)  # Nt, c, G, G
         earlier = (rows[None, :] == rows_q[:, None]) & (pos[None, :] + 2 <= pos_q[:, None])  # Nq, Nt
         memory = (earlier.to(paint.dtype) @ paint.flatten(1)).view(len(rows_q), *paint.shape[1:])
-        anchors = self._anchor_maps(ids, rows, pos, cells, rows_q, pos_q, earlier) if self.region_map.anchors else None
-        scores = self.region_map(memory, hidden[rows_q, pos_q], anchors)  # Nq, sizes, G (y), G (x)
+        scores = self.region_map(memory, hidden[rows_q, pos_q])  # Nq, sizes, G (y), G (x)
         words = [(self.region_axis == a).nonzero(as_tuple=True)[0] for a in range(3)]
         words = [w[self.region_value[w].argsort()] for w in words]
         by_x = scores.logsumexp((1, 2)) - math.log(len(SIZE_TOKENS) * GRID)
@@ -615,52 +526,6 @@ class UnifiedModel(nn.Module):
         by_y = scores[q, :, :, gx].logsumexp(1) - math.log(len(SIZE_TOKENS))
         bias = bias.index_put((rows[:, None], pos[:, None], words[1][None, :]), by_y)
         return bias.index_put((rows[:, None], (pos + 1)[:, None], words[2][None, :]), scores[q, :, gy, gx])
-
-    def _anchor_maps(
-        self,
-        ids: torch.Tensor,
-        rows: torch.Tensor,
-        pos: torch.Tensor,
-        cells: torch.Tensor,
-        rows_q: torch.Tensor,
-        pos_q: torch.Tensor,
-        earlier: torch.Tensor,
-    ) -> torch.Tensor:
-        """The region map's anchor input (`_RegionMap.anchor_maps`) for the regions whose `x` is at
-        (`rows`, `pos`) and the places a region may start (`rows_q`, `pos_q`): the object each region
-        draws and the anchors of each place's step, read from the words (`phrases.region_object`,
-        `phrases.step_anchors`) as mean word embeddings."""
-        if self.vocab_words is None:
-            raise SketchloopError("the region map's anchors read words: index the model's vocabulary first")
-        embedded = self.embed(ids)
-        zero = embedded.new_zeros(embedded.shape[-1])
-        texts: dict[int, list[str]] = {}
-
-        def words(row: int) -> list[str]:
-            if row not in texts:
-                texts[row] = [self.vocab_words[i] for i in ids[row].tolist()]  # type: ignore[index]
-            return texts[row]
-
-        def mean(row: int, positions: Sequence[int] | None) -> torch.Tensor:
-            return embedded[row, list(positions)].mean(0) if positions else zero
-
-        objects = [mean(r, region_object(words(r), p + 2)) for r, p in zip(rows.tolist(), pos.tolist())]
-        anchors, relations, ok = [], [], []
-        for r, p in zip(rows_q.tolist(), pos_q.tolist()):
-            found = step_anchors(words(r), p)
-            found = found + [([], [])] * (MAX_ANCHORS - len(found))
-            anchors += [mean(r, obj) for _, obj in found]
-            relations += [mean(r, rel) for rel, _ in found]
-            ok += [1.0 if obj else 0.0 for _, obj in found]
-        n = len(rows_q)
-        return self.region_map.anchor_maps(  # type: ignore[union-attr]
-            torch.stack(objects) if objects else embedded.new_zeros(0, embedded.shape[-1]),
-            cells,
-            torch.stack(anchors).view(n, MAX_ANCHORS, -1),
-            torch.stack(relations).view(n, MAX_ANCHORS, -1),
-            embedded.new_tensor(ok).view(n, MAX_ANCHORS),
-            earlier,
-        )
 
     def next_region_bias(self, ids: Sequence[int], hidden: Sequence[torch.Tensor], opens: int) -> torch.Tensor | None:
         """`region_bias` (V,) for the word after a sequence being sampled (`ids`, the `hidden` state of
@@ -763,15 +628,13 @@ class UnifiedModel(nn.Module):
             raw = {k: tuple(v) if isinstance(v, list) else v for k, v in raw.items() if k in known}
             model = cls(UnifiedConfig(**raw))
             model.load_state_dict(load_file(str(directory / "model.safetensors")))
-            tokenizer = WordTokenizer.load(directory / "tokenizer.json")
-            model.vocab_words = list(tokenizer.vocab)
         except Exception as exc:  # corrupt or mismatched files: one clear line
             line = first_line(exc)
             raise SketchloopError(
                 f"checkpoint {directory} is corrupt or incompatible ({line[:160]}); "
                 f"retrain it or point --checkpoint at another folder"
             ) from None
-        return model.eval(), tokenizer
+        return model.eval(), WordTokenizer.load(directory / "tokenizer.json")
 
     def grown(
         self,
@@ -781,8 +644,6 @@ class UnifiedModel(nn.Module):
         region_coords: bool = False,
         n_layer: int | None = None,
         region_map: bool = False,
-        region_anchors: bool = False,
-        region_wedges: bool = False,
     ) -> tuple["UnifiedModel", WordTokenizer]:
         """The model with `words` (default: every word of the current vocabulary it lacks)
         appended to its vocabulary, with `copy_prompt` the pointer over the prompt added (its gate
@@ -794,23 +655,14 @@ class UnifiedModel(nn.Module):
         words = list(words) or [w for w in WordTokenizer().vocab if w not in tokenizer.index]
         copy_prompt = copy_prompt or self.config.copy_prompt
         region_coords = region_coords or self.config.region_coords
-        region_anchors = region_anchors or self.config.region_anchors
-        region_wedges = region_wedges or self.config.region_wedges
-        region_map = region_map or region_anchors or region_wedges or self.config.region_map
+        region_map = region_map or self.config.region_map
         n_layer = n_layer or self.config.n_layer
         if n_layer < self.config.n_layer:
             raise SketchloopError(
                 f"--n-layer {n_layer}: the checkpoint has {self.config.n_layer} layers; a model only grows"
             )
-        same = (copy_prompt, region_coords, n_layer, region_map, region_anchors, region_wedges)
-        old = (
-            self.config.copy_prompt,
-            self.config.region_coords,
-            self.config.n_layer,
-            self.config.region_map,
-            self.config.region_anchors,
-            self.config.region_wedges,
-        )
+        same = (copy_prompt, region_coords, n_layer, region_map)
+        old = (self.config.copy_prompt, self.config.region_coords, self.config.n_layer, self.config.region_map)
         if not words and same == old:
             return self, tokenizer
         vocab = WordTokenizer(tokenizer.vocab + words)
@@ -821,8 +673,6 @@ class UnifiedModel(nn.Module):
             region_coords=region_coords,
             n_layer=n_layer,
             region_map=region_map,
-            region_anchors=region_anchors,
-            region_wedges=region_wedges,
         )
         model = UnifiedModel(config)
         for block in list(model.blocks)[self.config.n_layer :]:
@@ -841,9 +691,7 @@ class UnifiedModel(nn.Module):
 
     def index_region_words(self, vocab: Sequence[str]) -> None:
         """With `config.region_coords` or `config.region_map`, store the lattice value of each region
-        word of `vocab` (the tokenizer's words in id order; saved with the weights), and keep the words
-        (what the region map's anchors read)."""
-        self.vocab_words = list(vocab)
+        word of `vocab` (the tokenizer's words in id order; saved with the weights)."""
         if self.config.region_coords:
             self.region_features.copy_(torch.from_numpy(region_word_features(list(vocab))))
         if self.config.region_map:

@@ -248,16 +248,13 @@ def train(
     region_coords: bool = False,
     n_layer: int | None = None,
     region_map: bool = False,
-    region_anchors: bool = False,
-    region_wedges: bool = False,
 ) -> dict:
     """Train (or resume training of) the unified model; returns the final step and losses.
     `copy_prompt`: the model has the pointer over the prompt (models/unified.py `_Pointer`),
     added to an `init` checkpoint without one (its other weights kept); `region_coords`: region words are
     also read and scored through their lattice value (`UnifiedModel.embed`), added the same way; `n_layer`:
     an `init` checkpoint grown to that many transformer blocks (`UnifiedModel.grown`); `region_map`: the
-    spatial head over region words (models/unified.py `_RegionMap`), added the same way; `region_anchors`:
-    the map's anchors (the drawn objects a step's relations name), added the same way."""
+    spatial head over region words (models/unified.py `_RegionMap`), added the same way."""
     if cfg.stage not in STAGES:
         raise SketchloopError(f"--stage {cfg.stage!r}: choose one of {', '.join(STAGES)}")
     world = int(os.environ.get("WORLD_SIZE", "1"))
@@ -274,13 +271,7 @@ def train(
         model, tokenizer = UnifiedModel.from_pretrained(init)
         # words added to the language since (world/knowledge.py), and the pointer if asked for
         model, tokenizer = model.grown(
-            tokenizer,
-            copy_prompt=copy_prompt,
-            region_coords=region_coords,
-            n_layer=n_layer,
-            region_map=region_map,
-            region_anchors=region_anchors,
-            region_wedges=region_wedges,
+            tokenizer, copy_prompt=copy_prompt, region_coords=region_coords, n_layer=n_layer, region_map=region_map
         )
     else:
         tokenizer = WordTokenizer()
@@ -288,12 +279,7 @@ def train(
         model = UnifiedModel(replace(config, n_layer=n_layer) if n_layer else config)
         model.index_region_words(tokenizer.vocab)
         model, tokenizer = model.grown(
-            tokenizer,
-            copy_prompt=copy_prompt,
-            region_coords=region_coords,
-            region_map=region_map,
-            region_anchors=region_anchors,
-            region_wedges=region_wedges,
+            tokenizer, copy_prompt=copy_prompt, region_coords=region_coords, region_map=region_map
         )
     if cfg.plan_views == "canvas":
         model.config = replace(model.config, plan_view=True)  # its loop then shows the planner the canvas
