@@ -116,3 +116,57 @@ def test_the_regions_stage_trains_the_map_alone(trajectories24, tmp_path):
         assert after.region_bias(hidden, ids, IMG).abs().sum() > 0
         memory = prompt_memory(hidden, ids, *TAGS)
         assert torch.equal(after.logits(hidden, memory), before.logits(before.hidden(ids), memory))
+
+
+def test_the_valid_regions_are_where_the_layout_sampler_could_have_drawn_from():
+    from sketchloop.training.sequences import valid_regions
+    from sketchloop.world.layout import PlacedObject
+
+    square = PlacedObject("square", "blue", 0.6, 0.5, 0.2, 0)
+    star = PlacedObject("star", "red", 0.2, 0.5, 0.2, 1)
+    need = {(1, 0): ["left of"], (0, 1): ["right of"]}
+    mask = valid_regions(star, [square], need)
+    assert mask is not None and mask.shape == (7, 16, 16)
+    cols = mask.any((0, 1)).nonzero()[0]
+    assert cols.max() < 8 and mask[:, 8, 2].any()  # left of the square, on its row
+    assert not mask[:, 0, 8].any() and not mask[:, 15, 9].any()  # straight above or below it: no
+    assert valid_regions(star, [square], {}) is None  # no relation to a drawn object: no target
+    depth = {(1, 0): ["in front of"], (0, 1): ["behind"]}
+    assert valid_regions(star, [square], depth) is None
+
+
+def test_the_regions_stage_can_learn_the_valid_regions(trajectories24, tmp_path):
+    from sketchloop.data.schema import read_dataset
+    from sketchloop.training.sequences import encode_row
+
+    rows = read_dataset(trajectories24).to_pylist()
+    valid = [v for r in rows for v in encode_row(r, TOK, 64, region_targets=True).valid]
+    assert valid  # relation steps hold the set their teacher region was drawn from
+    for pos, mask in valid:
+        assert pos > 0 and mask.dtype == bool and mask.any()
+    cfg = TrainConfig(steps=2, batch_size=4, max_flows=4, single_per_step=1, save_every=2, lr=1e-2)
+    train([trajectories24], tmp_path / "a", cfg, model_config=SMALL, progress=False)
+    regions = TrainConfig(stage="regions", steps=3, batch_size=8, save_every=3, lr=1e-2, region_targets=1.0)
+    result = train([trajectories24], tmp_path / "b", regions, init=tmp_path / "a", region_map=True, progress=False)
+    assert result["step"] == 3
+
+
+def test_a_map_that_moves_places_only_leaves_when_a_step_stops_to_the_trunk():
+    model = _trained_looking()
+    model.config = replace(model.config, region_map_places=True)
+    ids = TOK.encode(TEXT)
+    with torch.no_grad():
+        hidden = model.hidden(torch.tensor([ids]))
+        bias = model.region_bias(hidden, torch.tensor([ids]), IMG)[0]
+    x_words = model.region_axis == 0
+    session = TextSession(model, TOK.token_id("<canvas>"), TAGS, IMG)
+    session.feed(ids[:5])
+    for k in range(5, len(ids)):
+        plain = model.logits(hidden[0, k - 1], session.prompt())
+        got = session.next_logits()
+        assert torch.allclose(got, model.with_region_bias(plain, bias[k - 1]), rtol=1e-4, atol=1e-4)
+        if TOK.vocab[ids[k]].startswith("x") or TOK.vocab[ids[k]] == "</img>":  # a place a region may start
+            before, after = (torch.log_softmax(v, -1)[x_words].logsumexp(0) for v in (plain, got))
+            assert torch.allclose(before, after, atol=1e-5)  # a new region as likely as the trunk says
+            assert not torch.allclose(torch.log_softmax(plain, -1), torch.log_softmax(got, -1))  # places moved
+        session.feed([ids[k]])
