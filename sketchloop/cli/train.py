@@ -43,18 +43,6 @@ def train(
         help="canvas: each trajectory's plans also one by one, each read after the canvas it is drawn on "
         "(the planner that reads the canvas); blind: the same examples without the canvas",
     ),
-    region_targets: float = typer.Option(
-        0.0,
-        help="weight of a loss on the region map's joint scores (--stage regions): the log of the share they "
-        "give the regions the layout sampler could have drawn each teacher region from (its relations to drawn "
-        "objects held, clear of them), beside the words' cross-entropy on its one draw",
-    ),
-    region_map_places: bool = typer.Option(
-        False,
-        "--region-map-places",
-        help="the region map moves mass between places only: the x words' total probability stays the "
-        "trunk's, so when a step stops is not the map's to change",
-    ),
     copy_prompt: bool = typer.Option(
         False,
         "--copy-prompt",
@@ -102,8 +90,6 @@ def train(
         hard_crops=hard_crops,
         region_order=region_order,
         plan_views=plan_views,
-        region_targets=region_targets,
-        region_map_places=region_map_places,
     )
     if stage == "t2i":
         from ..training.t2i import train_t2i

@@ -209,7 +209,7 @@ class TextSession:
         if self.region_open is not None:
             bias = self.model.next_region_bias(self.ids, self.hidden, self.region_open)
             if bias is not None:
-                logits = self.model.with_region_bias(logits, bias)
+                logits = logits + bias
         return logits
 
     @torch.no_grad()

@@ -57,7 +57,6 @@ class UnifiedConfig:
     plan_view: bool = False  # the planner reads the canvas (`<canvas>` slots) before each plan it writes
     region_map: bool = False  # region words also scored by a spatial head over the regions written before (_RegionMap)
     region_map_keys: int = 8  # the channels of what the region map reads of each region written before
-    region_map_places: bool = False  # the map moves mass between places only, never to or from `</img>`
 
     @property
     def canvas_tokens(self) -> int:
@@ -485,21 +484,17 @@ class UnifiedModel(nn.Module):
         mixed = self.pointer(h, out.reshape(h.shape[0], h.shape[1], -1), self.embed(prompt.ids), prompt)
         return mixed.reshape(shape)
 
-    def region_bias(
-        self, hidden: torch.Tensor, ids: torch.Tensor, opens: int, only: int | None = None, with_scores: bool = False
-    ) -> Any:
+    def region_bias(self, hidden: torch.Tensor, ids: torch.Tensor, opens: int, only: int | None = None) -> torch.Tensor:
         """What the region map adds to the next-word scores (B, T, V) of `hidden` (B, T, C) over token
         `ids` (B, T; `opens` the id of `<img>`). Wherever a region may start (after `<img>` or a
         region's size word) the map of the regions written before in the row scores every (size, y, x);
         the `x` words there read it summed over sizes and rows; where a region does start, its `y`
         reads the column of the `x` written and its size the cell of both (each centred, so a map of
         zeros adds nothing). `only`: score the map at that position alone (and the region written
-        from it), zeros elsewhere. Zeros without `config.region_map`. `with_scores`: also the places a
-        region may start (rows, positions) and the map's scores there (N, sizes, GRID, GRID)."""
+        from it), zeros elsewhere. Zeros without `config.region_map`."""
         bias = torch.zeros(*ids.shape, self.config.vocab_size, device=hidden.device, dtype=hidden.dtype)
-        none = (ids.new_zeros(0), ids.new_zeros(0), hidden.new_zeros(0, len(SIZE_TOKENS), GRID, GRID))
         if self.region_map is None or ids.shape[1] < 2:
-            return (bias, none) if with_scores else bias
+            return bias
         axis, value = self.region_axis[ids], self.region_value[ids]
         start = torch.zeros_like(ids, dtype=torch.bool)  # the x of each complete region
         start[:, :-2] = (axis[:, :-2] == 0) & (axis[:, 1:-1] == 1) & (axis[:, 2:] == 2)
@@ -511,7 +506,7 @@ class UnifiedModel(nn.Module):
             may_start[:, only + 1 :] = False
         rows_q, pos_q = may_start.nonzero(as_tuple=True)  # where a region may start
         if not len(rows_q):
-            return (bias, none) if with_scores else bias
+            return bias
         rows, pos = start.nonzero(as_tuple=True)
         cells = region_cells(value[rows, pos], value[rows, pos + 1], value[rows, pos + 2] + SIZE_TOKENS[0])
         paint = self.region_map.paint(hidden[rows, pos + 2], cells)  # Nt, c, G, G
@@ -530,19 +525,7 @@ class UnifiedModel(nn.Module):
         gx, gy = value[rows, pos], value[rows, pos + 1]
         by_y = scores[q, :, :, gx].logsumexp(1) - math.log(len(SIZE_TOKENS))
         bias = bias.index_put((rows[:, None], pos[:, None], words[1][None, :]), by_y)
-        bias = bias.index_put((rows[:, None], (pos + 1)[:, None], words[2][None, :]), scores[q, :, gy, gx])
-        return (bias, (rows_q, pos_q, scores)) if with_scores else bias
-
-    def with_region_bias(self, logits: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
-        """`logits` (..., V) plus the region map's `bias` (`region_bias`). With `config.region_map_places`
-        the `x` words' bias is shifted so that their total probability stays what `logits` give it: the
-        map moves mass between places, and when a step stops (`</img>`) is the trunk's alone."""
-        out = logits + bias
-        if not self.config.region_map_places or self.region_map is None:
-            return out
-        x = self.region_axis == 0
-        shift = logits[..., x].logsumexp(-1, keepdim=True) - out[..., x].logsumexp(-1, keepdim=True)
-        return out + torch.where(x, shift, torch.zeros_like(shift))
+        return bias.index_put((rows[:, None], (pos + 1)[:, None], words[2][None, :]), scores[q, :, gy, gx])
 
     def next_region_bias(self, ids: Sequence[int], hidden: Sequence[torch.Tensor], opens: int) -> torch.Tensor | None:
         """`region_bias` (V,) for the word after a sequence being sampled (`ids`, the `hidden` state of

@@ -44,7 +44,6 @@ from ..format import BOS, CANVAS, END, EOS, INSPECT, REJECTION, prompt_text, sin
 from ..models.phrases import region_words
 from ..models.regions import (
     PASTE_MARGIN,
-    SIZE_TOKENS,
     Region,
     box_pixels,
     changed_regions,
@@ -58,8 +57,7 @@ from ..models.regions import (
 from ..models.tokenizer import WordTokenizer
 from ..models.unified import phrase_mask
 from ..world.instructions import is_add
-from ..world.layout import GRID, SIZE_STEPS, Layout, relation_needs
-from ..world.scene import SceneGraph
+from ..world.layout import Layout
 from ..world.vocab import BACKGROUND
 
 
@@ -117,25 +115,6 @@ class Example:
     target: list[bool]
     canvases: list[np.ndarray] = field(default_factory=list)
     flows: list[FlowItem] = field(default_factory=list)
-    valid: list[tuple[int, np.ndarray]] = field(default_factory=list)  # (position before a region, valid_regions)
-
-
-def valid_regions(obj, placed, need) -> np.ndarray | None:
-    """(sizes, GRID, GRID) [size, y, x] bool: the regions where the layout sampler could have put `obj`
-    beside the objects `placed` (inside the canvas, clear of them, every stated planar relation to
-    them held with the layout's margin; world/layout.py `fits`, vectorised): the set the teacher's one
-    region is drawn from. None when `obj` stands in no planar relation to a placed object, or in
-    depth to one (its overlap test is not vectorised over sizes here)."""
-    from ..world.layout import _feasible
-    from ..world.vocab import DEPTH_RELATIONS
-
-    rels = [r for o in placed for r in need.get((obj.group, o.group), ())]
-    if not rels or any(r in DEPTH_RELATIONS for r in rels):
-        return None
-    lattice = (np.arange(GRID) + 0.5) / GRID
-    xy = np.stack(np.meshgrid(lattice, lattice), -1).reshape(-1, 2)  # row-major: y, then x
-    out = np.stack([_feasible(xy, s / SIZE_STEPS, obj.group, placed, need, obj.shape, obj.points) for s in SIZE_TOKENS])
-    return out.reshape(len(SIZE_TOKENS), GRID, GRID)
 
 
 def blank_array(px: int) -> np.ndarray:
@@ -152,9 +131,7 @@ def raster(regions: list[Region]) -> list[Region]:
     return sorted(regions, key=lambda r: (r.gy, r.gx))
 
 
-def encode_row(
-    row: dict, tok: WordTokenizer, canvas_tokens: int, region_order: str = "drawn", region_targets: bool = False
-) -> Example:
+def encode_row(row: dict, tok: WordTokenizer, canvas_tokens: int, region_order: str = "drawn") -> Example:
     """One dataset row as a training sequence (see the module docstring). `region_order`: the
     regions of a teacher's `add` step in the order the teacher drew them ("drawn") or in reading
     order, top row first and left to right ("raster"; a correction's teacher regions too); a
@@ -189,7 +166,6 @@ def encode_row(
         return ex
     add(prompt_text(row["prompt"]), False)
     canvas, layout = blank_array(px), Layout()
-    need = relation_needs(SceneGraph.from_json(row["scene"])) if region_targets else {}
     ins = ""
     for index, step in enumerate(row["steps"]):
         kind, text = step["type"], step["text"]
@@ -218,14 +194,7 @@ def encode_row(
                 if region_order == "raster" and is_add(ins):
                     regions = raster(regions)
             add("<img>", learning)
-            new = [o for o in (after_layout.objects if after_layout is not None else ()) if o not in layout.objects]
             for j, region in enumerate(regions):
-                if region_targets and learning and is_add(ins) and not step["text"]:
-                    obj = next((o for o in new if region_of(o) == region), None)
-                    earlier = [o for o in new if region_of(o) in regions[:j]]
-                    mask = None if obj is None else valid_regions(obj, [*layout.objects, *earlier], need)
-                    if mask is not None and mask[region.s - SIZE_TOKENS[0], region.gy, region.gx]:
-                        ex.valid.append((len(ex.ids) - 1, mask))
                 add(region.text, learning)
                 if learning:
                     phrase = region_words(words, len(words) - 1)
@@ -303,7 +272,6 @@ def load_examples(
     progress: bool = True,
     region_order: str = "drawn",
     plan_views: str = "off",
-    region_targets: bool = False,
 ) -> tuple[list[Example], list[Example]]:
     """(sequence examples, single-mode examples) of the rows of `kinds` in `data_dirs`
     (`region_order`: see `encode_row`; `plan_views` "canvas" or "blind": each trajectory's plans
@@ -320,7 +288,7 @@ def load_examples(
         for row in tqdm(table.to_pylist(), desc=f"read {Path(data_dir).name}", disable=not progress, leave=False):
             if row["kind"] not in kinds:
                 continue
-            ex = encode_row(row, tok, canvas_tokens, region_order, region_targets)
+            ex = encode_row(row, tok, canvas_tokens, region_order)
             if len(ex.ids) <= block_size:
                 examples.append(ex)
             if row["kind"] == "trajectories":
@@ -352,13 +320,6 @@ def collate(
         targets[i, : len(e.ids) - 1] = torch.where(learn, seq[1:], torch.full_like(seq[1:], -100))
         canvases.extend(e.canvases)
     out: dict = {"ids": ids, "targets": targets}
-    valid = [(i, pos, mask) for i, e in enumerate(examples) for pos, mask in e.valid if pos < length]
-    if valid:
-        out["valid"] = {
-            "row": torch.tensor([i for i, _, _ in valid]),
-            "pos": torch.tensor([p for _, p, _ in valid]),
-            "mask": torch.from_numpy(np.stack([m for _, _, m in valid])),
-        }
     if canvases:
         out["canvases"] = torch.from_numpy(np.stack([to_float(c) for c in canvases]))
     crops = [(i, f) for i, e in enumerate(examples) for f in e.flows if f.region is not None]

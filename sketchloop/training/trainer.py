@@ -74,11 +74,6 @@ class TrainConfig:
     # each trajectory's plans also one by one, each read after the canvas it is drawn on ("canvas"),
     # or the same examples without it ("blind"); sequences.plan_view_examples
     plan_views: str = "off"
-    # weight of a loss on the region map's joint scores: the log of the share they give the regions the
-    # layout sampler could have drawn from (sequences.valid_regions), where the CE reads its one draw
-    region_targets: float = 0.0
-    # the region map moves mass between places only (UnifiedConfig.region_map_places)
-    region_map_places: bool = False
 
     def __post_init__(self) -> None:
         if self.plan_views not in PLAN_VIEWS:
@@ -176,12 +171,11 @@ class _Loss(torch.nn.Module):
         image_only: bool = False,
         regions_only: bool = False,
         region_open: int = -1,
-        region_targets: float = 0.0,
     ):
         super().__init__()
         self.model, self.canvas_id, self.text_weight = model, canvas_id, text_weight
         self.prompt_tags, self.image_only, self.regions_only = prompt_tags, image_only, regions_only
-        self.region_open, self.region_targets = region_open, region_targets
+        self.region_open = region_open
         self.step_starts, self.object_ends = torch.tensor(step_starts), torch.tensor(object_ends)
 
     def forward(self, batch: dict) -> tuple[torch.Tensor, dict[str, float]]:
@@ -194,26 +188,16 @@ class _Loss(torch.nn.Module):
             with torch.no_grad():
                 hidden = self.model.hidden(ids, batch.get("canvases"), ids == self.canvas_id)
                 logits = self.model.logits(hidden, prompt_memory(hidden, ids, *self.prompt_tags))
-            bias, (rows_q, pos_q, scores) = self.model.region_bias(hidden, ids, self.region_open, with_scores=True)
-            logits = self.model.with_region_bias(logits, bias)
+            logits = logits + self.model.region_bias(hidden, ids, self.region_open)
             targets = batch["targets"]
             region_words = self.model.region_axis[targets.clamp(min=0)] >= 0
             targets = torch.where(region_words & (targets >= 0), targets, torch.full_like(targets, -100))
             ce = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1), ignore_index=-100)
             loss, parts = ce, {"ce": ce.item()}  # its batches hold no flow examples (train: `draws`)
-            if self.region_targets and "valid" in batch and len(rows_q):
-                where = torch.full(ids.shape, -1, dtype=torch.long, device=ids.device)
-                where[rows_q, pos_q] = torch.arange(len(rows_q), device=ids.device)
-                q = where[batch["valid"]["row"], batch["valid"]["pos"]]
-                keep = q >= 0
-                picked = scores[q[keep]].flatten(1)
-                inside = picked.masked_fill(~batch["valid"]["mask"][keep].flatten(1), float("-inf"))
-                share = (picked.logsumexp(1) - inside.logsumexp(1)).mean()  # -log of the valid regions' share
-                loss, parts["valid"] = loss + self.region_targets * share, share.item()
         else:
             hidden = self.model.hidden(ids, batch.get("canvases"), ids == self.canvas_id)
             logits = self.model.logits(hidden, prompt_memory(hidden, ids, *self.prompt_tags))
-            logits = self.model.with_region_bias(logits, self.model.region_bias(hidden, ids, self.region_open))
+            logits = logits + self.model.region_bias(hidden, ids, self.region_open)
             ce = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), batch["targets"].reshape(-1), ignore_index=-100)
             loss, parts = self.text_weight * ce, {"ce": ce.item()}
         drop = self.model.config.cond_dropout
@@ -298,9 +282,7 @@ def train(
             tokenizer, copy_prompt=copy_prompt, region_coords=region_coords, region_map=region_map
         )
     if cfg.plan_views == "canvas":
-        model.config = replace(model.config, plan_view=True)
-    if cfg.region_map_places:
-        model.config = replace(model.config, region_map_places=True)  # its loop then shows the planner the canvas
+        model.config = replace(model.config, plan_view=True)  # its loop then shows the planner the canvas
     model.train().to(device)
     if cfg.stage == "regions" and model.region_map is None:
         raise SketchloopError(
@@ -319,7 +301,6 @@ def train(
         progress=progress and rank == 0,
         region_order=cfg.region_order,
         plan_views=cfg.plan_views,
-        region_targets=cfg.region_targets > 0,
     )
     opt = torch.optim.AdamW(
         [p for p in model.parameters() if p.requires_grad], lr=cfg.lr, weight_decay=cfg.weight_decay, betas=(0.9, 0.98)
@@ -343,7 +324,6 @@ def train(
         image_only=cfg.stage == "image",
         regions_only=cfg.stage == "regions",
         region_open=tokenizer.token_id("<img>"),
-        region_targets=cfg.region_targets,
     )
     wrapped = torch.nn.parallel.DistributedDataParallel(objective) if world > 1 else objective
     bar = tqdm(total=cfg.steps, initial=start, desc=f"train {cfg.stage}", disable=not progress or rank != 0)
