@@ -210,3 +210,41 @@ def test_linked_order_adds_each_group_by_one_drawn_group_and_draws_behind_first(
 def _plain_build(out):
     build("trajectories", 2, out, seed=4, edit_ops=0.0, shard_size=2, progress=False)
     return out / "build.json"
+
+
+def test_text_only_plans_are_the_trajectories_sequences_without_images(tmp_path):
+    """`--kind plans` writes what a trajectory's training sequence holds (the same prompt, plans
+    and regions for the same random draws) with no image and no flow example; the trainer's
+    text stages read it, the image stage does not."""
+    from sketchloop.backends.shapes import shapes_teachers
+    from sketchloop.data.trajectories import Rejections, make_trajectory
+    from sketchloop.errors import SketchloopError
+    from sketchloop.models.tokenizer import WordTokenizer
+    from sketchloop.training.sequences import encode_row
+    from sketchloop.training.trainer import STAGES
+
+    teachers = shapes_teachers()
+    tok = WordTokenizer()
+    for seed in range(6):
+        row = {
+            "kind": "trajectories",
+            **make_trajectory(np.random.default_rng(seed), teachers, 0.0, Rejections(), wording=0.5),
+        }
+        text = {
+            "kind": "plans",
+            **make_trajectory(np.random.default_rng(seed), teachers, 0.0, Rejections(), wording=0.5, images=False),
+        }
+        assert text["images"] == [] and text["prompt"] == row["prompt"]
+        a, b = encode_row(row, tok, 16), encode_row(text, tok, 16)
+        assert a.ids == b.ids and a.target == b.target
+        assert a.flows and not b.flows
+    summary = build("plans", 3, tmp_path / "p", seed=2, edit_ops=0.0, wording=0.5, progress=False)
+    assert summary["examples"] == 3
+    from sketchloop.pages.dataset import example_html
+
+    first = read_dataset(tmp_path / "p").to_pylist()[0]
+    page = example_html(first)  # its image steps shown by their region words
+    assert all(s["text"] in page for s in first["steps"] if s["type"] == "sketch") and "<img src" not in page
+    assert "plans" in STAGES["plan-sketch"] and "plans" in STAGES["regions"] and "plans" not in STAGES["image"]
+    with pytest.raises(SketchloopError, match="plans"):
+        build("plans", 1, tmp_path / "t", teacher={"model": "openai:x", "editor": "kontext"}, progress=False)

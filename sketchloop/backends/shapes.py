@@ -329,7 +329,11 @@ class LayoutEditor:
         self.size = size
 
     def edit(self, canvas: Canvas, step: Plan, rng: np.random.Generator) -> Canvas | None:
-        layout = canvas.layout if canvas.layout is not None else Layout()
+        new = self.edit_layout(canvas.layout if canvas.layout is not None else Layout(), step, rng)
+        return Canvas(render(new, self.size), new) if new is not None else None
+
+    def edit_layout(self, layout: Layout, step: Plan, rng: np.random.Generator) -> Layout | None:
+        """The layout after `step`, without rendering it (None: the edit found no room)."""
         op = step.edit
         kind = op["op"]
         if kind == "add" and "targets" in op:
@@ -383,7 +387,7 @@ class LayoutEditor:
             )
         else:
             raise ValueError(f"unknown edit op {kind!r}")
-        return Canvas(render(new, self.size), new)
+        return new
 
 
 def _stacked(objects: tuple[PlacedObject, ...], new: list[PlacedObject], op: dict[str, Any]) -> Layout:

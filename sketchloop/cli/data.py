@@ -17,8 +17,8 @@ data_app = typer.Typer(no_args_is_help=True, help="Build and look at staged trai
 def data_build(
     kind: str = typer.Option(
         ...,
-        help="trajectories, inspect, refine, facts (the knowledge base's text corpus) or corrections (a "
-        "--checkpoint's own plans with the teacher's regions)",
+        help="trajectories, inspect, refine, facts (the knowledge base's text corpus), corrections (a "
+        "--checkpoint's own plans with the teacher's regions) or plans (text-only trajectories: regions, no images)",
     ),
     n: int = typer.Option(..., help="number of examples"),
     out: Path = typer.Option(..., help="output folder (re-run to resume)"),

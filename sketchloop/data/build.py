@@ -75,7 +75,9 @@ def build(
     `planned_layouts`: ShapesWorld's step writer plans each scene's layout rather than drawing it
     uniformly (world/layout.py `sample_layout`); `linked_order`: it adds each scene's groups so
     that each is related to one drawn before it (backends/shapes.py `linked_order`). Kind `facts`
-    is the plain-text facts corpus (no images, no teachers)."""
+    is the plain-text facts corpus (no images, no teachers); kind `plans` is ShapesWorld's
+    trajectories without images, each image step named by its regions (data/trajectories.py
+    `draw_plan`: the exact editor's layouts, neither rendered nor judged)."""
     if kind not in KINDS:
         raise SketchloopError(f"unknown data kind {kind!r}; available: {', '.join(KINDS)}")
     if engine not in ("local", "ray"):
@@ -140,20 +142,23 @@ def build(
         params["layouts"] = "planned"
     if linked_order:
         params["order"] = "linked"
+    if kind == "plans" and teacher is not None:
+        raise SketchloopError("--kind plans is ShapesWorld's text-only trajectories (no images); it takes no --teacher")
     if recall_facts:
-        if kind != "trajectories" or teacher is not None or not knowledge:
+        if kind not in ("trajectories", "plans") or teacher is not None or not knowledge:
             raise SketchloopError(
                 "--recall-facts writes the fact before the step of a ShapesWorld trajectory whose prompt names "
                 "it: use it with --kind trajectories and --knowledge"
             )
         params["recall"] = True
     if wording:
-        if kind != "trajectories" or teacher is not None or not 0.0 <= wording <= 1.0:
+        if kind not in ("trajectories", "plans") or teacher is not None or not 0.0 <= wording <= 1.0:
             raise SketchloopError("--wording is the share (0 to 1) of ShapesWorld trajectories worded as people write")
         params["wording"] = wording
     if knowledge:
         own_rollouts = kind in ("inspect", "corrections") and checkpoint is not None
-        if not (kind == "trajectories" or own_rollouts) or teacher is not None or not 0.0 <= knowledge <= 1.0:
+        drawn_by_teachers = kind in ("trajectories", "plans")
+        if not (drawn_by_teachers or own_rollouts) or teacher is not None or not 0.0 <= knowledge <= 1.0:
             raise SketchloopError(
                 "--knowledge is the share (0 to 1) of ShapesWorld trajectories (or of a --checkpoint's inspected or "
                 "corrected rollouts) whose prompt names an attribute through a fact"

@@ -14,6 +14,9 @@ from .schema import read_dataset
 KIND_NOTES = {
     "trajectories": "Every kept step's image passed the judge against the step's `<des>`, and every final "
     "image passed it against the whole prompt. `images per example` = intermediate images.",
+    "plans": "Each example is a trajectory without images: the exact teacher's steps, each image step named by "
+    "the regions it paints in the exact editor's layout (`<img> x3 y12 s8 </img>`), neither rendered nor judged "
+    "(data/trajectories.py `draw_plan`). It trains the planner's words and regions, not the image expert.",
     "inspect": "Each example ends as the loop's inspector reads a step (`<img> R </img>`, the canvas, "
     "`<inspect>`): its plan against the prompt and, self-sampled, its image against its `<des>`; "
     "a conflict says where it is (`inconsistent plan:` / `inconsistent image:`) and adds a "
@@ -122,6 +125,8 @@ def write_card(
             if params.get("teacher")
             else " from the knowledge base (sketchloop/world/knowledge.csv). "
             if params["kind"] == "facts"
+            else " with ShapesWorld's exact teachers (parser, step writer, layout editor; nothing rendered). "
+            if params["kind"] == "plans"
             else " with ShapesWorld's exact teachers (parser, step writer, layout editor + renderer, detector judge). "
         )
         + "Schema: see `sketchloop/data/schema.py`; load with "

@@ -6,7 +6,7 @@ Hugging Face `datasets`):
 | column  | type                 | meaning                                                      |
 |---------|----------------------|--------------------------------------------------------------|
 | id      | string               | `{kind}-{shard:05d}-{index:05d}`                             |
-| kind    | string               | trajectories, inspect, refine, facts or corrections          |
+| kind    | string               | trajectories, inspect, refine, facts, corrections or plans   |
 | prompt  | string               | the full prompt                                              |
 | scene   | string               | its scene graph as JSON (sketchloop.SceneGraph.from_json)   |
 | steps   | list<struct>         | type, text, image (index into images or -1), op (edit JSON or "") |
@@ -19,7 +19,8 @@ Hugging Face `datasets`):
 Step types: `ins`, `des` (the plan), `sketch` (an image), `inspect`, `refine`, `end`, and
 `text` (a facts row's one plain sentence, "a ripe banana is yellow"; its prompt and scene are
 empty, its meta names the fact: world/knowledge.py). A `sketch` step with image -1 is an image
-step named by its regions alone (its text, `x3 y12 s8 ...`): a corrections row holds no image.
+step named by its regions alone (its text, `x3 y12 s8 ...`): a corrections or plans row holds
+no image.
 A `rejected` step (a replan correction) is a plan the inspection rejected, as `<ins> I </ins>
 <des> D </des>`; the step after it corrects it.
 
@@ -43,7 +44,7 @@ from PIL import Image
 
 from ..errors import SketchloopError
 
-KINDS = ("trajectories", "inspect", "refine", "facts", "corrections")
+KINDS = ("trajectories", "inspect", "refine", "facts", "corrections", "plans")
 SCHEMA = pa.schema(
     [
         ("id", pa.string()),

@@ -88,9 +88,16 @@ def make_shard(
         rejections = Rejections(**state["rejections"])
     for i in range(len(rows), n_examples):
         while True:  # ShapesWorld rows never hold a benchmark's scene or a held-out pair, even mid-trajectory
-            if kind == "trajectories":
+            if kind in ("trajectories", "plans"):
                 row = make_trajectory(
-                    rng, teachers, edit_ops, rejections, wording=wording, knowledge=knowledge, recall=recall_facts
+                    rng,
+                    teachers,
+                    edit_ops,
+                    rejections,
+                    wording=wording,
+                    knowledge=knowledge,
+                    recall=recall_facts,
+                    images=kind == "trajectories",
                 )
             elif kind == "facts":
                 row = make_facts_row(rng)

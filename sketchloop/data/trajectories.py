@@ -17,8 +17,10 @@ import numpy as np
 from ..errors import LayoutError, SketchloopError
 from ..format import Plan, scene_text
 from ..io import png_bytes
+from ..models.regions import changed_regions
 from ..teachers import Canvas, Teachers, blank_canvas
 from ..world.instructions import RECALL_END
+from ..world.layout import Layout
 from ..world.render import DEFAULT_SIZE
 from ..world.sample import random_composite_scene, random_scene
 from ..world.scene import SceneGraph
@@ -101,6 +103,26 @@ class Rejections:
     heldout_rows: int = 0  # examples drawn again: they named a held-out colour-shape pair
 
 
+def _draw_steps(
+    rng: np.random.Generator, teachers: Teachers, edit_ops: float, rejections: Rejections, wording: float
+) -> tuple[Any, list[Plan], str | None]:
+    """A scene, with probability `wording` a prompt worded as people write it (else None), and
+    the step writer's steps for the scene as that prompt states it (see `draw_trajectory`)."""
+    while True:
+        graph = draw_scene(rng, teachers)
+        prompt = None
+        if wording > 0 and isinstance(graph, SceneGraph) and rng.random() < wording:
+            from ..world.parser import parse_prompt
+            from ..world.phrasing import phrase
+
+            prompt = phrase(graph, rng, digits=0.0)  # counts as words: the model has no digit tokens
+            graph = parse_prompt(prompt)  # the same scene (phrase checks it), as the prompt states it
+        try:
+            return graph, teachers.writer.write_steps(graph, rng, edit_ops), prompt
+        except LayoutError:  # the writer's planned layout did not fit this time: draw another scene
+            rejections.trajectories_dropped += 1
+
+
 def draw_trajectory(
     rng: np.random.Generator,
     teachers: Teachers,
@@ -125,19 +147,7 @@ def draw_trajectory(
                 f"(--editor), the teacher model (--teacher) and the prompt templates"
             )
         drops += 1
-        graph = draw_scene(rng, teachers)
-        prompt = None
-        if wording > 0 and isinstance(graph, SceneGraph) and rng.random() < wording:
-            from ..world.parser import parse_prompt
-            from ..world.phrasing import phrase
-
-            prompt = phrase(graph, rng, digits=0.0)  # counts as words: the model has no digit tokens
-            graph = parse_prompt(prompt)  # the same scene (phrase checks it), as the prompt states it
-        try:
-            steps = teachers.writer.write_steps(graph, rng, edit_ops)
-        except LayoutError:  # the writer's planned layout did not fit this time: draw another scene
-            rejections.trajectories_dropped += 1
-            continue
+        graph, steps, prompt = _draw_steps(rng, teachers, edit_ops, rejections, wording)
         canvas = blank_canvas(size)
         canvases: list[Canvas] = []
         for step in steps:
@@ -155,6 +165,27 @@ def draw_trajectory(
         rejections.trajectories_dropped += 1
 
 
+def draw_plan(
+    rng: np.random.Generator, teachers: Teachers, edit_ops: float, rejections: Rejections, wording: float = 0.0
+) -> tuple[SceneGraph, list[Plan], list[Layout], str | None]:
+    """`draw_trajectory` without images: the layout after each step, neither rendered nor
+    judged (ShapesWorld's exact editor only: `LayoutEditor.edit_layout`)."""
+    if not hasattr(teachers.editor, "edit_layout"):
+        raise SketchloopError("text-only plans (--kind plans) need ShapesWorld's exact editor, not --editor")
+    while True:
+        graph, steps, prompt = _draw_steps(rng, teachers, edit_ops, rejections, wording)
+        layout: Layout | None = Layout()
+        layouts: list[Layout] = []
+        for step in steps:
+            layout = teachers.editor.edit_layout(layout, step, rng)
+            if layout is None:
+                break
+            layouts.append(layout)
+        if len(layouts) == len(steps):
+            return graph, steps, layouts, prompt
+        rejections.trajectories_dropped += 1
+
+
 def plan_rows(
     steps: list[Plan], canvases: list[Canvas], images: list[bytes], layouts: list[str]
 ) -> list[dict[str, Any]]:
@@ -168,6 +199,21 @@ def plan_rows(
             {"type": "des", "text": step.des, "image": -1, "op": ""},
             {"type": "sketch", "text": "", "image": len(images) - 1, "op": ""},
         ]
+    return rows
+
+
+def plan_text_rows(steps: list[Plan], layouts: list[Layout]) -> list[dict[str, Any]]:
+    """ins / des / sketch rows of a text-only trajectory: each image step named by the regions
+    it paints (`changed_regions`, as a trajectory's image rows are read), no image."""
+    rows, before = [], Layout()
+    for step, after in zip(steps, layouts):
+        regions = " ".join(r.text for r in changed_regions(before, after))
+        rows += [
+            {"type": "ins", "text": step.ins, "image": -1, "op": _json(step.op)},
+            {"type": "des", "text": step.des, "image": -1, "op": ""},
+            text_row("sketch", regions),
+        ]
+        before = after
     return rows
 
 
@@ -193,6 +239,7 @@ def make_trajectory(
     wording: float = 0.0,
     knowledge: float = 0.0,
     recall: bool = False,
+    images: bool = True,
 ) -> dict[str, Any]:
     """One trajectory example (the shared row schema, see data/schema.py). With probability
     `wording` a ShapesWorld prompt is worded as people write it (world/phrasing.py: synonyms,
@@ -204,13 +251,19 @@ def make_trajectory(
     what the prompt knows. With `recall`, the step that adds the group named through a fact first
     states the fact as the text corpus does ("a ripe banana is yellow ; add a yellow circle",
     world/instructions.py `split_recall`): the planner recalls, then draws; and such a prompt
-    leaves out "a photo of" with probability BARE_FACT_PROMPTS, as people write."""
-    graph, steps, canvases, worded = draw_trajectory(rng, teachers, edit_ops, rejections, size, wording=wording)
-    images: list[bytes] = []
+    leaves out "a photo of" with probability BARE_FACT_PROMPTS, as people write. Without
+    `images` (`--kind plans`), a text-only trajectory: its image steps named by their regions
+    alone, neither rendered nor judged (`draw_plan`)."""
+    pngs: list[bytes] = []
     layouts: list[str] = []
-    rows = plan_rows(steps, canvases, images, layouts) + [text_row("end")]
+    if images:
+        graph, steps, canvases, worded = draw_trajectory(rng, teachers, edit_ops, rejections, size, wording=wording)
+        rows = plan_rows(steps, canvases, pngs, layouts) + [text_row("end")]
+    else:
+        graph, steps, drawn, worded = draw_plan(rng, teachers, edit_ops, rejections, wording=wording)
+        rows = plan_text_rows(steps, drawn) + [text_row("end")]
     meta: dict[str, Any] = {"edit_ops": [s.edit["op"] for s in steps]}
-    row = example(graph, rows, images, layouts, "", meta)
+    row = example(graph, rows, pngs, layouts, "", meta)
     if worded is not None:
         row["prompt"] = worded
         row["meta"] = _json({**meta, "worded": True})

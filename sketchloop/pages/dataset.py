@@ -56,6 +56,10 @@ def example_html(example: dict[str, Any]) -> str:
         kind, text = step["type"], step["text"]
         if kind in ("ins", "des", "inspect", "refine"):
             item.append(f"<div class={kind}><b>&lt;{kind}&gt;</b> {html.escape(text)}</div>")
+        elif kind == "sketch" and step["image"] < 0:  # an image step named by its regions alone
+            item.append(f"<div class=regions><b>&lt;img&gt;</b> {html.escape(text)} <b>&lt;/img&gt;</b></div>")
+            parts.append("<li>" + "".join(item) + "</li>")
+            item = []
         elif kind == "sketch":
             item.append(_img_tag(example["images"][step["image"]], "sketch"))
             parts.append("<li>" + "".join(item) + "</li>")
@@ -68,7 +72,8 @@ def example_html(example: dict[str, Any]) -> str:
     style = (
         "body{font-family:sans-serif;max-width:900px;margin:2em auto} li{margin:1em 0;padding:.5em;"
         "border-left:4px solid #ccc} .ins{color:#1a5} .des{color:#555} .inspect{color:#a50} "
-        ".refine{color:#b12} .meta{color:#888} img{display:block;margin-top:.4em;border:1px solid #999}"
+        ".refine{color:#b12} .regions{color:#36c;font-family:monospace} .meta{color:#888} "
+        "img{display:block;margin-top:.4em;border:1px solid #999}"
     )
     return (
         f"<!doctype html><html><head><meta charset=utf-8><title>{html.escape(example['prompt'])}</title>"

@@ -13,7 +13,8 @@ the patch embeddings of the canvas being inspected, as the inspector reads them 
 inference (backends/unified.py `_read_canvas`).
 
 What the loss covers, per kind:
-- trajectories: every token after `</prompt>` and every region (plan + sketch);
+- trajectories: every token after `</prompt>` and every region (plan + sketch); plans (text-only
+  trajectories) the same, their image steps named by their regions alone (no flow example);
 - inspect: from `<inspect>` on (the history may be self-sampled and wrong: no loss);
 - refine: from `<inspect>` on, with the corrected image's regions and flow examples;
 - corrections: the last step's regions and `</img>` only (the history and plan are the model's
@@ -140,7 +141,7 @@ def encode_row(row: dict, tok: WordTokenizer, canvas_tokens: int, region_order: 
     layouts = [Layout.from_dict(json.loads(s)) if s else None for s in row["layouts"]]
     px = images[0].shape[0] if images else 64
     ex = Example([], [])
-    learning = row["kind"] == "trajectories"
+    learning = row["kind"] in ("trajectories", "plans")
     corrected = len(row["steps"]) - 1 if row["kind"] == "corrections" else -1  # the one step learned
     if corrected >= 0 and json.loads(row.get("meta") or "{}").get("teacher") in ("plan", "replan"):  # its plan too
         plan_from = corrected if row["steps"][-1]["type"] == "end" else corrected - 2

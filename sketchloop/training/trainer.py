@@ -31,19 +31,19 @@ from ..models.tokenizer import WordTokenizer
 from ..models.unified import UnifiedConfig, UnifiedModel, prompt_memory
 from .sequences import PLAN_VIEWS, REGION_ORDERS, collate, load_examples
 
-# The rows each stage trains on (data pipelines 1, 2 and 3, the facts corpus and the on-policy region
-# corrections; joint = all of them). The image stage
+# The rows each stage trains on (data pipelines 1, 2 and 3, text-only plans, the facts corpus and the
+# on-policy region corrections; joint = all of them). The image stage
 # trains the image expert alone (IMAGE_EXPERT) on the trajectories' crops; every text weight
 # stays as it was, so plans, inspections and the plan check read the same likelihoods. The regions
 # stage trains the region map alone (REGION_MAP, models/unified.py `_RegionMap`) on the region
 # words of trajectories; every other weight stays as it was.
 STAGES: dict[str, set[str]] = {
-    "plan-sketch": {"trajectories", "facts", "corrections"},
+    "plan-sketch": {"trajectories", "plans", "facts", "corrections"},
     "inspect": {"inspect"},
     "refine": {"refine"},
-    "joint": {"trajectories", "inspect", "refine", "facts", "corrections"},
+    "joint": {"trajectories", "plans", "inspect", "refine", "facts", "corrections"},
     "image": {"trajectories"},
-    "regions": {"trajectories", "corrections"},
+    "regions": {"trajectories", "plans", "corrections"},
 }
 IMAGE_EXPERT = ("reader.", "flow.", "null_cond")  # parameter names of the image expert
 REGION_MAP = ("region_map.",)  # parameter names of the region map
