@@ -181,7 +181,7 @@ def test_unknown_stage_and_wrong_data(data, tmp_path):
         train([data], tmp_path / "x", TrainConfig(stage="plan"), model_config=SMALL)
     inspect = tmp_path / "inspect"
     build("inspect", 4, inspect, shard_size=4, progress=False)
-    with pytest.raises(SketchloopError, match="trains on corrections, facts, trajectories"):
+    with pytest.raises(SketchloopError, match="trains on corrections, facts, plans, trajectories"):
         train([inspect], tmp_path / "y", TrainConfig(steps=1), model_config=SMALL)
 
 
