@@ -144,20 +144,20 @@ def build(
         params["order"] = "linked"
     if kind == "plans" and teacher is not None:
         raise SketchloopError("--kind plans is ShapesWorld's text-only trajectories (no images); it takes no --teacher")
+    drawn_by_teachers = kind in ("trajectories", "plans")  # trajectories, with or without images
     if recall_facts:
-        if kind not in ("trajectories", "plans") or teacher is not None or not knowledge:
+        if not drawn_by_teachers or teacher is not None or not knowledge:
             raise SketchloopError(
                 "--recall-facts writes the fact before the step of a ShapesWorld trajectory whose prompt names "
-                "it: use it with --kind trajectories and --knowledge"
+                "it: use it with --kind trajectories (or plans) and --knowledge"
             )
         params["recall"] = True
     if wording:
-        if kind not in ("trajectories", "plans") or teacher is not None or not 0.0 <= wording <= 1.0:
+        if not drawn_by_teachers or teacher is not None or not 0.0 <= wording <= 1.0:
             raise SketchloopError("--wording is the share (0 to 1) of ShapesWorld trajectories worded as people write")
         params["wording"] = wording
     if knowledge:
         own_rollouts = kind in ("inspect", "corrections") and checkpoint is not None
-        drawn_by_teachers = kind in ("trajectories", "plans")
         if not (drawn_by_teachers or own_rollouts) or teacher is not None or not 0.0 <= knowledge <= 1.0:
             raise SketchloopError(
                 "--knowledge is the share (0 to 1) of ShapesWorld trajectories (or of a --checkpoint's inspected or "

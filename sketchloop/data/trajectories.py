@@ -105,22 +105,23 @@ class Rejections:
 
 def _draw_steps(
     rng: np.random.Generator, teachers: Teachers, edit_ops: float, rejections: Rejections, wording: float
-) -> tuple[Any, list[Plan], str | None]:
+) -> tuple[Any, list[Plan], str | None] | None:
     """A scene, with probability `wording` a prompt worded as people write it (else None), and
-    the step writer's steps for the scene as that prompt states it (see `draw_trajectory`)."""
-    while True:
-        graph = draw_scene(rng, teachers)
-        prompt = None
-        if wording > 0 and isinstance(graph, SceneGraph) and rng.random() < wording:
-            from ..world.parser import parse_prompt
-            from ..world.phrasing import phrase
+    the step writer's steps for the scene as that prompt states it (see `draw_trajectory`);
+    None, counted as dropped, when the writer's planned layout did not fit this time."""
+    graph = draw_scene(rng, teachers)
+    prompt = None
+    if wording > 0 and isinstance(graph, SceneGraph) and rng.random() < wording:
+        from ..world.parser import parse_prompt
+        from ..world.phrasing import phrase
 
-            prompt = phrase(graph, rng, digits=0.0)  # counts as words: the model has no digit tokens
-            graph = parse_prompt(prompt)  # the same scene (phrase checks it), as the prompt states it
-        try:
-            return graph, teachers.writer.write_steps(graph, rng, edit_ops), prompt
-        except LayoutError:  # the writer's planned layout did not fit this time: draw another scene
-            rejections.trajectories_dropped += 1
+        prompt = phrase(graph, rng, digits=0.0)  # counts as words: the model has no digit tokens
+        graph = parse_prompt(prompt)  # the same scene (phrase checks it), as the prompt states it
+    try:
+        return graph, teachers.writer.write_steps(graph, rng, edit_ops), prompt
+    except LayoutError:
+        rejections.trajectories_dropped += 1
+        return None
 
 
 def draw_trajectory(
@@ -147,7 +148,10 @@ def draw_trajectory(
                 f"(--editor), the teacher model (--teacher) and the prompt templates"
             )
         drops += 1
-        graph, steps, prompt = _draw_steps(rng, teachers, edit_ops, rejections, wording)
+        drawn = _draw_steps(rng, teachers, edit_ops, rejections, wording)
+        if drawn is None:
+            continue
+        graph, steps, prompt = drawn
         canvas = blank_canvas(size)
         canvases: list[Canvas] = []
         for step in steps:
@@ -173,7 +177,10 @@ def draw_plan(
     if not hasattr(teachers.editor, "edit_layout"):
         raise SketchloopError("text-only plans (--kind plans) need ShapesWorld's exact editor, not --editor")
     while True:
-        graph, steps, prompt = _draw_steps(rng, teachers, edit_ops, rejections, wording)
+        drawn = _draw_steps(rng, teachers, edit_ops, rejections, wording)
+        if drawn is None:
+            continue
+        graph, steps, prompt = drawn
         layout: Layout | None = Layout()
         layouts: list[Layout] = []
         for step in steps:
@@ -192,13 +199,7 @@ def plan_rows(
     """ins / des / sketch rows for the given steps, appending their images."""
     rows = []
     for step, canvas in zip(steps, canvases):
-        images.append(png_bytes(canvas.image))
-        layouts.append(_layout_json(canvas.layout))
-        rows += [
-            {"type": "ins", "text": step.ins, "image": -1, "op": _json(step.op)},
-            {"type": "des", "text": step.des, "image": -1, "op": ""},
-            {"type": "sketch", "text": "", "image": len(images) - 1, "op": ""},
-        ]
+        rows += [*_plan_text(step), image_row(canvas.image, canvas.layout, images, layouts)]
     return rows
 
 
@@ -207,14 +208,14 @@ def plan_text_rows(steps: list[Plan], layouts: list[Layout]) -> list[dict[str, A
     it paints (`changed_regions`, as a trajectory's image rows are read), no image."""
     rows, before = [], Layout()
     for step, after in zip(steps, layouts):
-        regions = " ".join(r.text for r in changed_regions(before, after))
-        rows += [
-            {"type": "ins", "text": step.ins, "image": -1, "op": _json(step.op)},
-            {"type": "des", "text": step.des, "image": -1, "op": ""},
-            text_row("sketch", regions),
-        ]
+        rows += [*_plan_text(step), text_row("sketch", " ".join(r.text for r in changed_regions(before, after)))]
         before = after
     return rows
+
+
+def _plan_text(step: Plan) -> list[dict[str, Any]]:
+    """A step's ins and des rows."""
+    return [{"type": "ins", "text": step.ins, "image": -1, "op": _json(step.op)}, text_row("des", step.des)]
 
 
 def text_row(kind: str, text: str = "") -> dict[str, Any]:
